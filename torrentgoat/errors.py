@@ -1,0 +1,114 @@
+"""Every error torrentgoat raises on purpose (level L0).
+
+Bad input of any kind -- torrent files, magnets, wire messages, KRPC packets, tracker replies,
+manifests, HTTP responses -- surfaces as a subclass of :class:`TorrentGoatError` with a message that
+names what was wrong.  Drivers catch these at their boundary: a :class:`RemoteProtocolError` drops
+the one peer (or packet) at fault, never the session.
+
+The protocol split follows h11: :class:`RemoteProtocolError` is the other side's fault,
+:class:`LocalProtocolError` is ours (a bug, or the caller asked the engine for something the state
+machine forbids).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BencodeError",
+    "ConfigError",
+    "DHTError",
+    "KRPCError",
+    "LocalProtocolError",
+    "MagnetError",
+    "ManifestError",
+    "MetainfoError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SignatureError",
+    "StorageError",
+    "TorrentGoatError",
+    "TrackerError",
+    "UnsafeModelError",
+    "UnsafePathError",
+    "VerificationError",
+    "WebSeedError",
+]
+
+
+class TorrentGoatError(Exception):
+    """Base of every error torrentgoat raises deliberately."""
+
+
+class ConfigError(TorrentGoatError, ValueError):
+    """A configuration value or command-line option is out of range or inconsistent."""
+
+
+class BencodeError(TorrentGoatError, ValueError):
+    """Bytes that are not strict bencoding (BEP 3), or a value that cannot be bencoded."""
+
+
+class MetainfoError(TorrentGoatError, ValueError):
+    """A .torrent file (or its ``info`` dictionary) breaks BEP 3 / BEP 12 / BEP 19 / BEP 27 / BEP 47."""
+
+
+class UnsafePathError(MetainfoError):
+    """A file path in a torrent or manifest could escape the download directory or collide."""
+
+
+class MagnetError(TorrentGoatError, ValueError):
+    """A magnet URI that BEP 9 / BEP 46 / BEP 53 cannot read."""
+
+
+class ManifestError(TorrentGoatError, ValueError):
+    """A collection manifest that does not follow its schema."""
+
+
+class SignatureError(TorrentGoatError):
+    """An ed25519 signature (BEP 44 item or manifest) that does not verify."""
+
+
+class ProtocolError(TorrentGoatError):
+    """A protocol rule was broken; see the two subclasses for whose fault it was."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The remote side broke the protocol (malformed, oversized or forbidden message): drop it."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We asked an engine to do something its state machine does not allow (a bug on our side)."""
+
+
+class KRPCError(RemoteProtocolError):
+    """A KRPC packet (BEP 5) that cannot be decoded or does not follow the message schema.
+
+    ``code`` is the KRPC error code to answer with when the packet was a query (201 generic,
+    202 server, 203 protocol, 204 method unknown).
+    """
+
+    def __init__(self, message: str, *, code: int = 203) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DHTError(TorrentGoatError):
+    """A DHT operation failed as a whole (no nodes answered, item not found, put refused)."""
+
+
+class TrackerError(TorrentGoatError):
+    """A tracker reply that is malformed, or a ``failure reason`` the tracker sent (BEP 3 / BEP 15)."""
+
+
+class WebSeedError(TorrentGoatError):
+    """A web seed (BEP 19) answered with something other than the bytes asked for."""
+
+
+class StorageError(TorrentGoatError):
+    """Reading or writing torrent data on disk failed, or a layout would leave the download directory."""
+
+
+class VerificationError(TorrentGoatError):
+    """Data did not match its hash (SHA-1 piece hash, or a manifest's SHA-256)."""
+
+
+class UnsafeModelError(TorrentGoatError):
+    """A model file uses a format refused by policy (pickle-based weights) or has a corrupt header."""
