@@ -1,0 +1,5 @@
+"""``python -m torrentgoat``."""
+
+from torrentgoat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Command line, level L6: ``python -m torrentgoat <command>``.
+
+Each command lives in its own module of this package and exposes::
+
+    ORDER: int                      # position in ``--help``
+    def register(sub: argparse._SubParsersAction) -> None   # adds its parser, sets ``func``
+
+``func(args) -> int`` returns the exit code.  Commands are discovered, so adding one is adding a module.
+This is the only place that calls ``asyncio.run`` (through :func:`torrentgoat.cli._run.run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from torrentgoat import __version__
+from torrentgoat.errors import TorrentGoatError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torrentgoat",
+        description="Pure-asyncio BitTorrent for distributing AI models.",
+    )
+    parser.add_argument("--version", action="version", version=f"torrentgoat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    modules = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            modules.append(module)
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except TorrentGoatError as exc:
+        print(f"torrentgoat: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("torrentgoat: interrupted", file=sys.stderr)
+        return 130
+    return code

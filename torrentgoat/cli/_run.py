@@ -1,0 +1,24 @@
+"""Run a coroutine on uvloop when it is installed, else on the plain asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["run"]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` with uvloop's loop factory unless ``TORRENTGOAT_NO_UVLOOP`` is set."""
+    if not os.environ.get("TORRENTGOAT_NO_UVLOOP"):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return asyncio.run(coro, loop_factory=uvloop.new_event_loop)
+    return asyncio.run(coro)
