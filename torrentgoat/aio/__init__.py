@@ -1,0 +1,1 @@
+"""asyncio drivers, level L4: the only layer that awaits sockets, files and threads."""
