@@ -2,15 +2,77 @@
 
 BEP 3 (single- and multi-file), BEP 12 (``announce-list``), BEP 19 (``url-list``), BEP 27 (``private``),
 BEP 47 (pad files and ``attr``).
+
+Entry points:
+
+* :func:`parse_metainfo` -- a whole .torrent file's bytes to a :class:`Metainfo`;
+* :func:`load_metainfo` -- the same from a path, reading at most :data:`MAX_TORRENT_SIZE` bytes;
+* :func:`parse_info` -- the bencoded ``info`` dictionary alone (a .torrent's ``info`` value, or the
+  metadata fetched with BEP 9 ``ut_metadata``) to an :class:`InfoDict`;
+* :meth:`Metainfo.to_bytes` / :func:`encode_metainfo` -- back to a .torrent, the ``info`` bytes kept
+  exactly as they were so the info-hash never changes.
+
+The info-hash is SHA-1 over the *exact bytes* of the ``info`` value as they appear in the input (BEP 3),
+never over a re-encoding: a torrent whose keys are not sorted keeps the identity every client computes.
+
+Validation (each failure a :class:`~torrentgoat.errors.MetainfoError`, paths an
+:class:`~torrentgoat.errors.UnsafePathError`, both naming what was wrong):
+
+* ``piece length`` is a power of two between :data:`MIN_PIECE_LENGTH` and :data:`MAX_PIECE_LENGTH`;
+* ``pieces`` is a multiple of 20 bytes and holds exactly ``ceil(total_length / piece_length)`` hashes;
+* exactly one of ``length`` (single file) and ``files`` (multi-file) is present; lengths are
+  non-negative integers; the torrent holds at least one byte and at most :data:`MAX_FILES` files;
+* ``name`` and every path component are non-empty UTF-8 text (``name.utf-8`` / ``path.utf-8`` are
+  preferred when present and valid, as most clients do), not ``.`` or ``..``, without ``/``, ``\\``
+  or NUL, not a Windows drive (``C:``); the name alone is never absolute since it is one component;
+* no two real files share a path, and no file's path is a directory of another file
+  (``a`` and ``a/b``).  BEP 47 pad files (``attr`` contains ``p``) are exempt from the collision
+  rules: they are never written to disk, and libtorrent reuses ``.pad/<size>`` for equal-sized pads.
+
+Every other key is ignored, as BEP 3 asks of unknown keys.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from torrentgoat import bencode
+from torrentgoat.bencode import BValue
+from torrentgoat.errors import BencodeError, MetainfoError, UnsafePathError
 from torrentgoat.primitives import InfoHash
 
-__all__ = ["FileEntry", "InfoDict", "Metainfo"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_PIECE_LENGTH",
+    "MAX_TORRENT_SIZE",
+    "MIN_PIECE_LENGTH",
+    "FileEntry",
+    "InfoDict",
+    "Metainfo",
+    "check_path_component",
+    "encode_metainfo",
+    "load_metainfo",
+    "parse_info",
+    "parse_metainfo",
+]
+
+MAX_TORRENT_SIZE = 64 * 1024 * 1024
+"""Largest .torrent file (or ``info`` dictionary) accepted: 64 MiB, ~3.3 million piece hashes."""
+
+MAX_FILES = 1_000_000
+"""Most file entries (pad files included) accepted in one torrent."""
+
+MIN_PIECE_LENGTH = 16 * 1024
+"""Smallest piece length accepted: one block (BEP 3 requests are 16 KiB)."""
+
+MAX_PIECE_LENGTH = 128 * 1024 * 1024
+"""Largest piece length accepted: bounds the memory of one piece buffer whatever the torrent says."""
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,3 +156,308 @@ class Metainfo:
     @property
     def info_hash(self) -> InfoHash:
         return self.info.info_hash
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """Every tracker URL, tier by tier, in order."""
+        return tuple(url for tier in self.announce_tiers for url in tier)
+
+    def to_bytes(self) -> bytes:
+        """Bencode the whole torrent; ``info`` is written as its exact original bytes (BEP 3).
+
+        Only the keys this class holds are written: ``announce`` (first tracker) and ``announce-list``
+        (BEP 12), ``comment``, ``created by``, ``creation date``, ``info``, ``url-list`` (BEP 19).
+        """
+        top: dict[bytes, BValue] = {}
+        if self.announce_tiers:
+            top[b"announce"] = self.announce_tiers[0][0].encode()
+            if len(self.trackers) > 1:
+                top[b"announce-list"] = [[url.encode() for url in tier] for tier in self.announce_tiers]
+        if self.comment:
+            top[b"comment"] = self.comment.encode()
+        if self.created_by:
+            top[b"created by"] = self.created_by.encode()
+        if self.creation_date is not None:
+            top[b"creation date"] = self.creation_date
+        if self.web_seeds:
+            top[b"url-list"] = [url.encode() for url in self.web_seeds]
+        parts = [b"d"]
+        for key in sorted([*top, b"info"]):
+            parts.append(bencode.encode(key))
+            parts.append(self.info.raw if key == b"info" else bencode.encode(top[key]))
+        parts.append(b"e")
+        return b"".join(parts)
+
+
+def encode_metainfo(metainfo: Metainfo) -> bytes:
+    """The bytes of a .torrent file for ``metainfo`` (same as :meth:`Metainfo.to_bytes`)."""
+    return metainfo.to_bytes()
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def _text(value: BValue, what: str) -> str:
+    if not isinstance(value, bytes):
+        raise MetainfoError(f"{what} must be a byte string, got {type(value).__name__}")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MetainfoError(f"{what} is not valid UTF-8: {value[:64]!r}") from None
+
+
+def _int(value: BValue, what: str) -> int:
+    if not isinstance(value, int):
+        raise MetainfoError(f"{what} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def _loose_text(value: BValue | None) -> str:
+    """Free text (comment, created by): never fatal, undecodable bytes replaced."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+
+def check_path_component(component: str, where: str) -> None:
+    """Refuse a path component that could escape the download directory or is not a plain name.
+
+    ``where`` names the offending path in the error message.  Used for torrents, manifests and
+    torrent creation alike.
+    """
+    if not component:
+        raise UnsafePathError(f"{where}: empty path component")
+    if component in (".", ".."):
+        raise UnsafePathError(f"{where}: path component {component!r} is not allowed")
+    if "/" in component or "\\" in component:
+        raise UnsafePathError(f"{where}: path component {component!r} contains a path separator")
+    if "\x00" in component:
+        raise UnsafePathError(f"{where}: path component {component!r} contains NUL")
+    if _DRIVE.match(component):
+        raise UnsafePathError(f"{where}: path component {component!r} looks like a Windows drive")
+
+
+def _preferred_text(entry: dict[bytes, BValue], key: bytes, what: str) -> BValue:
+    """The ``<key>.utf-8`` variant when present and valid UTF-8 text(s), else ``<key>``."""
+    alt = entry.get(key + b".utf-8")
+    if alt is not None:
+        items = alt if isinstance(alt, list) else [alt]
+        if items and all(isinstance(i, bytes) and _is_utf8(i) for i in items):
+            return alt
+    if key not in entry:
+        raise MetainfoError(f"{what}: missing {key.decode()!r}")
+    return entry[key]
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _attr(entry: dict[bytes, BValue], what: str) -> str:
+    value = entry.get(b"attr", b"")
+    if not isinstance(value, bytes):
+        raise MetainfoError(f"{what}: 'attr' must be a byte string")
+    return value.decode("ascii", "replace")
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def parse_info(raw: bytes) -> InfoDict:
+    """Validate a bencoded ``info`` dictionary and derive its info-hash (SHA-1 of ``raw``, BEP 3).
+
+    ``raw`` must be exactly the dictionary's bytes: the span inside a .torrent file, or the metadata
+    assembled from BEP 9 ``ut_metadata`` pieces (the caller checks its SHA-1 against the magnet's).
+    """
+    raw = bytes(raw)
+    if len(raw) > MAX_TORRENT_SIZE:
+        raise MetainfoError(f"info dictionary of {len(raw)} bytes exceeds the {MAX_TORRENT_SIZE}-byte cap")
+    value = bencode.decode(raw)
+    return _parse_info_value(value, raw)
+
+
+def _parse_info_value(info: BValue, raw: bytes) -> InfoDict:
+    if not isinstance(info, dict):
+        raise MetainfoError(f"'info' must be a dictionary, got {type(info).__name__}")
+
+    if b"piece length" not in info:
+        raise MetainfoError("info: missing 'piece length'")
+    piece_length = _int(info[b"piece length"], "info 'piece length'")
+    if not _is_power_of_two(piece_length) or not MIN_PIECE_LENGTH <= piece_length <= MAX_PIECE_LENGTH:
+        raise MetainfoError(
+            f"info 'piece length' {piece_length} is not a power of two between "
+            f"{MIN_PIECE_LENGTH} and {MAX_PIECE_LENGTH}"
+        )
+    pieces = info.get(b"pieces")
+    if not isinstance(pieces, bytes):
+        raise MetainfoError("info: 'pieces' missing or not a byte string")
+    if len(pieces) % 20:
+        raise MetainfoError(f"info 'pieces' is {len(pieces)} bytes, not a multiple of 20")
+
+    name = _text(_preferred_text(info, b"name", "info"), "info 'name'")
+    check_path_component(name, f"torrent name {name!r}")
+
+    private_value = info.get(b"private", 0)
+    private = _int(private_value, "info 'private'") != 0
+
+    has_length = b"length" in info
+    has_files = b"files" in info
+    if has_length == has_files:
+        raise MetainfoError("info must have exactly one of 'length' (single file) and 'files' (multi-file)")
+
+    files: list[FileEntry] = []
+    if has_length:
+        length = _int(info[b"length"], "info 'length'")
+        if length < 0:
+            raise MetainfoError(f"info 'length' is negative: {length}")
+        files.append(FileEntry(path=(name,), length=length, offset=0, attr=_attr(info, "info")))
+    else:
+        files = _parse_files(info[b"files"], name)
+
+    total = files[-1].end
+    if total == 0:
+        raise MetainfoError("torrent holds no data (total length 0)")
+    expected = -(-total // piece_length)
+    if len(pieces) // 20 != expected:
+        raise MetainfoError(
+            f"info 'pieces' holds {len(pieces) // 20} hashes but {total} bytes in pieces of "
+            f"{piece_length} need {expected}"
+        )
+    return InfoDict(
+        name=name,
+        piece_length=piece_length,
+        pieces=pieces,
+        files=tuple(files),
+        single_file=has_length,
+        private=private,
+        raw=raw,
+        info_hash=InfoHash(hashlib.sha1(raw).digest()),
+    )
+
+
+def _parse_files(value: BValue, name: str) -> list[FileEntry]:
+    if not isinstance(value, list):
+        raise MetainfoError("info 'files' must be a list")
+    if not value:
+        raise MetainfoError("info 'files' is empty")
+    if len(value) > MAX_FILES:
+        raise MetainfoError(f"info 'files' has {len(value)} entries, more than the cap of {MAX_FILES}")
+    files: list[FileEntry] = []
+    offset = 0
+    seen_files: set[tuple[str, ...]] = set()
+    seen_dirs: set[tuple[str, ...]] = set()
+    for index, entry in enumerate(value):
+        what = f"info 'files'[{index}]"
+        if not isinstance(entry, dict):
+            raise MetainfoError(f"{what} must be a dictionary")
+        if b"length" not in entry:
+            raise MetainfoError(f"{what}: missing 'length'")
+        length = _int(entry[b"length"], f"{what} 'length'")
+        if length < 0:
+            raise MetainfoError(f"{what} 'length' is negative: {length}")
+        path_value = _preferred_text(entry, b"path", what)
+        if not isinstance(path_value, list):
+            raise MetainfoError(f"{what} 'path' must be a list")
+        if not path_value:
+            raise UnsafePathError(f"{what}: empty 'path'")
+        components = tuple(_text(c, f"{what} 'path' component") for c in path_value)
+        shown = "/".join(components)
+        for component in components:
+            check_path_component(component, f"file path {shown!r}")
+        attr = _attr(entry, what)
+        path = (name, *components)
+        if "p" not in attr:
+            if path in seen_files or path in seen_dirs:
+                raise UnsafePathError(f"file path {shown!r} appears twice (or is also a directory)")
+            parents = [path[:i] for i in range(2, len(path))]
+            for parent in parents:
+                if parent in seen_files:
+                    raise UnsafePathError(
+                        f"file path {shown!r} lies under {'/'.join(parent[1:])!r}, which is a file"
+                    )
+            seen_files.add(path)
+            seen_dirs.update(parents)
+        files.append(FileEntry(path=path, length=length, offset=offset, attr=attr))
+        offset += length
+    return files
+
+
+def _announce_tiers(top: dict[bytes, BValue]) -> tuple[tuple[str, ...], ...]:
+    """BEP 12: ``announce-list`` (tiers of URLs) when it names any URL, else the lone ``announce``."""
+    tiers: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    announce_list = top.get(b"announce-list")
+    if announce_list is not None:
+        if not isinstance(announce_list, list):
+            raise MetainfoError("'announce-list' must be a list of tiers")
+        for t, tier in enumerate(announce_list):
+            if not isinstance(tier, list):
+                raise MetainfoError(f"'announce-list' tier {t} must be a list of URLs")
+            urls: list[str] = []
+            for url_value in tier:
+                url = _text(url_value, f"'announce-list' tier {t} URL").strip()
+                if url and url not in seen:
+                    seen.add(url)
+                    urls.append(url)
+            if urls:
+                tiers.append(tuple(urls))
+    if not tiers and b"announce" in top:
+        url = _text(top[b"announce"], "'announce'").strip()
+        if url:
+            tiers.append((url,))
+    return tuple(tiers)
+
+
+def _web_seeds(top: dict[bytes, BValue]) -> tuple[str, ...]:
+    """BEP 19 ``url-list``: one URL string or a list of them."""
+    value = top.get(b"url-list")
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    urls: list[str] = []
+    for item in items:
+        url = _text(item, "'url-list' entry").strip()
+        if url and url not in urls:
+            urls.append(url)
+    return tuple(urls)
+
+
+def parse_metainfo(data: bytes) -> Metainfo:
+    """Parse and validate a whole .torrent file (BEP 3 and the extensions listed in the module doc)."""
+    data = bytes(data)
+    if len(data) > MAX_TORRENT_SIZE:
+        raise MetainfoError(f"torrent file of {len(data)} bytes exceeds the {MAX_TORRENT_SIZE}-byte cap")
+    top, spans = bencode.decode_with_spans(data)
+    if not isinstance(top, dict):
+        raise MetainfoError(f"a torrent file must be a dictionary, got {type(top).__name__}")
+    if b"info" not in top:
+        raise MetainfoError("torrent file has no 'info' dictionary")
+    start, stop = spans[b"info"]
+    info = _parse_info_value(top[b"info"], data[start:stop])
+    creation_date = top.get(b"creation date")
+    return Metainfo(
+        info=info,
+        announce_tiers=_announce_tiers(top),
+        web_seeds=_web_seeds(top),
+        comment=_loose_text(top.get(b"comment.utf-8", top.get(b"comment"))),
+        created_by=_loose_text(top.get(b"created by")),
+        creation_date=creation_date if isinstance(creation_date, int) else None,
+    )
+
+
+def load_metainfo(path: str | os.PathLike[str]) -> Metainfo:
+    """Read and parse a .torrent file; files over :data:`MAX_TORRENT_SIZE` are refused unread."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_TORRENT_SIZE + 1)
+    except OSError as exc:
+        raise MetainfoError(f"cannot read torrent file {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TORRENT_SIZE:
+        raise MetainfoError(f"torrent file {os.fspath(path)!r} exceeds the {MAX_TORRENT_SIZE}-byte cap")
+    try:
+        return parse_metainfo(data)
+    except BencodeError as exc:
+        raise MetainfoError(f"{os.fspath(path)!r} is not a torrent file: {exc}") from None
