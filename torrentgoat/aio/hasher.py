@@ -1,0 +1,223 @@
+"""The hash-checking pipeline, level L4: SHA-1 of whole pieces on a thread pool (BEP 3 ``pieces``).
+
+Two jobs share one :class:`PieceHasher`:
+
+* :meth:`PieceHasher.verify_piece` -- a piece assembled from peers' blocks is hashed in a thread and
+  compared with its 20-byte hash from the info dictionary (BEP 3: "pieces ... SHA1 hash of the piece
+  at the corresponding index").
+* :meth:`PieceHasher.check` / :meth:`PieceHasher.check_existing` -- data already on disk is read piece
+  by piece, in ascending order, by at most ``window`` workers each owning one reusable piece buffer:
+  reads run on the :class:`~torrentgoat.aio.disk.DiskExecutor`, hashing on this pool.  Memory is
+  ``window * piece_length`` whatever the size of the torrent.
+
+Why threads scale here: ``os.preadv`` and OpenSSL's SHA-1 (``hashlib`` releases the GIL for buffers
+over 2 KiB) both run without the GIL, so N hash threads use N cores while the loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from torrentgoat.aio.disk import DiskExecutor
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.config import IOConfig
+from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.metainfo import InfoDict
+from torrentgoat.storage import BytesLike, Storage
+
+__all__ = ["CheckResult", "PieceHasher", "ProgressCallback", "sha1_digest"]
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done_bytes, total_bytes)``, called on the event loop after each checked piece."""
+
+_INLINE_HASH_LIMIT = 64 * 1024
+"""Below this many bytes a thread round trip costs more than hashing on the loop."""
+
+
+def sha1_digest(data: BytesLike) -> bytes:
+    """SHA-1 of ``data`` (releases the GIL for buffers over 2 KiB)."""
+    return hashlib.sha1(data).digest()
+
+
+def _hash_and_classify(view: memoryview, expected: bytes) -> int:
+    """0 good, 1 bad, 2 missing (a wrong piece made only of zeros is a never-written sparse hole)."""
+    if hashlib.sha1(view).digest() == expected:
+        return 0
+    return 2 if _all_zero(view) else 1
+
+
+_ZEROS = bytes(64 * 1024)
+
+
+def _all_zero(view: memoryview) -> bool:
+    step = len(_ZEROS)
+    for start in range(0, len(view), step):
+        chunk = view[start : start + step]
+        if chunk.tobytes() != _ZEROS[: len(chunk)]:
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckResult:
+    """Outcome of checking existing data; ``good``, ``bad`` and ``missing`` are disjoint."""
+
+    good: Bitfield
+    """Pieces whose data hashes to the expected SHA-1."""
+    bad: Bitfield
+    """Pieces present on disk whose hash does not match."""
+    missing: Bitfield
+    """Pieces with bytes in a file that does not exist or is too short, or made only of zeros
+    (a hole of a sparse file never written) while not matching."""
+    checked: Bitfield
+    """The pieces that were examined (``wanted``)."""
+    checked_bytes: int
+    """Sum of the sizes of the examined pieces."""
+
+    @property
+    def all_good(self) -> bool:
+        return self.good.count == self.checked.count
+
+
+class PieceHasher:
+    """A pool of ``IOConfig.hash_threads`` threads (0 = one per core) hashing whole pieces."""
+
+    def __init__(
+        self,
+        config: IOConfig | None = None,
+        *,
+        threads: int | None = None,
+        disk: DiskExecutor | None = None,
+    ) -> None:
+        self._config = config or IOConfig()
+        count = threads if threads is not None else self._config.hash_threads
+        if count < 0:
+            raise ConfigError(f"hash_threads must be >= 0, got {count}")
+        self.threads = count or os.cpu_count() or 1
+        self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="torrentgoat-hash")
+        self._disk = disk
+        self._own_disk = False
+
+    @property
+    def disk(self) -> DiskExecutor:
+        """The disk executor used by checks (created from the config on first use if none was given)."""
+        if self._disk is None:
+            self._disk = DiskExecutor(self._config)
+            self._own_disk = True
+        return self._disk
+
+    async def hash(self, data: BytesLike) -> bytes:
+        """SHA-1 of ``data``, on the pool unless it is small."""
+        if len(memoryview(data)) * memoryview(data).itemsize < _INLINE_HASH_LIMIT:
+            return sha1_digest(data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, sha1_digest, data)
+
+    async def verify_piece(self, info: InfoDict, index: int, data: BytesLike) -> bool:
+        """Whether ``data`` is exactly piece ``index`` of ``info`` (right length and SHA-1, BEP 3)."""
+        if not 0 <= index < info.num_pieces:
+            return False
+        view = memoryview(data).cast("B")
+        if len(view) != info.piece_size(index):
+            return False
+        return await self.hash(view) == info.piece_hash(index)
+
+    async def check(
+        self,
+        info: InfoDict,
+        storage: Storage,
+        *,
+        wanted: Bitfield | Iterable[int] | None = None,
+        window: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> CheckResult:
+        """Hash the pieces of ``storage`` in ``wanted`` (default: those of non-skipped files).
+
+        At most ``window`` (default ``IOConfig.check_window``) pieces are being read or hashed at once,
+        each in its own reused buffer, so memory stays ``window * piece_length``.
+        """
+        num = info.num_pieces
+        if storage.layout.num_pieces != num or storage.layout.piece_length != info.piece_length:
+            raise StorageError("storage layout does not match the torrent's info dictionary")
+        window = window if window is not None else self._config.check_window
+        if window < 1:
+            raise ConfigError(f"check window must be >= 1, got {window}")
+        if wanted is None:
+            selected = storage.wanted_pieces()
+        elif isinstance(wanted, Bitfield):
+            selected = wanted.copy()
+        else:
+            selected = Bitfield.from_indices(num, wanted)
+        if selected.length != num:
+            raise ConfigError(f"wanted bitfield has {selected.length} pieces, torrent has {num}")
+        good, bad, missing = Bitfield(num), Bitfield(num), Bitfield(num)
+        total = sum(info.piece_size(i) for i in selected)
+        done = 0
+        indices: Iterator[int] = iter(selected)
+        loop = asyncio.get_running_loop()
+        disk = self.disk
+        hash_pool = self._executor
+        pieces = info.pieces
+        workers = min(window, selected.count)
+
+        async def worker() -> None:
+            nonlocal done
+            buf = bytearray(info.piece_length)
+            whole = memoryview(buf)
+            for index in indices:
+                size = info.piece_size(index)
+                view = whole[:size]
+                present = await disk.run(storage.read_piece_into, index, view)
+                if present:
+                    expected = pieces[index * 20 : index * 20 + 20]
+                    status = await loop.run_in_executor(hash_pool, _hash_and_classify, view, expected)
+                else:
+                    status = 2
+                (good, bad, missing)[status].add(index)
+                done += size
+                if progress is not None:
+                    progress(done, total)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+        return CheckResult(good=good, bad=bad, missing=missing, checked=selected, checked_bytes=total)
+
+    async def check_existing(
+        self,
+        info: InfoDict,
+        storage: Storage,
+        *,
+        wanted: Bitfield | Iterable[int] | None = None,
+        window: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Bitfield:
+        """The verified pieces among ``wanted`` (see :meth:`check`)."""
+        result = await self.check(info, storage, wanted=wanted, window=window, progress=progress)
+        return result.good
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._own_disk and self._disk is not None:
+            self._disk.close()
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.close)
+
+    def __enter__(self) -> PieceHasher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PieceHasher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

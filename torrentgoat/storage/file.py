@@ -1,0 +1,253 @@
+"""Torrent data in ordinary files under one root directory, level L3 (blocking ``pread``/``pwrite``).
+
+Safety (defence in depth; metainfo already rejects unsafe paths): every path component is re-checked,
+and each time a file is opened its real path (symlinks resolved) must lie inside the real root, and
+the final component is opened with ``O_NOFOLLOW``.  A symlink planted inside the root that points
+outside is therefore refused with :class:`StorageError`; symlinks that stay inside the root are fine.
+
+Files are created lazily on their first write and made sparse with ``ftruncate`` to their full length.
+A read-only storage (seeding, verification) never creates anything; a missing file reads as absent.
+At most ``max_open_files`` descriptors stay cached (least recently used closed first); a descriptor in
+use by another thread is closed when that thread releases it, so the cap can be exceeded by at most
+the number of concurrent calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from torrentgoat.errors import StorageError
+from torrentgoat.metainfo import InfoDict
+from torrentgoat.storage.base import SpanStorage
+from torrentgoat.storage.layout import Layout
+
+__all__ = ["FileStorage"]
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+@dataclass(slots=True)
+class _Handle:
+    fd: int
+    writable: bool
+    refs: int = 0
+    evicted: bool = False
+
+
+def _check_component(part: str, path: tuple[str, ...]) -> None:
+    if (
+        not part
+        or part in (".", "..")
+        or "/" in part
+        or "\\" in part
+        or "\x00" in part
+        or (os.name == "nt" and ":" in part)
+    ):
+        raise StorageError(f"unsafe path component {part!r} in {'/'.join(path)!r}")
+
+
+class FileStorage(SpanStorage):
+    """Files under ``root``; each :class:`FileEntry` path (starting with the torrent name) is joined to it."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        info: InfoDict | Layout,
+        *,
+        read_only: bool = False,
+        skipped: Iterable[int] = (),
+        max_open_files: int = 128,
+    ) -> None:
+        layout = info if isinstance(info, Layout) else Layout.from_info(info)
+        if max_open_files < 1:
+            raise StorageError(f"max_open_files must be >= 1, got {max_open_files}")
+        self.root = os.path.abspath(os.fspath(root))
+        self._real_root = os.path.realpath(self.root)
+        self._paths: list[str] = []
+        for entry in layout.files:
+            if not entry.path:
+                raise StorageError("file with an empty path")
+            for part in entry.path:
+                _check_component(part, entry.path)
+            self._paths.append(os.path.join(self._real_root, *entry.path))
+        self._max_open = max_open_files
+        self._handles: OrderedDict[int, _Handle] = OrderedDict()
+        self._lock = threading.Lock()
+        self._open_count = 0
+        super().__init__(layout, read_only=read_only, skipped=skipped)
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def path_of(self, file_index: int) -> str:
+        """Absolute path of file ``file_index`` (not resolved)."""
+        return self._paths[file_index]
+
+    def _resolved(self, file_index: int) -> str:
+        path = self._paths[file_index]
+        real = os.path.realpath(path)
+        root = self._real_root
+        if real != path and not (real.startswith(root + os.sep) and real != root):
+            raise StorageError(f"{path} resolves to {real}, outside the download directory {root}")
+        return real
+
+    # -- descriptor cache -----------------------------------------------------------------------
+
+    @property
+    def open_files(self) -> int:
+        """Descriptors currently open (cached plus evicted-but-in-use)."""
+        return self._open_count
+
+    def _open(self, file_index: int, *, write: bool) -> _Handle | None:
+        """Open file ``file_index``; ``None`` if it does not exist and ``write`` is false."""
+        path = self._resolved(file_index)
+        entry = self._layout.files[file_index]
+        flags = _O_CLOEXEC | _O_NOFOLLOW | _O_BINARY
+        try:
+            if write:
+                parent = os.path.dirname(path)
+                os.makedirs(parent, exist_ok=True)
+                path = self._resolved(file_index)  # a directory swapped for a symlink meanwhile
+                fd = os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    if os.fstat(fd).st_size < entry.length:
+                        os.ftruncate(fd, entry.length)  # sparse: no blocks allocated yet
+                except OSError:
+                    os.close(fd)
+                    raise
+                return _Handle(fd=fd, writable=True)
+            if self._read_only:
+                fd = os.open(path, flags | os.O_RDONLY)
+                return _Handle(fd=fd, writable=False)
+            try:
+                fd = os.open(path, flags | os.O_RDWR)
+                return _Handle(fd=fd, writable=True)
+            except PermissionError:
+                fd = os.open(path, flags | os.O_RDONLY)
+                return _Handle(fd=fd, writable=False)
+        except FileNotFoundError:
+            if write:
+                raise StorageError(f"cannot create {path}: a parent directory vanished") from None
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StorageError(f"refusing to follow a symlink at {path}") from exc
+            raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+    def _acquire(self, file_index: int, *, write: bool) -> _Handle | None:
+        with self._lock:
+            if self._closed:
+                raise StorageError("storage is closed")
+            handle = self._handles.get(file_index)
+            if handle is not None and (handle.writable or not write):
+                self._handles.move_to_end(file_index)
+                handle.refs += 1
+                return handle
+            if handle is not None:  # open read-only, now needed for writing
+                self._evict(file_index)
+            handle = self._open(file_index, write=write)
+            if handle is None:
+                return None
+            self._open_count += 1
+            self._handles[file_index] = handle
+            handle.refs += 1
+            while len(self._handles) > self._max_open:
+                oldest = next(iter(self._handles))
+                self._evict(oldest)
+            return handle
+
+    def _evict(self, file_index: int) -> None:
+        handle = self._handles.pop(file_index)
+        handle.evicted = True
+        if handle.refs == 0:
+            self._close_handle(handle)
+
+    def _close_handle(self, handle: _Handle) -> None:
+        with contextlib.suppress(OSError):
+            os.close(handle.fd)
+        self._open_count -= 1
+
+    def _release(self, handle: _Handle) -> None:
+        with self._lock:
+            handle.refs -= 1
+            if handle.evicted and handle.refs == 0:
+                self._close_handle(handle)
+
+    # -- primitives -----------------------------------------------------------------------------
+
+    def _read_file_into(self, file_index: int, offset: int, view: memoryview) -> int:
+        handle = self._acquire(file_index, write=False)
+        if handle is None:
+            return -1
+        try:
+            done = 0
+            total = len(view)
+            while done < total:
+                got = os.preadv(handle.fd, [view[done:]], offset + done)
+                if got == 0:
+                    break
+                done += got
+            return done
+        except OSError as exc:
+            raise StorageError(f"cannot read {self._paths[file_index]}: {exc.strerror or exc}") from exc
+        finally:
+            self._release(handle)
+
+    def _write_file(self, file_index: int, offset: int, view: memoryview) -> None:
+        handle = self._acquire(file_index, write=True)
+        assert handle is not None
+        try:
+            done = 0
+            total = len(view)
+            while done < total:
+                done += os.pwrite(handle.fd, view[done:], offset + done)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._paths[file_index]}: {exc.strerror or exc}") from exc
+        finally:
+            self._release(handle)
+
+    def _create_empty(self, file_index: int) -> None:
+        handle = self._acquire(file_index, write=True)
+        assert handle is not None
+        self._release(handle)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def file_exists(self, file_index: int) -> bool:
+        """Whether file ``file_index`` exists on disk (pad files never do)."""
+        if self._layout.files[file_index].pad:
+            return False
+        return os.path.lexists(self._paths[file_index])
+
+    def flush(self) -> None:
+        """Create wanted zero-length files and ``fsync`` every descriptor open for writing."""
+        super().flush()
+        with self._lock:
+            handles = [h for h in self._handles.values() if h.writable]
+            for h in handles:
+                h.refs += 1
+        try:
+            for h in handles:
+                try:
+                    os.fsync(h.fd)
+                except OSError as exc:
+                    raise StorageError(f"fsync failed: {exc.strerror or exc}") from exc
+        finally:
+            for h in handles:
+                self._release(h)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._create_empty_files()
+        with self._lock:
+            self._closed = True
+            for index in list(self._handles):
+                self._evict(index)
