@@ -1,0 +1,420 @@
+"""Creating v1 torrents from files on disk, level L3 (blocking file I/O and hashing threads, no asyncio).
+
+:func:`create_torrent` walks a file or a directory, lays the files out in one byte stream (with BEP 47
+pad files between them), hashes every piece with SHA-1 (BEP 3) on all cores and returns the validated
+:class:`~torrentgoat.metainfo.Metainfo`; ``metainfo.to_bytes()`` is the .torrent file.
+
+Layout rules, chosen so the same tree always yields the same info-hash:
+
+* **Order** -- files of a directory are sorted by their path components compared as UTF-8 bytes
+  (``a/b`` before ``a.b``: directories stay contiguous, the order of a BEP 52 file tree).
+  libtorrent's ``canonical_files`` compares whole path strings instead, so the two only differ
+  when a name sorts below ``/`` (``a.b`` vs a directory ``a``).
+* **Nothing is skipped silently** -- hidden files are included; a symlink is refused with an error
+  unless ``follow_symlinks`` is set (then its target is hashed under the link's name, and directory
+  cycles are refused); sockets, FIFOs and devices are refused; names that are not UTF-8 or not safe
+  path components (see :func:`torrentgoat.metainfo.check_path_component`) are refused.
+* **Pad files** (BEP 47, on by default in multi-file torrents): after every non-empty file that does not
+  end on a piece boundary, unless no non-empty file follows, a pad file of zeros fills the piece; its
+  path is ``.pad/<size>`` and its ``attr`` is ``p``, as libtorrent writes them.  Every non-empty file
+  then starts on a piece boundary, so a file can be fetched, verified and shared on its own.
+* **Attributes** -- ``attr`` ``x`` marks an executable file (BEP 47), as libtorrent does.
+* **Single file** -- the info dictionary has exactly libtorrent's keys (``length``, ``name``,
+  ``piece length``, ``pieces``, plus ``private`` when set and ``attr`` when executable), so the same
+  file and piece length give libtorrent's info-hash.
+
+**Automatic piece length** (``piece_length=None``): the smallest power of two between 16 KiB and
+16 MiB that splits the data into at most 2048 pieces -- i.e. ``total / 2048`` rounded up to a power
+of two, clamped to [16 KiB, 16 MiB].  Data over 32 GiB therefore gets 16 MiB pieces and more than
+2048 of them (a 140 GB model: ~8,300 pieces, a 167 KB ``pieces`` string).
+
+**Hashing** -- the main thread reads the stream with large ``readinto`` calls (chunks of at least
+4 MiB, whole pieces) into a small pool of reusable buffers; a ``ThreadPoolExecutor`` hashes chunks
+(hashlib releases the GIL), at most a bounded window of chunks in flight, so memory stays bounded
+whatever the file size (about ``window * max(4 MiB, piece_length)``, at most ~256 MiB).
+A file that shrinks or grows while being hashed is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from torrentgoat import __version__, bencode
+from torrentgoat.bencode import BValue
+from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.metainfo import (
+    MAX_FILES,
+    MAX_PIECE_LENGTH,
+    MIN_PIECE_LENGTH,
+    Metainfo,
+    check_path_component,
+    parse_info,
+)
+
+__all__ = [
+    "AUTO_MAX_PIECE_LENGTH",
+    "AUTO_TARGET_PIECES",
+    "DEFAULT_CREATED_BY",
+    "ProgressCallback",
+    "SourceFile",
+    "auto_piece_length",
+    "create_torrent",
+    "scan_files",
+]
+
+DEFAULT_CREATED_BY = f"torrentgoat/{__version__}"
+
+AUTO_TARGET_PIECES = 2048
+"""The automatic piece length gives at most this many pieces (unless clamped at 16 MiB)."""
+
+AUTO_MAX_PIECE_LENGTH = 16 * 1024 * 1024
+"""Largest piece length chosen automatically."""
+
+_CHUNK_BYTES = 4 * 1024 * 1024
+_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done_bytes, total_bytes)``, called from the creating thread after each hashed chunk;
+the byte counts include pad bytes."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceFile:
+    """One file found on disk, with its place in the torrent."""
+
+    source: Path
+    """Where the bytes are read from."""
+    components: tuple[str, ...]
+    """Path inside the torrent, below its name (empty for a single-file torrent)."""
+    length: int
+    executable: bool = False
+
+
+def auto_piece_length(total_length: int) -> int:
+    """``total_length / 2048`` rounded up to a power of two, clamped to [16 KiB, 16 MiB]."""
+    piece = MIN_PIECE_LENGTH
+    while piece < AUTO_MAX_PIECE_LENGTH and -(-total_length // piece) > AUTO_TARGET_PIECES:
+        piece *= 2
+    return piece
+
+
+def _utf8_name(name: str, where: Path) -> str:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StorageError(f"{os.fsdecode(where)!r}: file name is not valid UTF-8") from None
+    return name
+
+
+def _symlink_refused(path: Path) -> StorageError:
+    return StorageError(
+        f"{os.fsdecode(path)!r} is a symbolic link; refusing to follow it "
+        "(pass follow_symlinks=True / --follow-symlinks to include its target)"
+    )
+
+
+def scan_files(path: str | os.PathLike[str], *, follow_symlinks: bool = False) -> list[SourceFile]:
+    """Every file under ``path`` in torrent order (see the module docstring); a file gives itself."""
+    root = Path(path)
+    try:
+        info = root.lstat()
+    except OSError as exc:
+        raise StorageError(f"cannot read {os.fsdecode(root)!r}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        if not follow_symlinks:
+            raise _symlink_refused(root)
+        try:
+            info = root.stat()
+        except OSError as exc:
+            raise StorageError(f"cannot follow {os.fsdecode(root)!r}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(info.st_mode):
+        return [SourceFile(source=root, components=(), length=info.st_size, executable=_exec(info))]
+    if not stat.S_ISDIR(info.st_mode):
+        raise StorageError(f"{os.fsdecode(root)!r} is neither a regular file nor a directory")
+    found: list[SourceFile] = []
+    _walk(root, (), found, follow_symlinks, {(info.st_dev, info.st_ino)})
+    found.sort(key=lambda f: tuple(c.encode("utf-8") for c in f.components))
+    return found
+
+
+def _exec(info: os.stat_result) -> bool:
+    return bool(info.st_mode & 0o111)
+
+
+def _walk(
+    directory: Path,
+    prefix: tuple[str, ...],
+    found: list[SourceFile],
+    follow_symlinks: bool,
+    ancestors: set[tuple[int, int]],
+) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as exc:
+        raise StorageError(f"cannot list {os.fsdecode(directory)!r}: {exc.strerror or exc}") from None
+    for entry in entries:
+        where = Path(entry.path)
+        name = _utf8_name(entry.name, where)
+        check_path_component(name, f"file {os.fsdecode(where)!r}")
+        try:
+            if entry.is_symlink():
+                if not follow_symlinks:
+                    raise _symlink_refused(where)
+                info = entry.stat(follow_symlinks=True)
+            else:
+                info = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            raise StorageError(f"cannot stat {os.fsdecode(where)!r}: {exc.strerror or exc}") from None
+        components = (*prefix, name)
+        if stat.S_ISDIR(info.st_mode):
+            key = (info.st_dev, info.st_ino)
+            if key in ancestors:
+                raise StorageError(f"{os.fsdecode(where)!r} leads back to a parent directory (cycle)")
+            _walk(where, components, found, follow_symlinks, ancestors | {key})
+        elif stat.S_ISREG(info.st_mode):
+            found.append(
+                SourceFile(source=where, components=components, length=info.st_size, executable=_exec(info))
+            )
+            if len(found) > MAX_FILES:
+                raise ConfigError(f"more than {MAX_FILES} files under {os.fsdecode(directory)!r}")
+        else:
+            raise StorageError(f"{os.fsdecode(where)!r} is not a regular file or directory; refusing")
+
+
+# ------------------------------------------------------------------------------------------- hashing
+
+
+class _Stream:
+    """The torrent's concatenated bytes: files read in order, pad segments as zeros."""
+
+    def __init__(self, segments: list[tuple[Path | None, int]]) -> None:
+        self._segments = segments
+        self._index = 0
+        self._done_in_segment = 0
+        self._open: _OpenFile | None = None
+
+    def readinto(self, view: memoryview) -> None:
+        filled = 0
+        while filled < len(view):
+            source, length = self._segments[self._index]
+            want = min(len(view) - filled, length - self._done_in_segment)
+            if source is None:
+                view[filled : filled + want] = bytes(want)
+            else:
+                if self._open is None:
+                    self._open = _OpenFile(source)
+                self._open.readinto(view[filled : filled + want])
+            filled += want
+            self._done_in_segment += want
+            if self._done_in_segment == length:
+                if self._open is not None:
+                    self._open.finish(length)
+                    self._open = None
+                self._index += 1
+                self._done_in_segment = 0
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+
+
+class _OpenFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.file = open(path, "rb", buffering=0)  # noqa: SIM115 -- closed in finish()/close()
+        except OSError as exc:
+            raise StorageError(f"cannot open {os.fsdecode(path)!r}: {exc.strerror or exc}") from None
+
+    def readinto(self, view: memoryview) -> None:
+        pos = 0
+        while pos < len(view):
+            try:
+                got = self.file.readinto(view[pos:])
+            except OSError as exc:
+                self.close()
+                raise StorageError(f"cannot read {os.fsdecode(self.path)!r}: {exc.strerror or exc}") from None
+            if not got:
+                self.close()
+                raise StorageError(f"{os.fsdecode(self.path)!r} shrank while it was being hashed")
+            pos += got
+
+    def finish(self, length: int) -> None:
+        size = os.fstat(self.file.fileno()).st_size
+        self.close()
+        if size != length:
+            raise StorageError(
+                f"{os.fsdecode(self.path)!r} changed size while it was being hashed ({length} -> {size})"
+            )
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _hash_chunk(buffer: bytearray, size: int, piece_length: int) -> bytes:
+    view = memoryview(buffer)
+    return b"".join(
+        hashlib.sha1(view[start : min(start + piece_length, size)]).digest()
+        for start in range(0, size, piece_length)
+    )
+
+
+def _hash_stream(
+    segments: list[tuple[Path | None, int]],
+    total: int,
+    piece_length: int,
+    threads: int,
+    progress: ProgressCallback | None,
+) -> bytes:
+    chunk_size = max(1, _CHUNK_BYTES // piece_length) * piece_length
+    workers = threads if threads > 0 else (os.cpu_count() or 1)
+    window = max(2, min(2 * workers, _MAX_INFLIGHT_BYTES // chunk_size))
+    stream = _Stream(segments)
+    digests: list[bytes] = []
+    free: list[bytearray] = []
+    pending: deque[tuple[Future[bytes], bytearray, int]] = deque()
+    offset = done = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="torrentgoat-hash") as pool:
+            while offset < total or pending:
+                while offset < total and len(pending) < window:
+                    size = min(chunk_size, total - offset)
+                    buffer = free.pop() if free else bytearray(min(chunk_size, total))
+                    stream.readinto(memoryview(buffer)[:size])
+                    pending.append((pool.submit(_hash_chunk, buffer, size, piece_length), buffer, size))
+                    offset += size
+                future, buffer, size = pending.popleft()
+                digests.append(future.result())
+                free.append(buffer)
+                done += size
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        stream.close()
+    return b"".join(digests)
+
+
+# ------------------------------------------------------------------------------------------ creation
+
+
+def _tiers(trackers: Sequence[Sequence[str] | str]) -> tuple[tuple[str, ...], ...]:
+    tiers: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for tier in trackers:
+        urls = [tier] if isinstance(tier, str) else list(tier)
+        kept = []
+        for url in urls:
+            url = url.strip()
+            if url and url not in seen:
+                seen.add(url)
+                kept.append(url)
+        if kept:
+            tiers.append(tuple(kept))
+    return tuple(tiers)
+
+
+def create_torrent(
+    path: str | os.PathLike[str],
+    *,
+    piece_length: int | None = None,
+    trackers: Sequence[Sequence[str] | str] = (),
+    web_seeds: Sequence[str] = (),
+    private: bool = False,
+    name: str | None = None,
+    comment: str = "",
+    created_by: str = DEFAULT_CREATED_BY,
+    creation_date: int | Literal["now"] | None = "now",
+    pad: bool = True,
+    threads: int = 0,
+    follow_symlinks: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Metainfo:
+    """Hash the file or directory at ``path`` into a v1 torrent (BEP 3); blocking, uses threads.
+
+    ``piece_length``: a power of two in [16 KiB, 128 MiB], or ``None`` for the automatic rule of the
+    module docstring.  ``trackers``: tiers of announce URLs (BEP 12; a bare string is a tier of one).
+    ``web_seeds``: BEP 19 URLs.  ``private``: BEP 27 flag.  ``name``: the torrent's name (default: the
+    file or directory name).  ``creation_date``: seconds since the epoch, ``"now"``, or ``None`` to
+    omit it.  ``pad``: BEP 47 pad files between files of a multi-file torrent.  ``threads``: hashing
+    threads, 0 for one per core.  ``progress(done_bytes, total_bytes)`` is called as chunks finish.
+
+    Raises :class:`~torrentgoat.errors.ConfigError` for bad arguments or nothing to hash,
+    :class:`~torrentgoat.errors.StorageError` for unreadable, special or changing files and refused
+    symlinks, :class:`~torrentgoat.errors.UnsafePathError` for names that are not safe paths.
+    """
+    if piece_length is not None and (
+        piece_length <= 0
+        or piece_length & (piece_length - 1)
+        or not MIN_PIECE_LENGTH <= piece_length <= MAX_PIECE_LENGTH
+    ):
+        raise ConfigError(
+            f"piece length {piece_length} is not a power of two between {MIN_PIECE_LENGTH} and "
+            f"{MAX_PIECE_LENGTH}"
+        )
+    if threads < 0:
+        raise ConfigError(f"threads must be 0 (one per core) or more, got {threads}")
+    root = Path(path)
+    sources = scan_files(root, follow_symlinks=follow_symlinks)
+    if name is None:
+        name = _utf8_name(root.name or Path(os.path.abspath(root)).name, root)
+    check_path_component(name, f"torrent name {name!r}")
+    total_data = sum(f.length for f in sources)
+    if total_data == 0:
+        raise ConfigError(f"nothing to share: {os.fsdecode(root)!r} holds no bytes")
+    single = len(sources) == 1 and not sources[0].components
+    if piece_length is None:
+        piece_length = auto_piece_length(total_data)
+
+    segments: list[tuple[Path | None, int]] = []
+    entries: list[BValue] = []
+    offset = 0
+    last_data = max(i for i, f in enumerate(sources) if f.length > 0)
+    for index, source in enumerate(sources):
+        segments.append((source.source, source.length))
+        entry: dict[bytes, BValue] = {
+            b"length": source.length,
+            b"path": [c.encode("utf-8") for c in source.components],
+        }
+        if source.executable:
+            entry[b"attr"] = b"x"
+        entries.append(entry)
+        offset += source.length
+        gap = -offset % piece_length
+        if pad and not single and source.length > 0 and gap and index < last_data:
+            segments.append((None, gap))
+            entries.append({b"attr": b"p", b"length": gap, b"path": [b".pad", str(gap).encode()]})
+            offset += gap
+
+    pieces = _hash_stream(segments, offset, piece_length, threads, progress)
+    info: dict[bytes, BValue] = {
+        b"name": name.encode("utf-8"),
+        b"piece length": piece_length,
+        b"pieces": pieces,
+    }
+    if single:
+        info[b"length"] = sources[0].length
+        if sources[0].executable:
+            info[b"attr"] = b"x"
+    else:
+        info[b"files"] = entries
+    if private:
+        info[b"private"] = 1
+    date: int | None = int(time.time()) if creation_date == "now" else creation_date
+    return Metainfo(
+        info=parse_info(bencode.encode(info)),
+        announce_tiers=_tiers(trackers),
+        web_seeds=tuple(dict.fromkeys(u.strip() for u in web_seeds if u.strip())),
+        comment=comment,
+        created_by=created_by,
+        creation_date=date,
+    )
