@@ -1,0 +1,143 @@
+"""``torrentgoat create PATH -o OUT.torrent``: hash a file or directory into a v1 torrent.
+
+Options: ``--piece-size BYTES|auto`` (suffixes ``KiB``/``MiB``/``GiB``, also ``K``/``M``/``G``, all
+binary), ``--tracker URL`` (repeatable; a comma-separated value is one BEP 12 tier), ``--web-seed URL``
+(repeatable), ``--private``, ``--name``, ``--comment``, ``--no-pad``, ``--no-date``,
+``--follow-symlinks``, ``--threads N``, ``--quiet``.  A progress bar goes to stderr when it is a
+terminal.  On success prints the info-hash and the magnet URI on stdout.  The torrent is written
+atomically (a temporary file renamed into place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torrentgoat.creation import create_torrent
+from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.magnet import Magnet
+
+__all__ = ["ORDER", "parse_size", "register"]
+
+ORDER = 50
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``16384``, ``256KiB``, ``4MiB``, ``4M``, ``1GiB`` -> bytes (binary units)."""
+    match = _SIZE.match(text)
+    if not match or not text.isascii():
+        raise ConfigError(f"not a size: {text!r} (use bytes or a suffix like 256KiB, 4MiB)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def _piece_size(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    return parse_size(text)
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "create",
+        help="create a .torrent from a file or directory",
+        description="Hash a file or directory into a v1 .torrent (BEP 3, BEP 47 pad files between files).",
+    )
+    parser.add_argument("path", metavar="PATH", help="file or directory to share")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.torrent", help="torrent file to write")
+    parser.add_argument(
+        "--piece-size",
+        default="auto",
+        metavar="BYTES|auto",
+        help="piece length, a power of two >= 16KiB (suffixes KiB/MiB/GiB); auto: at most 2048 pieces, "
+        "between 16KiB and 16MiB (default)",
+    )
+    parser.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="URL[,URL...]",
+        help="announce URL; repeat for more tiers, comma-separate URLs of one tier (BEP 12)",
+    )
+    parser.add_argument("--web-seed", action="append", default=[], metavar="URL", help="BEP 19 web seed")
+    parser.add_argument("--private", action="store_true", help="set the BEP 27 private flag")
+    parser.add_argument("--name", help="torrent name (default: the file or directory name)")
+    parser.add_argument("--comment", default="", help="free-text comment")
+    parser.add_argument("--no-pad", action="store_true", help="no BEP 47 pad files between files")
+    parser.add_argument("--no-date", action="store_true", help="omit the creation date (reproducible output)")
+    parser.add_argument(
+        "--follow-symlinks", action="store_true", help="include symlink targets instead of refusing symlinks"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="hashing threads (0: one per core)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    trackers = [[u.strip() for u in value.split(",") if u.strip()] for value in args.tracker]
+    show_bar = not args.quiet and sys.stderr.isatty()
+    bar: Any = None
+    if show_bar:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="hashing", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        metainfo = create_torrent(
+            args.path,
+            piece_length=_piece_size(args.piece_size),
+            trackers=trackers,
+            web_seeds=args.web_seed,
+            private=args.private,
+            name=args.name,
+            comment=args.comment,
+            creation_date=None if args.no_date else "now",
+            pad=not args.no_pad,
+            threads=args.threads,
+            follow_symlinks=args.follow_symlinks,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _write_atomically(Path(args.output), metainfo.to_bytes())
+    info = metainfo.info
+    if not args.quiet:
+        print(
+            f"wrote {args.output}: {info.num_pieces} pieces of {info.piece_length} bytes, "
+            f"{info.total_length} bytes",
+            file=sys.stderr,
+        )
+    print(f"info-hash: {metainfo.info_hash.hex}")
+    print(f"magnet: {Magnet.from_metainfo(metainfo).to_uri()}")
+    return 0
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".torrentgoat-", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o644)
+                handle.write(data)
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)
+            raise
+    except OSError as exc:
+        raise StorageError(f"cannot write {os.fsdecode(path)!r}: {exc.strerror or exc}") from None
