@@ -57,7 +57,7 @@ def test_layout_spans_cover_each_piece_exactly(sizes: list[int], piece_length: i
             assert span.length > 0
             assert span.buffer_offset == position
             assert span.file_index > last_file  # in file order, each file at most once
-            assert 0 <= span.file_offset and span.file_offset + span.length <= entry.length
+            assert span.file_offset >= 0 and span.file_offset + span.length <= entry.length
             assert entry.offset + span.file_offset == piece * piece_length + position
             assert span.pad == (span.file_index in pads)
             position += span.length
@@ -79,7 +79,9 @@ def test_layout_spans_cover_each_piece_exactly(sizes: list[int], piece_length: i
     piece_length=st.integers(1, 64),
     data=st.data(),
 )
-def test_layout_subranges_and_pieces_for_files(sizes: list[int], piece_length: int, data: st.DataObject) -> None:
+def test_layout_subranges_and_pieces_for_files(
+    sizes: list[int], piece_length: int, data: st.DataObject
+) -> None:
     files = entries(sizes)
     layout = Layout(files, piece_length)
     piece = data.draw(st.integers(0, layout.num_pieces - 1))
@@ -97,9 +99,7 @@ def test_layout_subranges_and_pieces_for_files(sizes: list[int], piece_length: i
         p
         for p in range(layout.num_pieces)
         for i in chosen
-        if files[i].length
-        and files[i].offset < (p + 1) * piece_length
-        and files[i].end > p * piece_length
+        if files[i].length and files[i].offset < (p + 1) * piece_length and files[i].end > p * piece_length
     }
     assert set(needed) == expected
 
@@ -205,7 +205,7 @@ def test_block_writes_in_random_order(make_storage: StorageFactory) -> None:
 
 
 def test_empty_files_created_on_flush_only_when_writable(tmp_path: Path) -> None:
-    info, payload = make_info("t", payload_files(random.Random(3)))
+    info, _payload = make_info("t", payload_files(random.Random(3)))
     ro = FileStorage(tmp_path, info, read_only=True)
     ro.flush()
     ro.close()
@@ -217,7 +217,7 @@ def test_empty_files_created_on_flush_only_when_writable(tmp_path: Path) -> None
 
 
 def test_first_write_makes_a_full_length_sparse_file(tmp_path: Path) -> None:
-    info, payload = make_info("t", [("big", bytes(8 * PL))], piece_length=PL)
+    info, _payload = make_info("t", [("big", bytes(8 * PL))], piece_length=PL)
     storage = FileStorage(tmp_path, info)
     storage.write(7, 0, b"x" * 10)
     path = tmp_path / "t"
