@@ -1,0 +1,205 @@
+"""Peer wire protocol, sans-IO (level L2): BEP 3 framing, BEP 5 port, BEP 6 Fast, BEP 10
+extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``.
+
+Modules: :mod:`.messages` (one frozen dataclass per message), :mod:`.codec` (bytes <-> messages),
+:mod:`.events` (past-tense notifications), :mod:`.connection` (:class:`PeerConnection`, the state
+machine and its transition table), :mod:`.metadata` (BEP 9 fetch/serve), :mod:`.pex` (BEP 11 codec
+and delta tracker).  Nothing here touches a socket or a clock.
+
+Driving a :class:`PeerConnection` (what ``aio/peer.py`` does)
+----------------------------------------------------------------
+
+Create one engine per TCP connection::
+
+    conn = PeerConnection(peer_id=our_id, now=loop.time(),
+                          info_hash=ih,              # outgoing (or known torrent): handshake goes out now
+                          have=our_bitfield,         # Bitfield (live reference) or a callable returning it
+                          geometry=PieceGeometry.from_info(info),   # None (with have=None) for magnets
+                          metadata_size=len(info.raw),              # advertised in BEP 10 when known
+                          listen_port=6881, peer_ip=packed_remote_ip, config=WireConfig(...))
+
+An incoming connection passes ``info_hash=None``; the first event is then
+:class:`HandshakeReceived`, after which the driver looks the torrent up and calls
+``conn.accept(info_hash=..., have=..., geometry=..., metadata_size=...)`` (or closes the socket).
+Nothing beyond the handshake is parsed before ``accept``.
+
+The loop (aioquic vocabulary)::
+
+    conn.receive_data(chunk)                    # never raises; parsing is lazy
+    while (event := conn.next_event()) is not None:   # raises RemoteProtocolError: drop the peer
+        match event: ...                        # may call conn.send(...), conn.send_piece(...)
+    transport.writelines(conn.buffers_to_send())  # or transport.write(conn.data_to_send())
+    timer at conn.get_timer() -> conn.handle_timer(loop.time()), then drain events and output again
+
+* Once both handshakes are through, the engine itself queues our opening message (``have all`` /
+  ``have none`` with BEP 6, else a ``bitfield`` unless we have nothing) and our BEP 10 handshake
+  (``m = {"ut_metadata": 1, "ut_pex": 2}``, ``p``, ``v``, ``yourip``, ``reqq``, ``metadata_size``).
+  ``send()`` before the peer's handshake raises :class:`LocalProtocolError`.
+* ``send(message)`` checks the transition table and the request bookkeeping and raises
+  :class:`LocalProtocolError` for what is forbidden: requests while choked (unless allowed-fast),
+  beyond :attr:`PeerConnection.request_limit` (the peer's ``reqq``), duplicates, out of piece
+  bounds, for pieces the peer lacks; fast messages without BEP 6; extension messages the peer did
+  not announce.  ``Choke``/``Unchoke``/``Interested``/``NotInterested`` are idempotent.  Choking
+  with BEP 6 rejects the peer's pending requests (except allowed-fast ones); without it they are
+  discarded.  ``send(Cancel)`` of an already answered request is a no-op.  ``send(MetadataRequest
+  | MetadataData | MetadataReject | Pex | ExtendedHandshake)`` wraps the payload with the peer's id.
+* ``send_piece(index, begin, data) -> bool`` answers a pending :class:`BlockRequested`; ``data``
+  (bytes/memoryview) is queued by reference, so ``buffers_to_send()`` hands it to
+  ``writelines`` without a copy.  ``False`` means the request was cancelled meanwhile.
+* ``have`` is read (never written) by the engine to validate the peer's requests; after a piece
+  verifies, the driver sets the bit in its Bitfield and ``send(Have(index=i))``.
+* Magnets: create with ``geometry=None, have=None``; the peer's bitfield / have all / haves are
+  buffered (bounded) and validated by ``set_metadata(geometry, have)``, which emits
+  :class:`BitfieldReceived` (may raise :class:`RemoteProtocolError`).  ``peer_has_all`` is known
+  before that.
+* Timers: ``get_timer()`` is the next deadline; ``handle_timer(now)`` queues a keep-alive when we
+  sent nothing for a whole ``keepalive_interval`` and emits :class:`ConnectionTimedOut` when the
+  handshake is late or the peer was silent for ``idle_timeout``: close the connection then.
+
+State exposed read-only: ``am_choking``, ``am_interested``, ``peer_choking``, ``peer_interested``,
+``peer_have`` (Bitfield or None), ``peer_has_all``, ``peer_allowed_fast``, ``fast``,
+``extensions``, ``peer_handshake``, ``peer_extensions``, ``peer_ext_ids``, ``outstanding_requests``,
+``peer_requests``, ``request_limit``, ``can_request(index)``, ``downloaded``, ``uploaded``,
+``handshake_complete``, ``our_phase``/``their_phase``.
+
+Receive rules (each violation raises :class:`RemoteProtocolError` from ``next_event``):
+
+* frame lengths are checked *before* buffering: fixed-size messages exact, ``piece`` at most
+  9 + 128 KiB, ``bitfield`` exactly ``ceil(num_pieces / 8)`` (<= 1 MiB while unknown),
+  ``extended`` <= 1 MiB, unknown ids <= 128 KiB;
+* unknown message ids are **skipped** (BEP 3 leaves the id space open; BEP 10 extensions rely on
+  peers ignoring what they do not understand) -- the size cap above bounds the cost;
+* ``bitfield``/``have all``/``have none`` only as the first message (BEP 6), fast messages only
+  with BEP 6 negotiated, ``extended`` only with BEP 10 negotiated;
+* indices in range, requests inside their piece and <= 128 KiB, spare bitfield bits clear;
+* a request for a piece we lack: error without BEP 6, automatic ``reject request`` with it; while
+  we choke: silently dropped (BEP 3) or rejected (BEP 6); more than ``max_peer_requests`` queued:
+  error (BEP 6: reject);
+* ``reject request`` for a request we never sent: error;  a ``piece`` we did not request is
+  ignored (counted in ``unrequested_bytes``); one we cancelled arrives as ``BlockReceived(late=True)``;
+* a ``cancel`` with BEP 6 is answered by the engine with a ``reject request`` (BEP 6).
+
+Events: :class:`HandshakeReceived`, :class:`ExtensionHandshakeReceived`, :class:`BitfieldReceived`,
+:class:`HaveReceived`, :class:`PeerChoked` (``dropped`` requests without BEP 6),
+:class:`PeerUnchoked`, :class:`PeerInterested`, :class:`PeerNotInterested`,
+:class:`BlockReceived`, :class:`BlockRequested`, :class:`RequestCancelled`,
+:class:`RequestRejected`, :class:`AllowedFastReceived`, :class:`PieceSuggested`,
+:class:`PortReceived`, :class:`MetadataRequested`, :class:`MetadataPieceReceived`,
+:class:`MetadataRejected`, :class:`PexReceived`, :class:`ConnectionTimedOut`.
+"""
+
+from __future__ import annotations
+
+from torrentgoat.wire.connection import (
+    CLIENT_VERSION,
+    UT_METADATA_ID,
+    UT_PEX_ID,
+    PeerConnection,
+    PieceGeometry,
+    WireConfig,
+)
+from torrentgoat.wire.events import (
+    AllowedFastReceived,
+    BitfieldReceived,
+    BlockReceived,
+    BlockRequested,
+    ConnectionTimedOut,
+    Event,
+    ExtensionHandshakeReceived,
+    HandshakeReceived,
+    HaveReceived,
+    MetadataPieceReceived,
+    MetadataRejected,
+    MetadataRequested,
+    PeerChoked,
+    PeerInterested,
+    PeerNotInterested,
+    PeerUnchoked,
+    PexReceived,
+    PieceSuggested,
+    PortReceived,
+    RequestCancelled,
+    RequestRejected,
+)
+from torrentgoat.wire.messages import (
+    AllowedFast,
+    BitfieldMsg,
+    Cancel,
+    Choke,
+    Extended,
+    ExtendedHandshake,
+    Handshake,
+    Have,
+    HaveAll,
+    HaveNone,
+    Interested,
+    KeepAlive,
+    Message,
+    MetadataData,
+    MetadataReject,
+    MetadataRequest,
+    NotInterested,
+    Pex,
+    PexPeer,
+    Piece,
+    Port,
+    RejectRequest,
+    Request,
+    SuggestPiece,
+    Unchoke,
+)
+
+__all__ = [
+    "CLIENT_VERSION",
+    "UT_METADATA_ID",
+    "UT_PEX_ID",
+    "AllowedFast",
+    "AllowedFastReceived",
+    "BitfieldMsg",
+    "BitfieldReceived",
+    "BlockReceived",
+    "BlockRequested",
+    "Cancel",
+    "Choke",
+    "ConnectionTimedOut",
+    "Event",
+    "Extended",
+    "ExtendedHandshake",
+    "ExtensionHandshakeReceived",
+    "Handshake",
+    "HandshakeReceived",
+    "Have",
+    "HaveAll",
+    "HaveNone",
+    "HaveReceived",
+    "Interested",
+    "KeepAlive",
+    "Message",
+    "MetadataData",
+    "MetadataPieceReceived",
+    "MetadataReject",
+    "MetadataRejected",
+    "MetadataRequest",
+    "MetadataRequested",
+    "NotInterested",
+    "PeerChoked",
+    "PeerConnection",
+    "PeerInterested",
+    "PeerNotInterested",
+    "PeerUnchoked",
+    "Pex",
+    "PexPeer",
+    "PexReceived",
+    "Piece",
+    "PieceGeometry",
+    "PieceSuggested",
+    "Port",
+    "PortReceived",
+    "RejectRequest",
+    "Request",
+    "RequestCancelled",
+    "RequestRejected",
+    "SuggestPiece",
+    "Unchoke",
+    "WireConfig",
+]

@@ -1,0 +1,299 @@
+"""Peer wire messages as data (level L2): one frozen dataclass per message, named by its BEP noun.
+
+BEP 3 (core), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension protocol), BEP 9
+(``ut_metadata``) and BEP 11 (``ut_pex``).  These are pure values; :mod:`torrentgoat.wire.codec`
+turns them into bytes and back, :mod:`torrentgoat.wire.connection` decides when each is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
+
+__all__ = [
+    "PROTOCOL",
+    "AllowedFast",
+    "BitfieldMsg",
+    "Buffer",
+    "Cancel",
+    "Choke",
+    "Extended",
+    "ExtendedHandshake",
+    "ExtensionMessage",
+    "Handshake",
+    "Have",
+    "HaveAll",
+    "HaveNone",
+    "Interested",
+    "KeepAlive",
+    "Message",
+    "MetadataData",
+    "MetadataReject",
+    "MetadataRequest",
+    "NotInterested",
+    "Pex",
+    "PexPeer",
+    "Piece",
+    "Port",
+    "RejectRequest",
+    "Request",
+    "SuggestPiece",
+    "Unchoke",
+    "WireMessage",
+]
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
+"""Bytes-like payloads; received block data is a fresh object owned by whoever receives it."""
+
+PROTOCOL = b"BitTorrent protocol"
+"""BEP 3 handshake protocol string (preceded by its length byte, 19)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handshake:
+    """BEP 3 handshake: ``<19>"BitTorrent protocol"<reserved 8><info_hash 20><peer_id 20>``."""
+
+    info_hash: InfoHash
+    peer_id: PeerId
+    reserved: bytes = bytes(8)
+    protocol: bytes = PROTOCOL
+
+    @property
+    def supports_extensions(self) -> bool:
+        """BEP 10: reserved byte 5, bit 0x10."""
+        return bool(self.reserved[5] & 0x10)
+
+    @property
+    def supports_fast(self) -> bool:
+        """BEP 6: reserved byte 7, bit 0x04."""
+        return bool(self.reserved[7] & 0x04)
+
+    @property
+    def supports_dht(self) -> bool:
+        """BEP 5: reserved byte 7, bit 0x01."""
+        return bool(self.reserved[7] & 0x01)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeepAlive:
+    """BEP 3: a zero-length message."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choke:
+    """BEP 3 id 0."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unchoke:
+    """BEP 3 id 1."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interested:
+    """BEP 3 id 2."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotInterested:
+    """BEP 3 id 3."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Have:
+    """BEP 3 id 4: the sender completed and verified piece ``index``."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BitfieldMsg:
+    """BEP 3 id 5: raw bitfield bytes (validated against the piece count by the connection)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """BEP 3 id 6: ask for ``length`` bytes of piece ``index`` at offset ``begin``."""
+
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Piece:
+    """BEP 3 id 7: a block of piece ``index`` at offset ``begin``."""
+
+    index: int
+    begin: int
+    data: Buffer
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Piece)
+            and self.index == other.index
+            and self.begin == other.begin
+            and bytes(self.data) == bytes(other.data)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.index, self.begin, bytes(self.data)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel:
+    """BEP 3 id 8: withdraw an earlier :class:`Request`."""
+
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Port:
+    """BEP 5 id 9: the sender's DHT node listens on UDP ``port``."""
+
+    port: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SuggestPiece:
+    """BEP 6 id 0x0D: the sender suggests downloading piece ``index``."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaveAll:
+    """BEP 6 id 0x0E: the sender has every piece (replaces the bitfield)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HaveNone:
+    """BEP 6 id 0x0F: the sender has no piece (replaces the bitfield)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejectRequest:
+    """BEP 6 id 0x10: the sender will not serve this request."""
+
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllowedFast:
+    """BEP 6 id 0x11: piece ``index`` may be requested even while the sender chokes us."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extended:
+    """BEP 10 id 20: extension message ``ext_id`` (0 = extension handshake) with a raw payload."""
+
+    ext_id: int
+    payload: bytes
+
+
+# --- decoded extension messages (payloads of Extended) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtendedHandshake:
+    """BEP 10 extension handshake (``Extended`` id 0), with the BEP 9 ``metadata_size`` field.
+
+    ``m`` maps extension names to the message id the *sender* wants to receive them with
+    (0 means "disabled", BEP 10).  ``yourip``/``ipv4``/``ipv6`` are raw 4- or 16-byte addresses.
+    Unknown keys are ignored on decode (BEP 10: "unknown names should be ignored").
+    """
+
+    m: dict[str, int] = field(default_factory=dict)
+    p: int | None = None
+    v: str | None = None
+    yourip: bytes | None = None
+    ipv4: bytes | None = None
+    ipv6: bytes | None = None
+    reqq: int | None = None
+    metadata_size: int | None = None
+    upload_only: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataRequest:
+    """BEP 9 ``ut_metadata`` msg_type 0: ask for 16 KiB metadata piece ``piece``."""
+
+    piece: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataData:
+    """BEP 9 ``ut_metadata`` msg_type 1: metadata piece ``piece`` of a ``total_size``-byte info dict."""
+
+    piece: int
+    total_size: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataReject:
+    """BEP 9 ``ut_metadata`` msg_type 2: the sender will not send piece ``piece``."""
+
+    piece: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PexPeer:
+    """One peer in a BEP 11 ``added`` list with its ``added.f`` flags byte.
+
+    Flags (BEP 11): 0x01 prefers encryption, 0x02 seed/upload-only, 0x04 supports uTP,
+    0x08 supports holepunch, 0x10 outgoing connection (reachable).
+    """
+
+    address: PeerAddress
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pex:
+    """BEP 11 ``ut_pex``: peers added and dropped since the previous message (IPv4 and IPv6 mixed).
+
+    The codec splits by family into ``added``/``added.f``/``dropped`` and ``added6``/``added6.f``/
+    ``dropped6``.
+    """
+
+    added: tuple[PexPeer, ...] = ()
+    dropped: tuple[PeerAddress, ...] = ()
+
+
+WireMessage: TypeAlias = (
+    KeepAlive
+    | Choke
+    | Unchoke
+    | Interested
+    | NotInterested
+    | Have
+    | BitfieldMsg
+    | Request
+    | Piece
+    | Cancel
+    | Port
+    | SuggestPiece
+    | HaveAll
+    | HaveNone
+    | RejectRequest
+    | AllowedFast
+    | Extended
+)
+"""A length-prefixed message of the message phase (everything but the handshake)."""
+
+ExtensionMessage: TypeAlias = ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex
+"""A decoded BEP 10 extension message; the connection wraps it in :class:`Extended` with the peer's id."""
+
+Message: TypeAlias = Handshake | WireMessage | ExtensionMessage
+"""Anything :meth:`PeerConnection.send` accepts."""
