@@ -189,7 +189,7 @@ async def test_check_memory_is_bounded_by_the_window(tmp_path: Path) -> None:
 
 
 async def test_check_rejects_mismatched_inputs() -> None:
-    info, payload = sample(4)
+    info, _payload = sample(4)
     other, _ = sample(9)
     async with PieceHasher() as hasher:
         with pytest.raises(StorageError):
@@ -229,5 +229,5 @@ async def test_disk_executor_round_trip(tmp_path: Path) -> None:
         assert buf[:2] == b"zz"
         with pytest.raises(StorageError):
             await disk.read(storage, 99, 0, 1)
-        assert await disk.run(lambda a, *, b: a + b, 1, b=2) == 3
+        assert await disk.run(int.from_bytes, b"\x01\x00", byteorder="little") == 1
         await disk.close_storage(storage)
