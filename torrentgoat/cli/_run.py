@@ -20,5 +20,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         except ImportError:
             pass
         else:
-            return asyncio.run(coro, loop_factory=uvloop.new_event_loop)
+            # asyncio.run() has no loop_factory before 3.12; asyncio.Runner has it since 3.11.
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(coro)
     return asyncio.run(coro)
