@@ -1,0 +1,785 @@
+"""The sans-IO DHT node (BEP 5, BEP 32 on IPv6 sockets, BEP 43 read-only, BEP 44 items).
+
+:class:`DHTEngine` never touches a socket, a clock or the global RNG::
+
+    engine = DHTEngine(rng=random.Random(1), now=0.0)
+    op = engine.bootstrap([("127.0.0.1", 6881)], now)
+    for data, addr in engine.datagrams_to_send(now): ...      # send them
+    engine.receive_datagram(data, addr, now)                   # feed what arrives
+    engine.handle_timer(now) when now >= engine.get_timer()
+    while (event := engine.next_event()) is not None: ...      # BootstrapCompleted(op=op, ...)
+
+Operations (``bootstrap``, ``get_peers``, ``announce``, ``get_immutable``, ``put_immutable``,
+``get_mutable``, ``put_mutable``, ``ping``) return an id; each ends with one completion event
+(:mod:`torrentgoat.dht.events`).  ``_KINDS`` below is the engine's transition table: for each
+operation kind, the query its lookup sends, what the store phase sends, and the completion event.
+
+Hostile input: datagrams are rate-limited per source before decoding; malformed queries get a KRPC
+error only when a transaction id could be read; responses and errors are never answered; responses
+are matched to pending transactions by id *and* source address; every table (routing, peers, items,
+pending transactions, operations, rate-limit sources) is capped.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from torrentgoat import bencode
+from torrentgoat.bencode import BValue
+from torrentgoat.dht import krpc
+from torrentgoat.dht.events import (
+    AnnounceCompleted,
+    BootstrapCompleted,
+    Event,
+    GetItemCompleted,
+    GetPeersCompleted,
+    LookupStats,
+    PeersFound,
+    PingCompleted,
+    PutItemCompleted,
+)
+from torrentgoat.dht.item_store import ItemStore
+from torrentgoat.dht.items import (
+    MAX_VALUE_SIZE,
+    ImmutableItem,
+    MutableItem,
+    immutable_target,
+    mutable_target,
+)
+from torrentgoat.dht.krpc import Addr, MalformedKRPC, NodeInfo
+from torrentgoat.dht.lookup import Lookup
+from torrentgoat.dht.peer_store import PeerStore
+from torrentgoat.dht.ratelimit import RateLimiter
+from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
+from torrentgoat.dht.tokens import TokenManager
+from torrentgoat.errors import DHTError, KRPCError, SignatureError
+
+__all__ = ["DHTConfig", "DHTEngine", "DHTStats"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DHTConfig:
+    """Knobs of one DHT node; defaults follow BEP 5 / BEP 44 and libtorrent's practice."""
+
+    k: int = 8
+    """Bucket size and number of closest nodes a lookup converges on (BEP 5)."""
+    alpha: int = 3
+    """Parallel queries per lookup."""
+    query_timeout: float = 2.0
+    """Seconds before an unanswered query counts as failed."""
+    max_rounds: int = 12
+    """Hop depth beyond which a lookup asks no further nodes."""
+    max_lookup_queries: int = 96
+    """Queries one lookup may send at most."""
+    max_pending: int = 1024
+    """Outstanding transactions at once; lookups wait when it is reached."""
+    max_operations: int = 256
+    """Operations (lookups, pings) running at once; starting more raises DHTError."""
+    good_interval: float = 900.0
+    """A node is good for 15 minutes after it answered (BEP 5)."""
+    max_failures: int = 2
+    """Timeouts in a row after which a node is bad."""
+    bucket_refresh_interval: float = 900.0
+    """Buckets unchanged this long are refreshed (BEP 5: 15 minutes)."""
+    maintenance_interval: float = 60.0
+    """Seconds between maintenance passes (refresh, expiry)."""
+    token_rotation: float = 300.0
+    """Token secret lifetime (BEP 5: 5 minutes, previous secret still accepted)."""
+    peer_ttl: float = 1800.0
+    max_info_hashes: int = 5000
+    max_peers_per_info_hash: int = 200
+    max_values_per_response: int = 50
+    """Peers in one ``get_peers`` reply (keeps replies far below the path MTU: no amplification)."""
+    max_peers_per_lookup: int = 2000
+    item_ttl: float = 7200.0
+    """BEP 44: items expire after 2 hours unless put again."""
+    max_items: int = 2000
+    rate_limit: float = 100.0
+    """Datagrams per second accepted from one source (0 disables)."""
+    rate_burst: float = 200.0
+    rate_limit_per_ip: bool = False
+    """Key the limiter on IP alone (internet) instead of (IP, port) (loopback tests share 127.0.0.1)."""
+    max_rate_sources: int = 10000
+    read_only: bool = False
+    """BEP 43: send ``ro=1`` and answer no queries."""
+
+
+@dataclass(slots=True)
+class DHTStats:
+    """Counters for benchmarks and debugging."""
+
+    datagrams_received: int = 0
+    rate_limited: int = 0
+    malformed: int = 0
+    unmatched: int = 0
+    queries_received: int = 0
+    responses_sent: int = 0
+    errors_sent: int = 0
+    queries_sent: int = 0
+    responses_received: int = 0
+    errors_received: int = 0
+    timeouts: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    addr: Addr
+    op: int
+    deadline: float
+    store: bool = False
+
+
+@dataclass(slots=True)
+class _Op:
+    id: int
+    kind: str
+    target: bytes
+    lookup: Lookup | None = None
+    notify: bool = True
+    store_phase: bool = False
+    store_pending: int = 0
+    stored: int = 0
+    errors: list[str] = field(default_factory=list)
+    peers: dict[Addr, None] = field(default_factory=dict)
+    item: ImmutableItem | MutableItem | None = None
+    port: int = 0
+    implied_port: bool = False
+    value: BValue | None = None
+    put_item: MutableItem | None = None
+    cas: int | None = None
+    public_key: bytes = b""
+    salt: bytes = b""
+    routers: list[Addr] = field(default_factory=list)
+    ping_addr: Addr | None = None
+
+
+# The transition table: operation kind -> (query its lookup sends, store phase, completion).
+_KINDS: dict[str, tuple[str, str | None, str]] = {
+    "ping": ("ping", None, "PingCompleted"),
+    "bootstrap": ("find_node", None, "BootstrapCompleted"),
+    "refresh": ("find_node", None, "-"),
+    "get_peers": ("get_peers", None, "GetPeersCompleted"),
+    "announce": ("get_peers", "announce_peer", "AnnounceCompleted"),
+    "get_immutable": ("get", None, "GetItemCompleted"),
+    "get_mutable": ("get", None, "GetItemCompleted"),
+    "put_immutable": ("get", "put", "PutItemCompleted"),
+    "put_mutable": ("get", "put", "PutItemCompleted"),
+}
+
+
+class DHTEngine:
+    """One DHT node: routing table, lookups, stores.  See the module docstring for the loop."""
+
+    def __init__(
+        self,
+        *,
+        rng: random.Random,
+        now: float,
+        config: DHTConfig | None = None,
+        node_id: bytes | None = None,
+        ipv6: bool = False,
+    ) -> None:
+        self.config = cfg = config or DHTConfig()
+        self.rng = rng
+        self.ipv6 = ipv6
+        self.node_id = node_id if node_id is not None else rng.randbytes(20)
+        if len(self.node_id) != 20:
+            raise DHTError(f"node id must be 20 bytes, got {len(self.node_id)}")
+        self.table = RoutingTable(
+            self.node_id, k=cfg.k, now=now, good_interval=cfg.good_interval, max_failures=cfg.max_failures
+        )
+        self.tokens = TokenManager(rng, now, rotate_interval=cfg.token_rotation)
+        self.peer_store = PeerStore(
+            ttl=cfg.peer_ttl, max_info_hashes=cfg.max_info_hashes, max_peers=cfg.max_peers_per_info_hash
+        )
+        self.item_store = ItemStore(ttl=cfg.item_ttl, max_items=cfg.max_items)
+        self.limiter = RateLimiter(
+            rate=cfg.rate_limit,
+            burst=cfg.rate_burst,
+            per_ip=cfg.rate_limit_per_ip,
+            max_sources=cfg.max_rate_sources,
+        )
+        self.stats = DHTStats()
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque[Event] = deque()
+        self._pending: dict[bytes, _Pending] = {}
+        self._deadlines: list[tuple[float, bytes]] = []
+        self._ops: dict[int, _Op] = {}
+        self._starved: set[int] = set()
+        self._pinging: set[Addr] = set()
+        self._next_op = 1
+        self._next_tid = rng.randrange(1 << 16)
+        self._next_maintenance = now + cfg.maintenance_interval
+
+    # -- the sans-IO surface ------------------------------------------------------------------------
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float:
+        while self._deadlines:
+            deadline, tid = self._deadlines[0]
+            p = self._pending.get(tid)
+            if p is not None and p.deadline == deadline:
+                return min(deadline, self._next_maintenance)
+            heapq.heappop(self._deadlines)
+        return self._next_maintenance
+
+    def handle_timer(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, tid = heapq.heappop(self._deadlines)
+            p = self._pending.get(tid)
+            if p is None or p.deadline != deadline:
+                continue
+            del self._pending[tid]
+            self.stats.timeouts += 1
+            self.table.failed_addr(p.addr, now)
+            op = self._ops.get(p.op)
+            if op is not None:
+                self._op_failed(op, p, "timeout", now)
+        if now >= self._next_maintenance:
+            self._maintenance(now)
+        self._feed_starved(now)
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """Handle one datagram from ``addr``; never raises for bad input."""
+        self.stats.datagrams_received += 1
+        if not self.limiter.allow(addr, now):
+            self.stats.rate_limited += 1
+            return
+        try:
+            message = krpc.decode(data)
+        except MalformedKRPC as exc:
+            self.stats.malformed += 1
+            if exc.t is not None and not self.config.read_only:
+                self._reply(krpc.Error(t=exc.t, code=exc.code, message=str(exc)[:100].encode()), addr)
+            return
+        match message:
+            case krpc.Response():
+                self._on_response(message, addr, now)
+            case krpc.Error():
+                self._on_error(message, addr, now)
+            case _:
+                self.stats.queries_received += 1
+                if not self.config.read_only:
+                    self._on_query(message, addr, now)
+        self._feed_starved(now)
+
+    # -- operations ---------------------------------------------------------------------------------
+
+    def _new_op(self, kind: str, target: bytes, *, notify: bool = True) -> _Op:
+        if len(self._ops) >= self.config.max_operations:
+            raise DHTError(f"too many DHT operations running ({len(self._ops)})")
+        op = _Op(self._next_op, kind, target, notify=notify)
+        self._next_op += 1
+        self._ops[op.id] = op
+        return op
+
+    def _new_lookup(self, target: bytes) -> Lookup:
+        cfg = self.config
+        return Lookup(
+            target,
+            own_id=self.node_id,
+            k=cfg.k,
+            alpha=cfg.alpha,
+            max_rounds=cfg.max_rounds,
+            max_queries=cfg.max_lookup_queries,
+        )
+
+    def _start_lookup(self, op: _Op, now: float, seeds: Iterable[tuple[bytes | None, Addr]] = ()) -> int:
+        op.lookup = lookup = self._new_lookup(op.target)
+        for node in self.table.closest(op.target, self.config.k * 2):
+            lookup.add(node.id, node.addr, 0)
+        for node_id, addr in seeds:
+            lookup.add(node_id, addr, 0)
+        self._advance(op, now)
+        return op.id
+
+    def bootstrap(self, routers: Sequence[Addr], now: float) -> int:
+        """Find nodes close to our own id (BEP 5), from the routing table (node cache) if it has
+        nodes, falling back to ``routers`` when none of those answer."""
+        op = self._new_op("bootstrap", self.node_id)
+        op.routers = [r for r in routers if (":" in r[0]) == self.ipv6]
+        if len(self.table) == 0:
+            seeds = [(None, r) for r in op.routers]
+            op.routers = []
+            return self._start_lookup(op, now, seeds)
+        return self._start_lookup(op, now)
+
+    def find_node(self, target: bytes, now: float) -> int:
+        """A lookup converging on ``target`` (completes with BootstrapCompleted)."""
+        return self._start_lookup(self._new_op("bootstrap", target), now)
+
+    def get_peers(self, info_hash: bytes, now: float) -> int:
+        """Look up peers for ``info_hash`` (BEP 5 ``get_peers``); PeersFound events as they come."""
+        return self._start_lookup(self._new_op("get_peers", info_hash), now)
+
+    def announce(self, info_hash: bytes, port: int, now: float, *, implied_port: bool = False) -> int:
+        """``get_peers`` then ``announce_peer`` to the k closest nodes that gave a token (BEP 5)."""
+        if not implied_port and not 0 < port < 65536:
+            raise DHTError(f"announce port out of range: {port}")
+        op = self._new_op("announce", info_hash)
+        op.port, op.implied_port = port, implied_port
+        return self._start_lookup(op, now)
+
+    def get_immutable(self, target: bytes, now: float) -> int:
+        """BEP 44 ``get`` of the immutable item whose value hashes to ``target``."""
+        return self._start_lookup(self._new_op("get_immutable", target), now)
+
+    def put_immutable(self, value: BValue, now: float) -> int:
+        """BEP 44 ``put`` of an immutable item to the k closest nodes of SHA-1(bencode(value))."""
+        encoded = bencode.encode(value)
+        if len(encoded) > MAX_VALUE_SIZE:
+            raise DHTError(f"item value bencodes to {len(encoded)} bytes; BEP 44 allows {MAX_VALUE_SIZE}")
+        op = self._new_op("put_immutable", immutable_target(value))
+        op.value = value
+        return self._start_lookup(op, now)
+
+    def get_mutable(self, public_key: bytes, salt: bytes, now: float) -> int:
+        """BEP 44 ``get`` of a mutable item; the highest verified ``seq`` wins."""
+        op = self._new_op("get_mutable", mutable_target(public_key, salt))
+        op.public_key, op.salt = public_key, salt
+        return self._start_lookup(op, now)
+
+    def put_mutable(self, item: MutableItem, now: float, *, cas: int | None = None) -> int:
+        """BEP 44 ``put`` of a signed item (see :func:`~torrentgoat.dht.items.sign_mutable`)."""
+        item.verify()
+        op = self._new_op("put_mutable", item.target)
+        op.put_item, op.cas, op.public_key, op.salt = item, cas, item.public_key, item.salt
+        return self._start_lookup(op, now)
+
+    def ping(self, addr: Addr, now: float, *, notify: bool = True) -> int:
+        """Ping ``addr``; an answer puts the node in the routing table (PingCompleted if ``notify``)."""
+        op = self._new_op("ping", b"", notify=notify)
+        op.ping_addr = addr
+        self._send_query(
+            lambda t: krpc.Ping(t=t, id=self.node_id, ro=self.config.read_only), addr, op.id, now
+        )
+        return op.id
+
+    def add_node(self, addr: Addr, now: float) -> None:
+        """A node learned elsewhere (BEP 5 ``port`` message): ping it, keep it if it answers."""
+        if (":" in addr[0]) != self.ipv6 or len(self._ops) >= self.config.max_operations:
+            return
+        self.ping(addr, now, notify=False)
+
+    def cancel(self, op_id: int) -> None:
+        """Forget an operation; its answers are then ignored and no event is emitted."""
+        self._ops.pop(op_id, None)
+        self._starved.discard(op_id)
+
+    # -- node cache ---------------------------------------------------------------------------------
+
+    def export_nodes(self, now: float) -> list[NodeInfo]:
+        """Routing-table nodes worth saving (good first, bad ones left out)."""
+        nodes = [n for n in self.table if self.table.state(n, now) is not NodeState.BAD]
+        nodes.sort(key=lambda n: self.table.state(n, now) is not NodeState.GOOD)
+        return [n.info() for n in nodes]
+
+    def import_nodes(self, nodes: Iterable[NodeInfo], now: float) -> None:
+        """Seed the routing table with saved nodes (questionable until they answer)."""
+        for n in nodes:
+            if (":" in n.host) == self.ipv6:
+                self.table.heard_from(n.id, n.addr, now, responded=False)
+
+    # -- sending ------------------------------------------------------------------------------------
+
+    def _reply(self, message: krpc.Message, addr: Addr) -> None:
+        if isinstance(message, krpc.Error):
+            self.stats.errors_sent += 1
+        else:
+            self.stats.responses_sent += 1
+        self._out.append((krpc.encode(message), addr))
+
+    def _tid(self) -> bytes:
+        for _ in range(1 << 16):
+            self._next_tid = (self._next_tid + 1) & 0xFFFF
+            tid = self._next_tid.to_bytes(2, "big")
+            if tid not in self._pending:
+                return tid
+        raise DHTError("no free transaction id")  # pragma: no cover - max_pending is far below 65536
+
+    def _send_query(
+        self,
+        build: Callable[[bytes], krpc.Message],
+        addr: Addr,
+        op_id: int,
+        now: float,
+        *,
+        store: bool = False,
+    ) -> None:
+        tid = self._tid()
+        message = build(tid)
+        deadline = now + self.config.query_timeout
+        self._pending[tid] = _Pending(addr, op_id, deadline, store)
+        heapq.heappush(self._deadlines, (deadline, tid))
+        self.stats.queries_sent += 1
+        self._out.append((krpc.encode(message), addr))
+
+    def _lookup_query(self, op: _Op, addr: Addr, now: float) -> None:
+        ro = self.config.read_only
+        me = self.node_id
+        method = _KINDS[op.kind][0]
+        target = op.target
+        if method == "find_node":
+            self._send_query(lambda t: krpc.FindNode(t=t, id=me, target=target, ro=ro), addr, op.id, now)
+        elif method == "get_peers":
+            self._send_query(lambda t: krpc.GetPeers(t=t, id=me, info_hash=target, ro=ro), addr, op.id, now)
+        else:
+            self._send_query(lambda t: krpc.Get(t=t, id=me, target=target, ro=ro), addr, op.id, now)
+
+    def _ping_node(self, node: RoutingNode | None, now: float) -> None:
+        """Ping a questionable node of a full bucket (BEP 5): it stays only if it answers."""
+        if (
+            node is not None
+            and node.addr not in self._pinging
+            and len(self._pending) < self.config.max_pending
+            and len(self._ops) < self.config.max_operations
+        ):
+            self._pinging.add(node.addr)
+            self.ping(node.addr, now, notify=False)
+
+    # -- answering queries (BEP 5 / BEP 44 "queries") ------------------------------------------------
+
+    def _closest_infos(self, target: bytes) -> tuple[NodeInfo, ...]:
+        return tuple(n.info() for n in self.table.closest(target, self.config.k))
+
+    def _nodes_reply(self, target: bytes) -> tuple[tuple[NodeInfo, ...], tuple[NodeInfo, ...]]:
+        """``(nodes, nodes6)``: only the family of our socket is known to us (BEP 32)."""
+        nodes = self._closest_infos(target)
+        return ((), nodes) if self.ipv6 else (nodes, ())
+
+    def _on_query(self, q: krpc.Query, addr: Addr, now: float) -> None:
+        if not q.ro:
+            self._ping_node(self.table.heard_from(q.id, addr, now, responded=False), now)
+        me = self.node_id
+        match q:
+            case krpc.Ping(t=t):
+                self._reply(krpc.Response(t=t, id=me), addr)
+            case krpc.FindNode(t=t, target=target):
+                n4, n6 = self._nodes_reply(target)
+                self._reply(krpc.Response(t=t, id=me, nodes=n4, nodes6=n6), addr)
+            case krpc.GetPeers(t=t, info_hash=info_hash):
+                self.tokens.rotate_if_due(now)
+                values = self.peer_store.get(info_hash, now, self.rng, self.config.max_values_per_response)
+                values = [v for v in values if (":" in v[0]) == self.ipv6]
+                n4, n6 = self._nodes_reply(info_hash)
+                self._reply(
+                    krpc.Response(
+                        t=t,
+                        id=me,
+                        token=self.tokens.token_for(addr[0]),
+                        values=tuple(values),
+                        nodes=n4,
+                        nodes6=n6,
+                    ),
+                    addr,
+                )
+            case krpc.AnnouncePeer(t=t):
+                self.tokens.rotate_if_due(now)
+                if not self.tokens.check(q.token, addr[0]):
+                    self._reply(krpc.Error(t=t, code=203, message=b"invalid token"), addr)
+                    return
+                port = addr[1] if q.implied_port else q.port
+                self.peer_store.announce(q.info_hash, (addr[0], port), now)
+                self._reply(krpc.Response(t=t, id=me), addr)
+            case krpc.Get(t=t, target=target):
+                self.tokens.rotate_if_due(now)
+                token = self.tokens.token_for(addr[0])
+                item = self.item_store.get(target, now)
+                n4, n6 = self._nodes_reply(target)
+                if isinstance(item, ImmutableItem):
+                    reply = krpc.Response(t=t, id=me, token=token, v=item.value, nodes=n4, nodes6=n6)
+                elif isinstance(item, MutableItem) and (q.seq is None or item.seq > q.seq):
+                    reply = krpc.Response(
+                        t=t,
+                        id=me,
+                        token=token,
+                        v=item.value,
+                        k=item.public_key,
+                        sig=item.signature,
+                        seq=item.seq,
+                        nodes=n4,
+                        nodes6=n6,
+                    )
+                elif isinstance(item, MutableItem):
+                    reply = krpc.Response(t=t, id=me, token=token, seq=item.seq, nodes=n4, nodes6=n6)
+                else:
+                    reply = krpc.Response(t=t, id=me, token=token, nodes=n4, nodes6=n6)
+                self._reply(reply, addr)
+            case krpc.Put(t=t):
+                self._on_put(q, addr, now)
+
+    def _on_put(self, q: krpc.Put, addr: Addr, now: float) -> None:
+        self.tokens.rotate_if_due(now)
+        if not self.tokens.check(q.token, addr[0]):
+            self._reply(krpc.Error(t=q.t, code=203, message=b"invalid token"), addr)
+            return
+        try:
+            if q.k is None:
+                encoded = bencode.encode(q.v)
+                self.item_store.put_immutable(q.v, encoded, immutable_target(q.v), now)
+            else:
+                item = MutableItem(
+                    public_key=q.k, seq=q.seq or 0, value=q.v, signature=q.sig or b"", salt=q.salt
+                )
+                self.item_store.put_mutable(item, q.cas, now)
+        except KRPCError as exc:
+            self._reply(krpc.Error(t=q.t, code=exc.code, message=str(exc)[:100].encode()), addr)
+            return
+        self._reply(krpc.Response(t=q.t, id=self.node_id), addr)
+
+    # -- answers to our queries ---------------------------------------------------------------------
+
+    def _take_pending(self, t: bytes, addr: Addr) -> _Pending | None:
+        p = self._pending.get(t)
+        if p is None or p.addr != addr:
+            self.stats.unmatched += 1
+            return None
+        del self._pending[t]
+        return p
+
+    def _on_response(self, r: krpc.Response, addr: Addr, now: float) -> None:
+        p = self._take_pending(r.t, addr)
+        if p is None:
+            return
+        self.stats.responses_received += 1
+        self._ping_node(self.table.heard_from(r.id, addr, now, responded=True), now)
+        op = self._ops.get(p.op)
+        if op is None:
+            return
+        if p.store:
+            op.store_pending -= 1
+            op.stored += 1
+            self._maybe_finish_store(op)
+            return
+        if op.kind == "ping":
+            self._finish(op, PingCompleted(op=op.id, addr=addr, node_id=r.id))
+            return
+        lookup = op.lookup
+        assert lookup is not None
+        nodes = r.nodes6 if self.ipv6 else r.nodes
+        lookup.responded(addr, r.id, token=r.token, nodes=nodes)
+        if r.values and op.kind in ("get_peers", "announce"):
+            room = self.config.max_peers_per_lookup - len(op.peers)
+            new = [v for v in r.values if v not in op.peers][: max(room, 0)]
+            if new:
+                op.peers.update(dict.fromkeys(new))
+                if op.notify and op.kind == "get_peers":
+                    self._events.append(PeersFound(op=op.id, info_hash=op.target, peers=tuple(new)))
+        elif r.v is not None and op.kind == "get_immutable":
+            if immutable_target(r.v) == op.target:
+                op.item = ImmutableItem(value=r.v)
+                self._lookup_done(op, now)  # BEP 44: an immutable item is final once found
+                return
+        elif r.v is not None and op.kind in ("get_mutable", "put_mutable"):
+            self._consider_mutable(op, r)
+        self._advance(op, now)
+
+    def _consider_mutable(self, op: _Op, r: krpc.Response) -> None:
+        if r.k != op.public_key or r.sig is None or r.seq is None or r.v is None:
+            return
+        item = MutableItem(public_key=r.k, seq=r.seq, value=r.v, signature=r.sig, salt=op.salt)
+        try:
+            item.verify()
+        except (SignatureError, DHTError):
+            return
+        if not isinstance(op.item, MutableItem) or item.seq > op.item.seq:
+            op.item = item
+
+    def _on_error(self, e: krpc.Error, addr: Addr, now: float) -> None:
+        p = self._take_pending(e.t, addr)
+        if p is None:
+            return
+        self.stats.errors_received += 1
+        op = self._ops.get(p.op)
+        if op is not None:
+            text = e.message.decode("utf-8", "replace")
+            self._op_failed(op, p, f"{addr[0]}:{addr[1]} refused: {e.code} {text}", now)
+
+    def _op_failed(self, op: _Op, p: _Pending, reason: str, now: float) -> None:
+        if p.store:
+            op.store_pending -= 1
+            op.errors.append(reason)
+            self._maybe_finish_store(op)
+        elif op.kind == "ping":
+            self._finish(op, PingCompleted(op=op.id, addr=p.addr, node_id=None))
+        elif op.lookup is not None:
+            op.lookup.failed(p.addr)
+            self._advance(op, now)
+
+    # -- lookup progress ----------------------------------------------------------------------------
+
+    def _advance(self, op: _Op, now: float) -> None:
+        lookup = op.lookup
+        if lookup is None or op.store_phase or op.id not in self._ops:
+            return
+        if len(self._pending) >= self.config.max_pending:
+            self._starved.add(op.id)
+            return
+        for c in lookup.next_queries():
+            self._lookup_query(op, c.addr, now)
+        if lookup.done:
+            self._lookup_done(op, now)
+
+    def _feed_starved(self, now: float) -> None:
+        while self._starved and len(self._pending) < self.config.max_pending:
+            op = self._ops.get(self._starved.pop())
+            if op is not None:
+                self._advance(op, now)
+
+    def _stats(self, op: _Op) -> LookupStats:
+        lk = op.lookup
+        if lk is None:
+            return LookupStats(queries=0, responses=0, rounds=0)
+        return LookupStats(queries=lk.queries, responses=lk.responses, rounds=lk.rounds)
+
+    def _lookup_done(self, op: _Op, now: float) -> None:
+        lookup = op.lookup
+        assert lookup is not None
+        kind = op.kind
+        if kind == "bootstrap":
+            if lookup.responses == 0 and op.routers:
+                seeds: list[tuple[bytes | None, Addr]] = [(None, r) for r in op.routers]
+                op.routers = []
+                for s in seeds:
+                    lookup.add(*s, 0)
+                self._advance(op, now)
+                return
+            self._finish(op, BootstrapCompleted(op=op.id, nodes=len(self.table), stats=self._stats(op)))
+        elif kind == "refresh":
+            self._finish(op, None)
+        elif kind == "get_peers":
+            self._finish(
+                op,
+                GetPeersCompleted(
+                    op=op.id, info_hash=op.target, peers=tuple(op.peers), stats=self._stats(op)
+                ),
+            )
+        elif kind in ("get_immutable", "get_mutable"):
+            self._finish(
+                op, GetItemCompleted(op=op.id, target=op.target, item=op.item, stats=self._stats(op))
+            )
+        else:
+            self._store_phase(op, now)
+
+    def _store_phase(self, op: _Op, now: float) -> None:
+        lookup = op.lookup
+        assert lookup is not None
+        op.store_phase = True
+        item = op.put_item
+        if (
+            op.kind == "put_mutable"
+            and item is not None
+            and isinstance(op.item, MutableItem)
+            and op.item.seq > item.seq
+        ):
+            op.errors.append(f"a newer item is already stored (seq {op.item.seq} > {item.seq})")
+            self._maybe_finish_store(op)
+            return
+        for c in lookup.closest_responded(with_token=True):
+            self._send_query(
+                functools.partial(self._store_message, op, c.token or b""), c.addr, op.id, now, store=True
+            )
+            op.store_pending += 1
+        self._maybe_finish_store(op)
+
+    def _store_message(self, op: _Op, token: bytes, t: bytes) -> krpc.Message:
+        """The store-phase query of ``op`` (``announce_peer`` or ``put``) with a node's write token."""
+        me, ro = self.node_id, self.config.read_only
+        if op.kind == "announce":
+            return krpc.AnnouncePeer(
+                t=t,
+                id=me,
+                info_hash=op.target,
+                port=op.port or 1,
+                token=token,
+                implied_port=op.implied_port,
+                ro=ro,
+            )
+        item = op.put_item
+        if item is not None:
+            return krpc.Put(
+                t=t,
+                id=me,
+                token=token,
+                v=item.value,
+                k=item.public_key,
+                sig=item.signature,
+                seq=item.seq,
+                salt=item.salt,
+                cas=op.cas,
+                ro=ro,
+            )
+        return krpc.Put(t=t, id=me, token=token, v=op.value if op.value is not None else b"", ro=ro)
+
+    def _maybe_finish_store(self, op: _Op) -> None:
+        if op.store_pending > 0:
+            return
+        if op.kind == "announce":
+            self._finish(
+                op,
+                AnnounceCompleted(
+                    op=op.id,
+                    info_hash=op.target,
+                    peers=tuple(op.peers),
+                    stored=op.stored,
+                    stats=self._stats(op),
+                ),
+            )
+        else:
+            if op.stored == 0 and not op.errors:
+                op.errors.append("no DHT node returned a write token")
+            self._finish(
+                op,
+                PutItemCompleted(
+                    op=op.id,
+                    target=op.target,
+                    stored=op.stored,
+                    errors=tuple(op.errors),
+                    stats=self._stats(op),
+                ),
+            )
+
+    def _finish(self, op: _Op, event: Event | None) -> None:
+        if self._ops.pop(op.id, None) is None:
+            return
+        if op.ping_addr is not None:
+            self._pinging.discard(op.ping_addr)
+        self._starved.discard(op.id)
+        if event is not None and op.notify:
+            self._events.append(event)
+
+    # -- maintenance (BEP 5 "Routing Table": refresh every 15 minutes) -----------------------------
+
+    def _maintenance(self, now: float) -> None:
+        cfg = self.config
+        self._next_maintenance = now + cfg.maintenance_interval
+        self.tokens.rotate_if_due(now)
+        self.peer_store.expire(now)
+        self.item_store.expire(now)
+        if len(self.table) == 0:
+            return
+        for bucket in self.table.stale_buckets(now, cfg.bucket_refresh_interval)[:4]:
+            bucket.last_changed = now
+            if len(self._ops) >= cfg.max_operations:
+                break
+            op = self._new_op("refresh", self.table.random_id_in(bucket, self.rng), notify=False)
+            self._start_lookup(op, now)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def operation_count(self) -> int:
+        return len(self._ops)
