@@ -148,6 +148,8 @@ from torrentgoat.wire.messages import (
     SuggestPiece,
     Unchoke,
 )
+from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
+from torrentgoat.wire.pex import PexState
 
 __all__ = [
     "CLIENT_VERSION",
@@ -176,11 +178,13 @@ __all__ = [
     "KeepAlive",
     "Message",
     "MetadataData",
+    "MetadataFetcher",
     "MetadataPieceReceived",
     "MetadataReject",
     "MetadataRejected",
     "MetadataRequest",
     "MetadataRequested",
+    "MetadataServer",
     "NotInterested",
     "PeerChoked",
     "PeerConnection",
@@ -190,6 +194,7 @@ __all__ = [
     "Pex",
     "PexPeer",
     "PexReceived",
+    "PexState",
     "Piece",
     "PieceGeometry",
     "PieceSuggested",

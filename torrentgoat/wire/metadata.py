@@ -1,0 +1,200 @@
+"""BEP 9 metadata exchange (``ut_metadata``), pure helpers (level L2).
+
+:class:`MetadataFetcher` downloads the ``info`` dictionary of a magnet link from peers that
+announced ``metadata_size`` in their BEP 10 handshake: 16 KiB pieces, requests tracked per peer
+(peers are opaque hashable keys chosen by the driver), assembly, and the BEP 9 check that the
+SHA-1 of the assembled bytes equals the info-hash.  On a mismatch everything restarts and the peers
+that contributed are banned.  Memory is bounded by ``max_size`` whatever peers announce.
+
+:class:`MetadataServer` answers other peers' requests from the raw ``info`` bytes, or rejects them
+when we do not have the metadata yet (BEP 9: "reject").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Hashable
+
+from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
+from torrentgoat.primitives import InfoHash
+from torrentgoat.wire.codec import MAX_METADATA_SIZE, METADATA_PIECE_SIZE
+from torrentgoat.wire.messages import MetadataData, MetadataReject
+
+__all__ = ["MetadataFetcher", "MetadataServer", "metadata_piece_count"]
+
+
+def metadata_piece_count(size: int) -> int:
+    """Number of 16 KiB pieces of a ``size``-byte info dictionary (BEP 9)."""
+    return (size + METADATA_PIECE_SIZE - 1) // METADATA_PIECE_SIZE
+
+
+class MetadataFetcher:
+    """Fetch one torrent's info dictionary from several peers (BEP 9).
+
+    Driver protocol: ``add_peer(key, size)`` after a peer's extension handshake announced
+    ``metadata_size`` and ``ut_metadata``; then ``next_request(key, now)`` gives piece numbers to
+    request until it returns ``None``; feed ``on_data`` / ``on_reject`` with what arrives;
+    ``remove_peer(key)`` on disconnect.  ``on_data`` returns the verified raw bytes once complete.
+    ``expire(now)`` releases requests older than ``request_timeout`` for other peers.
+    """
+
+    def __init__(
+        self,
+        info_hash: InfoHash,
+        *,
+        max_size: int = MAX_METADATA_SIZE,
+        max_requests_per_peer: int = 4,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self.info_hash = info_hash
+        self.max_size = max_size
+        self.max_requests_per_peer = max_requests_per_peer
+        self.request_timeout = request_timeout
+        self.failures = 0
+        """How many times the assembled metadata failed the SHA-1 check."""
+        self.banned: set[Hashable] = set()
+        """Peers that contributed to metadata failing verification, or sent malformed pieces."""
+        self.result: bytes | None = None
+        self._peer_sizes: dict[Hashable, int] = {}
+        self._rejected: set[Hashable] = set()
+        self._size: int | None = None
+        self._pieces: dict[int, bytes] = {}
+        self._sources: dict[int, Hashable] = {}
+        self._requested: dict[int, tuple[Hashable, float]] = {}
+
+    @property
+    def size(self) -> int | None:
+        """The metadata size being assembled (the one most peers announced), if any."""
+        return self._size
+
+    @property
+    def complete(self) -> bool:
+        return self.result is not None
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """(pieces received, pieces needed); (0, 0) while no size is known."""
+        return len(self._pieces), metadata_piece_count(self._size) if self._size else 0
+
+    def add_peer(self, key: Hashable, metadata_size: int) -> bool:
+        """Register a peer that can serve ``metadata_size`` bytes; False if the size is refused
+        (<= 0 or above ``max_size``) or the peer is banned."""
+        if key in self.banned or not 0 < metadata_size <= self.max_size:
+            return False
+        self._peer_sizes[key] = metadata_size
+        if self._size is None:
+            self._choose_size()
+        return True
+
+    def remove_peer(self, key: Hashable) -> None:
+        self._peer_sizes.pop(key, None)
+        self._rejected.discard(key)
+        for piece in [p for p, (owner, _) in self._requested.items() if owner == key]:
+            del self._requested[piece]
+
+    def _choose_size(self) -> None:
+        sizes = Counter(self._peer_sizes.values())
+        self._size = sizes.most_common(1)[0][0] if sizes else None
+
+    def wants(self, key: Hashable) -> bool:
+        """Whether this peer is usable for the current fetch."""
+        return (
+            self.result is None
+            and self._size is not None
+            and key not in self.banned
+            and key not in self._rejected
+            and self._peer_sizes.get(key) == self._size
+        )
+
+    def next_request(self, key: Hashable, now: float) -> int | None:
+        """A piece to request from ``key`` now, or None (nothing to ask it)."""
+        if not self.wants(key):
+            return None
+        assert self._size is not None
+        if sum(1 for owner, _ in self._requested.values() if owner == key) >= self.max_requests_per_peer:
+            return None
+        for piece in range(metadata_piece_count(self._size)):
+            if piece in self._pieces:
+                continue
+            holder = self._requested.get(piece)
+            if holder is not None and now - holder[1] < self.request_timeout:
+                continue
+            self._requested[piece] = (key, now)
+            return piece
+        return None
+
+    def expire(self, now: float) -> None:
+        for piece in [p for p, (_, at) in self._requested.items() if now - at >= self.request_timeout]:
+            del self._requested[piece]
+
+    def on_reject(self, key: Hashable, piece: int) -> None:
+        """The peer refused (BEP 9 reject): stop asking it."""
+        self._rejected.add(key)
+        for p in [p for p, (owner, _) in self._requested.items() if owner == key]:
+            del self._requested[p]
+
+    def on_data(self, key: Hashable, piece: int, total_size: int, data: bytes) -> bytes | None:
+        """Store a piece; return the verified info bytes when the last piece arrives.
+
+        Raises :class:`RemoteProtocolError` (and bans ``key``) when ``total_size`` differs from the
+        announced size or the piece has the wrong length.  Unrequested pieces are ignored.
+        """
+        if self.result is not None or self._size is None:
+            return self.result
+        holder = self._requested.get(piece)
+        if holder is None or holder[0] != key:
+            return None
+        size = self._size
+        count = metadata_piece_count(size)
+        expected = METADATA_PIECE_SIZE if piece < count - 1 else size - piece * METADATA_PIECE_SIZE
+        if total_size != size or len(data) != expected:
+            self.banned.add(key)
+            self.remove_peer(key)
+            raise RemoteProtocolError(
+                f"ut_metadata piece {piece}: total_size {total_size}, {len(data)} bytes "
+                f"(expected total_size {size}, {expected} bytes)"
+            )
+        del self._requested[piece]
+        self._pieces[piece] = bytes(data)
+        self._sources[piece] = key
+        if len(self._pieces) < count:
+            return None
+        raw = b"".join(self._pieces[i] for i in range(count))
+        if hashlib.sha1(raw).digest() == self.info_hash.raw:
+            self.result = raw
+            self._pieces.clear()
+            return raw
+        # BEP 9: the metadata must hash to the info-hash; start over without the contributors.
+        self.failures += 1
+        for source in set(self._sources.values()):
+            self.banned.add(source)
+            self._peer_sizes.pop(source, None)
+        self._pieces.clear()
+        self._sources.clear()
+        self._requested.clear()
+        self._choose_size()
+        return None
+
+
+class MetadataServer:
+    """Answer BEP 9 requests from the raw ``info`` bytes (or reject everything without them)."""
+
+    def __init__(self, raw_info: bytes | None = None) -> None:
+        self._raw = raw_info
+
+    def set_metadata(self, raw_info: bytes) -> None:
+        if not raw_info:
+            raise LocalProtocolError("metadata must not be empty")
+        self._raw = raw_info
+
+    @property
+    def metadata_size(self) -> int | None:
+        return len(self._raw) if self._raw is not None else None
+
+    def respond(self, piece: int) -> MetadataData | MetadataReject:
+        raw = self._raw
+        if raw is None or not 0 <= piece < metadata_piece_count(len(raw)):
+            return MetadataReject(piece=piece)
+        start = piece * METADATA_PIECE_SIZE
+        return MetadataData(piece=piece, total_size=len(raw), data=raw[start : start + METADATA_PIECE_SIZE])
