@@ -77,7 +77,11 @@ def test_wire_message_round_trip(message: WireMessage) -> None:
     assert decode_frame(codec.encode_message(message)) == message
 
 
-@given(st.binary(min_size=20, max_size=20), st.binary(min_size=20, max_size=20), st.binary(min_size=8, max_size=8))
+@given(
+    st.binary(min_size=20, max_size=20),
+    st.binary(min_size=20, max_size=20),
+    st.binary(min_size=8, max_size=8),
+)
 def test_handshake_round_trip(info_hash: bytes, peer_id: bytes, reserved: bytes) -> None:
     handshake = Handshake(info_hash=InfoHash(info_hash), peer_id=PeerId(peer_id), reserved=reserved)
     data = codec.encode_handshake(handshake)
@@ -122,7 +126,9 @@ def test_extended_handshake_round_trip(handshake: ExtendedHandshake) -> None:
 
 
 def test_extended_handshake_lenient_fields_strict_shape() -> None:
-    decoded = codec.decode_extended_handshake(b"d1:md11:ut_metadatai3e3:bad3:xyz4:hugei999ee1:pi-5e1:v3:\xff\xfeae")
+    decoded = codec.decode_extended_handshake(
+        b"d1:md11:ut_metadatai3e3:bad3:xyz4:hugei999ee1:pi-5e1:v3:\xff\xfeae"
+    )
     assert decoded.m == {"ut_metadata": 3}
     assert decoded.p is None
     assert decoded.v is not None
@@ -152,7 +158,9 @@ def test_metadata_limits() -> None:
     too_big = codec.encode_metadata_message(MetadataData(piece=0, total_size=100, data=bytes(16385)))
     with pytest.raises(RemoteProtocolError, match="16 KiB"):
         codec.decode_metadata_message(too_big)
-    huge = codec.encode_metadata_message(MetadataData(piece=0, total_size=codec.MAX_METADATA_SIZE + 1, data=b"x"))
+    huge = codec.encode_metadata_message(
+        MetadataData(piece=0, total_size=codec.MAX_METADATA_SIZE + 1, data=b"x")
+    )
     with pytest.raises(RemoteProtocolError, match="total_size"):
         codec.decode_metadata_message(huge)
     with pytest.raises(RemoteProtocolError):
@@ -174,6 +182,7 @@ addresses = st.builds(PeerAddress, st.one_of(ipv4, ipv6), st.integers(1, 65535))
 def test_pex_round_trip(added: list[PexPeer], dropped: list[PeerAddress]) -> None:
     message = Pex(added=tuple(added), dropped=tuple(dropped))
     decoded = decode_pex(encode_pex(message))
+
     # order is preserved within each family; v4 entries come first
     def key4(a: PeerAddress) -> bool:
         return ":" in a.host

@@ -362,6 +362,8 @@ class PeerConnection:
             )
         self._geometry = geometry
         self._metadata_size = metadata_size
+        if geometry is not None and self.peer_have is None:
+            self.peer_have = Bitfield(geometry.num_pieces)  # BEP 3: no bitfield means no pieces
         self._update_caps()
 
     def _update_caps(self) -> None:
