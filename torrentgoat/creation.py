@@ -14,10 +14,12 @@ Layout rules, chosen so the same tree always yields the same info-hash:
   unless ``follow_symlinks`` is set (then its target is hashed under the link's name, and directory
   cycles are refused); sockets, FIFOs and devices are refused; names that are not UTF-8 or not safe
   path components (see :func:`torrentgoat.metainfo.check_path_component`) are refused.
-* **Pad files** (BEP 47, on by default in multi-file torrents): after every non-empty file that does not
-  end on a piece boundary, unless no non-empty file follows, a pad file of zeros fills the piece; its
-  path is ``.pad/<size>`` and its ``attr`` is ``p``, as libtorrent writes them.  Every non-empty file
-  then starts on a piece boundary, so a file can be fetched, verified and shared on its own.
+* **Pad files** (BEP 47, on by default in multi-file torrents): right before every non-empty file that
+  would not start on a piece boundary, a pad file of zeros fills up the piece; its path is
+  ``.pad/<size>`` and its ``attr`` is ``p``, as libtorrent writes them.  Every non-empty file then
+  starts on a piece boundary, so it can be fetched, verified and shared on its own; nothing pads the
+  end of the last file.  This is exactly libtorrent's ``canonical_files_no_tail_padding`` layout
+  (zero-length files included), so wherever the two sort orders agree the info-hashes are equal.
 * **Attributes** -- ``attr`` ``x`` marks an executable file (BEP 47), as libtorrent does.
 * **Single file** -- the info dictionary has exactly libtorrent's keys (``length``, ``name``,
   ``piece length``, ``pieces``, plus ``private`` when set and ``attr`` when executable), so the same
@@ -378,8 +380,12 @@ def create_torrent(
     segments: list[tuple[Path | None, int]] = []
     entries: list[BValue] = []
     offset = 0
-    last_data = max(i for i, f in enumerate(sources) if f.length > 0)
-    for index, source in enumerate(sources):
+    for source in sources:
+        gap = -offset % piece_length
+        if pad and not single and source.length > 0 and gap:
+            segments.append((None, gap))
+            entries.append({b"attr": b"p", b"length": gap, b"path": [b".pad", str(gap).encode()]})
+            offset += gap
         segments.append((source.source, source.length))
         entry: dict[bytes, BValue] = {
             b"length": source.length,
@@ -389,11 +395,6 @@ def create_torrent(
             entry[b"attr"] = b"x"
         entries.append(entry)
         offset += source.length
-        gap = -offset % piece_length
-        if pad and not single and source.length > 0 and gap and index < last_data:
-            segments.append((None, gap))
-            entries.append({b"attr": b"p", b"length": gap, b"path": [b".pad", str(gap).encode()]})
-            offset += gap
 
     pieces = _hash_stream(segments, offset, piece_length, threads, progress)
     info: dict[bytes, BValue] = {
