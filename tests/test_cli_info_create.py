@@ -1,0 +1,204 @@
+"""``torrentgoat create`` and ``torrentgoat info``: options, stable JSON, errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from torrentgoat.cli import main
+from torrentgoat.cli.create import parse_size
+from torrentgoat.errors import ConfigError
+from torrentgoat.magnet import parse_magnet
+from torrentgoat.metainfo import load_metainfo
+
+TORRENT_KEYS = {
+    "type",
+    "name",
+    "info_hash",
+    "piece_length",
+    "num_pieces",
+    "total_size",
+    "private",
+    "trackers",
+    "web_seeds",
+    "comment",
+    "created_by",
+    "creation_date",
+    "magnet",
+    "files",
+}
+MAGNET_KEYS = {
+    "type",
+    "name",
+    "info_hash",
+    "trackers",
+    "web_seeds",
+    "peers",
+    "select_only",
+    "public_key",
+    "salt",
+    "magnet",
+}
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    root = tmp_path / "model"
+    (root / "sub").mkdir(parents=True)
+    (root / "config.json").write_bytes(b"{}" * 100)
+    (root / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 300)
+    return root
+
+
+def test_parse_size() -> None:
+    assert parse_size("16384") == 16384
+    assert parse_size("16KiB") == parse_size("16k") == parse_size("16 KB") == 16384
+    assert parse_size("4MiB") == parse_size("4m") == 4 << 20
+    assert parse_size("1GiB") == 1 << 30
+    for bad in ("", "abc", "1.5MiB", "-4MiB", "4TiB", "4 MiB extra"):
+        with pytest.raises(ConfigError):
+            parse_size(bad)
+
+
+def test_create_then_info(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.torrent"
+    code = main(
+        [
+            "create",
+            str(data),
+            "-o",
+            str(out),
+            "--piece-size",
+            "16KiB",
+            "--tracker",
+            "http://127.0.0.1:1/a, http://127.0.0.1:2/a",
+            "--tracker",
+            "udp://127.0.0.1:3",
+            "--web-seed",
+            "http://127.0.0.1:4/",
+            "--private",
+            "--name",
+            "renamed",
+            "--comment",
+            "hello",
+            "--threads",
+            "2",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0
+    m = load_metainfo(out)
+    assert f"info-hash: {m.info_hash.hex}" in captured.out
+    magnet_line = next(line for line in captured.out.splitlines() if line.startswith("magnet: "))
+    assert parse_magnet(magnet_line.removeprefix("magnet: ")).info_hash == m.info_hash
+    assert "\r" not in captured.err  # no progress bar when stderr is not a terminal
+    assert m.announce_tiers == (("http://127.0.0.1:1/a", "http://127.0.0.1:2/a"), ("udp://127.0.0.1:3",))
+    assert m.web_seeds == ("http://127.0.0.1:4/",) and m.info.private and m.comment == "hello"
+    assert m.info.name == "renamed" and m.info.piece_length == 16384
+    assert any(f.pad for f in m.info.files)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out.torrent"]  # no temp file left
+
+    assert main(["info", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == TORRENT_KEYS
+    assert report["type"] == "torrent" and report["name"] == "renamed"
+    assert report["info_hash"] == m.info_hash.hex
+    assert report["piece_length"] == 16384 and report["num_pieces"] == m.info.num_pieces
+    assert report["total_size"] == m.info.total_length and report["private"] is True
+    assert report["trackers"] == [["http://127.0.0.1:1/a", "http://127.0.0.1:2/a"], ["udp://127.0.0.1:3"]]
+    assert report["web_seeds"] == ["http://127.0.0.1:4/"] and report["comment"] == "hello"
+    assert isinstance(report["creation_date"], int) and report["created_by"].startswith("torrentgoat/")
+    assert [set(f) for f in report["files"]] == [{"path", "size", "offset", "pad"}] * len(m.info.files)
+    assert [(f["path"], f["size"], f["offset"], f["pad"]) for f in report["files"]] == [
+        ("renamed/config.json", 200, 0, False),
+        ("renamed/.pad/16184", 16184, 200, True),
+        ("renamed/sub/weights.bin", 76800, 16384, False),
+    ]
+
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert m.info_hash.hex in text and "renamed/.pad/16184 [pad]" in text and "[tier 1] udp://" in text
+
+
+def test_create_options(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a.torrent"
+    assert main(["create", str(data), "-o", str(out), "--no-pad", "--no-date", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    m = load_metainfo(out)
+    assert not any(f.pad for f in m.info.files) and m.creation_date is None and m.info.piece_length == 16384
+    first = out.read_bytes()
+    assert main(["create", str(data), "-o", str(out), "--no-pad", "--no-date", "--piece-size", "auto"]) == 0
+    assert out.read_bytes() == first  # reproducible without a date
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["create", "{data}", "-o", "{out}", "--piece-size", "3000"], "power of two"),
+        (["create", "{data}", "-o", "{out}", "--piece-size", "lots"], "not a size"),
+        (["create", "{tmp}/missing", "-o", "{out}"], "cannot read"),
+        (["create", "{data}", "-o", "{tmp}/no/such/dir/x.torrent"], "cannot write"),
+        (["info", "{tmp}/missing.torrent"], "cannot read"),
+        (["info", "{data}/config.json"], "not a torrent"),
+        (["info", "magnet:?xt=urn:btih:nothex"], "info-hash"),
+        (["info", "magnet:?xt=urn:btmh:1220" + "00" * 32], "v2"),
+    ],
+)
+def test_bad_input_exits_2(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    args = [a.format(data=data, out=tmp_path / "o.torrent", tmp=tmp_path) for a in argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("torrentgoat: error: ") and message in err
+
+
+def test_info_magnet(capsys: pytest.CaptureFixture[str]) -> None:
+    key = "ab" * 32
+    uri = (
+        "magnet:?xt=urn:btih:" + "0123456789abcdef" * 2 + "01234567"
+        "&dn=Model&tr=http%3A%2F%2F127.0.0.1%3A1%2Fa&ws=http://127.0.0.1:2/&x.pe=[::1]:6881&so=1,3-5"
+        f"&xs=urn:btpk:{key}&s=0102"
+    )
+    assert main(["info", uri, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == MAGNET_KEYS
+    assert report == {
+        "type": "magnet",
+        "name": "Model",
+        "info_hash": "0123456789abcdef0123456789abcdef01234567",
+        "trackers": ["http://127.0.0.1:1/a"],
+        "web_seeds": ["http://127.0.0.1:2/"],
+        "peers": ["[::1]:6881"],
+        "select_only": [1, 3, 4, 5],
+        "public_key": key,
+        "salt": "0102",
+        "magnet": parse_magnet(uri).to_uri(),
+    }
+    assert main(["info", uri]) == 0
+    text = capsys.readouterr().out
+    assert "Model" in text and "[::1]:6881" in text and "1, 3, 4, 5" in text and key in text
+
+
+def test_module_entry_point(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.torrent"
+    done = subprocess.run(
+        [sys.executable, "-m", "torrentgoat", "create", str(data), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    info = subprocess.run(
+        [sys.executable, "-m", "torrentgoat", "info", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(info.stdout)["info_hash"] == load_metainfo(out).info_hash.hex
