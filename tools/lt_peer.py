@@ -1,0 +1,153 @@
+"""Launch libtorrent as a reference peer on loopback (interop tests and benchmarks).
+
+Runs in its own process so that it never shares a GIL with the torrentgoat code under test.
+
+    python tools/lt_peer.py seed  --torrent T --dir D --port P [--upload-limit BPS]
+    python tools/lt_peer.py leech --torrent T --dir D --port P [--peer HOST:PORT ...] [--magnet URI]
+
+It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
+listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` seconds,
+``{"event": "finished", "seconds": S, "bytes": N}`` when a leech completes, and exits after
+``--exit-after-finish`` (leech) or when stdin closes / SIGTERM arrives (seed).
+Settings follow ../shared/INTEROP-NOTES.md: explicit 127.0.0.1 listen address, no port fallback,
+DHT/LSD/UPnP/NAT-PMP/uTP off unless asked, ``num_want = 0`` for a seeder (a seeder that learns its
+own address from a tracker connects to itself and bans 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import libtorrent as lt
+
+
+def emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def make_session(args: argparse.Namespace) -> Any:
+    settings: dict[str, Any] = {
+        "listen_interfaces": f"127.0.0.1:{args.port}",
+        "max_retry_port_bind": 0,
+        "listen_system_port_fallback": False,
+        "enable_dht": bool(args.dht),
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "alert_mask": lt.alert_category.status | lt.alert_category.error | lt.alert_category.peer,
+        "allow_multiple_connections_per_ip": True,
+        "ignore_limits_on_local_network": args.upload_limit == 0 and args.download_limit == 0,
+        "upload_rate_limit": args.upload_limit,
+        "download_rate_limit": args.download_limit,
+        "in_enc_policy": lt.enc_policy.pe_disabled if args.no_encryption else lt.enc_policy.pe_enabled,
+        "out_enc_policy": lt.enc_policy.pe_disabled if args.no_encryption else lt.enc_policy.pe_enabled,
+        "user_agent": "libtorrent-reference",
+    }
+    if args.dht:
+        settings.update(
+            {
+                "dht_bootstrap_nodes": args.dht,
+                "dht_restrict_routing_ips": False,
+                "dht_restrict_search_ips": False,
+                "dht_enforce_node_id": False,
+                "dht_prefer_verified_node_ids": False,
+                "dht_ignore_dark_internet": False,
+                "dht_block_ratelimit": 1000000,
+                "dht_block_timeout": 1,
+            }
+        )
+    return lt.session(settings)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["seed", "leech"])
+    parser.add_argument("--torrent")
+    parser.add_argument("--magnet")
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--peer", action="append", default=[])
+    parser.add_argument("--upload-limit", type=int, default=0)
+    parser.add_argument("--download-limit", type=int, default=0)
+    parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
+    parser.add_argument("--no-encryption", action="store_true")
+    parser.add_argument("--report", type=float, default=0.5)
+    parser.add_argument("--exit-after-finish", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+
+    ses = make_session(args)
+    if args.torrent:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(args.torrent)
+    elif args.magnet:
+        params = lt.parse_magnet_uri(args.magnet)
+    else:
+        parser.error("--torrent or --magnet is required")
+    params.save_path = args.dir
+    if args.mode == "seed":
+        params.flags |= lt.torrent_flags.seed_mode if os.environ.get("LT_SEED_MODE") else 0
+    handle = ses.add_torrent(params)
+    if args.mode == "seed":
+        handle.set_flags(lt.torrent_flags.auto_managed, lt.torrent_flags.auto_managed)
+        handle.unset_flags(lt.torrent_flags.auto_managed)
+        ses.apply_settings({"num_want": 0})
+    for peer in args.peer:
+        host, _, port = peer.rpartition(":")
+        handle.connect_peer((host.strip("[]"), int(port)))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.mode == "seed":
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    started = time.monotonic()
+    emit(event="listening", port=ses.listen_port())
+    finished_at: float | None = None
+    last_report = 0.0
+    while not stop.is_set():
+        ses.wait_for_alert(100)
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.peer_connect_alert | lt.peer_disconnected_alert | lt.peer_ban_alert):
+                emit(event="peer", what=type(alert).__name__, message=alert.message())
+            elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert):
+                emit(event="error", message=alert.message())
+        status = handle.status()
+        now = time.monotonic()
+        if now - last_report >= args.report:
+            last_report = now
+            emit(
+                event="progress",
+                state=str(status.state),
+                progress=status.progress,
+                done=status.total_wanted_done,
+                wanted=status.total_wanted,
+                down=status.download_rate,
+                up=status.upload_rate,
+                peers=status.num_peers,
+                uploaded=status.total_upload,
+            )
+        if args.mode == "leech" and finished_at is None and status.is_seeding:
+            finished_at = now
+            emit(event="finished", seconds=now - started, bytes=status.total_wanted)
+        if finished_at is not None and now - finished_at >= args.exit_after_finish:
+            break
+        if now - started > args.timeout:
+            emit(event="timeout")
+            return 3
+    ses.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

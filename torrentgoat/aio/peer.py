@@ -1,0 +1,221 @@
+"""The asyncio driver of one peer wire connection (level L4), aioquic style.
+
+:class:`PeerDriver` is an :class:`asyncio.Protocol` that only *pumps* a sans-IO
+:class:`~torrentgoat.wire.PeerConnection`: bytes from the socket go into the engine, every event
+the engine produces goes to a :class:`PeerHandler` (the torrent), and the engine's queued output is
+written with one ``writelines`` per pump.  Protocol violations
+(:class:`~torrentgoat.errors.RemoteProtocolError`) close this connection only.
+
+Flow control: when the transport's write buffer is full (``pause_writing``), :attr:`writable`
+turns False and the handler stops serving blocks until :meth:`PeerHandler.peer_writable`.
+A download rate limit pauses reading while its token bucket is in debt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from typing import Protocol
+
+from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
+from torrentgoat.primitives import PeerAddress
+from torrentgoat.wire.connection import PeerConnection
+from torrentgoat.wire.events import Event
+
+__all__ = ["PeerDriver", "PeerHandler", "open_peer_connection"]
+
+_ids = itertools.count(1)
+
+
+class PeerHandler(Protocol):
+    """What a driver reports to (implemented by the torrent, or the session before a handshake)."""
+
+    def peer_event(self, peer: PeerDriver, event: Event) -> None:
+        """One engine event; may call ``peer.engine.send(...)`` (flushed after the pump)."""
+
+    def peer_closed(self, peer: PeerDriver, reason: str) -> None:
+        """The connection is gone (called exactly once)."""
+
+    def peer_writable(self, peer: PeerDriver) -> None:
+        """The transport drained its write buffer after having been full."""
+
+
+class PeerDriver(asyncio.Protocol):
+    """Pumps one :class:`PeerConnection` over one TCP transport."""
+
+    def __init__(
+        self,
+        engine: PeerConnection,
+        handler: PeerHandler,
+        *,
+        address: PeerAddress | None = None,
+        outgoing: bool,
+        download_limit: TokenBucket | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        """Process-unique key of this connection (the picker's opaque peer key)."""
+        self.engine = engine
+        self.handler = handler
+        self.address = address
+        self.outgoing = outgoing
+        self.transport: asyncio.Transport | None = None
+        self.writable = True
+        self.closed = False
+        self.close_reason = ""
+        self._download_limit = download_limit
+        self._reading_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_pump = False
+        self._loop = asyncio.get_running_loop()
+        self.connected = self._loop.create_future()
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        if self.address is None:
+            peername = transport.get_extra_info("peername")
+            if peername:
+                self.address = PeerAddress(str(peername[0]), int(peername[1]))
+        transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
+        if not self.connected.done():
+            self.connected.set_result(None)
+        self.flush()
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.engine.receive_data(data)
+        if self._download_limit is not None and not self._download_limit.unlimited:
+            delay = self._download_limit.consume(len(data))
+            if delay > 0 and self.transport is not None and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()
+                self._loop.call_later(delay, self._resume_reading)
+        self.pump()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        if not self.closed:
+            self.handler.peer_writable(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = self.close_reason or (f"connection lost: {exc}" if exc else "closed by peer")
+        self._finish(reason)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
+
+    # --- pumping ---------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Hand every pending engine event to the handler, then write the engine's output."""
+        if self._in_pump or self.closed:
+            return
+        self._in_pump = True
+        engine = self.engine
+        try:
+            while not self.closed:
+                event = engine.next_event()
+                if event is None:
+                    break
+                self.handler.peer_event(self, event)  # re-read: an incoming peer changes hands
+        except RemoteProtocolError as exc:
+            self.close(f"protocol violation: {exc}")
+            return
+        except LocalProtocolError as exc:
+            self.close(f"internal error: {exc}")
+            return
+        finally:
+            self._in_pump = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write whatever the engine has queued (one ``writelines`` call)."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        buffers = self.engine.buffers_to_send()
+        if buffers:
+            transport.writelines(buffers)
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _arm_timer(self) -> None:
+        if self.closed:
+            return
+        when = self.engine.get_timer()
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        self.engine.handle_timer(self._loop.time())
+        self.pump()
+        self._arm_timer()
+
+    # --- closing ---------------------------------------------------------------------------------
+
+    def close(self, reason: str) -> None:
+        """Close the connection (idempotent); the handler hears :meth:`PeerHandler.peer_closed` once."""
+        if self.closed:
+            return
+        self.close_reason = reason
+        if self.transport is not None:
+            self.transport.close()
+            # connection_lost follows from the loop and calls _finish; be explicit for aborts too
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(reason))
+            self.connected.exception()  # mark retrieved
+        self.handler.peer_closed(self, reason)
+
+    def __repr__(self) -> str:
+        return f"<PeerDriver #{self.id} {self.address} {'out' if self.outgoing else 'in'}>"
+
+
+async def open_peer_connection(
+    address: PeerAddress,
+    engine: PeerConnection,
+    handler: PeerHandler,
+    *,
+    timeout: float = 10.0,
+    download_limit: TokenBucket | None = None,
+) -> PeerDriver:
+    """Dial ``address`` and start pumping ``engine`` (an initiator: it already queued its handshake)."""
+    loop = asyncio.get_running_loop()
+    driver = PeerDriver(engine, handler, address=address, outgoing=True, download_limit=download_limit)
+    try:
+        await asyncio.wait_for(
+            loop.create_connection(lambda: driver, address.host, address.port), timeout=timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        driver._finish(f"connect failed: {exc or type(exc).__name__}")
+        raise ConnectionError(f"cannot connect to {address}: {exc or type(exc).__name__}") from exc
+    return driver

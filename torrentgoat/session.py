@@ -1,0 +1,344 @@
+"""The session (level L5): one listen socket, one peer id, shared thread pools, many torrents.
+
+    async with Session(SessionConfig(listen_port=0)) as session:
+        torrent = await session.add("magnet:?xt=urn:btih:...", "downloads/")
+        async for event in torrent.events(): ...
+        await torrent.wait_complete()
+
+Incoming connections are accepted on IPv4 and IPv6; their handshake (BEP 3) names the info-hash,
+and the session hands the connection to that torrent (or drops it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torrentgoat.aio.disk import DiskExecutor
+from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.peer import PeerDriver
+from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
+from torrentgoat.errors import ConfigError, MetainfoError, TorrentGoatError
+from torrentgoat.magnet import Magnet, parse_magnet
+from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
+from torrentgoat.primitives import PeerAddress, PeerId
+from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
+from torrentgoat.torrent.core import PeerSource
+from torrentgoat.torrent.sources import DHTSource, TrackerSource
+from torrentgoat.wire.connection import PeerConnection, WireConfig
+from torrentgoat.wire.events import Event, HandshakeReceived
+
+__all__ = ["Session", "SessionConfig"]
+
+log = logging.getLogger("torrentgoat.session")
+
+MAX_TORRENT_DOWNLOAD = 32 * 1024 * 1024
+"""Largest .torrent accepted from a URL."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    """Process-wide settings of a :class:`Session`."""
+
+    listen_host: str = "0.0.0.0"
+    """IPv4 address to accept peers on ("127.0.0.1" keeps everything on loopback)."""
+    listen_ipv6: str | None = "::"
+    """IPv6 address to accept peers on as well (None: no IPv6 listener)."""
+    listen_port: int = 6881
+    """TCP port for peers (0: pick a free one).  The DHT uses the same number over UDP."""
+    upload_limit: int = 0
+    """Session-wide upload limit in bytes per second (0: unlimited)."""
+    download_limit: int = 0
+    """Session-wide download limit in bytes per second (0: unlimited)."""
+    enable_dht: bool = True
+    """Run a mainline DHT node (BEP 5) to find peers for trackerless magnets."""
+    dht_bootstrap: tuple[tuple[str, int], ...] = DEFAULT_DHT_ROUTERS
+    """Routers (and nodes) to bootstrap the DHT from."""
+    dht_state: Path | None = None
+    """File where the DHT node cache is kept between runs (None: not persisted)."""
+    enable_trackers: bool = True
+    """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
+    enable_pex: bool = True
+    """Peer exchange (BEP 11) on public torrents."""
+    torrent: TorrentConfig = field(default_factory=TorrentConfig)
+    """Defaults for each torrent; ``Session.add`` options override some of them."""
+    io: IOConfig = field(default_factory=IOConfig)
+    """Hashing and disk thread pools."""
+    wire: WireConfig = field(default_factory=WireConfig)
+    """Peer wire protocol tunables."""
+    seed: int | None = None
+    """Seed of the session's random generator (peer id, picker tie-breaks); None: from the OS."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.listen_port < 65536:
+            raise ConfigError(f"listen_port out of range: {self.listen_port}")
+
+
+class _Incoming:
+    """PeerHandler of incoming connections until their handshake names a torrent."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.pending: set[PeerDriver] = set()
+
+    def peer_event(self, peer: PeerDriver, event: Event) -> None:
+        if isinstance(event, HandshakeReceived):
+            self.pending.discard(peer)
+            torrent = self.session.torrents.get(event.handshake.info_hash.raw)
+            if torrent is None:
+                peer.close("unknown info-hash")
+                return
+            torrent.adopt(peer)
+            return
+        peer.close(f"unexpected {type(event).__name__} before the handshake")
+
+    def peer_closed(self, peer: PeerDriver, reason: str) -> None:
+        self.pending.discard(peer)
+
+    def peer_writable(self, peer: PeerDriver) -> None:
+        pass
+
+
+class Session:
+    """Owns listeners, the peer id, thread pools, the DHT node and the torrents."""
+
+    def __init__(self, config: SessionConfig | None = None) -> None:
+        self.config = config or SessionConfig()
+        self.rng = random.Random(self.config.seed)
+        self.peer_id = PeerId.generate(self.rng)
+        self.torrents: dict[bytes, Torrent] = {}
+        self.listen_port = self.config.listen_port
+        self.dht: Any = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._incoming = _Incoming(self)
+        self._tasks: dict[bytes, asyncio.Task[None]] = {}
+        self._disk: DiskExecutor | None = None
+        self._hasher: PieceHasher | None = None
+        self._http: Any = None
+        self._upload = TokenBucket(self.config.upload_limit)
+        self._download = TokenBucket(self.config.download_limit)
+        self._started = False
+        self._bootstrap: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        self._disk = DiskExecutor(self.config.io)
+        self._hasher = PieceHasher(self.config.io, disk=self._disk)
+        port = self.config.listen_port
+        server = await loop.create_server(self._accept, self.config.listen_host, port, reuse_address=True)
+        self._servers.append(server)
+        self.listen_port = server.sockets[0].getsockname()[1]
+        if self.config.listen_ipv6:
+            try:
+                server6 = await loop.create_server(
+                    self._accept, self.config.listen_ipv6, self.listen_port, reuse_address=True
+                )
+            except OSError as exc:
+                log.info("no IPv6 listener on [%s]:%d: %s", self.config.listen_ipv6, self.listen_port, exc)
+            else:
+                self._servers.append(server6)
+        if self.config.enable_dht:
+            from torrentgoat.aio.dht import DHTNode
+
+            self.dht = DHTNode(
+                host=self.config.listen_host,
+                port=self.listen_port,
+                node_cache=self.config.dht_state,
+                rng=random.Random(self.rng.random()),
+            )
+            await self.dht.start()
+            self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+
+    async def _bootstrap_dht(self) -> None:
+        try:
+            await self.dht.bootstrap([PeerAddress(h, p) for h, p in self.config.dht_bootstrap])
+        except TorrentGoatError as exc:
+            log.warning("DHT bootstrap failed: %s", exc)
+
+    def _accept(self) -> PeerDriver:
+        engine = PeerConnection(
+            peer_id=self.peer_id,
+            now=asyncio.get_running_loop().time(),
+            listen_port=self.listen_port,
+            config=self._wire_config(),
+        )
+        driver = PeerDriver(engine, self._incoming, outgoing=False, download_limit=self._download)
+        self._incoming.pending.add(driver)
+        return driver
+
+    def _wire_config(self) -> WireConfig:
+        from dataclasses import replace
+
+        return replace(self.config.wire, enable_dht=self.dht is not None)
+
+    async def close(self) -> None:
+        """Stop every torrent (trackers are told ``stopped``), close sockets and thread pools."""
+        for torrent in list(self.torrents.values()):
+            torrent.stop("session closed")
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for server in self._servers:
+            server.close()
+        for driver in list(self._incoming.pending):
+            driver.close("session closed")
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        if self._bootstrap is not None:
+            self._bootstrap.cancel()
+            await asyncio.gather(self._bootstrap, return_exceptions=True)
+        if self.dht is not None:
+            await self.dht.close()
+            self.dht = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._hasher is not None:
+            await self._hasher.aclose()
+        if self._disk is not None:
+            await self._disk.aclose()
+
+    # ------------------------------------------------------------------ torrents
+
+    async def load(self, source: str | Path | Metainfo | Magnet) -> Metainfo | Magnet:
+        """Read a magnet URI, a .torrent path or an http(s) URL of a .torrent."""
+        if isinstance(source, Metainfo | Magnet):
+            return source
+        text = str(source)
+        if text.startswith("magnet:"):
+            return parse_magnet(text)
+        if text.startswith(("http://", "https://")):
+            return parse_metainfo(await self._fetch_torrent(text))
+        return load_metainfo(Path(text))
+
+    async def _fetch_torrent(self, url: str) -> bytes:
+        import aiohttp
+
+        session = await self.http()
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
+                if response.status != 200:
+                    raise MetainfoError(f"fetching {url}: HTTP {response.status}")
+                body = await response.content.read(MAX_TORRENT_DOWNLOAD + 1)
+        except aiohttp.ClientError as exc:
+            raise MetainfoError(f"fetching {url}: {exc}") from exc
+        if len(body) > MAX_TORRENT_DOWNLOAD:
+            raise MetainfoError(f"{url}: torrent file larger than {MAX_TORRENT_DOWNLOAD} bytes")
+        return body
+
+    async def http(self) -> Any:
+        """The shared aiohttp client session (trackers, web seeds, .torrent URLs)."""
+        if self._http is None:
+            import aiohttp
+
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def add(
+        self,
+        source: str | Path | Metainfo | Magnet,
+        dest: str | Path,
+        *,
+        files: Sequence[str] = (),
+        file_indices: Sequence[int] | None = None,
+        sequential: bool = False,
+        seed: bool | None = None,
+        peers: Sequence[str] = (),
+        config: TorrentConfig | None = None,
+    ) -> Torrent:
+        """Start downloading (or seeding) ``source`` into ``dest`` and return the running torrent.
+
+        ``files`` are glob patterns of paths inside the torrent, ``file_indices`` explicit file
+        indices (a magnet's BEP 53 ``so=`` is used when neither is given); ``peers`` are extra
+        ``HOST:PORT`` addresses to dial.
+        """
+        if not self._started:
+            await self.start()
+        loaded = await self.load(source)
+        metainfo = loaded if isinstance(loaded, Metainfo) else None
+        magnet = loaded if isinstance(loaded, Magnet) else None
+        if magnet is not None and magnet.info_hash is None:
+            raise TorrentGoatError("this magnet has no info-hash (resolve a btpk magnet with a collection first)")
+        info_hash = metainfo.info_hash if metainfo is not None else magnet.info_hash  # type: ignore[union-attr]
+        assert info_hash is not None
+        if info_hash.raw in self.torrents:
+            raise TorrentGoatError(f"torrent {info_hash.hex} is already in the session")
+        from dataclasses import replace
+
+        base = config or self.config.torrent
+        extra = tuple(peers) + tuple(str(p) for p in (magnet.peers if magnet is not None else ()))
+        indices = file_indices
+        if indices is None and magnet is not None and magnet.select_only:
+            indices = magnet.select_only
+        tconfig = replace(
+            base,
+            strategy="sequential" if sequential else base.strategy,
+            seed=base.seed if seed is None else seed,
+            extra_peers=base.extra_peers + extra,
+            file_globs=base.file_globs + tuple(files),
+            selected_files=tuple(indices) if indices is not None else base.selected_files,
+            pex=base.pex and self.config.enable_pex,
+        )
+        assert self._hasher is not None and self._disk is not None
+        ctx = TorrentContext(
+            peer_id=self.peer_id,
+            listen_port=self.listen_port,
+            hasher=self._hasher,
+            disk=self._disk,
+            rng=random.Random(self.rng.random()),
+            wire=self._wire_config(),
+            upload_limit=self._upload,
+            download_limit=self._download,
+            add_dht_node=self._add_dht_node if self.dht is not None else None,
+        )
+        sources: list[PeerSource] = []
+        trackers = metainfo.announce_tiers if metainfo is not None else ()
+        if magnet is not None and magnet.trackers:
+            trackers = tuple((url,) for url in magnet.trackers)
+        if self.config.enable_trackers and trackers:
+            sources.append(TrackerSource(trackers, self))
+        private = metainfo is not None and metainfo.info.private
+        if self.dht is not None and not private:
+            sources.append(DHTSource(self.dht))
+        torrent = Torrent(
+            ctx,
+            info_hash=info_hash,
+            dest=Path(dest),
+            config=tconfig,
+            metainfo=metainfo,
+            magnet=magnet,
+            sources=sources,
+        )
+        self.torrents[info_hash.raw] = torrent
+        task = asyncio.create_task(self._run(torrent), name=f"torrent {info_hash.hex}")
+        self._tasks[info_hash.raw] = task
+        return torrent
+
+    async def _run(self, torrent: Torrent) -> None:
+        try:
+            await torrent.run()
+        finally:
+            self.torrents.pop(torrent.info_hash.raw, None)
+            self._tasks.pop(torrent.info_hash.raw, None)
+
+    def _add_dht_node(self, address: PeerAddress) -> None:
+        if self.dht is not None:
+            self.dht.add_node(address)

@@ -1,0 +1,64 @@
+"""Typed configuration of a running torrent (level L5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torrentgoat.errors import ConfigError
+
+__all__ = ["TorrentConfig"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TorrentConfig:
+    """Per-torrent behaviour; the session fills it from its own config and the ``add`` options."""
+
+    strategy: str = "rarest-first"
+    """Piece strategy name (``rarest-first``, ``sequential``, ``random``, ``windowed-rarest``)."""
+    endgame: bool = True
+    """Request the last blocks from several peers and cancel the duplicates (BEP 3 "End Game")."""
+    max_peers: int = 50
+    """Connections kept open for this torrent (incoming and outgoing)."""
+    max_half_open: int = 8
+    """Outgoing connection attempts in progress at once."""
+    upload_slots: int = 4
+    """Regular unchoke slots (plus one optimistic unchoke)."""
+    piece_memory: int = 96 * 1024 * 1024
+    """Bytes of piece buffers held for pieces being downloaded (bounds RSS whatever the file size)."""
+    read_cache: int = 32 * 1024 * 1024
+    """Bytes of recently read data kept to serve block requests."""
+    read_chunk: int = 1024 * 1024
+    """Unit in which seeding reads from disk (at most one piece)."""
+    min_queue: int = 16
+    """Fewest requests kept in flight to an unchoking peer."""
+    max_queue: int = 1500
+    """Most requests kept in flight to one peer (also capped by its ``reqq``)."""
+    queue_time: float = 2.0
+    """Seconds of a peer's download rate worth of requests kept in flight (adaptive queue)."""
+    snub_timeout: float = 30.0
+    """A peer that sends no block for this long while we wait is snubbed: its requests go to others."""
+    ban_after_failures: int = 3
+    """Hash failures a peer may contribute to before it is banned (sole contributors: at once)."""
+    seed: bool = False
+    """Keep running (seeding) after completion."""
+    seed_ratio: float = 0.0
+    """Stop seeding after uploading this multiple of the torrent's size (0: no limit)."""
+    seed_time: float = 0.0
+    """Stop seeding after this many seconds (0: no limit)."""
+    selected_files: tuple[int, ...] | None = None
+    """File indices to download (None: all).  Pad files are never downloaded."""
+    file_globs: tuple[str, ...] = ()
+    """Glob patterns (``fnmatch``) of file paths to download, relative to the torrent's folder;
+    combined with ``selected_files``.  Empty with ``selected_files=None``: everything."""
+    pex: bool = True
+    """Exchange peers (BEP 11); off for private torrents (BEP 27) whatever this says."""
+    extra_peers: tuple[str, ...] = field(default_factory=tuple)
+    """``HOST:PORT`` peers to dial at start (``--peer``, magnet ``x.pe``)."""
+
+    def __post_init__(self) -> None:
+        if self.max_peers < 1:
+            raise ConfigError(f"max_peers must be >= 1, got {self.max_peers}")
+        if self.piece_memory < 1024 * 1024:
+            raise ConfigError("piece_memory must be at least 1 MiB")
+        if self.upload_slots < 0:
+            raise ConfigError("upload_slots must be >= 0")

@@ -1,0 +1,939 @@
+"""One torrent being downloaded and/or seeded (level L5): the orchestration of the pure engines.
+
+The :class:`Torrent` owns, for one info-hash: the wire engines of its peers (through their
+:class:`~torrentgoat.aio.peer.PeerDriver` s), the piece picker, the choker, piece buffers, storage
+and the peer sources (magnet/``--peer`` addresses, trackers, DHT, PEX).  Everything protocol-shaped is
+decided by the sans-IO engines; this module only routes their events and awaits disk, hash threads
+and sockets.
+
+Invariants kept here (issue 3, "Verified pieces only"):
+
+* a piece is announced (``have``), served, counted and reported only after its SHA-1 matched and
+  it was written; a failed piece is dropped and fetched again, and its contributors get a strike
+  (a sole contributor is banned at once, others after ``ban_after_failures``);
+* memory held by pieces in flight is bounded by ``TorrentConfig.piece_memory`` (the picker's
+  partial-piece cap);
+* a peer that breaks the protocol is dropped; nothing a peer sends can stop the torrent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from torrentgoat.aio.disk import DiskExecutor
+from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.peer import PeerDriver, open_peer_connection
+from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.errors import ConfigError, LocalProtocolError, RemoteProtocolError, StorageError, TorrentGoatError
+from torrentgoat.magnet import Magnet
+from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
+from torrentgoat.picker import PickerConfig, PiecePicker
+from torrentgoat.picker.layout import PieceLayout
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef, InfoHash, PeerAddress, PeerId
+from torrentgoat.storage import FileStorage, Layout, Storage
+from torrentgoat.torrent.choking import ChokeScheduler
+from torrentgoat.torrent.config import TorrentConfig
+from torrentgoat.torrent.events import (
+    CheckProgressed,
+    Completed,
+    MetadataReceived,
+    PeerBanned,
+    PeerConnected,
+    PeerDisconnected,
+    PieceFailed,
+    ProgressReported,
+    Stopped,
+    TorrentEvent,
+)
+from torrentgoat.torrent.peers import CandidatePool, PeerState
+from torrentgoat.torrent.pieces import PieceBuffers, ReadCache
+from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
+from torrentgoat.wire.events import (
+    AllowedFastReceived,
+    BitfieldReceived,
+    BlockReceived,
+    BlockRequested,
+    ConnectionTimedOut,
+    Event,
+    ExtensionHandshakeReceived,
+    HandshakeReceived,
+    HaveReceived,
+    MetadataPieceReceived,
+    MetadataRejected,
+    MetadataRequested,
+    PeerChoked,
+    PeerInterested,
+    PeerNotInterested,
+    PeerUnchoked,
+    PexReceived,
+    PortReceived,
+    RequestRejected,
+)
+from torrentgoat.wire.messages import Cancel, Have, Interested, MetadataRequest, NotInterested, Request
+from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
+
+__all__ = ["PeerSource", "Torrent", "TorrentContext"]
+
+log = logging.getLogger("torrentgoat.torrent")
+
+
+class PeerSource:
+    """Something that finds peers for a torrent over time (trackers, the DHT).
+
+    ``run(torrent)`` runs until cancelled and calls ``torrent.add_peers``; ``completed()`` and
+    ``stopped()`` are hooks for tracker events (BEP 3 ``completed`` / ``stopped``).
+    """
+
+    name = "source"
+
+    async def run(self, torrent: Torrent) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def completed(self) -> None:
+        """The download finished."""
+
+    async def stopped(self) -> None:
+        """The torrent is stopping: say goodbye (best effort, short)."""
+
+
+@dataclass(slots=True, kw_only=True)
+class TorrentContext:
+    """What the session lends each torrent."""
+
+    peer_id: PeerId
+    listen_port: int
+    hasher: PieceHasher
+    disk: DiskExecutor
+    rng: random.Random
+    wire: WireConfig = field(default_factory=WireConfig)
+    upload_limit: TokenBucket = field(default_factory=lambda: TokenBucket(0))
+    download_limit: TokenBucket = field(default_factory=lambda: TokenBucket(0))
+    add_dht_node: Callable[[PeerAddress], None] | None = None
+    """Called with ``(peer ip, port)`` when a peer sends a BEP 5 ``port`` message."""
+    storage_factory: Callable[[Path, Layout, frozenset[int]], Storage] | None = None
+    """Builds storage for a torrent (default: :class:`FileStorage` under the download directory)."""
+
+
+class Torrent:
+    """A torrent in a session.  Create through :meth:`Session.add`; see the README for the API."""
+
+    def __init__(
+        self,
+        ctx: TorrentContext,
+        *,
+        info_hash: InfoHash,
+        dest: Path,
+        config: TorrentConfig,
+        metainfo: Metainfo | None = None,
+        magnet: Magnet | None = None,
+        sources: list[PeerSource] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.info_hash = info_hash
+        self.dest = Path(dest)
+        self.config = config
+        self.metainfo = metainfo
+        self.magnet = magnet
+        self.sources = list(sources or [])
+        self.info: InfoDict | None = metainfo.info if metainfo is not None else None
+        self.name = self.info.name if self.info else (magnet.display_name if magnet and magnet.display_name else info_hash.hex)
+        self.state = "starting"
+        self.error: BaseException | None = None
+        self.peers: dict[int, PeerState] = {}
+        self.pool = CandidatePool()
+        self.have: Bitfield | None = None
+        self.picker: PiecePicker | None = None
+        self.storage: Storage | None = None
+        self.buffers = PieceBuffers()
+        self.read_cache: ReadCache | None = None
+        self.uploaded = 0
+        self.downloaded = 0
+        self.wasted = 0
+        self.hash_failures = 0
+        self.started_at = time.monotonic()
+        self.completed_at: float | None = None
+        self._loop = asyncio.get_running_loop()
+        self._strikes: dict[PeerAddress, int] = {}
+        self._verifying: set[int] = set()
+        self._connecting = 0
+        self._wake_connector = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._complete = asyncio.Event()
+        self._subscribers: list[asyncio.Queue[TorrentEvent | None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._fetcher = MetadataFetcher(info_hash) if self.info is None else None
+        self._metadata = MetadataServer(self.info.raw if self.info else None)
+        self._metadata_ready = asyncio.Event()
+        if self.info is not None:
+            self._metadata_ready.set()
+        self._choker = ChokeScheduler(slots=config.upload_slots, rng=ctx.rng)
+        self._down_meter_total = 0
+        self._wanted_bytes = 0
+        self._verified_bytes = 0
+        self._stop_reason = ""
+        self._private = bool(self.info and self.info.private)
+        for text in config.extra_peers:
+            self.pool.add(PeerAddress.parse(text), "manual")
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def is_complete(self) -> bool:
+        return self._complete.is_set()
+
+    @property
+    def num_peers(self) -> int:
+        return len(self.peers)
+
+    @property
+    def verified_bytes(self) -> int:
+        return self._verified_bytes
+
+    @property
+    def wanted_bytes(self) -> int:
+        return self._wanted_bytes
+
+    async def wait_complete(self) -> None:
+        """Return once every selected piece is verified; raise if the torrent stopped before that."""
+        done = asyncio.ensure_future(self._complete.wait())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            stopped.cancel()
+        if not self._complete.is_set():
+            if self.error is not None:
+                raise TorrentGoatError(f"{self.name}: {self.error}") from self.error
+            raise TorrentGoatError(f"{self.name}: stopped before completion ({self._stop_reason})")
+
+    async def wait_metadata(self) -> InfoDict:
+        await self._metadata_ready.wait()
+        assert self.info is not None
+        return self.info
+
+    async def events(self) -> AsyncIterator[TorrentEvent]:
+        """Progress and notifications until the torrent stops (a bounded queue per subscriber)."""
+        queue: asyncio.Queue[TorrentEvent | None] = asyncio.Queue(maxsize=1000)
+        self._subscribers.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            if queue in self._subscribers:
+                self._subscribers.remove(queue)
+
+    def add_peers(self, addresses: list[PeerAddress], source: str) -> int:
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new."""
+        added = sum(1 for address in addresses if self.pool.add(address, source))
+        if added:
+            self._wake_connector.set()
+        return added
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run until stopped (or until complete, when not seeding)."""
+        try:
+            self._spawn(self._connector())
+            self._spawn(self._ticker())
+            for source in self.sources:
+                self._spawn(source.run(self))
+            if self.info is None:
+                self.state = "metadata"
+                waiter = self._spawn(self._metadata_ready.wait())
+                stopper = self._spawn(self._stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if self._stop.is_set():
+                    return
+            await self._prepare()
+            if not self._stop.is_set():
+                self._spawn(self._choke_loop())
+                await self._stop.wait()
+        except StorageError as exc:
+            self.error = exc
+            self._stop_reason = f"storage error: {exc}"
+            log.error("%s: %s", self.name, exc)
+        finally:
+            await self._shutdown()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            log.error("%s: internal task failed: %r", self.name, exc, exc_info=exc)
+            if self.error is None:
+                self.error = exc
+            self.stop(f"internal error: {exc!r}")
+
+    async def _shutdown(self) -> None:
+        self.state = "stopping"
+        self._stop.set()
+        for source in self.sources:
+            try:
+                await asyncio.wait_for(source.stopped(), timeout=3.0)
+            except (TimeoutError, OSError, TorrentGoatError):
+                pass
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for ps in list(self.peers.values()):
+            ps.driver.close("torrent stopped")
+        if self.storage is not None:
+            try:
+                await self.ctx.disk.run(self.storage.flush)
+            except StorageError as exc:
+                log.warning("%s: flush failed: %s", self.name, exc)
+            await self.ctx.disk.run(self.storage.close)
+        self.buffers.clear()
+        self.state = "stopped"
+        self._emit(Stopped(reason=self._stop_reason or "stopped"))
+        for queue in self._subscribers:
+            try:
+                queue.put_nowait(None)
+            except asyncio.QueueFull:
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    def _emit(self, event: TorrentEvent) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                try:
+                    queue.get_nowait()  # drop the oldest: observers must not stall the torrent
+                except asyncio.QueueEmpty:
+                    pass
+            queue.put_nowait(event)
+
+    # ------------------------------------------------------------------ metadata and storage
+
+    def _on_metadata(self, raw: bytes) -> None:
+        """BEP 9 metadata verified against the info-hash: the torrent becomes a normal one."""
+        info = parse_info(raw)
+        if info.info_hash != self.info_hash:  # the fetcher checked already; defence in depth
+            raise LocalProtocolError("metadata does not match the info-hash")
+        self.info = info
+        self.name = info.name
+        self._private = info.private
+        self._metadata.set_metadata(info.raw)
+        self.metainfo = Metainfo(info=info)
+        self._fetcher = None
+        self._emit(MetadataReceived(name=info.name, total_size=info.total_length))
+        self._metadata_ready.set()
+
+    def _files_skipped(self, info: InfoDict) -> frozenset[int]:
+        """Files not selected by index (BEP 53 ``so=``, API) or by ``--files`` glob; pads never count."""
+        selected = self.config.selected_files
+        globs = self.config.file_globs
+        if selected is None and not globs:
+            return frozenset()
+        chosen: set[int] = set(selected or ())
+        for index, entry in enumerate(info.files):
+            relative = "/".join(entry.path[1:]) if not info.single_file else entry.path_str
+            if any(fnmatch.fnmatchcase(relative, g) or fnmatch.fnmatchcase(entry.path_str, g) for g in globs):
+                chosen.add(index)
+        if not any(i in chosen for i, f in enumerate(info.files) if not f.pad):
+            raise ConfigError(f"no file of {info.name!r} matches the selection")
+        return frozenset(i for i in range(len(info.files)) if i not in chosen)
+
+    async def _prepare(self) -> None:
+        """Open storage, verify what is on disk (resume), build the picker, start exchanging pieces."""
+        info = self.info
+        assert info is not None
+        self.state = "checking"
+        layout = Layout.from_info(info)
+        skipped = self._files_skipped(info)
+        if self.ctx.storage_factory is not None:
+            storage = self.ctx.storage_factory(self.dest, layout, skipped)
+        else:
+            storage = FileStorage(self.dest, layout, skipped=skipped)
+        self.storage = storage
+        wanted = storage.wanted_pieces()
+        self._wanted_bytes = sum(info.piece_size(i) for i in wanted)
+
+        def progress(done: int, total: int) -> None:
+            self._emit(CheckProgressed(done_bytes=done, total_bytes=total))
+
+        have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
+        self.have = have
+        self._verified_bytes = sum(info.piece_size(i) for i in have)
+        priorities = [1 if i in wanted else 0 for i in range(info.num_pieces)]
+        piece_memory = self.config.piece_memory
+        self.picker = PiecePicker(
+            PieceLayout(piece_length=info.piece_length, total_length=info.total_length),
+            rng=self.ctx.rng,
+            config=PickerConfig(
+                strategy=self.config.strategy,
+                endgame=self.config.endgame,
+                max_partial_bytes=piece_memory,
+            ),
+            have=have,
+            priorities=priorities,
+        )
+        self.read_cache = ReadCache(
+            self._read_verified,
+            chunk=min(self.config.read_chunk, info.piece_length),
+            budget=self.config.read_cache,
+        )
+        geometry = PieceGeometry.from_info(info)
+        for ps in list(self.peers.values()):
+            engine = ps.driver.engine
+            if engine.geometry is None:
+                try:
+                    engine.set_metadata(geometry, self._have_fn, metadata_size=len(info.raw))
+                except RemoteProtocolError as exc:
+                    ps.driver.close(f"protocol violation: {exc}")
+                    continue
+            elif have.count:
+                for index in have:
+                    engine.send(Have(index=index))
+            self._join(ps)
+            ps.driver.pump()
+        self.state = "downloading"
+        if self.picker.is_complete:
+            self._mark_complete()
+        for ps in list(self.peers.values()):
+            self._update_interest(ps)
+            self._fill_requests(ps)
+            ps.driver.flush()
+
+    def _have_fn(self) -> Bitfield | None:
+        return self.have
+
+    async def _read_verified(self, piece: int, begin: int, length: int) -> bytes:
+        assert self.storage is not None
+        return await self.ctx.disk.read(self.storage, piece, begin, length)
+
+    # ------------------------------------------------------------------ connections
+
+    def _new_engine(self, address: PeerAddress | None) -> PeerConnection:
+        info = self.info
+        peer_ip = None
+        if address is not None:
+            try:
+                peer_ip = ipaddress.ip_address(address.host).packed
+            except ValueError:
+                peer_ip = None
+        wire = self.ctx.wire
+        if self._private and wire.ut_pex:
+            wire = replace(wire, ut_pex=False)
+        return PeerConnection(
+            peer_id=self.ctx.peer_id,
+            now=self._loop.time(),
+            info_hash=self.info_hash,
+            have=self._have_fn if info is not None and self.have is not None else None,
+            geometry=PieceGeometry.from_info(info) if info is not None and self.have is not None else None,
+            metadata_size=len(info.raw) if info is not None else None,
+            listen_port=self.ctx.listen_port or None,
+            peer_ip=peer_ip,
+            config=wire,
+        )
+
+    def adopt(self, driver: PeerDriver) -> bool:
+        """Take over an incoming connection whose handshake asked for our info-hash."""
+        if self._stop.is_set() or len(self.peers) >= self.config.max_peers:
+            driver.close("too many peers")
+            return False
+        address = driver.address
+        if address is not None and address in self.pool.banned:
+            driver.close("banned")
+            return False
+        handshake = driver.engine.peer_handshake
+        if handshake is not None and handshake.peer_id == self.ctx.peer_id:
+            driver.close("connected to ourselves")
+            return False
+        ready = self.info is not None and self.have is not None
+        driver.handler = self
+        driver.engine.accept(
+            info_hash=self.info_hash,
+            have=self._have_fn if ready else None,
+            geometry=PieceGeometry.from_info(self.info) if ready and self.info is not None else None,
+            metadata_size=len(self.info.raw) if self.info is not None else None,
+        )
+        self._register(driver)
+        driver.flush()
+        return True
+
+    def _register(self, driver: PeerDriver) -> PeerState:
+        ps = PeerState(driver, self._loop.time())
+        self.peers[driver.id] = ps
+        if driver.address is not None:
+            self._emit(PeerConnected(address=driver.address, client="", outgoing=driver.outgoing))
+        return ps
+
+    async def _connector(self) -> None:
+        """Dial candidate addresses while below the peer and half-open limits."""
+        while not self._stop.is_set():
+            now = self._loop.time()
+            free = self.config.max_peers - len(self.peers) - self._connecting
+            if free > 0 and not self.is_complete_and_idle():
+                connected = {ps.address for ps in self.peers.values()}
+                for candidate in self.pool.ready(now):
+                    if free <= 0 or self._connecting >= self.config.max_half_open:
+                        break
+                    if candidate.address in connected:
+                        continue
+                    candidate.connected = True
+                    self._connecting += 1
+                    free -= 1
+                    self._spawn(self._dial(candidate.address))
+            self._wake_connector.clear()
+            try:
+                await asyncio.wait_for(self._wake_connector.wait(), timeout=2.0)
+            except TimeoutError:
+                pass
+
+    def is_complete_and_idle(self) -> bool:
+        """A finished torrent that does not seed dials nobody."""
+        return self.is_complete and not self.config.seed
+
+    async def _dial(self, address: PeerAddress) -> None:
+        try:
+            engine = self._new_engine(address)
+            driver = await open_peer_connection(
+                address, engine, self, download_limit=self.ctx.download_limit
+            )
+        except ConnectionError as exc:
+            log.debug("%s: %s", self.name, exc)
+            self.pool.failed(address, self._loop.time())
+            return
+        finally:
+            self._connecting -= 1
+            self._wake_connector.set()
+        if driver.closed:
+            self.pool.failed(address, self._loop.time())
+            return
+        self._register(driver)
+
+    # ------------------------------------------------------------------ PeerHandler
+
+    def peer_closed(self, peer: PeerDriver, reason: str) -> None:
+        ps = self.peers.pop(peer.id, None)
+        if ps is None:
+            return
+        log.debug("%s: peer %s closed: %s", self.name, peer.address, reason)
+        if self.picker is not None and ps.joined:
+            self.picker.peer_left(ps.key)
+        elif self.picker is not None:
+            self.picker.release_peer(ps.key)
+        if self._fetcher is not None:
+            self._fetcher.remove_peer(ps.key)
+        ps.upload_queue.clear()
+        ps.writable.set()
+        if peer.address is not None and peer.outgoing:
+            candidate = self.pool.candidates.get(peer.address)
+            if candidate is not None:
+                candidate.connected = False
+                if not peer.engine.handshake_complete or "protocol" in reason:
+                    self.pool.failed(peer.address, self._loop.time())
+                else:
+                    candidate.next_try = self._loop.time() + 10.0
+        if peer.address is not None:
+            self._emit(PeerDisconnected(address=peer.address, reason=reason))
+        self._wake_connector.set()
+
+    def peer_writable(self, peer: PeerDriver) -> None:
+        ps = self.peers.get(peer.id)
+        if ps is not None:
+            ps.writable.set()
+
+    def peer_event(self, peer: PeerDriver, event: Event) -> None:
+        ps = self.peers.get(peer.id)
+        if ps is None:
+            return
+        engine = peer.engine
+        match event:
+            case BlockReceived(index=index, begin=begin, data=data):
+                self._on_block(ps, index, begin, data)
+            case BlockRequested(index=index, begin=begin, length=length):
+                self._on_request(ps, BlockRef(index, begin, length))
+            case HaveReceived(index=index):
+                if self.picker is not None:
+                    if ps.joined:
+                        self.picker.peer_have(ps.key, index)
+                    else:
+                        self._join(ps)
+                    self._update_interest(ps)
+                    self._fill_requests(ps)
+                self._maybe_drop_seed(ps)
+            case BitfieldReceived():
+                if self.picker is not None:
+                    if ps.joined:
+                        self.picker.peer_left(ps.key)
+                        ps.joined = False
+                    self._join(ps)
+                    self._update_interest(ps)
+                self._maybe_drop_seed(ps)
+            case PeerUnchoked() | AllowedFastReceived():
+                self._fill_requests(ps)
+            case PeerChoked(dropped=dropped):
+                if self.picker is not None:
+                    for block in dropped:
+                        self.picker.request_cancelled(ps.key, block)
+            case RequestRejected(index=index, begin=begin, length=length):
+                if self.picker is not None:
+                    self.picker.request_rejected(ps.key, BlockRef(index, begin, length))
+                    self._fill_requests(ps)
+            case PeerInterested():
+                self._choker.peer_interested(self, ps)
+            case PeerNotInterested():
+                self._choker.peer_not_interested(self, ps)
+            case HandshakeReceived(handshake=handshake):
+                if handshake.peer_id == self.ctx.peer_id:
+                    if peer.address is not None:
+                        self.pool.ourselves.add(peer.address)
+                        self.pool.candidates.pop(peer.address, None)
+                    peer.close("connected to ourselves")
+                    return
+                for other in self.peers.values():
+                    h = other.driver.engine.peer_handshake
+                    if other is not ps and h is not None and h.peer_id == handshake.peer_id:
+                        peer.close("duplicate connection to the same peer id")
+                        return
+            case ExtensionHandshakeReceived(handshake=ext):
+                ps.client = ext.v or ""
+                if self._fetcher is not None and ext.metadata_size and "ut_metadata" in engine.peer_ext_ids:
+                    if self._fetcher.add_peer(ps.key, ext.metadata_size):
+                        self._request_metadata(ps)
+            case MetadataRequested(piece=piece):
+                engine.send(self._metadata.respond(piece))
+            case MetadataPieceReceived(piece=piece, total_size=total, data=data):
+                if self._fetcher is not None:
+                    raw = self._fetcher.on_data(ps.key, piece, total, data)
+                    if raw is not None:
+                        self._on_metadata(raw)
+                    else:
+                        self._request_metadata(ps)
+            case MetadataRejected(piece=piece):
+                if self._fetcher is not None:
+                    self._fetcher.on_reject(ps.key, piece)
+            case PexReceived(added=added):
+                if not self._private and self.config.pex:
+                    self.add_peers([p.address for p in added], "pex")
+            case PortReceived(port=port):
+                if self.ctx.add_dht_node is not None and peer.address is not None and 0 < port < 65536:
+                    self.ctx.add_dht_node(PeerAddress(peer.address.host, port))
+            case ConnectionTimedOut(reason=reason):
+                peer.close(reason)
+            case _:
+                pass
+
+    # ------------------------------------------------------------------ downloading
+
+    def _peer_have(self, ps: PeerState) -> Bitfield | None:
+        engine = ps.driver.engine
+        if engine.peer_have is not None:
+            return engine.peer_have
+        if engine.peer_has_all and self.info is not None:
+            return Bitfield(self.info.num_pieces, full=True)
+        return None
+
+    def _join(self, ps: PeerState) -> None:
+        assert self.picker is not None
+        have = self._peer_have(ps)
+        if have is None:
+            return
+        self.picker.peer_joined(ps.key, have)
+        ps.joined = True
+
+    def _update_interest(self, ps: PeerState) -> None:
+        if self.picker is None or ps.driver.closed or not ps.driver.engine.handshake_complete:
+            return
+        have = self._peer_have(ps)
+        interested = have is not None and not self.picker.is_complete and self.picker.interesting(have)
+        engine = ps.driver.engine
+        if interested and not engine.am_interested:
+            engine.send(Interested())
+        elif not interested and engine.am_interested:
+            engine.send(NotInterested())
+
+    def _queue_target(self, ps: PeerState, now: float) -> int:
+        """Requests to keep in flight: ``queue_time`` seconds of the peer's rate (libtorrent style)."""
+        rate = ps.down.rate(now)
+        target = int(rate * self.config.queue_time / BLOCK_SIZE)
+        return max(self.config.min_queue, min(self.config.max_queue, target))
+
+    def _fill_requests(self, ps: PeerState) -> None:
+        picker = self.picker
+        if picker is None or ps.snubbed:
+            return
+        engine = ps.driver.engine
+        if not engine.am_interested or ps.driver.closed:
+            return
+        if engine.peer_choking and not engine.peer_allowed_fast:
+            return
+        have = self._peer_have(ps)
+        if have is None:
+            return
+        now = self._loop.time()
+        limit = min(self._queue_target(ps, now), engine.request_limit)
+        want = limit - engine.outstanding_count
+        if want <= 0:
+            return
+        for block in picker.pick(ps.key, have, want, now=now):
+            if not engine.can_request(block.piece):
+                picker.request_cancelled(ps.key, block)
+                continue
+            engine.send(Request(index=block.piece, begin=block.begin, length=block.length))
+        if ps.last_request_at is None:
+            ps.last_request_at = now
+
+    def _on_block(self, ps: PeerState, index: int, begin: int, data: Any) -> None:
+        picker = self.picker
+        info = self.info
+        now = self._loop.time()
+        length = len(data)
+        ps.down.add(length, now)
+        self.downloaded += length
+        ps.last_block_at = now
+        if ps.snubbed:
+            ps.snubbed = False
+        if picker is None or info is None:
+            return
+        arrival = picker.block_received(ps.key, BlockRef(index, begin, length))
+        if arrival.new:
+            self.buffers.write(index, info.piece_size(index), begin, data)
+            for key in arrival.cancel:
+                other = self.peers.get(key)  # type: ignore[call-overload]
+                if other is not None:
+                    other.driver.engine.send(Cancel(index=index, begin=begin, length=length))
+                    other.driver.flush()
+            if arrival.piece_complete:
+                self._verifying.add(index)
+                self._spawn(self._verify(index))
+        else:
+            self.wasted += length
+        self._fill_requests(ps)
+
+    async def _verify(self, index: int) -> None:
+        """Hash a completed piece; write it and announce it only if the SHA-1 matches (BEP 3)."""
+        info, picker, storage = self.info, self.picker, self.storage
+        assert info is not None and picker is not None and storage is not None and self.have is not None
+        buf = self.buffers.get(index)
+        try:
+            if buf is None:
+                picker.piece_failed(index)
+                return
+            ok = await self.ctx.hasher.verify_piece(info, index, buf)
+            if not ok:
+                self._piece_failed(index)
+                return
+            await self.ctx.disk.write_piece(storage, index, buf)
+        finally:
+            self._verifying.discard(index)
+            self.buffers.drop(index)
+        if self._stop.is_set():
+            return
+        picker.piece_verified(index)
+        self.have.add(index)
+        self._verified_bytes += info.piece_size(index)
+        for ps in list(self.peers.values()):
+            engine = ps.driver.engine
+            if ps.driver.closed or not engine.handshake_complete or engine.geometry is None:
+                continue
+            engine.send(Have(index=index))
+            self._update_interest(ps)
+            self._fill_requests(ps)
+            ps.driver.flush()
+        if picker.is_complete and not self._verifying:
+            self._mark_complete()
+
+    def _piece_failed(self, index: int) -> None:
+        assert self.picker is not None
+        contributors_map = self.picker.contributors(index)
+        contributors = self.picker.piece_failed(index)
+        self.hash_failures += 1
+        self._emit(PieceFailed(index=index))
+        log.warning("%s: piece %d failed its hash check (from %d peers)", self.name, index, len(contributors))
+        sole = len(contributors) == 1
+        for key in contributors:
+            ps = self.peers.get(key)  # type: ignore[call-overload]
+            if ps is None or ps.address is None:
+                continue
+            strikes = self._strikes.get(ps.address, 0) + 1
+            self._strikes[ps.address] = strikes
+            if sole or strikes >= self.config.ban_after_failures:
+                self._ban(ps, f"sent data for piece {index} that failed its hash check")
+        del contributors_map
+        for ps in list(self.peers.values()):
+            self._fill_requests(ps)
+            ps.driver.flush()
+
+    def _ban(self, ps: PeerState, reason: str) -> None:
+        address = ps.address
+        if address is not None:
+            self.pool.ban(address)
+            self._emit(PeerBanned(address=address, reason=reason))
+        ps.driver.close(f"banned: {reason}")
+
+    def _mark_complete(self) -> None:
+        if self._complete.is_set():
+            return
+        self.completed_at = time.monotonic()
+        self.state = "seeding"
+        self._complete.set()
+        self._emit(Completed(seconds=self.completed_at - self.started_at))
+        for source in self.sources:
+            source.completed()
+        for ps in list(self.peers.values()):
+            self._update_interest(ps)
+            self._maybe_drop_seed(ps)
+            ps.driver.flush()
+        if not self.config.seed:
+            self.stop("complete")
+
+    def _maybe_drop_seed(self, ps: PeerState) -> None:
+        """Two seeds have nothing to say to each other."""
+        if not self.is_complete or ps.driver.closed:
+            return
+        have = self._peer_have(ps)
+        if have is not None and have.complete:
+            ps.driver.close("both sides are seeds")
+
+    def _request_metadata(self, ps: PeerState) -> None:
+        fetcher = self._fetcher
+        if fetcher is None:
+            return
+        now = self._loop.time()
+        while (piece := fetcher.next_request(ps.key, now)) is not None:
+            ps.driver.engine.send(MetadataRequest(piece=piece))
+
+    # ------------------------------------------------------------------ seeding
+
+    def _on_request(self, ps: PeerState, block: BlockRef) -> None:
+        if self.have is None or block.piece not in self.have:
+            return  # the engine already refused requests for pieces we lack
+        ps.upload_queue.append(block)
+        if not ps.serving:
+            ps.serving = True
+            self._spawn(self._serve(ps))
+
+    async def _serve(self, ps: PeerState) -> None:
+        """Answer one peer's requests in order from verified data (read cache, rate limit, backpressure)."""
+        info, cache = self.info, self.read_cache
+        assert info is not None and cache is not None
+        engine = ps.driver.engine
+        try:
+            while ps.upload_queue and not ps.driver.closed:
+                block = ps.upload_queue.popleft()
+                if not engine.has_peer_request(block.piece, block.begin, block.length):
+                    continue  # cancelled, or dropped by our choke
+                try:
+                    data = await cache.read(block.piece, block.begin, block.length, info.piece_size(block.piece))
+                except StorageError as exc:
+                    log.error("%s: cannot read piece %d to serve it: %s", self.name, block.piece, exc)
+                    self.stop(f"storage error: {exc}")
+                    return
+                await self.ctx.upload_limit.acquire(block.length)
+                if ps.driver.closed:
+                    return
+                if engine.send_piece(block.piece, block.begin, data):
+                    now = self._loop.time()
+                    ps.up.add(block.length, now)
+                    self.uploaded += block.length
+                    ps.driver.flush()
+                if not ps.driver.writable:
+                    ps.writable.clear()
+                    await ps.writable.wait()
+        finally:
+            ps.serving = False
+
+    # ------------------------------------------------------------------ periodic work
+
+    async def _choke_loop(self) -> None:
+        while not self._stop.is_set():
+            self._choker.run(self, self._loop.time())
+            await asyncio.sleep(self._choker.interval)
+
+    async def _ticker(self) -> None:
+        """Once a second: snub detection, metadata retries, PEX, progress, seeding limits."""
+        while not self._stop.is_set():
+            await asyncio.sleep(1.0)
+            now = self._loop.time()
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        picker = self.picker
+        down_rate = 0.0
+        up_rate = 0.0
+        for ps in list(self.peers.values()):
+            if ps.driver.closed:
+                continue
+            engine = ps.driver.engine
+            down_rate += ps.down.rate(now)
+            up_rate += ps.up.rate(now)
+            if picker is not None and engine.outstanding_count and not ps.snubbed:
+                if now - max(ps.last_block_at, ps.last_request_at or 0.0) > self.config.snub_timeout:
+                    ps.snubbed = True
+                    picker.peer_snubbed(ps.key)
+                    log.debug("%s: peer %s snubbed", self.name, ps.address)
+            if picker is not None:
+                self._fill_requests(ps)
+            if self._fetcher is not None:
+                self._fetcher.expire(now)
+                self._request_metadata(ps)
+            if (
+                self.config.pex
+                and not self._private
+                and engine.handshake_complete
+                and "ut_pex" in engine.peer_ext_ids
+                and ps.pex.due(now)
+            ):
+                current = {
+                    other.address: 0x10 if other.driver.outgoing else 0
+                    for other in self.peers.values()
+                    if other is not ps and other.address is not None and other.driver.outgoing
+                }
+                message = ps.pex.next_message(current, now)
+                if message is not None:
+                    try:
+                        engine.send(message)
+                    except LocalProtocolError:
+                        pass
+            ps.driver.flush()
+        state = self.state
+        self._emit(
+            ProgressReported(
+                verified_bytes=self._verified_bytes,
+                wanted_bytes=self._wanted_bytes,
+                download_rate=down_rate,
+                upload_rate=up_rate,
+                peers=len(self.peers),
+                uploaded=self.uploaded,
+                downloaded=self.downloaded,
+                state=state,
+            )
+        )
+        if self.is_complete and self.config.seed and self.info is not None:
+            if self.config.seed_ratio and self.uploaded >= self.config.seed_ratio * self.info.total_length:
+                self.stop("seed ratio reached")
+            if self.config.seed_time and self.completed_at is not None:
+                if time.monotonic() - self.completed_at >= self.config.seed_time:
+                    self.stop("seed time reached")

@@ -1,0 +1,128 @@
+"""What a running torrent tells its observers (public API, level L5).
+
+One frozen dataclass per notification, named in the past tense (DESIGN rule 1).  Read them with
+``async for event in torrent.events(): ...``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from torrentgoat.primitives import PeerAddress
+
+__all__ = [
+    "CheckProgressed",
+    "Completed",
+    "MetadataReceived",
+    "PeerBanned",
+    "PeerConnected",
+    "PeerDisconnected",
+    "PieceFailed",
+    "ProgressReported",
+    "Stopped",
+    "TorrentEvent",
+    "TrackerFailed",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataReceived:
+    """A magnet's info dictionary arrived over BEP 9 and hashed to the info-hash."""
+
+    name: str
+    total_size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckProgressed:
+    """Existing data is being verified (resume)."""
+
+    done_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressReported:
+    """Periodic status, about once a second."""
+
+    verified_bytes: int
+    """Bytes of selected pieces whose SHA-1 matched."""
+    wanted_bytes: int
+    """Bytes of all selected pieces."""
+    download_rate: float
+    """Payload bytes per second received."""
+    upload_rate: float
+    """Payload bytes per second sent."""
+    peers: int
+    uploaded: int
+    downloaded: int
+    state: str
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds to completion at the current rate, or None when stalled."""
+        left = self.wanted_bytes - self.verified_bytes
+        if left <= 0:
+            return 0.0
+        return left / self.download_rate if self.download_rate > 0 else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerConnected:
+    address: PeerAddress
+    client: str
+    outgoing: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerDisconnected:
+    address: PeerAddress
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerBanned:
+    """A peer sent data that failed hash checks (or broke the protocol badly): never again."""
+
+    address: PeerAddress
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PieceFailed:
+    """A piece failed its SHA-1 check; it is discarded and fetched again."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackerFailed:
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completed:
+    """Every selected piece is verified (and written)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stopped:
+    reason: str
+
+
+TorrentEvent: TypeAlias = (
+    MetadataReceived
+    | CheckProgressed
+    | ProgressReported
+    | PeerConnected
+    | PeerDisconnected
+    | PeerBanned
+    | PieceFailed
+    | TrackerFailed
+    | Completed
+    | Stopped
+)

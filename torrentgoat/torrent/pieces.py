@@ -1,0 +1,123 @@
+"""Piece buffers for downloading and a read cache for seeding (level L5 helpers, no I/O of their own).
+
+Downloading: each started piece gets one ``bytearray`` of its size; blocks are copied straight in
+(one copy from the socket buffer), the whole piece is hashed and written with one positional write
+per file span, then the buffer is dropped.  The picker caps how many pieces are started, so the
+memory held here is bounded by ``TorrentConfig.piece_memory`` whatever the file size.
+
+Seeding: block requests are served from chunks of up to ``read_chunk`` bytes read from disk once and
+kept in a small LRU (``read_cache`` bytes), so a peer streaming a piece costs one disk read per chunk,
+not one per 16 KiB block.  Only verified pieces are ever read for serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+__all__ = ["PieceBuffers", "ReadCache"]
+
+
+class PieceBuffers:
+    """In-memory buffers of pieces being downloaded."""
+
+    __slots__ = ("_buffers", "bytes_held")
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, bytearray] = {}
+        self.bytes_held = 0
+
+    def write(self, index: int, size: int, begin: int, data: bytes | memoryview) -> None:
+        buf = self._buffers.get(index)
+        if buf is None:
+            buf = self._buffers[index] = bytearray(size)
+            self.bytes_held += size
+        buf[begin : begin + len(data)] = data
+
+    def get(self, index: int) -> bytearray | None:
+        return self._buffers.get(index)
+
+    def drop(self, index: int) -> None:
+        buf = self._buffers.pop(index, None)
+        if buf is not None:
+            self.bytes_held -= len(buf)
+
+    def clear(self) -> None:
+        self._buffers.clear()
+        self.bytes_held = 0
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+
+ChunkReader = Callable[[int, int, int], Awaitable[bytes]]
+"""``read(piece, begin, length)`` of verified data, run off the event loop."""
+
+
+class ReadCache:
+    """LRU of aligned chunks of verified pieces; concurrent misses for one chunk share one read."""
+
+    def __init__(self, reader: ChunkReader, *, chunk: int, budget: int) -> None:
+        self._reader = reader
+        self._chunk = max(16 * 1024, chunk)
+        self._budget = max(budget, self._chunk)
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._pending: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        self._held = 0
+        self.hits = 0
+        self.misses = 0
+
+    async def read(self, piece: int, begin: int, length: int, piece_size: int) -> memoryview:
+        """``length`` bytes at ``begin`` of ``piece``; a request never spans two chunks' worth of reads
+        unless it crosses a chunk boundary (then both chunks are read)."""
+        chunk = self._chunk
+        first = begin // chunk
+        last = (begin + length - 1) // chunk
+        if first == last:
+            data = await self._get(piece, first, piece_size)
+            offset = begin - first * chunk
+            return memoryview(data)[offset : offset + length]
+        parts = [await self._get(piece, c, piece_size) for c in range(first, last + 1)]
+        joined = b"".join(parts)
+        offset = begin - first * chunk
+        return memoryview(joined)[offset : offset + length]
+
+    async def _get(self, piece: int, chunk_index: int, piece_size: int) -> bytes:
+        key = (piece, chunk_index)
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            self.hits += 1
+            return data
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        self.misses += 1
+        start = chunk_index * self._chunk
+        length = min(self._chunk, piece_size - start)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            data = await self._reader(piece, start, length)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self._pending.pop(key, None)
+        future.set_result(data)
+        self._cache[key] = data
+        self._held += len(data)
+        while self._held > self._budget and self._cache:
+            _, old = self._cache.popitem(last=False)
+            self._held -= len(old)
+        return data
+
+    def invalidate(self, piece: int) -> None:
+        for key in [k for k in self._cache if k[0] == piece]:
+            self._held -= len(self._cache.pop(key))
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._held = 0

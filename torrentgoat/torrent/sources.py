@@ -1,0 +1,96 @@
+"""Peer sources of a torrent (level L5): tracker tiers and the DHT, over their asyncio drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from torrentgoat.aio.tracker import TrackerAnnouncer
+from torrentgoat.errors import TorrentGoatError
+from torrentgoat.primitives import PeerAddress
+from torrentgoat.torrent.core import PeerSource, Torrent
+from torrentgoat.torrent.events import TrackerFailed
+
+if TYPE_CHECKING:
+    from torrentgoat.aio.dht import DHTNode
+
+__all__ = ["DHTSource", "TrackerSource"]
+
+log = logging.getLogger("torrentgoat.sources")
+
+
+class TrackerSource(PeerSource):
+    """Announces to the torrent's trackers (BEP 3, BEP 12 tiers, BEP 15 UDP) for as long as it runs."""
+
+    name = "tracker"
+
+    def __init__(self, tiers: Sequence[Sequence[str]], session: Any) -> None:
+        self.tiers = [list(t) for t in tiers]
+        self.session = session
+        self.announcer: TrackerAnnouncer | None = None
+        self._completed = False
+
+    async def run(self, torrent: Torrent) -> None:
+        def stats() -> tuple[int, int, int]:
+            left = max(0, torrent.wanted_bytes - torrent.verified_bytes) if torrent.info is not None else 1
+            return torrent.uploaded, torrent.downloaded, left
+
+        def on_peers(url: str, peers: tuple[PeerAddress, ...]) -> None:
+            torrent.add_peers(list(peers), "tracker")
+
+        self.announcer = TrackerAnnouncer(
+            self.tiers,
+            info_hash=torrent.info_hash,
+            peer_id=torrent.ctx.peer_id,
+            port=torrent.ctx.listen_port,
+            stats=stats,
+            on_peers=on_peers,
+            complete=self._completed,
+            rng=torrent.ctx.rng,
+            session=await self.session.http(),
+        )
+        for url, reason in self.announcer.rejected.items():
+            torrent._emit(TrackerFailed(url=url, reason=reason))
+        self.announcer.start()
+        last_error = None
+        while True:
+            await asyncio.sleep(1.0)
+            error = self.announcer.last_error
+            if error and error != last_error:
+                torrent._emit(TrackerFailed(url="", reason=error))
+            last_error = error
+
+    def completed(self) -> None:
+        self._completed = True
+        if self.announcer is not None:
+            self.announcer.completed()
+
+    async def stopped(self) -> None:
+        if self.announcer is not None:
+            await self.announcer.stop()
+
+
+class DHTSource(PeerSource):
+    """Finds peers with ``get_peers`` and announces our port (BEP 5), again every ``interval`` s."""
+
+    name = "dht"
+
+    def __init__(self, dht: DHTNode, *, interval: float = 15 * 60.0, retry: float = 20.0) -> None:
+        self.dht = dht
+        self.interval = interval
+        self.retry = retry
+
+    async def run(self, torrent: Torrent) -> None:
+        while True:
+            found = 0
+            try:
+                async for peer in self.dht.iter_peers(torrent.info_hash):
+                    found += torrent.add_peers([peer], "dht")
+                await self.dht.announce(torrent.info_hash, port=torrent.ctx.listen_port)
+            except TorrentGoatError as exc:
+                log.debug("%s: DHT: %s", torrent.name, exc)
+            # look again soon while we have few peers, else at the normal re-announce interval
+            wait = self.retry if torrent.num_peers < 3 and not torrent.is_complete else self.interval
+            await asyncio.sleep(wait)
