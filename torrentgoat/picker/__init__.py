@@ -16,6 +16,7 @@ from torrentgoat.picker.layout import (
     select_only_priorities,
 )
 from torrentgoat.picker.picker import BlockArrival, PeerKey, PiecePicker
+from torrentgoat.picker.request_queue import RateMeter, RequestQueueConfig, RequestTracker, queue_depth
 from torrentgoat.picker.strategy import (
     PickerView,
     PieceStrategy,
@@ -42,6 +43,9 @@ __all__ = [
     "PieceStrategy",
     "RandomStrategy",
     "RarestFirst",
+    "RateMeter",
+    "RequestQueueConfig",
+    "RequestTracker",
     "Sequential",
     "SpanLike",
     "StrategyFactory",
@@ -49,6 +53,7 @@ __all__ = [
     "create_strategy",
     "file_priorities_to_piece_priorities",
     "parse_select_only",
+    "queue_depth",
     "random_order",
     "register_strategy",
     "select_only_priorities",
