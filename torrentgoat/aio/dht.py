@@ -24,6 +24,8 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
 * ``bootstrap(routers=None)`` returns the routing-table size and raises DHTError if it stays empty.
 * Failed puts raise :class:`~torrentgoat.errors.DHTError` naming the nodes' refusals; a bad
   signature, oversized value or lower seq is refused (SignatureError / DHTError) before sending.
+* ``wait(op)`` awaits the completion event of an operation started on ``engine`` directly (for
+  statistics: rounds, queries); ``now()`` is the engine clock.
 * ``save_node_cache(path=None)`` / ``load_node_cache(path=None)`` for explicit control.
 """
 
@@ -284,6 +286,15 @@ class DHTNode:
         fut = self._futures.pop(event.op, None)
         if fut is not None and not fut.done():
             fut.set_result(event)
+
+    def now(self) -> float:
+        """The engine's clock (the event loop's time)."""
+        return self._now()
+
+    async def wait(self, op: int) -> Event:
+        """Await the completion event of an operation started directly on :attr:`engine`
+        (``await node.wait(node.engine.get_peers(ih, node.now()))`` gives lookup statistics)."""
+        return await self._wait(op)
 
     async def _wait(self, op: int) -> Event:
         assert self._loop is not None
