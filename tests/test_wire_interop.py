@@ -24,14 +24,17 @@ from torrentgoat.wire.connection import PeerConnection, PieceGeometry
 from torrentgoat.wire.events import (
     BitfieldReceived,
     BlockReceived,
+    BlockRequested,
     Event,
     ExtensionHandshakeReceived,
     HandshakeReceived,
     MetadataPieceReceived,
+    MetadataRequested,
+    PeerInterested,
     PeerUnchoked,
 )
-from torrentgoat.wire.messages import Interested, MetadataRequest, Request
-from torrentgoat.wire.metadata import MetadataFetcher
+from torrentgoat.wire.messages import Interested, MetadataRequest, Request, Unchoke
+from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
 
 pytestmark = pytest.mark.interop
 
@@ -152,3 +155,112 @@ def test_libtorrent_seed_handshake_metadata_and_block(tmp_path: Path) -> None:
     assert "ut_metadata" in ext.handshake.m and ext.handshake.metadata_size == len(raw_info)
     have = [e for e in events if isinstance(e, BitfieldReceived)]
     assert len(have) == 1 and have[0].bitfield.complete  # libtorrent's have-all, resolved after metadata
+
+
+async def serve_one(
+    server_ready: asyncio.Future[int],
+    info_hash: InfoHash,
+    raw_info: bytes,
+    payload: bytes,
+    done: asyncio.Event,
+) -> dict[str, int]:
+    """Accept one connection and seed ``payload`` (metadata included) until ``done`` is set."""
+    loop = asyncio.get_running_loop()
+    num = (len(payload) + PIECE_LENGTH - 1) // PIECE_LENGTH
+    geometry = PieceGeometry(num_pieces=num, piece_length=PIECE_LENGTH, total_length=len(payload))
+    metadata = MetadataServer(raw_info)
+    view = memoryview(payload)
+    stats = {"blocks": 0, "metadata": 0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = PeerConnection(peer_id=PeerId.generate(random.Random(2)), now=loop.time())
+        try:
+            while not done.is_set():
+                try:
+                    data = await asyncio.wait_for(reader.read(1 << 16), timeout=0.2)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                conn.receive_data(data)
+                while (event := conn.next_event()) is not None:
+                    match event:
+                        case HandshakeReceived(handshake=hs):
+                            assert hs.info_hash == info_hash
+                            conn.accept(
+                                info_hash=info_hash,
+                                have=Bitfield(num, full=True),
+                                geometry=geometry,
+                                metadata_size=len(raw_info),
+                            )
+                        case PeerInterested():
+                            conn.send(Unchoke())
+                        case BlockRequested(index=index, begin=begin, length=length):
+                            start = index * PIECE_LENGTH + begin
+                            assert conn.send_piece(index, begin, view[start : start + length])
+                            stats["blocks"] += 1
+                        case MetadataRequested(piece=piece):
+                            conn.send(metadata.respond(piece))
+                            stats["metadata"] += 1
+                writer.writelines(conn.buffers_to_send())
+                await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server_ready.set_result(server.sockets[0].getsockname()[1])
+    async with server:
+        await done.wait()
+    return stats
+
+
+def test_libtorrent_downloads_magnet_from_our_engine(tmp_path: Path) -> None:
+    """libtorrent joins by magnet, fetches the metadata from us (BEP 9) and downloads every block."""
+    lt = require_libtorrent()
+    payload = os.urandom(40 * PIECE_LENGTH + 777)
+    seed_dir = tmp_path / "seed"
+    seed_dir.mkdir()
+    (seed_dir / "model.bin").write_bytes(payload)
+    creator = lt.create_torrent(lt.list_files(str(seed_dir / "model.bin")), PIECE_LENGTH)
+    lt.set_piece_hashes(creator, str(seed_dir))
+    raw_info = bytes(lt.torrent_info(creator.generate()).info_section())
+    info_hash = InfoHash(hashlib.sha1(raw_info).digest())
+    leech_dir = tmp_path / "leech"
+    leech_dir.mkdir()
+    session = lt.session(
+        {
+            "listen_interfaces": f"127.0.0.1:{free_port()}",
+            "max_retry_port_bind": 0,
+            "listen_system_port_fallback": False,
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "alert_mask": 0,
+        }
+    )
+
+    async def main() -> dict[str, int]:
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        done = asyncio.Event()
+        task = asyncio.create_task(serve_one(ready, info_hash, raw_info, payload, done))
+        port = await ready
+        params = lt.parse_magnet_uri(f"magnet:?xt=urn:btih:{info_hash.hex}")
+        params.save_path = str(leech_dir)
+        handle = session.add_torrent(params)
+        handle.connect_peer(("127.0.0.1", port))
+        try:
+            while not handle.status().is_seeding:
+                await asyncio.sleep(0.05)
+        finally:
+            done.set()
+            stats = await task
+            session.remove_torrent(handle)
+        return stats
+
+    stats = asyncio.run(asyncio.wait_for(main(), timeout=9))
+    name = lt.torrent_info(lt.bdecode(b"d4:info" + raw_info + b"e")).name()
+    assert (leech_dir / name).read_bytes() == payload
+    assert stats["metadata"] >= 1 and stats["blocks"] >= len(payload) // BLOCK_SIZE
