@@ -73,6 +73,7 @@ MAX_PIECE_LENGTH = 128 * 1024 * 1024
 """Largest piece length accepted: bounds the memory of one piece buffer whatever the torrent says."""
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_BAD_COMPONENT = re.compile(r"[/\\\x00]|^[A-Za-z]:|^$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,10 +170,12 @@ class Metainfo:
         (BEP 12), ``comment``, ``created by``, ``creation date``, ``info``, ``url-list`` (BEP 19).
         """
         top: dict[bytes, BValue] = {}
-        if self.announce_tiers:
-            top[b"announce"] = self.announce_tiers[0][0].encode()
-            if len(self.trackers) > 1:
-                top[b"announce-list"] = [[url.encode() for url in tier] for tier in self.announce_tiers]
+        trackers = self.trackers
+        if trackers:
+            top[b"announce"] = trackers[0].encode()
+            if len(trackers) > 1:
+                tiers: list[BValue] = [[url.encode() for url in tier] for tier in self.announce_tiers if tier]
+                top[b"announce-list"] = tiers
         if self.comment:
             top[b"comment"] = self.comment.encode()
         if self.created_by:
@@ -349,40 +352,76 @@ def _parse_files(value: BValue, name: str) -> list[FileEntry]:
     offset = 0
     seen_files: set[tuple[str, ...]] = set()
     seen_dirs: set[tuple[str, ...]] = set()
+    bad = _BAD_COMPONENT.search
     for index, entry in enumerate(value):
-        what = f"info 'files'[{index}]"
+        # Fast path first; error messages are only formatted once something is wrong.
         if not isinstance(entry, dict):
-            raise MetainfoError(f"{what} must be a dictionary")
-        if b"length" not in entry:
-            raise MetainfoError(f"{what}: missing 'length'")
-        length = _int(entry[b"length"], f"{what} 'length'")
-        if length < 0:
-            raise MetainfoError(f"{what} 'length' is negative: {length}")
-        path_value = _preferred_text(entry, b"path", what)
-        if not isinstance(path_value, list):
-            raise MetainfoError(f"{what} 'path' must be a list")
-        if not path_value:
-            raise UnsafePathError(f"{what}: empty 'path'")
-        components = tuple(_text(c, f"{what} 'path' component") for c in path_value)
-        shown = "/".join(components)
+            raise MetainfoError(f"info 'files'[{index}] must be a dictionary")
+        length = entry.get(b"length")
+        if not isinstance(length, int) or length < 0:
+            what = f"info 'files'[{index}]"
+            if length is None:
+                raise MetainfoError(f"{what}: missing 'length'")
+            raise MetainfoError(f"{what} 'length' is negative: {_int(length, f'{what} length')}")
+        path_value = entry.get(b"path.utf-8") if b"path.utf-8" in entry else None
+        components = _components(path_value) if path_value is not None else None
+        if components is None:
+            path_value = entry.get(b"path")
+            components = _components(path_value)
+            if components is None:
+                _explain_bad_path(entry, f"info 'files'[{index}]")
+        assert components is not None
         for component in components:
-            check_path_component(component, f"file path {shown!r}")
-        attr = _attr(entry, what)
+            if component in (".", "..") or bad(component):
+                shown = "/".join(components)
+                for c in components:
+                    check_path_component(c, f"file path {shown!r}")
+        attr_value = entry.get(b"attr", b"")
+        attr = attr_value.decode("ascii", "replace") if isinstance(attr_value, bytes) else None
+        if attr is None:
+            raise MetainfoError(f"info 'files'[{index}]: 'attr' must be a byte string")
         path = (name, *components)
         if "p" not in attr:
             if path in seen_files or path in seen_dirs:
+                shown = "/".join(components)
                 raise UnsafePathError(f"file path {shown!r} appears twice (or is also a directory)")
-            parents = [path[:i] for i in range(2, len(path))]
-            for parent in parents:
+            for i in range(2, len(path)):
+                parent = path[:i]
                 if parent in seen_files:
-                    raise UnsafePathError(
-                        f"file path {shown!r} lies under {'/'.join(parent[1:])!r}, which is a file"
-                    )
+                    shown, under = "/".join(components), "/".join(parent[1:])
+                    raise UnsafePathError(f"file path {shown!r} lies under {under!r}, which is a file")
+                seen_dirs.add(parent)
             seen_files.add(path)
-            seen_dirs.update(parents)
         files.append(FileEntry(path=path, length=length, offset=offset, attr=attr))
         offset += length
     return files
+
+
+def _components(value: BValue | None) -> tuple[str, ...] | None:
+    """A non-empty list of non-empty UTF-8 byte strings as text, else ``None``."""
+    if not isinstance(value, list) or not value:
+        return None
+    try:
+        components = tuple(c.decode("utf-8") for c in value if isinstance(c, bytes) and c)
+    except UnicodeDecodeError:
+        return None
+    return components if len(components) == len(value) else None
+
+
+def _explain_bad_path(entry: dict[bytes, BValue], what: str) -> None:
+    """Raise the precise error for a 'path' that :func:`_components` refused."""
+    value = entry.get(b"path")
+    if value is None:
+        raise MetainfoError(f"{what}: missing 'path'")
+    if not isinstance(value, list):
+        raise MetainfoError(f"{what} 'path' must be a list")
+    if not value:
+        raise UnsafePathError(f"{what}: empty 'path'")
+    for item in value:
+        text = _text(item, f"{what} 'path' component")
+        if not text:
+            raise UnsafePathError(f"{what}: empty path component")
+    raise AssertionError("unreachable: _components accepts this path")
 
 
 def _announce_tiers(top: dict[bytes, BValue]) -> tuple[tuple[str, ...], ...]:
