@@ -144,6 +144,7 @@ def test_create_options(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
         (["create", "{data}", "-o", "{out}", "--piece-size", "lots"], "not a size"),
         (["create", "{tmp}/missing", "-o", "{out}"], "cannot read"),
         (["create", "{data}", "-o", "{tmp}/no/such/dir/x.torrent"], "cannot write"),
+        (["create", "{data}", "-o", "{data}/sub/self.torrent"], "inside the directory"),
         (["info", "{tmp}/missing.torrent"], "cannot read"),
         (["info", "{data}/config.json"], "not a torrent"),
         (["info", "magnet:?xt=urn:btih:nothex"], "info-hash"),

@@ -83,6 +83,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    source, output = Path(args.path).resolve(), Path(args.output).resolve()
+    if source.is_dir() and output.is_relative_to(source):
+        raise ConfigError(
+            f"the output {args.output!r} lies inside the directory being shared; write it elsewhere "
+            "(an older copy would otherwise end up in the torrent)"
+        )
     trackers = [[u.strip() for u in value.split(",") if u.strip()] for value in args.tracker]
     show_bar = not args.quiet and sys.stderr.isatty()
     bar: Any = None
