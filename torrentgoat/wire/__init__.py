@@ -121,6 +121,7 @@ from torrentgoat.wire.events import (
     RequestCancelled,
     RequestRejected,
 )
+from torrentgoat.wire.fast import allowed_fast_set
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -207,4 +208,5 @@ __all__ = [
     "SuggestPiece",
     "Unchoke",
     "WireConfig",
+    "allowed_fast_set",
 ]

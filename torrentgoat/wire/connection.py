@@ -387,6 +387,11 @@ class PeerConnection:
         return self._have()
 
     @property
+    def receive_buffer_size(self) -> int:
+        """Bytes received but not yet parsed (for driver back-pressure: stop reading when large)."""
+        return len(self._buf) - self._pos
+
+    @property
     def handshake_complete(self) -> bool:
         return self.our_phase is not Phase.HANDSHAKE and self.their_phase is not Phase.HANDSHAKE
 
@@ -405,6 +410,15 @@ class PeerConnection:
     def peer_requests(self) -> tuple[BlockRef, ...]:
         """The peer's requests to us not yet answered, oldest first."""
         return tuple(BlockRef(*key) for key in self._peer_requests)
+
+    @property
+    def outstanding_count(self) -> int:
+        """How many of our requests to the peer are unanswered (O(1), for the request pipeline)."""
+        return len(self._our_requests)
+
+    def has_peer_request(self, index: int, begin: int, length: int) -> bool:
+        """Whether the peer's request ``(index, begin, length)`` is still pending (not cancelled)."""
+        return (index, begin, length) in self._peer_requests
 
     def can_request(self, index: int | None = None) -> bool:
         """Whether :meth:`send` of a ``Request`` (for piece ``index``) would be accepted now."""
@@ -630,7 +644,10 @@ class PeerConnection:
             case BitfieldMsg(data=data):
                 if self._geometry is None:
                     raise LocalProtocolError("cannot send a bitfield before the piece count is known")
-                Bitfield.from_bytes(data, self._geometry.num_pieces)
+                try:
+                    Bitfield.from_bytes(data, self._geometry.num_pieces)
+                except RemoteProtocolError as exc:
+                    raise LocalProtocolError(f"our bitfield is malformed: {exc}") from None
                 self._send_checked(message)
             case RejectRequest(index=index, begin=begin, length=length):
                 key = (index, begin, length)
