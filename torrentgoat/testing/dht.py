@@ -39,6 +39,7 @@ class DHTNetwork:
         self.delivered = 0
         self._queue: list[tuple[float, int, Addr, bytes, Addr]] = []
         self._timers: list[tuple[float, int, Addr]] = []
+        self._armed: dict[Addr, float] = {}
         self._seq = 0
 
     # -- membership ---------------------------------------------------------------------------------
@@ -80,8 +81,11 @@ class DHTNetwork:
             heapq.heappush(self._queue, (self.now + self.latency, self._seq, dest, data, addr))
         while (event := engine.next_event()) is not None:
             self.events[addr].append(event)
-        self._seq += 1
-        heapq.heappush(self._timers, (engine.get_timer(), self._seq, addr))
+        when = engine.get_timer()
+        if self._armed.get(addr) != when:
+            self._armed[addr] = when
+            self._seq += 1
+            heapq.heappush(self._timers, (when, self._seq, addr))
 
     def flush_all(self) -> None:
         for addr in list(self.engines):
@@ -92,12 +96,8 @@ class DHTNetwork:
         next_packet = self._queue[0][0] if self._queue else None
         while self._timers:
             when, _, addr = self._timers[0]
-            engine = self.engines.get(addr)
-            if engine is None or engine.get_timer() != when:
-                heapq.heappop(self._timers)
-                if engine is not None:
-                    self._seq += 1
-                    heapq.heappush(self._timers, (engine.get_timer(), self._seq, addr))
+            if addr not in self.engines or self._armed.get(addr) != when:
+                heapq.heappop(self._timers)  # superseded by a later flush
                 continue
             break
         next_timer = self._timers[0][0] if self._timers else None
@@ -114,6 +114,7 @@ class DHTNetwork:
                 self.flush(dest)
             return True
         when, _, addr = heapq.heappop(self._timers)
+        del self._armed[addr]
         self.now = max(self.now, when)
         self.engines[addr].handle_timer(self.now)
         self.flush(addr)
