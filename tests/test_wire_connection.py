@@ -654,3 +654,13 @@ def test_received_data_resets_idle() -> None:
         peer.send(KeepAlive())
         peer.conn.handle_timer(60.0 * tick)
         assert peer.conn.next_event() is None
+
+
+def test_accept_with_torrent_specific_config() -> None:
+    pair = make_pair()
+    assert pair.b_accept is not None
+    pair.b_accept["config"] = WireConfig(ut_pex=False, enable_fast=False)
+    pair.pump()
+    assert "ut_pex" not in pair.a.peer_ext_ids and "ut_metadata" in pair.a.peer_ext_ids
+    assert not pair.a.fast and not pair.b.fast
+    assert pair.a.peer_handshake is not None and not pair.a.peer_handshake.supports_fast

@@ -20,8 +20,11 @@ Create one engine per TCP connection::
 
 An incoming connection passes ``info_hash=None``; the first event is then
 :class:`HandshakeReceived`, after which the driver looks the torrent up and calls
-``conn.accept(info_hash=..., have=..., geometry=..., metadata_size=...)`` (or closes the socket).
-Nothing beyond the handshake is parsed before ``accept``.
+``conn.accept(info_hash=..., have=..., geometry=..., metadata_size=..., config=...)`` (or closes
+the socket); ``config`` may switch per torrent (``ut_pex=False`` for private torrents, BEP 27).
+Nothing beyond the handshake is parsed before ``accept``.  ``conn.peer_ip`` (packed 4/16 bytes,
+sent as ``yourip``) and ``conn.listen_port`` are plain attributes the driver may set until then.
+The engine does not refuse a connection to ourselves: compare ``handshake.peer_id`` if needed.
 
 The loop (aioquic vocabulary)::
 
@@ -48,10 +51,19 @@ The loop (aioquic vocabulary)::
   ``writelines`` without a copy.  ``False`` means the request was cancelled meanwhile.
 * ``have`` is read (never written) by the engine to validate the peer's requests; after a piece
   verifies, the driver sets the bit in its Bitfield and ``send(Have(index=i))``.
+* ``receive_buffer_size`` is how many received bytes are not parsed yet: frames are capped, but
+  a driver that feeds data without draining events (or before ``accept``) should pause reading.
+* Allowed-fast (BEP 6): :func:`allowed_fast_set` gives the canonical set for a peer's IPv4
+  address; ``send(AllowedFast(index=i))`` lets that peer request piece ``i`` while choked.
 * Magnets: create with ``geometry=None, have=None``; the peer's bitfield / have all / haves are
   buffered (bounded) and validated by ``set_metadata(geometry, have)``, which emits
   :class:`BitfieldReceived` (may raise :class:`RemoteProtocolError`).  ``peer_has_all`` is known
-  before that.
+  before that.  Our opening message already went out (``have none`` with BEP 6): announce pieces
+  found later (resume data) with ``send(Have(...))``.
+* BEP 9: feed :class:`MetadataFetcher` from :class:`ExtensionHandshakeReceived`
+  (``handshake.metadata_size``) and :class:`MetadataPieceReceived`; answer
+  :class:`MetadataRequested` with ``conn.send(MetadataServer(raw_info).respond(piece))``.
+  BEP 11: one :class:`PexState` per connection, ``next_message(current_peers, now)`` -> ``send``.
 * Timers: ``get_timer()`` is the next deadline; ``handle_timer(now)`` queues a keep-alive when we
   sent nothing for a whole ``keepalive_interval`` and emits :class:`ConnectionTimedOut` when the
   handshake is late or the peer was silent for ``idle_timeout``: close the connection then.

@@ -327,9 +327,6 @@ class PeerConnection:
         self._sent_since_tick = False
         self._received_since_tick = False
         self._idle_ticks = 0
-        self._idle_ticks_limit = max(
-            1, -(-int(self.config.idle_timeout * 1000) // int(self.config.keepalive_interval * 1000))
-        )
         self._next_tick = now + self.config.keepalive_interval
         self._handshake_deadline: float | None = now + self.config.handshake_timeout
         self._caps: dict[int, int] = {}
@@ -437,12 +434,27 @@ class PeerConnection:
         have: Bitfield | Callable[[], Bitfield | None] | None = None,
         geometry: PieceGeometry | None = None,
         metadata_size: int | None = None,
+        config: WireConfig | None = None,
     ) -> None:
-        """Responder side: serve ``info_hash`` after :class:`HandshakeReceived`; sends our handshake."""
-        if not self._awaiting_accept or self.peer_handshake is None:
+        """Responder side: serve ``info_hash`` after :class:`HandshakeReceived`; sends our handshake.
+
+        ``config`` replaces the engine's configuration for this torrent (e.g. ``ut_pex=False`` for a
+        private torrent, BEP 27); our reserved bits are derived from it, since our handshake has not
+        gone out yet.
+        """
+        handshake = self.peer_handshake
+        if not self._awaiting_accept or handshake is None:
             raise LocalProtocolError("accept() is only valid after HandshakeReceived on a responder")
-        if info_hash != self.peer_handshake.info_hash:
+        if info_hash != handshake.info_hash:
             raise LocalProtocolError("accept() with an info-hash the peer did not ask for")
+        if config is not None:
+            self.config = config
+            cfg = config
+            self.our_reserved = codec.make_reserved(
+                extensions=cfg.enable_extensions, fast=cfg.enable_fast, dht=cfg.enable_dht
+            )
+            self.fast = cfg.enable_fast and handshake.supports_fast
+            self.extensions = cfg.enable_extensions and handshake.supports_extensions
         self._awaiting_accept = False
         self.info_hash = info_hash
         self._set_torrent(geometry, have, metadata_size)
@@ -742,7 +754,8 @@ class PeerConnection:
             self._idle_ticks = 0
         else:
             self._idle_ticks += 1
-            if self._idle_ticks >= self._idle_ticks_limit:
+            cfg = self.config
+            if self._idle_ticks * cfg.keepalive_interval >= cfg.idle_timeout:
                 self._events.append(
                     ConnectionTimedOut(reason=f"peer silent for {self.config.idle_timeout:.0f} s")
                 )

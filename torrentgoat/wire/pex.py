@@ -101,8 +101,22 @@ def _field(value: dict[bytes, bencode.BValue], key: bytes) -> bytes:
     return item
 
 
+def _decode_added(raw: bytes, flags: bytes, *, v6: bool) -> list[PexPeer]:
+    """``added``/``added6`` with their flags; flags of the wrong length are ignored (all 0)."""
+    size = 18 if v6 else 6
+    if len(raw) % size:
+        raise RemoteProtocolError(f"compact peer list of {len(raw)} bytes is not a multiple of {size}")
+    use_flags = len(flags) == len(raw) // size
+    result: list[PexPeer] = []
+    for i in range(min(len(raw) // size, MAX_PEX_PEERS)):
+        entry = raw[i * size : (i + 1) * size]
+        for address in decode_compact_peers(entry, v6=v6):  # empty for port 0
+            result.append(PexPeer(address=address, flags=flags[i] if use_flags else 0))
+    return result
+
+
 def decode_pex(payload: Buffer) -> Pex:
-    """Decode a ``ut_pex`` payload.  ``added.f`` of the wrong length is ignored (flags 0)."""
+    """Decode a ``ut_pex`` payload (BEP 11); at most :data:`MAX_PEX_PEERS` entries per list."""
     try:
         value = bencode.decode(payload)
     except BencodeError as exc:
@@ -112,23 +126,9 @@ def decode_pex(payload: Buffer) -> Pex:
     added: list[PexPeer] = []
     dropped: list[PeerAddress] = []
     for suffix, v6 in ((b"", False), (b"6", True)):
-        addresses = decode_compact_peers(_field(value, b"added" + suffix), v6=v6)
-        flags = _field(value, b"added" + suffix + b".f")
-        raw_count = len(_field(value, b"added" + suffix)) // (18 if v6 else 6)
-        use_flags = len(flags) == raw_count
-        # Recompute flags by position: decode_compact_peers skipped port-0 entries, so walk again.
-        if use_flags:
-            size = 18 if v6 else 6
-            raw = _field(value, b"added" + suffix)
-            index_of: list[int] = [
-                i
-                for i in range(min(raw_count, MAX_PEX_PEERS))
-                if _PORT.unpack_from(raw, i * size + size - 2)[0] != 0
-            ]
-            added.extend(PexPeer(address=a, flags=flags[i]) for a, i in zip(addresses, index_of, strict=True))
-        else:
-            added.extend(PexPeer(address=a) for a in addresses)
-        dropped.extend(decode_compact_peers(_field(value, b"dropped" + suffix), v6=v6))
+        key = b"added" + suffix
+        added += _decode_added(_field(value, key), _field(value, key + b".f"), v6=v6)
+        dropped += decode_compact_peers(_field(value, b"dropped" + suffix), v6=v6)
     return Pex(added=tuple(added), dropped=tuple(dropped))
 
 
