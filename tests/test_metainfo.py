@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import require_libtorrent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -400,3 +402,55 @@ json_like: st.SearchStrategy[Any] = st.recursive(
 def test_random_structures_raise_only_typed_errors(value: Any) -> None:
     with contextlib.suppress(MetainfoError, BencodeError):
         parse_info(bencode.encode(value))
+
+
+# ------------------------------------------------------------------------- agreement with libtorrent
+
+names = st.text(st.characters(codec="utf-8", blacklist_characters="/\\\x00:"), min_size=1, max_size=8).filter(
+    lambda s: s not in (".", "..") and s.strip() == s and s.isprintable()
+)
+layouts = st.lists(
+    st.tuples(st.lists(names, min_size=1, max_size=3), st.integers(0, 70_000), st.booleans()),
+    min_size=1,
+    max_size=8,
+    unique_by=lambda t: t[0][0],  # distinct top-level names: no file/dir collisions
+)
+
+
+@pytest.mark.interop
+@settings(max_examples=60, deadline=None)
+@given(layouts, st.sampled_from([16384, 32768]), st.booleans())
+def test_random_valid_torrents_agree_with_libtorrent(
+    layout: list[tuple[list[str], int, bool]], piece: int, private: bool
+) -> None:
+    """Whatever we accept, libtorrent reads with the same info-hash, offsets and pad flags."""
+    lt = require_libtorrent()
+    files = [
+        {b"length": size, b"path": [c.encode() for c in path], **({b"attr": b"p"} if pad else {})}
+        for path, size, pad in layout
+    ]
+    total = sum(size for _, size, _ in layout)
+    if total == 0:
+        return
+    info = {
+        b"name": b"random",
+        b"piece length": piece,
+        b"files": files,
+        b"pieces": b"\x07" * 20 * -(-total // piece),
+        **({b"private": 1} if private else {}),
+    }
+    data = torrent(info, announce=b"http://127.0.0.1:1/a")
+    ours = parse_metainfo(data)
+    theirs = lt.torrent_info(data)
+    assert ours.info_hash.hex == str(theirs.info_hashes().v1)
+    assert ours.info.num_pieces == theirs.num_pieces() and ours.info.private == theirs.priv()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fs = theirs.files()
+    assert [(f.length, f.offset, f.pad) for f in ours.info.files] == [
+        (fs.file_size(i), fs.file_offset(i), bool(fs.file_flags(i) & fs.flag_pad_file))
+        for i in range(fs.num_files())
+    ]
+    assert [f.path_str for f in ours.info.files if not f.pad] == [
+        fs.file_path(i) for i in range(fs.num_files()) if not fs.file_flags(i) & fs.flag_pad_file
+    ]
