@@ -149,6 +149,12 @@ def test_component_order_keeps_directories_together(tmp_path: Path) -> None:
     ]
 
 
+def test_default_name_is_the_normalised_base_name(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert create_torrent(tree / "weights" / "..").info.name == "model"
+    monkeypatch.chdir(tree)
+    assert create_torrent(".").info.name == "model"
+
+
 def test_no_pad(tree: Path) -> None:
     info = create_torrent(tree, piece_length=16 * KiB, pad=False).info
     assert not any(f.pad for f in info.files)

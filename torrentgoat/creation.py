@@ -368,7 +368,7 @@ def create_torrent(
     root = Path(path)
     sources = scan_files(root, follow_symlinks=follow_symlinks)
     if name is None:
-        name = _utf8_name(root.name or Path(os.path.abspath(root)).name, root)
+        name = _utf8_name(Path(os.path.abspath(root)).name, root)
     check_path_component(name, f"torrent name {name!r}")
     total_data = sum(f.length for f in sources)
     if total_data == 0:
