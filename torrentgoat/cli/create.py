@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     show_bar = not args.quiet and sys.stderr.isatty()
     bar: Any = None
     if show_bar:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm
 
         bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="hashing", file=sys.stderr)
 
