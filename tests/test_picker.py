@@ -537,3 +537,23 @@ def test_construction_errors() -> None:
     picker = setup("11")
     with pytest.raises(LocalProtocolError):
         picker.pick("a", full(3), 1, now=NOW)
+
+
+def test_huge_file_keeps_block_state_only_for_a_bounded_number_of_pieces() -> None:
+    # 50 GiB in 16 MiB pieces: 3200 pieces x 1024 blocks
+    layout = PieceLayout.uniform(3200, 16 * 1024 * 1024)
+    picker = PiecePicker(layout, rng=random.Random(5))
+    assert picker.partial_cap == 16  # 256 MiB of piece buffers by default
+    rng = random.Random(6)
+    haves = [full(3200)] + [
+        Bitfield.from_indices(3200, (i for i in range(3200) if rng.random() < 0.3)) for _ in range(20)
+    ]
+    for k, have in enumerate(haves):
+        picker.peer_joined(k, have)
+    for _round in range(30):
+        for k, have in enumerate(haves):
+            for block in picker.pick(k, have, 64, now=NOW):
+                if picker.block_received(k, block).piece_complete:
+                    picker.piece_verified(block.piece)
+        assert len(picker.partial_pieces) <= 16
+    assert picker.have.count > 0

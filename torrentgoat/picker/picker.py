@@ -79,6 +79,11 @@ class BlockArrival:
         return self.new
 
 
+_OLD = BlockArrival(new=False)
+_NEW = BlockArrival(new=True)
+_NEW_COMPLETE = BlockArrival(new=True, piece_complete=True)
+
+
 class _Partial:
     """Per-block state of one started piece."""
 
@@ -145,7 +150,11 @@ class PiecePicker:
         self._peers: dict[PeerKey, Bitfield | None] = {}
         self._partials: dict[int, _Partial] = {}
         self._open: set[int] = set()
-        self._peer_reqs: dict[PeerKey, set[BlockRef]] = {}
+        # requests in flight per peer, as block ids: piece * blocks-per-piece + block index
+        self._peer_reqs: dict[PeerKey, set[int]] = {}
+        self._bpp = -(-layout.piece_length // BLOCK_SIZE)
+        self._plen = layout.piece_length
+        self._last_size = layout.piece_size(n - 1) if n else 0
         # candidate index: bucket key -> pieces (random order), sorted keys, per-piece key/position
         self._bucket: dict[int, list[int]] = {}
         self._keys: list[int] = []
@@ -259,7 +268,10 @@ class PiecePicker:
     def rarest_order(self, peer_have: Bitfield) -> Iterator[int]:
         """Candidates the peer has: priority high first, availability low first, random tie-break."""
         keyof = self._keyof
-        if not peer_have.complete and peer_have.count * 4 < self._index_size:
+        count = peer_have.count
+        # Walking the buckets inspects about index_size / count pieces per piece found; listing the
+        # peer's own pieces costs a pass over its bitfield.  Take the cheaper (assume ~4 pieces wanted).
+        if count < self._n and self._n // 8 + 2 * count < 4 * self._index_size // max(1, count):
             # A peer with few pieces: rank just its pieces (the in-bucket position is already random).
             pos = self._pos
             cands = [i for i in peer_have if keyof[i] >= 0]
@@ -308,7 +320,15 @@ class PiecePicker:
 
     def outstanding(self, peer_key: PeerKey) -> frozenset[BlockRef]:
         """Blocks currently requested from ``peer_key`` according to the picker."""
-        return frozenset(self._peer_reqs.get(peer_key, ()))
+        return frozenset(self._ref(bid) for bid in self._peer_reqs.get(peer_key, ()))
+
+    def _size(self, index: int) -> int:
+        return self._last_size if index == self._n - 1 else self._plen
+
+    def _ref(self, bid: int) -> BlockRef:
+        index, b = divmod(bid, self._bpp)
+        begin = b * BLOCK_SIZE
+        return BlockRef(index, begin, min(BLOCK_SIZE, self._size(index) - begin))
 
     def requesters(self, block: BlockRef) -> frozenset[PeerKey]:
         part = self._partials.get(block.piece)
@@ -565,14 +585,12 @@ class PiecePicker:
         if part is None:
             return
         self._open.discard(index)
-        size = part.size
+        base = index * self._bpp
         for b, keys in part.requesters.items():
-            begin = b * BLOCK_SIZE
-            ref = BlockRef(index, begin, min(BLOCK_SIZE, size - begin))
             for k in keys:
                 reqs = self._peer_reqs.get(k)
                 if reqs is not None:
-                    reqs.discard(ref)
+                    reqs.discard(base + b)
 
     def _start(self, index: int) -> _Partial:
         part = self._partials[index] = _Partial(self._layout.piece_size(index))
@@ -630,11 +648,12 @@ class PiecePicker:
         index: int,
         part: _Partial,
         peer_key: PeerKey,
-        reqs: set[BlockRef],
+        reqs: set[int],
         out: list[BlockRef],
         count: int,
         now: float,
     ) -> None:
+        base = index * self._bpp
         state = part.state
         b = state.find(_FREE, part.hint)
         size = part.size
@@ -646,7 +665,7 @@ class PiecePicker:
             requesters[b] = [peer_key]
             requested_at[b] = now
             part.free -= 1
-            reqs.add(ref)
+            reqs.add(base + b)
             out.append(ref)
             b = state.find(_FREE, b + 1)
         part.hint = b if b >= 0 else part.nblocks
@@ -657,7 +676,7 @@ class PiecePicker:
         self,
         peer_key: PeerKey,
         peer_have: Bitfield,
-        reqs: set[BlockRef],
+        reqs: set[int],
         out: list[BlockRef],
         count: int,
         now: float,
@@ -677,19 +696,19 @@ class PiecePicker:
             part.requesters[b].append(peer_key)
             begin = b * BLOCK_SIZE
             ref = BlockRef(i, begin, min(BLOCK_SIZE, part.size - begin))
-            reqs.add(ref)
+            reqs.add(i * self._bpp + b)
             out.append(ref)
 
     # ------------------------------------------------------------------ request outcomes
 
     def _check_block(self, block: BlockRef) -> None:
-        index = block.piece
+        index, begin = block.piece, block.begin
         if not 0 <= index < self._n:
             raise RemoteProtocolError(f"block {block} names a piece out of range 0..{self._n - 1}")
-        size = self._layout.piece_size(index)
-        if block.begin % BLOCK_SIZE or not 0 <= block.begin < size:
+        size = self._last_size if index == self._n - 1 else self._plen
+        if begin % BLOCK_SIZE or not 0 <= begin < size:
             raise RemoteProtocolError(f"block {block} is not on a block boundary of a {size}-byte piece")
-        if block.length != min(BLOCK_SIZE, size - block.begin):
+        if block.length != min(BLOCK_SIZE, size - begin):
             raise RemoteProtocolError(f"block {block} has the wrong length for a {size}-byte piece")
 
     def block_received(self, peer_key: PeerKey, block: BlockRef) -> BlockArrival:
@@ -697,21 +716,22 @@ class PiecePicker:
         :class:`RemoteProtocolError`.  Unrequested blocks of wanted pieces are accepted if a partial
         slot is free; late blocks after a cancel or timeout count when still missing."""
         self._check_block(block)
+        index = block.piece
+        b = block.begin // BLOCK_SIZE
+        bid = index * self._bpp + b
         reqs = self._peer_reqs.get(peer_key)
         if reqs is not None:
-            reqs.discard(block)
-        index = block.piece
+            reqs.discard(bid)
         if index in self._have:
-            return BlockArrival(new=False)
+            return _OLD
         part = self._partials.get(index)
         if part is None:
             if not self._prio[index] or len(self._partials) >= self._cap:
-                return BlockArrival(new=False)
+                return _OLD
             part = self._start(index)
-        b = block.begin // BLOCK_SIZE
         state = part.state[b]
         if state == _RECEIVED:
-            return BlockArrival(new=False)
+            return _OLD
         keys = part.requesters.pop(b, ())
         part.requested_at.pop(b, None)
         if state == _FREE:
@@ -721,19 +741,20 @@ class PiecePicker:
         part.state[b] = _RECEIVED
         part.received += 1
         part.received_from[b] = peer_key
+        complete = part.received == part.nblocks
+        if len(keys) <= 1 and (not keys or keys[0] == peer_key):
+            return _NEW_COMPLETE if complete else _NEW
         cancel = tuple(k for k in keys if k != peer_key)
         for k in cancel:
             other = self._peer_reqs.get(k)
             if other is not None:
-                other.discard(block)
-        return BlockArrival(new=True, cancel=cancel, piece_complete=part.received == part.nblocks)
+                other.discard(bid)
+        return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
 
-    def _release(self, peer_key: PeerKey, block: BlockRef) -> bool:
-        index = block.piece
+    def _release(self, peer_key: PeerKey, index: int, b: int) -> bool:
         part = self._partials.get(index)
         if part is None:
             return False
-        b = block.begin // BLOCK_SIZE
         keys = part.requesters.get(b)
         if keys is None or peer_key not in keys:
             return False
@@ -753,10 +774,13 @@ class PiecePicker:
 
     def request_cancelled(self, peer_key: PeerKey, block: BlockRef) -> None:
         """We cancelled our request (BEP 3 ``cancel``): the block may be picked again."""
+        if not 0 <= block.piece < self._n:
+            return
+        b = block.begin // BLOCK_SIZE
         reqs = self._peer_reqs.get(peer_key)
         if reqs is not None:
-            reqs.discard(block)
-        self._release(peer_key, block)
+            reqs.discard(block.piece * self._bpp + b)
+        self._release(peer_key, block.piece, b)
 
     def request_rejected(self, peer_key: PeerKey, block: BlockRef) -> None:
         """The peer rejected our request (BEP 6 ``reject request``): the block may be picked again."""
@@ -768,11 +792,12 @@ class PiecePicker:
         reqs = self._peer_reqs.get(peer_key)
         if not reqs:
             return []
-        released = sorted(reqs)
+        bids = sorted(reqs)
         reqs.clear()
-        for block in released:
-            self._release(peer_key, block)
-        return released
+        bpp = self._bpp
+        for bid in bids:
+            self._release(peer_key, *divmod(bid, bpp))
+        return [self._ref(bid) for bid in bids]
 
     def peer_timed_out(self, peer_key: PeerKey) -> list[BlockRef]:
         """The peer's requests timed out: release them (returned, so the driver may send cancels)."""
@@ -791,5 +816,5 @@ class PiecePicker:
     def iter_requests(self) -> Iterable[tuple[PeerKey, BlockRef]]:
         """Every (peer, block) request in flight."""
         for key, reqs in self._peer_reqs.items():
-            for block in reqs:
-                yield key, block
+            for bid in reqs:
+                yield key, self._ref(bid)
