@@ -37,6 +37,8 @@ class DHTNetwork:
         self.engines: dict[Addr, DHTEngine] = {}
         self.events: dict[Addr, list[Event]] = {}
         self.delivered = 0
+        self.sent: list[tuple[Addr, Addr]] = []
+        """``(source, destination)`` of every datagram sent (lost ones included), in order."""
         self._queue: list[tuple[float, int, Addr, bytes, Addr]] = []
         self._timers: list[tuple[float, int, Addr]] = []
         self._armed: dict[Addr, float] = {}
@@ -75,6 +77,7 @@ class DHTNetwork:
         if engine is None:
             return
         for data, dest in engine.datagrams_to_send(self.now):
+            self.sent.append((addr, dest))
             if self.loss and self.rng.random() < self.loss:
                 continue
             self._seq += 1
