@@ -557,3 +557,17 @@ def test_huge_file_keeps_block_state_only_for_a_bounded_number_of_pieces() -> No
                     picker.piece_verified(block.piece)
         assert len(picker.partial_pieces) <= 16
     assert picker.have.count > 0
+
+
+def test_bitfield_after_join_replaces_the_have_set() -> None:
+    picker = setup("1100")
+    picker.peer_joined("x")
+    picker.peer_have("x", 3)
+    picker.peer_bitfield("x", bits(" ** "))
+    assert [picker.availability(i) for i in range(4)] == [1, 2, 1, 0]
+    picker.peer_bitfield("x", full(4))
+    assert picker.seeds == 1 and [picker.availability(i) for i in range(4)] == [2, 2, 1, 1]
+    picker.peer_bitfield("x", bits("*   "))
+    assert picker.seeds == 0 and [picker.availability(i) for i in range(4)] == [2, 1, 0, 0]
+    picker.peer_bitfield("y", bits("   *"))
+    assert picker.availability(3) == 1

@@ -287,3 +287,39 @@ def test_download_runs_to_completion(
     assert set(picker.have) == reachable
     wanted = {i for i in range(num_pieces) if prios[i]}
     assert picker.is_complete == (wanted <= reachable)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    availability=st.lists(st.integers(0, 5), min_size=1, max_size=30),
+    prios=st.lists(st.integers(0, 3), min_size=30, max_size=30),
+    have=st.sets(st.integers(0, 29)),
+    peer=st.sets(st.integers(0, 29)),
+    seed=st.integers(0, 2**32),
+)
+def test_rarest_first_starts_a_best_ranked_piece(
+    availability: list[int], prios: list[int], have: set[int], peer: set[int], seed: int
+) -> None:
+    """The first new piece has the highest priority, then the lowest availability, among the pieces
+    the peer has that are wanted and missing (libtorrent's ordering)."""
+    n = len(availability)
+    picker = PiecePicker(
+        PieceLayout.uniform(n),
+        rng=random.Random(seed),
+        config=PickerConfig(initial_random_pieces=0),
+        have=Bitfield.from_indices(n, (i for i in have if i < n)),
+        priorities=prios[:n],
+    )
+    for k in range(max(availability)):
+        picker.peer_joined(k, Bitfield.from_indices(n, (i for i, a in enumerate(availability) if a > k)))
+    peer_have = Bitfield.from_indices(n, (i for i in peer if i < n))
+    picker.peer_joined("me", peer_have)
+    avail = [a + (i in peer_have) for i, a in enumerate(availability)]
+    got = picker.pick("me", peer_have, 1, now=0.0)
+    eligible = [i for i in peer_have if prios[i] and i not in have]
+    if not eligible:
+        assert got == []
+        return
+    (block,) = got
+    best = min((-prios[i], avail[i]) for i in eligible)
+    assert (-prios[block.piece], avail[block.piece]) == best

@@ -453,6 +453,30 @@ class PiecePicker:
             avail[i] += 1
             self._sync(i)
 
+    def peer_bitfield(self, peer_key: PeerKey, have: Bitfield) -> None:
+        """Set (or replace) a peer's whole have-set: its ``bitfield`` when the driver already called
+        :meth:`peer_joined` at handshake time (BEP 3 lets a peer with no pieces omit the bitfield).
+        Requests in flight are kept."""
+        if peer_key not in self._peers:
+            self.peer_joined(peer_key, have)
+            return
+        if have.length != self._n:
+            raise LocalProtocolError(f"have-set of {have.length} pieces for a torrent of {self._n}")
+        self._forget_pieces(peer_key)
+        del self._peers[peer_key]
+        self.peer_joined(peer_key, have)
+
+    def _forget_pieces(self, peer_key: PeerKey) -> None:
+        hv = self._peers[peer_key]
+        if hv is None:
+            self._seeds -= 1
+            return
+        avail = self._avail
+        for i in hv:
+            avail[i] -= 1
+            self._sync(i)
+        self._peers[peer_key] = Bitfield(self._n)
+
     def peer_have(self, peer_key: PeerKey, index: int) -> None:
         """The peer announced piece ``index`` (BEP 3 ``have``); repeats are ignored."""
         self._check_index(index)
@@ -489,16 +513,9 @@ class PiecePicker:
         """The peer disconnected: forget its pieces and release its requests (returned, ascending)."""
         released = self.release_peer(peer_key)
         self._peer_reqs.pop(peer_key, None)
-        if peer_key not in self._peers:
-            return released
-        hv = self._peers.pop(peer_key)
-        if hv is None:
-            self._seeds -= 1
-        else:
-            avail = self._avail
-            for i in hv:
-                avail[i] -= 1
-                self._sync(i)
+        if peer_key in self._peers:
+            self._forget_pieces(peer_key)
+            del self._peers[peer_key]
         return released
 
     # ------------------------------------------------------------------ our state: priorities, have
