@@ -571,3 +571,31 @@ def test_bitfield_after_join_replaces_the_have_set() -> None:
     assert picker.seeds == 0 and [picker.availability(i) for i in range(4)] == [2, 1, 0, 0]
     picker.peer_bitfield("y", bits("   *"))
     assert picker.availability(3) == 1
+
+
+def test_from_info_maps_files_and_pad_files() -> None:
+    from torrentgoat import bencode
+    from torrentgoat.metainfo import parse_info
+
+    piece = 2 * BLOCK_SIZE
+    files = [
+        {b"length": piece + 10, b"path": [b"a.bin"]},
+        {b"length": piece - 10, b"path": [b".pad", b"x"], b"attr": b"p"},
+        {b"length": piece, b"path": [b"b.bin"]},
+    ]
+    info = parse_info(
+        bencode.encode({b"name": b"m", b"piece length": piece, b"pieces": b"\0" * 60, b"files": files})
+    )
+    picker = PiecePicker.from_info(info, rng=random.Random(0))
+    assert picker.num_pieces == 3 and picker.piece_priorities() == [1, 1, 1]
+    picker = PiecePicker.from_info(info, rng=random.Random(0), file_priorities=[0, 1, 1])
+    assert picker.piece_priorities() == [0, 0, 1]  # the pad file never makes piece 1 wanted
+    picker = PiecePicker.from_info(info, rng=random.Random(0), file_priorities=[1, 0, 0])
+    assert picker.piece_priorities() == [1, 1, 0]
+
+
+def test_distributed_copies() -> None:
+    picker = setup("2233")
+    assert picker.distributed_copies() == pytest.approx(2.5)
+    picker.peer_have_all("seed")
+    assert picker.distributed_copies() == pytest.approx(3.5)

@@ -251,6 +251,15 @@ class PiecePicker:
     def priority(self, index: int) -> int:
         return self._prio[index]
 
+    def distributed_copies(self) -> float:
+        """Swarm health as libtorrent reports it: complete copies of the torrent among connected peers
+        (the lowest availability) plus the fraction of pieces above that level."""
+        if not self._n:
+            return 0.0
+        low = min(self._avail)
+        above = sum(1 for a in self._avail if a > low)
+        return self._seeds + low + above / self._n
+
     def is_candidate(self, index: int) -> bool:
         return self._keyof[index] >= 0
 
