@@ -1,9 +1,9 @@
 """Piece and block geometry, and file priorities mapped to piece priorities (level L2, pure).
 
-A torrent is one concatenated byte stream cut into pieces of ``piece_length`` bytes, the last one
-shorter (BEP 3, "info dictionary": "piece length ... all pieces except the last have this length").
-Pieces are requested in blocks of :data:`~torrentgoat.primitives.BLOCK_SIZE` bytes, the last block of
-a piece shorter when the piece length is not a multiple of it (BEP 3, "request").
+A torrent is one concatenated byte stream cut into pieces of ``piece length`` bytes; every piece has
+that length except possibly the last, which is truncated (BEP 3, info dictionary).  Pieces are
+requested in blocks of :data:`~torrentgoat.primitives.BLOCK_SIZE` bytes (BEP 3, ``request``: current
+implementations use 2^14), the last block of a piece shorter when the piece is not a multiple of it.
 """
 
 from __future__ import annotations

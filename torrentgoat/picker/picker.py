@@ -6,17 +6,19 @@ The picker knows the swarm only through opaque hashable *peer keys*, their have-
 ``now``, randomness from the injected ``rng``).  The same object runs in the download engine and in the
 swarm simulator.
 
-Rules (BEP 3, "Piece downloading strategy", plus libtorrent's refinements):
+Rules (BEP 3 only says pieces are fetched "in random order"; the refinements every client uses are from
+Cohen, "Incentives Build Robustness in BitTorrent" (2003), section 2 "Piece selection", also described in
+the theory.org specification, "Piece downloading strategy" and "End game"; plus libtorrent's):
 
-* started (partial) pieces are finished before new ones are opened ("strict priority": BEP 3 asks to
-  complete a piece before starting another so it can be shared sooner);
+* started (partial) pieces are finished before new ones are opened ("strict priority": a complete
+  piece can be verified and shared sooner);
 * new pieces come in the order of the :class:`~torrentgoat.picker.PieceStrategy` (rarest first by
   default), except that while we own fewer than ``initial_random_pieces`` pieces a random piece is taken
-  ("random first piece", BEP 3);
-* a block is requested from one peer at a time, except in *endgame* ("End Game", BEP 3): once every
+  ("random first piece");
+* a block is requested from one peer at a time, except in *endgame* ("endgame mode"): once every
   missing block of every wanted piece is in flight, in-flight blocks may be requested again from up to
   ``endgame_max_requesters`` peers, and :meth:`PiecePicker.block_received` names the duplicate requests
-  to cancel;
+  to cancel (BEP 3 ``cancel``: "mostly used during the end of a download");
 * priority-0 pieces are never requested; pieces a peer lacks are never requested from it;
 * memory is bounded whatever the file size: per-block state exists only for partial pieces, and at most
   ``PickerConfig.partial_cap(piece_length)`` pieces are partial at once.

@@ -9,7 +9,8 @@ the cap on partial pieces, endgame.
 Built-in strategies:
 
 * ``rarest-first`` (default): highest priority first, then the pieces fewest peers have, ties broken at
-  random (BEP 3, "Piece downloading strategy": "rarest first").
+  random (Cohen 2003, "Piece selection": "rarest first"; BEP 3 only asks for an order that keeps peers
+  from holding subsets of each other's pieces, which rarest-first does better than random).
 * ``sequential``: highest priority first, then lowest index -- for streaming a shard front to back.
 * ``random``: highest priority first, then a random piece.
 * ``windowed-rarest``: rarest-first inside a sliding window of ``window_pieces`` pieces starting at the
@@ -142,7 +143,7 @@ def _wrap(start: int, n: int) -> Iterator[int]:
 
 
 class RarestFirst:
-    """Highest priority, then rarest, random tie-break (BEP 3 "rarest first")."""
+    """Highest priority, then rarest, random tie-break (Cohen 2003, "rarest first")."""
 
     name = "rarest-first"
     random_start = True
