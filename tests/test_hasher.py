@@ -85,7 +85,8 @@ def test_hash_threads_default_to_cpu_count() -> None:
         DiskExecutor(threads=0)
 
 
-async def test_check_classifies_good_bad_missing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fused", [False, True])
+async def test_check_classifies_good_bad_missing(tmp_path: Path, fused: bool) -> None:
     info, payload = sample(12)
     storage = FileStorage(tmp_path, info)
     for index in range(info.num_pieces):
@@ -96,7 +97,10 @@ async def test_check_classifies_good_bad_missing(tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     async with PieceHasher(IOConfig(hash_threads=2, check_window=3)) as hasher:
         result = await hasher.check(
-            info, FileStorage(tmp_path, info, read_only=True), progress=lambda d, t: seen.append((d, t))
+            info,
+            FileStorage(tmp_path, info, read_only=True),
+            progress=lambda d, t: seen.append((d, t)),
+            fused=fused,
         )
     assert set(result.missing) == {3, 4}
     assert set(result.bad) == {7}
@@ -144,8 +148,9 @@ class SlowStorage(MemoryStorage):
         return super().read_piece_into(index, buf)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("window", [1, 3, 5])
-async def test_check_keeps_a_bounded_window_in_order(window: int) -> None:
+async def test_check_keeps_a_bounded_window_in_order(window: int, fused: bool) -> None:
     info, payload = sample(40, seed=2)
     storage = SlowStorage(info, payload)
     finished = 0
@@ -158,7 +163,7 @@ async def test_check_keeps_a_bounded_window_in_order(window: int) -> None:
         finished += 1
 
     async with PieceHasher(IOConfig(hash_threads=2, disk_threads=8)) as hasher:
-        result = await hasher.check(info, storage, window=window, progress=progress)
+        result = await hasher.check(info, storage, window=window, progress=progress, fused=fused)
     assert result.all_good
     assert storage.started == list(range(40))  # reads start in ascending piece order
     assert max_in_flight <= window
