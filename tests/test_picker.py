@@ -599,3 +599,12 @@ def test_distributed_copies() -> None:
     assert picker.distributed_copies() == pytest.approx(2.5)
     picker.peer_have_all("seed")
     assert picker.distributed_copies() == pytest.approx(3.5)
+
+
+def test_package_docstring_example_runs() -> None:
+    import doctest
+
+    import torrentgoat.picker
+
+    result = doctest.testmod(torrentgoat.picker)
+    assert result.attempted > 5 and result.failed == 0

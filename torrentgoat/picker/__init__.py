@@ -2,7 +2,29 @@
 
 See :mod:`torrentgoat.picker.picker` for the rules, :mod:`torrentgoat.picker.strategy` for the
 strategy Protocol and registry, :mod:`torrentgoat.picker.request_queue` for per-peer queue sizing and
-snub detection.
+snub detection.  A driver (or a simulator) uses it like this::
+
+    >>> import random
+    >>> from torrentgoat.bitfield import Bitfield
+    >>> from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker, RequestTracker
+    >>> picker = PiecePicker(PieceLayout(32768, 40000), rng=random.Random(1),
+    ...                      config=PickerConfig(strategy="rarest-first"))
+    >>> seed_have = Bitfield(picker.num_pieces, full=True)
+    >>> picker.peer_joined("peer-A", seed_have)          # its bitfield (BEP 3) or have-all (BEP 6)
+    >>> picker.interesting(seed_have)                    # -> send "interested"
+    True
+    >>> tracker = RequestTracker(now=0.0)                # once unchoked: fill the request queue
+    >>> blocks = picker.pick("peer-A", seed_have, tracker.room(0.0), now=0.0)
+    >>> tracker.requested(len(blocks), 0.0)
+    >>> [(b.piece, b.begin, b.length) for b in blocks]
+    [(0, 0, 16384), (0, 16384, 16384), (1, 0, 7232)]
+    >>> for block in blocks:                             # "piece" messages arrive
+    ...     tracker.received(block.length, 1.0)
+    ...     arrival = picker.block_received("peer-A", block)
+    ...     if arrival.piece_complete:                   # hash it, then:
+    ...         picker.piece_verified(block.piece)
+    >>> picker.is_complete
+    True
 """
 
 from torrentgoat.picker.config import PickerConfig
