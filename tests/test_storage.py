@@ -432,3 +432,103 @@ def test_concurrent_threads_share_a_tiny_fd_cache(tmp_path: Path) -> None:
     assert errors == []
     storage.close()
     assert storage.open_files == 0
+
+
+# ------------------------------------------------------------------------------ test data helpers
+
+
+def test_parse_size() -> None:
+    from torrentgoat.testing.shards import parse_size
+
+    assert parse_size("2GiB") == 2 * 2**30
+    assert parse_size("4MiB") == 4 * 2**20
+    assert parse_size("1.5KiB") == 1536
+    assert parse_size("4MB") == 4_000_000
+    assert parse_size("100") == 100
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+@pytest.mark.parametrize("size", [200, 8193, 3 * 2**20 + 7])
+def test_safetensors_shard_is_valid_exact_and_deterministic(tmp_path: Path, size: int) -> None:
+    import json
+    import struct
+
+    from torrentgoat.testing.shards import read_safetensors_header, write_safetensors_shard
+
+    a = write_safetensors_shard(tmp_path / "a.safetensors", size, seed=1)
+    b = write_safetensors_shard(tmp_path / "b.safetensors", size, seed=1)
+    c = write_safetensors_shard(tmp_path / "c.safetensors", size, seed=2)
+    raw = a.read_bytes()
+    assert len(raw) == size
+    assert raw == b.read_bytes()
+    assert raw != c.read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    assert header_len % 8 == 0
+    header = json.loads(raw[8 : 8 + header_len])
+    assert header == read_safetensors_header(a)
+    assert header.pop("__metadata__") == {"format": "pt"}
+    position = 0
+    widths = {"BF16": 2, "U8": 1}
+    for spec in header.values():
+        begin, end = spec["data_offsets"]
+        assert begin == position
+        count = 1
+        for dim in spec["shape"]:
+            count *= dim
+        assert end - begin == count * widths[spec["dtype"]]
+        position = end
+    assert 8 + header_len + position == size
+    with pytest.raises(ValueError):
+        write_safetensors_shard(tmp_path / "tiny.safetensors", 20)
+
+
+def test_model_folder_index_matches_shards(tmp_path: Path) -> None:
+    import json
+
+    from torrentgoat.testing.shards import read_safetensors_header, write_model_folder
+
+    root = write_model_folder(tmp_path / "m", shards=3, shard_size=300_000)
+    names = sorted(p.name for p in root.iterdir())
+    assert names == [
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+        "model-00003-of-00003.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+    ]
+    index = json.loads((root / "model.safetensors.index.json").read_text())
+    total = 0
+    seen = set()
+    for shard in names:
+        if not shard.endswith(".safetensors"):
+            continue
+        header = read_safetensors_header(root / shard)
+        header.pop("__metadata__")
+        for tensor, spec in header.items():
+            assert index["weight_map"][tensor] == shard
+            assert tensor not in seen
+            seen.add(tensor)
+            total += spec["data_offsets"][1] - spec["data_offsets"][0]
+    assert set(index["weight_map"]) == seen
+    assert index["metadata"]["total_size"] == total
+    json.loads((root / "config.json").read_text())
+    json.loads((root / "tokenizer.json").read_text())
+
+
+def test_make_shard_tool(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "x.safetensors"
+    proc = subprocess.run(
+        [sys.executable, str(root / "tools" / "make_shard.py"), str(out), "--size", "1MiB"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size == 2**20
