@@ -78,7 +78,7 @@ async def verify(
     wanted = storage.layout.pieces_for_files(files)
     bar: Any = None
     if not quiet:
-        from tqdm import tqdm  # type: ignore[import-untyped]
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
         bar = tqdm(
             total=sum(info.piece_size(i) for i in wanted),

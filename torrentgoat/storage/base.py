@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import StorageError
@@ -248,7 +248,7 @@ class SpanStorage:
     def close(self) -> None:
         self._closed = True
 
-    def __enter__(self) -> SpanStorage:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
