@@ -237,7 +237,7 @@ class Session:
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
                 if response.status != 200:
                     raise MetainfoError(f"fetching {url}: HTTP {response.status}")
-                body = await response.content.read(MAX_TORRENT_DOWNLOAD + 1)
+                body: bytes = await response.content.read(MAX_TORRENT_DOWNLOAD + 1)
         except aiohttp.ClientError as exc:
             raise MetainfoError(f"fetching {url}: {exc}") from exc
         if len(body) > MAX_TORRENT_DOWNLOAD:
@@ -276,7 +276,9 @@ class Session:
         metainfo = loaded if isinstance(loaded, Metainfo) else None
         magnet = loaded if isinstance(loaded, Magnet) else None
         if magnet is not None and magnet.info_hash is None:
-            raise TorrentGoatError("this magnet has no info-hash (resolve a btpk magnet with a collection first)")
+            raise TorrentGoatError(
+                "this magnet has no info-hash (resolve a btpk magnet with a collection first)"
+            )
         info_hash = metainfo.info_hash if metainfo is not None else magnet.info_hash  # type: ignore[union-attr]
         assert info_hash is not None
         if info_hash.raw in self.torrents:

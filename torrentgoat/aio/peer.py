@@ -14,6 +14,7 @@ A download rate limit pauses reading while its token bucket is in debt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 from typing import Protocol
@@ -78,10 +79,8 @@ class PeerDriver(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         if self.address is None:
             peername = transport.get_extra_info("peername")
             if peername:

@@ -19,12 +19,13 @@ Invariants kept here (issue 3, "Verified pieces only"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import ipaddress
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,13 @@ from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.peer import PeerDriver, open_peer_connection
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.errors import ConfigError, LocalProtocolError, RemoteProtocolError, StorageError, TorrentGoatError
+from torrentgoat.errors import (
+    ConfigError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StorageError,
+    TorrentGoatError,
+)
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PickerConfig, PiecePicker
@@ -146,7 +153,11 @@ class Torrent:
         self.magnet = magnet
         self.sources = list(sources or [])
         self.info: InfoDict | None = metainfo.info if metainfo is not None else None
-        self.name = self.info.name if self.info else (magnet.display_name if magnet and magnet.display_name else info_hash.hex)
+        self.name = (
+            self.info.name
+            if self.info
+            else (magnet.display_name if magnet and magnet.display_name else info_hash.hex)
+        )
         self.state = "starting"
         self.error: BaseException | None = None
         self.peers: dict[int, PeerState] = {}
@@ -169,6 +180,7 @@ class Torrent:
         self._wake_connector = asyncio.Event()
         self._stop = asyncio.Event()
         self._complete = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._subscribers: list[asyncio.Queue[TorrentEvent | None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fetcher = MetadataFetcher(info_hash) if self.info is None else None
@@ -216,6 +228,15 @@ class Torrent:
             if self.error is not None:
                 raise TorrentGoatError(f"{self.name}: {self.error}") from self.error
             raise TorrentGoatError(f"{self.name}: stopped before completion ({self._stop_reason})")
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the torrent stopped ("complete", "interrupted", "seed ratio reached", an error ...)."""
+        return self._stop_reason
+
+    async def wait_stopped(self) -> None:
+        """Return once the torrent has fully stopped (peers closed, storage flushed)."""
+        await self._stopped.wait()
 
     async def wait_metadata(self) -> InfoDict:
         await self._metadata_ready.wait()
@@ -275,8 +296,8 @@ class Torrent:
         finally:
             await self._shutdown()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -296,10 +317,8 @@ class Torrent:
         self.state = "stopping"
         self._stop.set()
         for source in self.sources:
-            try:
+            with contextlib.suppress(TimeoutError, OSError, TorrentGoatError):
                 await asyncio.wait_for(source.stopped(), timeout=3.0)
-            except (TimeoutError, OSError, TorrentGoatError):
-                pass
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
@@ -315,6 +334,7 @@ class Torrent:
             await self.ctx.disk.run(self.storage.close)
         self.buffers.clear()
         self.state = "stopped"
+        self._stopped.set()
         self._emit(Stopped(reason=self._stop_reason or "stopped"))
         for queue in self._subscribers:
             try:
@@ -411,7 +431,8 @@ class Torrent:
                 except RemoteProtocolError as exc:
                     ps.driver.close(f"protocol violation: {exc}")
                     continue
-            elif have.count:
+            if engine.handshake_complete:
+                # the peer met us while we were checking (our opening said "have none"): tell it now
                 for index in have:
                     engine.send(Have(index=index))
             self._join(ps)
@@ -505,10 +526,8 @@ class Torrent:
                     free -= 1
                     self._spawn(self._dial(candidate.address))
             self._wake_connector.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_connector.wait(), timeout=2.0)
-            except TimeoutError:
-                pass
 
     def is_complete_and_idle(self) -> bool:
         """A finished torrent that does not seed dials nobody."""
@@ -517,9 +536,7 @@ class Torrent:
     async def _dial(self, address: PeerAddress) -> None:
         try:
             engine = self._new_engine(address)
-            driver = await open_peer_connection(
-                address, engine, self, download_limit=self.ctx.download_limit
-            )
+            driver = await open_peer_connection(address, engine, self, download_limit=self.ctx.download_limit)
         except ConnectionError as exc:
             log.debug("%s: %s", self.name, exc)
             self.pool.failed(address, self._loop.time())
@@ -602,9 +619,9 @@ class Torrent:
                     self.picker.request_rejected(ps.key, BlockRef(index, begin, length))
                     self._fill_requests(ps)
             case PeerInterested():
-                self._choker.peer_interested(self, ps)
+                self._choker.peer_interested(self, ps, self._loop.time())
             case PeerNotInterested():
-                self._choker.peer_not_interested(self, ps)
+                pass  # the slot is reassigned at the next rechoke round
             case HandshakeReceived(handshake=handshake):
                 if handshake.peer_id == self.ctx.peer_id:
                     if peer.address is not None:
@@ -846,7 +863,9 @@ class Torrent:
                 if not engine.has_peer_request(block.piece, block.begin, block.length):
                     continue  # cancelled, or dropped by our choke
                 try:
-                    data = await cache.read(block.piece, block.begin, block.length, info.piece_size(block.piece))
+                    data = await cache.read(
+                        block.piece, block.begin, block.length, info.piece_size(block.piece)
+                    )
                 except StorageError as exc:
                     log.error("%s: cannot read piece %d to serve it: %s", self.name, block.piece, exc)
                     self.stop(f"storage error: {exc}")
@@ -913,10 +932,8 @@ class Torrent:
                 }
                 message = ps.pex.next_message(current, now)
                 if message is not None:
-                    try:
+                    with contextlib.suppress(LocalProtocolError):
                         engine.send(message)
-                    except LocalProtocolError:
-                        pass
             ps.driver.flush()
         state = self.state
         self._emit(

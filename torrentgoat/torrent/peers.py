@@ -25,9 +25,11 @@ class PeerState:
         "joined",
         "last_block_at",
         "last_request_at",
+        "last_unchoked",
         "pex",
         "serving",
         "snubbed",
+        "unchoked_since",
         "up",
         "upload_queue",
         "writable",
@@ -49,6 +51,9 @@ class PeerState:
         self.writable.set()
         self.pex = PexState()
         self.client = ""
+        self.unchoked_since: float | None = None
+        """When our current unchoke of the peer began (None while we choke it)."""
+        self.last_unchoked: float | None = None
 
     @property
     def key(self) -> int:
