@@ -28,7 +28,7 @@ The engine does not refuse a connection to ourselves: compare ``handshake.peer_i
 
 The loop (aioquic vocabulary)::
 
-    conn.receive_data(chunk)                    # never raises; parsing is lazy
+    conn.receive_data(chunk)                    # never raises; parsing is lazy; bytes kept by reference
     while (event := conn.next_event()) is not None:   # raises RemoteProtocolError: drop the peer
         match event: ...                        # may call conn.send(...), conn.send_piece(...)
     transport.writelines(conn.buffers_to_send())  # or transport.write(conn.data_to_send())
@@ -46,6 +46,9 @@ The loop (aioquic vocabulary)::
   with BEP 6 rejects the peer's pending requests (except allowed-fast ones); without it they are
   discarded.  ``send(Cancel)`` of an already answered request is a no-op.  ``send(MetadataRequest
   | MetadataData | MetadataReject | Pex | ExtendedHandshake)`` wraps the payload with the peer's id.
+* Receive path: ``bytes`` reads are parsed in place and :class:`BlockReceived` ``data`` is a
+  zero-copy memoryview slice of the read (a ``bytearray`` when a block straddles two reads):
+  copy it into the piece buffer at once.  Only the frame straddling two reads is copied.
 * ``send_piece(index, begin, data) -> bool`` answers a pending :class:`BlockRequested`; ``data``
   (bytes/memoryview) is queued by reference, so ``buffers_to_send()`` hands it to
   ``writelines`` without a copy.  ``False`` means the request was cancelled meanwhile.

@@ -320,6 +320,11 @@ class PeerConnection:
         self._buffered_opening = False
         self._buf = bytearray()
         self._pos = 0
+        self._chunk: memoryview | None = None
+        self._cpos = 0
+        self._need = 0
+        """Bytes known to belong to the partial frame in ``_buf`` (0 = unknown); small reads go
+        straight into ``_buf``."""
         self._out: list[Buffer] = []
         self._events: deque[Event] = deque()
         self._error: RemoteProtocolError | None = None
@@ -386,7 +391,10 @@ class PeerConnection:
     @property
     def receive_buffer_size(self) -> int:
         """Bytes received but not yet parsed (for driver back-pressure: stop reading when large)."""
-        return len(self._buf) - self._pos
+        pending = len(self._buf) - self._pos
+        if self._chunk is not None:
+            pending += len(self._chunk) - self._cpos
+        return pending
 
     @property
     def handshake_complete(self) -> bool:
@@ -765,12 +773,67 @@ class PeerConnection:
         self._sent_since_tick = False
 
     # --- input ----------------------------------------------------------------------------------
+    #
+    # Received bytes live in two places: ``_buf`` (a bytearray holding at most the frame that
+    # straddles two reads, plus whatever arrived while events were not drained) and ``_chunk``, a
+    # memoryview of the latest immutable ``bytes`` object from the socket, parsed in place.  Blocks
+    # parsed from the chunk are handed out as zero-copy memoryview slices; only the tail frame
+    # of each read is copied.  Nothing is ever sliced off the front of a growing buffer (no O(n^2)).
 
     def receive_data(self, data: Buffer) -> None:
-        """Append bytes from the socket; they are parsed lazily by :meth:`next_event`."""
-        if data:
+        """Take bytes from the socket; they are parsed lazily by :meth:`next_event`.
+
+        ``bytes`` input is kept by reference (blocks are sliced out of it without a copy); mutable
+        buffers (bytearray, memoryview) are copied, since the caller may reuse them.
+        """
+        n = len(data)
+        if not n:
+            return
+        self._received_since_tick = True
+        need = self._need
+        if need >= n:  # small reads (slow links): all of it belongs to the buffered partial frame
             self._buf += data
-            self._received_since_tick = True
+            self._need = need - n
+            return
+        self._need = 0
+        if self._chunk is not None:  # the previous read was not fully parsed: fall back to copying
+            self._buf += self._chunk[self._cpos :]
+            self._chunk = None
+            self._buf += data
+            return
+        if type(data) is not bytes:
+            self._buf += data
+            return
+        if self._pos == len(self._buf):
+            if self._pos:
+                self._buf.clear()
+                self._pos = 0
+            self._chunk = memoryview(data)
+            self._cpos = 0
+            return
+        # A partial frame is buffered: complete just that frame, keep the rest of ``data`` in place.
+        view = memoryview(data)
+        off = 0
+        while off < len(view):
+            need = self._missing()
+            if need <= 0:
+                break
+            take = min(need, len(view) - off)
+            self._buf += view[off : off + take]
+            off += take
+        if off < len(view):
+            self._chunk = view
+            self._cpos = off
+
+    def _missing(self) -> int:
+        """Bytes still missing for the first buffered frame (or its length prefix) to be complete."""
+        avail = len(self._buf) - self._pos
+        if self.their_phase is Phase.HANDSHAKE:
+            return codec.HANDSHAKE_LENGTH - avail
+        if avail < 4:
+            return 4 - avail
+        length: int = _U32.unpack_from(self._buf, self._pos)[0]
+        return 4 + length - avail
 
     def next_event(self) -> Event | None:
         """The next event, or ``None`` when more data is needed.
@@ -782,14 +845,37 @@ class PeerConnection:
             return self._events.popleft()
         if self._error is not None:
             raise self._error
+        if self._need:  # the buffered frame is known to be incomplete
+            return None
         try:
             while True:
-                result = self._parse_one()
-                if result is None:
-                    pos = self._pos
-                    if pos:
-                        del self._buf[:pos]
+                buf = self._buf
+                if self._pos < len(buf):
+                    result, self._pos = self._parse_frame(buf, self._pos, len(buf))
+                    if result is None:
+                        if self._chunk is not None:  # frame continues in the chunk: merge (rare)
+                            buf += self._chunk[self._cpos :]
+                            self._chunk = None
+                            continue
+                        if self._pos:
+                            del buf[: self._pos]
+                            self._pos = 0
+                        self._need = self._missing()
+                        return self._events.popleft() if self._events else None
+                    if self._pos == len(buf):
+                        buf.clear()
                         self._pos = 0
+                elif self._chunk is not None:
+                    chunk = self._chunk
+                    result, self._cpos = self._parse_frame(chunk, self._cpos, len(chunk))
+                    if result is None:  # keep the incomplete tail frame
+                        buf += chunk[self._cpos :]
+                        self._chunk = None
+                        self._need = self._missing()
+                        return self._events.popleft() if self._events else None
+                    if self._cpos == len(chunk):
+                        self._chunk = None
+                else:
                     return self._events.popleft() if self._events else None
                 if result is not _NO_EVENT:
                     return result  # type: ignore[return-value]
@@ -799,34 +885,27 @@ class PeerConnection:
             self._error = exc
             raise
 
-    def _parse_one(self) -> object:
-        """Parse one frame: an event, ``_NO_EVENT`` (consumed silently) or ``None`` (need more)."""
-        buf = self._buf
-        pos = self._pos
-        avail = len(buf) - pos
+    def _parse_frame(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[object, int]:
+        """Parse one frame of ``src[pos:end]``: (event | ``_NO_EVENT`` | ``None`` = need more, new pos)."""
+        avail = end - pos
         if self.their_phase is Phase.HANDSHAKE:
-            return self._parse_handshake(avail)
-        if self._awaiting_accept:
-            return None
-        if avail < 4:
-            return None
-        length = _U32.unpack_from(buf, pos)[0]
+            return self._parse_handshake(src, pos, avail)
+        if self._awaiting_accept or avail < 4:
+            return None, pos
+        length = _U32.unpack_from(src, pos)[0]
         if length == 0:
-            self._pos = pos + 4
-            return self._received(KeepAlive)
+            return self._received(KeepAlive), pos + 4
         if avail < 5:
-            return None
-        msg_id = buf[pos + 4]
+            return None, pos
+        msg_id = src[pos + 4]
         if msg_id == 7:  # piece: the hot path
             if length > 9 + codec.MAX_REQUEST_LENGTH or length < 10:
                 raise RemoteProtocolError(f"piece message of {length} bytes")
-            end = pos + 4 + length
-            if len(buf) < end:
-                return None
-            index, begin = _II.unpack_from(buf, pos + 5)
-            data = buf[pos + 13 : end]
-            self._pos = end
-            return self._on_piece(index, begin, data)
+            stop = pos + 4 + length
+            if end < stop:
+                return None, pos
+            index, begin = _II.unpack_from(src, pos + 5)
+            return self._on_piece(index, begin, src[pos + 13 : stop]), stop
         cap = self._caps.get(msg_id)
         if cap is None:
             cap = 1 + self.config.max_unknown_length
@@ -834,27 +913,23 @@ class PeerConnection:
             raise RemoteProtocolError(f"message id {msg_id} with length {length} (must be {cap})")
         if length > cap:
             raise RemoteProtocolError(f"message id {msg_id} of {length} bytes exceeds the limit of {cap}")
-        end = pos + 4 + length
-        if len(buf) < end:
-            return None
-        with memoryview(buf) as view:
-            message = codec.decode_message(msg_id, view[pos + 5 : end])
-        self._pos = end
+        stop = pos + 4 + length
+        if end < stop:
+            return None, pos
+        message = codec.decode_message(msg_id, src[pos + 5 : stop])
         if message is None:
-            return _NO_EVENT  # unknown id: skipped (see codec.decode_message)
-        return self._on_message(message)
+            return _NO_EVENT, stop  # unknown id: skipped (see codec.decode_message)
+        return self._on_message(message), stop
 
-    def _parse_handshake(self, avail: int) -> object:
+    def _parse_handshake(self, src: bytearray | memoryview, pos: int, avail: int) -> tuple[object, int]:
         if avail < codec.HANDSHAKE_LENGTH:
             # Fail early on a wrong protocol string (e.g. an encrypted handshake, BEP 8 / MSE).
-            head = bytes(self._buf[self._pos : self._pos + min(avail, 20)])
+            head = bytes(src[pos : pos + min(avail, 20)])
             expect = bytes([len(PROTOCOL)]) + PROTOCOL
             if head != expect[: len(head)]:
                 raise RemoteProtocolError(f"not a BitTorrent handshake (starts with {head!r})")
-            return None
-        start = self._pos
-        handshake = codec.decode_handshake(self._buf[start : start + codec.HANDSHAKE_LENGTH])
-        self._pos = start + codec.HANDSHAKE_LENGTH
+            return None, pos
+        handshake = codec.decode_handshake(src[pos : pos + codec.HANDSHAKE_LENGTH])
         if self.info_hash is not None and handshake.info_hash != self.info_hash:
             raise RemoteProtocolError(
                 f"peer handshake for info-hash {handshake.info_hash}, expected {self.info_hash}"
@@ -868,7 +943,7 @@ class PeerConnection:
             self._awaiting_accept = True
         else:
             self._handshakes_done()
-        return event
+        return event, pos + codec.HANDSHAKE_LENGTH
 
     def _received(self, kind: type) -> object:
         """Apply the transition table to a received message of type ``kind``."""
@@ -886,7 +961,7 @@ class PeerConnection:
         self.their_phase = nxt
         return _NO_EVENT
 
-    def _on_piece(self, index: int, begin: int, data: bytearray) -> object:
+    def _on_piece(self, index: int, begin: int, data: bytearray | memoryview) -> object:
         if self.their_phase is not Phase.ACTIVE:
             self._received(Piece)
         key = (index, begin, len(data))
