@@ -8,7 +8,8 @@
 ``put`` publishes a BEP 46 pointer ``{"ih": info-hash}`` under the key (and salt); ``--seq``
 defaults to one more than the item currently found, else 1.  ``get`` prints the info-hash and the
 ``magnet:?xs=urn:btpk:...`` link.  ``--dht-bootstrap`` is repeatable and defaults to
-:data:`torrentgoat.config.DEFAULT_DHT_ROUTERS`; salts are given as text (UTF-8).
+:data:`torrentgoat.config.DEFAULT_DHT_ROUTERS`; salts are given as text (UTF-8).  The command's
+node is read-only (BEP 43): it queries but is not put in other nodes' routing tables.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torrentgoat.aio.dht import DHTNode
 from torrentgoat.cli._run import run
 from torrentgoat.cli.keygen import read_key_file
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
+from torrentgoat.dht.engine import DHTConfig
 from torrentgoat.dht.items import btpk_magnet, parse_info_hash_value
 from torrentgoat.errors import ConfigError, DHTError
 from torrentgoat.primitives import InfoHash, PeerAddress
@@ -39,7 +41,11 @@ def _routers(args: argparse.Namespace) -> list[PeerAddress]:
 
 def _with_node(args: argparse.Namespace, body: Callable[[DHTNode], Awaitable[int]]) -> int:
     async def main() -> int:
-        async with DHTNode(host=args.dht_bind, port=args.dht_port, node_cache=args.node_cache) as node:
+        # A short-lived node: BEP 43 read-only, so others do not keep a soon-dead node in their tables.
+        config = DHTConfig(read_only=True)
+        async with DHTNode(
+            host=args.dht_bind, port=args.dht_port, node_cache=args.node_cache, config=config
+        ) as node:
             await node.bootstrap(_routers(args))
             return await body(node)
 

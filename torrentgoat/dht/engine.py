@@ -72,6 +72,8 @@ class DHTConfig:
     """Parallel queries per lookup."""
     query_timeout: float = 2.0
     """Seconds before an unanswered query counts as failed."""
+    slow_timeout: float = 0.5
+    """Seconds after which a lookup stops waiting for a query and asks another node in its place."""
     max_rounds: int = 12
     """Hop depth beyond which a lookup asks no further nodes."""
     max_lookup_queries: int = 96
@@ -132,6 +134,7 @@ class _Pending:
     op: int
     deadline: float
     store: bool = False
+    slow_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -209,6 +212,7 @@ class DHTEngine:
         self._events: deque[Event] = deque()
         self._pending: dict[bytes, _Pending] = {}
         self._deadlines: list[tuple[float, bytes]] = []
+        self._slow: list[tuple[float, bytes]] = []
         self._ops: dict[int, _Op] = {}
         self._starved: set[int] = set()
         self._pinging: set[Addr] = set()
@@ -226,15 +230,34 @@ class DHTEngine:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float:
+        when = self._next_maintenance
         while self._deadlines:
             deadline, tid = self._deadlines[0]
             p = self._pending.get(tid)
             if p is not None and p.deadline == deadline:
-                return min(deadline, self._next_maintenance)
+                when = min(when, deadline)
+                break
             heapq.heappop(self._deadlines)
-        return self._next_maintenance
+        while self._slow:
+            slow_at, tid = self._slow[0]
+            p = self._pending.get(tid)
+            if p is not None and p.slow_at == slow_at:
+                when = min(when, slow_at)
+                break
+            heapq.heappop(self._slow)
+        return when
 
     def handle_timer(self, now: float) -> None:
+        while self._slow and self._slow[0][0] <= now:
+            slow_at, tid = heapq.heappop(self._slow)
+            p = self._pending.get(tid)
+            if p is None or p.slow_at != slow_at:
+                continue
+            p.slow_at = None
+            op = self._ops.get(p.op)
+            if op is not None and op.lookup is not None and not p.store:
+                op.lookup.slow(p.addr)
+                self._advance(op, now)
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, tid = heapq.heappop(self._deadlines)
             p = self._pending.get(tid)
@@ -297,7 +320,7 @@ class DHTEngine:
 
     def _start_lookup(self, op: _Op, now: float, seeds: Iterable[tuple[bytes | None, Addr]] = ()) -> int:
         op.lookup = lookup = self._new_lookup(op.target)
-        for node in self.table.closest(op.target, self.config.k * 2):
+        for node in self.table.closest(op.target, self.config.k * 2, now):
             lookup.add(node.id, node.addr, 0)
         for node_id, addr in seeds:
             lookup.add(node_id, addr, 0)
@@ -420,8 +443,13 @@ class DHTEngine:
         tid = self._tid()
         message = build(tid)
         deadline = now + self.config.query_timeout
-        self._pending[tid] = _Pending(addr, op_id, deadline, store)
+        pending = self._pending[tid] = _Pending(addr, op_id, deadline, store)
         heapq.heappush(self._deadlines, (deadline, tid))
+        if not store and self.config.slow_timeout < self.config.query_timeout:
+            op = self._ops.get(op_id)
+            if op is not None and op.lookup is not None:
+                pending.slow_at = now + self.config.slow_timeout
+                heapq.heappush(self._slow, (pending.slow_at, tid))
         self.stats.queries_sent += 1
         self._out.append((krpc.encode(message), addr))
 
@@ -450,12 +478,9 @@ class DHTEngine:
 
     # -- answering queries (BEP 5 / BEP 44 "queries") ------------------------------------------------
 
-    def _closest_infos(self, target: bytes) -> tuple[NodeInfo, ...]:
-        return tuple(n.info() for n in self.table.closest(target, self.config.k))
-
-    def _nodes_reply(self, target: bytes) -> tuple[tuple[NodeInfo, ...], tuple[NodeInfo, ...]]:
+    def _nodes_reply(self, target: bytes, now: float) -> tuple[tuple[NodeInfo, ...], tuple[NodeInfo, ...]]:
         """``(nodes, nodes6)``: only the family of our socket is known to us (BEP 32)."""
-        nodes = self._closest_infos(target)
+        nodes = tuple(n.info() for n in self.table.closest(target, self.config.k, now))
         return ((), nodes) if self.ipv6 else (nodes, ())
 
     def _on_query(self, q: krpc.Query, addr: Addr, now: float) -> None:
@@ -466,13 +491,13 @@ class DHTEngine:
             case krpc.Ping(t=t):
                 self._reply(krpc.Response(t=t, id=me), addr)
             case krpc.FindNode(t=t, target=target):
-                n4, n6 = self._nodes_reply(target)
+                n4, n6 = self._nodes_reply(target, now)
                 self._reply(krpc.Response(t=t, id=me, nodes=n4, nodes6=n6), addr)
             case krpc.GetPeers(t=t, info_hash=info_hash):
                 self.tokens.rotate_if_due(now)
                 values = self.peer_store.get(info_hash, now, self.rng, self.config.max_values_per_response)
                 values = [v for v in values if (":" in v[0]) == self.ipv6]
-                n4, n6 = self._nodes_reply(info_hash)
+                n4, n6 = self._nodes_reply(info_hash, now)
                 self._reply(
                     krpc.Response(
                         t=t,
@@ -496,7 +521,7 @@ class DHTEngine:
                 self.tokens.rotate_if_due(now)
                 token = self.tokens.token_for(addr[0])
                 item = self.item_store.get(target, now)
-                n4, n6 = self._nodes_reply(target)
+                n4, n6 = self._nodes_reply(target, now)
                 if isinstance(item, ImmutableItem):
                     reply = krpc.Response(t=t, id=me, token=token, v=item.value, nodes=n4, nodes6=n6)
                 elif isinstance(item, MutableItem) and (q.seq is None or item.seq > q.seq):
@@ -769,6 +794,13 @@ class DHTEngine:
         self.item_store.expire(now)
         if len(self.table) == 0:
             return
+        # BEP 5: questionable nodes are pinged; one per bucket per pass keeps the table honest.
+        for bucket in self.table.buckets:
+            questionable = [n for n in bucket.nodes if self.table.state(n, now) is NodeState.QUESTIONABLE]
+            if questionable:
+                self._ping_node(
+                    min(questionable, key=lambda n: max(n.last_response or 0.0, n.last_query or 0.0)), now
+                )
         for bucket in self.table.stale_buckets(now, cfg.bucket_refresh_interval)[:4]:
             bucket.last_changed = now
             if len(self._ops) >= cfg.max_operations:

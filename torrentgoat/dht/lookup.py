@@ -7,6 +7,11 @@ than ``max_rounds`` hops from the seeds are never asked, so the number of rounds
 ``rounds`` reports the hop depth actually reached.  The candidate set itself is capped.
 
 Seeds whose id is unknown (bootstrap routers) sort first and learn their id when they answer.
+
+A query unanswered after a short while is marked *slow* (libtorrent's "short timeout"): it stops
+counting against ``alpha`` so another candidate is asked, but an answer is still welcome until the
+real timeout.  Dead nodes in others' tables therefore cost little time, unless they are among the
+``k`` closest, which the lookup must wait out.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Candidate:
     depth: int
     state: CandidateState = CandidateState.NEW
     token: bytes | None = None
+    slow: bool = False
 
 
 class Lookup:
@@ -117,13 +123,26 @@ class Lookup:
                 out.append(c)
         return out
 
+    def slow(self, addr: Addr) -> None:
+        """The query to ``addr`` is late: let another one go out in its place."""
+        c = self.candidates.get(addr)
+        if c is not None and c.state is CandidateState.IN_FLIGHT and not c.slow:
+            c.slow = True
+            self.in_flight -= 1
+
+    def _land(self, c: Candidate) -> None:
+        if c.slow:
+            c.slow = False
+        else:
+            self.in_flight -= 1
+
     def responded(
         self, addr: Addr, node_id: bytes, *, token: bytes | None = None, nodes: Iterable[NodeInfo] = ()
     ) -> None:
         c = self.candidates.get(addr)
         if c is None or c.state is not CandidateState.IN_FLIGHT:
             return
-        self.in_flight -= 1
+        self._land(c)
         self.responses += 1
         if c.id is None:
             if node_id in self._ids or node_id == self.own_id:
@@ -141,7 +160,7 @@ class Lookup:
         c = self.candidates.get(addr)
         if c is None or c.state is not CandidateState.IN_FLIGHT:
             return
-        self.in_flight -= 1
+        self._land(c)
         c.state = CandidateState.FAILED
 
     @property

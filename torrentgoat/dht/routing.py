@@ -122,9 +122,16 @@ class RoutingTable:
         return self.buckets[bisect.bisect_right(self._los, value) - 1]
 
     def closest(self, target: bytes, n: int, now: float | None = None) -> list[RoutingNode]:
-        """The ``n`` non-bad nodes closest to ``target`` by XOR (BEP 5 "distance metric")."""
+        """The ``n`` non-bad nodes closest to ``target`` by XOR (BEP 5 "distance metric").
+
+        Without ``now`` only nodes past ``max_failures`` count as bad."""
         t = int.from_bytes(target, "big")
-        alive = [x for x in self._by_id.values() if x.failures < self.max_failures]
+        if now is None:
+            alive = [x for x in self._by_id.values() if x.failures < self.max_failures]
+        else:
+            alive = [
+                x for x in self._by_id.values() if not x.failures or self.state(x, now) is not NodeState.BAD
+            ]
         alive.sort(key=lambda x: x.value ^ t)
         return alive[:n]
 
