@@ -148,6 +148,10 @@ def _build_transitions() -> dict[tuple[Phase, type], Phase]:
 TRANSITIONS: dict[tuple[Phase, type], Phase] = _build_transitions()
 """(phase of the sending side, message type) -> next phase.  Missing pairs are protocol errors."""
 
+# The hot paths (request, piece) skip the table lookup in ACTIVE; this is what the table says there.
+assert TRANSITIONS[(Phase.ACTIVE, Request)] is Phase.ACTIVE
+assert TRANSITIONS[(Phase.ACTIVE, Piece)] is Phase.ACTIVE
+
 REQUIRES: dict[type, Feature] = {
     HaveAll: Feature.FAST,
     HaveNone: Feature.FAST,
@@ -240,6 +244,8 @@ class WireConfig:
 
 _U32 = struct.Struct(">I")
 _II = struct.Struct(">II")
+_III = struct.Struct(">III")
+_REQUEST = struct.Struct(">IBIII")
 _NO_EVENT = object()
 
 _FIXED_PAYLOAD = {
@@ -717,10 +723,13 @@ class PeerConnection:
             raise LocalProtocolError("request while the peer chokes us (and the piece is not allowed-fast)")
         if len(self._our_requests) >= self.request_limit:
             raise LocalProtocolError(f"more than {self.request_limit} outstanding requests")
-        self._check_send(Request)
+        if self.our_phase is not Phase.ACTIVE or self._error is not None:
+            self._check_send(Request)  # the table allows Request in ACTIVE: skip it on the hot path
         self._our_requests[key] = None
-        self._late.pop(key, None)
-        self._queue(codec.encode_message(Request(index=index, begin=begin, length=length)))
+        if self._late:
+            self._late.pop(key, None)
+        self._out.append(_REQUEST.pack(13, codec.MSG_REQUEST, index, begin, length))
+        self._sent_since_tick = True
 
     def send_piece(self, index: int, begin: int, data: Buffer) -> bool:
         """Answer a pending :class:`BlockRequested` with ``data`` (kept by reference, no copy until
@@ -729,7 +738,8 @@ class PeerConnection:
         key = (index, begin, len(data))
         if key not in self._peer_requests:
             return False
-        self._check_send(Piece)
+        if self.our_phase is not Phase.ACTIVE or self._error is not None:
+            self._check_send(Piece)  # the table allows Piece in ACTIVE: skip it on the hot path
         del self._peer_requests[key]
         self._queue(codec.encode_piece_header(index, begin, len(data)))
         self._out.append(data)
@@ -906,6 +916,16 @@ class PeerConnection:
                 return None, pos
             index, begin = _II.unpack_from(src, pos + 5)
             return self._on_piece(index, begin, src[pos + 13 : stop]), stop
+        if msg_id == 6 and length == 13:  # request: the seeding hot path
+            stop = pos + 17
+            if end < stop:
+                return None, pos
+            index, begin, size = _III.unpack_from(src, pos + 5)
+            if not 0 < size <= codec.MAX_REQUEST_LENGTH:
+                raise RemoteProtocolError(f"request length {size} outside 1..{codec.MAX_REQUEST_LENGTH}")
+            if self.their_phase is not Phase.ACTIVE:
+                self._received(Request)
+            return self._on_request(index, begin, size), stop
         cap = self._caps.get(msg_id)
         if cap is None:
             cap = 1 + self.config.max_unknown_length
