@@ -188,3 +188,11 @@ def test_mutated_packets_raise_only_krpc_error(message: krpc.Message, pos: int, 
     data[pos % len(data)] = byte
     with contextlib.suppress(KRPCError):
         krpc.decode(bytes(data))
+
+
+@given(bvalues)
+@settings(max_examples=300, deadline=None)
+def test_krpc_encoder_matches_the_canonical_bencoder(value: object) -> None:
+    from torrentgoat import bencode
+
+    assert krpc._bencode(value) == bencode.encode(value)

@@ -221,11 +221,50 @@ def decode_nodes(data: bytes, *, ipv6: bool) -> tuple[NodeInfo, ...]:
 # -- encoding -----------------------------------------------------------------------------------------
 
 
+def _bencode_into(value: object, out: list[bytes], depth: int = 0) -> None:
+    """Canonical bencoding (BEP 3, keys sorted as raw bytes) of KRPC values, without validation
+    overhead: the same bytes as :func:`torrentgoat.bencode.encode` for the values the engine builds."""
+    if isinstance(value, bytes):
+        out.append(b"%d:" % len(value))
+        out.append(value)
+    elif isinstance(value, bool):
+        raise MalformedKRPC("cannot bencode a bool")
+    elif isinstance(value, int):
+        out.append(b"i%de" % value)
+    elif isinstance(value, str):
+        _bencode_into(value.encode(), out, depth)
+    elif depth >= _MAX_DEPTH * 4:
+        raise MalformedKRPC("value nested too deeply to bencode")
+    elif isinstance(value, list | tuple):
+        out.append(b"l")
+        for item in value:
+            _bencode_into(item, out, depth + 1)
+        out.append(b"e")
+    elif isinstance(value, dict):
+        items = sorted((k.encode() if isinstance(k, str) else k, v) for k, v in value.items())
+        out.append(b"d")
+        for key, item in items:
+            if not isinstance(key, bytes):
+                raise MalformedKRPC(f"cannot bencode dictionary key {key!r}")
+            out.append(b"%d:" % len(key))
+            out.append(key)
+            _bencode_into(item, out, depth + 1)
+        out.append(b"e")
+    else:
+        raise MalformedKRPC(f"cannot bencode a value of type {type(value).__name__}")
+
+
+def _bencode(value: object) -> bytes:
+    out: list[bytes] = []
+    _bencode_into(value, out)
+    return b"".join(out)
+
+
 def _query(t: bytes, method: bytes, args: dict[bytes, BValue], ro: bool) -> bytes:
     packet: dict[bytes, BValue] = {b"t": t, b"y": b"q", b"q": method, b"a": args, b"v": CLIENT_VERSION}
     if ro:
         packet[b"ro"] = 1
-    return bencode.encode(packet)
+    return _bencode(packet)
 
 
 def encode(message: Message) -> bytes:
@@ -289,9 +328,9 @@ def encode(message: Message) -> bytes:
                 body[b"sig"] = message.sig
             if message.seq is not None:
                 body[b"seq"] = message.seq
-            return bencode.encode({b"t": message.t, b"y": b"r", b"r": body, b"v": CLIENT_VERSION})
+            return _bencode({b"t": message.t, b"y": b"r", b"r": body, b"v": CLIENT_VERSION})
         case Error(t=t, code=code, message=text):
-            return bencode.encode({b"t": t, b"y": b"e", b"e": [code, text]})
+            return _bencode({b"t": t, b"y": b"e", b"e": [code, text]})
     raise TypeError(f"not a KRPC message: {message!r}")  # pragma: no cover
 
 
