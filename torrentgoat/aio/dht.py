@@ -163,9 +163,17 @@ class DHTNode:
         if cached_nodes:
             self._engine.import_nodes(decode_nodes(cached_nodes, ipv6=self.ipv6), loop.time())
         family = socket.AF_INET6 if self.ipv6 else socket.AF_INET
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, self.port), family=family
-        )
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self.ipv6:
+                # BEP 32: an IPv6 node keeps an IPv6-only table; no IPv4-mapped addresses on this socket.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((self.host, self.port))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise DHTError(f"cannot bind the DHT socket to {self.host}:{self.port}: {exc.strerror}") from None
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport
         self._pump()
 
