@@ -6,6 +6,8 @@ import hashlib
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from torrentgoat import bencode
 from torrentgoat.bitfield import Bitfield
@@ -110,7 +112,8 @@ def test_fetcher_reject_timeout_and_removal() -> None:
     fetcher.add_peer("b", len(raw))
     assert fetcher.next_request("a", 0.0) == 0
     fetcher.on_reject("a", 0)
-    assert fetcher.next_request("a", 0.0) is None  # a refuses: stop asking it
+    assert fetcher.next_request("a", 0.0) is None  # a refuses: stop asking it for a while
+    assert not fetcher.wants("a", 29.0) and fetcher.wants("a", 30.0)
     assert fetcher.next_request("b", 0.0) == 0
     fetcher.add_peer("c", len(raw))
     assert fetcher.next_request("c", 1.0) == 1
@@ -213,3 +216,43 @@ def test_metadata_extension_must_be_announced() -> None:
     pair.a.send(MetadataRequest(piece=0))
     pair.pump()
     assert pair.take("b") == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(1, 5 * METADATA_PIECE_SIZE + 17),
+    peers=st.integers(1, 4),
+    order_seed=st.integers(0, 2**32 - 1),
+)
+def test_fetcher_any_arrival_order(size: int, peers: int, order_seed: int) -> None:
+    """Pieces answered by several peers in any order (with rejects and timeouts) assemble exactly."""
+    rng = random.Random(order_seed)
+    raw = rng.randbytes(size)
+    info_hash = InfoHash(hashlib.sha1(raw).digest())
+    server = MetadataServer(raw)
+    fetcher = MetadataFetcher(info_hash, max_requests_per_peer=2, request_timeout=3.0)
+    keys = [f"p{i}" for i in range(peers)]
+    for key in keys:
+        assert fetcher.add_peer(key, size)
+    now = 0.0
+    result = None
+    for _ in range(500):
+        if result is not None:
+            break
+        now += 1.0
+        inflight = []
+        for key in keys:
+            while (piece := fetcher.next_request(key, now)) is not None:
+                inflight.append((key, piece))
+        rng.shuffle(inflight)
+        for key, piece in inflight:
+            fate = rng.random()
+            if fate < 0.1:
+                continue  # lost: times out
+            if fate < 0.15 and len(keys) > 1 and key != keys[0]:
+                fetcher.on_reject(key, piece)
+                continue
+            reply = server.respond(piece)
+            assert isinstance(reply, MetadataData)
+            result = fetcher.on_data(key, piece, reply.total_size, reply.data) or result
+    assert result == raw

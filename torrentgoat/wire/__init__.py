@@ -84,8 +84,10 @@ Receive rules (each violation raises :class:`RemoteProtocolError` from ``next_ev
   ``extended`` <= 1 MiB, unknown ids <= 128 KiB;
 * unknown message ids are **skipped** (BEP 3 leaves the id space open; BEP 10 extensions rely on
   peers ignoring what they do not understand) -- the size cap above bounds the cost;
-* ``bitfield``/``have all``/``have none`` only as the first message (BEP 6), fast messages only
-  with BEP 6 negotiated, ``extended`` only with BEP 10 negotiated;
+* ``bitfield``/``have all``/``have none`` only as the first message (BEP 6; ``keep-alive``,
+  ``extended`` and ``port`` may precede it), fast messages only with BEP 6 negotiated,
+  ``extended`` only with BEP 10 negotiated.  A peer that sends no opening message at all is
+  tolerated (it has nothing), even with BEP 6;
 * indices in range, requests inside their piece and <= 128 KiB, spare bitfield bits clear;
 * a request for a piece we lack: error without BEP 6, automatic ``reject request`` with it; while
   we choke: silently dropped (BEP 3) or rejected (BEP 6); more than ``max_peer_requests`` queued:

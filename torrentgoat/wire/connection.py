@@ -733,8 +733,9 @@ class PeerConnection:
 
     def send_piece(self, index: int, begin: int, data: Buffer) -> bool:
         """Answer a pending :class:`BlockRequested` with ``data`` (kept by reference, no copy until
-        :meth:`data_to_send`).  Returns False and sends nothing when the request is no longer pending
-        (cancelled by the peer, or dropped by our choke)."""
+        :meth:`data_to_send`, or until the transport copies what :meth:`buffers_to_send` returned:
+        do not mutate ``data`` before then).  Returns False and sends nothing when the request is
+        no longer pending (cancelled by the peer, or dropped by our choke)."""
         key = (index, begin, len(data))
         if key not in self._peer_requests:
             return False

@@ -46,18 +46,20 @@ class MetadataFetcher:
         max_size: int = MAX_METADATA_SIZE,
         max_requests_per_peer: int = 4,
         request_timeout: float = 10.0,
+        reject_backoff: float = 30.0,
     ) -> None:
         self.info_hash = info_hash
         self.max_size = max_size
         self.max_requests_per_peer = max_requests_per_peer
         self.request_timeout = request_timeout
+        self.reject_backoff = reject_backoff
         self.failures = 0
         """How many times the assembled metadata failed the SHA-1 check."""
         self.banned: set[Hashable] = set()
         """Peers that contributed to metadata failing verification, or sent malformed pieces."""
         self.result: bytes | None = None
         self._peer_sizes: dict[Hashable, int] = {}
-        self._rejected: set[Hashable] = set()
+        self._rejected: dict[Hashable, float] = {}
         self._size: int | None = None
         self._pieces: dict[int, bytes] = {}
         self._sources: dict[int, Hashable] = {}
@@ -89,7 +91,7 @@ class MetadataFetcher:
 
     def remove_peer(self, key: Hashable) -> None:
         self._peer_sizes.pop(key, None)
-        self._rejected.discard(key)
+        self._rejected.pop(key, None)
         for piece in [p for p, (owner, _) in self._requested.items() if owner == key]:
             del self._requested[piece]
 
@@ -97,19 +99,19 @@ class MetadataFetcher:
         sizes = Counter(self._peer_sizes.values())
         self._size = sizes.most_common(1)[0][0] if sizes else None
 
-    def wants(self, key: Hashable) -> bool:
-        """Whether this peer is usable for the current fetch."""
-        return (
-            self.result is None
-            and self._size is not None
-            and key not in self.banned
-            and key not in self._rejected
-            and self._peer_sizes.get(key) == self._size
-        )
+    def wants(self, key: Hashable, now: float | None = None) -> bool:
+        """Whether this peer is usable for the current fetch (at time ``now``: a peer that
+        rejected a request is asked again ``reject_backoff`` seconds after that request)."""
+        if self.result is not None or self._size is None or key in self.banned:
+            return False
+        rejected_at = self._rejected.get(key)
+        if rejected_at is not None and (now is None or now - rejected_at < self.reject_backoff):
+            return False
+        return self._peer_sizes.get(key) == self._size
 
     def next_request(self, key: Hashable, now: float) -> int | None:
         """A piece to request from ``key`` now, or None (nothing to ask it)."""
-        if not self.wants(key):
+        if not self.wants(key, now):
             return None
         assert self._size is not None
         if sum(1 for owner, _ in self._requested.values() if owner == key) >= self.max_requests_per_peer:
@@ -129,9 +131,15 @@ class MetadataFetcher:
             del self._requested[piece]
 
     def on_reject(self, key: Hashable, piece: int) -> None:
-        """The peer refused (BEP 9 reject): stop asking it."""
-        self._rejected.add(key)
-        for p in [p for p, (owner, _) in self._requested.items() if owner == key]:
+        """The peer refused (BEP 9 reject): do not ask it for ``reject_backoff`` seconds (it may
+        lack the metadata, or rate-limit requests)."""
+        holder = self._requested.get(piece)
+        at = holder[1] if holder is not None and holder[0] == key else None
+        mine = [(p, t) for p, (owner, t) in self._requested.items() if owner == key]
+        if at is None:
+            at = max((t for _, t in mine), default=0.0)
+        self._rejected[key] = at
+        for p, _ in mine:
             del self._requested[p]
 
     def on_data(self, key: Hashable, piece: int, total_size: int, data: bytes) -> bytes | None:
