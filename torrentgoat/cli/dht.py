@@ -28,12 +28,13 @@ from torrentgoat.dht.items import btpk_magnet, parse_info_hash_value
 from torrentgoat.errors import ConfigError, DHTError
 from torrentgoat.primitives import InfoHash, PeerAddress
 
-__all__ = ["ORDER", "register"]
+__all__ = ["ORDER", "add_dht_arguments", "dht_routers", "register"]
 
 ORDER = 85
 
 
-def _routers(args: argparse.Namespace) -> list[PeerAddress]:
+def dht_routers(args: argparse.Namespace) -> list[PeerAddress]:
+    """The routers named by ``--dht-bootstrap`` (repeatable), else DEFAULT_DHT_ROUTERS."""
     if args.dht_bootstrap:
         return [PeerAddress.parse(text) for text in args.dht_bootstrap]
     return [PeerAddress(host, port) for host, port in DEFAULT_DHT_ROUTERS]
@@ -46,7 +47,7 @@ def _with_node(args: argparse.Namespace, body: Callable[[DHTNode], Awaitable[int
         async with DHTNode(
             host=args.dht_bind, port=args.dht_port, node_cache=args.node_cache, config=config
         ) as node:
-            await node.bootstrap(_routers(args))
+            await node.bootstrap(dht_routers(args))
             return await body(node)
 
     return run(main())
@@ -152,7 +153,8 @@ def _announce(args: argparse.Namespace) -> int:
     return _with_node(args, body)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_dht_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dht-bootstrap HOST:PORT`` (repeatable), ``--dht-bind``, ``--dht-port``, ``--node-cache``."""
     parser.add_argument(
         "--dht-bootstrap",
         action="append",
@@ -177,33 +179,33 @@ def register(sub: Any) -> None:
     p.add_argument("--salt", default="", help="salt (text, at most 64 bytes)")
     p.add_argument("--info-hash", required=True, metavar="HEX", help="info-hash to point at")
     p.add_argument("--seq", type=int, help="sequence number (default: current + 1, else 1)")
-    _common(p)
+    add_dht_arguments(p)
     p.set_defaults(func=_put)
 
     p = cmds.add_parser("get", help="resolve a key (and salt) to an info-hash (BEP 46)")
     p.add_argument("public_key", metavar="PUBKEY_HEX")
     p.add_argument("--salt", default="", help="salt (text)")
-    _common(p)
+    add_dht_arguments(p)
     p.set_defaults(func=_get)
 
     p = cmds.add_parser("put-immutable", help="store a string as an immutable item (BEP 44)")
     p.add_argument("value")
-    _common(p)
+    add_dht_arguments(p)
     p.set_defaults(func=_put_immutable)
 
     p = cmds.add_parser("get-immutable", help="fetch an immutable item by target (BEP 44)")
     p.add_argument("target", metavar="TARGET_HEX")
-    _common(p)
+    add_dht_arguments(p)
     p.set_defaults(func=_get_immutable)
 
     p = cmds.add_parser("get-peers", help="list peers for an info-hash (BEP 5)")
     p.add_argument("info_hash", metavar="INFO_HASH")
-    _common(p)
+    add_dht_arguments(p)
     p.set_defaults(func=_get_peers)
 
     p = cmds.add_parser("announce", help="announce a peer port for an info-hash (BEP 5)")
     p.add_argument("info_hash", metavar="INFO_HASH")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--implied-port", action="store_true", help="let nodes use our UDP source port")
-    _common(p)
+    add_dht_arguments(p)
     p.set_defaults(func=_announce)
