@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from torrentgoat import bencode
 from torrentgoat.dht import krpc
@@ -389,3 +391,33 @@ def test_read_only_node_answers_nothing_and_flags_queries() -> None:
     ((data, _),) = engine.datagrams_to_send(0.0)
     query = krpc.decode(data)
     assert isinstance(query, krpc.Ping) and query.ro
+
+
+_valid_queries = [
+    krpc.encode(krpc.Ping(t=b"aa", id=b"\x01" * 20)),
+    krpc.encode(krpc.FindNode(t=b"ab", id=b"\x01" * 20, target=b"\x02" * 20)),
+    krpc.encode(krpc.GetPeers(t=b"ac", id=b"\x01" * 20, info_hash=b"\x03" * 20)),
+    krpc.encode(krpc.AnnouncePeer(t=b"ad", id=b"\x01" * 20, info_hash=b"\x03" * 20, port=5, token=b"x")),
+    krpc.encode(krpc.Get(t=b"ae", id=b"\x01" * 20, target=b"\x03" * 20, seq=4)),
+    krpc.encode(krpc.Put(t=b"af", id=b"\x01" * 20, token=b"x", v=b"v", k=b"k" * 32, sig=b"s" * 64, seq=1)),
+]
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.tuples(st.sampled_from(_valid_queries), st.integers(0, 300), st.integers(0, 255)).map(
+            lambda x: x[0][: x[1] % len(x[0])] + bytes([x[2]]) + x[0][x[1] % len(x[0]) + 1 :]
+        ),
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_engine_never_raises_and_answers_at_most_one_small_datagram(data: bytes) -> None:
+    engine = lone()
+    engine.receive_datagram(data, SRC, 0.0)
+    replies_to_source = [d for d, dest in engine.datagrams_to_send(0.0) if dest == SRC]
+    assert len(replies_to_source) <= 1
+    for reply in replies_to_source:
+        assert len(reply) <= 400
+        message = krpc.decode(reply)
+        assert isinstance(message, krpc.Response | krpc.Error)
