@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import require_libtorrent
 from torrentgoat.bitfield import Bitfield
+from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.primitives import BLOCK_SIZE, InfoHash, PeerId
 from torrentgoat.wire.connection import PeerConnection, PieceGeometry
 from torrentgoat.wire.events import (
@@ -170,7 +171,7 @@ async def serve_one(
     geometry = PieceGeometry(num_pieces=num, piece_length=PIECE_LENGTH, total_length=len(payload))
     metadata = MetadataServer(raw_info)
     view = memoryview(payload)
-    stats = {"blocks": 0, "metadata": 0}
+    stats = {"blocks": 0, "metadata": 0, "refused": 0}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = PeerConnection(peer_id=PeerId.generate(random.Random(2)), now=loop.time())
@@ -204,6 +205,9 @@ async def serve_one(
                             stats["metadata"] += 1
                 writer.writelines(conn.buffers_to_send())
                 await writer.drain()
+        except RemoteProtocolError:
+            # libtorrent tries an encrypted handshake (MSE) first, then falls back to plain BEP 3
+            stats["refused"] += 1
         finally:
             writer.close()
 
