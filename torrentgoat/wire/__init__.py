@@ -4,7 +4,7 @@ extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``.
 Modules: :mod:`.messages` (one frozen dataclass per message), :mod:`.codec` (bytes <-> messages),
 :mod:`.events` (past-tense notifications), :mod:`.connection` (:class:`PeerConnection`, the state
 machine and its transition table), :mod:`.metadata` (BEP 9 fetch/serve), :mod:`.pex` (BEP 11 codec
-and delta tracker).  Nothing here touches a socket or a clock.
+and delta tracker), :mod:`.fast` (BEP 6 allowed-fast set).  Nothing here touches a socket or a clock.
 
 Driving a :class:`PeerConnection` (what ``aio/peer.py`` does)
 ----------------------------------------------------------------
@@ -47,7 +47,8 @@ The loop (aioquic vocabulary)::
   discarded.  ``send(Cancel)`` of an already answered request is a no-op.  ``send(MetadataRequest
   | MetadataData | MetadataReject | Pex | ExtendedHandshake)`` wraps the payload with the peer's id.
 * Receive path: ``bytes`` reads are parsed in place and :class:`BlockReceived` ``data`` is a
-  zero-copy memoryview slice of the read (a ``bytearray`` when a block straddles two reads):
+  zero-copy memoryview slice of the read (a ``bytearray`` when a block straddles two reads, or
+  when the read was a mutable buffer):
   copy it into the piece buffer at once.  Only the frame straddling two reads is copied.
 * ``send_piece(index, begin, data) -> bool`` answers a pending :class:`BlockRequested`; ``data``
   (bytes/memoryview) is queued by reference, so ``buffers_to_send()`` hands it to
