@@ -98,18 +98,30 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_TIMED_RUN = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+elapsed = time.perf_counter() - start
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(code, elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+"""
+"""Runs a command from a small fresh interpreter and reports its wall time, CPU and peak RSS.
+
+Measuring ``RUSAGE_CHILDREN`` straight from this (big) process would be wrong: Linux folds the RSS a
+child had before ``exec`` -- with ``vfork``, the parent's -- into the child's ``ru_maxrss``.
+"""
+
+
 def cli_verify(torrent: Path, directory: Path, threads: int, window: int) -> tuple[float, float, int]:
     """(seconds, CPU seconds, peak RSS in bytes) of ``python -m torrentgoat verify`` in a subprocess."""
     command = [sys.executable, "-m", "torrentgoat", "verify", str(torrent), str(directory), "--quiet"]
     command += ["--hash-threads", str(threads), "--window", str(window)]
-    cpu = _cpu(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu
-    if proc.returncode != 0:
-        raise SystemExit(f"cli verify exited {proc.returncode}: {proc.stdout}{proc.stderr}")
-    return elapsed, cpu, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    proc = subprocess.run([sys.executable, "-c", _TIMED_RUN, *command], capture_output=True, text=True)
+    fields = proc.stdout.split()
+    if proc.returncode != 0 or len(fields) != 4 or fields[0] != "0":
+        raise SystemExit(f"cli verify failed: {proc.stdout}{proc.stderr}")
+    return float(fields[1]), float(fields[2]), int(fields[3]) * 1024
 
 
 def in_process(fn: Callable[[], float]) -> Callable[[], tuple[float, float, int | None]]:

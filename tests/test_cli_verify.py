@@ -96,3 +96,16 @@ def test_subprocess_with_progress_bar(model: tuple[Path, Path]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "verify" in proc.stderr  # tqdm bar on stderr
     assert "pieces good" in proc.stdout
+
+
+def test_symlink_escaping_the_directory_exits_two(
+    model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torrent, downloads = model
+    config = downloads / "tiny-model" / "config.json"
+    secret = tmp_path / "secret.json"
+    secret.write_bytes(config.read_bytes())
+    config.unlink()
+    config.symlink_to(secret)
+    assert main(["verify", str(torrent), str(downloads), "-q"]) == 2
+    assert "outside the download directory" in capsys.readouterr().err

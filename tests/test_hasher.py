@@ -236,3 +236,17 @@ async def test_disk_executor_round_trip(tmp_path: Path) -> None:
             await disk.read(storage, 99, 0, 1)
         assert await disk.run(int.from_bytes, b"\x01\x00", byteorder="little") == 1
         await disk.close_storage(storage)
+
+
+async def test_check_surfaces_storage_errors_and_empty_selection(tmp_path: Path) -> None:
+    info, _payload = sample(4)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "t").symlink_to(outside)
+    async with PieceHasher() as hasher:
+        with pytest.raises(StorageError, match="outside"):
+            await hasher.check(info, FileStorage(root, info, read_only=True))
+        empty = await hasher.check(info, MemoryStorage(info), wanted=[])
+    assert empty.all_good and empty.checked.empty and empty.checked_bytes == 0

@@ -199,9 +199,13 @@ class PieceHasher:
                 if progress is not None:
                     progress(done, total)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as errors:
+            # One worker failed (e.g. StorageError on a refused path): surface that error itself.
+            raise errors.exceptions[0] from None
         return CheckResult(good=good, bad=bad, missing=missing, checked=selected, checked_bytes=total)
 
     async def check_existing(
