@@ -7,6 +7,7 @@ Runs in its own process so that it never shares a GIL with the torrentgoat code 
 
 It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
 listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` seconds,
+``{"event": "seeding", ...}`` once a seed has checked its data and serves it,
 ``{"event": "finished", "seconds": S, "bytes": N}`` when a leech completes, and exits after
 ``--exit-after-finish`` (leech) or when stdin closes / SIGTERM arrives (seed).
 Settings follow ../shared/INTEROP-NOTES.md: explicit 127.0.0.1 listen address, no port fallback,
@@ -95,13 +96,14 @@ def main() -> int:
     else:
         parser.error("--torrent or --magnet is required")
     params.save_path = args.dir
+    # The default flags hold both ``paused`` and ``auto_managed``: a torrent taken out of auto
+    # management while still paused stays in "checking_files" forever.  Start it unpaused and
+    # unmanaged (no queueing in a one-torrent session).
+    params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
     if args.mode == "seed":
         params.flags |= lt.torrent_flags.seed_mode if os.environ.get("LT_SEED_MODE") else 0
-    handle = ses.add_torrent(params)
-    if args.mode == "seed":
-        handle.set_flags(lt.torrent_flags.auto_managed, lt.torrent_flags.auto_managed)
-        handle.unset_flags(lt.torrent_flags.auto_managed)
         ses.apply_settings({"num_want": 0})
+    handle = ses.add_torrent(params)
     for peer in args.peer:
         host, _, port = peer.rpartition(":")
         handle.connect_peer((host.strip("[]"), int(port)))
@@ -114,6 +116,7 @@ def main() -> int:
     started = time.monotonic()
     emit(event="listening", port=ses.listen_port())
     finished_at: float | None = None
+    seeding = False
     last_report = 0.0
     while not stop.is_set():
         ses.wait_for_alert(100)
@@ -137,6 +140,9 @@ def main() -> int:
                 peers=status.num_peers,
                 uploaded=status.total_upload,
             )
+        if args.mode == "seed" and not seeding and status.is_seeding:
+            seeding = True
+            emit(event="seeding", seconds=now - started, bytes=status.total_wanted)
         if args.mode == "leech" and finished_at is None and status.is_seeding:
             finished_at = now
             emit(event="finished", seconds=now - started, bytes=status.total_wanted)
