@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from torrentgoat.aio.disk import DiskExecutor
-from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.hasher import DEFAULT_CHECK_BATCH, PieceHasher
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.config import IOConfig
 from torrentgoat.errors import ConfigError, StorageError
@@ -85,8 +85,9 @@ def test_hash_threads_default_to_cpu_count() -> None:
         DiskExecutor(threads=0)
 
 
+@pytest.mark.parametrize("batch_bytes", [0, 5 * PL, DEFAULT_CHECK_BATCH])
 @pytest.mark.parametrize("fused", [False, True])
-async def test_check_classifies_good_bad_missing(tmp_path: Path, fused: bool) -> None:
+async def test_check_classifies_good_bad_missing(tmp_path: Path, fused: bool, batch_bytes: int) -> None:
     info, payload = sample(12)
     storage = FileStorage(tmp_path, info)
     for index in range(info.num_pieces):
@@ -101,6 +102,7 @@ async def test_check_classifies_good_bad_missing(tmp_path: Path, fused: bool) ->
             FileStorage(tmp_path, info, read_only=True),
             progress=lambda d, t: seen.append((d, t)),
             fused=fused,
+            batch_bytes=batch_bytes,
         )
     assert set(result.missing) == {3, 4}
     assert set(result.bad) == {7}
@@ -109,7 +111,7 @@ async def test_check_classifies_good_bad_missing(tmp_path: Path, fused: bool) ->
     assert result.checked_bytes == info.total_length
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1] == (info.total_length, info.total_length)
-    assert len(seen) == 12
+    assert len(seen) == {0: 12, 5 * PL: 3, DEFAULT_CHECK_BATCH: 1}[batch_bytes]  # once per job
 
 
 async def test_check_missing_files_and_wanted_subset(tmp_path: Path) -> None:
@@ -163,7 +165,9 @@ async def test_check_keeps_a_bounded_window_in_order(window: int, fused: bool) -
         finished += 1
 
     async with PieceHasher(IOConfig(hash_threads=2, disk_threads=8)) as hasher:
-        result = await hasher.check(info, storage, window=window, progress=progress, fused=fused)
+        result = await hasher.check(
+            info, storage, window=window, progress=progress, fused=fused, batch_bytes=0
+        )
     assert result.all_good
     assert storage.started == list(range(40))  # reads start in ascending piece order
     assert max_in_flight <= window
@@ -171,7 +175,8 @@ async def test_check_keeps_a_bounded_window_in_order(window: int, fused: bool) -
         assert max_in_flight > 1  # the pipeline does overlap pieces
 
 
-async def test_check_memory_is_bounded_by_the_window(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_bytes", [0, 1024 * 1024])
+async def test_check_memory_is_bounded_by_the_window(tmp_path: Path, batch_bytes: int) -> None:
     piece_length = 256 * 1024
     size = 24 * 1024 * 1024
     path = tmp_path / "t"
@@ -185,12 +190,12 @@ async def test_check_memory_is_bounded_by_the_window(tmp_path: Path) -> None:
     async with PieceHasher(IOConfig(hash_threads=2, check_window=4)) as hasher:
         tracemalloc.start()
         try:
-            result = await hasher.check(info, storage)
+            result = await hasher.check(info, storage, batch_bytes=batch_bytes)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
     assert result.all_good
-    assert peak < 4 * piece_length + 512 * 1024, peak
+    assert peak < 4 * max(piece_length, batch_bytes) + 512 * 1024, peak
 
 
 async def test_check_rejects_mismatched_inputs() -> None:

@@ -5,10 +5,11 @@ Two jobs share one :class:`PieceHasher`:
 * :meth:`PieceHasher.verify_piece` -- a piece assembled from peers' blocks is hashed in a thread and
   compared with its 20-byte hash from the info dictionary (BEP 3: "pieces ... SHA1 hash of the piece
   at the corresponding index").
-* :meth:`PieceHasher.check` / :meth:`PieceHasher.check_existing` -- data already on disk is read piece
-  by piece, in ascending order, by at most ``window`` workers each owning one reusable piece buffer:
-  reads run on the :class:`~torrentgoat.aio.disk.DiskExecutor`, hashing on this pool.  Memory is
-  ``window * piece_length`` whatever the size of the torrent.
+* :meth:`PieceHasher.check` / :meth:`PieceHasher.check_existing` -- data already on disk is read in
+  ascending piece order by at most ``window`` workers, each owning one reusable buffer of one piece
+  (or of several small pieces, up to ``batch_bytes``): reads run on the
+  :class:`~torrentgoat.aio.disk.DiskExecutor`, hashing on this pool.  Memory is
+  ``window * max(piece_length, batch_bytes)`` whatever the size of the torrent.
 
 Why threads scale here: ``os.preadv`` and OpenSSL's SHA-1 (``hashlib`` releases the GIL for buffers
 over 2 KiB) both run without the GIL, so N hash threads use N cores while the loop stays responsive.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +32,14 @@ from torrentgoat.errors import ConfigError, StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage import BytesLike, Storage
 
-__all__ = ["CheckResult", "PieceHasher", "ProgressCallback", "sha1_digest"]
+__all__ = ["DEFAULT_CHECK_BATCH", "CheckResult", "PieceHasher", "ProgressCallback", "sha1_digest"]
 
 ProgressCallback = Callable[[int, int], None]
-"""``progress(done_bytes, total_bytes)``, called on the event loop after each checked piece."""
+"""``progress(done_bytes, total_bytes)``, called on the event loop after each checked batch of pieces."""
+
+DEFAULT_CHECK_BATCH = 4 * 1024 * 1024
+"""Pieces smaller than this are checked several at a time, up to this many bytes per thread job, so
+the per-job cost of a thread hop (~0.1 ms) stays small next to hashing (~1 ms per MB)."""
 
 _INLINE_HASH_LIMIT = 64 * 1024
 """Below this many bytes a thread round trip costs more than hashing on the loop."""
@@ -51,11 +57,27 @@ def _hash_and_classify(view: memoryview, expected: bytes) -> int:
     return 2 if _all_zero(view) else 1
 
 
-def _read_hash_and_classify(storage: Storage, index: int, view: memoryview, expected: bytes) -> int:
-    """One job for the fused pipeline: read the piece, then hash it, on the same thread."""
-    if not storage.read_piece_into(index, view):
-        return 2
-    return _hash_and_classify(view, expected)
+_Batch = list[tuple[int, memoryview, bytes]]
+"""(piece index, its slice of a worker's buffer, expected SHA-1) for each piece of one job."""
+
+
+def _read_batch(storage: Storage, batch: _Batch) -> list[bool]:
+    return [storage.read_piece_into(index, view) for index, view, _ in batch]
+
+
+def _hash_batch(batch: _Batch, present: list[bool]) -> list[int]:
+    return [
+        _hash_and_classify(view, expected) if ok else 2
+        for (_, view, expected), ok in zip(batch, present, strict=True)
+    ]
+
+
+def _read_and_hash_batch(storage: Storage, batch: _Batch) -> list[int]:
+    """One job for the fused pipeline: read each piece, then hash it, on the same thread."""
+    return [
+        _hash_and_classify(view, expected) if storage.read_piece_into(index, view) else 2
+        for index, view, expected in batch
+    ]
 
 
 _ZEROS = bytes(64 * 1024)
@@ -143,15 +165,18 @@ class PieceHasher:
         window: int | None = None,
         progress: ProgressCallback | None = None,
         fused: bool = False,
+        batch_bytes: int = DEFAULT_CHECK_BATCH,
     ) -> CheckResult:
         """Hash the pieces of ``storage`` in ``wanted`` (default: those of non-skipped files).
 
-        At most ``window`` (default ``IOConfig.check_window``) pieces are being read or hashed at once,
-        each in its own reused buffer, so memory stays ``window * piece_length``.
+        Pieces are taken in ascending order, ``max(1, batch_bytes // piece_length)`` per job; at most
+        ``window`` (default ``IOConfig.check_window``) jobs are being read or hashed at once, each in its
+        own reused buffer, so memory stays ``window * max(piece_length, batch_bytes)`` whatever the size
+        of the torrent (32 MiB with the defaults and pieces up to 4 MiB).
 
-        By default a piece is read on the disk executor, then hashed on this pool, so reads (which may
-        wait on a cold disk) overlap hashing.  ``fused=True`` reads and hashes each piece in one job on
-        this pool -- exactly the shape of N raw ``pread``+``sha1`` threads, with one thread hop per piece
+        By default a job's pieces are read on the disk executor, then hashed on this pool, so reads
+        (which may wait on a cold disk) overlap hashing.  ``fused=True`` reads and hashes in one job on
+        this pool -- exactly the shape of N raw ``pread``+``sha1`` threads, one thread hop per job
         instead of two; it suits data already in the page cache.
         """
         num = info.num_pieces
@@ -176,26 +201,33 @@ class PieceHasher:
         disk = self.disk
         hash_pool = self._executor
         pieces = info.pieces
-        workers = min(window, selected.count)
+        piece_length = info.piece_length
+        per_job = max(1, batch_bytes // piece_length)
+        workers = min(window, -(-selected.count // per_job))
+        outcome = (good, bad, missing)
 
         async def worker() -> None:
             nonlocal done
-            buf = bytearray(info.piece_length)
-            whole = memoryview(buf)
-            for index in indices:
-                size = info.piece_size(index)
-                view = whole[:size]
-                expected = pieces[index * 20 : index * 20 + 20]
+            whole = memoryview(bytearray(piece_length * min(per_job, selected.count)))
+            while True:
+                batch: _Batch = []
+                for slot, index in enumerate(itertools.islice(indices, per_job)):
+                    start = slot * piece_length
+                    view = whole[start : start + info.piece_size(index)]
+                    batch.append((index, view, pieces[index * 20 : index * 20 + 20]))
+                if not batch:
+                    return
                 if fused:
-                    status = await loop.run_in_executor(
-                        hash_pool, _read_hash_and_classify, storage, index, view, expected
-                    )
-                elif await disk.run(storage.read_piece_into, index, view):
-                    status = await loop.run_in_executor(hash_pool, _hash_and_classify, view, expected)
+                    statuses = await loop.run_in_executor(hash_pool, _read_and_hash_batch, storage, batch)
                 else:
-                    status = 2
-                (good, bad, missing)[status].add(index)
-                done += size
+                    present = await disk.run(_read_batch, storage, batch)
+                    if any(present):
+                        statuses = await loop.run_in_executor(hash_pool, _hash_batch, batch, present)
+                    else:
+                        statuses = [2] * len(batch)
+                for (index, view, _), status in zip(batch, statuses, strict=True):
+                    outcome[status].add(index)
+                    done += len(view)
                 if progress is not None:
                     progress(done, total)
 
@@ -217,9 +249,18 @@ class PieceHasher:
         window: int | None = None,
         progress: ProgressCallback | None = None,
         fused: bool = False,
+        batch_bytes: int = DEFAULT_CHECK_BATCH,
     ) -> Bitfield:
         """The verified pieces among ``wanted`` (see :meth:`check`)."""
-        result = await self.check(info, storage, wanted=wanted, window=window, progress=progress, fused=fused)
+        result = await self.check(
+            info,
+            storage,
+            wanted=wanted,
+            window=window,
+            progress=progress,
+            fused=fused,
+            batch_bytes=batch_bytes,
+        )
         return result.good
 
     def close(self) -> None:
