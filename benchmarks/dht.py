@@ -5,8 +5,9 @@
     python benchmarks/dht.py --net memory --nodes 2000   # the in-memory network (fake clock)
     python benchmarks/dht.py --json
 
-Nodes join in waves (each bootstraps from a few nodes already in); then, ``--lookups`` times, a
-random node announces a random info-hash and another random node looks it up with ``get_peers``.
+Nodes join in waves (each bootstraps from a few nodes already in); ``--churn F`` then closes a
+fraction F of them without notice (their entries stay in others' tables); then, ``--lookups`` times, a
+random live node announces a random info-hash and another random node looks it up with ``get_peers``.
 Reported: time to bootstrap, routing-table sizes, lookup success rate (the announced peer was
 found), rounds (hops) and messages (queries sent) per lookup, lookup latency, and one BEP 44
 mutable put/get round trip.
@@ -68,13 +69,17 @@ async def run_udp(args: argparse.Namespace) -> dict[str, Any]:
             joined.extend(batch)
         bootstrap_seconds = time.perf_counter() - started
         sizes = [n.routing_table_size for n in nodes]
+        departed = rng.sample(nodes[1:], int(args.churn * len(nodes)))
+        for node in departed:
+            await node.close()
+        alive = [n for n in nodes if n not in departed]
 
         found = 0
         rounds: list[float] = []
         messages: list[float] = []
         latency: list[float] = []
         for trial in range(args.lookups):
-            announcer, seeker = rng.sample(nodes, 2)
+            announcer, seeker = rng.sample(alive, 2)
             info_hash = rng.randbytes(20)
             port = 10000 + trial
             await announcer.announce(info_hash, port)
@@ -88,12 +93,13 @@ async def run_udp(args: argparse.Namespace) -> dict[str, Any]:
             messages.append(event.stats.queries)
 
         key = SigningKey(rng.randbytes(32))
-        publisher, reader = rng.sample(nodes, 2)
+        publisher, reader = rng.sample(alive, 2)
         item = await publisher.put_mutable(key, {b"ih": rng.randbytes(20)}, salt=b"bench")
         got = await reader.get_mutable(key.public_key, b"bench")
         return {
             "network": "udp 127.0.0.1",
             "nodes": args.nodes,
+            "departed_before_lookups": len(departed),
             "bootstrap_seconds": round(bootstrap_seconds, 3),
             "routing_table_size": summarize([float(s) for s in sizes]),
             "lookups": args.lookups,
@@ -103,7 +109,7 @@ async def run_udp(args: argparse.Namespace) -> dict[str, Any]:
             "lookup_seconds": summarize(latency),
             "mutable_roundtrip_ok": got is not None and got.signature == item.signature,
             "rate_limited_datagrams": sum(n.engine.stats.rate_limited for n in nodes),
-            "timeouts": sum(n.engine.stats.timeouts for n in nodes),
+            "timeouts": sum(n.engine.stats.timeouts for n in alive),
         }
     finally:
         for node in nodes:
@@ -156,6 +162,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1.0, help="query timeout in seconds")
     parser.add_argument("--net", choices=("udp", "memory"), default="udp")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--churn", type=float, default=0.0, help="fraction of nodes that leave before the lookups (udp)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.net == "udp":
