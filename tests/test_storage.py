@@ -104,6 +104,48 @@ def test_layout_subranges_and_pieces_for_files(
     assert set(needed) == expected
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 120), min_size=1, max_size=8).filter(lambda s: sum(s) > 0),
+    piece_length=st.integers(1, 50),
+    seed=st.integers(0, 2**16),
+)
+def test_memory_storage_model(sizes: list[int], piece_length: int, seed: int) -> None:
+    """Random layouts, pads and skipped files: writes land exactly where the layout says."""
+    rng = random.Random(seed)
+    pads = {i for i in range(len(sizes)) if rng.random() < 0.2}
+    skipped = {i for i in range(len(sizes)) if i not in pads and rng.random() < 0.3}
+    files = entries(sizes, pads)
+    layout = Layout(files, piece_length)
+    payload = bytearray(rng.randbytes(sum(sizes)))
+    for i in pads:
+        payload[files[i].offset : files[i].end] = bytes(files[i].length)
+    storage = MemoryStorage(layout, skipped=skipped)
+    blocks = []
+    for piece in range(layout.num_pieces):
+        size = layout.piece_size(piece)
+        cut = rng.randrange(size + 1)
+        blocks += [(piece, 0, cut), (piece, cut, size - cut)]
+    rng.shuffle(blocks)
+    for piece, begin, length in blocks:
+        start = piece * piece_length + begin
+        storage.write(piece, begin, payload[start : start + length])
+    for i, entry in enumerate(files):
+        if i in pads or i in skipped or entry.length == 0:
+            assert i not in storage.files
+        else:
+            assert storage.files[i] == payload[entry.offset : entry.end]
+    wanted = storage.wanted_pieces()
+    for piece in range(layout.num_pieces):
+        data = storage.read_piece(piece)
+        touches_skipped = any(s.file_index in skipped for s in layout.spans(piece))
+        assert (data is None) == touches_skipped
+        if data is not None:
+            assert data == payload[piece * piece_length : piece * piece_length + layout.piece_size(piece)]
+        non_pad = {s.file_index for s in layout.spans(piece) if not s.pad}
+        assert (piece in wanted) == bool(non_pad - skipped)
+
+
 def test_layout_rejects_bad_ranges_and_offsets() -> None:
     layout = Layout(entries([10, 10]), 8)
     with pytest.raises(StorageError):
