@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
-from typing import Protocol
+from typing import Protocol, cast
 
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
@@ -75,8 +75,7 @@ class PeerDriver(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -85,7 +84,7 @@ class PeerDriver(asyncio.Protocol):
             peername = transport.get_extra_info("peername")
             if peername:
                 self.address = PeerAddress(str(peername[0]), int(peername[1]))
-        transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
+        self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
         if not self.connected.done():
             self.connected.set_result(None)
         self.flush()
