@@ -44,6 +44,11 @@ async def test_peers_and_items_over_udp() -> None:
         assert PeerAddress("127.0.0.1", 6000) in await nodes[15].get_peers(info_hash)
         seen = [peer async for peer in nodes[11].iter_peers(info_hash)]
         assert PeerAddress("127.0.0.1", 6000) in seen
+        peers, stored = await nodes[13].announce_and_get_peers(info_hash, 6001)
+        assert PeerAddress("127.0.0.1", 6000) in peers and stored >= 1
+        assert {PeerAddress("127.0.0.1", 6000), PeerAddress("127.0.0.1", 6001)} <= set(
+            await nodes[8].get_peers(info_hash)
+        )
 
         key = SigningKey(b"\x01" * 32)
         first = await nodes[4].put_mutable(key, b"v1", salt=b"s")

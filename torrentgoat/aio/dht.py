@@ -7,6 +7,7 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
         peers: list[PeerAddress] = await dht.get_peers(info_hash)
         async for peer in dht.iter_peers(info_hash): ...                    # as they are found
         stored: int = await dht.announce(info_hash, port=6881, implied_port=False)
+        peers, stored = await dht.announce_and_get_peers(info_hash, 6881)   # one lookup for both
         dht.add_node(PeerAddress(ip, port))                                  # a peer's BEP 5 ``port`` message
         target = await dht.put_immutable(b"value")                           # BEP 44
         value = await dht.get_immutable(target)                              # BValue | None
@@ -392,6 +393,16 @@ class DHTNode:
         )
         assert isinstance(event, AnnounceCompleted)
         return event.stored
+
+    async def announce_and_get_peers(
+        self, info_hash: InfoHash | bytes, port: int, implied_port: bool = False
+    ) -> tuple[list[PeerAddress], int]:
+        """One lookup that both collects peers and announces us: ``(peers, nodes that stored us)``."""
+        event = await self._wait(
+            self.engine.announce(_raw(info_hash), port, self._now(), implied_port=implied_port)
+        )
+        assert isinstance(event, AnnounceCompleted)
+        return [PeerAddress(h, p) for h, p in event.peers], event.stored
 
     # -- BEP 44 -------------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ from torrentgoat.dht.peer_store import PeerStore
 from torrentgoat.dht.ratelimit import RateLimiter
 from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
 from torrentgoat.dht.tokens import TokenManager
-from torrentgoat.errors import DHTError, KRPCError, SignatureError
+from torrentgoat.errors import DHTError, KRPCError, LocalProtocolError, SignatureError
 
 __all__ = ["DHTConfig", "DHTEngine", "DHTStats"]
 
@@ -300,6 +300,8 @@ class DHTEngine:
     # -- operations ---------------------------------------------------------------------------------
 
     def _new_op(self, kind: str, target: bytes, *, notify: bool = True) -> _Op:
+        if kind not in _KINDS:
+            raise LocalProtocolError(f"unknown DHT operation {kind!r}")
         if len(self._ops) >= self.config.max_operations:
             raise DHTError(f"too many DHT operations running ({len(self._ops)})")
         op = _Op(self._next_op, kind, target, notify=notify)
@@ -347,7 +349,9 @@ class DHTEngine:
         return self._start_lookup(self._new_op("get_peers", info_hash), now)
 
     def announce(self, info_hash: bytes, port: int, now: float, *, implied_port: bool = False) -> int:
-        """``get_peers`` then ``announce_peer`` to the k closest nodes that gave a token (BEP 5)."""
+        """``get_peers`` then ``announce_peer`` to the k closest nodes that gave a token (BEP 5).
+
+        Peers met on the way are reported (PeersFound) and listed in AnnounceCompleted."""
         if not implied_port and not 0 < port < 65536:
             raise DHTError(f"announce port out of range: {port}")
         op = self._new_op("announce", info_hash)
@@ -599,7 +603,7 @@ class DHTEngine:
             new = [v for v in r.values if v not in op.peers][: max(room, 0)]
             if new:
                 op.peers.update(dict.fromkeys(new))
-                if op.notify and op.kind == "get_peers":
+                if op.notify:
                     self._events.append(PeersFound(op=op.id, info_hash=op.target, peers=tuple(new)))
         elif r.v is not None and op.kind == "get_immutable":
             if immutable_target(r.v) == op.target:
