@@ -574,3 +574,20 @@ def test_make_shard_tool(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size == 2**20
+
+
+def test_special_files_refused_without_blocking(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    os.mkfifo(tmp_path / "t" / "a")  # opening a FIFO for reading would block until a writer came
+    (tmp_path / "t" / "b").mkdir()
+    info, payload = make_info("t", [("a", b"x" * 100), ("b", b"y" * 100)])
+    for read_only in (True, False):
+        storage = FileStorage(tmp_path, info, read_only=read_only)
+        with pytest.raises(StorageError, match="not a regular file"):
+            storage.read(0, 0, 10)
+        with pytest.raises(StorageError, match=r"not a regular file|Is a directory"):
+            storage.read(0, 100, 10)
+        if not read_only:
+            with pytest.raises(StorageError):
+                storage.write_piece(0, payload)
+        storage.close()

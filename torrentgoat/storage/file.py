@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -32,6 +33,7 @@ __all__ = ["FileStorage"]
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 @dataclass(slots=True)
@@ -106,32 +108,27 @@ class FileStorage(SpanStorage):
         return self._open_count
 
     def _open(self, file_index: int, *, write: bool) -> _Handle | None:
-        """Open file ``file_index``; ``None`` if it does not exist and ``write`` is false."""
+        """Open file ``file_index``; ``None`` if it does not exist and ``write`` is false.
+
+        ``O_NONBLOCK`` keeps a FIFO planted at a file's path from blocking ``open``; anything but a
+        regular file is then refused.
+        """
         path = self._resolved(file_index)
         entry = self._layout.files[file_index]
-        flags = _O_CLOEXEC | _O_NOFOLLOW | _O_BINARY
+        flags = _O_CLOEXEC | _O_NOFOLLOW | _O_BINARY | _O_NONBLOCK
         try:
             if write:
                 parent = os.path.dirname(path)
                 os.makedirs(parent, exist_ok=True)
                 path = self._resolved(file_index)  # a directory swapped for a symlink meanwhile
-                fd = os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o644)
+                handle = _Handle(fd=os.open(path, flags | os.O_RDWR | os.O_CREAT, 0o644), writable=True)
+            elif self._read_only:
+                handle = _Handle(fd=os.open(path, flags | os.O_RDONLY), writable=False)
+            else:
                 try:
-                    if os.fstat(fd).st_size < entry.length:
-                        os.ftruncate(fd, entry.length)  # sparse: no blocks allocated yet
-                except OSError:
-                    os.close(fd)
-                    raise
-                return _Handle(fd=fd, writable=True)
-            if self._read_only:
-                fd = os.open(path, flags | os.O_RDONLY)
-                return _Handle(fd=fd, writable=False)
-            try:
-                fd = os.open(path, flags | os.O_RDWR)
-                return _Handle(fd=fd, writable=True)
-            except PermissionError:
-                fd = os.open(path, flags | os.O_RDONLY)
-                return _Handle(fd=fd, writable=False)
+                    handle = _Handle(fd=os.open(path, flags | os.O_RDWR), writable=True)
+                except PermissionError:
+                    handle = _Handle(fd=os.open(path, flags | os.O_RDONLY), writable=False)
         except FileNotFoundError:
             if write:
                 raise StorageError(f"cannot create {path}: a parent directory vanished") from None
@@ -140,6 +137,18 @@ class FileStorage(SpanStorage):
             if exc.errno == errno.ELOOP:
                 raise StorageError(f"refusing to follow a symlink at {path}") from exc
             raise StorageError(f"cannot open {path}: {exc.strerror or exc}") from exc
+        try:
+            status = os.fstat(handle.fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise StorageError(f"{path} is not a regular file")
+            if write and status.st_size < entry.length:
+                os.ftruncate(handle.fd, entry.length)  # sparse: no blocks allocated yet
+        except BaseException as exc:
+            os.close(handle.fd)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot size {path}: {exc.strerror or exc}") from exc
+            raise
+        return handle
 
     def _acquire(self, file_index: int, *, write: bool) -> _Handle | None:
         with self._lock:
@@ -207,7 +216,10 @@ class FileStorage(SpanStorage):
             done = 0
             total = len(view)
             while done < total:
-                done += os.pwrite(handle.fd, view[done:], offset + done)
+                written = os.pwrite(handle.fd, view[done:], offset + done)
+                if written <= 0:
+                    raise StorageError(f"cannot write {self._paths[file_index]}: no progress")
+                done += written
         except OSError as exc:
             raise StorageError(f"cannot write {self._paths[file_index]}: {exc.strerror or exc}") from exc
         finally:
