@@ -286,15 +286,20 @@ class DHTEngine:
             if exc.t is not None and not self.config.read_only:
                 self._reply(krpc.Error(t=exc.t, code=exc.code, message=str(exc)[:100].encode()), addr)
             return
-        match message:
-            case krpc.Response():
-                self._on_response(message, addr, now)
-            case krpc.Error():
-                self._on_error(message, addr, now)
-            case _:
-                self.stats.queries_received += 1
-                if not self.config.read_only:
-                    self._on_query(message, addr, now)
+        if "%" in addr[0]:
+            return  # a scoped (link-local) IPv6 source cannot be shared as compact node info (BEP 32)
+        try:
+            match message:
+                case krpc.Response():
+                    self._on_response(message, addr, now)
+                case krpc.Error():
+                    self._on_error(message, addr, now)
+                case _:
+                    self.stats.queries_received += 1
+                    if not self.config.read_only:
+                        self._on_query(message, addr, now)
+        except MalformedKRPC:
+            self.stats.malformed += 1  # e.g. an address that cannot be encoded: drop the packet
         self._feed_starved(now)
 
     # -- operations ---------------------------------------------------------------------------------
