@@ -96,7 +96,7 @@ class FileStorage(SpanStorage):
         path = self._paths[file_index]
         real = os.path.realpath(path)
         root = self._real_root
-        if real != path and not (real.startswith(root + os.sep) and real != root):
+        if real != path and not (real.startswith(root.rstrip(os.sep) + os.sep) and real != root):
             raise StorageError(f"{path} resolves to {real}, outside the download directory {root}")
         return real
 
