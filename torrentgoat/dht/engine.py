@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import ipaddress
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -173,6 +174,17 @@ _KINDS: dict[str, tuple[str, str | None, str]] = {
     "put_immutable": ("get", "put", "PutItemCompleted"),
     "put_mutable": ("get", "put", "PutItemCompleted"),
 }
+
+
+@functools.lru_cache(maxsize=4096)
+def _usable(host: str) -> bool:
+    """Whether a node address from a reply is worth a query: never unspecified, multicast or
+    broadcast addresses (a hostile reply must not aim our queries there)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not (ip.is_unspecified or ip.is_multicast or host == "255.255.255.255")
 
 
 class DHTEngine:
@@ -601,7 +613,7 @@ class DHTEngine:
             return
         lookup = op.lookup
         assert lookup is not None
-        nodes = r.nodes6 if self.ipv6 else r.nodes
+        nodes = [n for n in (r.nodes6 if self.ipv6 else r.nodes) if _usable(n.host)]
         lookup.responded(addr, r.id, token=r.token, nodes=nodes)
         if r.values and op.kind in ("get_peers", "announce"):
             room = self.config.max_peers_per_lookup - len(op.peers)
