@@ -64,12 +64,15 @@ def test_missing_file_exits_one(model: tuple[Path, Path], capsys: pytest.Capture
     assert not (downloads / "tiny-model" / "tokenizer.json").exists()  # verify never creates files
 
 
-def test_empty_directory_is_all_missing(model: tuple[Path, Path], tmp_path: Path) -> None:
+def test_empty_directory_is_all_missing(
+    model: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     torrent, _ = model
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["verify", str(torrent), str(empty), "-q"]) == 1
     assert list(empty.iterdir()) == []
+    assert "DIR is the directory that contains 'tiny-model'" in capsys.readouterr().err
 
 
 def test_bad_input_exits_two(model: tuple[Path, Path], tmp_path: Path) -> None:

@@ -157,4 +157,11 @@ def _main(args: argparse.Namespace) -> int:
     result = run(verify(info, args.directory, files=files, config=config, quiet=args.quiet))
     for line in _summary(info, files, result, args.quiet):
         print(line)
+    if result.checked.count and result.missing.count == result.checked.count:
+        if not os.path.lexists(os.path.join(args.directory, info.name)):
+            print(
+                f"torrentgoat: hint: nothing at {os.path.join(args.directory, info.name)!r}; DIR is the"
+                f" directory that contains {info.name!r}",
+                file=sys.stderr,
+            )
     return 0 if result.all_good else 1
