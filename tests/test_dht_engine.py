@@ -421,3 +421,26 @@ def test_engine_never_raises_and_answers_at_most_one_small_datagram(data: bytes)
         assert len(reply) <= 400
         message = krpc.decode(reply)
         assert isinstance(message, krpc.Response | krpc.Error)
+
+
+def test_hostile_replies_cannot_aim_our_queries_at_odd_addresses() -> None:
+    engine = lone()
+    op = engine.get_peers(b"\x44" * 20, 0.0)
+    engine.add_node(SRC, 0.0)
+    engine.bootstrap([SRC], 0.0)
+    sent = engine.datagrams_to_send(0.0)
+    query = next(m for m in (krpc.decode(d) for d, _ in sent) if isinstance(m, krpc.FindNode))
+    evil = krpc.Response(
+        t=query.t,
+        id=b"\x45" * 20,
+        nodes=(
+            krpc.NodeInfo(b"\x46" * 20, "0.0.0.0", 80),
+            krpc.NodeInfo(b"\x47" * 20, "224.0.0.1", 80),
+            krpc.NodeInfo(b"\x48" * 20, "255.255.255.255", 80),
+            krpc.NodeInfo(b"\x49" * 20, "10.0.0.50", 80),
+        ),
+    )
+    engine.receive_datagram(krpc.encode(evil), SRC, 0.1)
+    destinations = {dest[0] for _, dest in engine.datagrams_to_send(0.1)}
+    assert destinations == {"10.0.0.50"}
+    assert op
