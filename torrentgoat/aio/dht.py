@@ -13,6 +13,8 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
         value = await dht.get_immutable(target)                              # BValue | None
         item = await dht.put_mutable(SigningKey(seed), value, salt=b"", seq=None, cas=None)
         item = await dht.get_mutable(public_key, salt=b"")                   # MutableItem | None
+        await dht.put_signed(item, cas=None)                                 # an item signed elsewhere
+        node_id = await dht.ping(PeerAddress(ip, port))                      # bytes | None
         await dht.publish_torrent(key, info_hash, salt=b"")                  # BEP 46
         ih = await dht.resolve_torrent(public_key, salt=b"")                 # InfoHash | None
 
@@ -22,6 +24,8 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
   ``bootstrap()`` does not contact the routers unless no cached node answers), ``rng``.
 * ``start()`` / ``close()`` or ``async with``; ``address`` is the bound :class:`PeerAddress`,
   ``node_id`` our id, ``engine`` the underlying engine (stats, routing table), ``routing_table_size``.
+* Addresses may be given as :class:`PeerAddress`, ``(host, port)`` or ``"host:port"``; info-hashes
+  and targets as :class:`InfoHash` or 20 raw bytes.
 * ``bootstrap(routers=None)`` returns the routing-table size and raises DHTError if it stays empty.
 * Failed puts raise :class:`~torrentgoat.errors.DHTError` naming the nodes' refusals; a bad
   signature, oversized value or lower seq is refused (SignatureError / DHTError) before sending.
