@@ -13,6 +13,8 @@ Run: ``python -m benchmarks.hashing [--size 2GiB] [--piece-size 4MiB] [--dir /tm
    * ``cli verify``: ``python -m torrentgoat verify`` in a subprocess, with its peak RSS
      (``getrusage(RUSAGE_CHILDREN).ru_maxrss``).
 3. Prints MB/s (10^6 bytes/s), the ratio to the N-thread ceiling (target >= 0.9) and peak RSS.
+   ``--cold`` adds the same reads with the file dropped from the page cache first
+   (``posix_fadvise(DONTNEED)`` on that file only), where the disk, not SHA-1, sets the pace.
 """
 
 from __future__ import annotations
@@ -142,6 +144,22 @@ def cli_startup() -> float:
     return time.perf_counter() - start
 
 
+def evicted(
+    path: Path, fn: Callable[[], tuple[float, float, int | None]]
+) -> Callable[[], tuple[float, float, int | None]]:
+    """``fn`` run after dropping ``path`` (only that file) from the page cache: a cold read."""
+
+    def measure() -> tuple[float, float, int | None]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return fn()
+
+    return measure
+
+
 def warm(path: Path) -> float:
     buf = bytearray(16 << 20)
     start = time.perf_counter()
@@ -163,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best counts")
     parser.add_argument("--keep", action="store_true", help="keep the data file for the next run")
     parser.add_argument("--no-cli", action="store_true", help="skip the subprocess measurement")
+    parser.add_argument(
+        "--cold", action="store_true", help="also measure cold reads (the file dropped from the page cache)"
+    )
     args = parser.parse_args(argv)
     size = parse_size(args.size)
     piece_length = parse_size(args.piece_size)
@@ -206,6 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_cli:
         measures["cli verify (subprocess)"] = lambda: cli_verify(torrent, work, threads, args.window)
+    if args.cold:
+        cold = {
+            f"cold: raw hashlib, {threads} threads": in_process(lambda: raw_hash(data, info, threads)),
+            "cold: check_existing (uvloop)": in_process(
+                lambda: library_check(info, work, config, uvloop=True)
+            ),
+            "cold: check_existing fused (uvloop)": in_process(
+                lambda: library_check(info, work, config, uvloop=True, fused=True)
+            ),
+        }
+        measures.update({name: evicted(data, fn) for name, fn in cold.items()})
     # Interleaved rounds, best time per measure: a shared machine's noise hits every measure alike.
     timings: dict[str, list[float]] = {name: [] for name in measures}
     cpus: dict[str, list[float]] = {name: [] for name in measures}
