@@ -44,10 +44,10 @@ def _free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def _lt_session(lt: Any, port: int, bootstrap: str) -> Any:
+def _lt_session(lt: Any, port: int, bootstrap: str, listen: str | None = None) -> Any:
     return lt.session(
         {
-            "listen_interfaces": f"127.0.0.1:{port}",
+            "listen_interfaces": listen or f"127.0.0.1:{port}",
             "max_retry_port_bind": 0,
             "listen_system_port_fallback": False,
             "enable_dht": True,
@@ -99,11 +99,11 @@ class Net:
         self.lt_port = lt_port
 
 
-async def _join(node: DHTNode, port: int) -> None:
+async def _join(node: DHTNode, port: int, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + 10
     while True:
         try:
-            await node.bootstrap([("127.0.0.1", port)])
+            await node.bootstrap([(host, port)])
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -213,3 +213,45 @@ async def test_immutable_items_both_ways(net: Net) -> None:
     await _wait_alert(net.lt_node, net.lt.dht_put_alert)
     value = await net.node.get_immutable(lt_target.to_bytes())
     assert value == b"immutable from libtorrent"
+
+
+def _free_port6() -> int:
+    udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        udp.bind(("::1", 0))
+        port: int = udp.getsockname()[1]
+        tcp.bind(("::1", port))
+        return port
+    finally:
+        udp.close()
+        tcp.close()
+
+
+async def test_ipv6_peers_both_ways_bep32() -> None:
+    lt = require_libtorrent()
+    config = DHTConfig(query_timeout=1.0)
+    async with DHTNode(host="::1", config=config) as node, DHTNode(host="::1", config=config) as helper:
+        port = _free_port6()
+        session = _lt_session(lt, port, f"[::1]:{node.address.port}", listen=f"[::1]:{port}")
+        session.add_dht_node(("::1", node.address.port))
+        session.add_dht_node(("::1", helper.address.port))
+        try:
+            await _join(node, port, host="::1")
+            await _join(helper, port, host="::1")
+            info_hash = hashlib.sha1(b"over ipv6 from torrentgoat").digest()
+            assert await node.announce(info_hash, 4242) >= 1
+            session.dht_get_peers(lt.sha1_hash(info_hash))
+            await _wait_alert(session, lt.dht_get_peers_reply_alert, lambda a: ("::1", 4242) in a.peers())
+
+            lt_hash = hashlib.sha1(b"over ipv6 from libtorrent").digest()
+            session.dht_announce(lt.sha1_hash(lt_hash), 5151, 0)
+            peers: list[Any] = []
+            deadline = time.monotonic() + 20
+            while ("::1", 5151) not in peers and time.monotonic() < deadline:
+                await asyncio.sleep(0.3)
+                peers = [(p.host, p.port) for p in await node.get_peers(lt_hash)]
+            assert ("::1", 5151) in peers
+        finally:
+            session.pause()
+            del session
