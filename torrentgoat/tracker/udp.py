@@ -217,7 +217,10 @@ def decode_response(
         return UDPConnectReply(transaction_id=tid, connection_id=_CONNECT_REPLY.unpack_from(data)[2])
     if action == ACTION_ANNOUNCE:
         if len(data) < _ANNOUNCE_REPLY.size:
-            raise TrackerError(f"UDP announce reply of {len(data)} bytes is shorter than 20")
+            raise TrackerError(
+                f"UDP announce reply of {len(data)} bytes is shorter than 20"
+                " (opentracker answers a bare 8-byte header for an info-hash it does not serve)"
+            )
         _, _, interval, leechers, seeders = _ANNOUNCE_REPLY.unpack_from(data)
         body = data[_ANNOUNCE_REPLY.size :]
         size = 18 if ipv6 else 6
