@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from torrentgoat.aio.ratelimit import TokenBucket
@@ -205,10 +206,17 @@ async def open_peer_connection(
     *,
     timeout: float = 10.0,
     download_limit: TokenBucket | None = None,
+    on_created: Callable[[PeerDriver], None] | None = None,
 ) -> PeerDriver:
-    """Dial ``address`` and start pumping ``engine`` (an initiator: it already queued its handshake)."""
+    """Dial ``address`` and start pumping ``engine`` (an initiator: it already queued its handshake).
+
+    ``on_created`` sees the driver before the socket connects, so a handler can register it before
+    its first event (the peer may answer within the same loop iteration as the connect).
+    """
     loop = asyncio.get_running_loop()
     driver = PeerDriver(engine, handler, address=address, outgoing=True, download_limit=download_limit)
+    if on_created is not None:
+        on_created(driver)
     try:
         await asyncio.wait_for(
             loop.create_connection(lambda: driver, address.host, address.port), timeout=timeout
