@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -169,11 +170,25 @@ def warm(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def default_size(directory: Path) -> int:
+    """2 GiB, or less so the file fits half the free RAM (it must stay in the page cache) and disk."""
+    size = 2 * 2**30
+    try:
+        free_ram = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        size = min(size, free_ram // 2)
+    except (ValueError, OSError):
+        pass
+    size = min(size, shutil.disk_usage(directory).free // 2)
+    return max(64 * 2**20, size // 2**20 * 2**20)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", default="2GiB", help="data size (default 2GiB)")
+    parser.add_argument(
+        "--size", default=None, help="data size (default 2GiB, less if RAM or disk space is short)"
+    )
     parser.add_argument("--piece-size", default="4MiB", help="piece length (default 4MiB)")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where to put the data (default /tmp)")
     parser.add_argument("--threads", type=int, default=0, help="N for the ceiling and the hasher (0: cores)")
@@ -185,11 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cold", action="store_true", help="also measure cold reads (the file dropped from the page cache)"
     )
     args = parser.parse_args(argv)
-    size = parse_size(args.size)
-    piece_length = parse_size(args.piece_size)
-    threads = args.threads or os.cpu_count() or 1
     work = Path(args.dir) / "torrentgoat-hashbench"
     work.mkdir(parents=True, exist_ok=True)
+    size = parse_size(args.size) if args.size else default_size(work)
+    piece_length = parse_size(args.piece_size)
+    threads = args.threads or os.cpu_count() or 1
     data = work / f"bench-{size}.safetensors"
 
     if not (data.exists() and data.stat().st_size == size):
