@@ -502,12 +502,11 @@ class Torrent:
         driver.flush()
         return True
 
-    def _register(self, driver: PeerDriver) -> PeerState:
-        ps = PeerState(driver, self._loop.time())
-        self.peers[driver.id] = ps
-        if driver.address is not None:
-            self._emit(PeerConnected(address=driver.address, client="", outgoing=driver.outgoing))
-        return ps
+    def _register(self, driver: PeerDriver) -> None:
+        """Track a connection from its creation on, so that none of its events is missed."""
+        self.peers[driver.id] = PeerState(driver, self._loop.time())
+        if driver.address is not None and not driver.outgoing:
+            self._emit(PeerConnected(address=driver.address, client="", outgoing=False))
 
     async def _connector(self) -> None:
         """Dial candidate addresses while below the peer and half-open limits."""
@@ -536,18 +535,15 @@ class Torrent:
     async def _dial(self, address: PeerAddress) -> None:
         try:
             engine = self._new_engine(address)
-            driver = await open_peer_connection(address, engine, self, download_limit=self.ctx.download_limit)
+            await open_peer_connection(
+                address, engine, self, download_limit=self.ctx.download_limit, on_created=self._register
+            )
         except ConnectionError as exc:
             log.debug("%s: %s", self.name, exc)
             self.pool.failed(address, self._loop.time())
-            return
         finally:
             self._connecting -= 1
             self._wake_connector.set()
-        if driver.closed:
-            self.pool.failed(address, self._loop.time())
-            return
-        self._register(driver)
 
     # ------------------------------------------------------------------ PeerHandler
 
@@ -634,6 +630,8 @@ class Torrent:
                     if other is not ps and h is not None and h.peer_id == handshake.peer_id:
                         peer.close("duplicate connection to the same peer id")
                         return
+                if peer.address is not None:
+                    self._emit(PeerConnected(address=peer.address, client="", outgoing=True))
             case ExtensionHandshakeReceived(handshake=ext):
                 ps.client = ext.v or ""
                 if self._fetcher is not None and ext.metadata_size and "ut_metadata" in engine.peer_ext_ids:
