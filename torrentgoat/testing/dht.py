@@ -28,7 +28,13 @@ class DHTNetwork:
     """Engines keyed by address, a delivery queue and a clock."""
 
     def __init__(
-        self, *, seed: int = 0, latency: float = 0.01, loss: float = 0.0, start: float = 1000.0
+        self,
+        *,
+        seed: int = 0,
+        latency: float = 0.01,
+        loss: float = 0.0,
+        start: float = 1000.0,
+        record: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.latency = latency
@@ -37,8 +43,9 @@ class DHTNetwork:
         self.engines: dict[Addr, DHTEngine] = {}
         self.events: dict[Addr, list[Event]] = {}
         self.delivered = 0
+        self.record = record
         self.sent: list[tuple[Addr, Addr]] = []
-        """``(source, destination)`` of every datagram sent (lost ones included), in order."""
+        """With ``record``: ``(source, destination)`` of every datagram sent (lost ones included)."""
         self._queue: list[tuple[float, int, Addr, bytes, Addr]] = []
         self._timers: list[tuple[float, int, Addr]] = []
         self._armed: dict[Addr, float] = {}
@@ -77,7 +84,8 @@ class DHTNetwork:
         if engine is None:
             return
         for data, dest in engine.datagrams_to_send(self.now):
-            self.sent.append((addr, dest))
+            if self.record:
+                self.sent.append((addr, dest))
             if self.loss and self.rng.random() < self.loss:
                 continue
             self._seq += 1
