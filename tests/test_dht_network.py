@@ -62,3 +62,20 @@ def test_200_nodes_in_memory_and_buckets_are_refreshed() -> None:
     assert found == 30
     for a in addrs:
         net.engine(a).table.check_invariants()
+
+
+def test_lookups_tolerate_packet_loss() -> None:
+    net = DHTNetwork(seed=21, loss=0.15)
+    addrs = net.spawn(100, config=DHTConfig(query_timeout=1.0))
+    rng = random.Random(2)
+    for i, addr in enumerate(addrs[1:], start=1):
+        net.run_until_event(addr, net.engine(addr).bootstrap(rng.sample(addrs[:i], min(3, i)), net.now))
+    found = 0
+    for trial in range(20):
+        announcer, seeker = rng.sample(addrs, 2)
+        info_hash = rng.randbytes(20)
+        net.run_until_event(announcer, net.engine(announcer).announce(info_hash, 1000 + trial, net.now))
+        event = net.run_until_event(seeker, net.engine(seeker).get_peers(info_hash, net.now))
+        assert isinstance(event, GetPeersCompleted)
+        found += (announcer[0], 1000 + trial) in event.peers
+    assert found >= 18
