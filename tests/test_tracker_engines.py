@@ -6,6 +6,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from torrentgoat.errors import LocalProtocolError
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
@@ -348,3 +350,23 @@ def test_retry_in_parks_a_tracker_and_misuse_is_local_error() -> None:
     s.announce_failed("a", "never", 120.0, retry_in=-1)
     assert s.next_attempt(1e9) is None and s.get_timer() is None
     assert s.stop(1e9) == []  # nobody ever saw us start
+
+
+# ----------------------------------------------------------------------------- hostile datagrams
+
+
+@given(st.lists(st.binary(max_size=64), max_size=8), st.booleans(), st.booleans())
+def test_random_datagrams_never_raise_and_only_fail_typed(
+    datagrams: list[bytes], match_tid: bool, v6: bool
+) -> None:
+    c = UDPTrackerClient(rng=random.Random(0), ipv6=v6, config=UDPTrackerConfig(timeout_base=1.0))
+    c.announce(REQ, 0.0)
+    c.datagrams_to_send(0.0)
+    for data in datagrams:
+        tid = c.pending_transaction_id
+        if match_tid and tid is not None and len(data) >= 8:
+            data = data[:4] + tid.to_bytes(4, "big") + data[8:]
+        c.receive_datagram(data, 0.0)
+    while (event := c.next_event()) is not None:
+        assert isinstance(event, Announced | Failed)
+    c.handle_timer(1e9)
