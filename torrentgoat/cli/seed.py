@@ -1,0 +1,66 @@
+"""``python -m torrentgoat seed TORRENT DIR``: verify the data in DIR, then seed it until stopped.
+
+Pieces that fail verification are fetched from peers first (like ``get --seed``).  Stops on Ctrl-C
+or SIGTERM (trackers are told ``stopped``), or after ``--seed-ratio`` / ``--seed-time``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from torrentgoat.cli._common import add_session_options, follow, session_config, stop_on_signals
+from torrentgoat.cli._run import run
+from torrentgoat.session import Session
+from torrentgoat.torrent import TorrentConfig
+
+__all__ = ["ORDER", "register"]
+
+ORDER = 15
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "seed",
+        help="verify local data and seed it",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("torrent", help="path or URL of the .torrent (or a magnet)")
+    parser.add_argument("directory", type=Path, help="directory holding the torrent's data")
+    parser.add_argument("--peer", action="append", default=[], metavar="HOST:PORT", help="peer to dial")
+    parser.add_argument("--seed-ratio", type=float, default=0.0, help="stop at this upload ratio (0: never)")
+    parser.add_argument(
+        "--seed-time", type=float, default=0.0, help="stop after this many seconds (0: never)"
+    )
+    add_session_options(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run(_seed(args))
+
+
+async def _seed(args: argparse.Namespace) -> int:
+    tconfig = TorrentConfig(
+        max_peers=args.max_peers, seed=True, seed_ratio=args.seed_ratio, seed_time=args.seed_time
+    )
+    async with Session(session_config(args, tconfig)) as session:
+        torrent = await session.add(args.torrent, args.directory, peers=args.peer)
+        watcher = asyncio.create_task(follow(torrent, quiet=args.quiet))
+        with stop_on_signals([torrent]):
+            if not args.quiet:
+                print(
+                    f"seeding {torrent.name} ({torrent.info_hash.hex}) on port {session.listen_port}",
+                    file=sys.stderr,
+                )
+            await torrent.wait_stopped()
+        complete = torrent.is_complete
+        reason = torrent.stop_reason
+    await watcher
+    if not args.quiet:
+        print(f"stopped: {reason}", file=sys.stderr)
+    return 0 if complete else 1
