@@ -26,6 +26,7 @@ from torrentgoat.tracker.messages import (
     decode_compact_peers6,
     encode_compact_peers,
     encode_compact_peers6,
+    usable_peer_host,
 )
 from torrentgoat.tracker.urls import parse_tracker_url, scrape_url
 
@@ -36,8 +37,8 @@ PID = PeerId(b"-TG0001-abcdefghijkl")
 
 ids20 = st.binary(min_size=20, max_size=20)
 u63 = st.integers(0, (1 << 63) - 1)
-ipv4 = st.ip_addresses(v=4).map(str)
-ipv6 = st.ip_addresses(v=6).map(str)
+ipv4 = st.ip_addresses(v=4).filter(usable_peer_host).map(str)
+ipv6 = st.ip_addresses(v=6).filter(usable_peer_host).map(str)
 ports = st.integers(1, 65535)
 v4_peers = st.lists(st.builds(PeerAddress, ipv4, ports), max_size=30, unique=True)
 v6_peers = st.lists(st.builds(PeerAddress, ipv6, ports), max_size=30, unique=True)
@@ -223,9 +224,12 @@ def test_reply_peers_forms_and_oddities() -> None:
                 {"ip": "host.example", "port": 2},  # DNS names are not resolved: dropped
                 {"ip": "10.0.0.3", "port": 0},  # unusable: dropped
                 {"ip": "2001:db8::1", "port": 4},
+                {"ip": "0.0.0.0", "port": 5},  # unspecified, multicast, broadcast: dropped
+                {"ip": "ff02::1", "port": 5},
+                {"ip": "255.255.255.255", "port": 5},
                 {"ip": "10.0.0.1", "port": 1},  # duplicate
             ],
-            "peers6": encode_compact_peers6([PeerAddress("::1", 7)]),
+            "peers6": encode_compact_peers6([PeerAddress("::1", 7), PeerAddress("::", 8)]),
         }
     )
     resp = http.parse_announce_reply(body)

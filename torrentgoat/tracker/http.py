@@ -13,6 +13,7 @@ strict bencoding, every field type-checked, peers bounded by
 
 from __future__ import annotations
 
+import ipaddress
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from torrentgoat.tracker.messages import (
     encode_compact_peers,
     encode_compact_peers6,
     normalize_host,
+    usable_peer_host,
 )
 
 __all__ = [
@@ -249,9 +251,12 @@ def _dict_peers(items: list[Any]) -> tuple[list[PeerAddress], list[tuple[PeerAdd
         if not 0 < port < 65536:
             continue  # unusable entry, skipped
         try:
-            host = normalize_host(ip.decode("ascii"))
-        except (UnicodeDecodeError, TrackerError):
+            parsed = ipaddress.ip_address(ip.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
             continue  # DNS names are not resolved (a tracker must not make us look up names)
+        if not usable_peer_host(parsed):
+            continue
+        host = str(parsed)
         address = PeerAddress(host, port)
         peers.append(address)
         if peer_id is not None:

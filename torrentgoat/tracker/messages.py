@@ -29,6 +29,7 @@ __all__ = [
     "encode_compact_peers",
     "encode_compact_peers6",
     "normalize_host",
+    "usable_peer_host",
 ]
 
 MAX_PEERS = 1000
@@ -171,6 +172,17 @@ def normalize_host(text: str) -> str:
         raise TrackerError(f"not an IP address: {text[:64]!r}") from None
 
 
+def usable_peer_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a peer address from a tracker may be dialled: not unspecified, multicast or broadcast.
+
+    A hostile tracker must not aim our connections at ``0.0.0.0``/``::``, multicast groups or the
+    broadcast address; such entries are dropped, not treated as errors.
+    """
+    if address.is_unspecified or address.is_multicast:
+        return False
+    return not (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"))
+
+
 def _decode_compact(data: bytes, size: int, what: str, limit: int) -> list[PeerAddress]:
     if len(data) % size:
         raise TrackerError(f"{what} length {len(data)} is not a multiple of {size}")
@@ -179,8 +191,9 @@ def _decode_compact(data: bytes, size: int, what: str, limit: int) -> list[PeerA
         port = int.from_bytes(data[offset + size - 2 : offset + size], "big")
         if port == 0:
             continue  # unusable entry; skipped rather than failing the whole reply
-        host = str(ipaddress.ip_address(data[offset : offset + size - 2]))
-        peers.append(PeerAddress(host, port))
+        address = ipaddress.ip_address(data[offset : offset + size - 2])
+        if usable_peer_host(address):
+            peers.append(PeerAddress(str(address), port))
     return peers
 
 
