@@ -151,7 +151,7 @@ class LoopbackTracker:
         self._connection_ids: dict[int, tuple[tuple[str, int], float]] = {}
         self._runner: web.AppRunner | None = None
         self._udp_transport: asyncio.DatagramTransport | None = None
-        self._changed: asyncio.Condition | None = None
+        self._changed: asyncio.Event | None = None
         self.http_port = 0
         self.udp_port = 0
 
@@ -167,7 +167,7 @@ class LoopbackTracker:
         await self.close()
 
     async def start(self) -> None:
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_get("/announce", self._http_announce)
         app.router.add_get("/announce.php", self._http_announce)
@@ -228,8 +228,9 @@ class LoopbackTracker:
     ) -> RecordedAnnounce:
         """The first recorded announce matching ``predicate``, waiting up to ``timeout`` seconds."""
         assert self._changed is not None, "tracker not started"
-        async with asyncio.timeout(timeout), self._changed:
+        async with asyncio.timeout(timeout):
             while True:
+                self._changed.clear()
                 for item in self.announces:
                     if predicate(item):
                         return item
@@ -278,21 +279,10 @@ class LoopbackTracker:
             peer_ids=tuple((p.address, p.peer_id.raw) for p in others),
         )
 
-    async def _record(self, item: RecordedAnnounce) -> None:
-        self.announces.append(item)
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
-
-    def _record_soon(self, item: RecordedAnnounce) -> None:
+    def _record(self, item: RecordedAnnounce) -> None:
         self.announces.append(item)
         if self._changed is not None:
-            asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
+            self._changed.set()
 
     # ------------------------------------------------------------------ HTTP
 
@@ -307,13 +297,13 @@ class LoopbackTracker:
         try:
             response = self._announce(parsed, source, family=None)
         except TrackerError as exc:
-            await self._record(
+            self._record(
                 RecordedAnnounce(
                     transport="http", request=parsed, source=source, path=request.path_qs, response=None
                 )
             )
             return web.Response(body=http_codec.encode_failure_reply(str(exc)), content_type="text/plain")
-        await self._record(
+        self._record(
             RecordedAnnounce(
                 transport="http", request=parsed, source=source, path=request.path_qs, response=response
             )
@@ -369,7 +359,7 @@ class LoopbackTracker:
         try:
             response = self._announce(packet.request, source, family=_family(source.host))
         except TrackerError as exc:
-            self._record_soon(
+            self._record(
                 RecordedAnnounce(
                     transport="udp", request=packet.request, source=source, path=path, response=None
                 )
@@ -377,7 +367,7 @@ class LoopbackTracker:
             return udp_codec.encode_packet(
                 udp_codec.UDPError(transaction_id=packet.transaction_id, message=str(exc))
             )
-        self._record_soon(
+        self._record(
             RecordedAnnounce(
                 transport="udp", request=packet.request, source=source, path=path, response=response
             )
