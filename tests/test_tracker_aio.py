@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import random
 import socket
+import ssl
+from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from torrentgoat.aio.tracker import TrackerAnnouncer, UDPTrackerSocket, announce, scrape
 from torrentgoat.errors import TrackerError
@@ -241,3 +249,45 @@ async def test_announcer_reannounces_after_interval_and_backs_off() -> None:
         assert events[0] is AnnounceEvent.STARTED and events[1] is AnnounceEvent.NONE
         failures = [a for a in tracker.announces if a.response is None]
         assert 2 <= len(failures) <= 6  # backoff 0.05, 0.1, 0.2, 0.2 ... within 0.3 s
+
+
+def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client
+
+
+async def test_https_tracker(tmp_path: Path) -> None:
+    server_ctx, client_ctx = _self_signed(tmp_path)
+    async with LoopbackTracker(ssl_context=server_ctx) as tracker:
+        assert tracker.http_url.startswith("https://")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as session:
+            await announce(tracker.http_url, req(ALICE, 1111), session=session, timeout=5)
+            reply = await announce(tracker.http_url, req(BOB, 2222), session=session, timeout=5)
+            assert reply.peers == (PeerAddress("127.0.0.1", 1111),)
+        with pytest.raises(TrackerError, match="failed"):  # default trust store: certificate refused
+            await announce(tracker.http_url, req(BOB, 2222), timeout=5)

@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import socket
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -108,7 +109,8 @@ class LoopbackTracker:
     see :attr:`http_url` / :attr:`udp_url`).  Attributes may be changed while running:
     ``failure_reason`` (answer every announce with it), ``warning``, ``interval``, ``min_interval``,
     ``tracker_id``, ``udp_drop`` (number of next UDP datagrams to ignore, to test retransmission),
-    ``whitelist`` (``None`` or the info-hashes served, like opentracker).
+    ``whitelist`` (``None`` or the info-hashes served, like opentracker).  With ``ssl_context``
+    the web server speaks HTTPS and :attr:`http_url` is an ``https://`` URL.
 
     Peers are keyed by peer id; an announce's address is the ``ip`` parameter when
     ``trust_ip_param`` (handy for tests), else the source address.  A reply lists the other peers
@@ -130,8 +132,10 @@ class LoopbackTracker:
         trust_ip_param: bool = True,
         whitelist: Iterable[InfoHash] | None = None,
         rng: random.Random | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self._ssl = ssl_context
         self._http_port = http_port
         self._udp_port = udp_port
         self.interval = interval
@@ -175,7 +179,7 @@ class LoopbackTracker:
         app.router.add_get("/scrape.php", self._http_scrape)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._http_port)
+        site = web.TCPSite(self._runner, self.host, self._http_port, ssl_context=self._ssl)
         await site.start()
         self.http_port = self._runner.addresses[0][1]
         loop = asyncio.get_running_loop()
@@ -201,7 +205,8 @@ class LoopbackTracker:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self._netloc}:{self.http_port}/announce"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self._netloc}:{self.http_port}/announce"
 
     @property
     def udp_url(self) -> str:
@@ -209,7 +214,7 @@ class LoopbackTracker:
 
     @property
     def scrape_url(self) -> str:
-        return f"http://{self._netloc}:{self.http_port}/scrape"
+        return self.http_url.removesuffix("/announce") + "/scrape"
 
     def swarm(self, info_hash: InfoHash) -> list[SwarmPeer]:
         return list(self._swarms.get(info_hash, {}).values())
