@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gzip
 import ipaddress
 import random
 import socket
@@ -124,8 +125,14 @@ async def test_hostile_http_tracker_body_bounded() -> None:
             await response.write(b"x" * 65536)
         return response
 
+    bomb = gzip.compress(b"d5:peers" + b"0" * (4 * 1024 * 1024), compresslevel=6)
+
+    async def gzip_bomb(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
     app = web.Application()
     app.router.add_get("/announce", huge)
+    app.router.add_get("/bomb/announce", gzip_bomb)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -134,6 +141,9 @@ async def test_hostile_http_tracker_body_bounded() -> None:
         port = runner.addresses[0][1]
         with pytest.raises(TrackerError, match="larger"):
             await announce(f"http://127.0.0.1:{port}/announce", req(ALICE, 1), timeout=5)
+        assert len(bomb) < 100_000
+        with pytest.raises(TrackerError, match="larger"):
+            await announce(f"http://127.0.0.1:{port}/bomb/announce", req(ALICE, 1), timeout=5)
     finally:
         await runner.cleanup()
 
