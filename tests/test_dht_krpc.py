@@ -163,6 +163,7 @@ messages = st.one_of(
         token=st.one_of(st.none(), st.binary(max_size=20)),
         v=st.one_of(st.none(), bvalues),
         seq=st.one_of(st.none(), st.integers(0, 2**40)),
+        ip=st.one_of(st.none(), addrs),
     ),
     st.builds(krpc.Error, t=tids, code=st.integers(200, 400), message=st.binary(max_size=50)),
 )

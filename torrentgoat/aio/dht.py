@@ -23,7 +23,9 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
   one), ``node_cache`` (path: loaded by ``start()``, saved by ``close()``; with a populated cache
   ``bootstrap()`` does not contact the routers unless no cached node answers), ``rng``.
 * ``start()`` / ``close()`` or ``async with``; ``address`` is the bound :class:`PeerAddress`,
-  ``node_id`` our id, ``engine`` the underlying engine (stats, routing table), ``routing_table_size``.
+  ``node_id`` our id (BEP 42: replaced by one derived from our public address once other nodes
+  report it, unless ``DHTConfig(secure_node_id=False)``), ``external_ip``, ``engine`` the underlying
+  engine (stats, routing table), ``routing_table_size``.
 * Addresses may be given as :class:`PeerAddress`, ``(host, port)`` or ``"host:port"``; info-hashes
   and targets as :class:`InfoHash` or 20 raw bytes.
 * ``bootstrap(routers=None)`` returns the routing-table size and raises DHTError if it stays empty.
@@ -150,6 +152,11 @@ class DHTNode:
             raise DHTError("DHT node is not started")
         sock = self._transport.get_extra_info("sockname")
         return PeerAddress(sock[0], sock[1])
+
+    @property
+    def external_ip(self) -> str | None:
+        """Our address as other nodes report it (BEP 42 ``ip`` votes), once enough agree."""
+        return self.engine.external_ip
 
     @property
     def routing_table_size(self) -> int:

@@ -1,8 +1,8 @@
-"""Mainline DHT, level L2 (pure, sans-IO): BEP 5 KRPC and Kademlia, BEP 32 IPv6, BEP 43, BEP 44, BEP 46.
+"""Mainline DHT, level L2 (pure, sans-IO): BEP 5 KRPC and Kademlia, BEP 32 IPv6, BEP 42, BEP 43, BEP 44, BEP 46.
 
 Modules: :mod:`.krpc` (codec), :mod:`.routing` (k-buckets), :mod:`.lookup` (iterative lookups),
 :mod:`.tokens`, :mod:`.peer_store`, :mod:`.items` (BEP 44 signatures, BEP 46 values),
-:mod:`.item_store`, :mod:`.ratelimit`, :mod:`.events`, :mod:`.engine` (:class:`DHTEngine`).
+:mod:`.item_store`, :mod:`.ratelimit`, :mod:`.security` (BEP 42 node ids), :mod:`.events`, :mod:`.engine` (:class:`DHTEngine`).
 The asyncio driver is :mod:`torrentgoat.aio.dht`.
 """
 

@@ -57,6 +57,7 @@ from torrentgoat.dht.lookup import Lookup
 from torrentgoat.dht.peer_store import PeerStore
 from torrentgoat.dht.ratelimit import RateLimiter
 from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
+from torrentgoat.dht.security import ExternalIPVoter, is_exempt, node_id_matches, secure_node_id
 from torrentgoat.dht.tokens import TokenManager
 from torrentgoat.errors import DHTError, KRPCError, LocalProtocolError, SignatureError
 
@@ -110,6 +111,9 @@ class DHTConfig:
     max_rate_sources: int = 10000
     read_only: bool = False
     """BEP 43: send ``ro=1`` and answer no queries."""
+    secure_node_id: bool = True
+    """BEP 42: once enough nodes report our external address (a public one), take a node id derived
+    from it if ours does not match.  Local and loopback addresses are exempt, so tests never rekey."""
 
 
 @dataclass(slots=True)
@@ -220,6 +224,7 @@ class DHTEngine:
             max_sources=cfg.max_rate_sources,
         )
         self.stats = DHTStats()
+        self.ip_voter = ExternalIPVoter()
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[Event] = deque()
         self._pending: dict[bytes, _Pending] = {}
@@ -421,6 +426,47 @@ class DHTEngine:
         self._ops.pop(op_id, None)
         self._starved.discard(op_id)
 
+    # -- BEP 42 ----------------------------------------------------------------------------------------
+
+    @property
+    def external_ip(self) -> str | None:
+        """Our address as enough other nodes report it (BEP 42 ``ip`` field), or None."""
+        return self.ip_voter.external_ip
+
+    def _vote_external_ip(self, voter: Addr, ip: str, now: float) -> None:
+        if (":" in ip) != self.ipv6:
+            return
+        self.ip_voter.vote(voter[0], ip)
+        external = self.ip_voter.external_ip
+        if (
+            self.config.secure_node_id
+            and external is not None
+            and not is_exempt(external)
+            and not node_id_matches(external, self.node_id)
+        ):
+            self.change_node_id(secure_node_id(external, self.rng), now)
+
+    def change_node_id(self, node_id: bytes, now: float) -> None:
+        """Take a new node id: the routing table is rebuilt around it and refilled by a lookup."""
+        old = self.table
+        self.node_id = node_id
+        self.table = RoutingTable(
+            node_id, k=old.k, now=now, good_interval=old.good_interval, max_failures=old.max_failures
+        )
+        for node in old:
+            if node.id == node_id:
+                continue
+            self.table.heard_from(node.id, node.addr, now, responded=False)
+            copy = self.table.get(node.id)
+            if copy is not None:
+                copy.last_response, copy.last_query, copy.failures = (
+                    node.last_response,
+                    node.last_query,
+                    node.failures,
+                )
+        if len(self._ops) < self.config.max_operations:
+            self._start_lookup(self._new_op("refresh", node_id, notify=False), now)
+
     # -- node cache ---------------------------------------------------------------------------------
 
     def export_nodes(self, now: float) -> list[NodeInfo]:
@@ -599,6 +645,8 @@ class DHTEngine:
         if p is None:
             return
         self.stats.responses_received += 1
+        if r.ip is not None:
+            self._vote_external_ip(addr, r.ip[0], now)
         self._ping_node(self.table.heard_from(r.id, addr, now, responded=True), now)
         op = self._ops.get(p.op)
         if op is None:

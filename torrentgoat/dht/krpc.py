@@ -166,6 +166,8 @@ class Response:
     k: bytes | None = None
     sig: bytes | None = None
     seq: int | None = None
+    ip: Addr | None = None
+    """BEP 42: the requester's address as the responder saw it (top-level ``ip``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,7 +330,10 @@ def encode(message: Message) -> bytes:
                 body[b"sig"] = message.sig
             if message.seq is not None:
                 body[b"seq"] = message.seq
-            return _bencode({b"t": message.t, b"y": b"r", b"r": body, b"v": CLIENT_VERSION})
+            packet: dict[bytes, BValue] = {b"t": message.t, b"y": b"r", b"r": body, b"v": CLIENT_VERSION}
+            if message.ip is not None:
+                packet[b"ip"] = encode_peer(message.ip)
+            return _bencode(packet)
         case Error(t=t, code=code, message=text):
             return _bencode({b"t": t, b"y": b"e", b"e": [code, text]})
     raise TypeError(f"not a KRPC message: {message!r}")  # pragma: no cover
@@ -474,6 +479,8 @@ def _decode_response(t: bytes, top: dict[bytes, BValue]) -> Response:
                     values.append((host, port))
     k = args.opt_raw(b"k", 32)
     sig = args.opt_raw(b"sig", 64)
+    raw_ip = top.get(b"ip")
+    ip = decode_peer(raw_ip) if isinstance(raw_ip, bytes) and len(raw_ip) in (6, 18) else None
     return Response(
         t=t,
         id=args.id20(b"id"),
@@ -485,6 +492,7 @@ def _decode_response(t: bytes, top: dict[bytes, BValue]) -> Response:
         k=k,
         sig=sig,
         seq=args.opt_int(b"seq"),
+        ip=ip,
     )
 
 
