@@ -1,0 +1,277 @@
+"""The download/seed engine (Session / Torrent) in torrentgoat-only swarms on 127.0.0.1.
+
+Shown here, each with small payloads (a few MiB, 256 KiB pieces):
+
+* one seeder and three leechers, single-file and multi-file (BEP 47 pad files) torrents: every
+  leecher completes with identical bytes, pad files are never created, and the leechers trade
+  pieces among themselves (the seeder's upload is rate limited so they have a reason to);
+* magnet links: the metadata comes over BEP 9 from a torrentgoat seeder;
+* file selection by glob (``files=["*.json"]``) and by BEP 53 ``so=`` indices: only the selected
+  files are downloaded and no other file is ever created;
+* the sequential strategy completes; a session download limit slows the transfer down (only a
+  generous lower bound on the elapsed time is asserted: no flaky timing);
+* ``python -m torrentgoat get`` against an in-test seeding session exits 0 with identical bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from torrentgoat.magnet import Magnet
+from torrentgoat.primitives import PeerAddress
+from torrentgoat.session import Session
+from torrentgoat.testing.swarm import (
+    MiB,
+    Payload,
+    assert_same_files,
+    describe,
+    files_on_disk,
+    local_swarm,
+    loopback_config,
+    make_file_payload,
+    make_model_payload,
+)
+from torrentgoat.torrent import Completed, MetadataReceived, TorrentEvent
+
+
+async def _complete(torrent: object, timeout: float = 20.0) -> None:
+    from torrentgoat.torrent import Torrent
+
+    assert isinstance(torrent, Torrent)
+    try:
+        await asyncio.wait_for(torrent.wait_complete(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"not complete after {timeout} s: {describe(torrent)}") from None
+
+
+def _real_files(payload: Payload, *, only: set[int] | None = None) -> set[str]:
+    """Relative paths (under the download directory) of the torrent's non-pad files."""
+    info = payload.metainfo.info
+    out = set()
+    for index, entry in enumerate(info.files):
+        if entry.pad or (only is not None and index not in only):
+            continue
+        out.add(info.name if info.single_file else "/".join(entry.path))
+    return out
+
+
+# --------------------------------------------------------------------------- swarms
+
+
+async def test_single_file_one_seeder_three_leechers(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 6 * MiB + 4321, piece_length=256 * 1024, seed=11)
+    seeder = loopback_config(seed=0, upload_limit=4 * MiB)  # slow seeder: leechers must trade
+    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="half", seeder_config=seeder) as swarm:
+        await swarm.wait_complete(timeout=30)
+        for torrent in swarm.torrents:
+            assert torrent.is_complete
+            assert torrent.hash_failures == 0
+            assert torrent.have is not None and torrent.have.complete
+        leecher_upload = sum(t.uploaded for t in swarm.torrents)
+        assert leecher_upload > 0, "leechers never served each other"
+        assert swarm.seed_torrent.uploaded > 0
+    for directory in swarm.leecher_dirs:
+        assert_same_files(payload.metainfo, payload.root, directory)
+        assert files_on_disk(directory) == {payload.name}
+
+
+async def test_multi_file_with_pads_one_seeder_three_leechers(tmp_path: Path) -> None:
+    payload = make_model_payload(tmp_path, shards=2, shard_size=3 * MiB + 12345, seed=12)
+    assert any(f.pad for f in payload.metainfo.info.files), "expected BEP 47 pad files"
+    seeder = loopback_config(seed=0, upload_limit=4 * MiB)
+    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="half", seeder_config=seeder) as swarm:
+        await swarm.wait_complete(timeout=30)
+        assert sum(t.uploaded for t in swarm.torrents) > 0
+        assert all(t.hash_failures == 0 for t in swarm.torrents)
+    for directory in swarm.leecher_dirs:
+        assert assert_same_files(payload.metainfo, payload.root, directory) == len(_real_files(payload))
+        on_disk = files_on_disk(directory)
+        assert on_disk == _real_files(payload), "pad files (or strays) were created"
+        assert not any(".pad" in p for p in on_disk)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: when two leechers dial each other at the same time, each closes its "
+    "outgoing connection as a 'duplicate connection to the same peer id' (core.py peer_event "
+    "HandshakeReceived), which is the other's incoming one: both connections die, no tie-break",
+)
+async def test_leechers_that_all_dial_each_other_trade_pieces(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 6 * MiB, piece_length=256 * 1024, seed=13)
+    seeder = loopback_config(seed=0, upload_limit=3 * MiB)
+    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="full", seeder_config=seeder) as swarm:
+        await swarm.wait_complete(timeout=30)
+        uploads = [t.uploaded for t in swarm.torrents]
+    for directory in swarm.leecher_dirs:
+        assert_same_files(payload.metainfo, payload.root, directory)
+    assert sum(uploads) > 0, f"leechers dialled each other but never traded: uploads={uploads}"
+
+
+# --------------------------------------------------------------------------- magnets and selection
+
+
+async def _seeding(session: Session, payload: Payload) -> None:
+    torrent = await session.add(payload.metainfo, payload.root, seed=True)
+    await _complete(torrent, 20)
+
+
+async def test_magnet_metadata_over_bep9_from_torrentgoat_seeder(tmp_path: Path) -> None:
+    payload = make_model_payload(tmp_path, shards=2, shard_size=2 * MiB + 999, seed=21)
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        magnet = dataclasses.replace(
+            Magnet.from_metainfo(payload.metainfo), peers=(PeerAddress("127.0.0.1", seeder.listen_port),)
+        )
+        torrent = await leecher.add(magnet.to_uri(), tmp_path / "down")
+        assert torrent.info is None
+        events: list[TorrentEvent] = []
+
+        async def watch() -> None:
+            async for event in torrent.events():
+                events.append(event)
+
+        watcher = asyncio.create_task(watch())
+        info = await asyncio.wait_for(torrent.wait_metadata(), 10)
+        assert info.raw == payload.metainfo.info.raw
+        assert info.info_hash == payload.metainfo.info_hash
+        await _complete(torrent)
+        assert torrent.hash_failures == 0
+        await asyncio.wait_for(torrent.wait_stopped(), 10)  # not seeding: stops once complete
+        await asyncio.wait_for(watcher, 5)
+    assert torrent.stop_reason == "complete"
+    kinds = [type(e) for e in events]
+    assert MetadataReceived in kinds and Completed in kinds
+    assert kinds.index(MetadataReceived) < kinds.index(Completed)
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
+async def test_file_globs_download_only_matching_files(tmp_path: Path) -> None:
+    payload = make_model_payload(tmp_path, shards=2, shard_size=2 * MiB + 555, seed=22)
+    info = payload.metainfo.info
+    json_files = {i for i, f in enumerate(info.files) if not f.pad and f.path[-1].endswith(".json")}
+    assert len(json_files) == 4
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        magnet = Magnet.from_metainfo(payload.metainfo).to_uri()  # metadata over BEP 9 as well
+        torrent = await leecher.add(
+            magnet, dest, files=["*.json"], peers=[f"127.0.0.1:{seeder.listen_port}"]
+        )
+        await _complete(torrent)
+        wanted = torrent.wanted_bytes
+        assert torrent.hash_failures == 0
+    assert files_on_disk(dest) == _real_files(payload, only=json_files)
+    assert_same_files(payload.metainfo, payload.root, dest, only=sorted(json_files))
+    shard_bytes = sum(f.length for f in info.files if f.path[-1].endswith(".safetensors"))
+    assert wanted < info.total_length - shard_bytes + len(json_files) * info.piece_length
+    assert torrent.downloaded < shard_bytes  # no shard was fetched
+
+
+async def test_magnet_select_only_indices(tmp_path: Path) -> None:
+    """BEP 53: ``so=`` in the magnet selects files by index."""
+    payload = make_model_payload(tmp_path, shards=2, shard_size=2 * MiB + 555, seed=23)
+    info = payload.metainfo.info
+    shard = next(i for i, f in enumerate(info.files) if f.path[-1] == "model-00002-of-00002.safetensors")
+    config = next(i for i, f in enumerate(info.files) if f.path[-1] == "config.json")
+    selected = tuple(sorted({shard, config}))
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        magnet = dataclasses.replace(
+            Magnet.from_metainfo(payload.metainfo),
+            peers=(PeerAddress("127.0.0.1", seeder.listen_port),),
+            select_only=selected,
+        )
+        assert "so=" in magnet.to_uri()
+        torrent = await leecher.add(magnet.to_uri(), dest)
+        await _complete(torrent)
+        assert torrent.have is not None and not torrent.have.complete
+    assert files_on_disk(dest) == _real_files(payload, only=set(selected))
+    assert_same_files(payload.metainfo, payload.root, dest, only=selected)
+
+
+async def test_file_selection_without_pads_never_creates_unselected_files(tmp_path: Path) -> None:
+    """Without BEP 47 pads, boundary pieces are shared with unselected files: those stay uncreated."""
+    from torrentgoat.creation import create_torrent
+    from torrentgoat.testing.shards import write_model_folder
+
+    root = tmp_path / "seed"
+    write_model_folder(root / "nopad", shards=2, shard_size=1 * MiB + 333, seed=24)
+    metainfo = create_torrent(root / "nopad", piece_length=256 * 1024, pad=False, creation_date=None)
+    payload = Payload(root=root, metainfo=metainfo, torrent_path=tmp_path / "nopad.torrent")
+    assert not any(f.pad for f in metainfo.info.files)
+    info = metainfo.info
+    shard = next(i for i, f in enumerate(info.files) if f.path[-1] == "model-00001-of-00002.safetensors")
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        torrent = await leecher.add(
+            metainfo, dest, file_indices=[shard], peers=[f"127.0.0.1:{seeder.listen_port}"]
+        )
+        await _complete(torrent)
+    assert files_on_disk(dest) == _real_files(payload, only={shard})
+    assert_same_files(metainfo, root, dest, only=[shard])
+
+
+async def test_sequential_strategy_completes(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 4 * MiB + 77, piece_length=256 * 1024, seed=25)
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        torrent = await leecher.add(
+            payload.torrent_path, dest, sequential=True, peers=[f"127.0.0.1:{seeder.listen_port}"]
+        )
+        assert torrent.config.strategy == "sequential"
+        await _complete(torrent)
+        assert torrent.hash_failures == 0
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_download_limit_slows_the_transfer(tmp_path: Path) -> None:
+    size = 4 * MiB
+    limit = 1 * MiB  # bytes per second: ideal time ~4 s minus the bucket's burst
+    payload = make_file_payload(tmp_path, size, piece_length=256 * 1024, seed=26)
+    dest = tmp_path / "down"
+    async with (
+        Session(loopback_config(seed=1)) as seeder,
+        Session(loopback_config(seed=2, download_limit=limit)) as leecher,
+    ):
+        await _seeding(seeder, payload)
+        started = time.monotonic()
+        torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"])
+        await _complete(torrent, 30)
+        elapsed = time.monotonic() - started
+    assert_same_files(payload.metainfo, payload.root, dest)
+    # Lower bound only, with a big margin (a burst of rate/4 and measurement slop are allowed for).
+    assert elapsed >= 0.5 * size / limit, f"{size} bytes at {limit} B/s took only {elapsed:.2f} s"
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+async def test_cli_get_from_in_test_seeder_exits_zero(tmp_path: Path) -> None:
+    payload = make_model_payload(tmp_path, shards=2, shard_size=1 * MiB + 99, seed=27)
+    dest = tmp_path / "cli-down"
+    async with Session(loopback_config(seed=1)) as seeder:
+        await _seeding(seeder, payload)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "torrentgoat", "get", str(payload.torrent_path), "-o", str(dest),
+            "--peer", f"127.0.0.1:{seeder.listen_port}", "--no-dht", "--no-trackers",
+            "--listen", "127.0.0.1", "--listen6", "", "--port", "0", "--quiet",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 40)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out.decode()}\n{err.decode()}"
+    assert_same_files(payload.metainfo, payload.root, dest)
+    assert files_on_disk(dest) == _real_files(payload)
