@@ -36,10 +36,12 @@ from torrentgoat.torrent import TorrentConfig
 
 __all__ = [
     "LT_PEER",
+    "MiB",
     "ProcessGroup",
     "RefProcess",
     "Shared",
     "assert_same_files",
+    "complete",
     "free_port",
     "loopback_config",
     "make_model_torrent",
@@ -164,7 +166,9 @@ def assert_same_files(metainfo: Metainfo, source_root: Path, copy_root: Path) ->
         original = source_root / relative
         copy = copy_root / relative
         assert copy.is_file(), f"{copy} is missing"
-        assert copy.stat().st_size == entry.length, f"{copy}: {copy.stat().st_size} bytes, want {entry.length}"
+        assert copy.stat().st_size == entry.length, (
+            f"{copy}: {copy.stat().st_size} bytes, want {entry.length}"
+        )
         assert _digest(copy) == _digest(original), f"{copy} differs from {original}"
         checked += 1
     assert checked > 0
@@ -177,6 +181,31 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(step)
+
+
+async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] = ()) -> None:
+    """``torrent.wait_complete()`` within ``timeout``; on failure say where the torrent stood."""
+    try:
+        await asyncio.wait_for(torrent.wait_complete(), timeout=timeout)
+    except TimeoutError:
+        have = torrent.have.count() if torrent.have is not None else None
+        total = torrent.info.num_pieces if torrent.info is not None else None
+        connected = [
+            {
+                "address": str(ps.driver.address),
+                "joined": ps.joined,
+                "handshake": ps.driver.engine.handshake_complete,
+                "am_interested": ps.driver.engine.am_interested,
+                "peer_choking": ps.driver.engine.peer_choking,
+                "in_flight": ps.driver.engine.outstanding_count,
+            }
+            for ps in torrent.peers.values()
+        ]
+        details = "\n".join(p.tail() for p in peers)
+        raise AssertionError(
+            f"{torrent.name} not complete after {timeout:.0f} s: state={torrent.state} have={have}/{total} "
+            f"downloaded={torrent.downloaded} peers={connected} banned={list(torrent.pool.banned)}\n{details}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- processes
@@ -280,10 +309,14 @@ class RefProcess:
                 if needle in line:
                     return line
             if self.returncode is not None and all(t.done() for t in self._readers):
-                raise AssertionError(f"{self.name} exited ({self.returncode}) before {needle!r}\n{self.tail()}")
+                raise AssertionError(
+                    f"{self.name} exited ({self.returncode}) before {needle!r}\n{self.tail()}"
+                )
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"{self.name}: no line with {needle!r} in {timeout:.0f} s\n{self.tail()}")
+                raise AssertionError(
+                    f"{self.name}: no line with {needle!r} in {timeout:.0f} s\n{self.tail()}"
+                )
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=min(left, 0.5))

@@ -62,7 +62,9 @@ async def test_download_torrent_file_from_libtorrent_seeder(tmp_path: Path, proc
     print(f"torrentgoat <- libtorrent: {shared.size / MiB:.1f} MiB in {elapsed:.2f} s")
 
 
-async def test_download_magnet_with_peer_from_libtorrent_seeder(tmp_path: Path, processes: ProcessGroup) -> None:
+async def test_download_magnet_with_peer_from_libtorrent_seeder(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
     """BEP 9: only the info-hash and ``x.pe`` are known; the metadata comes from libtorrent."""
     require_libtorrent()
     shared = make_model_torrent(tmp_path, shards=2, shard_size=6 * MiB + 777, seed=2)
@@ -130,5 +132,7 @@ async def test_cli_get_magnet_from_libtorrent_then_verify(tmp_path: Path, proces
     get = await asyncio.to_thread(_cli, *argv, timeout=40)
     assert get.returncode == 0, f"get exited {get.returncode}\n{get.stdout}\n{get.stderr}\n{seeder.tail()}"
     assert_same_files(shared.metainfo, shared.root, dest)
-    verify = await asyncio.to_thread(_cli, "verify", str(shared.torrent_path), str(dest), "--quiet", timeout=30)
+    verify = await asyncio.to_thread(
+        _cli, "verify", str(shared.torrent_path), str(dest), "--quiet", timeout=30
+    )
     assert verify.returncode == 0, f"verify exited {verify.returncode}\n{verify.stdout}\n{verify.stderr}"

@@ -1,0 +1,207 @@
+"""Interop: peers that find each other only through a loopback tracker, and a mixed swarm.
+
+* our session announces to the in-repo :class:`LoopbackTracker` (HTTP and UDP, BEP 3 / BEP 15) and
+  libtorrent finds our seeder there (no ``--peer``: the tracker in the torrent is all it knows);
+* libtorrent seeds, announces, and our session finds it through the same tracker;
+* the same two directions through Debian's real ``opentracker``;
+* a swarm of three torrentgoat sessions and one libtorrent leech on a padded multi-file model
+  folder, one initial seeder, everyone completes with identical data.
+
+A libtorrent *seeder* runs with ``num_want = 0`` (lt_peer does that): given its own 127.0.0.1
+address back by a tracker it would connect to itself and ban 127.0.0.1 (INTEROP-NOTES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary, require_libtorrent
+from tests.interop_helpers import (
+    MiB,
+    ProcessGroup,
+    assert_same_files,
+    complete,
+    loopback_config,
+    make_model_torrent,
+    make_shard_torrent,
+    processes,
+)
+from torrentgoat.aio.tracker import scrape
+from torrentgoat.session import Session, SessionConfig
+from torrentgoat.testing.tracker import LoopbackTracker, OpenTracker
+from torrentgoat.torrent import TorrentConfig
+from torrentgoat.tracker.messages import AnnounceEvent
+
+pytestmark = pytest.mark.interop
+
+__all__ = ["processes"]  # the fixture, imported for pytest
+
+
+@pytest.mark.parametrize("transport", ["http", "udp"])
+async def test_libtorrent_finds_torrentgoat_seeder_through_tracker(
+    tmp_path: Path, processes: ProcessGroup, transport: str
+) -> None:
+    require_libtorrent()
+    async with LoopbackTracker(interval=60, min_interval=1) as tracker:
+        url = tracker.http_url if transport == "http" else tracker.udp_url
+        shared = make_shard_torrent(tmp_path, 12 * MiB + 5, trackers=[url], seed=11)
+        dest = tmp_path / "lt-down"
+        dest.mkdir()
+        async with Session(loopback_config()) as session:
+            ours = session.peer_id
+            torrent = await session.add(shared.torrent_path, shared.root, seed=True)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            started = await tracker.wait_for(lambda a: a.request.peer_id == ours, timeout=10)
+            assert started.transport == transport
+            assert started.request.port == session.listen_port
+            assert started.request.info_hash == shared.metainfo.info_hash
+            await tracker.wait_for(lambda a: a.request.peer_id == ours and a.request.left == 0, timeout=10)
+
+            leech = await processes.libtorrent("leech", directory=dest, torrent=shared.torrent_path)
+            theirs = await tracker.wait_for(lambda a: a.request.peer_id != ours, timeout=10)
+            assert theirs.transport == transport
+            assert theirs.response is not None
+            assert any(p.port == session.listen_port for p in theirs.response.peers)
+            finished = await leech.wait_event("finished", timeout=25)
+            assert finished["bytes"] == shared.size
+            assert torrent.uploaded >= shared.size
+        # closing the session told the tracker we left
+        await tracker.wait_for(
+            lambda a: a.request.peer_id == ours and a.request.event is AnnounceEvent.STOPPED, timeout=5
+        )
+    assert_same_files(shared.metainfo, shared.root, dest)
+
+
+@pytest.mark.parametrize("transport", ["http", "udp"])
+async def test_torrentgoat_finds_libtorrent_seeder_through_tracker(
+    tmp_path: Path, processes: ProcessGroup, transport: str
+) -> None:
+    require_libtorrent()
+    async with LoopbackTracker(interval=60, min_interval=1) as tracker:
+        url = tracker.http_url if transport == "http" else tracker.udp_url
+        shared = make_shard_torrent(tmp_path, 12 * MiB + 77, trackers=[url], seed=12)
+        seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+        lt_announce = await tracker.wait_for(lambda a: a.request.port == seeder.port, timeout=10)
+        assert lt_announce.request.left == 0
+        dest = tmp_path / "down"
+        # seeding after completion: a torrent that stops at once may lose its in-flight "completed"
+        async with Session(loopback_config(seed=True)) as session:
+            ours = session.peer_id
+            torrent = await session.add(shared.torrent_path, dest)  # no peers: only the tracker
+            first = await tracker.wait_for(lambda a: a.request.peer_id == ours, timeout=10)
+            assert first.request.event is AnnounceEvent.STARTED
+            assert first.response is not None and any(p.port == seeder.port for p in first.response.peers)
+            await complete(torrent, timeout=25, peers=[seeder])
+            done = await tracker.wait_for(
+                lambda a: a.request.peer_id == ours and a.request.event is AnnounceEvent.COMPLETED,
+                timeout=10,
+            )
+            assert done.request.left == 0
+            assert done.request.downloaded >= shared.size
+    assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_opentracker_both_directions(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Debian's opentracker (whitelist mode, UDP): libtorrent seeds, we find it and leech; then we
+    seed and a fresh libtorrent leech finds us there."""
+    require_libtorrent()
+    binary = require_binary("opentracker")
+    shared = make_shard_torrent(tmp_path, 8 * MiB + 1, seed=13)
+    ih = shared.metainfo.info_hash
+    tracker = OpenTracker(binary, [ih])
+    # the info-hash does not depend on the announce URL: whitelist first, then name the tracker
+    shared.metainfo = replace(shared.metainfo, announce_tiers=((tracker.udp_url,),))
+    shared.torrent_path.write_bytes(shared.metainfo.to_bytes())
+    async with tracker:
+        seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+        await _wait_scrape(tracker.udp_url, ih, complete=1)  # libtorrent announced
+        dest = tmp_path / "down"
+        async with Session(loopback_config(seed=True)) as session:
+            torrent = await session.add(shared.torrent_path, dest)  # no peers: only the tracker
+            await asyncio.wait_for(torrent.wait_complete(), timeout=25)
+            assert_same_files(shared.metainfo, shared.root, dest)
+            await _wait_scrape(tracker.udp_url, ih, complete=2)  # we announced "completed"
+            await seeder.stop()
+            await _wait_scrape(tracker.udp_url, ih, complete=1)  # libtorrent said "stopped"
+            lt_dest = tmp_path / "lt-down"
+            lt_dest.mkdir()
+            leech = await processes.libtorrent("leech", directory=lt_dest, torrent=shared.torrent_path)
+            await leech.wait_event("finished", timeout=25)
+            assert torrent.uploaded >= shared.size
+    assert_same_files(shared.metainfo, shared.root, lt_dest)
+
+
+async def _wait_scrape(url: str, info_hash: object, *, complete: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        reply = await scrape(url, [info_hash], timeout=5)  # type: ignore[list-item]
+        last = reply.get(info_hash)  # type: ignore[arg-type]
+        if last is not None and last.complete == complete:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"opentracker scrape: {last}, wanted {complete} seeders")
+
+
+async def test_swarm_of_torrentgoat_sessions_and_libtorrent(tmp_path: Path, processes: ProcessGroup) -> None:
+    """One torrentgoat seeder (upload-limited so that leeches must trade), two torrentgoat leeches and
+    a libtorrent leech on a padded multi-file model folder; peers meet through the tracker and PEX."""
+    require_libtorrent()
+    async with LoopbackTracker(interval=2, min_interval=1) as tracker:
+        shared = make_model_torrent(
+            tmp_path,
+            shards=3,
+            shard_size=5 * MiB + 12345,
+            piece_length=256 * 1024,
+            trackers=[tracker.http_url],
+            seed=14,
+        )
+        assert any(f.pad for f in shared.metainfo.info.files), "the torrent should have pad files"
+        seed_config = SessionConfig(
+            listen_host="127.0.0.1",
+            listen_ipv6=None,
+            listen_port=0,
+            enable_dht=False,
+            dht_bootstrap=(),
+            upload_limit=6 * MiB,
+            torrent=TorrentConfig(seed=True),
+        )
+        leech_config = loopback_config(seed=True)  # leeches keep serving each other after completion
+        dests = [tmp_path / f"tg-{i}" for i in range(2)]
+        lt_dest = tmp_path / "lt"
+        lt_dest.mkdir()
+        started = time.monotonic()
+        async with (
+            Session(seed_config) as seeder,
+            Session(leech_config) as one,
+            Session(leech_config) as two,
+        ):
+            origin = await seeder.add(shared.torrent_path, shared.root)
+            await asyncio.wait_for(origin.wait_complete(), timeout=10)
+            await tracker.wait_for(lambda a: a.request.peer_id == seeder.peer_id, timeout=10)
+            leeches = [await s.add(shared.torrent_path, d) for s, d in zip((one, two), dests, strict=True)]
+            lt = await processes.libtorrent(
+                "leech", directory=lt_dest, torrent=shared.torrent_path, extra=["--exit-after-finish", "60"]
+            )
+            try:
+                await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in leeches)), timeout=25)
+                await lt.wait_event("finished", timeout=max(1.0, 25 - (time.monotonic() - started)))
+            except (TimeoutError, AssertionError) as exc:
+                state = [(t.state, t.have and t.have.count(), t.num_peers, t.downloaded) for t in leeches]
+                raise AssertionError(f"swarm incomplete: {state} {exc}\n{lt.tail()}") from None
+            elapsed = time.monotonic() - started
+            traded = sum(t.uploaded for t in leeches)
+            assert all(t.hash_failures == 0 for t in leeches)
+            # libtorrent took some of its data from the torrentgoat leeches, or they from each other
+            assert traded > 0, "the leeches never uploaded to each other"
+        print(
+            f"swarm of 4: {shared.size / MiB:.1f} MiB to 3 leeches in {elapsed:.2f} s; "
+            f"seeder uploaded {origin.uploaded / MiB:.1f} MiB, leeches uploaded {traded / MiB:.1f} MiB"
+        )
+    for dest in (*dests, lt_dest):
+        assert_same_files(shared.metainfo, shared.root, dest)
