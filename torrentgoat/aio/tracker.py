@@ -230,6 +230,7 @@ class UDPTrackerSocket:
             raise TrackerError(f"UDP tracker {tracker.host!r} has no address")
         family, _, _, _, sockaddr = infos[0]
         transport = await self._transport(family)
+        client.ipv6 = family == socket.AF_INET6  # a DNS name may resolve to either family
         route = _Route(client, (str(sockaddr[0]), int(sockaddr[1])))
         tid: int | None = None
         begin(loop.time())

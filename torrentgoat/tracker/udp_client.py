@@ -122,7 +122,9 @@ class UDPTrackerClient:
         config: UDPTrackerConfig | None = None,
     ) -> None:
         self._rng = rng
-        self._ipv6 = ipv6
+        self.ipv6 = ipv6
+        """Whether the tracker is reached over IPv6 (18-byte peers, BEP 15); the driver may set it
+        once the host name is resolved."""
         self._url_data = url_data[:1024]
         self._config = config or UDPTrackerConfig()
         self.state = UDPClientState.IDLE
@@ -193,7 +195,7 @@ class UDPTrackerClient:
             self.ignored_datagrams += 1
             return False
         try:
-            packet = decode_response(data, ipv6=self._ipv6)
+            packet = decode_response(data, ipv6=self.ipv6)
         except TrackerError as exc:
             self._fail(f"malformed UDP tracker reply: {exc}")
             return True
