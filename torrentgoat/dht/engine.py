@@ -22,6 +22,7 @@ pending transactions, operations, rate-limit sources) is capped.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import ipaddress
@@ -488,6 +489,8 @@ class DHTEngine:
             self.stats.errors_sent += 1
         else:
             self.stats.responses_sent += 1
+            if isinstance(message, krpc.Response):
+                message = dataclasses.replace(message, ip=addr)  # BEP 42: tell the node its address
         self._out.append((krpc.encode(message), addr))
 
     def _tid(self) -> bytes:
