@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,8 @@ class Torrent:
         self.completed_at: float | None = None
         self._loop = asyncio.get_running_loop()
         self._strikes: dict[PeerAddress, int] = {}
+        self._block_sources: dict[Hashable, Callable[[int], None]] = {}
+        self._full_have: Bitfield | None = None
         self._verifying: set[int] = set()
         self._connecting = 0
         self._wake_connector = asyncio.Event()
@@ -721,31 +723,74 @@ class Torrent:
             ps.last_request_at = now
 
     def _on_block(self, ps: PeerState, index: int, begin: int, data: Any) -> None:
+        now = self._loop.time()
+        ps.down.add(len(data), now)
+        ps.last_block_at = now
+        ps.snubbed = False
+        self._store_block(ps.key, index, begin, data)
+        self._fill_requests(ps)
+
+    def _store_block(self, key: Hashable, index: int, begin: int, data: Any) -> bool:
+        """One block from a peer or a web seed: keep it if the picker wants it; hash full pieces."""
         picker = self.picker
         info = self.info
-        now = self._loop.time()
         length = len(data)
-        ps.down.add(length, now)
         self.downloaded += length
-        ps.last_block_at = now
-        if ps.snubbed:
-            ps.snubbed = False
         if picker is None or info is None:
-            return
-        arrival = picker.block_received(ps.key, BlockRef(index, begin, length))
-        if arrival.new:
-            self.buffers.write(index, info.piece_size(index), begin, data)
-            for key in arrival.cancel:
-                other = self.peers.get(key)  # type: ignore[call-overload]
-                if other is not None:
-                    other.driver.engine.send(Cancel(index=index, begin=begin, length=length))
-                    other.driver.flush()
-            if arrival.piece_complete:
-                self._verifying.add(index)
-                self._spawn(self._verify(index))
-        else:
+            return False
+        arrival = picker.block_received(key, BlockRef(index, begin, length))
+        if not arrival.new:
             self.wasted += length
-        self._fill_requests(ps)
+            return False
+        self.buffers.write(index, info.piece_size(index), begin, data)
+        for other_key in arrival.cancel:
+            other = self.peers.get(other_key)  # type: ignore[call-overload]
+            if other is not None:
+                other.driver.engine.send(Cancel(index=index, begin=begin, length=length))
+                other.driver.flush()
+        if arrival.piece_complete:
+            self._verifying.add(index)
+            self._spawn(self._verify(index))
+        return True
+
+    # ------------------------------------------------------------------ non-peer sources (web seeds)
+
+    def register_source(self, key: Hashable, on_piece_failed: Callable[[int], None]) -> None:
+        """A block source that is not a wire peer (a BEP 19 web seed) joins as a seed named ``key``.
+
+        ``on_piece_failed(index)`` is called when a piece it contributed to fails its hash check.
+        """
+        self._block_sources[key] = on_piece_failed
+
+    def unregister_source(self, key: Hashable) -> None:
+        self._block_sources.pop(key, None)
+        if self.picker is not None:
+            self.picker.release_peer(key)
+
+    def source_pick(self, key: Hashable, count: int) -> list[BlockRef]:
+        """Up to ``count`` blocks for a source that has every piece (recorded as requested by it)."""
+        if self.picker is None or self.info is None or self._stop.is_set():
+            return []
+        full = self._full_have
+        if full is None or full.length != self.info.num_pieces:
+            full = self._full_have = Bitfield(self.info.num_pieces, full=True)
+        return self.picker.pick(key, full, count, now=self._loop.time())
+
+    def source_block(self, key: Hashable, block: BlockRef, data: bytes | memoryview) -> bool:
+        """A block a source fetched; returns whether it was new.  Verified like any other block."""
+        if len(data) != block.length:
+            raise LocalProtocolError(f"source delivered {len(data)} bytes for {block}")
+        return self._store_block(key, block.piece, block.begin, data)
+
+    def source_release(self, key: Hashable, blocks: list[BlockRef] | None = None) -> None:
+        """The source will not deliver these blocks (all of its blocks when ``None``)."""
+        if self.picker is None:
+            return
+        if blocks is None:
+            self.picker.release_peer(key)
+        else:
+            for block in blocks:
+                self.picker.request_cancelled(key, block)
 
     async def _verify(self, index: int) -> None:
         """Hash a completed piece; write it and announce it only if the SHA-1 matches (BEP 3)."""
@@ -789,6 +834,10 @@ class Torrent:
         log.warning("%s: piece %d failed its hash check (from %d peers)", self.name, index, len(contributors))
         sole = len(contributors) == 1
         for key in contributors:
+            on_failed = self._block_sources.get(key)
+            if on_failed is not None:
+                on_failed(index)
+                continue
             ps = self.peers.get(key)  # type: ignore[call-overload]
             if ps is None or ps.address is None:
                 continue
