@@ -370,3 +370,61 @@ def test_random_datagrams_never_raise_and_only_fail_typed(
     while (event := c.next_event()) is not None:
         assert isinstance(event, Announced | Failed)
     c.handle_timer(1e9)
+
+
+@given(
+    st.lists(st.lists(st.sampled_from("abcdef"), min_size=1, max_size=3), min_size=1, max_size=3),
+    st.lists(st.sampled_from(["ok", "fail", "complete", "reannounce"]), max_size=40),
+    st.booleans(),
+    st.integers(0, 2**32),
+)
+def test_scheduler_invariants(
+    tiers: list[list[str]], script: list[str], start_complete: bool, seed: int
+) -> None:
+    s = AnnounceScheduler(
+        TierList(tiers, random.Random(seed)),
+        now=0.0,
+        complete=start_complete,
+        config=AnnounceConfig(retry_base=10.0, retry_max=40.0, min_interval_floor=5.0),
+    )
+    now = 0.0
+    started: set[str] = set()
+    completed: set[str] = set()
+    completed_called = start_complete
+    for action in script:
+        if action == "complete":
+            s.completed(now)
+            completed_called = True
+            continue
+        if action == "reannounce":
+            s.reannounce(now)
+            continue
+        timer = s.get_timer()
+        assert (timer is not None and timer >= now - 1e-9) or timer is None
+        if timer is None:
+            break
+        now = max(now, timer)
+        attempt = s.next_attempt(now)
+        assert attempt is not None
+        # BEP 3: "started" until a tracker has acknowledged it; "completed" only after completion.
+        assert (attempt.event is AnnounceEvent.STARTED) == (attempt.url not in started)
+        if attempt.event is AnnounceEvent.COMPLETED:
+            assert completed_called and not start_complete and attempt.url not in completed
+        if action == "ok":
+            s.announce_succeeded(attempt.url, AnnounceResponse(interval=100), now)
+            if attempt.event is AnnounceEvent.STARTED:
+                started.add(attempt.url)
+            if attempt.event is AnnounceEvent.COMPLETED:
+                completed.add(attempt.url)
+            tier = next(t for t in s.tiers.tiers if attempt.url in t)
+            assert tier[0] == attempt.url  # BEP 12: a responding tracker moves to the front
+            next_timer = s.get_timer()
+            assert next_timer is not None and (next_timer >= now + 5.0 or next_timer == now)
+        else:
+            s.announce_failed(attempt.url, "x", now)
+            next_timer = s.get_timer()
+            assert next_timer is not None and next_timer >= now
+    stops = s.stop(now)
+    assert {a.url for a in stops} <= started | {u for t in tiers for u in t}
+    assert all(a.event is AnnounceEvent.STOPPED for a in stops)
+    assert started <= {a.url for a in stops}
