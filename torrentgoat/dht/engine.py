@@ -1,4 +1,4 @@
-"""The sans-IO DHT node (BEP 5, BEP 32 on IPv6 sockets, BEP 43 read-only, BEP 44 items).
+"""The sans-IO DHT node (BEP 5, BEP 32 on IPv6 sockets, BEP 42 ids, BEP 43 read-only, BEP 44 items).
 
 :class:`DHTEngine` never touches a socket, a clock or the global RNG::
 
@@ -13,6 +13,8 @@ Operations (``bootstrap``, ``get_peers``, ``announce``, ``get_immutable``, ``put
 ``get_mutable``, ``put_mutable``, ``ping``) return an id; each ends with one completion event
 (:mod:`torrentgoat.dht.events`).  ``_KINDS`` below is the engine's transition table: for each
 operation kind, the query its lookup sends, what the store phase sends, and the completion event.
+Queries from others are answered by :class:`~torrentgoat.dht.responder.Responder`; configuration
+and counters live in :mod:`torrentgoat.dht.config`.
 
 Hostile input: datagrams are rate-limited per source before decoding; malformed queries get a KRPC
 error only when a transaction id could be read; responses and errors are never answered; responses
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from torrentgoat import bencode
 from torrentgoat.bencode import BValue
 from torrentgoat.dht import krpc
+from torrentgoat.dht.config import DHTConfig, DHTStats
 from torrentgoat.dht.events import (
     AnnounceCompleted,
     BootstrapCompleted,
@@ -57,81 +60,13 @@ from torrentgoat.dht.krpc import Addr, MalformedKRPC, NodeInfo
 from torrentgoat.dht.lookup import Lookup
 from torrentgoat.dht.peer_store import PeerStore
 from torrentgoat.dht.ratelimit import RateLimiter
+from torrentgoat.dht.responder import Responder
 from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
 from torrentgoat.dht.security import ExternalIPVoter, is_exempt, node_id_matches, secure_node_id
 from torrentgoat.dht.tokens import TokenManager
-from torrentgoat.errors import DHTError, KRPCError, LocalProtocolError, SignatureError
+from torrentgoat.errors import DHTError, LocalProtocolError, SignatureError
 
 __all__ = ["DHTConfig", "DHTEngine", "DHTStats"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DHTConfig:
-    """Knobs of one DHT node; defaults follow BEP 5 / BEP 44 and libtorrent's practice."""
-
-    k: int = 8
-    """Bucket size and number of closest nodes a lookup converges on (BEP 5)."""
-    alpha: int = 3
-    """Parallel queries per lookup."""
-    query_timeout: float = 2.0
-    """Seconds before an unanswered query counts as failed."""
-    slow_timeout: float = 0.5
-    """Seconds after which a lookup stops waiting for a query and asks another node in its place."""
-    max_rounds: int = 12
-    """Hop depth beyond which a lookup asks no further nodes."""
-    max_lookup_queries: int = 96
-    """Queries one lookup may send at most."""
-    max_pending: int = 1024
-    """Outstanding transactions at once; lookups wait when it is reached."""
-    max_operations: int = 256
-    """Operations (lookups, pings) running at once; starting more raises DHTError."""
-    good_interval: float = 900.0
-    """A node is good for 15 minutes after it answered (BEP 5)."""
-    max_failures: int = 2
-    """Timeouts in a row after which a node is bad."""
-    bucket_refresh_interval: float = 900.0
-    """Buckets unchanged this long are refreshed (BEP 5: 15 minutes)."""
-    maintenance_interval: float = 60.0
-    """Seconds between maintenance passes (refresh, expiry)."""
-    token_rotation: float = 300.0
-    """Token secret lifetime (BEP 5: 5 minutes, previous secret still accepted)."""
-    peer_ttl: float = 1800.0
-    max_info_hashes: int = 5000
-    max_peers_per_info_hash: int = 200
-    max_values_per_response: int = 50
-    """Peers in one ``get_peers`` reply (keeps replies far below the path MTU: no amplification)."""
-    max_peers_per_lookup: int = 2000
-    item_ttl: float = 7200.0
-    """BEP 44: items expire after 2 hours unless put again."""
-    max_items: int = 2000
-    rate_limit: float = 100.0
-    """Datagrams per second accepted from one source (0 disables)."""
-    rate_burst: float = 200.0
-    rate_limit_per_ip: bool = False
-    """Key the limiter on IP alone (internet) instead of (IP, port) (loopback tests share 127.0.0.1)."""
-    max_rate_sources: int = 10000
-    read_only: bool = False
-    """BEP 43: send ``ro=1`` and answer no queries."""
-    secure_node_id: bool = True
-    """BEP 42: once enough nodes report our external address (a public one), take a node id derived
-    from it if ours does not match.  Local and loopback addresses are exempt, so tests never rekey."""
-
-
-@dataclass(slots=True)
-class DHTStats:
-    """Counters for benchmarks and debugging."""
-
-    datagrams_received: int = 0
-    rate_limited: int = 0
-    malformed: int = 0
-    unmatched: int = 0
-    queries_received: int = 0
-    responses_sent: int = 0
-    errors_sent: int = 0
-    queries_sent: int = 0
-    responses_received: int = 0
-    errors_received: int = 0
-    timeouts: int = 0
 
 
 @dataclass(slots=True)
@@ -213,11 +148,7 @@ class DHTEngine:
         self.table = RoutingTable(
             self.node_id, k=cfg.k, now=now, good_interval=cfg.good_interval, max_failures=cfg.max_failures
         )
-        self.tokens = TokenManager(rng, now, rotate_interval=cfg.token_rotation)
-        self.peer_store = PeerStore(
-            ttl=cfg.peer_ttl, max_info_hashes=cfg.max_info_hashes, max_peers=cfg.max_peers_per_info_hash
-        )
-        self.item_store = ItemStore(ttl=cfg.item_ttl, max_items=cfg.max_items)
+        self.responder = Responder(config=cfg, rng=rng, now=now, ipv6=ipv6)
         self.limiter = RateLimiter(
             rate=cfg.rate_limit,
             burst=cfg.rate_burst,
@@ -548,90 +479,10 @@ class DHTEngine:
 
     # -- answering queries (BEP 5 / BEP 44 "queries") ------------------------------------------------
 
-    def _nodes_reply(self, target: bytes, now: float) -> tuple[tuple[NodeInfo, ...], tuple[NodeInfo, ...]]:
-        """``(nodes, nodes6)``: only the family of our socket is known to us (BEP 32)."""
-        nodes = tuple(n.info() for n in self.table.closest(target, self.config.k, now))
-        return ((), nodes) if self.ipv6 else (nodes, ())
-
     def _on_query(self, q: krpc.Query, addr: Addr, now: float) -> None:
         if not q.ro:
             self._ping_node(self.table.heard_from(q.id, addr, now, responded=False), now)
-        me = self.node_id
-        match q:
-            case krpc.Ping(t=t):
-                self._reply(krpc.Response(t=t, id=me), addr)
-            case krpc.FindNode(t=t, target=target):
-                n4, n6 = self._nodes_reply(target, now)
-                self._reply(krpc.Response(t=t, id=me, nodes=n4, nodes6=n6), addr)
-            case krpc.GetPeers(t=t, info_hash=info_hash):
-                self.tokens.rotate_if_due(now)
-                values = self.peer_store.get(info_hash, now, self.rng, self.config.max_values_per_response)
-                values = [v for v in values if (":" in v[0]) == self.ipv6]
-                n4, n6 = self._nodes_reply(info_hash, now)
-                self._reply(
-                    krpc.Response(
-                        t=t,
-                        id=me,
-                        token=self.tokens.token_for(addr[0]),
-                        values=tuple(values),
-                        nodes=n4,
-                        nodes6=n6,
-                    ),
-                    addr,
-                )
-            case krpc.AnnouncePeer(t=t):
-                self.tokens.rotate_if_due(now)
-                if not self.tokens.check(q.token, addr[0]):
-                    self._reply(krpc.Error(t=t, code=203, message=b"invalid token"), addr)
-                    return
-                port = addr[1] if q.implied_port else q.port
-                self.peer_store.announce(q.info_hash, (addr[0], port), now)
-                self._reply(krpc.Response(t=t, id=me), addr)
-            case krpc.Get(t=t, target=target):
-                self.tokens.rotate_if_due(now)
-                token = self.tokens.token_for(addr[0])
-                item = self.item_store.get(target, now)
-                n4, n6 = self._nodes_reply(target, now)
-                if isinstance(item, ImmutableItem):
-                    reply = krpc.Response(t=t, id=me, token=token, v=item.value, nodes=n4, nodes6=n6)
-                elif isinstance(item, MutableItem) and (q.seq is None or item.seq > q.seq):
-                    reply = krpc.Response(
-                        t=t,
-                        id=me,
-                        token=token,
-                        v=item.value,
-                        k=item.public_key,
-                        sig=item.signature,
-                        seq=item.seq,
-                        nodes=n4,
-                        nodes6=n6,
-                    )
-                elif isinstance(item, MutableItem):
-                    reply = krpc.Response(t=t, id=me, token=token, seq=item.seq, nodes=n4, nodes6=n6)
-                else:
-                    reply = krpc.Response(t=t, id=me, token=token, nodes=n4, nodes6=n6)
-                self._reply(reply, addr)
-            case krpc.Put(t=t):
-                self._on_put(q, addr, now)
-
-    def _on_put(self, q: krpc.Put, addr: Addr, now: float) -> None:
-        self.tokens.rotate_if_due(now)
-        if not self.tokens.check(q.token, addr[0]):
-            self._reply(krpc.Error(t=q.t, code=203, message=b"invalid token"), addr)
-            return
-        try:
-            if q.k is None:
-                encoded = bencode.encode(q.v)
-                self.item_store.put_immutable(q.v, encoded, immutable_target(q.v), now)
-            else:
-                item = MutableItem(
-                    public_key=q.k, seq=q.seq or 0, value=q.v, signature=q.sig or b"", salt=q.salt
-                )
-                self.item_store.put_mutable(item, q.cas, now)
-        except KRPCError as exc:
-            self._reply(krpc.Error(t=q.t, code=exc.code, message=str(exc)[:100].encode()), addr)
-            return
-        self._reply(krpc.Response(t=q.t, id=self.node_id), addr)
+        self._reply(self.responder.answer(q, addr, now, node_id=self.node_id, table=self.table), addr)
 
     # -- answers to our queries ---------------------------------------------------------------------
 
@@ -861,9 +712,7 @@ class DHTEngine:
     def _maintenance(self, now: float) -> None:
         cfg = self.config
         self._next_maintenance = now + cfg.maintenance_interval
-        self.tokens.rotate_if_due(now)
-        self.peer_store.expire(now)
-        self.item_store.expire(now)
+        self.responder.expire(now)
         if len(self.table) == 0:
             return
         # BEP 5: questionable nodes are pinged; one per bucket per pass keeps the table honest.
@@ -879,6 +728,18 @@ class DHTEngine:
                 break
             op = self._new_op("refresh", self.table.random_id_in(bucket, self.rng), notify=False)
             self._start_lookup(op, now)
+
+    @property
+    def tokens(self) -> TokenManager:
+        return self.responder.tokens
+
+    @property
+    def peer_store(self) -> PeerStore:
+        return self.responder.peer_store
+
+    @property
+    def item_store(self) -> ItemStore:
+        return self.responder.item_store
 
     @property
     def pending_count(self) -> int:

@@ -1,0 +1,76 @@
+"""Configuration and counters of a DHT node (BEP 5 / BEP 44 defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DHTConfig", "DHTStats"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DHTConfig:
+    """Knobs of one DHT node; defaults follow BEP 5 / BEP 44 and libtorrent's practice."""
+
+    k: int = 8
+    """Bucket size and number of closest nodes a lookup converges on (BEP 5)."""
+    alpha: int = 3
+    """Parallel queries per lookup."""
+    query_timeout: float = 2.0
+    """Seconds before an unanswered query counts as failed."""
+    slow_timeout: float = 0.5
+    """Seconds after which a lookup stops waiting for a query and asks another node in its place."""
+    max_rounds: int = 12
+    """Hop depth beyond which a lookup asks no further nodes."""
+    max_lookup_queries: int = 96
+    """Queries one lookup may send at most."""
+    max_pending: int = 1024
+    """Outstanding transactions at once; lookups wait when it is reached."""
+    max_operations: int = 256
+    """Operations (lookups, pings) running at once; starting more raises DHTError."""
+    good_interval: float = 900.0
+    """A node is good for 15 minutes after it answered (BEP 5)."""
+    max_failures: int = 2
+    """Timeouts in a row after which a node is bad."""
+    bucket_refresh_interval: float = 900.0
+    """Buckets unchanged this long are refreshed (BEP 5: 15 minutes)."""
+    maintenance_interval: float = 60.0
+    """Seconds between maintenance passes (refresh, expiry)."""
+    token_rotation: float = 300.0
+    """Token secret lifetime (BEP 5: 5 minutes, previous secret still accepted)."""
+    peer_ttl: float = 1800.0
+    max_info_hashes: int = 5000
+    max_peers_per_info_hash: int = 200
+    max_values_per_response: int = 50
+    """Peers in one ``get_peers`` reply (keeps replies far below the path MTU: no amplification)."""
+    max_peers_per_lookup: int = 2000
+    item_ttl: float = 7200.0
+    """BEP 44: items expire after 2 hours unless put again."""
+    max_items: int = 2000
+    rate_limit: float = 100.0
+    """Datagrams per second accepted from one source (0 disables)."""
+    rate_burst: float = 200.0
+    rate_limit_per_ip: bool = False
+    """Key the limiter on IP alone (internet) instead of (IP, port) (loopback tests share 127.0.0.1)."""
+    max_rate_sources: int = 10000
+    read_only: bool = False
+    """BEP 43: send ``ro=1`` and answer no queries."""
+    secure_node_id: bool = True
+    """BEP 42: once enough nodes report our external address (a public one), take a node id derived
+    from it if ours does not match.  Local and loopback addresses are exempt, so tests never rekey."""
+
+
+@dataclass(slots=True)
+class DHTStats:
+    """Counters for benchmarks and debugging."""
+
+    datagrams_received: int = 0
+    rate_limited: int = 0
+    malformed: int = 0
+    unmatched: int = 0
+    queries_received: int = 0
+    responses_sent: int = 0
+    errors_sent: int = 0
+    queries_sent: int = 0
+    responses_received: int = 0
+    errors_received: int = 0
+    timeouts: int = 0
