@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
-from torrentgoat.errors import ConfigError, MetainfoError, TorrentGoatError
+from torrentgoat.errors import ConfigError, DHTError, MagnetError, MetainfoError, TorrentGoatError
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
-from torrentgoat.primitives import PeerAddress, PeerId
+from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
 from torrentgoat.torrent.core import PeerSource
 from torrentgoat.torrent.sources import DHTSource, TrackerSource
@@ -185,8 +185,6 @@ class Session:
         return driver
 
     def _wire_config(self) -> WireConfig:
-        from dataclasses import replace
-
         return replace(self.config.wire, enable_dht=self.dht is not None)
 
     async def close(self) -> None:
@@ -276,15 +274,11 @@ class Session:
         metainfo = loaded if isinstance(loaded, Metainfo) else None
         magnet = loaded if isinstance(loaded, Magnet) else None
         if magnet is not None and magnet.info_hash is None:
-            raise TorrentGoatError(
-                "this magnet has no info-hash (resolve a btpk magnet with a collection first)"
-            )
+            magnet = replace(magnet, info_hash=await self.resolve_btpk(magnet))
         info_hash = metainfo.info_hash if metainfo is not None else magnet.info_hash  # type: ignore[union-attr]
         assert info_hash is not None
         if info_hash.raw in self.torrents:
             raise TorrentGoatError(f"torrent {info_hash.hex} is already in the session")
-        from dataclasses import replace
-
         base = config or self.config.torrent
         extra = tuple(peers) + tuple(str(p) for p in (magnet.peers if magnet is not None else ()))
         indices = file_indices
@@ -333,6 +327,25 @@ class Session:
         task = asyncio.create_task(self._run(torrent), name=f"torrent {info_hash.hex}")
         self._tasks[info_hash.raw] = task
         return torrent
+
+    async def resolve_btpk(self, magnet: Magnet) -> InfoHash:
+        """BEP 46: the info-hash a publisher's key (and salt) currently points at, via the DHT.
+
+        The mutable item's signature is checked by the DHT layer (BEP 44); the highest ``seq`` wins.
+        """
+        if magnet.public_key is None:
+            raise MagnetError("magnet has neither an info-hash (xt=urn:btih:) nor a key (xs=urn:btpk:)")
+        if self.dht is None:
+            raise DHTError("a btpk magnet (BEP 46) needs the DHT; it is turned off")
+        if self._bootstrap is not None:
+            await asyncio.gather(self._bootstrap, return_exceptions=True)
+        info_hash: InfoHash | None = await self.dht.resolve_torrent(magnet.public_key, magnet.salt)
+        if info_hash is None:
+            raise DHTError(
+                f"no torrent is published under key {magnet.public_key.hex()}"
+                + (f" with salt {magnet.salt!r}" if magnet.salt else "")
+            )
+        return info_hash
 
     async def _run(self, torrent: Torrent) -> None:
         try:
