@@ -192,3 +192,17 @@ async def test_cli_keygen_put_get(tmp_path: Path) -> None:
         assert code == 0, err
         code, out2, err = await run_cli("dht", "get-immutable", out.strip(), *boot)
         assert code == 0 and out2.strip() == "hello", err
+
+
+async def test_node_cache_is_saved_periodically(tmp_path: Path) -> None:
+    cache = tmp_path / "nodes.dat"
+    async with cluster(4) as nodes:
+        node = DHTNode(host="127.0.0.1", config=CONFIG, node_cache=cache, cache_save_interval=0.05)
+        async with node:
+            await node.bootstrap([nodes[0].address])
+            for _ in range(100):
+                if cache.exists():
+                    break
+                await asyncio.sleep(0.02)
+            assert cache.exists()  # written while the node is still running
+            assert node.load_node_cache() >= 1

@@ -20,7 +20,8 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
 
 * ``DHTNode(...)``: ``host``/``port`` to bind (an IPv6 literal gives a BEP 32 IPv6 node), ``config``
   (:class:`~torrentgoat.dht.engine.DHTConfig`), ``node_id`` (20 bytes, default random or the cached
-  one), ``node_cache`` (path: loaded by ``start()``, saved by ``close()``; with a populated cache
+  one), ``node_cache`` (path: loaded by ``start()``, saved every ``cache_save_interval`` seconds
+  (600) and by ``close()``; with a populated cache
   ``bootstrap()`` does not contact the routers unless no cached node answers), ``rng``.
 * ``start()`` / ``close()`` or ``async with``; ``address`` is the bound :class:`PeerAddress`,
   ``node_id`` our id (BEP 42: replaced by one derived from our public address once other nodes
@@ -118,6 +119,7 @@ class DHTNode:
         node_id: bytes | None = None,
         node_cache: str | os.PathLike[str] | None = None,
         rng: random.Random | None = None,
+        cache_save_interval: float = 600.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -133,6 +135,8 @@ class DHTNode:
         self._timer_when: float | None = None
         self._futures: dict[int, asyncio.Future[Event]] = {}
         self._queues: dict[int, asyncio.Queue[PeersFound | None]] = {}
+        self.cache_save_interval = cache_save_interval
+        self._autosave: asyncio.TimerHandle | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -187,7 +191,17 @@ class DHTNode:
             raise DHTError(f"cannot bind the DHT socket to {self.host}:{self.port}: {exc.strerror}") from None
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         self._transport = transport
+        if self.node_cache is not None and self.cache_save_interval > 0:
+            self._autosave = loop.call_later(self.cache_save_interval, self._save_periodically)
         self._pump()
+
+    def _save_periodically(self) -> None:
+        """Save the node cache every ``cache_save_interval`` seconds, so a crash loses little."""
+        if self._transport is None or self._loop is None:
+            return
+        with contextlib.suppress(OSError, DHTError):
+            self.save_node_cache()
+        self._autosave = self._loop.call_later(self.cache_save_interval, self._save_periodically)
 
     async def close(self) -> None:
         """Save the node cache (if configured), fail waiting calls, close the socket."""
@@ -199,6 +213,9 @@ class DHTNode:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._autosave is not None:
+            self._autosave.cancel()
+            self._autosave = None
         self._transport.close()
         self._transport = None
         for fut in self._futures.values():
