@@ -255,3 +255,15 @@ async def test_check_surfaces_storage_errors_and_empty_selection(tmp_path: Path)
             await hasher.check(info, FileStorage(root, info, read_only=True))
         empty = await hasher.check(info, MemoryStorage(info), wanted=[])
     assert empty.all_good and empty.checked.empty and empty.checked_bytes == 0
+
+
+@pytest.mark.parametrize("fused", [False, True])
+async def test_cancelled_check_leaves_the_hasher_usable(fused: bool) -> None:
+    info, payload = sample(40, seed=4)
+    storage = SlowStorage(info, payload)
+    async with PieceHasher(IOConfig(hash_threads=2, disk_threads=2)) as hasher:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(hasher.check(info, storage, fused=fused, batch_bytes=0), timeout=0.01)
+        assert len(storage.started) < 40
+        result = await hasher.check(info, MemoryStorage.from_payload(info, payload), fused=fused)
+        assert result.all_good
