@@ -208,6 +208,8 @@ async def test_check_rejects_mismatched_inputs() -> None:
             await hasher.check(info, MemoryStorage(info), window=0)
         with pytest.raises(ConfigError):
             await hasher.check(info, MemoryStorage(info), wanted=Bitfield(3))
+        with pytest.raises(ConfigError):
+            await hasher.check(info, MemoryStorage(info), wanted=[99])
 
 
 async def test_check_skipped_files_by_default(tmp_path: Path) -> None:

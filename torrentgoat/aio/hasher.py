@@ -218,10 +218,11 @@ class PieceHasher:
         own reused buffer, so memory stays ``window * max(piece_length, batch_bytes)`` whatever the size
         of the torrent (32 MiB with the defaults and pieces up to 4 MiB).
 
-        By default a job's pieces are read on the disk executor, then hashed on this pool, so reads
-        (which may wait on a cold disk) overlap hashing.  ``fused=True`` reads and hashes in one job on
-        this pool -- exactly the shape of N raw ``pread``+``sha1`` threads, one thread hop per job
-        instead of two; it suits data already in the page cache.
+        By default a job's pieces are read on the disk executor, which then hands them to this pool for
+        hashing, so reads (which may wait on a cold disk) overlap hashing; measured on a cold 2 GiB file
+        this beats N raw ``pread``+``sha1`` threads.  ``fused=True`` reads and hashes in one job on this
+        pool -- exactly the shape of those N raw threads, one thread hand-off fewer; it suits data
+        already in the page cache.
         """
         num = info.num_pieces
         if storage.layout.num_pieces != num or storage.layout.piece_length != info.piece_length:
@@ -234,7 +235,10 @@ class PieceHasher:
         elif isinstance(wanted, Bitfield):
             selected = wanted.copy()
         else:
-            selected = Bitfield.from_indices(num, wanted)
+            try:
+                selected = Bitfield.from_indices(num, wanted)
+            except IndexError as exc:
+                raise ConfigError(f"wanted pieces: {exc}") from None
         if selected.length != num:
             raise ConfigError(f"wanted bitfield has {selected.length} pieces, torrent has {num}")
         good, bad, missing = Bitfield(num), Bitfield(num), Bitfield(num)
