@@ -502,6 +502,31 @@ class Torrent:
         )
         self._register(driver)
         driver.flush()
+        return self._survives_duplicate(self.peers[driver.id])
+
+    def _survives_duplicate(self, ps: PeerState) -> bool:
+        """Keep one connection per remote peer id; close the other (returns whether ``ps`` stays).
+
+        When two peers dial each other at the same moment, each sees two connections.  Both sides
+        must drop the *same* one, so the rule depends only on the two peer ids: keep the connection
+        initiated by the smaller peer id (as libtorrent does); an exact tie keeps the older one.
+        """
+        handshake = ps.driver.engine.peer_handshake
+        if handshake is None:
+            return True
+        theirs = handshake.peer_id.raw
+        ours = self.ctx.peer_id.raw
+        for other in list(self.peers.values()):
+            h = other.driver.engine.peer_handshake
+            if other is ps or other.driver.closed or h is None or h.peer_id.raw != theirs:
+                continue
+            initiator_new = ours if ps.driver.outgoing else theirs
+            initiator_old = ours if other.driver.outgoing else theirs
+            if initiator_new < initiator_old:
+                other.driver.close("duplicate connection to the same peer id")
+                return True
+            ps.driver.close("duplicate connection to the same peer id")
+            return False
         return True
 
     def _register(self, driver: PeerDriver) -> None:
@@ -627,11 +652,8 @@ class Torrent:
                         self.pool.candidates.pop(peer.address, None)
                     peer.close("connected to ourselves")
                     return
-                for other in self.peers.values():
-                    h = other.driver.engine.peer_handshake
-                    if other is not ps and h is not None and h.peer_id == handshake.peer_id:
-                        peer.close("duplicate connection to the same peer id")
-                        return
+                if not self._survives_duplicate(ps):
+                    return
                 if peer.address is not None:
                     self._emit(PeerConnected(address=peer.address, client="", outgoing=True))
             case ExtensionHandshakeReceived(handshake=ext):
