@@ -59,6 +59,9 @@ async def test_peers_and_items_over_udp() -> None:
         assert got is not None and got.value == b"v2" and got.seq == 2
         with pytest.raises(DHTError, match="lower"):
             await nodes[7].put_mutable(key, b"old", salt=b"s", seq=1)
+        with pytest.raises(DHTError, match="already holds a different value"):
+            await nodes[7].put_mutable(key, b"other", salt=b"s", seq=2)
+        assert (await nodes[7].put_mutable(key, b"v2", salt=b"s", seq=2)).seq == 2  # a refresh is fine
 
         new_ih = InfoHash(b"\x20" * 20)
         await nodes[3].publish_torrent(key, new_ih, salt=b"model")

@@ -479,6 +479,8 @@ class DHTNode:
             seq = current.seq + 1 if current is not None else 1
         elif current is not None and seq < current.seq:
             raise DHTError(f"sequence number {seq} is lower than the stored item's {current.seq}")
+        elif current is not None and seq == current.seq and current.value != value:
+            raise DHTError(f"sequence number {seq} already holds a different value; use {seq + 1} or more")
         item = sign_mutable(key, value, seq, salt)
         return await self.put_signed(item, cas)
 
