@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from torrentgoat.cli import main
-from torrentgoat.cli.create import parse_size
 from torrentgoat.errors import ConfigError
 from torrentgoat.magnet import parse_magnet
 from torrentgoat.metainfo import load_metainfo
@@ -53,16 +52,6 @@ def data(tmp_path: Path) -> Path:
     (root / "config.json").write_bytes(b"{}" * 100)
     (root / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 300)
     return root
-
-
-def test_parse_size() -> None:
-    assert parse_size("16384") == 16384
-    assert parse_size("16KiB") == parse_size("16k") == parse_size("16 KB") == 16384
-    assert parse_size("4MiB") == parse_size("4m") == 4 << 20
-    assert parse_size("1GiB") == 1 << 30
-    for bad in ("", "abc", "1.5MiB", "-4MiB", "4TiB", "4 MiB extra"):
-        with pytest.raises(ConfigError):
-            parse_size(bad)
 
 
 def test_create_then_info(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

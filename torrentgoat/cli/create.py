@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,22 +20,11 @@ from typing import Any
 from torrentgoat.creation import create_torrent
 from torrentgoat.errors import ConfigError, StorageError
 from torrentgoat.magnet import Magnet
+from torrentgoat.units import parse_size
 
-__all__ = ["ORDER", "parse_size", "register"]
+__all__ = ["ORDER", "register"]
 
 ORDER = 50
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``16384``, ``256KiB``, ``4MiB``, ``4M``, ``1GiB`` -> bytes (binary units)."""
-    match = _SIZE.match(text)
-    if not match or not text.isascii():
-        raise ConfigError(f"not a size: {text!r} (use bytes or a suffix like 256KiB, 4MiB)")
-    return int(match.group(1)) * _UNITS[match.group(2).lower()]
-
 
 def _piece_size(text: str) -> int | None:
     if text.strip().lower() == "auto":
