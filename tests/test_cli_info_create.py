@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from torrentgoat.cli import main
-from torrentgoat.errors import ConfigError
 from torrentgoat.magnet import parse_magnet
 from torrentgoat.metainfo import load_metainfo
 
