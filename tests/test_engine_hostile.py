@@ -1,0 +1,365 @@
+"""Hostile peers against the torrentgoat engine (Session / Torrent) on 127.0.0.1.
+
+The attackers are scripted with :mod:`torrentgoat.testing.hostile` (raw bytes through the wire
+codec, no protocol engine to keep them honest):
+
+(a) a seed that sends corrupt (or garbage) blocks next to an honest torrentgoat seeder: the download
+    completes with the right bytes, the liar is banned (``PeerBanned``, ``torrent.pool.banned``) and
+    never dialled again.  All peers share 127.0.0.1, so bans are per (host, port): the hostile seed
+    listens on its own port and is dialled through ``peers=[...]``;
+(b) oversized / malformed messages (length prefix 2^31, bitfield with spare bits, 1 MiB request,
+    ``have`` out of range, garbage after the handshake ...): the connection is dropped, the session
+    keeps working (a download running on the same session completes meanwhile);
+(c) requests for pieces we do not have, requests while choked, requests outside a piece: rejected
+    (BEP 6) or dropped, never a crash; a well-behaved request afterwards is served;
+(d) a handshake for another info-hash, a wrong protocol string, a truncated handshake: closed.
+
+After every attack a normal torrentgoat leecher still downloads from the attacked session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.primitives import PeerAddress
+from torrentgoat.session import Session
+from torrentgoat.testing.hostile import (
+    HostileSeeder,
+    RawPeer,
+    frame,
+    hostile_peer_id,
+    malformed_frames,
+    storage_reader,
+)
+from torrentgoat.testing.swarm import (
+    MiB,
+    Payload,
+    assert_same_files,
+    describe,
+    loopback_config,
+    make_file_payload,
+    make_model_payload,
+)
+from torrentgoat.torrent import PeerBanned, PieceFailed, Torrent, TorrentEvent
+from torrentgoat.wire import codec
+from torrentgoat.wire.connection import WireConfig
+from torrentgoat.wire.messages import (
+    BitfieldMsg,
+    Handshake,
+    HaveAll,
+    HaveNone,
+    Interested,
+    Piece,
+    RejectRequest,
+    Request,
+    Unchoke,
+)
+
+EXT_FAST = codec.make_reserved(extensions=True, fast=True)
+PLAIN = codec.make_reserved(extensions=False, fast=False)
+
+
+async def _complete(torrent: Torrent, timeout: float = 20.0) -> None:
+    try:
+        await asyncio.wait_for(torrent.wait_complete(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"not complete after {timeout} s: {describe(torrent)}") from None
+
+
+async def _seed(session: Session, payload: Payload) -> Torrent:
+    torrent = await session.add(payload.metainfo, payload.root, seed=True)
+    await _complete(torrent)
+    return torrent
+
+
+async def _normal_download(session: Session, payload: Payload, dest: Path) -> None:
+    """A fresh, well-behaved torrentgoat leecher downloads ``payload`` from ``session``."""
+    async with Session(loopback_config(seed=99)) as leecher:
+        torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{session.listen_port}"])
+        await _complete(torrent)
+        assert torrent.hash_failures == 0
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+class _Recorder:
+    def __init__(self, torrent: Torrent) -> None:
+        self.events: list[TorrentEvent] = []
+        self.task = asyncio.create_task(self._run(torrent))
+
+    async def _run(self, torrent: Torrent) -> None:
+        async for event in torrent.events():
+            self.events.append(event)
+
+    def of(self, kind: type) -> list[TorrentEvent]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+# --------------------------------------------------------------------------- (a) corrupt seeds
+
+
+@pytest.mark.parametrize("behaviour", ["corrupt", "garbage"])
+async def test_corrupt_seed_is_banned_and_download_completes(tmp_path: Path, behaviour: str) -> None:
+    payload = make_file_payload(tmp_path, 4 * MiB + 5000, piece_length=256 * 1024, seed=31)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    async with (
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour=behaviour) as liar,
+        Session(loopback_config(seed=1, upload_limit=2 * MiB)) as honest,  # slow: the liar gets work
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        await _seed(honest, payload)
+        torrent = await leecher.add(
+            payload.metainfo, dest, peers=[liar.address, f"127.0.0.1:{honest.listen_port}"]
+        )
+        recorder = _Recorder(torrent)
+        await _complete(torrent, 30)
+        liar_address = PeerAddress("127.0.0.1", liar.port)
+        assert liar.stats.corrupt_blocks_sent > 0, "the liar was never asked for anything"
+        assert torrent.hash_failures >= 1
+        assert liar_address in torrent.pool.banned
+        banned = recorder.of(PeerBanned)
+        assert [e.address for e in banned] == [liar_address]  # type: ignore[attr-defined]
+        assert recorder.of(PieceFailed)
+        await asyncio.sleep(0.2)
+        assert liar.stats.closed_by_peer == liar.stats.connections == 1  # dropped, never dialled again
+        assert torrent.verified_bytes == torrent.wanted_bytes == info.total_length
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_seed_corrupting_one_piece_is_banned_and_only_that_piece_is_fetched_again(tmp_path: Path) -> None:
+    """The liar is the only peer at first and lies about piece 3 only: its other pieces are kept, the
+    sole contributor of a failed piece is banned at once (core.py ``_piece_failed``), and an honest
+    seeder added afterwards has just piece 3 left to serve."""
+    payload = make_model_payload(tmp_path, shards=1, shard_size=3 * MiB + 1, seed=32)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    async with (
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour="corrupt", corrupt_pieces={3}) as liar,
+        Session(loopback_config(seed=1)) as honest,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        honest_torrent = await _seed(honest, payload)
+        torrent = await leecher.add(payload.metainfo, dest, peers=[liar.address])
+        recorder = _Recorder(torrent)
+        liar_address = PeerAddress("127.0.0.1", liar.port)
+        await _wait(lambda: bool(recorder.of(PeerBanned)), 20, lambda: describe(torrent))
+        assert [e.address for e in recorder.of(PeerBanned)] == [liar_address]  # type: ignore[attr-defined]
+        assert [e.index for e in recorder.of(PieceFailed)] == [3]  # type: ignore[attr-defined]
+        assert torrent.have is not None
+        assert 3 not in torrent.have
+        assert not torrent.is_complete
+        verified_at_ban = torrent.verified_bytes
+        assert verified_at_ban > 0  # the liar's honest pieces were kept
+        torrent.add_peers([liar_address], "manual")  # banned addresses are refused
+        torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
+        await _complete(torrent, 20)
+        assert liar.stats.connections == 1
+        assert torrent.hash_failures == 1
+        # the honest seeder served only what was not verified yet when the liar was banned
+        assert 0 < honest_torrent.uploaded <= info.total_length - verified_at_ban
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def _wait(predicate: Callable[[], bool], timeout: float, state: Callable[[], str]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s: {state()}")
+        await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- (b) malformed messages
+
+
+async def test_malformed_messages_are_dropped_and_session_keeps_working(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 2 * MiB + 123, piece_length=256 * 1024, seed=41)
+    other = make_file_payload(tmp_path / "other", 3 * MiB + 7, piece_length=256 * 1024, seed=42)
+    num_pieces = payload.metainfo.info.num_pieces
+    frames = malformed_frames(num_pieces)
+    frames["unknown id of length 2^31"] = frame(99, bytes(32), length=1 << 31)
+    frames["control: keep-alive (valid)"] = bytes(4)
+    frames["piece of a request we never made"] = codec.encode_message(Piece(index=0, begin=0, data=bytes(16384)))
+    async with (
+        Session(loopback_config(seed=1)) as target,
+        Session(loopback_config(seed=3, upload_limit=1 * MiB)) as other_seeder,
+    ):
+        seeded = await _seed(target, payload)
+        await _seed(other_seeder, other)
+        # a download runs on the attacked session all along
+        running = await target.add(
+            other.metainfo, tmp_path / "other-down", peers=[f"127.0.0.1:{other_seeder.listen_port}"]
+        )
+        results: dict[str, bool] = {}
+        for name, data in frames.items():
+            async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+                handshake = await peer.handshake(payload.metainfo.info_hash, reserved=EXT_FAST)
+                assert handshake.info_hash == payload.metainfo.info_hash
+                opening = await peer.read_message()
+                assert isinstance(opening, HaveAll | BitfieldMsg), opening
+                if not name.startswith(("bitfield", "garbage", "length")):
+                    await peer.send(HaveNone())
+                await peer.send_raw(data)
+                bad = not name.startswith(("control", "piece of a request"))
+                results[name] = await peer.wait_closed(timeout=5 if bad else 1)
+        assert results.pop("control: keep-alive (valid)") is False, "a valid message got us dropped"
+        unrequested_closed = results.pop("piece of a request we never made")
+        assert all(results.values()), f"connections not dropped: {[n for n, ok in results.items() if not ok]}"
+        del unrequested_closed  # an unrequested block may be ignored (BEP 6 late blocks) or dropped
+        await _complete(running, 30)  # the other download on the same session was not disturbed
+        assert seeded.state == "seeding" and not seeded.peers
+        await _normal_download(target, payload, tmp_path / "after")
+    assert_same_files(other.metainfo, other.root, tmp_path / "other-down")
+
+
+async def test_slow_drip_of_an_oversized_frame_is_refused_before_it_is_buffered(tmp_path: Path) -> None:
+    """A frame announced as 100 MiB is refused from its header (bounded memory), not after 100 MiB."""
+    payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=43)
+    async with Session(loopback_config(seed=1)) as target:
+        await _seed(target, payload)
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            await peer.handshake(payload.metainfo.info_hash, reserved=EXT_FAST)
+            await peer.read_message()
+            await peer.send(HaveNone())
+            await peer.send_raw((100 * MiB).to_bytes(4, "big") + bytes([codec.MSG_EXTENDED]))
+            assert await peer.wait_closed(timeout=5)
+        await _normal_download(target, payload, tmp_path / "after")
+
+
+# --------------------------------------------------------------------------- (c) bad requests
+
+
+async def _partial_seed(tmp_path: Path, payload: Payload, session: Session) -> tuple[Torrent, Bitfield]:
+    """A torrent that has only the first half of its pieces (the rest of the file is zeroed)."""
+    info = payload.metainfo.info
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    copy = partial / info.name
+    shutil.copyfile(payload.root / info.name, copy)
+    half = info.num_pieces // 2
+    with copy.open("r+b") as handle:
+        handle.seek(half * info.piece_length)
+        handle.write(bytes(info.total_length - half * info.piece_length))
+    torrent = await session.add(payload.metainfo, partial, seed=True)  # no peers: stays partial
+    await asyncio.wait_for(torrent.wait_metadata(), 5)
+    for _ in range(100):
+        if torrent.state == "downloading":
+            break
+        await asyncio.sleep(0.05)
+    assert torrent.have is not None and torrent.have.count == half, describe(torrent)
+    return torrent, torrent.have.copy()
+
+
+async def test_requests_for_missing_pieces_and_while_choked_are_rejected(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=51)
+    info = payload.metainfo.info
+    read = storage_reader(info, payload.root)
+    async with Session(loopback_config(seed=1)) as target:
+        torrent, have = await _partial_seed(tmp_path, payload, target)
+        missing = next(i for i in range(info.num_pieces) if i not in have)
+        owned = next(iter(have))
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=EXT_FAST)
+            opening = await peer.read_message()
+            assert isinstance(opening, BitfieldMsg)
+            assert Bitfield.from_bytes(opening.data, info.num_pieces).to_bytes() == have.to_bytes()
+            await peer.send(HaveNone())
+            # before interested / unchoke: BEP 6 says reject
+            await peer.send(Request(index=owned, begin=0, length=16384))
+            reply = await peer.read_until((RejectRequest, Piece), timeout=5)
+            assert reply == RejectRequest(index=owned, begin=0, length=16384)
+            # a piece the session does not have: rejected too (never served)
+            await peer.send(Interested())
+            assert await peer.read_until(Unchoke, timeout=5) is not None
+            await peer.send(Request(index=missing, begin=0, length=16384))
+            reply = await peer.read_until((RejectRequest, Piece), timeout=5)
+            assert reply == RejectRequest(index=missing, begin=0, length=16384)
+            # a proper request now gets the verified data
+            await peer.send(Request(index=owned, begin=16384, length=16384))
+            reply = await peer.read_until((RejectRequest, Piece), timeout=5)
+            assert isinstance(reply, Piece) and reply.index == owned and reply.begin == 16384
+            assert bytes(reply.data) == read(owned, 16384, 16384)
+        assert torrent.state == "downloading"
+    async with Session(loopback_config(seed=1)) as target:  # a fresh seeder for the normal download
+        await _seed(target, payload)
+        await _normal_download(target, payload, tmp_path / "after")
+
+
+async def test_requests_without_fast_extension_for_missing_piece_drop_the_peer(tmp_path: Path) -> None:
+    """Without BEP 6 there is no reject: a request while choked is ignored; one for a missing piece drops us."""
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=52)
+    info = payload.metainfo.info
+    async with Session(loopback_config(seed=1)) as target:
+        torrent, have = await _partial_seed(tmp_path, payload, target)
+        missing = next(i for i in range(info.num_pieces) if i not in have)
+        owned = next(iter(have))
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=PLAIN)
+            assert isinstance(await peer.read_message(), BitfieldMsg)
+            await peer.send(Request(index=owned, begin=0, length=16384))  # choked: ignored
+            with pytest.raises(TimeoutError):
+                await peer.read_until(Piece, timeout=0.5)
+            assert not peer.eof
+            await peer.send(Request(index=missing, begin=0, length=16384))
+            assert await peer.wait_closed(timeout=5)
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=PLAIN)
+            await peer.read_message()
+            await peer.send(Interested())
+            await peer.read_until(Unchoke, timeout=5)
+            await peer.send(Request(index=owned, begin=info.piece_length - 100, length=16384))  # past the end
+            assert await peer.wait_closed(timeout=5)
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=PLAIN)
+            await peer.read_message()
+            await peer.send(Interested())
+            await peer.read_until(Unchoke, timeout=5)
+            await peer.send(Request(index=info.num_pieces + 3, begin=0, length=16384))  # out of range
+            assert await peer.wait_closed(timeout=5)
+        assert torrent.state == "downloading" and not torrent.peers
+
+
+# --------------------------------------------------------------------------- (d) handshakes
+
+
+async def test_bad_handshakes_are_closed(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 1 * MiB + 1, piece_length=256 * 1024, seed=61)
+    config = dataclasses.replace(loopback_config(seed=1), wire=WireConfig(handshake_timeout=1.0))
+    async with Session(config) as target:
+        await _seed(target, payload)
+        port = target.listen_port
+        # another info-hash
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            await peer.send_handshake(b"\x01" * 20)
+            assert await peer.read_handshake(timeout=5) is None
+            assert await peer.wait_closed(timeout=5)
+        # not the BitTorrent protocol string (e.g. an encrypted handshake)
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            await peer.send_raw(b"\x13BitTorrent protocoX" + bytes(48))
+            assert await peer.wait_closed(timeout=5)
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            await peer.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert await peer.wait_closed(timeout=5)
+        # truncated: half a handshake, then silence (closed by the handshake timeout) ...
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            whole = codec.encode_handshake(
+                Handshake(info_hash=payload.metainfo.info_hash, peer_id=hostile_peer_id(), reserved=EXT_FAST)
+            )
+            await peer.send_raw(whole[:30])
+            assert await peer.wait_closed(timeout=8)
+        # ... or then end-of-stream
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            await peer.send_raw(whole[:50])
+            peer.writer.write_eof()
+            assert await peer.wait_closed(timeout=5)
+        # silence from the start
+        async with await RawPeer.connect("127.0.0.1", port) as peer:
+            assert await peer.wait_closed(timeout=8)
+        await _normal_download(target, payload, tmp_path / "after")

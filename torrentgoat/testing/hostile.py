@@ -1,0 +1,420 @@
+"""Scripted hostile peers for tests and benchmarks, built on the wire codec (BEP 3 / BEP 6 framing).
+
+Nothing here goes through :class:`~torrentgoat.wire.connection.PeerConnection`: these peers write
+exactly the bytes a script asks for, so they can break every rule a real client keeps.
+
+* :class:`RawPeer` -- one scripted TCP connection to a peer (usually a torrentgoat session): send a
+  handshake (any info-hash), any message, or raw bytes; read the replies with the codec; learn
+  whether and when the other side closed the connection.
+* :class:`HostileSeeder` -- a listening "seed" on its own 127.0.0.1 port that answers requests
+  with honest, corrupt or garbage blocks (per piece if wanted), for a torrentgoat leecher to dial.
+* :func:`malformed_frames` -- named byte strings that break the framing or a message's rules
+  (length prefix 2^31, bitfield with spare bits set, 1 MiB request, ``have`` out of range, ...).
+* :func:`storage_reader` -- serve real blocks from a torrent's files on disk.
+
+Every read is bounded (frames above :data:`MAX_FRAME` are refused) and every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.errors import RemoteProtocolError
+from torrentgoat.metainfo import InfoDict
+from torrentgoat.primitives import InfoHash, PeerId
+from torrentgoat.storage import FileStorage
+from torrentgoat.wire import codec
+from torrentgoat.wire.messages import (
+    BitfieldMsg,
+    Handshake,
+    HaveAll,
+    Interested,
+    KeepAlive,
+    Piece,
+    RejectRequest,
+    Request,
+    Unchoke,
+    WireMessage,
+)
+
+__all__ = [
+    "MAX_FRAME",
+    "BlockReader",
+    "HostileSeeder",
+    "RawPeer",
+    "SeederStats",
+    "frame",
+    "hostile_peer_id",
+    "malformed_frames",
+    "storage_reader",
+]
+
+MAX_FRAME = 9 + 128 * 1024 + 1024
+"""Largest frame :class:`RawPeer` accepts from the other side (a 128 KiB block plus slack)."""
+
+BlockReader = Callable[[int, int, int], bytes]
+"""``read(piece, begin, length) -> bytes``: where a :class:`HostileSeeder` gets honest data."""
+
+
+def hostile_peer_id(rng: random.Random | None = None) -> PeerId:
+    """A peer id in the BEP 20 style that names these scripted peers (``-HX0001-`` + 12 random bytes)."""
+    rng = rng or random.Random()
+    return PeerId(b"-HX0001-" + bytes(rng.getrandbits(8) for _ in range(12)))
+
+
+def frame(msg_id: int, payload: bytes = b"", *, length: int | None = None) -> bytes:
+    """``<length><id><payload>`` with an optional lying ``length`` prefix (BEP 3 framing)."""
+    n = 1 + len(payload) if length is None else length
+    return struct.pack(">IB", n, msg_id) + payload
+
+
+def malformed_frames(num_pieces: int) -> dict[str, bytes]:
+    """Named frames a conforming peer never sends, for a torrent of ``num_pieces`` pieces.
+
+    Each one must make a strict peer drop the connection (or at least ignore it): the value of
+    this table is that tests and fuzz benchmarks share one list of known-bad inputs.
+    """
+    nbytes = (num_pieces + 7) // 8
+    spare = num_pieces % 8
+    bad_bitfield = bytearray(nbytes)
+    if spare:
+        bad_bitfield[-1] = 0xFF >> spare  # a bit beyond the last piece (BEP 3: spare bits are zero)
+    else:
+        bad_bitfield += b"\x01"  # no spare bits to set: one byte too many instead
+    return {
+        "length 2^31": struct.pack(">I", 1 << 31) + b"\x07" + bytes(64),
+        "length 2^32-1": struct.pack(">I", 0xFFFFFFFF) + b"\x05",
+        "bitfield with spare bits": frame(codec.MSG_BITFIELD, bytes(bad_bitfield)),
+        "bitfield too long": frame(codec.MSG_BITFIELD, bytes(nbytes + 9)),
+        "request of 1 MiB": frame(codec.MSG_REQUEST, struct.pack(">III", 0, 0, 1 << 20)),
+        "have out of range": frame(codec.MSG_HAVE, struct.pack(">I", num_pieces + 5)),
+        "have with a short payload": frame(codec.MSG_HAVE, b"\x00\x00"),
+        "choke with a payload": frame(codec.MSG_CHOKE, b"\x00"),
+        "piece without a header": frame(codec.MSG_PIECE, b"\x00\x00"),
+        "extended handshake not bencoded": frame(codec.MSG_EXTENDED, b"\x00" + b"not bencode"),
+        "garbage": bytes(random.Random(7).getrandbits(8) for _ in range(4096)),
+    }
+
+
+def storage_reader(info: InfoDict, root: str | os.PathLike[str]) -> BlockReader:
+    """Honest blocks from the torrent's files under ``root`` (read-only; pad files read as zeros)."""
+    storage = FileStorage(root, info, read_only=True)
+    return storage.read
+
+
+# --------------------------------------------------------------------------- a scripted connection
+
+
+class RawPeer:
+    """One scripted connection: write anything, read what comes back with the codec.
+
+    Use :meth:`connect`, then typically :meth:`handshake` and :meth:`send`; :meth:`wait_closed`
+    tells whether the other side hung up.  Always :meth:`close` (or use ``async with``).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.received: list[WireMessage] = []
+        """Every message read so far (keep-alives included)."""
+        self.peer_handshake: Handshake | None = None
+        self.eof = False
+
+    @classmethod
+    async def connect(cls, host: str, port: int, *, timeout: float = 5.0) -> RawPeer:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        return cls(reader, writer)
+
+    async def __aenter__(self) -> RawPeer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- writing
+
+    async def send_raw(self, data: bytes) -> bool:
+        """Write bytes; False when the connection is already gone."""
+        if self.writer.is_closing():
+            return False
+        try:
+            self.writer.write(data)
+            await self.writer.drain()
+        except (ConnectionError, OSError):
+            return False
+        return True
+
+    async def send(self, *messages: WireMessage) -> bool:
+        return await self.send_raw(b"".join(codec.encode_message(m) for m in messages))
+
+    async def send_handshake(
+        self,
+        info_hash: InfoHash | bytes,
+        *,
+        peer_id: PeerId | None = None,
+        reserved: bytes | None = None,
+    ) -> bool:
+        raw = info_hash if isinstance(info_hash, InfoHash) else InfoHash(info_hash)
+        handshake = Handshake(
+            info_hash=raw,
+            peer_id=peer_id or hostile_peer_id(),
+            reserved=codec.make_reserved(extensions=False, fast=True) if reserved is None else reserved,
+        )
+        return await self.send_raw(codec.encode_handshake(handshake))
+
+    async def handshake(
+        self,
+        info_hash: InfoHash | bytes,
+        *,
+        peer_id: PeerId | None = None,
+        reserved: bytes | None = None,
+        timeout: float = 5.0,
+    ) -> Handshake:
+        """Send our handshake and read theirs; raise :class:`ConnectionError` if they hang up instead."""
+        await self.send_handshake(info_hash, peer_id=peer_id, reserved=reserved)
+        handshake = await self.read_handshake(timeout=timeout)
+        if handshake is None:
+            raise ConnectionError("closed before the handshake")
+        return handshake
+
+    # --- reading
+
+    async def read_handshake(self, *, timeout: float = 5.0) -> Handshake | None:
+        """The other side's 68-byte handshake, or None if it closed first (:class:`TimeoutError` if neither)."""
+        try:
+            data = await asyncio.wait_for(self.reader.readexactly(codec.HANDSHAKE_LENGTH), timeout)
+        except TimeoutError:
+            raise  # (an OSError subclass: not to be taken for a closed connection)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.eof = True
+            return None
+        self.peer_handshake = codec.decode_handshake(data)
+        return self.peer_handshake
+
+    async def read_message(self, *, timeout: float = 5.0) -> WireMessage | None:
+        """The next message (unknown ids skipped), or None once the other side closed.
+
+        Raises :class:`TimeoutError` if nothing complete arrives in time and
+        :class:`~torrentgoat.errors.RemoteProtocolError` for frames above :data:`MAX_FRAME`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                header = await asyncio.wait_for(self.reader.readexactly(4), max(0.0, deadline - loop.time()))
+                (length,) = struct.unpack(">I", header)
+                if length == 0:
+                    self.received.append(KeepAlive())
+                    return self.received[-1]
+                if length > MAX_FRAME:
+                    raise RemoteProtocolError(f"frame of {length} bytes from the peer under test")
+                body = await asyncio.wait_for(
+                    self.reader.readexactly(length), max(0.0, deadline - loop.time())
+                )
+            except TimeoutError:
+                raise
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
+                self.eof = True
+                return None
+            message = codec.decode_message(body[0], body[1:])
+            if message is not None:
+                self.received.append(message)
+                return message
+
+    async def read_until(self, kind: type | tuple[type, ...], *, timeout: float = 5.0) -> WireMessage | None:
+        """Read until a message of ``kind`` arrives (returned) or the connection closes (None)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no {kind} within {timeout} s")
+            message = await self.read_message(timeout=remaining)
+            if message is None or isinstance(message, kind):
+                return message
+
+    async def wait_closed(self, *, timeout: float = 5.0) -> bool:
+        """Read and discard until the other side closes; True if it did within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.eof:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), remaining)
+            except TimeoutError:
+                return False
+            except (ConnectionError, OSError):
+                data = b""
+            if not data:
+                self.eof = True
+        return True
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+            await self.writer.wait_closed()
+
+
+# --------------------------------------------------------------------------- a hostile seed
+
+
+@dataclass(slots=True)
+class SeederStats:
+    """What a :class:`HostileSeeder` did, for assertions."""
+
+    connections: int = 0
+    handshakes: int = 0
+    requests: int = 0
+    blocks_sent: int = 0
+    corrupt_blocks_sent: int = 0
+    closed_by_peer: int = 0
+    """Connections the other side closed (e.g. because it banned us)."""
+    pieces_served: set[int] = field(default_factory=set)
+
+
+class HostileSeeder:
+    """A fake seed listening on 127.0.0.1 that answers requests according to ``behaviour``.
+
+    ``behaviour``: ``"honest"`` (real data), ``"corrupt"`` (real data with bytes flipped, so the
+    piece fails its SHA-1), ``"garbage"`` (random bytes of the right length).  ``corrupt_pieces``
+    restricts the lie to those pieces (others are honest).  ``block_delay`` slows every block.
+    The seed announces every piece (``have all`` with BEP 6, else a full bitfield) and unchokes at
+    once.  It keeps serving a peer until that peer hangs up (counted in ``stats.closed_by_peer``).
+    """
+
+    def __init__(
+        self,
+        info: InfoDict,
+        read: BlockReader,
+        *,
+        behaviour: str = "corrupt",
+        corrupt_pieces: Iterable[int] | None = None,
+        block_delay: float = 0.0,
+        fast: bool = True,
+        host: str = "127.0.0.1",
+        seed: int = 0,
+    ) -> None:
+        if behaviour not in ("honest", "corrupt", "garbage"):
+            raise ValueError(f"unknown behaviour {behaviour!r}")
+        self.info = info
+        self.read = read
+        self.behaviour = behaviour
+        self.corrupt_pieces = None if corrupt_pieces is None else frozenset(corrupt_pieces)
+        self.block_delay = block_delay
+        self.fast = fast
+        self.host = host
+        self.port = 0
+        self.stats = SeederStats()
+        self.peer_id = hostile_peer_id(random.Random(seed))
+        self._rng = random.Random(seed)
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> HostileSeeder:
+        self._server = await asyncio.start_server(self._on_client, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aenter__(self) -> HostileSeeder:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    def _lies_about(self, piece: int) -> bool:
+        if self.behaviour == "honest":
+            return False
+        return self.corrupt_pieces is None or piece in self.corrupt_pieces
+
+    def block(self, piece: int, begin: int, length: int) -> tuple[bytes, bool]:
+        """The block this seed sends for a request, and whether it is a lie."""
+        if not self._lies_about(piece):
+            return self.read(piece, begin, length), False
+        if self.behaviour == "garbage":
+            return bytes(self._rng.getrandbits(8) for _ in range(length)), True
+        data = bytearray(self.read(piece, begin, length))
+        data[0] ^= 0xFF
+        data[-1] ^= 0x5A
+        return bytes(data), True
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        self.stats.connections += 1
+        peer = RawPeer(reader, writer)
+        try:
+            await self._serve(peer)
+        except (ConnectionError, OSError, RemoteProtocolError, TimeoutError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            self._writers.discard(writer)
+            await peer.close()
+
+    async def _serve(self, peer: RawPeer) -> None:
+        handshake = await peer.read_handshake(timeout=10.0)
+        if handshake is None or handshake.info_hash != self.info.info_hash:
+            return
+        self.stats.handshakes += 1
+        await peer.send_handshake(
+            self.info.info_hash,
+            peer_id=self.peer_id,
+            reserved=codec.make_reserved(extensions=False, fast=self.fast),
+        )
+        n = self.info.num_pieces
+        opening: WireMessage = HaveAll() if self.fast else BitfieldMsg(data=Bitfield(n, full=True).to_bytes())
+        await peer.send(opening, Unchoke())
+        while True:
+            message = await peer.read_message(timeout=3600.0)
+            if message is None:
+                self.stats.closed_by_peer += 1
+                return
+            match message:
+                case Request(index=index, begin=begin, length=length):
+                    self.stats.requests += 1
+                    if not (0 <= index < n and begin >= 0 and begin + length <= self.info.piece_size(index)):
+                        if self.fast:
+                            await peer.send(RejectRequest(index=index, begin=begin, length=length))
+                        continue
+                    if self.block_delay:
+                        await asyncio.sleep(self.block_delay)
+                    data, lie = self.block(index, begin, length)
+                    if not await peer.send(Piece(index=index, begin=begin, data=data)):
+                        self.stats.closed_by_peer += 1
+                        return
+                    self.stats.blocks_sent += 1
+                    self.stats.corrupt_blocks_sent += lie
+                    self.stats.pieces_served.add(index)
+                case Interested():
+                    await peer.send(Unchoke())
+                case _:
+                    pass
