@@ -28,8 +28,11 @@ from typing import Any
 
 import pytest_asyncio
 
+from torrentgoat.aio.tracker import scrape
 from torrentgoat.creation import create_torrent
+from torrentgoat.errors import TrackerError
 from torrentgoat.metainfo import Metainfo
+from torrentgoat.primitives import InfoHash
 from torrentgoat.session import SessionConfig
 from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
 from torrentgoat.torrent import TorrentConfig
@@ -47,6 +50,7 @@ __all__ = [
     "make_model_torrent",
     "make_shard_torrent",
     "processes",
+    "wait_scrape",
     "wait_until",
 ]
 
@@ -206,6 +210,26 @@ async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] 
             f"{torrent.name} not complete after {timeout:.0f} s: state={torrent.state} have={have}/{total} "
             f"downloaded={torrent.downloaded} peers={connected} banned={list(torrent.pool.banned)}\n{details}"
         ) from None
+
+
+async def wait_scrape(
+    url: str, info_hash: InfoHash, *, complete: int, timeout: float = 10.0, incomplete: int | None = None
+) -> None:
+    """Poll a tracker's scrape (BEP 48 / BEP 15) until it counts ``complete`` seeders."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TrackerError):
+            reply = await scrape(url, [info_hash], timeout=5)
+            last = reply.get(info_hash)
+            if (
+                last is not None
+                and last.complete == complete
+                and (incomplete is None or last.incomplete == incomplete)
+            ):
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"tracker scrape of {url}: {last}, wanted {complete} seeders")
 
 
 # --------------------------------------------------------------------------- processes
