@@ -1,0 +1,288 @@
+"""Resume and verification of the engine (Session / Torrent), torrentgoat-only on 127.0.0.1.
+
+Shown here:
+
+* a leecher stopped mid-way (``torrent.stop``) and restarted in a new session on the same directory
+  checks what is there and downloads only the rest;
+* a piece corrupted on disk is found by the check and fetched again; the torrent is reported
+  complete only after that piece verified;
+* a seed with a corrupted piece on disk neither announces nor serves it (it serves only verified
+  data) and is not reported complete;
+* ``python -m torrentgoat get``: Ctrl-C (SIGINT) during a slow download exits 130 with the verified
+  pieces kept, and a rerun resumes and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.metainfo import InfoDict
+from torrentgoat.primitives import PeerAddress
+from torrentgoat.session import Session
+from torrentgoat.testing.hostile import RawPeer
+from torrentgoat.testing.swarm import (
+    MiB,
+    Payload,
+    assert_same_files,
+    describe,
+    files_on_disk,
+    loopback_config,
+    make_file_payload,
+    make_model_payload,
+    wait_until,
+)
+from torrentgoat.torrent import CheckProgressed, Completed, PieceFailed, Torrent, TorrentEvent
+from torrentgoat.wire import codec
+from torrentgoat.wire.messages import (
+    BitfieldMsg,
+    HaveNone,
+    Interested,
+    Piece,
+    RejectRequest,
+    Request,
+    Unchoke,
+)
+
+
+async def _complete(torrent: Torrent, timeout: float = 20.0) -> None:
+    try:
+        await asyncio.wait_for(torrent.wait_complete(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"not complete after {timeout} s: {describe(torrent)}") from None
+
+
+async def _seed(session: Session, payload: Payload) -> Torrent:
+    torrent = await session.add(payload.metainfo, payload.root, seed=True)
+    await _complete(torrent)
+    return torrent
+
+
+class _Recorder:
+    def __init__(self, torrent: Torrent) -> None:
+        self.events: list[TorrentEvent] = []
+        self.task = asyncio.create_task(self._run(torrent))
+
+    async def _run(self, torrent: Torrent) -> None:
+        async for event in torrent.events():
+            self.events.append(event)
+
+    def kinds(self) -> list[type]:
+        return [type(e) for e in self.events]
+
+
+def _verified_on_disk(info: InfoDict, root: Path) -> Bitfield:
+    """Pieces whose bytes on disk hash right (single-file torrents)."""
+    have = Bitfield(info.num_pieces)
+    path = root / info.name
+    if not path.exists():
+        return have
+    with path.open("rb") as handle:
+        for index in range(info.num_pieces):
+            handle.seek(index * info.piece_length)
+            if hashlib.sha1(handle.read(info.piece_size(index))).digest() == info.piece_hash(index):
+                have.add(index)
+    return have
+
+
+def _corrupt_piece(info: InfoDict, root: Path, index: int) -> None:
+    path = root / info.name
+    with path.open("r+b") as handle:
+        handle.seek(index * info.piece_length + 1000)
+        byte = handle.read(1)
+        handle.seek(index * info.piece_length + 1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+# --------------------------------------------------------------------------- stop and resume
+
+
+async def test_stopped_leecher_resumes_in_a_new_session_and_fetches_only_the_rest(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 8 * MiB + 999, piece_length=256 * 1024, seed=71)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1, upload_limit=3 * MiB)) as seeder:
+        seed_torrent = await _seed(seeder, payload)
+        peers = [f"127.0.0.1:{seeder.listen_port}"]
+        async with Session(loopback_config(seed=2)) as first:
+            torrent = await first.add(payload.metainfo, dest, peers=peers)
+            await wait_until(lambda: torrent.verified_bytes >= info.total_length // 3, timeout=20, what="a third")
+            torrent.stop("paused by the test")
+            await asyncio.wait_for(torrent.wait_stopped(), 10)
+            assert not torrent.is_complete
+            assert torrent.stop_reason == "paused by the test"
+            verified_at_stop = torrent.verified_bytes
+            pieces_at_stop = torrent.have.copy() if torrent.have is not None else None
+        assert verified_at_stop < info.total_length
+        assert pieces_at_stop is not None
+        on_disk = _verified_on_disk(info, dest)
+        assert all(i in on_disk for i in pieces_at_stop), "a piece reported verified is not on disk"
+        uploaded_before = seed_torrent.uploaded
+
+        async with Session(loopback_config(seed=3)) as second:
+            torrent = await second.add(payload.metainfo, dest, peers=peers)
+            recorder = _Recorder(torrent)
+            await _complete(torrent, 30)
+            assert torrent.hash_failures == 0
+            downloaded, wasted = torrent.downloaded, torrent.wasted
+            await asyncio.sleep(0)
+        kinds = recorder.kinds()
+        assert CheckProgressed in kinds or verified_at_stop == 0
+        assert downloaded < info.total_length
+        assert downloaded - wasted <= info.total_length - verified_at_stop
+        assert seed_torrent.uploaded - uploaded_before <= info.total_length - verified_at_stop + wasted
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_complete_data_on_disk_is_complete_after_the_check_alone(tmp_path: Path) -> None:
+    payload = make_model_payload(tmp_path, shards=2, shard_size=1 * MiB + 17, seed=72)
+    copy = tmp_path / "copy"
+    shutil.copytree(payload.root, copy)
+    async with Session(loopback_config(seed=1)) as session:
+        torrent = await session.add(payload.metainfo, copy)  # no peers at all
+        await _complete(torrent, 10)
+        assert torrent.downloaded == 0
+        assert torrent.verified_bytes == torrent.wanted_bytes
+        await asyncio.wait_for(torrent.wait_stopped(), 5)
+    assert torrent.stop_reason == "complete"
+
+
+# --------------------------------------------------------------------------- corruption on disk
+
+
+async def test_corrupted_piece_on_disk_is_detected_and_fetched_again(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 4 * MiB + 1234, piece_length=256 * 1024, seed=73)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    (dest).mkdir()
+    shutil.copyfile(payload.root / info.name, dest / info.name)
+    bad = 5
+    _corrupt_piece(info, dest, bad)
+    assert bad not in _verified_on_disk(info, dest)
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        seed_torrent = await _seed(seeder, payload)
+        torrent = await leecher.add(payload.metainfo, dest)  # no peer yet: only the check runs
+        recorder = _Recorder(torrent)
+        await wait_until(lambda: torrent.state == "downloading", timeout=10, what="the check")
+        assert torrent.have is not None
+        assert bad not in torrent.have
+        assert torrent.have.count == info.num_pieces - 1
+        assert not torrent.is_complete  # not before piece 5 verified
+        await asyncio.sleep(0.3)
+        assert not torrent.is_complete and Completed not in recorder.kinds()
+        torrent.add_peers(
+            [PeerAddress("127.0.0.1", seeder.listen_port)],
+            "manual",
+        )
+        await _complete(torrent, 20)
+        assert torrent.downloaded - torrent.wasted == info.piece_size(bad)
+        assert seed_torrent.uploaded <= info.piece_size(bad) + torrent.wasted
+        assert PieceFailed not in recorder.kinds()  # the check found it; nothing failed in transfer
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_seed_with_a_corrupted_piece_never_serves_it(tmp_path: Path) -> None:
+    """Seeds serve only verified data: a bad piece on the seed's disk is neither announced nor sent."""
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=74)
+    info = payload.metainfo.info
+    seed_dir = tmp_path / "bad-seed"
+    seed_dir.mkdir()
+    shutil.copyfile(payload.root / info.name, seed_dir / info.name)
+    bad = 2
+    _corrupt_piece(info, seed_dir, bad)
+    dest = tmp_path / "down"
+    async with (
+        Session(loopback_config(seed=1)) as bad_seeder,
+        Session(loopback_config(seed=3)) as good_seeder,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        seeding = await bad_seeder.add(payload.metainfo, seed_dir, seed=True)
+        await wait_until(lambda: seeding.state == "downloading", timeout=10, what="the seed's check")
+        assert not seeding.is_complete, "a seed with a bad piece reported complete"
+        assert seeding.have is not None and bad not in seeding.have
+        async with await RawPeer.connect("127.0.0.1", bad_seeder.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=codec.make_reserved(extensions=False, fast=True))
+            opening = await peer.read_message()
+            assert isinstance(opening, BitfieldMsg)
+            announced = Bitfield.from_bytes(opening.data, info.num_pieces)
+            assert bad not in announced and announced.count == info.num_pieces - 1
+            await peer.send(HaveNone(), Interested())
+            await peer.read_until(Unchoke)
+            await peer.send(Request(index=bad, begin=0, length=16384))
+            assert await peer.read_until((RejectRequest, Piece)) == RejectRequest(index=bad, begin=0, length=16384)
+        torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{bad_seeder.listen_port}"])
+        await wait_until(
+            lambda: torrent.have is not None and torrent.have.count == info.num_pieces - 1,
+            timeout=20,
+            what="every piece but the bad one",
+        )
+        await asyncio.sleep(0.5)
+        assert not torrent.is_complete and torrent.hash_failures == 0
+        assert torrent.have is not None and bad not in torrent.have
+        await _seed(good_seeder, payload)
+        torrent.add_peers(
+            [PeerAddress("127.0.0.1", good_seeder.listen_port)],
+            "manual",
+        )
+        await _complete(torrent, 20)
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+# --------------------------------------------------------------------------- CLI: Ctrl-C and rerun
+
+
+async def _cli_get(payload: Payload, dest: Path, port: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "torrentgoat", "get", str(payload.torrent_path), "-o", str(dest),
+        "--peer", f"127.0.0.1:{port}", "--no-dht", "--no-trackers",
+        "--listen", "127.0.0.1", "--listen6", "", "--port", "0", "--quiet",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _finish(proc: asyncio.subprocess.Process, timeout: float) -> tuple[int, str]:
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"torrentgoat get did not exit within {timeout} s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+async def test_cli_get_sigint_keeps_pieces_and_rerun_resumes(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 8 * MiB, piece_length=256 * 1024, seed=75)
+    info = payload.metainfo.info
+    dest = tmp_path / "cli-down"
+    async with Session(loopback_config(seed=1, upload_limit=1 * MiB)) as slow:
+        slow_torrent = await _seed(slow, payload)
+        proc = await _cli_get(payload, dest, slow.listen_port)
+        await wait_until(
+            lambda: _verified_on_disk(info, dest).count >= 3 or proc.returncode is not None,
+            timeout=20,
+            what="three pieces on disk",
+            step=0.2,
+        )
+        assert proc.returncode is None, "finished before the interrupt"
+        proc.send_signal(signal.SIGINT)
+        code, output = await _finish(proc, 15)
+        assert code == 130, f"exit {code}\n{output}"
+        assert "Traceback" not in output, output
+        kept = _verified_on_disk(info, dest)
+        assert 3 <= kept.count < info.num_pieces
+        served_before = slow_torrent.uploaded
+    async with Session(loopback_config(seed=2)) as fast:
+        fast_torrent = await _seed(fast, payload)
+        code, output = await _finish(await _cli_get(payload, dest, fast.listen_port), 40)
+        assert code == 0, f"exit {code}\n{output}"
+        fetched = fast_torrent.uploaded
+    assert served_before > 0
+    assert fetched <= info.total_length - kept.count * info.piece_length + 2 * info.piece_length
+    assert_same_files(payload.metainfo, payload.root, dest)
+    assert files_on_disk(dest) == {info.name}
