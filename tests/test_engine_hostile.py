@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from torrentgoat.bitfield import Bitfield
+from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
 from torrentgoat.testing.hostile import (
@@ -47,7 +48,7 @@ from torrentgoat.testing.swarm import (
     make_file_payload,
     make_model_payload,
 )
-from torrentgoat.torrent import PeerBanned, PieceFailed, Torrent, TorrentEvent
+from torrentgoat.torrent import MetadataReceived, PeerBanned, PieceFailed, Torrent, TorrentEvent
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import WireConfig
 from torrentgoat.wire.messages import (
@@ -174,6 +175,81 @@ async def _wait(predicate: Callable[[], bool], timeout: float, state: Callable[[
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s: {state()}")
         await asyncio.sleep(0.05)
+
+
+async def test_silent_seed_does_not_stall_the_download(tmp_path: Path) -> None:
+    """A seed that unchokes and takes requests but never answers: the honest seeder finishes the job
+    (end game / snubbing), well before the 30 s snub timeout would matter."""
+    payload = make_file_payload(tmp_path, 3 * MiB, piece_length=256 * 1024, seed=33)
+    info = payload.metainfo.info
+    async with (
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour="silent") as silent,
+        Session(loopback_config(seed=1, upload_limit=2 * MiB)) as honest,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        await _seed(honest, payload)
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[silent.address, f"127.0.0.1:{honest.listen_port}"]
+        )
+        await _complete(torrent, 20)
+        assert silent.stats.requests > 0, "the silent seed was never asked"
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: a peer that unchokes but answers every request with a BEP 6 reject is asked "
+    "for the same blocks again at once (core.py RequestRejected -> picker.request_rejected -> "
+    "_fill_requests): thousands of requests per second and most of a CPU core, for as long as it likes",
+)
+async def test_peer_rejecting_every_request_does_not_cause_a_request_storm(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=34)
+    info = payload.metainfo.info
+    blocks = info.total_length // 16384
+    async with (
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour="reject") as rejecter,
+        Session(loopback_config(seed=1)) as honest,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        await _seed(honest, payload)
+        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[rejecter.address])
+        await _wait(lambda: rejecter.stats.requests > 0, 10, lambda: describe(torrent))
+        await asyncio.sleep(2.0)
+        requests = rejecter.stats.requests
+        torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
+        await _complete(torrent, 20)  # the download itself is fine
+    # Every block may be asked for a few times, not thousands of times a second.
+    assert requests <= 4 * blocks, f"{requests} requests in 2 s to a peer rejecting all ({blocks} blocks)"
+
+
+@pytest.mark.parametrize("lie", ["corrupt", "reject", "oversized"])
+async def test_magnet_metadata_from_a_lying_peer_is_refused(tmp_path: Path, lie: str) -> None:
+    """BEP 9: metadata that does not hash to the info-hash (or is refused, or announced as 64 MiB) is
+    never used; an honest seeder added later supplies the real info dictionary."""
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=35)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    async with (
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour="honest", metadata=lie) as liar,
+        Session(loopback_config(seed=1)) as honest,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        await _seed(honest, payload)
+        magnet = dataclasses.replace(
+            Magnet.from_metainfo(payload.metainfo), peers=(PeerAddress("127.0.0.1", liar.port),)
+        )
+        torrent = await leecher.add(magnet.to_uri(), dest)
+        recorder = _Recorder(torrent)
+        await _wait(lambda: liar.stats.handshakes > 0, 10, lambda: describe(torrent))
+        await asyncio.sleep(1.0)
+        assert torrent.info is None and torrent.state == "metadata"
+        assert not dest.exists() or not any(dest.iterdir()), "files created before the metadata"
+        torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
+        got = await asyncio.wait_for(torrent.wait_metadata(), 10)
+        assert got.raw == info.raw
+        await _complete(torrent)
+        assert len(recorder.of(MetadataReceived)) == 1
+    assert_same_files(payload.metainfo, payload.root, dest)
 
 
 # --------------------------------------------------------------------------- (b) malformed messages

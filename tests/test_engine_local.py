@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
@@ -96,13 +94,9 @@ async def test_multi_file_with_pads_one_seeder_three_leechers(tmp_path: Path) ->
         assert not any(".pad" in p for p in on_disk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: when two leechers dial each other at the same time, each closes its "
-    "outgoing connection as a 'duplicate connection to the same peer id' (core.py peer_event "
-    "HandshakeReceived), which is the other's incoming one: both connections die, no tie-break",
-)
 async def test_leechers_that_all_dial_each_other_trade_pieces(tmp_path: Path) -> None:
+    """Simultaneous dials between leechers: one connection per pair must survive (regression test:
+    both sides used to close their outgoing connection as a duplicate, so none survived)."""
     payload = make_file_payload(tmp_path, 6 * MiB, piece_length=256 * 1024, seed=13)
     seeder = loopback_config(seed=0, upload_limit=3 * MiB)
     async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="full", seeder_config=seeder) as swarm:

@@ -33,10 +33,15 @@ from torrentgoat.storage import FileStorage
 from torrentgoat.wire import codec
 from torrentgoat.wire.messages import (
     BitfieldMsg,
+    Extended,
+    ExtendedHandshake,
     Handshake,
     HaveAll,
     Interested,
     KeepAlive,
+    MetadataData,
+    MetadataReject,
+    MetadataRequest,
     Piece,
     RejectRequest,
     Request,
@@ -58,6 +63,9 @@ __all__ = [
 
 MAX_FRAME = 9 + 128 * 1024 + 1024
 """Largest frame :class:`RawPeer` accepts from the other side (a 128 KiB block plus slack)."""
+
+_UT_METADATA = 3
+"""The extended message id this seed asks for ``ut_metadata`` messages with (BEP 10 ``m``)."""
 
 BlockReader = Callable[[int, int, int], bytes]
 """``read(piece, begin, length) -> bytes``: where a :class:`HostileSeeder` gets honest data."""
@@ -276,6 +284,7 @@ class SeederStats:
     requests: int = 0
     blocks_sent: int = 0
     corrupt_blocks_sent: int = 0
+    metadata_requests: int = 0
     closed_by_peer: int = 0
     """Connections the other side closed (e.g. because it banned us)."""
     pieces_served: set[int] = field(default_factory=set)
@@ -285,8 +294,14 @@ class HostileSeeder:
     """A fake seed listening on 127.0.0.1 that answers requests according to ``behaviour``.
 
     ``behaviour``: ``"honest"`` (real data), ``"corrupt"`` (real data with bytes flipped, so the
-    piece fails its SHA-1), ``"garbage"`` (random bytes of the right length).  ``corrupt_pieces``
+    piece fails its SHA-1), ``"garbage"`` (random bytes of the right length), ``"silent"`` (takes
+    requests, never answers), ``"reject"`` (BEP 6 reject for every request).  ``corrupt_pieces``
     restricts the lie to those pieces (others are honest).  ``block_delay`` slows every block.
+
+    ``metadata`` turns on BEP 10 / BEP 9 so magnet leechers can ask for the info dictionary:
+    ``"honest"`` serves ``info.raw``, ``"corrupt"`` serves it with a byte flipped (it cannot hash to
+    the info-hash), ``"reject"`` rejects every metadata request, ``"oversized"`` announces a
+    ``metadata_size`` of 64 MiB.
     The seed announces every piece (``have all`` with BEP 6, else a full bitfield) and unchokes at
     once.  It keeps serving a peer until that peer hangs up (counted in ``stats.closed_by_peer``).
     """
@@ -299,12 +314,16 @@ class HostileSeeder:
         behaviour: str = "corrupt",
         corrupt_pieces: Iterable[int] | None = None,
         block_delay: float = 0.0,
+        metadata: str | None = None,
         fast: bool = True,
         host: str = "127.0.0.1",
         seed: int = 0,
     ) -> None:
-        if behaviour not in ("honest", "corrupt", "garbage"):
+        if behaviour not in ("honest", "corrupt", "garbage", "silent", "reject"):
             raise ValueError(f"unknown behaviour {behaviour!r}")
+        if metadata not in (None, "honest", "corrupt", "reject", "oversized"):
+            raise ValueError(f"unknown metadata behaviour {metadata!r}")
+        self.metadata = metadata
         self.info = info
         self.read = read
         self.behaviour = behaviour
@@ -349,7 +368,7 @@ class HostileSeeder:
             self._server = None
 
     def _lies_about(self, piece: int) -> bool:
-        if self.behaviour == "honest":
+        if self.behaviour not in ("corrupt", "garbage"):
             return False
         return self.corrupt_pieces is None or piece in self.corrupt_pieces
 
@@ -385,12 +404,18 @@ class HostileSeeder:
         if handshake is None or handshake.info_hash != self.info.info_hash:
             return
         self.stats.handshakes += 1
+        extensions = self.metadata is not None and handshake.supports_extensions
         await peer.send_handshake(
             self.info.info_hash,
             peer_id=self.peer_id,
-            reserved=codec.make_reserved(extensions=False, fast=self.fast),
+            reserved=codec.make_reserved(extensions=self.metadata is not None, fast=self.fast),
         )
         n = self.info.num_pieces
+        their_metadata_id = 0
+        if extensions:
+            size = 64 * 1024 * 1024 if self.metadata == "oversized" else len(self.info.raw)
+            ours = ExtendedHandshake(m={"ut_metadata": _UT_METADATA}, metadata_size=size, v="hostile 0.1")
+            await peer.send(Extended(ext_id=0, payload=codec.encode_extended_handshake(ours)))
         opening: WireMessage = HaveAll() if self.fast else BitfieldMsg(data=Bitfield(n, full=True).to_bytes())
         await peer.send(opening, Unchoke())
         while True:
@@ -401,6 +426,12 @@ class HostileSeeder:
             match message:
                 case Request(index=index, begin=begin, length=length):
                     self.stats.requests += 1
+                    if self.behaviour == "silent":
+                        continue
+                    if self.behaviour == "reject":
+                        if self.fast:
+                            await peer.send(RejectRequest(index=index, begin=begin, length=length))
+                        continue
                     if not (0 <= index < n and begin >= 0 and begin + length <= self.info.piece_size(index)):
                         if self.fast:
                             await peer.send(RejectRequest(index=index, begin=begin, length=length))
@@ -416,5 +447,26 @@ class HostileSeeder:
                     self.stats.pieces_served.add(index)
                 case Interested():
                     await peer.send(Unchoke())
+                case Extended(ext_id=0, payload=payload) if extensions:
+                    their_metadata_id = codec.decode_extended_handshake(payload).m.get("ut_metadata", 0)
+                case Extended(ext_id=ext_id, payload=payload) if extensions and ext_id == _UT_METADATA:
+                    request = codec.decode_metadata_message(payload)
+                    if isinstance(request, MetadataRequest) and their_metadata_id:
+                        self.stats.metadata_requests += 1
+                        reply = self._metadata_reply(request.piece)
+                        await peer.send(
+                            Extended(ext_id=their_metadata_id, payload=codec.encode_metadata_message(reply))
+                        )
                 case _:
                     pass
+
+    def _metadata_reply(self, piece: int) -> MetadataData | MetadataReject:
+        raw = self.info.raw
+        start = piece * codec.METADATA_PIECE_SIZE
+        if self.metadata == "reject" or start >= len(raw):
+            return MetadataReject(piece=piece)
+        data = bytearray(raw[start : start + codec.METADATA_PIECE_SIZE])
+        if self.metadata == "corrupt":
+            data[len(data) // 2] ^= 0x01
+        total = 64 * 1024 * 1024 if self.metadata == "oversized" else len(raw)
+        return MetadataData(piece=piece, total_size=total, data=bytes(data))
