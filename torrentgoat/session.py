@@ -304,6 +304,7 @@ class Session:
             upload_limit=self._upload,
             download_limit=self._download,
             add_dht_node=self._add_dht_node if self.dht is not None else None,
+            max_open_files=self.config.io.max_open_files,
         )
         sources: list[PeerSource] = []
         trackers = metainfo.announce_tiers if metainfo is not None else ()

@@ -86,7 +86,15 @@ from torrentgoat.wire.events import (
     PortReceived,
     RequestRejected,
 )
-from torrentgoat.wire.messages import Cancel, Have, Interested, MetadataRequest, NotInterested, Request
+from torrentgoat.wire.messages import (
+    Cancel,
+    Have,
+    Interested,
+    MetadataRequest,
+    NotInterested,
+    RejectRequest,
+    Request,
+)
 from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
 
 __all__ = ["PeerSource", "Torrent", "TorrentContext"]
@@ -127,6 +135,8 @@ class TorrentContext:
     download_limit: TokenBucket = field(default_factory=lambda: TokenBucket(0))
     add_dht_node: Callable[[PeerAddress], None] | None = None
     """Called with ``(peer ip, port)`` when a peer sends a BEP 5 ``port`` message."""
+    max_open_files: int = 128
+    """File descriptors one torrent's storage keeps open at once."""
     storage_factory: Callable[[Path, Layout, frozenset[int]], Storage] | None = None
     """Builds storage for a torrent (default: :class:`FileStorage` under the download directory)."""
 
@@ -395,7 +405,7 @@ class Torrent:
         if self.ctx.storage_factory is not None:
             storage = self.ctx.storage_factory(self.dest, layout, skipped)
         else:
-            storage = FileStorage(self.dest, layout, skipped=skipped)
+            storage = FileStorage(self.dest, layout, skipped=skipped, max_open_files=self.ctx.max_open_files)
         self.storage = storage
         wanted = storage.wanted_pieces()
         self._wanted_bytes = sum(info.piece_size(i) for i in wanted)
@@ -936,9 +946,13 @@ class Torrent:
                         block.piece, block.begin, block.length, info.piece_size(block.piece)
                     )
                 except StorageError as exc:
-                    log.error("%s: cannot read piece %d to serve it: %s", self.name, block.piece, exc)
-                    self.stop(f"storage error: {exc}")
-                    return
+                    # e.g. a piece straddling a file the user skipped: we verified it in memory but
+                    # never stored the skipped part.  Refuse this request; keep serving the rest.
+                    log.info("%s: cannot serve piece %d: %s", self.name, block.piece, exc)
+                    if engine.fast and engine.has_peer_request(block.piece, block.begin, block.length):
+                        engine.send(RejectRequest(index=block.piece, begin=block.begin, length=block.length))
+                        ps.driver.flush()
+                    continue
                 await self.ctx.upload_limit.acquire(block.length)
                 if ps.driver.closed:
                     return
