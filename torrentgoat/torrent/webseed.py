@@ -1,0 +1,257 @@
+"""Web seeds as a block source of a torrent (level L5): BEP 19 over :mod:`torrentgoat.aio.webseed`.
+
+A :class:`WebSeedSource` serves a :class:`~torrentgoat.torrent.core.Torrent` from its ``url-list``
+(or a magnet's ``ws=``).  Each URL joins the torrent's picker as a seed (BEP 19: "the server acts as
+a permanently unchoked seed") under the key ``("webseed", url)`` through the torrent's block-source
+hooks, and a few workers per URL loop:
+
+1. pick up to ``request_bytes`` worth of blocks (:meth:`Torrent.source_pick`: started pieces first,
+   then whole new pieces in the torrent's strategy order);
+2. merge the blocks into runs of consecutive torrent bytes and fetch each run with range requests
+   (pad files are filled with zeros locally, never requested);
+3. deliver the blocks (:meth:`Torrent.source_block`): they are hashed, written and announced like a
+   peer's; blocks not delivered (HTTP error, back-off) go back to the picker
+   (:meth:`Torrent.source_release`) for peers or other URLs.
+
+A URL is dropped for this torrent when a piece it contributed to fails its hash check (BEP 19), or
+when it breaks a rule (:class:`~torrentgoat.aio.webseed.WebSeedRejected`).  The source returns when
+the torrent is complete or every URL is dropped.  Memory: at most ``max_in_flight_bytes`` of
+response bodies are held at once, whatever the number of URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from torrentgoat.aio.webseed import (
+    WebSeedClient,
+    WebSeedConfig,
+    WebSeedRejected,
+    WebSeedRetryLater,
+    WebSeedStats,
+)
+from torrentgoat.errors import ConfigError, WebSeedError
+from torrentgoat.metainfo import InfoDict
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.torrent.core import PeerSource, Torrent
+
+__all__ = ["HTTPSessionSource", "WebSeedSource", "block_runs"]
+
+log = logging.getLogger("torrentgoat.webseed")
+
+HTTPSessionSource = aiohttp.ClientSession | Callable[[], Awaitable[aiohttp.ClientSession]]
+"""An aiohttp session, or an async function returning one (e.g. ``Session.http``)."""
+
+_IDLE_MIN = 0.05
+_IDLE_MAX = 0.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Run:
+    """Consecutive torrent bytes covering some picked blocks."""
+
+    start: int
+    length: int
+    blocks: tuple[BlockRef, ...]
+
+
+def block_runs(info: InfoDict, blocks: Sequence[BlockRef], *, max_bytes: int) -> list[_Run]:
+    """Group blocks into runs of consecutive torrent bytes of at most ``max_bytes`` (at least one block).
+
+    Blocks of one piece picked together are consecutive, and so are the end of a piece and the
+    start of the next: each run is one range request per file it touches.
+    """
+    plen = info.piece_length
+    ordered = sorted(blocks, key=lambda b: (b.piece, b.begin))
+    runs: list[_Run] = []
+    current: list[BlockRef] = []
+    start = end = 0
+    for block in ordered:
+        offset = block.piece * plen + block.begin
+        if current and offset == end and end + block.length - start <= max_bytes:
+            current.append(block)
+            end += block.length
+            continue
+        if current:
+            runs.append(_Run(start=start, length=end - start, blocks=tuple(current)))
+        current = [block]
+        start, end = offset, offset + block.length
+    if current:
+        runs.append(_Run(start=start, length=end - start, blocks=tuple(current)))
+    return runs
+
+
+class WebSeedSource(PeerSource):
+    """Downloads a torrent's blocks from BEP 19 web seeds, alongside (or instead of) peers.
+
+    ``urls``: the torrent's ``url-list`` / magnet ``ws=`` entries (duplicates and non-HTTP URLs are
+    ignored, the latter with a warning).  ``http_session``: an :class:`aiohttp.ClientSession` the
+    caller owns, or an async function returning one.  ``connections_per_url``: concurrent requests
+    to one URL (2..4 is polite).  ``request_bytes``: blocks picked per request round.
+    ``max_in_flight_bytes``: response bytes held at once over all URLs.
+    """
+
+    name = "webseed"
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        http_session: HTTPSessionSource,
+        *,
+        config: WebSeedConfig | None = None,
+        connections_per_url: int = 2,
+        request_bytes: int = 1024 * 1024,
+        max_in_flight_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        if not 1 <= connections_per_url <= 16:
+            raise ConfigError(f"connections_per_url must be in 1..16, got {connections_per_url}")
+        if request_bytes < BLOCK_SIZE or max_in_flight_bytes < BLOCK_SIZE:
+            raise ConfigError("request_bytes and max_in_flight_bytes must be at least one block (16 KiB)")
+        self.urls = list(dict.fromkeys(u for u in urls if u))
+        self.http_session = http_session
+        self.config = config or WebSeedConfig()
+        self.connections_per_url = connections_per_url
+        self.request_bytes = min(request_bytes, self.config.max_request_bytes)
+        self.max_in_flight_bytes = max_in_flight_bytes
+        self.clients: dict[str, WebSeedClient] = {}
+        """The URLs in use (and dropped ones, with ``dropped`` set), once metadata is known."""
+        self._workers: dict[str, list[asyncio.Task[None]]] = {}
+        self._torrent: Torrent | None = None
+        self._completed = False
+
+    # ------------------------------------------------------------------ PeerSource
+
+    def completed(self) -> None:
+        self._completed = True
+
+    async def stopped(self) -> None:
+        tasks = [t for ts in self._workers.values() for t in ts if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stats(self) -> dict[str, WebSeedStats]:
+        """Counters per URL."""
+        return {url: client.stats for url, client in self.clients.items()}
+
+    def dropped(self) -> dict[str, str]:
+        """URLs dropped for this torrent and why."""
+        return {url: c.dropped for url, c in self.clients.items() if c.dropped}
+
+    async def run(self, torrent: Torrent) -> None:
+        """Serve ``torrent`` from the web seeds until it is complete or every URL is dropped."""
+        if not self.urls:
+            return
+        info = await torrent.wait_metadata()
+        session = self.http_session
+        if not isinstance(session, aiohttp.ClientSession):
+            session = await session()
+        self._torrent = torrent
+        for url in self.urls:
+            try:
+                self.clients[url] = WebSeedClient(url, info, session, config=self.config)
+            except WebSeedError as exc:
+                log.warning("%s: %s", torrent.name, exc)
+        if not self.clients:
+            return
+        workers = len(self.clients) * self.connections_per_url
+        chunk = max(BLOCK_SIZE, min(self.request_bytes, self.max_in_flight_bytes // workers))
+        count = max(1, chunk // BLOCK_SIZE)
+        for url, client in self.clients.items():
+            key = ("webseed", url)
+            torrent.register_source(key, self._failure_callback(url))
+            self._workers[url] = [
+                asyncio.ensure_future(self._worker(torrent, client, key, count, chunk))
+                for _ in range(self.connections_per_url)
+            ]
+        try:
+            pending: set[asyncio.Task[None]] = {t for ts in self._workers.values() for t in ts}
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        raise error  # a bug: let the torrent see it
+        finally:
+            await self.stopped()
+            for url in self.clients:
+                torrent.unregister_source(("webseed", url))
+
+    # ------------------------------------------------------------------ workers
+
+    def _failure_callback(self, url: str) -> Callable[[int], None]:
+        def on_piece_failed(index: int) -> None:
+            client = self.clients[url]
+            if not client.dropped:
+                reason = f"piece {index} it contributed to failed its hash check"
+                log.warning("web seed %s dropped: %s (BEP 19)", url, reason)
+                client.drop(reason)
+            for task in self._workers.get(url, ()):
+                task.cancel()
+            if self._torrent is not None:
+                self._torrent.unregister_source(("webseed", url))
+
+        return on_piece_failed
+
+    @staticmethod
+    def _stopping(torrent: Torrent) -> bool:
+        return torrent.is_complete or torrent.state in ("stopping", "stopped")
+
+    async def _worker(
+        self, torrent: Torrent, client: WebSeedClient, key: Hashable, count: int, chunk: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        idle = _IDLE_MIN
+        while not client.dropped and not self._stopping(torrent):
+            wait = client.retry_at - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            blocks = torrent.source_pick(key, count)
+            if not blocks:
+                # not ready yet (checking), or every missing block is in flight elsewhere
+                await asyncio.sleep(idle)
+                idle = min(idle * 2, _IDLE_MAX)
+                continue
+            idle = _IDLE_MIN
+            await self._fetch(torrent, client, key, blocks, chunk)
+
+    async def _fetch(
+        self, torrent: Torrent, client: WebSeedClient, key: Hashable, blocks: list[BlockRef], chunk: int
+    ) -> None:
+        info = client.info
+        runs = block_runs(info, blocks, max_bytes=chunk)
+        undelivered = list(blocks)
+        try:
+            for run in runs:
+                if client.dropped or self._stopping(torrent):
+                    return
+                await torrent.ctx.download_limit.acquire(run.length)
+                try:
+                    data = await client.fetch(run.start, run.length)
+                except WebSeedRetryLater as exc:
+                    log.info("%s: %s", torrent.name, exc)
+                    return
+                except WebSeedRejected as exc:
+                    log.warning("%s: web seed dropped: %s", torrent.name, exc)
+                    return
+                if client.dropped or self._stopping(torrent):
+                    return
+                view = memoryview(data)
+                pos = 0
+                for block in run.blocks:
+                    torrent.source_block(key, block, view[pos : pos + block.length])
+                    pos += block.length
+                delivered = set(run.blocks)
+                undelivered = [b for b in undelivered if b not in delivered]
+        finally:
+            if torrent.state not in ("stopping", "stopped"):
+                if client.dropped:
+                    torrent.unregister_source(key)  # gives back every block of this URL
+                elif undelivered:
+                    torrent.source_release(key, undelivered)
