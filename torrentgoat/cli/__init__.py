@@ -20,31 +20,37 @@ from collections.abc import Sequence
 from torrentgoat import __version__
 from torrentgoat.errors import TorrentGoatError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "command_names", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_names() -> list[str]:
+    """Every command module of this package (those not starting with an underscore)."""
+    return [info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``only``, just that command's module is imported (fast start-up)."""
     parser = argparse.ArgumentParser(
         prog="torrentgoat",
         description="Pure-asyncio BitTorrent for distributing AI models.",
     )
     parser.add_argument("--version", action="version", version=f"torrentgoat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    modules = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "register"):
-            modules.append(module)
+    names = command_names()
+    if only is not None and only in names:
+        names = [only]
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names]
+    modules = [m for m in modules if hasattr(m, "register")]
     for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    parser = build_parser(only=command)
+    args = parser.parse_args(arguments)
     try:
         code: int = args.func(args)
     except TorrentGoatError as exc:
