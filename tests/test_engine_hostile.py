@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +49,14 @@ from torrentgoat.testing.swarm import (
     make_file_payload,
     make_model_payload,
 )
-from torrentgoat.torrent import MetadataReceived, PeerBanned, PieceFailed, Torrent, TorrentEvent
+from torrentgoat.torrent import (
+    MetadataReceived,
+    PeerBanned,
+    PieceFailed,
+    Torrent,
+    TorrentConfig,
+    TorrentEvent,
+)
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import WireConfig
 from torrentgoat.wire.messages import (
@@ -307,6 +315,70 @@ async def test_slow_drip_of_an_oversized_frame_is_refused_before_it_is_buffered(
             await peer.send_raw((100 * MiB).to_bytes(4, "big") + bytes([codec.MSG_EXTENDED]))
             assert await peer.wait_closed(timeout=5)
         await _normal_download(target, payload, tmp_path / "after")
+
+
+async def test_peer_that_never_reads_gets_a_bounded_buffer(tmp_path: Path) -> None:
+    """A peer asks for 32 MiB in 128 KiB blocks and stops reading: the seed holds at most its write
+    buffer's high mark (4 MiB, aio/peer.py) plus one block for it, and keeps serving others."""
+    payload = make_file_payload(tmp_path, 32 * MiB, piece_length=256 * 1024, seed=44)
+    small = make_file_payload(tmp_path / "small", 2 * MiB, piece_length=256 * 1024, seed=45)
+    info = payload.metainfo.info
+    big_block = 128 * 1024
+    async with Session(loopback_config(seed=1)) as target:
+        seeded = await _seed(target, payload)
+        await _seed(target, small)
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            sock = peer.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await peer.handshake(info.info_hash, reserved=EXT_FAST)
+            await peer.read_message()
+            await peer.send(HaveNone(), Interested())
+            await peer.read_until(Unchoke)
+            peer.writer.transport.pause_reading()  # type: ignore[attr-defined]
+            requests = [
+                Request(index=i, begin=b, length=big_block)
+                for i in range(info.num_pieces)
+                for b in range(0, info.piece_length, big_block)
+            ]
+            await peer.send(*requests)
+            await asyncio.sleep(1.0)
+            (state,) = seeded.peers.values()
+            assert state.driver.transport is not None
+            buffered = state.driver.transport.get_write_buffer_size()
+            assert buffered <= 4 * MiB + big_block + 1024, f"{buffered} bytes buffered for a peer that never reads"
+            assert seeded.uploaded < info.total_length
+            assert len(state.upload_queue) > 0  # the rest waits for the socket, not in memory
+            await _normal_download(target, small, tmp_path / "small-down")  # others are still served
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine limitation: idle peers (handshake, have none, never interested) holding all "
+    "max_peers slots lock every real leecher out: Torrent.adopt closes newcomers with 'too many "
+    "peers' and never evicts a useless connection (libtorrent disconnects a less useful peer)",
+)
+async def test_idle_connections_holding_every_slot_do_not_lock_out_a_leecher(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=46)
+    info = payload.metainfo.info
+    config = loopback_config(seed=1, torrent=TorrentConfig(max_peers=5))
+    async with Session(config) as target:
+        await _seed(target, payload)
+        squatters = []
+        try:
+            for _ in range(5):
+                squatter = await RawPeer.connect("127.0.0.1", target.listen_port)
+                squatters.append(squatter)
+                await squatter.handshake(info.info_hash, reserved=EXT_FAST)
+                await squatter.read_message()
+                await squatter.send(HaveNone())
+            async with Session(loopback_config(seed=2)) as leecher:
+                torrent = await leecher.add(
+                    payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{target.listen_port}"]
+                )
+                await _complete(torrent, 8)
+        finally:
+            for squatter in squatters:
+                await squatter.close()
 
 
 # --------------------------------------------------------------------------- (c) bad requests

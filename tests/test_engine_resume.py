@@ -21,6 +21,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import PeerAddress
@@ -150,6 +152,79 @@ async def test_complete_data_on_disk_is_complete_after_the_check_alone(tmp_path:
         assert torrent.verified_bytes == torrent.wanted_bytes
         await asyncio.wait_for(torrent.wait_stopped(), 5)
     assert torrent.stop_reason == "complete"
+
+
+async def test_more_files_selected_later_fetches_only_the_new_ones(tmp_path: Path) -> None:
+    """First only the JSON files, then (new session, same directory) everything: the JSON pieces
+    are verified from disk, only the shards are downloaded."""
+    payload = make_model_payload(tmp_path, shards=2, shard_size=1 * MiB + 4321, seed=76)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1)) as seeder:
+        await _seed(seeder, payload)
+        peers = [f"127.0.0.1:{seeder.listen_port}"]
+        async with Session(loopback_config(seed=2)) as first:
+            torrent = await first.add(payload.metainfo, dest, files=["*.json"], peers=peers)
+            await _complete(torrent)
+            json_bytes = torrent.wanted_bytes
+        assert not any(p.endswith(".safetensors") for p in files_on_disk(dest))
+        async with Session(loopback_config(seed=3)) as second:
+            torrent = await second.add(payload.metainfo, dest, peers=peers)
+            await _complete(torrent)
+            assert torrent.downloaded - torrent.wasted <= info.total_length - json_bytes
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_stop_before_metadata_and_during_download(tmp_path: Path) -> None:
+    """``stop`` is clean in any state: ``wait_complete`` raises, ``wait_stopped`` returns, nothing is
+    written before the metadata exists."""
+    from torrentgoat.errors import TorrentGoatError
+    from torrentgoat.magnet import Magnet
+
+    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=77)
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=2)) as leecher:
+        magnet = Magnet.from_metainfo(payload.metainfo).to_uri()  # no peers: metadata never comes
+        torrent = await leecher.add(magnet, dest)
+        await asyncio.sleep(0.2)
+        assert torrent.state == "metadata"
+        torrent.stop("given up")
+        try:
+            await asyncio.wait_for(torrent.wait_complete(), 5)
+        except TorrentGoatError as exc:
+            assert "given up" in str(exc)
+        else:
+            raise AssertionError("wait_complete returned for a stopped torrent")
+        await asyncio.wait_for(torrent.wait_stopped(), 5)
+        assert torrent.state == "stopped" and torrent.stop_reason == "given up"
+        assert not dest.exists() or not any(dest.iterdir())
+        assert payload.metainfo.info_hash.raw not in leecher.torrents  # the session forgot it
+    async with Session(loopback_config(seed=1, upload_limit=2 * MiB)) as seeder:
+        await _seed(seeder, payload)
+        async with Session(loopback_config(seed=2)) as leecher:
+            torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"])
+            await wait_until(lambda: torrent.verified_bytes > 0, timeout=10, what="a first piece")
+            torrent.stop("paused")
+            await asyncio.wait_for(torrent.wait_stopped(), 5)
+            with pytest.raises(TorrentGoatError):
+                await torrent.wait_complete()
+            again = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"])
+            await _complete(again)  # re-added in the same session, resumes
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_seed_time_stops_seeding(tmp_path: Path) -> None:
+    from torrentgoat.torrent import TorrentConfig
+
+    payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=78)
+    async with Session(loopback_config(seed=1)) as session:
+        torrent = await session.add(
+            payload.metainfo, payload.root, config=TorrentConfig(seed=True, seed_time=1.0)
+        )
+        await _complete(torrent)
+        assert torrent.state == "seeding"
+        await asyncio.wait_for(torrent.wait_stopped(), 6)
+    assert torrent.stop_reason == "seed time reached"
 
 
 # --------------------------------------------------------------------------- corruption on disk

@@ -296,7 +296,9 @@ class HostileSeeder:
     ``behaviour``: ``"honest"`` (real data), ``"corrupt"`` (real data with bytes flipped, so the
     piece fails its SHA-1), ``"garbage"`` (random bytes of the right length), ``"silent"`` (takes
     requests, never answers), ``"reject"`` (BEP 6 reject for every request).  ``corrupt_pieces``
-    restricts the lie to those pieces (others are honest).  ``block_delay`` slows every block.
+    restricts the lie to those pieces (others are honest), ``corrupt_offsets`` to blocks starting
+    at those offsets within a piece (e.g. ``{0}``: one bad block per piece, the rest honest, so the
+    liar hides among the honest contributors of each piece).  ``block_delay`` slows every block.
 
     ``metadata`` turns on BEP 10 / BEP 9 so magnet leechers can ask for the info dictionary:
     ``"honest"`` serves ``info.raw``, ``"corrupt"`` serves it with a byte flipped (it cannot hash to
@@ -313,6 +315,7 @@ class HostileSeeder:
         *,
         behaviour: str = "corrupt",
         corrupt_pieces: Iterable[int] | None = None,
+        corrupt_offsets: Iterable[int] | None = None,
         block_delay: float = 0.0,
         metadata: str | None = None,
         fast: bool = True,
@@ -328,6 +331,7 @@ class HostileSeeder:
         self.read = read
         self.behaviour = behaviour
         self.corrupt_pieces = None if corrupt_pieces is None else frozenset(corrupt_pieces)
+        self.corrupt_offsets = None if corrupt_offsets is None else frozenset(corrupt_offsets)
         self.block_delay = block_delay
         self.fast = fast
         self.host = host
@@ -367,14 +371,16 @@ class HostileSeeder:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
 
-    def _lies_about(self, piece: int) -> bool:
+    def _lies_about(self, piece: int, begin: int) -> bool:
         if self.behaviour not in ("corrupt", "garbage"):
+            return False
+        if self.corrupt_offsets is not None and begin not in self.corrupt_offsets:
             return False
         return self.corrupt_pieces is None or piece in self.corrupt_pieces
 
     def block(self, piece: int, begin: int, length: int) -> tuple[bytes, bool]:
         """The block this seed sends for a request, and whether it is a lie."""
-        if not self._lies_about(piece):
+        if not self._lies_about(piece, begin):
             return self.read(piece, begin, length), False
         if self.behaviour == "garbage":
             return bytes(self._rng.getrandbits(8) for _ in range(length)), True
