@@ -233,16 +233,18 @@ def test_opening_messages_we_send() -> None:
     assert isinstance(with_ext[1], Extended) and with_ext[1].ext_id == 0
 
 
-def test_bitfield_only_first() -> None:
+def test_bitfield_first_and_late_ones_only_add_pieces() -> None:
+    """BEP 6 wants the bitfield / have all / have none first.  aria2 also sends a bitfield or have
+    all later instead of many haves: accepted as added pieces.  A late have none is refused."""
     peer = RawPeer()
     peer.send(Extended(ext_id=0, payload=b"d1:md11:ut_metadatai3eee"), KeepAlive())
     assert kinds(peer.send(BitfieldMsg(data=b"\x80"))) == ["BitfieldReceived"]
+    assert "HaveReceived" in kinds(peer.send(HaveAll()))
     with pytest.raises(RemoteProtocolError, match="first message"):
-        peer.send(HaveAll())
+        peer.send(HaveNone())
     peer = RawPeer()
     peer.send(Interested())
-    with pytest.raises(RemoteProtocolError, match="first message"):
-        peer.send(BitfieldMsg(data=b"\x80"))
+    assert "HaveReceived" in kinds(peer.send(BitfieldMsg(data=b"\x80")))
 
 
 def test_fast_messages_need_negotiation() -> None:

@@ -142,6 +142,11 @@ def _build_transitions() -> dict[tuple[Phase, type], Phase]:
     for kind in _ACTIVE_MESSAGES:
         table[(Phase.OPENING, kind)] = Phase.ACTIVE
         table[(Phase.ACTIVE, kind)] = Phase.ACTIVE
+    # Not BEP 6, but aria2 1.36 announces new pieces with a whole bitfield (or have all) mid-connection
+    # whenever that is shorter than the haves: accepted as a union of pieces.  A late have none could
+    # only take pieces away, so it stays a violation.
+    for kind in (BitfieldMsg, HaveAll):
+        table[(Phase.ACTIVE, kind)] = Phase.ACTIVE
     return table
 
 
@@ -1006,7 +1011,10 @@ class PeerConnection:
             )
 
     def _on_message(self, message: WireMessage) -> object:
+        late = self.their_phase is Phase.ACTIVE
         self._received(type(message))
+        if late and isinstance(message, BitfieldMsg | HaveAll):
+            return self._on_late_pieces(message)
         match message:
             case Have(index=index):
                 self._check_index(index, "have")
@@ -1098,6 +1106,34 @@ class PeerConnection:
             case KeepAlive():
                 return _NO_EVENT
         return _NO_EVENT  # pragma: no cover - Piece takes the fast path
+
+    def _on_late_pieces(self, message: BitfieldMsg | HaveAll) -> object:
+        """A bitfield / have all after the opening (aria2): add its pieces as if they were haves."""
+        geometry = self._geometry
+        if geometry is None:
+            if isinstance(message, HaveAll):
+                self.peer_has_all = True
+            elif len(message.data) > self.config.max_bitfield_length:
+                raise RemoteProtocolError(f"bitfield of {len(message.data)} bytes is too large")
+            elif self._buffered_bitfield is not None and len(self._buffered_bitfield) == len(message.data):
+                self._buffered_bitfield = bytes(
+                    a | b for a, b in zip(self._buffered_bitfield, message.data, strict=True)
+                )
+            else:
+                self._buffered_bitfield = bytes(message.data)
+            self._buffered_opening = True
+            return _NO_EVENT
+        n = geometry.num_pieces
+        incoming = (
+            Bitfield(n, full=True) if isinstance(message, HaveAll) else Bitfield.from_bytes(message.data, n)
+        )
+        if self.peer_have is None:
+            self.peer_have = Bitfield(n)
+        for index in incoming:
+            if self.peer_have.add(index):
+                self._events.append(HaveReceived(index=index))
+        self.peer_has_all = self.peer_have.complete
+        return _NO_EVENT
 
     def _on_request(self, index: int, begin: int, length: int) -> object:
         geometry = self._geometry

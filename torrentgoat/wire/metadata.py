@@ -114,8 +114,11 @@ class MetadataFetcher:
         if not self.wants(key, now):
             return None
         assert self._size is not None
-        if sum(1 for owner, _ in self._requested.values() if owner == key) >= self.max_requests_per_peer:
-            return None
+        live = sum(
+            1 for owner, at in self._requested.values() if owner == key and now - at < self.request_timeout
+        )
+        if live >= self.max_requests_per_peer:
+            return None  # requests that timed out no longer count against the peer
         for piece in range(metadata_piece_count(self._size)):
             if piece in self._pieces:
                 continue
