@@ -139,7 +139,7 @@ def test_announce_query_round_trip(req: AnnounceRequest) -> None:
         "info_hash=12345678901234567890&peer_id=-TG0001-abcdefghijkl&port=1&event=bogus",
         "info_hash=12345678901234567890&info_hash=12345678901234567890&peer_id=-TG0001-abcdefghijkl&port=1",
         "info_hash=12345678901234567890&peer_id=-TG0001-abcdefghijkl&port=1&ip=evil.example",
-        "info_hash=12345678901234567890&peer_id=-TG0001-abcdefghijkl&port=1&key=nothex",
+        "info_hash=12345678901234567890&peer_id=-TG0001-abcdefghijkl&port=1&key=" + "x" * 21,
     ],
 )
 def test_bad_announce_queries(query: str) -> None:

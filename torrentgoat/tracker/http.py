@@ -153,14 +153,16 @@ def parse_announce_query(query: str) -> AnnounceRequest:
     event = AnnounceEvent.from_http_name(event_raw.decode("latin-1") if event_raw else "")
     numwant_raw = _one(pairs, "numwant")
     key_raw = _one(pairs, "key")
+    # BEP 3 / BEP 7 leave ``key`` opaque: we send 8 hex digits, aria2 sends 8 raw bytes.  Hex keys
+    # are read as numbers; any other key of at most 20 bytes is folded into one; longer ones refused.
     key: int | None = None
     if key_raw is not None:
+        if len(key_raw) > 20:
+            raise TrackerError(f"announce query 'key' is longer than 20 bytes: {key_raw[:32]!r}")
         try:
-            key = int(key_raw, 16) if len(key_raw) <= 8 else None
+            key = int(key_raw, 16) & 0xFFFFFFFF
         except ValueError:
-            key = None
-        if key is None:
-            raise TrackerError(f"announce query 'key' is not 8 hex digits: {key_raw[:32]!r}")
+            key = int.from_bytes(key_raw[-4:].rjust(4, b"\0"), "big")
     ip_raw = _one(pairs, "ip")
     compact_raw = _one(pairs, "compact")
     try:
