@@ -86,6 +86,25 @@ def block_runs(info: InfoDict, blocks: Sequence[BlockRef], *, max_bytes: int) ->
     return runs
 
 
+def _join(torrent: Torrent, key: Hashable) -> None:
+    """Count the URL as a seed in the picker's availability (idempotent).
+
+    Without it, rarest-first never opens a piece no *peer* has, so a download from web seeds
+    alone would stall.  (Belongs in ``Torrent.register_source`` once the picker exists; harmless
+    if it moves there: ``peer_have_all`` is idempotent.)
+    """
+    picker = torrent.picker
+    if picker is not None:
+        picker.peer_have_all(key)
+
+
+def _leave(torrent: Torrent, key: Hashable) -> None:
+    """The URL stops: no longer a seed, its blocks go back to the picker, its callback is removed."""
+    if torrent.picker is not None:
+        torrent.picker.peer_left(key)
+    torrent.unregister_source(key)
+
+
 class WebSeedSource(PeerSource):
     """Downloads a torrent's blocks from BEP 19 web seeds, alongside (or instead of) peers.
 
@@ -180,7 +199,7 @@ class WebSeedSource(PeerSource):
         finally:
             await self.stopped()
             for url in self.clients:
-                torrent.unregister_source(("webseed", url))
+                _leave(torrent, ("webseed", url))
 
     # ------------------------------------------------------------------ workers
 
@@ -194,7 +213,7 @@ class WebSeedSource(PeerSource):
             for task in self._workers.get(url, ()):
                 task.cancel()
             if self._torrent is not None:
-                self._torrent.unregister_source(("webseed", url))
+                _leave(self._torrent, ("webseed", url))
 
         return on_piece_failed
 
@@ -212,6 +231,7 @@ class WebSeedSource(PeerSource):
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
+            _join(torrent, key)
             blocks = torrent.source_pick(key, count)
             if not blocks:
                 # not ready yet (checking), or every missing block is in flight elsewhere
@@ -252,6 +272,6 @@ class WebSeedSource(PeerSource):
         finally:
             if torrent.state not in ("stopping", "stopped"):
                 if client.dropped:
-                    torrent.unregister_source(key)  # gives back every block of this URL
+                    _leave(torrent, key)  # gives back every block of this URL
                 elif undelivered:
                     torrent.source_release(key, undelivered)
