@@ -362,10 +362,12 @@ class HostileSeeder:
         if self._server is not None:
             self._server.close()
         for writer in list(self._writers):
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            writer.close()  # the serving tasks see end-of-stream and return
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=2.0)
+            for task in pending:
+                task.cancel()  # e.g. sleeping in block_delay; _on_client absorbs it
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
@@ -399,6 +401,10 @@ class HostileSeeder:
         try:
             await self._serve(peer)
         except (ConnectionError, OSError, RemoteProtocolError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            # Only close() cancels these tasks; ending normally keeps asyncio's stream callback
+            # (which calls task.exception()) from logging the cancellation as an error.
             pass
         finally:
             self._tasks.discard(task)
