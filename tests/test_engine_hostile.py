@@ -204,12 +204,6 @@ async def test_silent_seed_does_not_stall_the_download(tmp_path: Path) -> None:
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a peer that unchokes but answers every request with a BEP 6 reject is asked "
-    "for the same blocks again at once (core.py RequestRejected -> picker.request_rejected -> "
-    "_fill_requests): thousands of requests per second and most of a CPU core, for as long as it likes",
-)
 async def test_peer_rejecting_every_request_does_not_cause_a_request_storm(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=34)
     info = payload.metainfo.info
@@ -351,12 +345,6 @@ async def test_peer_that_never_reads_gets_a_bounded_buffer(tmp_path: Path) -> No
             await _normal_download(target, small, tmp_path / "small-down")  # others are still served
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine limitation: idle peers (handshake, have none, never interested) holding all "
-    "max_peers slots lock every real leecher out: Torrent.adopt closes newcomers with 'too many "
-    "peers' and never evicts a useless connection (libtorrent disconnects a less useful peer)",
-)
 async def test_idle_connections_holding_every_slot_do_not_lock_out_a_leecher(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=46)
     info = payload.metainfo.info

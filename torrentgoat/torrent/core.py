@@ -491,7 +491,10 @@ class Torrent:
 
     def adopt(self, driver: PeerDriver) -> bool:
         """Take over an incoming connection whose handshake asked for our info-hash."""
-        if self._stop.is_set() or len(self.peers) >= self.config.max_peers:
+        if self._stop.is_set():
+            driver.close("torrent stopped")
+            return False
+        if len(self.peers) >= self.config.max_peers and not self._evict_idle_peer():
             driver.close("too many peers")
             return False
         address = driver.address
@@ -513,6 +516,24 @@ class Torrent:
         self._register(driver)
         driver.flush()
         return self._survives_duplicate(self.peers[driver.id])
+
+    def _evict_idle_peer(self, grace: float = 2.0) -> bool:
+        """Make room for a newcomer by closing a connection that trades nothing (libtorrent does the
+        same): neither side interested, connected for more than ``grace`` seconds; oldest first."""
+        now = self._loop.time()
+        idle = [
+            ps
+            for ps in self.peers.values()
+            if not ps.driver.closed
+            and now - ps.connected_at > grace
+            and not ps.driver.engine.peer_interested
+            and not ps.driver.engine.am_interested
+        ]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda ps: max(ps.last_block_at, ps.connected_at))
+        victim.driver.close("idle: evicted to make room for a new peer")
+        return True
 
     def _survives_duplicate(self, ps: PeerState) -> bool:
         """Keep one connection per remote peer id; close the other (returns whether ``ps`` stays).
@@ -650,7 +671,10 @@ class Torrent:
             case RequestRejected(index=index, begin=begin, length=length):
                 if self.picker is not None:
                     self.picker.request_rejected(ps.key, BlockRef(index, begin, length))
-                    self._fill_requests(ps)
+                # BEP 6 lets a peer refuse requests; do not ask it again at once (a peer rejecting
+                # everything would otherwise get a request storm): back off, longer if it persists.
+                ps.reject_streak += 1
+                ps.hold_until = self._loop.time() + min(30.0, 2.0 ** min(5, ps.reject_streak // 32))
             case PeerInterested():
                 self._choker.peer_interested(self, ps, self._loop.time())
             case PeerNotInterested():
@@ -742,6 +766,8 @@ class Torrent:
         if have is None:
             return
         now = self._loop.time()
+        if now < ps.hold_until:
+            return
         limit = min(self._queue_target(ps, now), engine.request_limit)
         want = limit - engine.outstanding_count
         if want <= 0:
@@ -759,6 +785,7 @@ class Torrent:
         ps.down.add(len(data), now)
         ps.last_block_at = now
         ps.snubbed = False
+        ps.reject_streak = 0
         self._store_block(ps.key, index, begin, data)
         self._fill_requests(ps)
 

@@ -22,11 +22,13 @@ class PeerState:
         "connected_at",
         "down",
         "driver",
+        "hold_until",
         "joined",
         "last_block_at",
         "last_request_at",
         "last_unchoked",
         "pex",
+        "reject_streak",
         "serving",
         "snubbed",
         "unchoked_since",
@@ -51,6 +53,10 @@ class PeerState:
         self.writable.set()
         self.pex = PexState()
         self.client = ""
+        self.reject_streak = 0
+        """Requests the peer rejected (BEP 6) since it last sent a block."""
+        self.hold_until = 0.0
+        """No new requests to this peer before this time (after rejects)."""
         self.unchoked_since: float | None = None
         """When our current unchoke of the peer began (None while we choke it)."""
         self.last_unchoked: float | None = None
