@@ -31,6 +31,7 @@ from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
 from torrentgoat.torrent.core import PeerSource
 from torrentgoat.torrent.sources import DHTSource, TrackerSource
+from torrentgoat.torrent.webseed import WebSeedSource
 from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
 
@@ -66,6 +67,8 @@ class SessionConfig:
     """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
     enable_pex: bool = True
     """Peer exchange (BEP 11) on public torrents."""
+    enable_web_seeds: bool = True
+    """Fetch pieces over HTTP from the torrent's ``url-list`` / the magnet's ``ws=`` (BEP 19)."""
     torrent: TorrentConfig = field(default_factory=TorrentConfig)
     """Defaults for each torrent; ``Session.add`` options override some of them."""
     io: IOConfig = field(default_factory=IOConfig)
@@ -312,6 +315,11 @@ class Session:
             trackers = tuple((url,) for url in magnet.trackers)
         if self.config.enable_trackers and trackers:
             sources.append(TrackerSource(trackers, self))
+        web_seeds = metainfo.web_seeds if metainfo is not None else ()
+        if magnet is not None:
+            web_seeds = tuple(dict.fromkeys((*web_seeds, *magnet.web_seeds)))
+        if web_seeds and self.config.enable_web_seeds:
+            sources.append(WebSeedSource(web_seeds, self.http))
         private = metainfo is not None and metainfo.info.private
         if self.dht is not None and not private:
             sources.append(DHTSource(self.dht))
