@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -50,6 +51,7 @@ __all__ = [
     "make_model_torrent",
     "make_shard_torrent",
     "processes",
+    "wait_listening",
     "wait_scrape",
     "wait_until",
 ]
@@ -212,6 +214,23 @@ async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] 
         ) from None
 
 
+async def wait_listening(port: int, *, timeout: float, host: str = "127.0.0.1") -> None:
+    """Until something accepts TCP connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on {host}:{port} after {timeout:.0f} s") from None
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+
+
 async def wait_scrape(
     url: str, info_hash: InfoHash, *, complete: int, timeout: float = 10.0, incomplete: int | None = None
 ) -> None:
@@ -268,27 +287,32 @@ class RefProcess:
         return self
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
+        # chunks, not readline(): transmission redraws its status line with bare "\r"
+        pending = ""
         while True:
-            try:
-                raw = await stream.readline()
-            except ValueError:  # a line over the limit (progress bars with \r): take what is there
-                raw = await stream.read(65536)
+            raw = await stream.read(65536)
             if not raw:
                 break
-            for line in raw.decode("utf-8", "replace").replace("\r", "\n").splitlines():
-                line = line.strip()
-                if not line:
-                    continue
-                self.lines.append(line)
-                if len(self.lines) > 2000:
-                    del self.lines[:1000]
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):
-                        event = json.loads(line)
-                        if isinstance(event, dict):
-                            self.events.append(event)
+            text = (pending + raw.decode("utf-8", "replace")).replace("\r", "\n")
+            *complete, pending = text.split("\n")
+            for line in complete:
+                self._take_line(line)
             self._changed.set()
+        self._take_line(pending)
         self._changed.set()
+
+    def _take_line(self, line: str) -> None:
+        line = line.strip()
+        if not line:
+            return
+        self.lines.append(line)
+        if len(self.lines) > 2000:
+            del self.lines[:1000]
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    self.events.append(event)
 
     @property
     def returncode(self) -> int | None:
@@ -492,6 +516,7 @@ class ProcessGroup:
         directory: Path,
         port: int | None = None,
         binary: str = "transmission-cli",
+        verify: bool = False,
     ) -> tuple[RefProcess, Path]:
         """transmission-cli on 127.0.0.1 with its own config dir; returns the process and a marker
         file that its ``--finish`` script creates when the torrent completes.
@@ -515,7 +540,7 @@ class ProcessGroup:
             "rename-partial-files": False,
             "start-added-torrents": True,
             "encryption": 1,
-            "message-level": 2,
+            "message-level": 3,
             "speed-limit-up-enabled": False,
             "speed-limit-down-enabled": False,
             "ratio-limit-enabled": False,
@@ -526,7 +551,10 @@ class ProcessGroup:
         script = config / "finished.sh"
         script.write_text(f"#!/bin/sh\ntouch '{marker}'\n")
         script.chmod(0o755)
+        # its status line goes to a pipe, block-buffered: ask for line buffering when we can
+        stdbuf = shutil.which("stdbuf")
         argv = [
+            *([stdbuf, "-oL", "-eL"] if stdbuf else []),
             binary,
             "-g",
             str(config),
@@ -541,6 +569,7 @@ class ProcessGroup:
             "-ep",
             "-f",
             str(script),
+            *(["-v"] if verify else []),
             str(torrent),
         ]
         process = await self.spawn("transmission", argv)

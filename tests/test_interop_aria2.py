@@ -69,7 +69,9 @@ async def test_torrentgoat_downloads_from_aria2_seeder(
     binary = require_binary("aria2c")
     shared = make_shard_torrent(tmp_path, 16 * MiB + 321, seed=21)
     async with tracker_for(kind, shared) as url:
-        seeder = await processes.aria2("seed", torrent=shared.torrent_path, directory=shared.root, binary=binary)
+        seeder = await processes.aria2(
+            "seed", torrent=shared.torrent_path, directory=shared.root, binary=binary
+        )
         try:  # aria2 checks its data (--check-integrity), then announces as a seed
             await wait_scrape(url, shared.metainfo.info_hash, complete=1, timeout=15)
         except AssertionError as exc:

@@ -1,0 +1,92 @@
+"""Interop: the torrentgoat engine against transmission-cli 3.00, both directions, on loopback.
+
+transmission treats 127.x / ::1 addresses it learns from trackers as bogus and never dials them
+(INTEROP-NOTES), so in both tests *torrentgoat* dials transmission's listen port:
+
+* transmission seeds (it verifies the data first, ``-v``), our session downloads with
+  ``peers=[transmission]``;
+* our session seeds with ``peers=[transmission]`` and dials the transmission leech, which
+  downloads everything and runs its ``--finish`` script.
+
+Each transmission run gets its own config dir (its resume files would override ``-w``); DHT,
+LPD, PEX, uTP and port mapping are off in its settings.json.  It waits about 10 s before
+unchoking a new peer, so these tests take ~10-15 s each whatever the payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+from tests.interop_helpers import (
+    MiB,
+    ProcessGroup,
+    assert_same_files,
+    complete,
+    loopback_config,
+    make_model_torrent,
+    make_shard_torrent,
+    processes,
+    wait_listening,
+    wait_until,
+)
+from torrentgoat.session import Session
+
+pytestmark = pytest.mark.interop
+
+__all__ = ["processes"]  # the fixture, imported for pytest
+
+
+async def test_torrentgoat_downloads_from_transmission_seeder(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    binary = require_binary("transmission-cli")
+    shared = make_shard_torrent(tmp_path, 3 * MiB + 555, seed=31)
+    started = time.monotonic()
+    seeder, verified = await processes.transmission(
+        torrent=shared.torrent_path, directory=shared.root, binary=binary, verify=True
+    )
+    # its --finish script also runs once it has verified complete data: then it seeds
+    await wait_until(verified.exists, timeout=15, what="transmission to verify its data")
+    checked = time.monotonic()
+    dest = tmp_path / "down"
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        await complete(torrent, timeout=28, peers=[seeder])
+        print(
+            f"transmission checked in {checked - started:.1f} s, we downloaded in {time.monotonic() - checked:.1f} s"
+        )
+        assert torrent.hash_failures == 0
+    assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_transmission_downloads_from_torrentgoat_seeder(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    binary = require_binary("transmission-cli")
+    shared = make_model_torrent(tmp_path, shards=2, shard_size=MiB + 333, seed=32)
+    dest = tmp_path / "tr-down"
+    dest.mkdir()
+    leech, finished = await processes.transmission(torrent=shared.torrent_path, directory=dest, binary=binary)
+    await wait_listening(leech.port or 0, timeout=10)
+    # it closes connections for a torrent it has not started yet (then we would retry ~6 s later):
+    # it starts shortly after checking for existing data
+    await leech.wait_line("Verification is done", timeout=10)
+    await asyncio.sleep(0.5)
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(
+            shared.torrent_path, shared.root, seed=True, peers=[f"127.0.0.1:{leech.port}"]
+        )
+        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        try:
+            await wait_until(finished.exists, timeout=28, what="transmission to finish")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: uploaded={torrent.uploaded} peers={torrent.num_peers}\n{leech.tail()}"
+            ) from None
+        assert torrent.uploaded >= shared.size
+    assert_same_files(shared.metainfo, shared.root, dest)
