@@ -308,6 +308,30 @@ async def test_seed_with_a_corrupted_piece_never_serves_it(tmp_path: Path) -> No
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
+async def test_unwritable_destination_stops_the_torrent_not_the_session(tmp_path: Path) -> None:
+    """A file where the torrent's folder should be: a clear StorageError, the session lives on."""
+    from torrentgoat.errors import StorageError, TorrentGoatError
+
+    payload = make_model_payload(tmp_path, shards=1, shard_size=1 * MiB, seed=79)
+    info = payload.metainfo.info
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / info.name).write_text("a file where a folder belongs\n")
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seed(seeder, payload)
+        peers = [f"127.0.0.1:{seeder.listen_port}"]
+        torrent = await leecher.add(payload.metainfo, blocked, peers=peers)
+        with pytest.raises(TorrentGoatError, match=r"(?i)not a directory"):
+            await asyncio.wait_for(torrent.wait_complete(), 10)
+        await asyncio.wait_for(torrent.wait_stopped(), 5)
+        assert isinstance(torrent.error, StorageError)
+        assert torrent.stop_reason.startswith("storage error")
+        assert (blocked / info.name).read_text() == "a file where a folder belongs\n"
+        again = await leecher.add(payload.metainfo, tmp_path / "fine", peers=peers)
+        await _complete(again)
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "fine")
+
+
 # --------------------------------------------------------------------------- CLI: Ctrl-C and rerun
 
 
