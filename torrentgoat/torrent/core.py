@@ -63,7 +63,8 @@ from torrentgoat.torrent.events import (
     TorrentEvent,
 )
 from torrentgoat.torrent.peers import CandidatePool, PeerState
-from torrentgoat.torrent.pieces import PieceBuffers, ReadCache
+from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.upload import Uploader
 from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
 from torrentgoat.wire.events import (
     AllowedFastReceived,
@@ -92,7 +93,6 @@ from torrentgoat.wire.messages import (
     Interested,
     MetadataRequest,
     NotInterested,
-    RejectRequest,
     Request,
 )
 from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
@@ -176,7 +176,8 @@ class Torrent:
         self.picker: PiecePicker | None = None
         self.storage: Storage | None = None
         self.buffers = PieceBuffers()
-        self.read_cache: ReadCache | None = None
+        self.uploader: Uploader | None = None
+        """Serves block requests once the data is known (after the check)."""
         self.uploaded = 0
         self.downloaded = 0
         self.wasted = 0
@@ -286,20 +287,20 @@ class Torrent:
     async def run(self) -> None:
         """Run until stopped (or until complete, when not seeding)."""
         try:
-            self._spawn(self._connector())
-            self._spawn(self._ticker())
+            self.spawn(self._connector())
+            self.spawn(self._ticker())
             for source in self.sources:
-                self._spawn(source.run(self))
+                self.spawn(source.run(self))
             if self.info is None:
                 self.state = "metadata"
-                waiter = self._spawn(self._metadata_ready.wait())
-                stopper = self._spawn(self._stop.wait())
+                waiter = self.spawn(self._metadata_ready.wait())
+                stopper = self.spawn(self._stop.wait())
                 await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if self._stop.is_set():
                     return
             await self._prepare()
             if not self._stop.is_set():
-                self._spawn(self._choke_loop())
+                self.spawn(self._choke_loop())
                 await self._stop.wait()
         except StorageError as exc:
             self.error = exc
@@ -308,7 +309,12 @@ class Torrent:
         finally:
             await self._shutdown()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def now(self) -> float:
+        """The event loop's clock (the ``now`` given to the pure engines)."""
+        return self._loop.time()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task owned by this torrent (cancelled on stop; a crash stops the torrent)."""
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -429,11 +435,7 @@ class Torrent:
             have=have,
             priorities=priorities,
         )
-        self.read_cache = ReadCache(
-            self._read_verified,
-            chunk=min(self.config.read_chunk, info.piece_length),
-            budget=self.config.read_cache,
-        )
+        self.uploader = Uploader(self, info, storage)
         geometry = PieceGeometry.from_info(info)
         for ps in list(self.peers.values()):
             engine = ps.driver.engine
@@ -459,10 +461,6 @@ class Torrent:
 
     def _have_fn(self) -> Bitfield | None:
         return self.have
-
-    async def _read_verified(self, piece: int, begin: int, length: int) -> bytes:
-        assert self.storage is not None
-        return await self.ctx.disk.read(self.storage, piece, begin, length)
 
     # ------------------------------------------------------------------ connections
 
@@ -581,7 +579,7 @@ class Torrent:
                     candidate.connected = True
                     self._connecting += 1
                     free -= 1
-                    self._spawn(self._dial(candidate.address))
+                    self.spawn(self._dial(candidate.address))
             self._wake_connector.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_connector.wait(), timeout=2.0)
@@ -644,7 +642,8 @@ class Torrent:
             case BlockReceived(index=index, begin=begin, data=data):
                 self._on_block(ps, index, begin, data)
             case BlockRequested(index=index, begin=begin, length=length):
-                self._on_request(ps, BlockRef(index, begin, length))
+                if self.uploader is not None:
+                    self.uploader.on_request(ps, BlockRef(index, begin, length))
             case HaveReceived(index=index):
                 if self.picker is not None:
                     if ps.joined:
@@ -809,7 +808,7 @@ class Torrent:
                 other.driver.flush()
         if arrival.piece_complete:
             self._verifying.add(index)
-            self._spawn(self._verify(index))
+            self.spawn(self._verify(index))
         return True
 
     # ------------------------------------------------------------------ non-peer sources (web seeds)
@@ -947,52 +946,6 @@ class Torrent:
         now = self._loop.time()
         while (piece := fetcher.next_request(ps.key, now)) is not None:
             ps.driver.engine.send(MetadataRequest(piece=piece))
-
-    # ------------------------------------------------------------------ seeding
-
-    def _on_request(self, ps: PeerState, block: BlockRef) -> None:
-        if self.have is None or block.piece not in self.have:
-            return  # the engine already refused requests for pieces we lack
-        ps.upload_queue.append(block)
-        if not ps.serving:
-            ps.serving = True
-            self._spawn(self._serve(ps))
-
-    async def _serve(self, ps: PeerState) -> None:
-        """Answer one peer's requests in order from verified data (read cache, rate limit, backpressure)."""
-        info, cache = self.info, self.read_cache
-        assert info is not None and cache is not None
-        engine = ps.driver.engine
-        try:
-            while ps.upload_queue and not ps.driver.closed:
-                block = ps.upload_queue.popleft()
-                if not engine.has_peer_request(block.piece, block.begin, block.length):
-                    continue  # cancelled, or dropped by our choke
-                try:
-                    data = await cache.read(
-                        block.piece, block.begin, block.length, info.piece_size(block.piece)
-                    )
-                except StorageError as exc:
-                    # e.g. a piece straddling a file the user skipped: we verified it in memory but
-                    # never stored the skipped part.  Refuse this request; keep serving the rest.
-                    log.info("%s: cannot serve piece %d: %s", self.name, block.piece, exc)
-                    if engine.fast and engine.has_peer_request(block.piece, block.begin, block.length):
-                        engine.send(RejectRequest(index=block.piece, begin=block.begin, length=block.length))
-                        ps.driver.flush()
-                    continue
-                await self.ctx.upload_limit.acquire(block.length)
-                if ps.driver.closed:
-                    return
-                if engine.send_piece(block.piece, block.begin, data):
-                    now = self._loop.time()
-                    ps.up.add(block.length, now)
-                    self.uploaded += block.length
-                    ps.driver.flush()
-                if not ps.driver.writable:
-                    ps.writable.clear()
-                    await ps.writable.wait()
-        finally:
-            ps.serving = False
 
     # ------------------------------------------------------------------ periodic work
 
