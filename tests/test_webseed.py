@@ -49,6 +49,7 @@ from torrentgoat.aio.webseed import (
     parse_retry_after,
 )
 from torrentgoat.creation import create_torrent
+from torrentgoat.errors import ConfigError
 from torrentgoat.metainfo import InfoDict, Metainfo
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
 from torrentgoat.session import Session, SessionConfig
@@ -178,7 +179,7 @@ def test_map_range_splits_per_file_and_marks_pads() -> None:
     got = [(s.file_index, s.file_offset, s.length, s.offset, s.pad) for s in spans]
     assert got == [(0, 5, 5, 0, False), (1, 0, 6, 5, True), (3, 0, 9, 11, False)]
     assert map_range(info, 0, 0) == []
-    with pytest.raises(Exception, match="outside"):
+    with pytest.raises(ConfigError, match="outside"):
         map_range(info, 30, 10)
 
 
@@ -264,11 +265,13 @@ def test_hub_range_header() -> None:
             parse_range_header(bad, 100)
 
 
-def test_config_and_source_validation() -> None:
-    with pytest.raises(Exception, match="positive"):
+async def test_config_and_source_validation(http: aiohttp.ClientSession) -> None:
+    with pytest.raises(ConfigError, match="positive"):
         WebSeedConfig(read_timeout=0)
-    with pytest.raises(Exception, match="connections_per_url"):
-        WebSeedSource(["http://h/"], aiohttp.ClientSession, connections_per_url=0)
+    with pytest.raises(ConfigError, match="connections_per_url"):
+        WebSeedSource(["http://h/"], http, connections_per_url=0)
+    with pytest.raises(ConfigError, match="one block"):
+        WebSeedSource(["http://h/"], http, request_bytes=100)
 
 
 # --------------------------------------------------------------------------- the client
@@ -414,7 +417,9 @@ def test_client_refuses_non_http_urls() -> None:
 
 def _bad_server(kind: str, payload: bytes) -> web.Application:
     async def handler(request: web.Request) -> web.StreamResponse:
-        first, last = parse_range_header(request.headers["Range"], len(payload))
+        asked = parse_range_header(request.headers["Range"], len(payload))
+        assert asked is not None
+        first, last = asked
         body = payload[first : last + 1]
         size = len(payload)
         if kind == "wrong range":
