@@ -232,23 +232,35 @@ async def wait_listening(port: int, *, timeout: float, host: str = "127.0.0.1") 
 
 
 async def wait_scrape(
-    url: str, info_hash: InfoHash, *, complete: int, timeout: float = 10.0, incomplete: int | None = None
+    url: str,
+    info_hash: InfoHash,
+    *,
+    complete: int | None = None,
+    incomplete: int | None = None,
+    downloaded: int | None = None,
+    timeout: float = 10.0,
 ) -> None:
-    """Poll a tracker's scrape (BEP 48 / BEP 15) until it counts ``complete`` seeders."""
+    """Poll a tracker's scrape (BEP 48 / BEP 15) until its counts match the given ones."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         with contextlib.suppress(TrackerError):
             reply = await scrape(url, [info_hash], timeout=5)
             last = reply.get(info_hash)
-            if (
-                last is not None
-                and last.complete == complete
-                and (incomplete is None or last.incomplete == incomplete)
+            if last is not None and all(
+                want is None or got == want
+                for want, got in (
+                    (complete, last.complete),
+                    (incomplete, last.incomplete),
+                    (downloaded, last.downloaded),
+                )
             ):
                 return
         await asyncio.sleep(0.2)
-    raise AssertionError(f"tracker scrape of {url}: {last}, wanted {complete} seeders")
+    raise AssertionError(
+        f"tracker scrape of {url}: {last}, wanted complete={complete} incomplete={incomplete} "
+        f"downloaded={downloaded}"
+    )
 
 
 # --------------------------------------------------------------------------- processes

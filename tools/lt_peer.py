@@ -53,6 +53,7 @@ def make_session(args: argparse.Namespace) -> Any:
         "in_enc_policy": lt.enc_policy.pe_disabled if args.no_encryption else lt.enc_policy.pe_enabled,
         "out_enc_policy": lt.enc_policy.pe_disabled if args.no_encryption else lt.enc_policy.pe_enabled,
         "user_agent": "libtorrent-reference",
+        "stop_tracker_timeout": 1,  # exit promptly even when the tracker has gone already
     }
     if args.dht:
         settings.update(
