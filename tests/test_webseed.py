@@ -16,7 +16,8 @@ Shown here:
 * whole downloads through a :class:`Session`: a multi-file model from web seeds alone (every real
   byte served exactly once, no pad range ever asked), a single-file torrent whose URL is the file,
   expiry mid-download, ``Retry-After`` honoured, a corrupt web seed dropped while a torrentgoat
-  seeder peer finishes the job, and peers and a web seed sharing one download.
+  seeder peer finishes the job, peers and a web seed sharing one download, a magnet's ``ws=``
+  joining once BEP 9 metadata arrived, and a dead URL (``404``) dropped at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import email.utils
 import gzip
 import socket
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,8 +52,9 @@ from torrentgoat.aio.webseed import (
 )
 from torrentgoat.creation import create_torrent
 from torrentgoat.errors import ConfigError
+from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo
-from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef, PeerAddress
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.testing.hub import FakeHub, parse_range_header
 from torrentgoat.testing.shards import make_info, write_model_folder, write_safetensors_shard
@@ -634,4 +637,55 @@ async def test_peers_and_web_seed_share_one_download(tmp_path: Path) -> None:
     assert source.dropped() == {}
     assert from_peer > 0 and from_web > 0, f"peer sent {from_peer} bytes, the web seed {from_web}"
     assert not any(".pad" in r.path for r in hub.requests)
+    assert_same_files(metainfo, folder.parent, tmp_path / "down")
+
+
+async def test_magnet_ws_joins_once_metadata_arrives(tmp_path: Path) -> None:
+    """A magnet's ``ws=`` web seed waits for the metadata (BEP 9, from a peer), then serves pieces."""
+    folder = _model(tmp_path, shard_size=3 * MiB)
+    async with FakeHub(response_delay=0.02) as hub:
+        hub.add_repo(REPO, COMMIT, folder)
+        metainfo = _snapshot_torrent(folder, hub)
+        async with (
+            Session(loopback_config(seed=9, upload_limit=1 * MiB)) as seeding,
+            Session(loopback_config(seed=10)) as session,
+        ):
+            seed_torrent = await _seeder(seeding, metainfo, folder)
+            magnet = dataclasses.replace(
+                Magnet.from_metainfo(metainfo), peers=(PeerAddress("127.0.0.1", seeding.listen_port),)
+            )
+            assert f"ws={urllib.parse.quote(metainfo.web_seeds[0], safe='')}" in magnet.to_uri()
+            torrent = await session.add(magnet.to_uri(), tmp_path / "down")
+            assert torrent.info is None
+            source = _wired_source(torrent)
+            await _complete(torrent, 30)
+            from_peer = seed_torrent.uploaded
+        from_web = hub.bytes_served()
+    assert from_web > 0, f"the ws= web seed sent nothing (peer sent {from_peer})"
+    assert source.dropped() == {}
+    assert_same_files(metainfo, folder.parent, tmp_path / "down")
+
+
+async def test_dead_web_seed_is_dropped_and_peers_finish(tmp_path: Path) -> None:
+    folder = _model(tmp_path, shard_size=1 * MiB)
+    async with FakeHub() as hub:
+        hub.add_repo(REPO, COMMIT, folder)
+        gone = f"{hub.url}/tg-test/deleted-repo/resolve/"
+        metainfo = create_torrent(
+            folder, name=COMMIT, piece_length=PIECE, web_seeds=[gone], creation_date=None
+        )
+        async with (
+            Session(loopback_config(seed=11, upload_limit=2 * MiB)) as seeding,
+            Session(loopback_config(seed=12)) as session,
+        ):
+            await _seeder(seeding, metainfo, folder)
+            torrent = await session.add(
+                metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeding.listen_port}"]
+            )
+            source = _wired_source(torrent)
+            await _complete(torrent, 30)
+        assert list(source.dropped()) == [gone]
+        assert "HTTP 404" in source.dropped()[gone]
+        # dropped at the first answer: no retry storm against a URL that does not have the files
+        assert hub.count(status=404) <= source.connections_per_url
     assert_same_files(metainfo, folder.parent, tmp_path / "down")

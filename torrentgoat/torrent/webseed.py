@@ -123,8 +123,8 @@ class WebSeedSource(PeerSource):
         http_session: HTTPSessionSource,
         *,
         config: WebSeedConfig | None = None,
-        connections_per_url: int = 2,
-        request_bytes: int = 1024 * 1024,
+        connections_per_url: int = 3,
+        request_bytes: int = 4 * 1024 * 1024,
         max_in_flight_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         if not 1 <= connections_per_url <= 16:
