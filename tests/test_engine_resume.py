@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import signal
 import sys
@@ -330,6 +331,37 @@ async def test_unwritable_destination_stops_the_torrent_not_the_session(tmp_path
         again = await leecher.add(payload.metainfo, tmp_path / "fine", peers=peers)
         await _complete(again)
     assert_same_files(payload.metainfo, payload.root, tmp_path / "fine")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine gap: when a seed's file is truncated after its check, reads of the lost pieces fail "
+    "(upload.py logs 'cannot serve piece N' and rejects) but the pieces stay in torrent.have, so the "
+    "seed keeps announcing them to every newcomer, reports no error, and stays 'seeding' forever",
+)
+async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=80)
+    info = payload.metainfo.info
+    seed_dir = tmp_path / "seed-copy"
+    seed_dir.mkdir()
+    shutil.copyfile(payload.root / info.name, seed_dir / info.name)
+    async with (
+        Session(loopback_config(seed=1)) as lossy,
+        Session(loopback_config(seed=3)) as honest,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        seeding = await lossy.add(payload.metainfo, seed_dir, seed=True)
+        await _complete(seeding)
+        os.truncate(seed_dir / info.name, 0)  # the data is gone: every read now fails
+        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{lossy.listen_port}"])
+        await asyncio.sleep(3.0)
+        assert torrent.downloaded == 0  # nothing could be read
+        await _seed(honest, payload)
+        torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
+        await _complete(torrent)  # the honest seed makes up for it
+        lost = [i for i in range(info.num_pieces) if seeding.have is not None and i in seeding.have]
+        assert seeding.error is not None or not lost, f"the seed still claims {len(lost)} lost pieces"
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
 # --------------------------------------------------------------------------- CLI: Ctrl-C and rerun
