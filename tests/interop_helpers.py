@@ -63,7 +63,7 @@ MiB = 1024 * 1024
 
 def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
     """A port free a moment ago on ``host`` (TCP by default)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
@@ -451,11 +451,13 @@ class ProcessGroup:
         extra: Sequence[str] = (),
         wait_seeding: bool = True,
         timeout: float = 15.0,
+        host: str = "127.0.0.1",
     ) -> RefProcess:
         """``tools/lt_peer.py`` seed/leech on 127.0.0.1; returns once it listens (and, for a seed
         with ``wait_seeding``, once it has checked its files and seeds)."""
-        port = port or free_port()
+        port = port or free_port(host=host)
         argv: list[str] = [sys.executable, str(LT_PEER), mode, "--dir", str(directory), "--port", str(port)]
+        argv += ["--host", host]
         if torrent is not None:
             argv += ["--torrent", str(torrent)]
         if magnet is not None:

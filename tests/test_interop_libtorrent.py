@@ -17,6 +17,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests.interop_helpers import (
     MiB,
     ProcessGroup,
     assert_same_files,
+    complete,
     loopback_config,
     make_model_torrent,
     make_shard_torrent,
@@ -136,3 +138,88 @@ async def test_cli_get_magnet_from_libtorrent_then_verify(tmp_path: Path, proces
         _cli, "verify", str(shared.torrent_path), str(dest), "--quiet", timeout=30
     )
     assert verify.returncode == 0, f"verify exited {verify.returncode}\n{verify.stdout}\n{verify.stderr}"
+
+
+async def test_libtorrent_joins_torrentgoat_seeder_by_magnet(tmp_path: Path, processes: ProcessGroup) -> None:
+    """libtorrent knows only the info-hash: it fetches the info dict from us (BEP 9), then the data."""
+    require_libtorrent()
+    shared = make_model_torrent(tmp_path, shards=2, shard_size=5 * MiB + 5, seed=5)
+    dest = tmp_path / "lt-down"
+    dest.mkdir()
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(shared.torrent_path, shared.root, seed=True)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        magnet = Magnet(info_hash=shared.metainfo.info_hash).to_uri()
+        leech = await processes.libtorrent(
+            "leech", directory=dest, magnet=magnet, peers=[f"127.0.0.1:{session.listen_port}"]
+        )
+        finished = await leech.wait_event("finished", timeout=25)
+        assert finished["bytes"] == shared.size
+    assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_download_selected_files_from_libtorrent(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Only the configs and the second shard of a model folder (``files=`` globs); pads keep the
+    other shards' pieces apart, so none of their bytes is fetched."""
+    require_libtorrent()
+    shared = make_model_torrent(tmp_path, shards=3, shard_size=4 * MiB + 3, seed=6)
+    seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+    dest = tmp_path / "down"
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(
+            shared.torrent_path,
+            dest,
+            files=["*.json", "model-00002-of-00003.safetensors"],
+            peers=[f"127.0.0.1:{seeder.port}"],
+        )
+        await complete(torrent, timeout=25, peers=[seeder])
+        info = shared.metainfo.info
+        selected = {
+            piece
+            for f in info.files
+            if not f.pad
+            and f.length
+            and (f.path[-1].endswith(".json") or f.path[-1].startswith("model-00002"))
+            for piece in range(f.offset // info.piece_length, (f.end - 1) // info.piece_length + 1)
+        }
+        assert torrent.have is not None and set(torrent.have) == selected
+        # whole pieces travel (a small file's piece is mostly pad), nothing of the other shards
+        assert torrent.downloaded <= sum(info.piece_size(i) for i in selected)
+    for entry in shared.metainfo.info.files:
+        if entry.pad:
+            continue
+        copy = dest.joinpath(*entry.path)
+        original = shared.root.joinpath(*entry.path)
+        name = entry.path[-1]
+        if name.endswith(".json") or name.startswith("model-00002"):
+            assert copy.read_bytes() == original.read_bytes(), f"{name} differs"
+        else:
+            assert not copy.exists() or copy.read_bytes() != original.read_bytes(), f"{name} was fetched"
+
+
+async def test_ipv6_loopback_both_directions(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Over ``::1``: libtorrent seeds to us dialing ``[::1]:port``, then dials our IPv6 listener."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 8 * MiB + 66, seed=7)
+    seeder = await processes.libtorrent(
+        "seed", directory=shared.root, torrent=shared.torrent_path, host="::1"
+    )
+    dest = tmp_path / "down"
+    config = replace(loopback_config(seed=True), listen_ipv6="::1")
+    async with Session(config) as session:
+        torrent = await session.add(shared.torrent_path, dest, peers=[f"[::1]:{seeder.port}"])
+        await complete(torrent, timeout=25, peers=[seeder])
+        await seeder.stop()
+        assert_same_files(shared.metainfo, shared.root, dest)
+        lt_dest = tmp_path / "lt-down"
+        lt_dest.mkdir()
+        leech = await processes.libtorrent(
+            "leech",
+            directory=lt_dest,
+            torrent=shared.torrent_path,
+            host="::1",
+            peers=[f"[::1]:{session.listen_port}"],
+        )
+        await leech.wait_event("finished", timeout=25)
+        assert torrent.uploaded >= shared.size
+    assert_same_files(shared.metainfo, shared.root, lt_dest)

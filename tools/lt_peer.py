@@ -4,6 +4,7 @@ Runs in its own process so that it never shares a GIL with the torrentgoat code 
 
     python tools/lt_peer.py seed  --torrent T --dir D --port P [--upload-limit BPS]
     python tools/lt_peer.py leech --torrent T --dir D --port P [--peer HOST:PORT ...] [--magnet URI]
+    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--report S] [--timeout S])
 
 It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
 listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` seconds,
@@ -36,7 +37,7 @@ def emit(**fields: Any) -> None:
 
 def make_session(args: argparse.Namespace) -> Any:
     settings: dict[str, Any] = {
-        "listen_interfaces": f"127.0.0.1:{args.port}",
+        "listen_interfaces": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
         "max_retry_port_bind": 0,
         "listen_system_port_fallback": False,
         "enable_dht": bool(args.dht),
@@ -78,6 +79,7 @@ def main() -> int:
     parser.add_argument("--magnet")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. ::1)")
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--upload-limit", type=int, default=0)
     parser.add_argument("--download-limit", type=int, default=0)
@@ -106,7 +108,7 @@ def main() -> int:
         ses.apply_settings({"num_want": 0})
     handle = ses.add_torrent(params)
     for peer in args.peer:
-        host, _, port = peer.rpartition(":")
+        host, _, port = peer.rpartition(":")  # "[::1]:6881" works too
         handle.connect_peer((host.strip("[]"), int(port)))
 
     stop = threading.Event()
