@@ -390,13 +390,16 @@ async def test_client_server_without_range_support(tmp_path: Path, http: aiohttp
     async with FakeHub(ignore_range=True) as hub:
         hub.add_repo(REPO, COMMIT, folder)
         info = _snapshot_torrent(folder, hub).info
-        client = WebSeedClient(hub.resolve_url(REPO), info, http)
-        # a tiny file is read from a 200 (bounded by the file's size)
-        config_json = (folder / "config.json").read_bytes()
-        assert bytes(await client.fetch(10, 50)) == config_json[10:60]
-        # a large one is refused rather than downloaded whole for every block
+        data = _torrent_bytes(folder, info)
+        config = WebSeedConfig(full_body_limit=64 * 1024)
+        client = WebSeedClient(hub.resolve_url(REPO), info, http, config=config)
+        # a range near the start of a file is cut out of the 200 (read no further than needed)
+        assert bytes(await client.fetch(10, 50)) == data[10:60]
+        shard = info.files[4].offset
+        assert bytes(await client.fetch(shard, BLOCK_SIZE)) == data[shard : shard + BLOCK_SIZE]
+        # deep in a large file it is refused rather than downloading the file again for every block
         with pytest.raises(WebSeedRejected, match="ignores Range"):
-            await client.fetch(info.files[4].offset, BLOCK_SIZE)
+            await client.fetch(shard + 200_000, BLOCK_SIZE)
         assert "ignores Range" in client.dropped
 
 

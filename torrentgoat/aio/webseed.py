@@ -15,8 +15,8 @@ Rules kept here:
 * **Ranges**: a torrent byte range is split per file (:func:`map_range`); BEP 47 pad files are
   never requested, their bytes are zeros filled in locally.  A reply must be ``206`` with a
   ``Content-Range`` naming exactly the bytes asked for (and the file's size, when given), carrying
-  exactly that many bytes.  A ``200`` (a server that ignores ``Range``) is accepted only for files
-  of at most :attr:`WebSeedConfig.full_body_limit` bytes, and read only that far.
+  exactly that many bytes.  A ``200`` (a server that ignores ``Range``) is accepted only when the
+  range ends within :attr:`WebSeedConfig.full_body_limit` bytes, and the body is read only that far.
 * **Redirects** are followed by hand (at most :attr:`WebSeedConfig.max_redirects`, http/https
   only), and the final URL is cached per file: the Hugging Face hub redirects LFS files to expiring
   CDN URLs.  A ``401``/``403``/``404``/``410`` from a cached target means it expired: the file is
@@ -82,8 +82,9 @@ class WebSeedConfig:
     """Redirects followed from a file's URL (the hub needs one)."""
     max_request_bytes: int = 64 * 1024 * 1024
     """Largest byte range asked for in one request (bounds the memory of a response)."""
-    full_body_limit: int = 256 * 1024
-    """A ``200`` with the whole file instead of a ``206`` is accepted only for files this small."""
+    full_body_limit: int = 16 * 1024 * 1024
+    """A ``200`` with the whole file instead of a ``206`` is used only when the range wanted ends
+    within this many bytes of the file's start (only that prefix is read); else the URL is dropped."""
     backoff_initial: float = 1.0
     """First pause after a connection error or a ``5xx`` without ``Retry-After`` (doubles each time)."""
     backoff_max: float = 120.0
@@ -401,20 +402,22 @@ class WebSeedClient:
                 raise WebSeedRejected(
                     f"web seed {url}: the file is {total} bytes there, the torrent says {entry.length}"
                 )
-            skip, expected = 0, length
+            skip, expected, need = 0, length, length
         else:
-            if entry.length > self.config.full_body_limit:
+            # the whole file instead of a range: read only as far as the range ends, if that is near
+            if offset + length > self.config.full_body_limit:
                 raise WebSeedRejected(
-                    f"web seed {url}: ignores Range requests (HTTP 200 for a {entry.length}-byte file)"
+                    f"web seed {url}: ignores Range requests (HTTP 200 for a {entry.length}-byte file; "
+                    f"bytes {offset}-{offset + length - 1} wanted)"
                 )
-            skip, expected = offset, entry.length
+            skip, expected, need = offset, entry.length, offset + length
         declared = response.content_length
         if declared is not None and declared != expected:
             raise WebSeedRejected(f"web seed {url}: Content-Length {declared}, expected {expected} bytes")
         received = 0
         stream = response.content
-        while received < expected:
-            chunk = await stream.read(min(_READ_CHUNK, expected - received))
+        while received < need:
+            chunk = await stream.read(min(_READ_CHUNK, need - received))
             if not chunk:
                 break
             lo = max(received, skip)
@@ -422,9 +425,11 @@ class WebSeedClient:
             if lo < hi:
                 out[lo - skip : hi - skip] = chunk[lo - received : hi - received]
             received += len(chunk)
-        if received < expected:
+        if received < need:
             raise aiohttp.ClientPayloadError(f"body truncated at {received} of {expected} bytes")
-        if await stream.read(1):
+        if need < expected:
+            response.close()  # the rest of a whole-file reply is not needed: do not reuse the connection
+        elif await stream.read(1):
             raise WebSeedRejected(f"web seed {url}: body longer than the {expected} bytes asked for")
         self.stats.bytes_received += length
 
