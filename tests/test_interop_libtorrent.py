@@ -14,6 +14,7 @@ Files are compared byte for byte with the originals after each transfer.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -28,10 +29,12 @@ from tests.interop_helpers import (
     ProcessGroup,
     assert_same_files,
     complete,
+    free_port,
     loopback_config,
     make_model_torrent,
     make_shard_torrent,
     processes,
+    wait_listening,
 )
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
@@ -223,3 +226,50 @@ async def test_ipv6_loopback_both_directions(tmp_path: Path, processes: ProcessG
         await leech.wait_event("finished", timeout=25)
         assert torrent.uploaded >= shared.size
     assert_same_files(shared.metainfo, shared.root, lt_dest)
+
+
+async def test_cli_seed_to_libtorrent_and_stop_on_sigterm(tmp_path: Path, processes: ProcessGroup) -> None:
+    """``python -m torrentgoat seed`` serves a libtorrent leech, then stops cleanly on SIGTERM."""
+    require_libtorrent()
+    shared = make_model_torrent(tmp_path, shards=2, shard_size=4 * MiB + 1, seed=8)
+    port = free_port()
+    argv = [sys.executable, "-m", "torrentgoat", "seed", str(shared.torrent_path), str(shared.root)]
+    argv += ["--port", str(port), "--listen", "127.0.0.1", "--listen6", "", "--no-dht", "--quiet"]
+    seeder = await processes.spawn("torrentgoat-seed", argv)
+    await wait_listening(port, timeout=15)
+    dest = tmp_path / "lt-down"
+    dest.mkdir()
+    leech = await processes.libtorrent(
+        "leech", directory=dest, torrent=shared.torrent_path, peers=[f"127.0.0.1:{port}"]
+    )
+    await leech.wait_event("finished", timeout=25)
+    assert_same_files(shared.metainfo, shared.root, dest)
+    assert seeder.process is not None and seeder.returncode is None
+    seeder.process.send_signal(signal.SIGTERM)
+    code = await seeder.wait_exit(timeout=10)
+    assert code == 0, f"seed exited {code} on SIGTERM\n{seeder.tail()}"
+
+
+async def test_resume_fetches_only_missing_pieces_from_libtorrent(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """A partial copy on disk (as left by Ctrl-C): verified pieces stay, only the bad ones travel."""
+    require_libtorrent()
+    piece = 256 * 1024
+    shared = make_shard_torrent(tmp_path, 16 * MiB + 100, piece_length=piece, seed=9)
+    dest = tmp_path / "down"
+    dest.mkdir()
+    data = bytearray((shared.root / shared.name).read_bytes())
+    damaged = {3, 20, 40, len(data) // piece}  # a few pieces, the short last one too
+    for index in damaged:
+        data[index * piece] ^= 0xFF
+    del data[-piece // 2 :]  # and the file is short, as after an interrupted download
+    damaged.add((len(data)) // piece)
+    (dest / shared.name).write_bytes(bytes(data))
+    seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        await complete(torrent, timeout=25, peers=[seeder])
+        budget = sum(shared.metainfo.info.piece_size(i) for i in damaged)
+        assert 0 < torrent.downloaded <= budget, f"downloaded {torrent.downloaded}, damaged {budget}"
+    assert_same_files(shared.metainfo, shared.root, dest)
