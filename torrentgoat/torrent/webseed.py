@@ -258,7 +258,7 @@ class WebSeedSource(PeerSource):
                     log.info("%s: %s", torrent.name, exc)
                     return
                 except WebSeedRejected as exc:
-                    log.warning("%s: web seed dropped: %s", torrent.name, exc)
+                    log.warning("%s: %s", torrent.name, exc)
                     return
                 if client.dropped or self._stopping(torrent):
                     return
