@@ -36,9 +36,11 @@ from tests.interop_helpers import (
     processes,
     wait_listening,
 )
+from torrentgoat.creation import create_torrent
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
+from torrentgoat.testing.shards import write_safetensors_shard
 
 pytestmark = pytest.mark.interop
 
@@ -273,3 +275,67 @@ async def test_resume_fetches_only_missing_pieces_from_libtorrent(
         budget = sum(shared.metainfo.info.piece_size(i) for i in damaged)
         assert 0 < torrent.downloaded <= budget, f"downloaded {torrent.downloaded}, damaged {budget}"
     assert_same_files(shared.metainfo, shared.root, dest)
+
+
+@pytest.mark.parametrize(
+    ("piece_length", "size"),
+    [(16 * 1024, 6 * MiB + 1), (4 * MiB, 14 * MiB + 16385)],
+    ids=["16KiB-pieces", "4MiB-pieces"],
+)
+async def test_piece_sizes_both_directions(
+    tmp_path: Path, processes: ProcessGroup, piece_length: int, size: int
+) -> None:
+    """The smallest pieces (one block each, hundreds of HAVEs) and large ones (256 blocks), with a
+    short last piece: libtorrent -> us, then us -> a fresh libtorrent leech."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, size, piece_length=piece_length, seed=10)
+    seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=True)) as session:
+        torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        await complete(torrent, timeout=25, peers=[seeder])
+        assert_same_files(shared.metainfo, shared.root, dest)
+        await seeder.stop()
+        lt_dest = tmp_path / "lt-down"
+        lt_dest.mkdir()
+        leech = await processes.libtorrent(
+            "leech",
+            directory=lt_dest,
+            torrent=shared.torrent_path,
+            peers=[f"127.0.0.1:{session.listen_port}"],
+        )
+        await leech.wait_event("finished", timeout=25)
+    assert_same_files(shared.metainfo, shared.root, lt_dest)
+
+
+async def test_odd_folder_both_directions(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Empty files, nested folders, non-ASCII names and a file smaller than a block, padded."""
+    require_libtorrent()
+    root = tmp_path / "seed" / "odd-model"
+    write_safetensors_shard(root / "weights" / "model.safetensors", 3 * MiB + 7, seed=11)
+    (root / "empty.txt").write_bytes(b"")
+    (root / "weights" / "empty-too.bin").write_bytes(b"")
+    (root / "tokenizer" / "vocabulário.json").parent.mkdir(parents=True)
+    (root / "tokenizer" / "vocabulário.json").write_text('{"ok": true}\n', encoding="utf-8")
+    (root / "README.md").write_text("tiny\n")
+    metainfo = create_torrent(root, piece_length=64 * 1024, pad=True)
+    torrent_path = tmp_path / "odd.torrent"
+    torrent_path.write_bytes(metainfo.to_bytes())
+    seeder = await processes.libtorrent("seed", directory=root.parent, torrent=torrent_path)
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=True)) as session:
+        torrent = await session.add(torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        await complete(torrent, timeout=25, peers=[seeder])
+        await seeder.stop()
+        lt_dest = tmp_path / "lt-down"
+        lt_dest.mkdir()
+        leech = await processes.libtorrent(
+            "leech", directory=lt_dest, torrent=torrent_path, peers=[f"127.0.0.1:{session.listen_port}"]
+        )
+        await leech.wait_event("finished", timeout=25)
+    for copy_root in (dest, lt_dest):
+        for relative in ("empty.txt", "weights/empty-too.bin", "tokenizer/vocabulário.json", "README.md"):
+            copy = copy_root / "odd-model" / relative
+            assert copy.is_file(), f"{copy} missing"
+            assert copy.read_bytes() == (root / relative).read_bytes()
+        assert_same_files(metainfo, root.parent, copy_root)
