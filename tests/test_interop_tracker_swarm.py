@@ -192,3 +192,37 @@ async def test_swarm_of_torrentgoat_sessions_and_libtorrent(tmp_path: Path, proc
         )
     for dest in (*dests, lt_dest):
         assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_mixed_swarm_libtorrent_seed_aria2_and_torrentgoat(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """libtorrent seeds slowly (4 MiB/s); two torrentgoat sessions and aria2 leech through the
+    tracker, so most bytes must travel between the leeches -- three implementations trading."""
+    require_libtorrent()
+    aria2 = require_binary("aria2c")
+    async with LoopbackTracker(interval=2, min_interval=1) as tracker:
+        shared = make_shard_torrent(tmp_path, 12 * MiB + 999, trackers=[tracker.http_url], seed=15)
+        seeder = await processes.libtorrent(
+            "seed", directory=shared.root, torrent=shared.torrent_path, extra=["--upload-limit", str(4 * MiB)]
+        )
+        await tracker.wait_for(lambda a: a.request.port == seeder.port, timeout=10)
+        dests = [tmp_path / f"tg-{i}" for i in range(2)]
+        a2_dest = tmp_path / "aria2"
+        a2_dest.mkdir()
+        started = time.monotonic()
+        async with Session(loopback_config(seed=True)) as one, Session(loopback_config(seed=True)) as two:
+            leeches = [await s.add(shared.torrent_path, d) for s, d in zip((one, two), dests, strict=True)]
+            a2 = await processes.aria2("leech", torrent=shared.torrent_path, directory=a2_dest, binary=aria2)
+            await asyncio.gather(*(complete(t, timeout=25, peers=[seeder, a2]) for t in leeches))
+            code = await a2.wait_exit(timeout=max(1.0, 27 - (time.monotonic() - started)))
+            assert code == 0, f"aria2c exited {code}\n{a2.tail()}"
+            elapsed = time.monotonic() - started
+            traded = sum(t.uploaded for t in leeches)
+            assert traded > 0, "the torrentgoat leeches never uploaded"
+            assert all(t.hash_failures == 0 for t in leeches)
+        print(
+            f"mixed swarm: {shared.size / MiB:.1f} MiB to 3 leeches in {elapsed:.2f} s, tg uploaded {traded / MiB:.1f} MiB"
+        )
+    for dest in (*dests, a2_dest):
+        assert_same_files(shared.metainfo, shared.root, dest)
