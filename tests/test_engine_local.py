@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -228,8 +230,8 @@ async def test_sequential_strategy_completes(tmp_path: Path) -> None:
 
 
 async def test_download_limit_slows_the_transfer(tmp_path: Path) -> None:
-    size = 4 * MiB
-    limit = 1 * MiB  # bytes per second: ideal time ~4 s minus the bucket's burst
+    size = 2 * MiB
+    limit = 1 * MiB  # bytes per second: ideal time ~2 s minus the bucket's burst (rate / 4)
     payload = make_file_payload(tmp_path, size, piece_length=256 * 1024, seed=26)
     dest = tmp_path / "down"
     async with (
@@ -269,3 +271,61 @@ async def test_cli_get_from_in_test_seeder_exits_zero(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{out.decode()}\n{err.decode()}"
     assert_same_files(payload.metainfo, payload.root, dest)
     assert files_on_disk(dest) == _real_files(payload)
+
+
+async def test_cli_get_exit_codes_without_peers_bad_input_and_ctrl_c(tmp_path: Path) -> None:
+    """``--timeout`` with nobody to download from: 1; a missing .torrent: 2; Ctrl-C while waiting
+    for metadata: 130, cleanly (no traceback)."""
+    payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=28)
+    magnet = Magnet.from_metainfo(payload.metainfo).to_uri()
+    common = ["--no-dht", "--no-trackers", "--listen", "127.0.0.1", "--listen6", "", "--quiet"]
+
+    async def start(*args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "torrentgoat", "get", *args, *common,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    timed = await start(magnet, "-o", str(tmp_path / "a"), "--timeout", "1", "--port", "0")
+    missing = await start(str(tmp_path / "nope.torrent"), "-o", str(tmp_path / "b"), "--port", "0")
+    port = _free_port()
+    interrupted = await start(magnet, "-o", str(tmp_path / "c"), "--port", str(port))
+    await _until_listening(port, 30)  # the session runs: the torrent waits for metadata
+    await asyncio.sleep(0.5)
+    interrupted.send_signal(signal.SIGINT)
+    results = {}
+    for name, proc in (("timed", timed), ("missing", missing), ("interrupted", interrupted)):
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"{name}: did not exit") from None
+        results[name] = (proc.returncode, (out + err).decode())
+    assert results["timed"][0] == 1, results["timed"]
+    assert results["missing"][0] == 2, results["missing"]
+    assert "nope.torrent" in results["missing"][1]
+    assert results["interrupted"][0] == 130, results["interrupted"]
+    for _code, output in results.values():
+        assert "Traceback" not in output, output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _until_listening(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing listens on {port} after {timeout} s") from None
+            await asyncio.sleep(0.1)
+        else:
+            writer.close()
+            return
