@@ -35,6 +35,7 @@ from tests.interop_helpers import (
     make_shard_torrent,
     processes,
     wait_listening,
+    wait_until,
 )
 from torrentgoat.creation import create_torrent
 from torrentgoat.magnet import Magnet
@@ -339,3 +340,26 @@ async def test_odd_folder_both_directions(tmp_path: Path, processes: ProcessGrou
             assert copy.is_file(), f"{copy} missing"
             assert copy.read_bytes() == (root / relative).read_bytes()
         assert_same_files(metainfo, root.parent, copy_root)
+
+
+async def test_seeder_churn_mid_download(tmp_path: Path, processes: ProcessGroup) -> None:
+    """The only (slow) seeder dies mid-download; a second libtorrent seeder appears and we finish
+    from it: requests in flight to the dead peer are not lost."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 10 * MiB + 3, piece_length=256 * 1024, seed=12)
+    first = await processes.libtorrent(
+        "seed", directory=shared.root, torrent=shared.torrent_path, extra=["--upload-limit", str(2 * MiB)]
+    )
+    dest = tmp_path / "down"
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{first.port}"])
+        await wait_until(
+            lambda: torrent.verified_bytes >= shared.size // 4, timeout=15, what="a quarter of the data"
+        )
+        await first.stop()
+        assert not torrent.is_complete
+        second = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+        torrent.add_peers([PeerAddress("127.0.0.1", second.port or 0)], "manual")
+        await complete(torrent, timeout=20, peers=[second])
+        assert torrent.hash_failures == 0
+    assert_same_files(shared.metainfo, shared.root, dest)

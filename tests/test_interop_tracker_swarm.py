@@ -32,6 +32,7 @@ from tests.interop_helpers import (
     processes,
     wait_scrape,
 )
+from torrentgoat.magnet import Magnet
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.testing.tracker import LoopbackTracker, OpenTracker
 from torrentgoat.torrent import TorrentConfig
@@ -226,3 +227,24 @@ async def test_mixed_swarm_libtorrent_seed_aria2_and_torrentgoat(
         )
     for dest in (*dests, a2_dest):
         assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_magnet_with_tracker_finds_libtorrent_and_fetches_metadata(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """A magnet with only ``xt`` and ``tr``: the tracker names libtorrent, BEP 9 gives the info dict."""
+    require_libtorrent()
+    async with LoopbackTracker(interval=60, min_interval=1) as tracker:
+        shared = make_model_torrent(
+            tmp_path, shards=2, shard_size=3 * MiB + 9, trackers=[tracker.udp_url], seed=16
+        )
+        seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+        await tracker.wait_for(lambda a: a.request.port == seeder.port, timeout=10)
+        magnet = Magnet(info_hash=shared.metainfo.info_hash, trackers=(tracker.udp_url,)).to_uri()
+        dest = tmp_path / "down"
+        async with Session(loopback_config()) as session:
+            torrent = await session.add(magnet, dest)
+            info = await asyncio.wait_for(torrent.wait_metadata(), timeout=15)
+            assert info.raw == shared.metainfo.info.raw
+            await complete(torrent, timeout=20, peers=[seeder])
+    assert_same_files(shared.metainfo, shared.root, dest)
