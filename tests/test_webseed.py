@@ -17,7 +17,8 @@ Shown here:
   byte served exactly once, no pad range ever asked), a single-file torrent whose URL is the file,
   expiry mid-download, ``Retry-After`` honoured, a corrupt web seed dropped while a torrentgoat
   seeder peer finishes the job, peers and a web seed sharing one download, a magnet's ``ws=``
-  joining once BEP 9 metadata arrived, and a dead URL (``404``) dropped at once.
+  joining once BEP 9 metadata arrived, and a dead URL (``404``) dropped at once;
+* interop: libtorrent downloads the same snapshot torrent from the fake hub (same URL mapping).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import require_libtorrent
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -692,3 +694,37 @@ async def test_dead_web_seed_is_dropped_and_peers_finish(tmp_path: Path) -> None
         # dropped at the first answer: no retry storm against a URL that does not have the files
         assert hub.count(status=404) <= source.connections_per_url
     assert_same_files(metainfo, folder.parent, tmp_path / "down")
+
+
+@pytest.mark.interop
+async def test_libtorrent_downloads_the_same_snapshot_torrent_from_the_fake_hub(tmp_path: Path) -> None:
+    """The reference client reads our url-list the same way (BEP 19 mapping, per-file redirects)."""
+    lt = require_libtorrent()  # type: ignore[no-untyped-call]
+    folder = _model(tmp_path, shard_size=1 * MiB + 5)
+    async with FakeHub() as hub:
+        hub.add_repo(REPO, COMMIT, folder)
+        metainfo = _snapshot_torrent(folder, hub)
+        torrent_file = tmp_path / "snapshot.torrent"
+        torrent_file.write_bytes(metainfo.to_bytes())
+        session = lt.session(
+            {
+                "listen_interfaces": "127.0.0.1:0",
+                "enable_dht": False,
+                "enable_lsd": False,
+                "enable_upnp": False,
+                "enable_natpmp": False,
+                "ssrf_mitigation": False,  # CDN URLs on 127.0.0.1 carry a query string
+            }
+        )
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(str(torrent_file))
+        params.save_path = str(tmp_path / "lt")
+        handle = session.add_torrent(params)
+        deadline = time.monotonic() + 30
+        while not handle.status().is_seeding:
+            assert time.monotonic() < deadline, f"libtorrent stuck: {handle.status().state}"
+            await asyncio.sleep(0.1)
+        del session
+    assert hub.count(route="cdn", status=206) > 0
+    assert not any(".pad" in r.path for r in hub.requests)
+    assert_same_files(metainfo, folder.parent, tmp_path / "lt")
