@@ -622,7 +622,7 @@ async def test_corrupt_web_seed_is_dropped_and_a_peer_finishes(tmp_path: Path) -
 
 async def test_peers_and_web_seed_share_one_download(tmp_path: Path) -> None:
     folder = _model(tmp_path, shard_size=3 * MiB)
-    async with FakeHub(response_delay=0.02) as hub:
+    async with FakeHub(response_delay=0.05) as hub:
         hub.add_repo(REPO, COMMIT, folder)
         metainfo = _snapshot_torrent(folder, hub)
         async with (
@@ -633,7 +633,7 @@ async def test_peers_and_web_seed_share_one_download(tmp_path: Path) -> None:
             torrent = await session.add(
                 metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeding.listen_port}"]
             )
-            source = WebSeedSource(metainfo.web_seeds, session.http, request_bytes=256 * 1024)
+            source = WebSeedSource(metainfo.web_seeds, session.http, request_bytes=128 * 1024)
             async with _webseeds(torrent, source):
                 await _complete(torrent, 30)
             from_peer = seed_torrent.uploaded
