@@ -259,6 +259,34 @@ async def test_magnet_metadata_from_a_lying_peer_is_refused(tmp_path: Path, lie:
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine gap: silent seeds (unchoke, take requests, never send a block) that hold every "
+    "max_peers slot are snubbed but never disconnected, so a good peer learned later is never "
+    "dialled (_connector only dials while below max_peers; nothing evicts snubbed peers): the "
+    "download stalls for good",
+)
+async def test_silent_seeds_holding_every_slot_make_way_for_a_good_peer(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=36)
+    info = payload.metainfo.info
+    read = storage_reader(info, payload.root)
+    async with (
+        HostileSeeder(info, read, behaviour="silent") as first,
+        HostileSeeder(info, read, behaviour="silent") as second,
+        Session(loopback_config(seed=1)) as honest,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        await _seed(honest, payload)
+        config = TorrentConfig(max_peers=2, snub_timeout=1.0)
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[first.address, second.address], config=config
+        )
+        await _wait(lambda: first.stats.requests > 0 and second.stats.requests > 0, 10, lambda: describe(torrent))
+        torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
+        await _complete(torrent, 8)
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
 # --------------------------------------------------------------------------- (b) malformed messages
 
 

@@ -320,7 +320,7 @@ class HostileSeeder:
         metadata: str | None = None,
         fast: bool = True,
         host: str = "127.0.0.1",
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         if behaviour not in ("honest", "corrupt", "garbage", "silent", "reject"):
             raise ValueError(f"unknown behaviour {behaviour!r}")
@@ -337,8 +337,9 @@ class HostileSeeder:
         self.host = host
         self.port = 0
         self.stats = SeederStats()
-        self.peer_id = hostile_peer_id(random.Random(seed))
-        self._rng = random.Random(seed)
+        self.peer_id = hostile_peer_id(random.Random(seed) if seed is not None else None)
+        """Distinct per seeder unless ``seed`` is given (torrentgoat keeps one connection per peer id)."""
+        self._rng = random.Random(seed or 0)
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
