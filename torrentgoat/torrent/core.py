@@ -47,6 +47,7 @@ from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PickerConfig, PiecePicker
 from torrentgoat.picker.layout import PieceLayout
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef, InfoHash, PeerAddress, PeerId
+from torrentgoat.rates import RateMeter
 from torrentgoat.storage import FileStorage, Layout, Storage
 from torrentgoat.torrent.choking import ChokeScheduler
 from torrentgoat.torrent.config import TorrentConfig
@@ -188,6 +189,7 @@ class Torrent:
         self._strikes: dict[PeerAddress, int] = {}
         self._block_sources: dict[Hashable, Callable[[int], None]] = {}
         self._full_have: Bitfield | None = None
+        self._source_meter = RateMeter(time_constant=5.0)
         self._verifying: set[int] = set()
         self._connecting = 0
         self._wake_connector = asyncio.Event()
@@ -436,6 +438,8 @@ class Torrent:
             priorities=priorities,
         )
         self.uploader = Uploader(self, info, storage)
+        for key in self._block_sources:
+            self.picker.peer_have_all(key)
         geometry = PieceGeometry.from_info(info)
         for ps in list(self.peers.values()):
             engine = ps.driver.engine
@@ -819,11 +823,12 @@ class Torrent:
         ``on_piece_failed(index)`` is called when a piece it contributed to fails its hash check.
         """
         self._block_sources[key] = on_piece_failed
+        if self.picker is not None:
+            self.picker.peer_have_all(key)  # a seed: counts in every piece's availability
 
     def unregister_source(self, key: Hashable) -> None:
-        self._block_sources.pop(key, None)
-        if self.picker is not None:
-            self.picker.release_peer(key)
+        if self._block_sources.pop(key, None) is not None and self.picker is not None:
+            self.picker.peer_left(key)
 
     def source_pick(self, key: Hashable, count: int) -> list[BlockRef]:
         """Up to ``count`` blocks for a source that has every piece (recorded as requested by it)."""
@@ -838,6 +843,7 @@ class Torrent:
         """A block a source fetched; returns whether it was new.  Verified like any other block."""
         if len(data) != block.length:
             raise LocalProtocolError(f"source delivered {len(data)} bytes for {block}")
+        self._source_meter.add(len(data), self._loop.time())
         return self._store_block(key, block.piece, block.begin, data)
 
     def source_release(self, key: Hashable, blocks: list[BlockRef] | None = None) -> None:
@@ -963,7 +969,7 @@ class Torrent:
 
     def _tick(self, now: float) -> None:
         picker = self.picker
-        down_rate = 0.0
+        down_rate = self._source_meter.rate(now)
         up_rate = 0.0
         for ps in list(self.peers.values()):
             if ps.driver.closed:
