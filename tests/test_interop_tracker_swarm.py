@@ -248,3 +248,27 @@ async def test_magnet_with_tracker_finds_libtorrent_and_fetches_metadata(
             assert info.raw == shared.metainfo.info.raw
             await complete(torrent, timeout=20, peers=[seeder])
     assert_same_files(shared.metainfo, shared.root, dest)
+
+
+@pytest.mark.parametrize("transport", ["http", "udp"])
+async def test_download_that_stops_at_completion_still_reports_completed(
+    tmp_path: Path, processes: ProcessGroup, transport: str
+) -> None:
+    """BEP 3: ``completed`` is sent when the download completes.  A download that does not seed
+    stops right after completing; the tracker must still hear ``completed`` (before ``stopped``),
+    or it never counts the download (scrape ``downloaded``)."""
+    require_libtorrent()
+    async with LoopbackTracker(interval=60, min_interval=1) as tracker:
+        url = tracker.http_url if transport == "http" else tracker.udp_url
+        shared = make_shard_torrent(tmp_path, 4 * MiB + 77, trackers=[url], seed=17)
+        seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+        await tracker.wait_for(lambda a: a.request.port == seeder.port, timeout=10)
+        async with Session(loopback_config()) as session:
+            ours = session.peer_id
+            torrent = await session.add(shared.torrent_path, tmp_path / "down")
+            await complete(torrent, timeout=20, peers=[seeder])
+            await asyncio.wait_for(torrent.wait_stopped(), timeout=10)
+        events = [a.request.event for a in tracker.announces if a.request.peer_id == ours]
+        assert events[0] is AnnounceEvent.STARTED
+        assert AnnounceEvent.COMPLETED in events, f"our announces: {[e.name for e in events]}"
+        assert events[-1] is AnnounceEvent.STOPPED
