@@ -194,7 +194,7 @@ async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] 
     try:
         await asyncio.wait_for(torrent.wait_complete(), timeout=timeout)
     except TimeoutError:
-        have = torrent.have.count() if torrent.have is not None else None
+        have = torrent.have.count if torrent.have is not None else None
         total = torrent.info.num_pieces if torrent.info is not None else None
         connected = [
             {

@@ -56,13 +56,7 @@ async def test_download_torrent_file_from_libtorrent_seeder(tmp_path: Path, proc
     started = time.monotonic()
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
-        try:
-            await asyncio.wait_for(torrent.wait_complete(), timeout=25)
-        except TimeoutError:
-            raise AssertionError(
-                f"not complete: state={torrent.state} have={torrent.have and torrent.have.count()}"
-                f"/{shared.metainfo.info.num_pieces} peers={torrent.num_peers}\n{seeder.tail()}"
-            ) from None
+        await complete(torrent, timeout=25, peers=[seeder])
         assert torrent.downloaded >= shared.size
         assert torrent.hash_failures == 0
     elapsed = time.monotonic() - started
