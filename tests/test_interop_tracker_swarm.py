@@ -180,7 +180,10 @@ async def test_swarm_of_torrentgoat_sessions_and_libtorrent(tmp_path: Path, proc
                 await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in leeches)), timeout=25)
                 await lt.wait_event("finished", timeout=max(1.0, 25 - (time.monotonic() - started)))
             except (TimeoutError, AssertionError) as exc:
-                state = [(t.state, t.have.count if t.have is not None else None, t.num_peers, t.downloaded) for t in leeches]
+                state = [
+                    (t.state, t.have.count if t.have is not None else None, t.num_peers, t.downloaded)
+                    for t in leeches
+                ]
                 raise AssertionError(f"swarm incomplete: {state} {exc}\n{lt.tail()}") from None
             elapsed = time.monotonic() - started
             traded = sum(t.uploaded for t in leeches)
