@@ -1,0 +1,137 @@
+"""torrentgoat as a one-torrent peer process for benchmarks (the counterpart of ``tools/lt_peer.py``).
+
+    python -m benchmarks._tg_peer seed  --torrent T --dir D [--port P]
+    python -m benchmarks._tg_peer leech --torrent T --dir D [--port P] --peer HOST:PORT
+
+Listens on 127.0.0.1 only (no IPv6, no DHT, no trackers, no PEX) and prints one JSON object per line:
+``{"event": "listening", "port": P}`` once the listen socket is up, ``{"event": "seeding", ...}`` once
+a seed has checked its data, ``{"event": "first_byte", "seconds": S}`` when a leech gets its first
+block, ``{"event": "finished", "seconds": S, "bytes": N}`` when a leech has every piece verified and
+written.  A seed runs until stdin closes or SIGTERM; a leech exits after finishing.
+``TG_PROFILE=path`` wraps the run in cProfile (stats written to ``path``) for a quick look without
+py-spy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from torrentgoat.session import Session, SessionConfig
+from torrentgoat.torrent import TorrentConfig
+from torrentgoat.torrent.events import ProgressReported
+
+__all__ = ["main"]
+
+
+def emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+async def run(args: argparse.Namespace) -> int:
+    seed = args.mode == "seed"
+    tconfig = TorrentConfig(seed=seed, pex=False)
+    config = SessionConfig(
+        listen_host="127.0.0.1",
+        listen_ipv6=None,
+        listen_port=args.port,
+        enable_dht=False,
+        enable_trackers=False,
+        enable_pex=False,
+        torrent=tconfig,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with Session(config) as session:
+        emit(event="listening", port=session.listen_port)
+        started = time.monotonic()
+        torrent = await session.add(Path(args.torrent), Path(args.dir), peers=tuple(args.peer))
+        if seed:
+            await torrent.wait_complete()
+            emit(event="seeding", seconds=time.monotonic() - started, bytes=torrent.wanted_bytes)
+            threading.Thread(
+                target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+            ).start()
+            await stop.wait()
+            emit(event="stopping", uploaded=torrent.uploaded)
+            torrent.stop("benchmark over")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(torrent.wait_stopped(), 5.0)
+            return 0
+        first = asyncio.ensure_future(_first_byte(torrent, started))
+        try:
+            await asyncio.wait_for(torrent.wait_complete(), timeout=args.timeout)
+        except TimeoutError:
+            emit(event="timeout")
+            return 3
+        finally:
+            first.cancel()
+        emit(
+            event="finished",
+            seconds=time.monotonic() - started,
+            bytes=torrent.wanted_bytes,
+            downloaded=torrent.downloaded,
+            hash_failures=torrent.hash_failures,
+        )
+        await torrent.wait_stopped()
+    return 0
+
+
+async def _first_byte(torrent: Any, started: float) -> None:
+    async for event in torrent.events():
+        if isinstance(event, ProgressReported) and event.downloaded:
+            emit(event="first_byte_tick", seconds=time.monotonic() - started)
+            return
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["seed", "leech"])
+    parser.add_argument("--torrent", required=True)
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--peer", action="append", default=[])
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    args = parser.parse_args()
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(relativeCreated)d %(name)s %(message)s")
+    runner: Any = asyncio.run
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:
+            pass
+    profile = os.environ.get("TG_PROFILE")
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            return int(runner(run(args)))
+        finally:
+            prof.disable()
+            prof.dump_stats(profile)
+    return int(runner(run(args)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
