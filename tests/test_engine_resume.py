@@ -364,6 +364,40 @@ async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: 
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine gap: a leecher that selected one file of an unpadded torrent verifies the pieces "
+    "it shares with unselected files but stores only its own part (no part file), yet announces "
+    "them; requests for them are rejected (upload.py 'cannot serve piece'), and the requester keeps "
+    "asking for those pieces instead of the ones it could get (have 1/5 after 5 s), so nobody can "
+    "download that file from such a partial seed",
+)
+async def test_partial_seed_serves_its_selected_file_to_a_newcomer(tmp_path: Path) -> None:
+    from torrentgoat.creation import create_torrent
+    from torrentgoat.testing.shards import write_model_folder
+
+    root = tmp_path / "seed"
+    write_model_folder(root / "nopad", shards=2, shard_size=1 * MiB + 333, seed=81)
+    metainfo = create_torrent(root / "nopad", piece_length=256 * 1024, pad=False, creation_date=None)
+    info = metainfo.info
+    shard = next(i for i, f in enumerate(info.files) if f.path[-1] == "model-00001-of-00002.safetensors")
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as partial:
+        original = await seeder.add(metainfo, root, seed=True)
+        await _complete(original)
+        first = await partial.add(
+            metainfo, tmp_path / "a", file_indices=[shard], seed=True, peers=[f"127.0.0.1:{seeder.listen_port}"]
+        )
+        await _complete(first)
+        original.stop("the original seed leaves")
+        await original.wait_stopped()
+        async with Session(loopback_config(seed=3)) as newcomer:
+            second = await newcomer.add(
+                metainfo, tmp_path / "b", file_indices=[shard], peers=[f"127.0.0.1:{partial.listen_port}"]
+            )
+            await _complete(second, 5)
+    assert_same_files(metainfo, root, tmp_path / "b", only=[shard])
+
+
 # --------------------------------------------------------------------------- CLI: Ctrl-C and rerun
 
 
