@@ -155,7 +155,7 @@ async def test_seed_corrupting_one_piece_is_banned_and_only_that_piece_is_fetche
     info = payload.metainfo.info
     dest = tmp_path / "down"
     async with (
-        HostileSeeder(info, storage_reader(info, payload.root), behaviour="corrupt", corrupt_pieces={3}) as liar,
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour="corrupt", only_pieces={3}) as liar,
         Session(loopback_config(seed=1)) as honest,
         Session(loopback_config(seed=2)) as leecher,
     ):
@@ -259,13 +259,6 @@ async def test_magnet_metadata_from_a_lying_peer_is_refused(tmp_path: Path, lie:
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: silent seeds (unchoke, take requests, never send a block) that hold every "
-    "max_peers slot are snubbed but never disconnected, so a good peer learned later is never "
-    "dialled (_connector only dials while below max_peers; nothing evicts snubbed peers): the "
-    "download stalls for good",
-)
 async def test_silent_seeds_holding_every_slot_make_way_for_a_good_peer(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=36)
     info = payload.metainfo.info
@@ -404,12 +397,6 @@ async def test_idle_connections_holding_every_slot_do_not_lock_out_a_leecher(tmp
                 await squatter.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: BEP 11 PEX addresses are not filtered: 0.0.0.0 (dialled, which reaches "
-    "this host), multicast and broadcast addresses become dial candidates (core.py PexReceived -> "
-    "add_peers -> CandidatePool.add accept anything; the DHT engine already refuses them)",
-)
 async def test_pex_cannot_point_us_at_unspecified_multicast_or_broadcast_addresses(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=47)
     info = payload.metainfo.info

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import ipaddress
 import random
 from dataclasses import dataclass
 from typing import ClassVar
@@ -18,6 +20,7 @@ __all__ = [
     "NodeId",
     "PeerAddress",
     "PeerId",
+    "dialable_host",
 ]
 
 BLOCK_SIZE = 16 * 1024
@@ -129,6 +132,23 @@ class BlockRef:
     @property
     def block_index(self) -> int:
         return self.begin // BLOCK_SIZE
+
+
+@functools.lru_cache(maxsize=4096)
+def dialable_host(host: str) -> bool:
+    """Whether an address learned from the network (tracker, DHT, PEX) may be contacted.
+
+    Never an unspecified address (``0.0.0.0`` / ``::`` reach this host), a multicast group or the
+    IPv4 broadcast address: a hostile reply must not aim our connections or queries there.  Host
+    names are refused too (peers are given as IP literals).  Loopback and private ranges are allowed.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_unspecified or ip.is_multicast:
+        return False
+    return not (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255"))
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
-import ipaddress
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -65,6 +64,7 @@ from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
 from torrentgoat.dht.security import ExternalIPVoter, is_exempt, node_id_matches, secure_node_id
 from torrentgoat.dht.tokens import TokenManager
 from torrentgoat.errors import DHTError, LocalProtocolError, SignatureError
+from torrentgoat.primitives import dialable_host
 
 __all__ = ["DHTConfig", "DHTEngine", "DHTStats"]
 
@@ -114,17 +114,6 @@ _KINDS: dict[str, tuple[str, str | None, str]] = {
     "put_immutable": ("get", "put", "PutItemCompleted"),
     "put_mutable": ("get", "put", "PutItemCompleted"),
 }
-
-
-@functools.lru_cache(maxsize=4096)
-def _usable(host: str) -> bool:
-    """Whether a node address from a reply is worth a query: never unspecified, multicast or
-    broadcast addresses (a hostile reply must not aim our queries there)."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not (ip.is_unspecified or ip.is_multicast or host == "255.255.255.255")
 
 
 class DHTEngine:
@@ -515,7 +504,7 @@ class DHTEngine:
             return
         lookup = op.lookup
         assert lookup is not None
-        nodes = [n for n in (r.nodes6 if self.ipv6 else r.nodes) if _usable(n.host)]
+        nodes = [n for n in (r.nodes6 if self.ipv6 else r.nodes) if dialable_host(n.host)]
         lookup.responded(addr, r.id, token=r.token, nodes=nodes)
         if r.values and op.kind in ("get_peers", "announce"):
             room = self.config.max_peers_per_lookup - len(op.peers)

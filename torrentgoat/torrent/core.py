@@ -496,7 +496,7 @@ class Torrent:
         if self._stop.is_set():
             driver.close("torrent stopped")
             return False
-        if len(self.peers) >= self.config.max_peers and not self._evict_idle_peer():
+        if len(self.peers) >= self.config.max_peers and not self._evict_useless_peer():
             driver.close("too many peers")
             return False
         address = driver.address
@@ -519,22 +519,33 @@ class Torrent:
         driver.flush()
         return self._survives_duplicate(self.peers[driver.id])
 
-    def _evict_idle_peer(self, grace: float = 2.0) -> bool:
-        """Make room for a newcomer by closing a connection that trades nothing (libtorrent does the
-        same): neither side interested, connected for more than ``grace`` seconds; oldest first."""
+    def _evict_useless_peer(self, grace: float = 2.0) -> bool:
+        """Make room for a newcomer by closing a connection that gives us nothing (libtorrent does the
+        same): a snubbed peer first, else one where neither side is interested, else one that has
+        choked us for a minute while we wanted its pieces and wants nothing of ours.  Connections
+        younger than ``grace`` seconds are left alone."""
         now = self._loop.time()
-        idle = [
-            ps
+
+        def uselessness(ps: PeerState) -> int:
+            engine = ps.driver.engine
+            if ps.snubbed:
+                return 3
+            if not engine.peer_interested and not engine.am_interested:
+                return 2
+            if engine.peer_choking and not engine.peer_interested and now - ps.last_block_at > 60.0:
+                return 1
+            return 0
+
+        scored = [
+            (uselessness(ps), -max(ps.last_block_at, ps.connected_at), ps)
             for ps in self.peers.values()
-            if not ps.driver.closed
-            and now - ps.connected_at > grace
-            and not ps.driver.engine.peer_interested
-            and not ps.driver.engine.am_interested
+            if not ps.driver.closed and now - ps.connected_at > grace
         ]
-        if not idle:
+        scored = [item for item in scored if item[0] > 0]
+        if not scored:
             return False
-        victim = min(idle, key=lambda ps: max(ps.last_block_at, ps.connected_at))
-        victim.driver.close("idle: evicted to make room for a new peer")
+        victim = max(scored, key=lambda item: (item[0], item[1]))[2]
+        victim.driver.close("evicted to make room for a more useful peer")
         return True
 
     def _survives_duplicate(self, ps: PeerState) -> bool:
@@ -573,6 +584,14 @@ class Torrent:
         while not self._stop.is_set():
             now = self._loop.time()
             free = self.config.max_peers - len(self.peers) - self._connecting
+            if (
+                free <= 0
+                and self._connecting == 0
+                and not self.is_complete_and_idle()
+                and self.pool.ready(now)
+                and self._evict_useless_peer()
+            ):
+                free = 1
             if free > 0 and not self.is_complete_and_idle():
                 connected = {ps.address for ps in self.peers.values()}
                 for candidate in self.pool.ready(now):

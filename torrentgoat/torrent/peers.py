@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from torrentgoat.aio.peer import PeerDriver
-from torrentgoat.primitives import BlockRef, PeerAddress
+from torrentgoat.primitives import BlockRef, PeerAddress, dialable_host
 from torrentgoat.rates import RateMeter
 from torrentgoat.wire.pex import PexState
 
@@ -93,6 +93,8 @@ class CandidatePool:
     def add(self, address: PeerAddress, source: str) -> bool:
         if address in self.banned or address in self.ourselves or address in self.candidates:
             return False
+        if not dialable_host(address.host):
+            return False  # 0.0.0.0, multicast, broadcast: never dial what PEX or a tracker says there
         if len(self.candidates) >= self.limit:
             return False
         self.candidates[address] = Candidate(address=address, source=source)

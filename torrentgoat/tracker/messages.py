@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from torrentgoat.errors import TrackerError
-from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
+from torrentgoat.primitives import InfoHash, PeerAddress, PeerId, dialable_host
 
 __all__ = [
     "MAX_BODY_SIZE",
@@ -173,14 +173,9 @@ def normalize_host(text: str) -> str:
 
 
 def usable_peer_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether a peer address from a tracker may be dialled: not unspecified, multicast or broadcast.
-
-    A hostile tracker must not aim our connections at ``0.0.0.0``/``::``, multicast groups or the
-    broadcast address; such entries are dropped, not treated as errors.
-    """
-    if address.is_unspecified or address.is_multicast:
-        return False
-    return not (address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"))
+    """Whether a peer address from a tracker may be dialled (see :func:`dialable_host`): entries
+    aimed at unspecified, multicast or broadcast addresses are dropped, not treated as errors."""
+    return dialable_host(str(address))
 
 
 def _decode_compact(data: bytes, size: int, what: str, limit: int) -> list[PeerAddress]:
