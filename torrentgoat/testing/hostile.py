@@ -295,10 +295,10 @@ class HostileSeeder:
 
     ``behaviour``: ``"honest"`` (real data), ``"corrupt"`` (real data with bytes flipped, so the
     piece fails its SHA-1), ``"garbage"`` (random bytes of the right length), ``"silent"`` (takes
-    requests, never answers), ``"reject"`` (BEP 6 reject for every request).  ``corrupt_pieces``
-    restricts the lie to those pieces (others are honest), ``corrupt_offsets`` to blocks starting
-    at those offsets within a piece (e.g. ``{0}``: one bad block per piece, the rest honest, so the
-    liar hides among the honest contributors of each piece).  ``block_delay`` slows every block.
+    requests, never answers), ``"reject"`` (BEP 6 reject for every request).  ``only_pieces``
+    restricts the misbehaviour to those pieces (others are served honestly), ``only_offsets`` to
+    blocks starting at those offsets within a piece (e.g. ``{0}``: one bad block per piece, the
+    rest honest, so the liar hides among the honest contributors of each piece).  ``block_delay`` slows every block.
 
     ``metadata`` turns on BEP 10 / BEP 9 so magnet leechers can ask for the info dictionary:
     ``"honest"`` serves ``info.raw``, ``"corrupt"`` serves it with a byte flipped (it cannot hash to
@@ -314,8 +314,8 @@ class HostileSeeder:
         read: BlockReader,
         *,
         behaviour: str = "corrupt",
-        corrupt_pieces: Iterable[int] | None = None,
-        corrupt_offsets: Iterable[int] | None = None,
+        only_pieces: Iterable[int] | None = None,
+        only_offsets: Iterable[int] | None = None,
         block_delay: float = 0.0,
         metadata: str | None = None,
         fast: bool = True,
@@ -330,8 +330,8 @@ class HostileSeeder:
         self.info = info
         self.read = read
         self.behaviour = behaviour
-        self.corrupt_pieces = None if corrupt_pieces is None else frozenset(corrupt_pieces)
-        self.corrupt_offsets = None if corrupt_offsets is None else frozenset(corrupt_offsets)
+        self.only_pieces = None if only_pieces is None else frozenset(only_pieces)
+        self.only_offsets = None if only_offsets is None else frozenset(only_offsets)
         self.block_delay = block_delay
         self.fast = fast
         self.host = host
@@ -374,16 +374,16 @@ class HostileSeeder:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
 
-    def _lies_about(self, piece: int, begin: int) -> bool:
-        if self.behaviour not in ("corrupt", "garbage"):
+    def _misbehaves(self, piece: int, begin: int) -> bool:
+        if self.behaviour == "honest":
             return False
-        if self.corrupt_offsets is not None and begin not in self.corrupt_offsets:
+        if self.only_offsets is not None and begin not in self.only_offsets:
             return False
-        return self.corrupt_pieces is None or piece in self.corrupt_pieces
+        return self.only_pieces is None or piece in self.only_pieces
 
     def block(self, piece: int, begin: int, length: int) -> tuple[bytes, bool]:
         """The block this seed sends for a request, and whether it is a lie."""
-        if not self._lies_about(piece, begin):
+        if self.behaviour not in ("corrupt", "garbage") or not self._misbehaves(piece, begin):
             return self.read(piece, begin, length), False
         if self.behaviour == "garbage":
             return bytes(self._rng.getrandbits(8) for _ in range(length)), True
@@ -439,9 +439,10 @@ class HostileSeeder:
             match message:
                 case Request(index=index, begin=begin, length=length):
                     self.stats.requests += 1
-                    if self.behaviour == "silent":
+                    misbehave = self._misbehaves(index, begin)
+                    if misbehave and self.behaviour == "silent":
                         continue
-                    if self.behaviour == "reject":
+                    if misbehave and self.behaviour == "reject":
                         if self.fast:
                             await peer.send(RejectRequest(index=index, begin=begin, length=length))
                         continue
