@@ -415,7 +415,7 @@ def judge(
     reason = None
     if classify_filename(path) == "pickle":
         suffix = posixpath.splitext(path)[1].lower()
-        reason = f"{suffix} files are PyTorch/pickle checkpoints"
+        reason = f"{suffix} files hold pickled Python objects (PyTorch, pickle, joblib)"
     elif sniff(prefix[:SNIFF_SIZE]) == "pickle":
         reason = "the content is a Python pickle"
     elif pickle_members:
