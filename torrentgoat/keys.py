@@ -143,10 +143,11 @@ class SigningKey:
             fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as exc:
             raise ConfigError(f"cannot open key file {source}: {exc.strerror}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise ConfigError(f"key file {source} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ConfigError(f"key file {source} is not a regular file")
             mode = stat.S_IMODE(info.st_mode)
             if os.name == "posix" and mode & 0o077:
                 raise ConfigError(
