@@ -141,12 +141,14 @@ def make_model_torrent(
     piece_length: int = 256 * 1024,
     trackers: Sequence[str] = (),
     seed: int = 0,
+    pad: bool = True,
 ) -> Shared:
-    """A Hugging Face-like model folder (configs, tokenizer, shards, index) as a padded multi-file torrent."""
+    """A Hugging Face-like model folder (configs, tokenizer, shards, index) as a multi-file torrent
+    with BEP 47 pad files (unless ``pad=False``)."""
     root = base / "seed"
     write_model_folder(root / name, shards=shards, shard_size=shard_size, seed=seed)
     metainfo = create_torrent(
-        root / name, piece_length=piece_length, trackers=[[t] for t in trackers], pad=True
+        root / name, piece_length=piece_length, trackers=[[t] for t in trackers], pad=pad
     )
     torrent_path = base / f"{name}.torrent"
     torrent_path.write_bytes(metainfo.to_bytes())
@@ -479,7 +481,7 @@ class ProcessGroup:
         self,
         mode: str,
         *,
-        torrent: Path,
+        torrent: Path | str,
         directory: Path,
         port: int | None = None,
         binary: str = "aria2c",
@@ -488,7 +490,7 @@ class ProcessGroup:
         """aria2c seeding existing data (``mode="seed"``) or downloading then exiting (``"leech"``).
 
         Flags follow INTEROP-NOTES: no DHT/LPD/PEX/IPv6, no preallocation.  aria2 finds peers only
-        through the torrent's tracker.
+        through the torrent's tracker.  ``torrent`` is a .torrent path or a magnet URI (with ``tr=``).
         """
         port = port or free_port()
         argv = [
