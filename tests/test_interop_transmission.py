@@ -3,8 +3,8 @@
 transmission treats 127.x / ::1 addresses it learns from trackers as bogus and never dials them
 (INTEROP-NOTES), so in both tests *torrentgoat* dials transmission's listen port:
 
-* transmission seeds (it verifies the data first, ``-v``), our session downloads with
-  ``peers=[transmission]``;
+* transmission seeds (it verifies the data first, ``-v``), our session joins by magnet with
+  ``x.pe=transmission`` and takes the info dict (BEP 9) and the data from it;
 * our session seeds with ``peers=[transmission]`` and dials the transmission leech, which
   downloads everything and runs its ``--finish`` script.
 
@@ -34,6 +34,8 @@ from tests.interop_helpers import (
     wait_listening,
     wait_until,
 )
+from torrentgoat.magnet import Magnet
+from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
 
 pytestmark = pytest.mark.interop
@@ -54,8 +56,14 @@ async def test_torrentgoat_downloads_from_transmission_seeder(
     await wait_until(verified.exists, timeout=15, what="transmission to verify its data")
     checked = time.monotonic()
     dest = tmp_path / "down"
+    # by magnet with x.pe: the info dict comes from transmission too (BEP 9)
+    magnet = Magnet(
+        info_hash=shared.metainfo.info_hash, peers=(PeerAddress("127.0.0.1", seeder.port or 0),)
+    ).to_uri()
     async with Session(loopback_config()) as session:
-        torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        torrent = await session.add(magnet, dest)
+        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=10)
+        assert info.raw == shared.metainfo.info.raw
         await complete(torrent, timeout=28, peers=[seeder])
         print(
             f"transmission checked in {checked - started:.1f} s, we downloaded in {time.monotonic() - checked:.1f} s"
