@@ -453,6 +453,47 @@ async def test_pex_cannot_point_us_at_unspecified_multicast_or_broadcast_address
     assert not candidates & set(bogus), f"accepted {candidates & set(bogus)}"
 
 
+async def test_session_closes_promptly_with_hostile_connections_open(tmp_path: Path) -> None:
+    """Lingering raw connections (silent, mid-handshake, requesting without reading) and a seed that
+    stalls mid-block cannot hold up ``Session.close``; every one of them is hung up on."""
+    payload = make_file_payload(tmp_path, 8 * MiB, piece_length=256 * 1024, seed=48)
+    other = make_file_payload(tmp_path / "other", 1 * MiB, piece_length=256 * 1024, seed=49)
+    info, other_info = payload.metainfo.info, other.metainfo.info
+    session = Session(loopback_config(seed=1))
+    await session.start()
+    peers: list[RawPeer] = []
+    staller = HostileSeeder(other_info, storage_reader(other_info, other.root), behaviour="silent")
+    async with staller:
+        try:
+            await _seed(session, payload)
+            leeching = await session.add(other.metainfo, tmp_path / "other-down", peers=[staller.address])
+            await _wait(lambda: staller.stats.requests > 0, 10, lambda: describe(leeching))
+            silent = await RawPeer.connect("127.0.0.1", session.listen_port)
+            half = await RawPeer.connect("127.0.0.1", session.listen_port)
+            await half.send_raw(
+                codec.encode_handshake(Handshake(info_hash=info.info_hash, peer_id=hostile_peer_id()))[:40]
+            )
+            greedy = await RawPeer.connect("127.0.0.1", session.listen_port)
+            peers = [silent, half, greedy]
+            await greedy.handshake(info.info_hash, reserved=EXT_FAST)
+            await greedy.read_message()
+            await greedy.send(HaveNone(), Interested())
+            await greedy.read_until(Unchoke)
+            greedy.writer.transport.pause_reading()  # type: ignore[attr-defined]
+            await greedy.send(*[Request(index=i, begin=0, length=16384) for i in range(info.num_pieces)])
+            await asyncio.sleep(0.3)
+        finally:
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(session.close(), 10)
+            elapsed = asyncio.get_running_loop().time() - started
+        assert elapsed < 5, f"Session.close took {elapsed:.1f} s"
+        greedy.writer.transport.resume_reading()  # type: ignore[attr-defined]
+        for peer in peers:
+            assert await peer.wait_closed(timeout=5)
+            await peer.close()
+        await _wait(lambda: staller.stats.closed_by_peer >= 1, 5, lambda: str(staller.stats))
+
+
 # --------------------------------------------------------------------------- (c) bad requests
 
 
