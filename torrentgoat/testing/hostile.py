@@ -298,7 +298,10 @@ class HostileSeeder:
     requests, never answers), ``"reject"`` (BEP 6 reject for every request).  ``only_pieces``
     restricts the misbehaviour to those pieces (others are served honestly), ``only_offsets`` to
     blocks starting at those offsets within a piece (e.g. ``{0}``: one bad block per piece, the
-    rest honest, so the liar hides among the honest contributors of each piece).  ``block_delay`` slows every block.
+    rest honest, so the liar hides among the honest contributors of each piece).  ``others``:
+    what happens to requests outside ``only_*``: ``"honest"`` answers, ``"silent"`` never does
+    (with ``only_offsets={0}``: one corrupt block per piece and nothing else, so that the rest of
+    the piece comes from someone else and the failure has several contributors).  ``block_delay`` slows every block.
 
     ``metadata`` turns on BEP 10 / BEP 9 so magnet leechers can ask for the info dictionary:
     ``"honest"`` serves ``info.raw``, ``"corrupt"`` serves it with a byte flipped (it cannot hash to
@@ -316,6 +319,7 @@ class HostileSeeder:
         behaviour: str = "corrupt",
         only_pieces: Iterable[int] | None = None,
         only_offsets: Iterable[int] | None = None,
+        others: str = "honest",
         block_delay: float = 0.0,
         metadata: str | None = None,
         fast: bool = True,
@@ -324,6 +328,9 @@ class HostileSeeder:
     ) -> None:
         if behaviour not in ("honest", "corrupt", "garbage", "silent", "reject"):
             raise ValueError(f"unknown behaviour {behaviour!r}")
+        if others not in ("honest", "silent"):
+            raise ValueError(f"others must be 'honest' or 'silent', got {others!r}")
+        self.others = others
         if metadata not in (None, "honest", "corrupt", "reject", "oversized"):
             raise ValueError(f"unknown metadata behaviour {metadata!r}")
         self.metadata = metadata
@@ -440,6 +447,8 @@ class HostileSeeder:
                 case Request(index=index, begin=begin, length=length):
                     self.stats.requests += 1
                     misbehave = self._misbehaves(index, begin)
+                    if not misbehave and self.others == "silent":
+                        continue
                     if misbehave and self.behaviour == "silent":
                         continue
                     if misbehave and self.behaviour == "reject":
