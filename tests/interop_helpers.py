@@ -561,6 +561,9 @@ class ProcessGroup:
             "speed-limit-down-enabled": False,
             "ratio-limit-enabled": False,
             "idle-seeding-limit-enabled": False,
+            # no RPC server: two runs at once would both want its default port 9091
+            "rpc-enabled": False,
+            "rpc-port": free_port(),
         }
         (config / "settings.json").write_text(json.dumps(settings, indent=1))
         marker = config / "finished"

@@ -53,7 +53,10 @@ async def test_torrentgoat_downloads_from_transmission_seeder(
         torrent=shared.torrent_path, directory=shared.root, binary=binary, verify=True
     )
     # its --finish script also runs once it has verified complete data: then it seeds
-    await wait_until(verified.exists, timeout=15, what="transmission to verify its data")
+    try:
+        await wait_until(verified.exists, timeout=15, what="transmission to verify its data")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{seeder.tail(60)}") from None
     checked = time.monotonic()
     dest = tmp_path / "down"
     # by magnet with x.pe: the info dict comes from transmission too (BEP 9)
