@@ -121,7 +121,7 @@ class _Recorder:
 
 @pytest.mark.parametrize("behaviour", ["corrupt", "garbage"])
 async def test_corrupt_seed_is_banned_and_download_completes(tmp_path: Path, behaviour: str) -> None:
-    payload = make_file_payload(tmp_path, 4 * MiB + 5000, piece_length=256 * 1024, seed=31)
+    payload = make_file_payload(tmp_path, 3 * MiB + 5000, piece_length=256 * 1024, seed=31)
     info = payload.metainfo.info
     dest = tmp_path / "down"
     async with (
