@@ -588,7 +588,7 @@ def test_unyanked_model_warns() -> None:
     assert plan.warnings == ("model 'alpha' is no longer yanked",)
 
 
-@pytest.mark.parametrize("seq", [1, 0 + 1, 2])
+@pytest.mark.parametrize("seq", [1, 2])
 def test_replayed_or_older_seq_is_refused(seq: int) -> None:
     current = manifest(2, *V1.models)
     with pytest.raises(ManifestError, match=rf"seq {seq} but seq 2 is already held"):
