@@ -18,13 +18,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from torrentgoat.creation import create_torrent
 from torrentgoat.errors import UnsafeModelError
-from torrentgoat.manifest import ManifestFile
+from torrentgoat.keys import SigningKey
+from torrentgoat.magnet import Magnet
+from torrentgoat.manifest import Manifest, ManifestFile, ModelEntry, SignedManifest, read_manifest_folder
 from torrentgoat.modelcheck import (
     check_model_dir,
     check_model_file,
     inspect_model_file,
     list_files,
+    manifest_files_for,
     scan_model_dir,
     sha256_file,
     verify_files_sha256,
@@ -390,3 +394,32 @@ def test_verify_files_sha256(tmp_path: Path) -> None:
     assert mismatches[0].actual == hashlib.sha256(b"evil").hexdigest()
     assert mismatches[1].message == "short: size is 3, the manifest says 4"
     assert verify_files_sha256(tmp_path, files[:1]) == []
+
+
+def test_a_model_folder_becomes_a_signed_manifest_entry(tmp_path: Path) -> None:
+    """The publisher's path: folder -> torrent -> manifest entry -> signed; the consumer's checks."""
+    folder = write_model_folder(tmp_path / "tiny", shards=2, shard_size=256 * 1024)
+    metainfo = create_torrent(folder, piece_length=16384, creation_date=None)
+    paths = ["/".join(f.path[1:]) for f in metainfo.info.files if not f.pad]
+    entry = ModelEntry(
+        name="tiny",
+        format="safetensors",
+        info_hash=metainfo.info_hash,
+        files=manifest_files_for(folder, paths),
+        magnet=Magnet.from_metainfo(metainfo).to_uri(),
+    )
+    assert [f.path for f in entry.files] == paths
+    assert entry.files == manifest_files_for(folder, paths)  # deterministic
+    key = SigningKey(b"\x07" * 32)
+    signed = SignedManifest.create(
+        Manifest(collection="c", publisher=key.public_key, seq=1, models=(entry,)), key
+    )
+    received = read_manifest_folder(signed.folder_files(), key.public_key).manifest.models[0]
+    assert check_model_dir(folder, [f.path for f in received.files])
+    assert verify_files_sha256(folder, received.files) == []
+    shard = folder / "model-00002-of-00002.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 1
+    shard.write_bytes(bytes(data))
+    assert [m.path for m in verify_files_sha256(folder, received.files)] == [shard.name]
+    assert {f.path for f in manifest_files_for(folder)} == set(paths)

@@ -294,7 +294,7 @@ def _load_yaml(text: str) -> Any:
 
 def _mapping(value: Any, where: str, required: Sequence[str], optional: Sequence[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ManifestError(f"{where}: expected a mapping, got {_kind(value)}")
+        raise ManifestError(f"{where or 'manifest'}: expected a mapping, got {_kind(value)}")
     for key in value:
         if key not in required and key not in optional:
             raise ManifestError(f"{_join(where, key)}: unknown key")

@@ -42,6 +42,7 @@ __all__ = [
     "check_model_file",
     "inspect_model_file",
     "list_files",
+    "manifest_files_for",
     "scan_model_dir",
     "sha256_file",
     "verify_files_sha256",
@@ -222,3 +223,19 @@ def verify_files_sha256(root: str | os.PathLike[str], files: Iterable[ManifestFi
                     Mismatch(path=entry.path, problem="sha256", expected=entry.sha256, actual=actual)
                 )
     return mismatches
+
+
+def manifest_files_for(
+    root: str | os.PathLike[str], paths: Iterable[str] | None = None
+) -> tuple[ManifestFile, ...]:
+    """Manifest entries (path, size, SHA-256) for ``paths`` under ``root`` (default: every file, sorted).
+
+    Pass the model torrent's file order (pad files excluded) so the manifest lists files as the
+    torrent does.  Every file is read once, streamed.
+    """
+    base = Path(root)
+    out: list[ManifestFile] = []
+    for relative in list_files(base) if paths is None else paths:
+        full = base / relative
+        out.append(ManifestFile(path=relative, size=full.stat().st_size, sha256=sha256_file(full)))
+    return tuple(out)
