@@ -31,6 +31,7 @@ from tests.interop_helpers import (
     make_shard_torrent,
     processes,
     wait_scrape,
+    wait_until,
 )
 from torrentgoat.magnet import Magnet
 from torrentgoat.session import Session, SessionConfig
@@ -275,3 +276,70 @@ async def test_download_that_stops_at_completion_still_reports_completed(
         assert events[0] is AnnounceEvent.STARTED
         assert AnnounceEvent.COMPLETED in events, f"our announces: {[e.name for e in events]}"
         assert events[-1] is AnnounceEvent.STOPPED
+
+
+def _dht_config(*bootstrap: int, **torrent: object) -> SessionConfig:
+    """A loopback session with a DHT node bootstrapped from local nodes only (never the public routers)."""
+    return replace(
+        loopback_config(**torrent),
+        enable_dht=True,
+        dht_bootstrap=tuple(("127.0.0.1", port) for port in bootstrap),
+    )
+
+
+async def test_trackerless_magnet_finds_libtorrent_through_dht(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """BEP 5: a magnet with nothing but ``xt``.  Node A (torrentgoat) is the DHT's bootstrap node,
+    libtorrent seeds and announces to it; session B, added right after it starts (as
+    ``torrentgoat get MAGNET`` does), must find libtorrent with ``get_peers`` and download."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 4 * MiB + 1, seed=18)
+    async with Session(_dht_config()) as node:
+        seeder = await processes.libtorrent(
+            "seed",
+            directory=shared.root,
+            torrent=shared.torrent_path,
+            extra=["--dht", f"127.0.0.1:{node.listen_port}"],
+        )
+        await wait_until(
+            lambda: node.dht.engine.peer_store.info_hash_count > 0,
+            timeout=15,
+            what="libtorrent's DHT announce",
+        )
+        dest = tmp_path / "down"
+        async with Session(_dht_config(node.listen_port)) as session:
+            torrent = await session.add(Magnet(info_hash=shared.metainfo.info_hash).to_uri(), dest)
+            # a lookup made before the bootstrap finished finds nothing; the next one must not be 20 s away
+            await complete(torrent, timeout=12, peers=[seeder])
+    assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_libtorrent_finds_torrentgoat_seeder_through_dht(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """BEP 5 the other way: our seeder announces its port to the DHT (bootstrap node A, torrentgoat);
+    a libtorrent leech given only A and the magnet finds us there."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 4 * MiB + 3, seed=19)
+    async with Session(_dht_config()) as node, Session(_dht_config(node.listen_port)) as seeding:
+        torrent = await seeding.add(shared.torrent_path, shared.root, seed=True)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        try:  # the seeder's first announce may go out before its bootstrap; the next must come soon
+            await wait_until(
+                lambda: node.dht.engine.peer_store.info_hash_count > 0, timeout=12, what="our DHT announce"
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}: node A knows {node.dht.routing_table_size} node(s), the seeder "
+                f"{seeding.dht.routing_table_size}"
+            ) from None
+        dest = tmp_path / "lt-down"
+        dest.mkdir()
+        magnet = Magnet(info_hash=shared.metainfo.info_hash).to_uri()
+        leech = await processes.libtorrent(
+            "leech", directory=dest, magnet=magnet, extra=["--dht", f"127.0.0.1:{node.listen_port}"]
+        )
+        await leech.wait_event("finished", timeout=20)
+        assert torrent.uploaded >= shared.size
+    assert_same_files(shared.metainfo, shared.root, dest)
