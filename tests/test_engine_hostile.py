@@ -36,6 +36,7 @@ from torrentgoat.session import Session
 from torrentgoat.testing.hostile import (
     HostileSeeder,
     RawPeer,
+    forged_info,
     frame,
     hostile_peer_id,
     malformed_frames,
@@ -342,6 +343,53 @@ async def test_silent_seeds_holding_every_slot_make_way_for_a_good_peer(tmp_path
         torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
         await _complete(torrent, 5)
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
+@pytest.mark.parametrize("paths", [[["..", "..", "escaped.txt"]], [["ok.bin"], ["/abs", "x"]]])
+async def test_magnet_whose_metadata_has_unsafe_paths_writes_nothing(tmp_path: Path, paths: list[list[str]]) -> None:
+    """The info-hash names a malicious info dictionary (``..`` / absolute paths): it arrives over BEP 9
+    and hashes right, but nothing is ever written, and the session keeps working."""
+    info, read = forged_info("evil", bytes(range(256)) * 100, paths=paths)
+    dest = tmp_path / "sandbox" / "down"
+    good = make_file_payload(tmp_path / "good", 1 * MiB, piece_length=256 * 1024, seed=39)
+    async with (
+        HostileSeeder(info, read, behaviour="honest", metadata="honest") as evil,
+        Session(loopback_config(seed=1)) as seeder,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        magnet = Magnet(info_hash=info.info_hash, peers=(PeerAddress("127.0.0.1", evil.port),))
+        torrent = await leecher.add(magnet.to_uri(), dest)
+        await _wait(lambda: evil.stats.metadata_requests > 0, 10, lambda: describe(torrent))
+        await asyncio.sleep(1.0)
+        assert torrent.info is None or torrent.state in ("stopping", "stopped")
+        assert evil.stats.requests == 0  # no block was ever asked for
+        await _seed(seeder, good)
+        other = await leecher.add(good.metainfo, tmp_path / "good-down", peers=[f"127.0.0.1:{seeder.listen_port}"])
+        await _complete(other)
+    assert not (tmp_path / "sandbox").exists() or not any((tmp_path / "sandbox").rglob("*"))
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/abs").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: metadata that hashes to the info-hash but fails parse_info (unsafe path) "
+    "raises UnsafePathError out of Torrent._on_metadata; PeerDriver.pump catches only protocol "
+    "errors, so asyncio logs 'Fatal error: protocol.data_received() call failed' and drops the "
+    "connection, and the torrent waits for metadata forever instead of stopping with the error",
+)
+async def test_magnet_whose_metadata_is_invalid_stops_with_the_reason(tmp_path: Path) -> None:
+    from torrentgoat.errors import MetainfoError, TorrentGoatError
+
+    info, read = forged_info("evil", bytes(range(256)) * 100, paths=[["..", "..", "escaped.txt"]])
+    async with (
+        HostileSeeder(info, read, behaviour="honest", metadata="honest") as evil,
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        magnet = Magnet(info_hash=info.info_hash, peers=(PeerAddress("127.0.0.1", evil.port),))
+        torrent = await leecher.add(magnet.to_uri(), tmp_path / "down")
+        with pytest.raises(TorrentGoatError, match=r"\.\."):
+            await asyncio.wait_for(torrent.wait_complete(), 3)
+        assert isinstance(torrent.error, MetainfoError)
 
 
 # --------------------------------------------------------------------------- (b) malformed messages

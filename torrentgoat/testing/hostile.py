@@ -10,7 +10,8 @@ exactly the bytes a script asks for, so they can break every rule a real client 
   with honest, corrupt or garbage blocks (per piece if wanted), for a torrentgoat leecher to dial.
 * :func:`malformed_frames` -- named byte strings that break the framing or a message's rules
   (length prefix 2^31, bitfield with spare bits set, 1 MiB request, ``have`` out of range, ...).
-* :func:`storage_reader` -- serve real blocks from a torrent's files on disk.
+* :func:`storage_reader` -- serve real blocks from a torrent's files on disk; :func:`forged_info`
+  -- an info dictionary the parser would refuse (unsafe paths ...), to serve as BEP 9 metadata.
 
 Every read is bounded (frames above :data:`MAX_FRAME` are refused) and every wait has a timeout.
 """
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from torrentgoat import bencode
+from torrentgoat.bencode import BValue
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import RemoteProtocolError
-from torrentgoat.metainfo import InfoDict
+from torrentgoat.metainfo import FileEntry, InfoDict
 from torrentgoat.primitives import InfoHash, PeerId
 from torrentgoat.storage import FileStorage
 from torrentgoat.wire import codec
@@ -55,6 +59,7 @@ __all__ = [
     "HostileSeeder",
     "RawPeer",
     "SeederStats",
+    "forged_info",
     "frame",
     "hostile_peer_id",
     "malformed_frames",
@@ -109,6 +114,52 @@ def malformed_frames(num_pieces: int) -> dict[str, bytes]:
         "extended handshake not bencoded": frame(codec.MSG_EXTENDED, b"\x00" + b"not bencode"),
         "garbage": bytes(random.Random(7).getrandbits(8) for _ in range(4096)),
     }
+
+
+def forged_info(
+    name: str, payload: bytes, *, piece_length: int = 16384, paths: Iterable[Iterable[str]] | None = None
+) -> tuple[InfoDict, BlockReader]:
+    """An info dictionary the metainfo parser would refuse (e.g. ``paths=[["..", "x"]]``), for a
+    :class:`HostileSeeder` to serve as BEP 9 metadata, and a reader of ``payload``.
+
+    The :class:`InfoDict` is built without validation: only ``raw``, ``info_hash``, the piece
+    hashes and lengths are meaningful.  ``paths`` (one list of components per file, lengths split
+    evenly) makes it a multi-file torrent; without it, a single file called ``name``.
+    """
+    pieces = b"".join(
+        hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, len(payload), piece_length)
+    )
+    value: dict[bytes, BValue] = {b"name": name.encode(), b"piece length": piece_length, b"pieces": pieces}
+    entries = [list(p) for p in paths] if paths is not None else None
+    files: list[FileEntry] = []
+    if entries:
+        size, offset = len(payload) // len(entries), 0
+        listed: list[BValue] = []
+        for k, parts in enumerate(entries):
+            length = size if k < len(entries) - 1 else len(payload) - offset
+            listed.append({b"length": length, b"path": [part.encode() for part in parts]})
+            files.append(FileEntry(path=(name, *parts), length=length, offset=offset))
+            offset += length
+        value[b"files"] = listed
+    else:
+        value[b"length"] = len(payload)
+        files.append(FileEntry(path=(name,), length=len(payload), offset=0))
+    raw = bencode.encode(value)
+    info = InfoDict(
+        name=name,
+        piece_length=piece_length,
+        pieces=pieces,
+        files=tuple(files),
+        single_file=not entries,
+        raw=raw,
+        info_hash=InfoHash(hashlib.sha1(raw).digest()),
+    )
+
+    def read(piece: int, begin: int, length: int) -> bytes:
+        start = piece * piece_length + begin
+        return payload[start : start + length]
+
+    return info, read
 
 
 def storage_reader(info: InfoDict, root: str | os.PathLike[str]) -> BlockReader:
