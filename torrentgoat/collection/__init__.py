@@ -1,0 +1,37 @@
+"""Model collections (level L5): signed, updatable sets of model torrents published under one key.
+
+* :mod:`~torrentgoat.collection.build` -- model folders -> model torrents + the unsigned next version;
+* :mod:`~torrentgoat.collection.publisher` -- sign it, ship it as a torrent, point the key at it (BEP 46);
+* :mod:`~torrentgoat.collection.client` -- resolve the latest signed version, get / update models
+  with SHA-256 and unsafe-format checks, reuse unchanged files;
+* :mod:`~torrentgoat.collection.store` -- the on-disk layout shared by both sides;
+* :mod:`~torrentgoat.collection.hfcache` -- the Hugging Face cache layout.
+"""
+
+from __future__ import annotations
+
+from torrentgoat.collection.build import DEFAULT_HUB, BuiltModel, ModelSpec, build_collection, build_model
+from torrentgoat.collection.client import CollectionClient, ModelResult, Resolved, SyncReport, is_btpk
+from torrentgoat.collection.hfcache import default_hf_cache, place_in_hf_cache
+from torrentgoat.collection.publisher import Publication, Publisher
+from torrentgoat.collection.store import CollectionState, InstalledModel, Store
+
+__all__ = [
+    "DEFAULT_HUB",
+    "BuiltModel",
+    "CollectionClient",
+    "CollectionState",
+    "InstalledModel",
+    "ModelResult",
+    "ModelSpec",
+    "Publication",
+    "Publisher",
+    "Resolved",
+    "Store",
+    "SyncReport",
+    "build_collection",
+    "build_model",
+    "default_hf_cache",
+    "is_btpk",
+    "place_in_hf_cache",
+]
