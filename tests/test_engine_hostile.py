@@ -294,7 +294,7 @@ async def test_seed_rejecting_one_piece_still_gives_us_the_others_promptly(tmp_p
         assert torrent.have is not None and 0 not in torrent.have
 
 
-@pytest.mark.parametrize("lie", ["corrupt", "reject", "oversized"])
+@pytest.mark.parametrize("lie", ["corrupt", "reject", "oversized", "undersized"])
 async def test_magnet_metadata_from_a_lying_peer_is_refused(tmp_path: Path, lie: str) -> None:
     """BEP 9: metadata that does not hash to the info-hash (or is refused, or announced as 64 MiB) is
     never used; an honest seeder added later supplies the real info dictionary."""

@@ -357,7 +357,7 @@ class HostileSeeder:
     ``metadata`` turns on BEP 10 / BEP 9 so magnet leechers can ask for the info dictionary:
     ``"honest"`` serves ``info.raw``, ``"corrupt"`` serves it with a byte flipped (it cannot hash to
     the info-hash), ``"reject"`` rejects every metadata request, ``"oversized"`` announces a
-    ``metadata_size`` of 64 MiB.
+    ``metadata_size`` of 64 MiB, ``"undersized"`` announces (and serves) only its first 100 bytes.
     The seed announces every piece (``have all`` with BEP 6, else a full bitfield) and unchokes at
     once.  It keeps serving a peer until that peer hangs up (counted in ``stats.closed_by_peer``).
     """
@@ -382,7 +382,7 @@ class HostileSeeder:
         if others not in ("honest", "silent"):
             raise ValueError(f"others must be 'honest' or 'silent', got {others!r}")
         self.others = others
-        if metadata not in (None, "honest", "corrupt", "reject", "oversized"):
+        if metadata not in (None, "honest", "corrupt", "reject", "oversized", "undersized"):
             raise ValueError(f"unknown metadata behaviour {metadata!r}")
         self.metadata = metadata
         self.info = info
@@ -484,7 +484,7 @@ class HostileSeeder:
         n = self.info.num_pieces
         their_metadata_id = 0
         if extensions:
-            size = 64 * 1024 * 1024 if self.metadata == "oversized" else len(self.info.raw)
+            size = self._metadata_size()
             ours = ExtendedHandshake(m={"ut_metadata": _UT_METADATA}, metadata_size=size, v="hostile 0.1")
             await peer.send(Extended(ext_id=0, payload=codec.encode_extended_handshake(ours)))
         opening: WireMessage = HaveAll() if self.fast else BitfieldMsg(data=Bitfield(n, full=True).to_bytes())
@@ -542,5 +542,12 @@ class HostileSeeder:
         data = bytearray(raw[start : start + codec.METADATA_PIECE_SIZE])
         if self.metadata == "corrupt":
             data[len(data) // 2] ^= 0x01
-        total = 64 * 1024 * 1024 if self.metadata == "oversized" else len(raw)
-        return MetadataData(piece=piece, total_size=total, data=bytes(data))
+        total = self._metadata_size()
+        return MetadataData(piece=piece, total_size=total, data=bytes(data[:total]))
+
+    def _metadata_size(self) -> int:
+        if self.metadata == "oversized":
+            return 64 * 1024 * 1024
+        if self.metadata == "undersized":
+            return min(100, len(self.info.raw))
+        return len(self.info.raw)
