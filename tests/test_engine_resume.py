@@ -228,6 +228,21 @@ async def test_seed_time_stops_seeding(tmp_path: Path) -> None:
     assert torrent.stop_reason == "seed time reached"
 
 
+async def test_seed_ratio_stops_seeding_after_one_copy(tmp_path: Path) -> None:
+    from torrentgoat.torrent import TorrentConfig
+
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=82)
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        seeding = await seeder.add(payload.metainfo, payload.root, config=TorrentConfig(seed=True, seed_ratio=1.0))
+        await _complete(seeding)
+        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeder.listen_port}"])
+        await _complete(torrent)
+        await asyncio.wait_for(seeding.wait_stopped(), 6)
+        assert seeding.stop_reason == "seed ratio reached"
+        assert seeding.uploaded >= payload.metainfo.info.total_length
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
 # --------------------------------------------------------------------------- corruption on disk
 
 
