@@ -1,5 +1,9 @@
 """``python -m torrentgoat get SOURCE [-o DIR]``: download a magnet, a .torrent file or URL.
 
+A BEP 46 magnet (``magnet:?xs=urn:btpk:<key>&s=<salt hex>``) that points at a model collection is
+handled like ``collection get``: the latest signed version is verified against the key in the
+magnet and the chosen models (``--model``, all by default) are fetched and checked.
+
 Exit codes: 0 when every selected file is complete and verified, 1 when the download stopped
 before that (interrupted, no peers within ``--timeout``), 2 on bad input, 130 on Ctrl-C.
 Ctrl-C stops cleanly: verified pieces stay on disk, trackers hear ``stopped``, and the next run
@@ -16,6 +20,8 @@ from typing import Any
 
 from torrentgoat.cli._common import add_session_options, follow, session_config, stop_on_signals
 from torrentgoat.cli._run import run
+from torrentgoat.cli.collection import add_get_options, run_collection_get
+from torrentgoat.collection import NotACollection, is_btpk
 from torrentgoat.session import Session
 from torrentgoat.torrent import TorrentConfig
 
@@ -54,10 +60,16 @@ def register(sub: Any) -> None:
         "--timeout", type=float, default=0.0, help="give up after this many seconds (0: never)"
     )
     add_session_options(parser)
+    add_get_options(parser)
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    if is_btpk(args.source):
+        try:
+            return run_collection_get(args, args.source, args.output)
+        except NotACollection:
+            pass  # a plain mutable torrent (BEP 46): download it as any other
     return run(_get(args))
 
 

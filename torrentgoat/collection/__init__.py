@@ -11,7 +11,14 @@
 from __future__ import annotations
 
 from torrentgoat.collection.build import DEFAULT_HUB, BuiltModel, ModelSpec, build_collection, build_model
-from torrentgoat.collection.client import CollectionClient, ModelResult, Resolved, SyncReport, is_btpk
+from torrentgoat.collection.client import (
+    CollectionClient,
+    ModelResult,
+    NotACollection,
+    Resolved,
+    SyncReport,
+    is_btpk,
+)
 from torrentgoat.collection.hfcache import default_hf_cache, place_in_hf_cache
 from torrentgoat.collection.publisher import Publication, Publisher
 from torrentgoat.collection.store import CollectionState, InstalledModel, Store
@@ -24,6 +31,7 @@ __all__ = [
     "InstalledModel",
     "ModelResult",
     "ModelSpec",
+    "NotACollection",
     "Publication",
     "Publisher",
     "Resolved",

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -51,6 +51,7 @@ from torrentgoat.collection.store import CollectionState, InstalledModel, Store,
 from torrentgoat.errors import ConfigError, ManifestError, SignatureError, TorrentGoatError
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.manifest import (
+    MANIFEST_FILENAME,
     SIGNATURE_FILENAME,
     Manifest,
     ModelEntry,
@@ -70,7 +71,18 @@ from torrentgoat.torrent import Torrent
 
 T = TypeVar("T")
 
-__all__ = ["CollectionClient", "ModelResult", "Resolved", "SyncReport", "is_btpk"]
+__all__ = ["CollectionClient", "ModelResult", "NotACollection", "Resolved", "SyncReport", "Watch", "is_btpk"]
+
+Watch = Callable[[Torrent, str], None]
+"""Called with every torrent the client starts and a label (``"manifest"`` or the model name)."""
+
+
+class NotACollection(TorrentGoatError):
+    """The btpk magnet points at a torrent that is not a collection manifest torrent."""
+
+    def __init__(self, message: str, info_hash: InfoHash) -> None:
+        super().__init__(message)
+        self.info_hash = info_hash
 
 
 def is_btpk(source: str) -> bool:
@@ -166,6 +178,7 @@ class CollectionClient:
         say: Say = quiet,
         peers: Sequence[str] = (),
         timeout: float | None = None,
+        watch: Watch | None = None,
     ) -> None:
         self.session = session
         self.store = Store(root)
@@ -174,6 +187,7 @@ class CollectionClient:
         """Extra ``HOST:PORT`` peers dialled for every torrent (besides the DHT's)."""
         self.timeout = timeout
         """Seconds allowed for each torrent (manifest or model); None: no limit."""
+        self.watch = watch
 
     # -- resolving --------------------------------------------------------------------------------------
 
@@ -216,8 +230,16 @@ class CollectionClient:
         work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="torrentgoat-manifest-"))
         try:
             torrent = await self.session.add(Magnet(info_hash=info_hash), work, seed=False, peers=self.peers)
+            if self.watch is not None:
+                self.watch(torrent, "manifest")
             try:
                 info = await self._wait(torrent.wait_metadata(), torrent, "the manifest torrent's metadata")
+                names = {"/".join(f.path[1:]) for f in info.files if not info.single_file}
+                if MANIFEST_FILENAME not in names or SIGNATURE_FILENAME not in names:
+                    raise NotACollection(
+                        f"torrent {info_hash.hex} ({info.name!r}) is not a collection manifest torrent",
+                        info_hash,
+                    )
                 if info.total_length > MAX_MANIFEST_TORRENT or len(info.files) > 4 * 4096 + 16:
                     torrent.stop("manifest torrent too large")
                     raise ManifestError(
@@ -488,6 +510,8 @@ class CollectionClient:
             else:
                 reused = 0
             torrent = await self.session.add(source, dest, seed=seed, peers=self.peers)
+            if self.watch is not None:
+                self.watch(torrent, entry.name)
             try:
                 info = await self._wait(torrent.wait_metadata(), torrent, f"model {entry.name}")
                 if metainfo is None:
