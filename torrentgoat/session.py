@@ -322,7 +322,7 @@ class Session:
             sources.append(WebSeedSource(web_seeds, self.http))
         private = metainfo is not None and metainfo.info.private
         if self.dht is not None and not private:
-            sources.append(DHTSource(self.dht))
+            sources.append(DHTSource(self.dht, ready=self._bootstrap))
         torrent = Torrent(
             ctx,
             info_hash=info_hash,
@@ -347,7 +347,7 @@ class Session:
         if self.dht is None:
             raise DHTError("a btpk magnet (BEP 46) needs the DHT; it is turned off")
         if self._bootstrap is not None:
-            await asyncio.gather(self._bootstrap, return_exceptions=True)
+            await asyncio.wait([self._bootstrap])  # never cancels the shared bootstrap task
         info_hash: InfoHash | None = await self.dht.resolve_torrent(magnet.public_key, magnet.salt)
         if info_hash is None:
             raise DHTError(

@@ -73,24 +73,48 @@ class TrackerSource(PeerSource):
 
 
 class DHTSource(PeerSource):
-    """Finds peers with ``get_peers`` and announces our port (BEP 5), again every ``interval`` s."""
+    """Finds peers with ``get_peers`` and announces our port (BEP 5), again every ``interval`` s.
+
+    The first lookup waits for the DHT's bootstrap (``ready``): a lookup over an empty routing table
+    finds nothing.  While a round finds no peer or no node stores our announce, the next one comes
+    after ``retry`` seconds, not after the full re-announce interval (nodes keep announces ~30 min).
+    """
 
     name = "dht"
 
-    def __init__(self, dht: DHTNode, *, interval: float = 15 * 60.0, retry: float = 20.0) -> None:
+    def __init__(
+        self,
+        dht: DHTNode,
+        *,
+        ready: asyncio.Future[Any] | None = None,
+        interval: float = 15 * 60.0,
+        retry: float = 3.0,
+        max_retry: float = 60.0,
+    ) -> None:
         self.dht = dht
+        self.ready = ready
         self.interval = interval
         self.retry = retry
+        self.max_retry = max_retry
 
     async def run(self, torrent: Torrent) -> None:
+        if self.ready is not None:
+            await asyncio.wait([self.ready])  # never cancels the shared bootstrap task
+        failures = 0
         while True:
-            found = 0
+            found = stored = 0
             try:
-                async for peer in self.dht.iter_peers(torrent.info_hash):
-                    found += torrent.add_peers([peer], "dht")
-                await self.dht.announce(torrent.info_hash, port=torrent.ctx.listen_port)
+                peers, stored = await self.dht.announce_and_get_peers(
+                    torrent.info_hash, port=torrent.ctx.listen_port
+                )
+                found = torrent.add_peers(list(peers), "dht")
             except TorrentGoatError as exc:
                 log.debug("%s: DHT: %s", torrent.name, exc)
-            # look again soon while we have few peers, else at the normal re-announce interval
-            wait = self.retry if torrent.num_peers < 3 and not torrent.is_complete else self.interval
+            starving = torrent.num_peers < 3 and not torrent.is_complete
+            if stored and not (starving and not found):
+                failures = 0
+                wait = self.interval
+            else:
+                failures += 1
+                wait = min(self.max_retry, self.retry * 2 ** min(failures - 1, 5))
             await asyncio.sleep(wait)
