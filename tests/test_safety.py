@@ -44,6 +44,7 @@ from torrentgoat.safety import (
     sniff,
     validate_safetensors_header,
     zip_member_names,
+    zip_member_names_from_tail,
     zip_pickle_members,
 )
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
@@ -126,6 +127,18 @@ def test_torch_like_zip_members() -> None:
         and is_pickle_member("A.PICKLE")
         and not is_pickle_member("data/0")
     )
+
+
+def test_zip_members_from_the_tail_only() -> None:
+    data = b"\x00" * 5000 + tool.torch_like_zip()  # more "tail" bytes than the file has
+    real = tool.torch_like_zip()
+    tail = real[-300:]
+    names = zip_member_names_from_tail(tail, len(real))
+    assert names == zip_member_names(io.BytesIO(real))
+    with pytest.raises(UnsafeModelError, match="before the 40 tail bytes"):
+        zip_member_names_from_tail(real[-40:], len(real))
+    with pytest.raises(UnsafeModelError):
+        zip_member_names_from_tail(data, 10)
 
 
 def test_zip_with_comment_and_utf8_names() -> None:

@@ -29,7 +29,7 @@ import posixpath
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal, Protocol
 
 from torrentgoat.errors import UnsafeModelError
 
@@ -45,6 +45,7 @@ __all__ = [
     "Policy",
     "PolicyViolation",
     "SafetensorsHeader",
+    "SeekableReader",
     "TensorInfo",
     "check_gguf_prefix",
     "classify_filename",
@@ -54,6 +55,7 @@ __all__ = [
     "sniff",
     "validate_safetensors_header",
     "zip_member_names",
+    "zip_member_names_from_tail",
     "zip_pickle_members",
 ]
 
@@ -148,7 +150,41 @@ def is_pickle_member(name: str) -> bool:
 # -- zip central directory (bounded reads from a seekable file object) ----------------------------------
 
 
-def _read_at(f: BinaryIO, offset: int, size: int) -> bytes:
+class SeekableReader(Protocol):
+    """What the zip reader needs of a file: ``seek(offset, whence)`` and ``read(n)`` (a binary file, BytesIO)."""
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Tail:
+    """The last ``len(tail)`` bytes of a file of ``size`` bytes, readable at their real offsets."""
+
+    def __init__(self, tail: bytes, size: int) -> None:
+        if len(tail) > size:
+            raise UnsafeModelError(f"{len(tail)} tail bytes of a {size}-byte file")
+        self._tail = tail
+        self._start = size - len(tail)
+        self._size = size
+        self._position = 0
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        self._position = self._size + offset if whence == 2 else offset
+        return self._position
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._position < self._start:
+            raise UnsafeModelError(
+                f"zip structures start at offset {self._position}, before the {len(self._tail)} tail bytes given"
+            )
+        begin = self._position - self._start
+        data = self._tail[begin:] if size < 0 else self._tail[begin : begin + size]
+        self._position += len(data)
+        return data
+
+
+def _read_at(f: SeekableReader, offset: int, size: int) -> bytes:
     f.seek(offset)
     data = f.read(size)
     if len(data) != size:
@@ -156,9 +192,9 @@ def _read_at(f: BinaryIO, offset: int, size: int) -> bytes:
     return data
 
 
-def _locate_central_directory(f: BinaryIO, size: int) -> tuple[int, int, int]:
+def _locate_central_directory(f: SeekableReader, size: int, available: int) -> tuple[int, int, int]:
     """(offset, size, entry count) of the central directory, from the end records (zip64 included)."""
-    tail_len = min(size, 22 + _MAX_ZIP_COMMENT)
+    tail_len = min(size, 22 + _MAX_ZIP_COMMENT, available)
     tail = _read_at(f, size - tail_len, tail_len)
     pos = tail.rfind(_EOCD, 0, tail_len - 18)  # the 22-byte record must fit
     if pos < 0:
@@ -186,16 +222,20 @@ def _locate_central_directory(f: BinaryIO, size: int) -> tuple[int, int, int]:
     return cd_offset, cd_size, entries
 
 
-def zip_member_names(f: BinaryIO) -> list[str]:
+def zip_member_names(f: SeekableReader) -> list[str]:
     """The member names of the zip archive in the seekable binary file ``f``, from its central directory.
 
     Reads only the end records and the central directory, entry by entry (memory bounded by the
     names, at most :data:`MAX_ZIP_ENTRIES` of them); UnsafeModelError when the archive is malformed.
     """
     size = f.seek(0, 2)
-    if size < 22:
+    return _member_names(f, size, size)
+
+
+def _member_names(f: SeekableReader, size: int, available: int) -> list[str]:
+    if size < 22 or available < 22:
         raise UnsafeModelError("zip archive is shorter than its end record")
-    offset, cd_size, entries = _locate_central_directory(f, size)
+    offset, cd_size, entries = _locate_central_directory(f, size, available)
     end = offset + cd_size
     names: list[str] = []
     position = offset
@@ -215,7 +255,16 @@ def zip_member_names(f: BinaryIO) -> list[str]:
     return names
 
 
-def zip_pickle_members(f: BinaryIO) -> list[str]:
+def zip_member_names_from_tail(tail: bytes, file_size: int) -> list[str]:
+    """Like :func:`zip_member_names` from only the last bytes of a ``file_size``-byte archive.
+
+    Enough when ``tail`` covers the central directory and end records (e.g. the last pieces of a
+    download); UnsafeModelError when they start before it.
+    """
+    return _member_names(_Tail(bytes(tail), file_size), file_size, len(tail))
+
+
+def zip_pickle_members(f: SeekableReader) -> list[str]:
     """Names of the members of zip archive ``f`` that hold pickles (see :func:`is_pickle_member`)."""
     return [name for name in zip_member_names(f) if is_pickle_member(name)]
 
