@@ -28,7 +28,6 @@ from typing import Any
 
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.torrent import TorrentConfig
-from torrentgoat.torrent.events import ProgressReported
 
 __all__ = ["main"]
 
@@ -57,6 +56,7 @@ async def run(args: argparse.Namespace) -> int:
     async with Session(config) as session:
         emit(event="listening", port=session.listen_port)
         started = time.monotonic()
+        thread0 = time.thread_time()
         torrent = await session.add(Path(args.torrent), Path(args.dir), peers=tuple(args.peer))
         if seed:
             await torrent.wait_complete()
@@ -65,12 +65,12 @@ async def run(args: argparse.Namespace) -> int:
                 target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
             ).start()
             await stop.wait()
-            emit(event="stopping", uploaded=torrent.uploaded)
+            emit(event="stopping", uploaded=torrent.uploaded, main_thread_cpu=time.thread_time() - thread0)
             torrent.stop("benchmark over")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(torrent.wait_stopped(), 5.0)
             return 0
-        first = asyncio.ensure_future(_first_byte(torrent, started))
+        first = asyncio.ensure_future(_first_byte(torrent, started, args.report))
         try:
             await asyncio.wait_for(torrent.wait_complete(), timeout=args.timeout)
         except TimeoutError:
@@ -84,16 +84,28 @@ async def run(args: argparse.Namespace) -> int:
             bytes=torrent.wanted_bytes,
             downloaded=torrent.downloaded,
             hash_failures=torrent.hash_failures,
+            main_thread_cpu=time.thread_time() - thread0,
         )
         await torrent.wait_stopped()
     return 0
 
 
-async def _first_byte(torrent: Any, started: float) -> None:
-    async for event in torrent.events():
-        if isinstance(event, ProgressReported) and event.downloaded:
-            emit(event="first_byte_tick", seconds=time.monotonic() - started)
-            return
+async def _first_byte(torrent: Any, started: float, report: float) -> None:
+    """``first_byte`` (polled every 5 ms) and, with ``--report``, ``progress`` lines."""
+    while not torrent.downloaded:
+        await asyncio.sleep(0.005)
+    emit(event="first_byte", seconds=time.monotonic() - started)
+    if report <= 0:
+        return
+    while True:
+        await asyncio.sleep(report)
+        emit(
+            event="progress",
+            seconds=time.monotonic() - started,
+            downloaded=torrent.downloaded,
+            verified=torrent.verified_bytes,
+            buffered=torrent.buffers.bytes_held,
+        )
 
 
 def main() -> int:
@@ -104,6 +116,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()
@@ -119,6 +132,11 @@ def main() -> int:
             runner = uvloop.run
         except ImportError:
             pass
+    experiment = os.environ.get("TG_EXPERIMENT")
+    if experiment:
+        from benchmarks._experiments import apply
+
+        apply(experiment)
     profile = os.environ.get("TG_PROFILE")
     if profile:
         import cProfile

@@ -3,7 +3,7 @@
 :class:`PeerDriver` is an :class:`asyncio.Protocol` that only *pumps* a sans-IO
 :class:`~torrentgoat.wire.PeerConnection`: bytes from the socket go into the engine, every event
 the engine produces goes to a :class:`PeerHandler` (the torrent), and the engine's queued output is
-written with one ``writelines`` per pump.  Protocol violations
+coalesced and written with one ``writelines`` per loop iteration (see :meth:`PeerDriver.flush`).  Protocol violations
 (:class:`~torrentgoat.errors.RemoteProtocolError`) close this connection only.
 
 Flow control: when the transport's write buffer is full (``pause_writing``), :attr:`writable`
@@ -25,10 +25,29 @@ from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.wire.connection import PeerConnection
 from torrentgoat.wire.events import Event
+from torrentgoat.wire.messages import Buffer
 
-__all__ = ["PeerDriver", "PeerHandler", "open_peer_connection"]
+__all__ = [
+    "HOLD_BYTES",
+    "HOLD_DELAY",
+    "HOLD_IN_FLIGHT",
+    "WRITE_NOW",
+    "PeerDriver",
+    "PeerHandler",
+    "open_peer_connection",
+]
 
 _ids = itertools.count(1)
+
+WRITE_NOW = 256 * 1024
+"""Pending output at which :meth:`PeerDriver.flush` writes at once instead of at the end of the
+loop iteration."""
+HOLD_BYTES = 1024
+"""Pending output below this size (about 60 requests) may be held back for :data:`HOLD_DELAY`."""
+HOLD_IN_FLIGHT = 128
+"""Requests (2 MiB of blocks) that must still be in flight at the peer for small output to wait."""
+HOLD_DELAY = 0.001
+"""Longest wait of held-back small output (seconds)."""
 
 
 class PeerHandler(Protocol):
@@ -70,6 +89,10 @@ class PeerDriver(asyncio.Protocol):
         self._reading_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._in_pump = False
+        self._pending: list[Buffer] = []
+        self._pending_bytes = 0
+        self._flush_scheduled = False
+        self._hold: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self.connected = self._loop.create_future()
 
@@ -143,13 +166,55 @@ class PeerDriver(asyncio.Protocol):
         self.flush()
 
     def flush(self) -> None:
-        """Write whatever the engine has queued (one ``writelines`` call)."""
-        transport = self.transport
-        if transport is None or self.closed:
+        """Send whatever the engine has queued, coalescing small writes.
+
+        Each write to a socket is a system call (on loopback it also runs the receiver's TCP
+        stack), so the driver batches: output is moved to a pending list and written with one
+        ``writelines`` at the end of the current loop iteration, so every block served or
+        request queued in one burst goes out in one call.  At :data:`WRITE_NOW` pending bytes it
+        is written at once, which keeps the transport's backpressure (:attr:`writable`) prompt
+        and the pending list bounded.  Small output (requests) waits up to :data:`HOLD_DELAY`
+        seconds for more while at least :data:`HOLD_IN_FLIGHT` of our requests are in flight, so
+        the peer never runs dry while we save most of the small writes of a fast download.
+        """
+        if self.transport is None or self.closed:
             return
         buffers = self.engine.buffers_to_send()
         if buffers:
-            transport.writelines(buffers)
+            self._pending.extend(buffers)
+            size = self._pending_bytes
+            for buf in buffers:
+                size += len(buf)
+            self._pending_bytes = size
+        if not self._pending:
+            return
+        if self._pending_bytes >= WRITE_NOW:
+            self._write_pending()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed or not self._pending:
+            return
+        small = self._pending_bytes
+        if small < HOLD_BYTES and self.engine.outstanding_count - small // 17 >= HOLD_IN_FLIGHT:
+            if self._hold is None:
+                self._hold = self._loop.call_later(HOLD_DELAY, self._write_pending)
+            return
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        pending = self._pending
+        if not pending or self.transport is None or self.closed:
+            return
+        self._pending = []
+        self._pending_bytes = 0
+        self.transport.writelines(pending)
 
     def _resume_reading(self) -> None:
         if self._reading_paused and self.transport is not None and not self.closed:
@@ -178,6 +243,7 @@ class PeerDriver(asyncio.Protocol):
             return
         self.close_reason = reason
         if self.transport is not None:
+            self._write_pending()  # a last message (reject, bitfield...) goes out before the FIN
             self.transport.close()
             # connection_lost follows from the loop and calls _finish; be explicit for aborts too
         self._finish(reason)
@@ -190,6 +256,11 @@ class PeerDriver(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        self._pending = []
+        self._pending_bytes = 0
         if not self.connected.done():
             self.connected.set_exception(ConnectionError(reason))
             self.connected.exception()  # mark retrieved
