@@ -67,9 +67,16 @@ def make_session(args: argparse.Namespace) -> Any:
                 "dht_ignore_dark_internet": False,
                 "dht_block_ratelimit": 1000000,
                 "dht_block_timeout": 1,
+                # look up / announce every few seconds: a first lookup made before the bootstrap
+                # finished would otherwise be repeated only after the default 15 minutes
+                "dht_announce_interval": 5,
             }
         )
-    return lt.session(settings)
+    ses = lt.session(settings)
+    for node in filter(None, args.dht.split(",")):
+        host, _, port = node.strip().rpartition(":")
+        ses.add_dht_node((host.strip("[]"), int(port)))  # routers never enter the routing table
+    return ses
 
 
 def main() -> int:
