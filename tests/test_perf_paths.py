@@ -1,0 +1,182 @@
+"""Hot-path mechanics added for speed: write coalescing in the peer driver, piece-buffer reuse."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from torrentgoat.aio import peer as peer_mod
+from torrentgoat.aio.peer import HOLD_DELAY, HOLD_IN_FLIGHT, WRITE_NOW, PeerDriver
+from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.wire.connection import PeerConnection
+
+# ---------------------------------------------------------------- piece buffers
+
+
+def test_dropped_buffer_is_reused_once_unreferenced() -> None:
+    buffers = PieceBuffers()
+    buffers.write(0, 1000, 0, b"a" * 10)
+    first = buffers.get(0)
+    buffers.drop(0)
+    buffers.write(1, 1000, 0, b"b")
+    assert buffers.get(1) is not first  # still referenced here: never handed out again
+    del first
+    buffers.write(2, 1000, 0, b"c")
+    reused = buffers.get(2)
+    assert reused is not None and reused[:1] == b"c" and len(reused) == 1000
+    assert buffers.bytes_held == 2000
+
+
+def test_buffer_with_a_live_memoryview_is_not_reused() -> None:
+    buffers = PieceBuffers()
+    buffers.write(0, 64, 0, b"x")
+    view = memoryview(cast(bytearray, buffers.get(0)))
+    buffers.drop(0)
+    buffers.write(1, 64, 0, b"y")
+    assert buffers.get(1) is not view.obj
+    assert bytes(view[:1]) == b"x"  # the old contents were not overwritten
+
+
+def test_only_same_size_buffers_are_reused() -> None:
+    buffers = PieceBuffers()
+    buffers.write(0, 64, 0, b"x")
+    buffers.drop(0)
+    buffers.write(9, 20, 0, b"y")  # e.g. the short last piece
+    assert len(cast(bytearray, buffers.get(9))) == 20
+    assert buffers.spare_bytes == 64
+
+
+def test_spare_buffers_are_bounded() -> None:
+    buffers = PieceBuffers(spare_buffers=3, spare_bytes=250)
+    for i in range(10):
+        buffers.write(i, 100, 0, b"z")
+    for i in range(10):
+        buffers.drop(i)
+    assert buffers.spare_bytes <= 250 and len(buffers) == 0 and buffers.bytes_held == 0
+    buffers.clear()
+    assert buffers.spare_bytes == 0
+
+
+def test_buffers_larger_than_the_spare_budget_are_not_kept() -> None:
+    buffers = PieceBuffers(spare_bytes=50)
+    buffers.write(0, 100, 0, b"z")
+    buffers.drop(0)
+    assert buffers.spare_bytes == 0
+
+
+# ---------------------------------------------------------------- peer driver write coalescing
+
+
+class _Engine:
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.outstanding_count = 0
+
+    def queue(self, *frames: bytes) -> None:
+        self.out.extend(frames)
+
+    def buffers_to_send(self) -> list[bytes]:
+        out, self.out = self.out, []
+        return out
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[list[bytes]] = []
+        self.closed = False
+
+    def writelines(self, buffers: list[bytes]) -> None:
+        assert not self.closed
+        self.writes.append(list(buffers))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _Handler:
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+
+    def peer_event(self, peer: Any, event: Any) -> None:
+        pass
+
+    def peer_closed(self, peer: Any, reason: str) -> None:
+        self.closed.append(reason)
+
+    def peer_writable(self, peer: Any) -> None:
+        pass
+
+
+def _driver() -> tuple[PeerDriver, _Engine, _Transport, _Handler]:
+    engine, transport, handler = _Engine(), _Transport(), _Handler()
+    driver = PeerDriver(cast(PeerConnection, engine), handler, outgoing=True)
+    driver.transport = cast(asyncio.Transport, transport)
+    return driver, engine, transport, handler
+
+
+async def test_flushes_in_one_iteration_become_one_write_in_order() -> None:
+    driver, engine, transport, _ = _driver()
+    for i in range(20):
+        engine.queue(b"header%d" % i, b"block%d" % i)
+        driver.flush()
+    assert transport.writes == []
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 1
+    assert transport.writes[0] == [x for i in range(20) for x in (b"header%d" % i, b"block%d" % i)]
+
+
+async def test_large_output_is_written_at_once() -> None:
+    driver, engine, transport, _ = _driver()
+    engine.queue(b"a" * 100, b"b" * WRITE_NOW)
+    driver.flush()
+    assert transport.writes == [[b"a" * 100, b"b" * WRITE_NOW]]
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 1  # nothing left for the deferred flush
+
+
+async def test_small_output_waits_briefly_while_the_pipeline_is_deep() -> None:
+    driver, engine, transport, _ = _driver()
+    engine.outstanding_count = HOLD_IN_FLIGHT + 10
+    engine.queue(b"r" * 17)
+    driver.flush()
+    await asyncio.sleep(0)
+    assert transport.writes == []  # held: plenty of requests are still in flight
+    engine.queue(b"s" * 17)
+    driver.flush()
+    await asyncio.sleep(HOLD_DELAY * 5 + 0.01)
+    assert transport.writes == [[b"r" * 17, b"s" * 17]]
+
+
+async def test_small_output_is_not_held_when_the_pipeline_is_shallow() -> None:
+    driver, engine, transport, _ = _driver()
+    engine.outstanding_count = 3
+    engine.queue(b"r" * 17)
+    driver.flush()
+    await asyncio.sleep(0)
+    assert transport.writes == [[b"r" * 17]]
+
+
+async def test_close_sends_pending_output_before_closing() -> None:
+    driver, engine, transport, handler = _driver()
+    engine.outstanding_count = HOLD_IN_FLIGHT * 2
+    engine.queue(b"last words")
+    driver.flush()
+    driver.close("done")
+    assert transport.writes == [[b"last words"]] and transport.closed
+    assert handler.closed == ["done"]
+    await asyncio.sleep(HOLD_DELAY * 5)
+    assert len(transport.writes) == 1
+
+
+async def test_nothing_is_written_after_the_connection_is_lost() -> None:
+    driver, engine, transport, _ = _driver()
+    engine.queue(b"x")
+    driver.flush()
+    driver.connection_lost(None)
+    await asyncio.sleep(HOLD_DELAY * 5)
+    assert transport.writes == []
+
+
+def test_thresholds_are_sane() -> None:
+    assert peer_mod.HOLD_BYTES < WRITE_NOW
+    assert HOLD_DELAY <= 0.005  # held requests must never starve a fast peer
