@@ -271,13 +271,6 @@ async def test_peer_rejecting_every_request_does_not_cause_a_request_storm(tmp_p
     assert requests <= 4 * blocks, f"{requests} requests in 2 s to a peer rejecting all ({blocks} blocks)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: after BEP 6 rejects for one piece the whole peer is held off (core.py "
-    "RequestRejected: reject_streak / hold_until) while the picker keeps choosing the rejected "
-    "piece for it, so the pieces it does serve trickle in (5 of the 7 servable pieces of 2 MiB "
-    "after 3 s on loopback, all 7 only after ~12 s)",
-)
 async def test_seed_rejecting_one_piece_still_gives_us_the_others_promptly(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=37)
     info = payload.metainfo.info
@@ -370,13 +363,6 @@ async def test_magnet_whose_metadata_has_unsafe_paths_writes_nothing(tmp_path: P
     assert not (tmp_path / "escaped.txt").exists() and not Path("/abs").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: metadata that hashes to the info-hash but fails parse_info (unsafe path) "
-    "raises UnsafePathError out of Torrent._on_metadata; PeerDriver.pump catches only protocol "
-    "errors, so asyncio logs 'Fatal error: protocol.data_received() call failed' and drops the "
-    "connection, and the torrent waits for metadata forever instead of stopping with the error",
-)
 async def test_magnet_whose_metadata_is_invalid_stops_with_the_reason(tmp_path: Path) -> None:
     from torrentgoat.errors import MetainfoError, TorrentGoatError
 

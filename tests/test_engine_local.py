@@ -111,12 +111,6 @@ async def test_leechers_that_all_dial_each_other_trade_pieces(tmp_path: Path) ->
     assert sum(uploads) > 0, f"leechers dialled each other but never traded: uploads={uploads}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: PEX (BEP 11) lists only peers we dialled (core.py _tick: 'other.driver.outgoing'); "
-    "incoming peers are left out even when their extension handshake gave their listen port 'p' "
-    "(libtorrent's ut_pex sends them with that port), so leechers that all dial one seed never meet",
-)
 async def test_leechers_that_only_know_the_seeder_meet_through_pex(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=14)
     seeder = loopback_config(seed=0, upload_limit=2 * MiB)
@@ -128,13 +122,6 @@ async def test_leechers_that_only_know_the_seeder_meet_through_pex(tmp_path: Pat
     assert sum(uploads) > 0, f"leechers never met: uploads={uploads}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: a slot freed by a leecher that leaves or loses interest is refilled only at "
-    "the next rechoke round (core.py peer_event PeerNotInterested: 'the slot is reassigned at the "
-    "next rechoke round'; peer_closed does not rechoke either): with upload_slots=1 and 3 leechers "
-    "the seed idles ~10 s between waves (libtorrent triggers an unchoke at once)",
-)
 async def test_freed_upload_slot_is_given_to_a_waiting_leecher_at_once(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=15)
     seeder = loopback_config(seed=0, torrent=TorrentConfig(upload_slots=1))
@@ -227,13 +214,6 @@ async def test_magnet_select_only_indices(tmp_path: Path) -> None:
     assert_same_files(payload.metainfo, payload.root, dest, only=selected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a selection that matches no file (glob, index, magnet so=) raises ConfigError "
-    "in Torrent._prepare (core.py _files_skipped), which run() does not catch (only StorageError): "
-    "the task dies ('Task exception was never retrieved'), torrent.error stays None and "
-    "wait_complete only says 'stopped before completion ()'",
-)
 @pytest.mark.parametrize("selection", [{"files": ["*.nomatch"]}, {"file_indices": [99]}])
 async def test_selection_matching_no_file_is_reported(tmp_path: Path, selection: dict[str, object]) -> None:
     from torrentgoat.errors import ConfigError, TorrentGoatError

@@ -305,11 +305,18 @@ class Torrent:
                 self.spawn(self._choke_loop())
                 await self._stop.wait()
         except StorageError as exc:
-            self.error = exc
-            self._stop_reason = f"storage error: {exc}"
-            log.error("%s: %s", self.name, exc)
+            self._fail(f"storage error: {exc}", exc)
+        except TorrentGoatError as exc:  # e.g. a file selection that matches nothing
+            self._fail(str(exc), exc)
         finally:
             await self._shutdown()
+
+    def _fail(self, reason: str, exc: BaseException) -> None:
+        """Stop because of ``exc``; ``wait_complete`` raises with ``reason``."""
+        if self.error is None:
+            self.error = exc
+        log.error("%s: %s", self.name, reason)
+        self.stop(reason)
 
     def now(self) -> float:
         """The event loop's clock (the ``now`` given to the pure engines)."""
@@ -375,8 +382,15 @@ class Torrent:
     # ------------------------------------------------------------------ metadata and storage
 
     def _on_metadata(self, raw: bytes) -> None:
-        """BEP 9 metadata verified against the info-hash: the torrent becomes a normal one."""
-        info = parse_info(raw)
+        """BEP 9 metadata verified against the info-hash: the torrent becomes a normal one.
+
+        Metadata that hashes to the info-hash but is not a valid (or safe) info dictionary cannot be
+        fixed by any peer: the torrent stops with the reason."""
+        try:
+            info = parse_info(raw)
+        except TorrentGoatError as exc:
+            self._fail(f"the torrent's metadata is invalid: {exc}", exc)
+            return
         if info.info_hash != self.info_hash:  # the fetcher checked already; defence in depth
             raise LocalProtocolError("metadata does not match the info-hash")
         self.info = info
@@ -639,6 +653,8 @@ class Torrent:
             self._fetcher.remove_peer(ps.key)
         ps.upload_queue.clear()
         ps.writable.set()
+        if ps.unchoked_since is not None and self.have is not None and not self._stop.is_set():
+            self._choker.run(self, self._loop.time())  # its upload slot goes to someone else now
         if peer.address is not None and peer.outgoing:
             candidate = self.pool.candidates.get(peer.address)
             if candidate is not None:
@@ -693,14 +709,20 @@ class Torrent:
             case RequestRejected(index=index, begin=begin, length=length):
                 if self.picker is not None:
                     self.picker.request_rejected(ps.key, BlockRef(index, begin, length))
-                # BEP 6 lets a peer refuse requests; do not ask it again at once (a peer rejecting
-                # everything would otherwise get a request storm): back off, longer if it persists.
+                # BEP 6 lets a peer refuse requests.  Rejects right after a choke only echo the choke;
+                # otherwise do not ask this peer for that piece again for a while (other pieces are
+                # fine), and if it refuses everything, back off from it altogether (no request storm).
+                now = self._loop.time()
+                if not engine.peer_choking and len(ps.refused) < 4096:
+                    ps.refused[index] = now
                 ps.reject_streak += 1
-                ps.hold_until = self._loop.time() + min(30.0, 2.0 ** min(5, ps.reject_streak // 32))
+                if ps.reject_streak > 64:
+                    ps.hold_until = now + min(30.0, 2.0 ** min(5, ps.reject_streak // 64))
             case PeerInterested():
                 self._choker.peer_interested(self, ps, self._loop.time())
             case PeerNotInterested():
-                pass  # the slot is reassigned at the next rechoke round
+                if ps.unchoked_since is not None:
+                    self._choker.run(self, self._loop.time())  # give the freed slot away at once
             case HandshakeReceived(handshake=handshake):
                 if handshake.peer_id == self.ctx.peer_id:
                     if peer.address is not None:
@@ -794,6 +816,12 @@ class Torrent:
         want = limit - engine.outstanding_count
         if want <= 0:
             return
+        if engine.peer_choking:  # BEP 6: only its allowed-fast pieces may be requested now
+            have = Bitfield.from_indices(have.length, (i for i in engine.peer_allowed_fast if i in have))
+        if ps.refused:
+            have = have.copy()
+            for index in ps.refused:
+                have.discard(index)
         for block in picker.pick(ps.key, have, want, now=now):
             if not engine.can_request(block.piece):
                 picker.request_cancelled(ps.key, block)
@@ -986,6 +1014,18 @@ class Torrent:
             now = self._loop.time()
             self._tick(now)
 
+    @staticmethod
+    def _listen_address(ps: PeerState) -> PeerAddress | None:
+        """Where others can reach a peer (BEP 11): the address we dialled, or for an incoming peer
+        its IP with the listen port from its extension handshake (BEP 10 ``p``)."""
+        address = ps.address
+        if address is None or ps.driver.outgoing:
+            return address
+        ext = ps.driver.engine.peer_extensions
+        if ext is None or not ext.p or not 0 < ext.p < 65536:
+            return None
+        return PeerAddress(address.host, ext.p)
+
     def _tick(self, now: float) -> None:
         picker = self.picker
         down_rate = self._source_meter.rate(now)
@@ -1001,6 +1041,9 @@ class Torrent:
                     ps.snubbed = True
                     picker.peer_snubbed(ps.key)
                     log.debug("%s: peer %s snubbed", self.name, ps.address)
+            if ps.refused:
+                for index in [i for i, at in ps.refused.items() if now - at > 60.0]:
+                    del ps.refused[index]
             if picker is not None:
                 self._fill_requests(ps)
             if self._fetcher is not None:
@@ -1014,9 +1057,9 @@ class Torrent:
                 and ps.pex.due(now)
             ):
                 current = {
-                    other.address: 0x10 if other.driver.outgoing else 0
+                    address: 0x10 if other.driver.outgoing else 0
                     for other in self.peers.values()
-                    if other is not ps and other.address is not None and other.driver.outgoing
+                    if other is not ps and (address := self._listen_address(other)) is not None
                 }
                 message = ps.pex.next_message(current, now)
                 if message is not None:

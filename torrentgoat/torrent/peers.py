@@ -28,6 +28,7 @@ class PeerState:
         "last_request_at",
         "last_unchoked",
         "pex",
+        "refused",
         "reject_streak",
         "serving",
         "snubbed",
@@ -54,6 +55,8 @@ class PeerState:
         self.pex = PexState()
         self.client = ""
         self.reject_streak = 0
+        self.refused: dict[int, float] = {}
+        """Pieces the peer rejected (BEP 6) while unchoking us, and when: not asked again for a while."""
         """Requests the peer rejected (BEP 6) since it last sent a block."""
         self.hold_until = 0.0
         """No new requests to this peer before this time (after rejects)."""
