@@ -17,13 +17,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from torrentgoat import bencode
 from torrentgoat.bencode import BValue
 from torrentgoat.errors import BencodeError, DHTError, SignatureError
+from torrentgoat.keys import SigningKey, verify_signature
 from torrentgoat.primitives import InfoHash
 
 __all__ = [
@@ -115,47 +112,11 @@ class MutableItem:
             raise DHTError(f"salt of {len(self.salt)} bytes; BEP 44 allows at most {MAX_SALT_SIZE}")
         encoded = encode_value(self.value)
         try:
-            key = Ed25519PublicKey.from_public_bytes(self.public_key)
-            key.verify(self.signature, signature_buffer(self.salt, self.seq, encoded))
-        except (InvalidSignature, ValueError):
+            verify_signature(self.public_key, signature_buffer(self.salt, self.seq, encoded), self.signature)
+        except SignatureError:
             raise SignatureError(
                 f"signature of mutable item (key {self.public_key.hex()}, seq {self.seq}) does not verify"
             ) from None
-
-
-class SigningKey:
-    """An ed25519 key kept as its 32-byte seed."""
-
-    __slots__ = ("_key", "seed")
-
-    def __init__(self, seed: bytes) -> None:
-        if len(seed) != 32:
-            raise SignatureError(f"ed25519 seed must be 32 bytes, got {len(seed)}")
-        self.seed = seed
-        self._key = Ed25519PrivateKey.from_private_bytes(seed)
-
-    @classmethod
-    def generate(cls) -> SigningKey:
-        """A fresh key from the operating system's CSPRNG (through ``cryptography``)."""
-        key = Ed25519PrivateKey.generate()
-        from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-
-        return cls(key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
-
-    @property
-    def public_key(self) -> bytes:
-        return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-    def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message)
-
-    def expanded(self) -> bytes:
-        """libtorrent's 64-byte secret key: SHA-512(seed) with the scalar half clamped (RFC 8032 5.1.5)."""
-        h = bytearray(hashlib.sha512(self.seed).digest())
-        h[0] &= 248
-        h[31] &= 127
-        h[31] |= 64
-        return bytes(h)
 
 
 def sign_mutable(key: SigningKey, value: BValue, seq: int, salt: bytes = b"") -> MutableItem:
