@@ -169,7 +169,9 @@ async def test_publish_get_update_share_and_refuse(tmp_path: Path) -> None:
             assert report.previous_seq == 1 and report.manifest.seq == 2
             [beta_update] = report.results  # gamma is not followed by A
             assert beta_update.status == "updated"
-            beta_size = sum(f.size for f in v2.model("beta").files)  # type: ignore[union-attr]
+            beta_v2 = v2.model("beta")
+            assert beta_v2 is not None
+            beta_size = sum(f.size for f in beta_v2.files)
             assert SHARD <= beta_update.downloaded <= SHARD + 4 * PIECE, beta_update
             assert beta_update.reused == beta_size - SHARD
             assert beta_update.downloaded < 0.4 * beta_size

@@ -235,7 +235,7 @@ def add_publish_parser(commands: Any, name: str = "publish") -> None:
 
 
 def _publish_main(args: argparse.Namespace) -> int:
-    return run(_cancellable(_publish(args)))
+    return run(_cancellable(_publish(args), interrupted=0))
 
 
 async def _publish(args: argparse.Namespace) -> int:
@@ -314,16 +314,19 @@ def run_collection_get(args: argparse.Namespace, magnet: str | None, root: Path)
     return run(_cancellable(_sync(args, magnet, root)))
 
 
-async def _cancellable(coro: Coroutine[Any, Any, int]) -> int:
-    """Ctrl-C / SIGTERM cancel the command cleanly (the session closes its torrents): exit 130."""
+async def _cancellable(coro: Coroutine[Any, Any, int], *, interrupted: int = 130) -> int:
+    """Ctrl-C / SIGTERM cancel the command cleanly (the session closes its torrents).
+
+    Returns ``interrupted`` then: 130 for downloads, 0 for seeding commands (stopping them is normal).
+    """
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
     with _signals(loop, task.cancel):
         try:
             return await task
         except asyncio.CancelledError:
-            _say("interrupted")
-            return 130
+            _say("stopped" if interrupted == 0 else "interrupted")
+            return interrupted
 
 
 @contextlib.contextmanager
@@ -481,7 +484,7 @@ def _print_manifest(manifest: Manifest, installed: dict[str, str], *, as_json: b
 
 
 def _seed_main(args: argparse.Namespace) -> int:
-    return run(_cancellable(_seed(args)))
+    return run(_cancellable(_seed(args), interrupted=0))
 
 
 async def _seed(args: argparse.Namespace) -> int:
