@@ -357,3 +357,64 @@ async def test_seeder_churn_mid_download(tmp_path: Path, processes: ProcessGroup
         await complete(torrent, timeout=20, peers=[second])
         assert torrent.hash_failures == 0
     assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_seeder_serves_four_libtorrent_leeches_at_once(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Four libtorrent leeches, each given only our address, dial our seeder together: more
+    leeches than upload slots (4 + the optimistic one) at first.  Everyone finishes, identical data."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 8 * MiB + 8, seed=13)
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(shared.torrent_path, shared.root, seed=True)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        dests = [tmp_path / f"lt-{i}" for i in range(4)]
+        leeches = []
+        for dest in dests:
+            dest.mkdir()
+            leeches.append(
+                await processes.libtorrent(
+                    "leech",
+                    directory=dest,
+                    torrent=shared.torrent_path,
+                    peers=[f"127.0.0.1:{session.listen_port}"],
+                    extra=["--exit-after-finish", "30"],
+                )
+            )
+        await asyncio.gather(*(leech.wait_event("finished", timeout=25) for leech in leeches))
+    for dest in dests:
+        assert_same_files(shared.metainfo, shared.root, dest)
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+async def test_rate_limit_holds_against_libtorrent(
+    tmp_path: Path, processes: ProcessGroup, direction: str
+) -> None:
+    """A session-wide limit of 3 MiB/s: 9 MiB cannot move in much less than 3 s (a token bucket
+    may burst at most about one second's worth)."""
+    require_libtorrent()
+    limit = 3 * MiB
+    shared = make_shard_torrent(tmp_path, 9 * MiB + 1, seed=14)
+    config = replace(loopback_config(), **{f"{direction}_limit": limit})
+    async with Session(config) as session:
+        if direction == "upload":
+            torrent = await session.add(shared.torrent_path, shared.root, seed=True)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            dest = tmp_path / "lt-down"
+            dest.mkdir()
+            started = time.monotonic()
+            leech = await processes.libtorrent(
+                "leech",
+                directory=dest,
+                torrent=shared.torrent_path,
+                peers=[f"127.0.0.1:{session.listen_port}"],
+            )
+            await leech.wait_event("finished", timeout=20)
+        else:
+            seeder = await processes.libtorrent("seed", directory=shared.root, torrent=shared.torrent_path)
+            dest = tmp_path / "down"
+            started = time.monotonic()
+            torrent = await session.add(shared.torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+            await complete(torrent, timeout=20, peers=[seeder])
+        elapsed = time.monotonic() - started
+    assert elapsed >= shared.size / limit - 1.5, f"{shared.size / MiB:.0f} MiB in {elapsed:.2f} s at 3 MiB/s"
+    assert_same_files(shared.metainfo, shared.root, dest)
