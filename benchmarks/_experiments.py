@@ -3,6 +3,8 @@ recommended change before its owner makes it (``TG_EXPERIMENT=name[,name]`` in `
 
 * ``batch-fill``: refill a peer's request pipeline once per socket read (after the driver's pump)
   instead of once per received block (``Torrent._on_block`` -> ``_fill_requests``).
+* ``read-into``: the uploader's read cache reads into recycled buffers
+  (``ReadCache(reader_into=...)``) instead of ``storage.read`` (fresh buffer + a ``bytes`` copy).
 """
 
 from __future__ import annotations
@@ -43,7 +45,30 @@ def _batch_fill() -> None:
     PeerDriver.pump = pump  # type: ignore[method-assign]
 
 
-EXPERIMENTS = {"batch-fill": _batch_fill}
+def _read_into() -> None:
+    from torrentgoat.torrent import upload
+    from torrentgoat.torrent.pieces import ReadCache
+
+    original_init = upload.Uploader.__init__
+
+    def init(self: Any, torrent: Any, info: Any, storage: Any) -> None:
+        original_init(self, torrent, info, storage)
+
+        async def read_into(piece: int, begin: int, buf: bytearray) -> None:
+            await torrent.ctx.disk.read_into(storage, piece, begin, buf)
+
+        config = torrent.config
+        self.cache = ReadCache(
+            self._read,
+            chunk=min(config.read_chunk, info.piece_length),
+            budget=config.read_cache,
+            reader_into=read_into,
+        )
+
+    upload.Uploader.__init__ = init  # type: ignore[method-assign]
+
+
+EXPERIMENTS = {"batch-fill": _batch_fill, "read-into": _read_into}
 
 
 def apply(names: str) -> None:

@@ -61,11 +61,18 @@ async def run(args: argparse.Namespace) -> int:
         if seed:
             await torrent.wait_complete()
             emit(event="seeding", seconds=time.monotonic() - started, bytes=torrent.wanted_bytes)
+            cpu0, thread1 = time.process_time(), time.thread_time()
             threading.Thread(
                 target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
             ).start()
             await stop.wait()
-            emit(event="stopping", uploaded=torrent.uploaded, main_thread_cpu=time.thread_time() - thread0)
+            emit(
+                event="stopping",
+                uploaded=torrent.uploaded,
+                main_thread_cpu=time.thread_time() - thread0,
+                serving_cpu=time.process_time() - cpu0,
+                serving_main_thread_cpu=time.thread_time() - thread1,
+            )
             torrent.stop("benchmark over")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(torrent.wait_stopped(), 5.0)

@@ -180,3 +180,52 @@ async def test_nothing_is_written_after_the_connection_is_lost() -> None:
 def test_thresholds_are_sane() -> None:
     assert peer_mod.HOLD_BYTES < WRITE_NOW
     assert HOLD_DELAY <= 0.005  # held requests must never starve a fast peer
+
+
+# ---------------------------------------------------------------- read cache with recycled buffers
+
+
+class _Disk:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads = 0
+
+    async def read(self, piece: int, begin: int, length: int) -> bytes:
+        self.reads += 1
+        return self.data[begin : begin + length]
+
+    async def read_into(self, piece: int, begin: int, buf: bytearray) -> None:
+        self.reads += 1
+        buf[:] = self.data[begin : begin + len(buf)]
+
+
+async def test_read_cache_into_recycled_buffers_serves_the_right_bytes() -> None:
+    from torrentgoat.torrent.pieces import ReadCache
+
+    data = bytes(range(256)) * 1024  # one 256 KiB piece
+    disk = _Disk(data)
+    chunk = 16 * 1024
+    cache = ReadCache(disk.read, chunk=chunk, budget=2 * chunk, reader_into=disk.read_into)
+    held = []
+    for begin in range(0, len(data), chunk):
+        view = await cache.read(0, begin, chunk, len(data))
+        assert bytes(view) == data[begin : begin + chunk]
+        if begin // chunk in (1, 2):
+            held.append(view)  # a block still queued for a socket: its buffer must not be reused
+    assert disk.reads == 16
+    assert [bytes(v) for v in held] == [data[chunk : 2 * chunk], data[2 * chunk : 3 * chunk]]
+    again = await cache.read(0, 5, 100, len(data))  # evicted long ago: read again, into a reused buffer
+    assert bytes(again) == data[5:105]
+    straddling = await cache.read(0, chunk - 10, 20, len(data))
+    assert bytes(straddling) == data[chunk - 10 : chunk + 10]
+
+
+async def test_read_cache_hits_do_not_read_again() -> None:
+    from torrentgoat.torrent.pieces import ReadCache
+
+    data = b"q" * (64 * 1024)
+    disk = _Disk(data)
+    cache = ReadCache(disk.read, chunk=32 * 1024, budget=1 << 20, reader_into=disk.read_into)
+    for begin in range(0, 32 * 1024, 16 * 1024):
+        await cache.read(0, begin, 16 * 1024, len(data))
+    assert disk.reads == 1 and cache.hits == 1 and cache.misses == 1

@@ -17,7 +17,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-__all__ = ["PieceBuffers", "ReadCache"]
+__all__ = ["ChunkReader", "ChunkReaderInto", "PieceBuffers", "ReadCache"]
 
 _CAN_COUNT_REFS = hasattr(sys, "getrefcount")
 
@@ -97,16 +97,35 @@ class PieceBuffers:
 ChunkReader = Callable[[int, int, int], Awaitable[bytes]]
 """``read(piece, begin, length)`` of verified data, run off the event loop."""
 
+ChunkReaderInto = Callable[[int, int, bytearray], Awaitable[None]]
+"""``read_into(piece, begin, buf)``: fill ``buf`` with verified data, run off the event loop."""
+
 
 class ReadCache:
-    """LRU of aligned chunks of verified pieces; concurrent misses for one chunk share one read."""
+    """LRU of aligned chunks of verified pieces; concurrent misses for one chunk share one read.
 
-    def __init__(self, reader: ChunkReader, *, chunk: int, budget: int) -> None:
+    With ``reader_into`` the cache reads into its own buffers and recycles evicted ones (only when
+    nothing references them any more: no block of theirs is still queued for a socket), so serving
+    costs neither a fresh allocation nor a copy per chunk; ``reader`` is used otherwise.
+    """
+
+    def __init__(
+        self,
+        reader: ChunkReader,
+        *,
+        chunk: int,
+        budget: int,
+        reader_into: ChunkReaderInto | None = None,
+        spare_buffers: int = 4,
+    ) -> None:
         self._reader = reader
+        self._reader_into = reader_into
         self._chunk = max(16 * 1024, chunk)
         self._budget = max(budget, self._chunk)
-        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self._pending: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        self._cache: OrderedDict[tuple[int, int], bytes | bytearray] = OrderedDict()
+        self._pending: dict[tuple[int, int], asyncio.Future[bytes | bytearray]] = {}
+        self._spare: list[bytearray] = []
+        self._max_spare = spare_buffers if _CAN_COUNT_REFS and reader_into is not None else 0
         self._held = 0
         self.hits = 0
         self.misses = 0
@@ -117,16 +136,21 @@ class ReadCache:
         chunk = self._chunk
         first = begin // chunk
         last = (begin + length - 1) // chunk
+        offset = begin - first * chunk
         if first == last:
-            data = await self._get(piece, first, piece_size)
-            offset = begin - first * chunk
+            key = (piece, first)
+            data = self._cache.get(key)  # hit: no nested coroutine (this runs once per block)
+            if data is not None:
+                self._cache.move_to_end(key)
+                self.hits += 1
+            else:
+                data = await self._get(piece, first, piece_size)
             return memoryview(data)[offset : offset + length]
         parts = [await self._get(piece, c, piece_size) for c in range(first, last + 1)]
         joined = b"".join(parts)
-        offset = begin - first * chunk
         return memoryview(joined)[offset : offset + length]
 
-    async def _get(self, piece: int, chunk_index: int, piece_size: int) -> bytes:
+    async def _get(self, piece: int, chunk_index: int, piece_size: int) -> bytes | bytearray:
         key = (piece, chunk_index)
         data = self._cache.get(key)
         if data is not None:
@@ -139,10 +163,15 @@ class ReadCache:
         self.misses += 1
         start = chunk_index * self._chunk
         length = min(self._chunk, piece_size - start)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes | bytearray] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            data = await self._reader(piece, start, length)
+            if self._reader_into is not None:
+                buf = self._buffer(length)
+                await self._reader_into(piece, start, buf)
+                data = buf
+            else:
+                data = await self._reader(piece, start, length)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()
@@ -155,7 +184,21 @@ class ReadCache:
         while self._held > self._budget and self._cache:
             _, old = self._cache.popitem(last=False)
             self._held -= len(old)
+            if type(old) is bytearray and len(self._spare) < self._max_spare:
+                self._spare.append(old)
         return data
+
+    def _buffer(self, size: int) -> bytearray:
+        spare = self._spare
+        for i in range(len(spare)):  # not enumerate(): its cached result tuple holds a reference
+            buf = spare[i]
+            # references: the list, ``buf`` and getrefcount's argument -- no queued block view
+            if len(buf) == size and sys.getrefcount(buf) <= 3:
+                del spare[i]
+                return buf
+        if len(spare) >= self._max_spare > 0:
+            spare.pop(0)  # long referenced (a stalled socket): let it go when its views do
+        return bytearray(size)
 
     def invalidate(self, piece: int) -> None:
         for key in [k for k in self._cache if k[0] == piece]:
@@ -163,4 +206,5 @@ class ReadCache:
 
     def clear(self) -> None:
         self._cache.clear()
+        self._spare.clear()
         self._held = 0
