@@ -359,15 +359,15 @@ async def test_seeder_churn_mid_download(tmp_path: Path, processes: ProcessGroup
     assert_same_files(shared.metainfo, shared.root, dest)
 
 
-async def test_seeder_serves_four_libtorrent_leeches_at_once(tmp_path: Path, processes: ProcessGroup) -> None:
-    """Four libtorrent leeches, each given only our address, dial our seeder together: more
-    leeches than upload slots (4 + the optimistic one) at first.  Everyone finishes, identical data."""
+async def test_seeder_serves_six_libtorrent_leeches_at_once(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Six libtorrent leeches, each given only our address, dial our seeder together: more
+    leeches than upload slots (4 + the optimistic one).  Everyone finishes, identical data."""
     require_libtorrent()
-    shared = make_shard_torrent(tmp_path, 8 * MiB + 8, seed=13)
+    shared = make_shard_torrent(tmp_path, 6 * MiB + 8, seed=13)
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
         await asyncio.wait_for(torrent.wait_complete(), timeout=10)
-        dests = [tmp_path / f"lt-{i}" for i in range(4)]
+        dests = [tmp_path / f"lt-{i}" for i in range(6)]
         leeches = []
         for dest in dests:
             dest.mkdir()
