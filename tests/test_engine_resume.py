@@ -435,6 +435,34 @@ async def test_partial_seed_serves_its_selected_file_to_a_newcomer(tmp_path: Pat
     assert_same_files(metainfo, root, tmp_path / "b", only=[shard])
 
 
+@pytest.mark.parametrize("planted", ["folder", "file"])
+async def test_symlink_planted_in_the_download_directory_is_never_followed(tmp_path: Path, planted: str) -> None:
+    """The torrent's folder (or one of its files) is a symlink leading outside the download
+    directory: the torrent stops with a StorageError naming it, and nothing outside is touched."""
+    from torrentgoat.errors import StorageError, TorrentGoatError
+
+    payload = make_model_payload(tmp_path, shards=1, shard_size=256 * 1024, seed=84)
+    info = payload.metainfo.info
+    dest, outside = tmp_path / "down", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (outside / "victim.json").write_text("precious\n")
+    if planted == "folder":
+        (dest / info.name).symlink_to(outside, target_is_directory=True)
+    else:
+        (dest / info.name).mkdir()
+        (dest / info.name / "config.json").symlink_to(outside / "victim.json")
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seed(seeder, payload)
+        torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"])
+        with pytest.raises(TorrentGoatError, match="outside the download directory"):
+            await asyncio.wait_for(torrent.wait_complete(), 10)
+        await asyncio.wait_for(torrent.wait_stopped(), 5)
+        assert isinstance(torrent.error, StorageError)
+    assert files_on_disk(outside) == {"victim.json"}
+    assert (outside / "victim.json").read_text() == "precious\n"
+
+
 # --------------------------------------------------------------------------- CLI: Ctrl-C and rerun
 
 
