@@ -199,6 +199,11 @@ async def test_publish_get_update_share_and_refuse(tmp_path: Path) -> None:
                         assert sha256_file(b_root / model.name / f.path) == f.sha256
                 assert a_beta.uploaded > uploaded_before, "A shared nothing with B"
 
+            # a restarted publisher re-publishes the held version (same seq); the item can be refreshed
+            again = await Publisher(pub_session, pub_root, key).publish()
+            assert again.seq == 2 and again.manifest_info_hash == second.manifest_info_hash
+            await publisher.put_item()
+
             # -- refusals; A's root must stay exactly as it is
             before = snapshot(a_root)
             v1_files = read_manifest_tree(v1_copy / v1_name)
