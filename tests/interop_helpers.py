@@ -9,6 +9,11 @@ what the reference client said (:meth:`RefProcess.tail`).
 Quirks this module works around are measured facts from ``INTEROP-NOTES.md``: aria2 has no
 "connect to this peer" option (it needs a tracker), transmission never dials 127.x peers, a
 libtorrent seeder must not get its own address back from a tracker (``num_want = 0`` in lt_peer).
+Measured here as well: aria2 1.36 has no UDP trackers while its DHT is off and treats BEP 47 pad
+files as real files; transmission-cli block-buffers its status line into a pipe (``stdbuf``),
+runs its ``--finish`` script after verifying complete data too, and starts an RPC server on port
+9091 unless told not to; libtorrent's default ``add_torrent_params`` flags hold ``paused`` and
+``auto_managed`` (a torrent taken out of auto management stays paused, checking forever).
 """
 
 from __future__ import annotations
@@ -67,19 +72,6 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def free_tcp_udp_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP and UDP (clients that use one number for peers and DHT)."""
-    for _ in range(50):
-        port = free_port(socket.SOCK_STREAM, host)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both TCP and UDP")
 
 
 def loopback_config(**torrent: Any) -> SessionConfig:
