@@ -370,12 +370,6 @@ async def test_longer_file_on_disk_is_cut_to_the_torrents_length(tmp_path: Path)
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: when a seed's file is truncated after its check, reads of the lost pieces fail "
-    "(upload.py logs 'cannot serve piece N' and rejects) but the pieces stay in torrent.have, so the "
-    "seed keeps announcing them to every newcomer, reports no error, and stays 'seeding' forever",
-)
 async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=80)
     info = payload.metainfo.info
@@ -401,14 +395,6 @@ async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: 
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine gap: a leecher that selected one file of an unpadded torrent verifies the pieces "
-    "it shares with unselected files but stores only its own part (no part file), yet announces "
-    "them; requests for them are rejected (upload.py 'cannot serve piece'), and the requester keeps "
-    "asking for those pieces instead of the ones it could get (have 1/5 after 5 s), so nobody can "
-    "download that file from such a partial seed",
-)
 async def test_partial_seed_serves_its_selected_file_to_a_newcomer(tmp_path: Path) -> None:
     from torrentgoat.creation import create_torrent
     from torrentgoat.testing.shards import write_model_folder

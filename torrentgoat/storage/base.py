@@ -165,9 +165,37 @@ class SpanStorage:
     def _create_empty(self, file_index: int) -> None:
         raise NotImplementedError
 
+    def _read_part_into(self, offset: int, view: memoryview) -> int:
+        """Read the *part file* at torrent byte ``offset`` (bytes read, ``-1`` if there is none)."""
+        raise NotImplementedError
+
+    def _write_part(self, offset: int, view: memoryview) -> None:
+        """Write the *part file* at torrent byte ``offset``."""
+        raise NotImplementedError
+
+    # -- the part file ---------------------------------------------------------------------------
+    #
+    # A piece can straddle a wanted file and a skipped one.  Its skipped bytes are not written to the
+    # skipped file (that file must never appear), but without them the piece could neither be served
+    # to peers nor re-verified after a restart.  Like libtorrent's part file, such bytes go to one
+    # sparse file addressed by torrent offset; reads of a skipped span look in the real file first
+    # (it may exist from an earlier download), then in the part file.
+
+    def _straddles_wanted(self, piece: int) -> bool:
+        return any(
+            not span.pad and span.file_index not in self._skipped for span in self._layout.spans(piece)
+        )
+
+    def _read_skipped_span(self, piece: int, span: FileSpan, part: memoryview) -> int:
+        real = self._read_file_into(span.file_index, span.file_offset, part)
+        if real == span.length or not self._straddles_wanted(piece):
+            return real
+        offset = self._layout.files[span.file_index].offset + span.file_offset
+        return self._read_part_into(offset, part)
+
     # -- reads ----------------------------------------------------------------------------------
 
-    def _fill(self, spans: list[FileSpan], view: memoryview, *, strict: bool, what: str) -> bool:
+    def _fill(self, piece: int, spans: list[FileSpan], view: memoryview, *, strict: bool, what: str) -> bool:
         if self._closed:
             raise StorageError("storage is closed")
         for span in spans:
@@ -175,7 +203,10 @@ class SpanStorage:
             if span.pad:
                 part[:] = bytes(span.length)
                 continue
-            got = self._read_file_into(span.file_index, span.file_offset, part)
+            if span.file_index in self._skipped:
+                got = self._read_skipped_span(piece, span, part)
+            else:
+                got = self._read_file_into(span.file_index, span.file_offset, part)
             if got != span.length:
                 if not strict:
                     return False
@@ -190,7 +221,7 @@ class SpanStorage:
     def read_into(self, piece: int, begin: int, buf: BytesLike) -> None:
         view = _as_view(buf)
         spans = self._layout.spans(piece, begin, len(view))
-        self._fill(spans, view, strict=True, what=f"reading piece {piece} at {begin}")
+        self._fill(piece, spans, view, strict=True, what=f"reading piece {piece} at {begin}")
 
     def read(self, piece: int, begin: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -203,7 +234,7 @@ class SpanStorage:
         if len(view) < size:
             raise StorageError(f"buffer of {len(view)} bytes for piece {index} of {size} bytes")
         spans = self._layout.spans(index)
-        return self._fill(spans, view[:size], strict=False, what=f"reading piece {index}")
+        return self._fill(index, spans, view[:size], strict=False, what=f"reading piece {index}")
 
     def read_piece(self, index: int) -> bytes | None:
         buf = bytearray(self._layout.piece_size(index))
@@ -219,8 +250,16 @@ class SpanStorage:
         if self._read_only:
             raise StorageError(f"storage is read-only: cannot write piece {piece}")
         view = _as_view(data)
+        part_file: bool | None = None
         for span in self._layout.spans(piece, begin, len(view)):
-            if span.pad or span.file_index in self._skipped:
+            if span.pad:
+                continue
+            if span.file_index in self._skipped:
+                if part_file is None:
+                    part_file = self._straddles_wanted(piece)
+                if part_file:
+                    offset = self._layout.files[span.file_index].offset + span.file_offset
+                    self._write_part(offset, view[span.buffer_offset : span.buffer_offset + span.length])
                 continue
             self._write_file(
                 span.file_index, span.file_offset, view[span.buffer_offset : span.buffer_offset + span.length]

@@ -56,6 +56,10 @@ def _check_component(part: str, path: tuple[str, ...]) -> None:
         raise StorageError(f"unsafe path component {part!r} in {'/'.join(path)!r}")
 
 
+PARTS_DIR = ".torrentgoat-parts"
+"""Folder (inside the download directory) of part files; see :class:`SpanStorage`."""
+
+
 class FileStorage(SpanStorage):
     """Files under ``root``; each :class:`FileEntry` path (starting with the torrent name) is joined to it."""
 
@@ -80,6 +84,10 @@ class FileStorage(SpanStorage):
             for part in entry.path:
                 _check_component(part, entry.path)
             self._paths.append(os.path.join(self._real_root, *entry.path))
+        # the part file (see SpanStorage): a virtual file index past the torrent's files
+        self._part_index = len(layout.files)
+        name = layout.files[0].path[0] if layout.files else "torrent"
+        self._paths.append(os.path.join(self._real_root, PARTS_DIR, f"{name}.parts"))
         self._max_open = max_open_files
         self._handles: OrderedDict[int, _Handle] = OrderedDict()
         self._lock = threading.Lock()
@@ -114,7 +122,10 @@ class FileStorage(SpanStorage):
         regular file is then refused.
         """
         path = self._resolved(file_index)
-        entry = self._layout.files[file_index]
+        if file_index == self._part_index:
+            length = self._layout.total_length
+        else:
+            length = self._layout.files[file_index].length
         flags = _O_CLOEXEC | _O_NOFOLLOW | _O_BINARY | _O_NONBLOCK
         try:
             if write:
@@ -141,8 +152,8 @@ class FileStorage(SpanStorage):
             status = os.fstat(handle.fd)
             if not stat.S_ISREG(status.st_mode):
                 raise StorageError(f"{path} is not a regular file")
-            if write and status.st_size < entry.length:
-                os.ftruncate(handle.fd, entry.length)  # sparse: no blocks allocated yet
+            if write and status.st_size < length:
+                os.ftruncate(handle.fd, length)  # sparse: no blocks allocated yet
         except BaseException as exc:
             os.close(handle.fd)
             if isinstance(exc, OSError):
@@ -224,6 +235,17 @@ class FileStorage(SpanStorage):
             raise StorageError(f"cannot write {self._paths[file_index]}: {exc.strerror or exc}") from exc
         finally:
             self._release(handle)
+
+    def _read_part_into(self, offset: int, view: memoryview) -> int:
+        return self._read_file_into(self._part_index, offset, view)
+
+    def _write_part(self, offset: int, view: memoryview) -> None:
+        self._write_file(self._part_index, offset, view)
+
+    @property
+    def part_path(self) -> str:
+        """Where bytes of skipped files that share pieces with wanted ones are kept."""
+        return self._paths[self._part_index]
 
     def _create_empty(self, file_index: int) -> None:
         handle = self._acquire(file_index, write=True)

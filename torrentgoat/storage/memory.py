@@ -25,6 +25,8 @@ class MemoryStorage(SpanStorage):
     ) -> None:
         layout = info if isinstance(info, Layout) else Layout.from_info(info)
         self.files: dict[int, bytearray] = {}
+        self.part: bytearray | None = None
+        """Bytes of skipped files inside pieces shared with wanted ones (the part file)."""
         self._lock = threading.Lock()
         super().__init__(layout, read_only=read_only, skipped=skipped)
 
@@ -60,6 +62,20 @@ class MemoryStorage(SpanStorage):
             if data is None:
                 data = self.files[file_index] = bytearray(self._layout.files[file_index].length)
             data[offset : offset + len(view)] = view
+
+    def _read_part_into(self, offset: int, view: memoryview) -> int:
+        with self._lock:
+            if self.part is None:
+                return -1
+            chunk = self.part[offset : offset + len(view)]
+            view[: len(chunk)] = chunk
+            return len(chunk)
+
+    def _write_part(self, offset: int, view: memoryview) -> None:
+        with self._lock:
+            if self.part is None:
+                self.part = bytearray(self._layout.total_length)
+            self.part[offset : offset + len(view)] = view
 
     def _create_empty(self, file_index: int) -> None:
         with self._lock:

@@ -311,6 +311,11 @@ class Torrent:
         finally:
             await self._shutdown()
 
+    def data_lost(self, index: int, exc: BaseException) -> None:
+        """Piece ``index`` was verified but cannot be read back: the files changed under us.  The
+        torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
+        self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
+
     def _fail(self, reason: str, exc: BaseException) -> None:
         """Stop because of ``exc``; ``wait_complete`` raises with ``reason``."""
         if self.error is None:

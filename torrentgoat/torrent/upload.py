@@ -18,7 +18,6 @@ from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import BlockRef
 from torrentgoat.storage import Storage
 from torrentgoat.torrent.pieces import ReadCache
-from torrentgoat.wire.messages import RejectRequest
 
 if TYPE_CHECKING:
     from torrentgoat.torrent.core import Torrent
@@ -68,13 +67,10 @@ class Uploader:
                         block.piece, block.begin, block.length, info.piece_size(block.piece)
                     )
                 except StorageError as exc:
-                    # e.g. a piece straddling a file the user skipped: verified in memory, but the
-                    # skipped part was never stored.  Refuse this request; keep serving the rest.
-                    log.info("%s: cannot serve piece %d: %s", torrent.name, block.piece, exc)
-                    if engine.fast and engine.has_peer_request(block.piece, block.begin, block.length):
-                        engine.send(RejectRequest(index=block.piece, begin=block.begin, length=block.length))
-                        ps.driver.flush()
-                    continue
+                    # Verified data that cannot be read back was changed or removed under us: stop
+                    # claiming anything (libtorrent puts the torrent in an error state likewise).
+                    torrent.data_lost(block.piece, exc)
+                    return
                 await limit.acquire(block.length)
                 if ps.driver.closed:
                     return
