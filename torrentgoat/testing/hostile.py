@@ -336,6 +336,8 @@ class SeederStats:
     blocks_sent: int = 0
     corrupt_blocks_sent: int = 0
     metadata_requests: int = 0
+    peer_ids: list[PeerId] = field(default_factory=list)
+    """Peer ids of the handshakes received, in order (one entry per connection that got that far)."""
     closed_by_peer: int = 0
     """Connections the other side closed (e.g. because it banned us)."""
     pieces_served: set[int] = field(default_factory=set)
@@ -475,6 +477,7 @@ class HostileSeeder:
         if handshake is None or handshake.info_hash != self.info.info_hash:
             return
         self.stats.handshakes += 1
+        self.stats.peer_ids.append(handshake.peer_id)
         extensions = self.metadata is not None and handshake.supports_extensions
         await peer.send_handshake(
             self.info.info_hash,
