@@ -250,3 +250,28 @@ async def attack(root: Path, key: SigningKey, files: dict[str, bytes], *, seq: i
                 await evil.add(metainfo, tmp, seed=True)
                 client = CollectionClient(victim, root, timeout=20, peers=[f"127.0.0.1:{evil.listen_port}"])
                 await client.sync()
+
+
+async def test_interrupted_get_resumes_and_nothing_is_installed_half_way(tmp_path: Path) -> None:
+    key = SigningKey(b"\x21" * 32)
+    model = write_model_folder(tmp_path / "src" / "big", shards=2, shard_size=2 * SHARD, seed=5)
+    build_collection(
+        "resume", [ModelSpec(name="big", path=model)], tmp_path / "pub", key.public_key, piece_length=PIECE
+    )
+    async with local_dht() as nodes, Session(session_config(nodes[0], seed=1)) as pub:
+        publication = await Publisher(pub, tmp_path / "pub", key).publish()
+        slow = replace(session_config(nodes[0], seed=2), download_limit=1024 * 1024)
+        async with Session(slow) as session:
+            report = await CollectionClient(session, tmp_path / "c", timeout=1.5).sync(publication.magnet)
+        [result] = report.results
+        assert result.status == "failed" and "no data within" in result.message
+        assert not (tmp_path / "c" / "big").exists()  # not installed half way
+        state = Store(tmp_path / "c").load_state()
+        assert state is not None and state.models == {} and state.seq == 1
+        async with Session(session_config(nodes[0], seed=3)) as session:
+            report = await CollectionClient(session, tmp_path / "c", timeout=30).sync()
+        [result] = report.results
+        assert result.status == "installed", result
+        assert result.downloaded < result.size - SHARD // 2  # the pieces fetched before were kept
+        for f in publication.signed.manifest.models[0].files:
+            assert sha256_file(tmp_path / "c" / "big" / f.path) == f.sha256
