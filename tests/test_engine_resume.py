@@ -348,12 +348,6 @@ async def test_unwritable_destination_stops_the_torrent_not_the_session(tmp_path
     assert_same_files(payload.metainfo, payload.root, tmp_path / "fine")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage gap: a file already on disk that is longer than the torrent says keeps its extra "
-    "bytes: every piece checks out, the torrent is reported complete, yet the file differs from the "
-    "torrent's content (size and any whole-file hash, e.g. a Hugging Face sha256)",
-)
 async def test_longer_file_on_disk_is_cut_to_the_torrents_length(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 1 * MiB + 5, piece_length=256 * 1024, seed=83)
     info = payload.metainfo.info

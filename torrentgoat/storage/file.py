@@ -254,6 +254,25 @@ class FileStorage(SpanStorage):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def trim_oversized(self) -> list[str]:
+        """Cut wanted files that are longer on disk than the torrent says (left over from another
+        version): every piece may check out, yet the file would differ from the torrent's content.
+        Returns the paths trimmed.  Read-only storage trims nothing."""
+        trimmed: list[str] = []
+        if self._read_only:
+            return trimmed
+        for index, entry in enumerate(self._layout.files):
+            if entry.pad or index in self._skipped or not self.file_exists(index):
+                continue
+            path = self._resolved(index)
+            try:
+                if os.lstat(path).st_size > entry.length:
+                    os.truncate(path, entry.length)
+                    trimmed.append(path)
+            except OSError as exc:
+                raise StorageError(f"cannot trim {path}: {exc.strerror or exc}") from exc
+        return trimmed
+
     def file_exists(self, file_index: int) -> bool:
         """Whether file ``file_index`` exists on disk (pad files never do)."""
         if self._layout.files[file_index].pad:

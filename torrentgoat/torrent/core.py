@@ -440,6 +440,9 @@ class Torrent:
         def progress(done: int, total: int) -> None:
             self._emit(CheckProgressed(done_bytes=done, total_bytes=total))
 
+        if isinstance(storage, FileStorage):
+            for path in await self.ctx.disk.run(storage.trim_oversized):
+                log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
         have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
         self.have = have
         self._verified_bytes = sum(info.piece_size(i) for i in have)
