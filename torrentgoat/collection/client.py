@@ -332,8 +332,9 @@ class CollectionClient:
     ) -> SyncReport:
         """Get (``source`` given) or update (``source`` None) the collection under the root.
 
-        ``models``: names to fetch (yanked ones included when named); default: the models followed
-        so far, or all of them on a first ``get``.  ``seed``: keep the torrents seeding afterwards
+        ``models``: names to fetch, yanked ones included when named -- only those on a get, those
+        besides the followed ones on an update; the names join the models followed from then on.
+        Default: the models followed so far (every model, unless a first get named some).  ``seed``: keep the torrents seeding afterwards
         (the manifest torrent too).  Raises on a refused version; per-model failures are in the report.
         """
         policy = policy or Policy()
@@ -370,10 +371,11 @@ class CollectionClient:
             selection = tuple(sorted(set(state.selection) | explicit))
         chosen: list[ModelEntry] = []
         for entry in manifest.models:
-            if explicit:
-                if entry.name in explicit:
-                    chosen.append(entry)
+            if entry.name in explicit:
+                chosen.append(entry)  # asked for by name: fetched even when yanked
                 continue
+            if explicit and source is not None:
+                continue  # get --model: only those; update --model: those and the followed ones
             if selection is not None and entry.name not in selection:
                 continue
             if entry.yanked is not None and not include_yanked:
@@ -557,7 +559,7 @@ class CollectionClient:
                 self.say(
                     f"warning: model {entry.name!r} names no Hugging Face repo; not placed in the HF cache"
                 )
-        except TorrentGoatError as exc:
+        except (TorrentGoatError, OSError) as exc:
             return ModelResult(name=entry.name, status="failed", message=str(exc), size=size)
         return ModelResult(
             name=entry.name,
