@@ -709,6 +709,11 @@ class PiecePicker:
         count: int,
         now: float,
     ) -> None:
+        # Every in-flight block has its requesters in ``_peer_reqs``: when no other peer has a
+        # request out, each in-flight block is ours alone and there is nothing to duplicate.  This
+        # skips a scan of every partial's blocks per pick (one peer: each pick of the endgame).
+        if not any(reqs_k for k, reqs_k in self._peer_reqs.items() if k != peer_key):
+            return
         limit = self._config.endgame_max_requesters
         prio = self._prio
         cands: list[tuple[int, float, int, int]] = []
