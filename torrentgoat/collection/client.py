@@ -387,8 +387,9 @@ class CollectionClient:
                 continue
             chosen.append(entry)
 
-        reuse = _Reuse()
         installed = dict(state.models) if state is not None else {}
+        self._list(manifest, chosen, installed)
+        reuse = _Reuse()
         for model in installed.values():
             reuse.add(self.store, model)
         results = await asyncio.gather(
@@ -570,6 +571,23 @@ class CollectionClient:
             path=store.link_path(entry.name),
             hf_snapshot=snapshot,
         )
+
+    def _list(
+        self, manifest: Manifest, chosen: list[ModelEntry], installed: dict[str, InstalledModel]
+    ) -> None:
+        from torrentgoat.units import format_size
+
+        names = {e.name for e in chosen}
+        for entry in manifest.models:
+            held = installed.get(entry.name)
+            if entry.name in names:
+                what = "up to date" if held and held.info_hash == entry.info_hash else "to fetch"
+            elif entry.yanked is not None:
+                what = f"yanked: {entry.yanked}"
+            else:
+                what = "not followed"
+            size = format_size(sum(f.size for f in entry.files))
+            self.say(f"  {entry.name:<24} {entry.format:<12} {size:>10}  {what}")
 
     def _link_reusable(self, entry: ModelEntry, model_dir: Path, reuse: _Reuse) -> int:
         """Hard-link locally held files with the right SHA-256 into ``model_dir``; bytes reused."""
