@@ -193,13 +193,6 @@ async def _wait(predicate: Callable[[], bool], timeout: float, state: Callable[[
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: every contributor to a failed piece gets a strike (core.py _piece_failed), "
-    "so three sybil peers that each send one corrupt block of a piece the honest seed completes "
-    "get the honest seed banned after three failures while they stay connected: the download "
-    "stalls (libtorrent's smart ban / parole mode blame only the peer whose block was bad)",
-)
 async def test_sybils_poisoning_single_blocks_cannot_get_the_honest_seed_banned(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=38)
     info = payload.metainfo.info

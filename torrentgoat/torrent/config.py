@@ -37,8 +37,6 @@ class TorrentConfig:
     """Seconds of a peer's download rate worth of requests kept in flight (adaptive queue)."""
     snub_timeout: float = 30.0
     """A peer that sends no block for this long while we wait is snubbed: its requests go to others."""
-    ban_after_failures: int = 3
-    """Hash failures a peer may contribute to before it is banned (sole contributors: at once)."""
     seed: bool = False
     """Keep running (seeding) after completion."""
     seed_ratio: float = 0.0

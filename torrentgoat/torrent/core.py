@@ -10,7 +10,8 @@ Invariants kept here (issue 3, "Verified pieces only"):
 
 * a piece is announced (``have``), served, counted and reported only after its SHA-1 matched and
   it was written; a failed piece is dropped and fetched again, and its contributors get a strike
-  (a sole contributor is banned at once, others after ``ban_after_failures``);
+  (a sole contributor is banned at once; with several, only those whose blocks differ from the
+  piece once it verifies -- :mod:`torrentgoat.torrent.smartban`);
 * memory held by pieces in flight is bounded by ``TorrentConfig.piece_memory`` (the picker's
   partial-piece cap);
 * a peer that breaks the protocol is dropped; nothing a peer sends can stop the torrent.
@@ -65,6 +66,7 @@ from torrentgoat.torrent.events import (
 )
 from torrentgoat.torrent.peers import CandidatePool, PeerState
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.smartban import SmartBan
 from torrentgoat.torrent.upload import Uploader
 from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
 from torrentgoat.wire.events import (
@@ -186,7 +188,7 @@ class Torrent:
         self.started_at = time.monotonic()
         self.completed_at: float | None = None
         self._loop = asyncio.get_running_loop()
-        self._strikes: dict[PeerAddress, int] = {}
+        self._smartban = SmartBan()
         self._block_sources: dict[Hashable, Callable[[int], None]] = {}
         self._full_have: Bitfield | None = None
         self._source_meter = RateMeter(time_constant=5.0)
@@ -922,8 +924,10 @@ class Torrent:
                 return
             ok = await self.ctx.hasher.verify_piece(info, index, buf)
             if not ok:
-                self._piece_failed(index)
+                self._piece_failed(index, buf)
                 return
+            for culprit in self._smartban.piece_passed(index, buf):
+                self._ban_address(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")
             await self.ctx.disk.write_piece(storage, index, buf)
         finally:
             self._verifying.discard(index)
@@ -944,37 +948,51 @@ class Torrent:
         if picker.is_complete and not self._verifying:
             self._mark_complete()
 
-    def _piece_failed(self, index: int) -> None:
+    def _piece_failed(self, index: int, data: bytearray) -> None:
+        """A piece failed its hash check: fetch it again, and find out who to blame.
+
+        A sole contributor is certainly at fault and banned at once.  With several contributors the
+        blocks are remembered (:class:`SmartBan`) and only the senders of blocks that differ from the
+        piece once it verifies are banned.  Web seeds get their own callback (BEP 19: drop the URL).
+        """
         assert self.picker is not None
-        contributors_map = self.picker.contributors(index)
+        senders = self.picker.contributors(index)
         contributors = self.picker.piece_failed(index)
         self.hash_failures += 1
         self._emit(PieceFailed(index=index))
         log.warning("%s: piece %d failed its hash check (from %d peers)", self.name, index, len(contributors))
-        sole = len(contributors) == 1
+        witnesses: dict[int, tuple[Hashable, PeerAddress | None]] = {}
+        for block, key in senders.items():
+            ps = self.peers.get(key)  # type: ignore[call-overload]
+            witnesses[block] = (key, ps.address if ps is not None else None)
+        self._smartban.piece_failed(index, data, witnesses)
         for key in contributors:
             on_failed = self._block_sources.get(key)
             if on_failed is not None:
                 on_failed(index)
-                continue
-            ps = self.peers.get(key)  # type: ignore[call-overload]
-            if ps is None or ps.address is None:
-                continue
-            strikes = self._strikes.get(ps.address, 0) + 1
-            self._strikes[ps.address] = strikes
-            if sole or strikes >= self.config.ban_after_failures:
-                self._ban(ps, f"sent data for piece {index} that failed its hash check")
-        del contributors_map
+            elif len(contributors) == 1:
+                ps = self.peers.get(key)  # type: ignore[call-overload]
+                self._ban_address(
+                    key,
+                    ps.address if ps is not None else None,
+                    f"sent piece {index}, which failed its hash check",
+                )
         for ps in list(self.peers.values()):
             self._fill_requests(ps)
             ps.driver.flush()
 
-    def _ban(self, ps: PeerState, reason: str) -> None:
-        address = ps.address
-        if address is not None:
+    def _ban_address(self, key: Hashable, address: PeerAddress | None, reason: str) -> None:
+        """Ban a peer (by connection key, and by address so it is never dialled or admitted again)."""
+        if key in self._block_sources:
+            return
+        ps = self.peers.get(key)  # type: ignore[call-overload]
+        if address is None and ps is not None:
+            address = ps.address
+        if address is not None and address not in self.pool.banned:
             self.pool.ban(address)
             self._emit(PeerBanned(address=address, reason=reason))
-        ps.driver.close(f"banned: {reason}")
+        if ps is not None:
+            ps.driver.close(f"banned: {reason}")
 
     def _mark_complete(self) -> None:
         if self._complete.is_set():
