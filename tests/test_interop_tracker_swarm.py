@@ -1,16 +1,20 @@
-"""Interop: peers that find each other only through a loopback tracker, and a mixed swarm.
+"""Interop: peers that find each other only through a tracker or the DHT, and mixed swarms.
 
 * our session announces to the in-repo :class:`LoopbackTracker` (HTTP and UDP, BEP 3 / BEP 15) and
   libtorrent finds our seeder there (no ``--peer``: the tracker in the torrent is all it knows);
-* libtorrent seeds, announces, and our session finds it through the same tracker;
+* libtorrent seeds, announces, and our session finds it through the same tracker; a magnet with
+  only ``tr=`` does the same and takes the info dict from libtorrent (BEP 9);
 * the same two directions through Debian's real ``opentracker``;
+* BEP 3 events: ``started``, ``completed`` (also when the download stops right away), ``stopped``;
 * a swarm of three torrentgoat sessions and one libtorrent leech on a padded multi-file model
-  folder, one initial seeder, everyone completes with identical data.
+  folder, one initial seeder, everyone completes with identical data; and a mixed swarm where a
+  slow libtorrent seeder feeds two torrentgoat sessions and aria2, which trade among themselves;
+* trackerless (BEP 5): a torrentgoat DHT node as the bootstrap node, libtorrent announcing to it
+  and our session finding it from a bare ``xt`` magnet, and the other way round.
 
 A libtorrent *seeder* runs with ``num_want = 0`` (lt_peer does that): given its own 127.0.0.1
 address back by a tracker it would connect to itself and ban 127.0.0.1 (INTEROP-NOTES).
 """
-
 from __future__ import annotations
 
 import asyncio
