@@ -1,16 +1,19 @@
 """Interop: the torrentgoat engine (Session / Torrent) against libtorrent 2.1, both directions.
 
-libtorrent runs in its own process (``tools/lt_peer.py``) on 127.0.0.1; payloads are real
-safetensors shards.  Shown here:
+libtorrent runs in its own process (``tools/lt_peer.py``) on 127.0.0.1 (and ``::1``); payloads are
+real safetensors shards and Hugging Face-like model folders.  Shown here:
 
 * torrentgoat downloads from a libtorrent seeder given a .torrent and the seeder's address;
 * torrentgoat joins by magnet with ``x.pe=`` (metadata over BEP 9) and downloads everything;
-* libtorrent downloads from a torrentgoat seeder and reports ``finished``;
-* the ``python -m torrentgoat get`` command does the magnet download and ``verify`` agrees.
+* libtorrent downloads from a torrentgoat seeder (.torrent, and by magnet: BEP 9 from us);
+* the ``get`` command does the magnet download and ``verify`` agrees; ``seed`` serves libtorrent
+  and exits 0 on SIGTERM;
+* selected files only (globs), resume of a damaged partial copy, 16 KiB and 4 MiB pieces, empty
+  files / nested folders / non-ASCII names, IPv6 loopback, a seeder dying mid-download, six
+  leeches at once, session upload / download rate limits.
 
 Files are compared byte for byte with the originals after each transfer.
 """
-
 from __future__ import annotations
 
 import asyncio
