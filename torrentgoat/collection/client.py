@@ -32,9 +32,11 @@ file against the policy (content sniffing for pickles, safetensors headers valid
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -673,8 +675,14 @@ def _check_torrent_files(entry: ModelEntry, metainfo: Metainfo) -> None:
 
 
 def _post_check(model_dir: Path, entry: ModelEntry, policy: Policy) -> list[str]:
-    """Every file's SHA-256 against the manifest, then the unsafe-format policy on the content."""
-    problems = [m.message for m in verify_files_sha256(model_dir, entry.files)]
+    """Every file's SHA-256 against the manifest, then the unsafe-format policy on the content.
+
+    Files are hashed in parallel threads (hashlib releases the GIL), one file per thread.
+    """
+    workers = max(1, min(len(entry.files), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tg-sha256") as pool:
+        found = pool.map(lambda f: verify_files_sha256(model_dir, [f]), entry.files)
+        problems = [m.message for mismatches in found for m in mismatches]
     if problems:
         return problems
     _, violations = scan_model_dir(model_dir, [f.path for f in entry.files], policy)
