@@ -28,6 +28,7 @@ import pytest
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
+from torrentgoat.storage.file import PARTS_DIR
 from torrentgoat.testing.swarm import (
     MiB,
     Payload,
@@ -256,6 +257,8 @@ async def test_file_selection_without_pads_never_creates_unselected_files(tmp_pa
         await _complete(torrent)
     assert files_on_disk(dest) == _real_files(payload, only={shard})
     assert_same_files(metainfo, root, dest, only=[shard])
+    # the bytes of the neighbours' shared pieces live in a part file, not in the neighbour files
+    assert {p.split("/", 1)[0] for p in files_on_disk(dest, parts=True)} <= {"nopad", PARTS_DIR}
 
 
 async def test_sequential_strategy_completes(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 from torrentgoat.creation import create_torrent
 from torrentgoat.metainfo import Metainfo
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.storage.file import PARTS_DIR
 from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
 from torrentgoat.torrent import Torrent, TorrentConfig
 
@@ -164,11 +165,18 @@ def assert_same_files(
     return checked
 
 
-def files_on_disk(root: Path) -> set[str]:
-    """Relative paths (``/``-separated) of every regular file under ``root``."""
+def files_on_disk(root: Path, *, parts: bool = False) -> set[str]:
+    """Relative paths (``/``-separated) of every regular file under ``root``.
+
+    The storage's part files (:data:`~torrentgoat.storage.file.PARTS_DIR`, where the bytes of
+    unselected files that share a piece with selected ones are kept) are left out unless ``parts``.
+    """
     if not root.exists():
         return set()
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    if not parts:
+        found = {f for f in found if f.split("/", 1)[0] != PARTS_DIR}
+    return found
 
 
 async def wait_until(
