@@ -194,6 +194,10 @@ async def _wait(predicate: Callable[[], bool], timeout: float, state: Callable[[
 
 
 async def test_sybils_poisoning_single_blocks_cannot_get_the_honest_seed_banned(tmp_path: Path) -> None:
+    """Three peers each send one corrupt block of a piece and nothing else, so every failed piece
+    has the honest seed as a co-contributor.  Regression: each contributor used to get a strike and
+    the honest seed was banned after three failures; with smart ban only the senders of the bad
+    blocks are."""
     payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=38)
     info = payload.metainfo.info
     read = storage_reader(info, payload.root)
@@ -223,6 +227,15 @@ async def test_sybils_poisoning_single_blocks_cannot_get_the_honest_seed_banned(
             assert loop.time() < deadline, describe(torrent)
             await asyncio.sleep(0.05)
         assert sum(s.stats.corrupt_blocks_sent for s in sybils) > 0
+        # smart ban: whoever sent a block that differed from the verified piece is banned
+        for sybil in sybils:
+            if sybil.stats.corrupt_blocks_sent:
+                await _wait(
+                    lambda s=sybil: PeerAddress("127.0.0.1", s.port) in torrent.pool.banned,  # type: ignore[misc]
+                    5,
+                    lambda: describe(torrent),
+                )
+        assert honest_address not in torrent.pool.banned
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
