@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.test_collection_e2e import local_dht
 from torrentgoat.testing.shards import write_model_folder
 
@@ -47,6 +49,7 @@ def net(port: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 async def test_keygen_build_publish_get_ls_update(tmp_path: Path) -> None:
     key = tmp_path / "publisher.key"
     code, out, err = await cli("keygen", "-o", str(key))
@@ -141,3 +144,26 @@ async def test_demo_runs_the_collection_story(tmp_path: Path) -> None:
         "demo: OK",
     ):
         assert text in err, text
+
+
+async def test_get_of_a_btpk_magnet_naming_a_plain_torrent_downloads_it(tmp_path: Path) -> None:
+    """BEP 46 for any torrent still works: only collection manifest torrents take the collection path."""
+    from tests.test_collection_e2e import session_config
+    from torrentgoat.creation import create_torrent
+    from torrentgoat.dht.items import SigningKey as DHTKey
+    from torrentgoat.dht.items import btpk_magnet
+    from torrentgoat.session import Session
+
+    folder = write_model_folder(tmp_path / "seed" / "plain", shards=1, shard_size=128 * 1024)
+    metainfo = create_torrent(folder, piece_length=16 * 1024)
+    key = DHTKey(b"\x41" * 32)
+    async with local_dht() as nodes, Session(session_config(nodes[0], seed=1)) as seeder:
+        torrent = await seeder.add(metainfo, tmp_path / "seed", seed=True)
+        await torrent.wait_complete()
+        await nodes[1].announce(metainfo.info_hash, seeder.listen_port)
+        await nodes[1].publish_torrent(key, metainfo.info_hash, salt=b"plain")
+        magnet = btpk_magnet(key.public_key, b"plain")
+        code, _, err = await cli("get", magnet, "-o", str(tmp_path / "out"), *net(nodes[0].address.port))
+        assert code == 0, err
+    for name in os.listdir(folder):
+        assert (tmp_path / "out" / "plain" / name).read_bytes() == (folder / name).read_bytes()
