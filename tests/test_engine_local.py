@@ -170,6 +170,34 @@ async def test_magnet_metadata_over_bep9_from_torrentgoat_seeder(tmp_path: Path)
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
+async def test_magnet_with_multi_piece_metadata_and_hundreds_of_files(tmp_path: Path) -> None:
+    """BEP 9 metadata of ~90 KB (several 16 KiB pieces), 700 small files (some empty) with pads."""
+    import random
+
+    from torrentgoat.creation import create_torrent
+
+    rng = random.Random(30)
+    root = tmp_path / "seed"
+    folder = root / "many"
+    folder.mkdir(parents=True)
+    for i in range(700):
+        (folder / f"shard-{i:05d}-of-many-with-a-long-name.bin").write_bytes(rng.randbytes(rng.randint(0, 3000)))
+    metainfo = create_torrent(folder, piece_length=16384, creation_date=None)
+    assert len(metainfo.info.raw) > 4 * 16384
+    payload = Payload(root=root, metainfo=metainfo, torrent_path=tmp_path / "many.torrent")
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        magnet = dataclasses.replace(
+            Magnet.from_metainfo(metainfo), peers=(PeerAddress("127.0.0.1", seeder.listen_port),)
+        )
+        torrent = await leecher.add(magnet.to_uri(), tmp_path / "down")
+        info = await asyncio.wait_for(torrent.wait_metadata(), 10)
+        assert info.raw == metainfo.info.raw
+        await _complete(torrent, 30)
+    assert assert_same_files(metainfo, root, tmp_path / "down") == 700
+    assert files_on_disk(tmp_path / "down") == _real_files(payload)
+
+
 async def test_file_globs_download_only_matching_files(tmp_path: Path) -> None:
     payload = make_model_payload(tmp_path, shards=2, shard_size=2 * MiB + 555, seed=22)
     info = payload.metainfo.info
