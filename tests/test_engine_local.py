@@ -289,6 +289,16 @@ async def test_file_selection_without_pads_never_creates_unselected_files(tmp_pa
     assert {p.split("/", 1)[0] for p in files_on_disk(dest, parts=True)} <= {"nopad", PARTS_DIR}
 
 
+async def test_download_over_ipv6_loopback(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 1 * MiB + 1, piece_length=256 * 1024, seed=31)
+    seeder_config = dataclasses.replace(loopback_config(seed=1), listen_ipv6="::1")
+    async with Session(seeder_config) as seeder, Session(loopback_config(seed=2)) as leecher:
+        await _seeding(seeder, payload)
+        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[f"[::1]:{seeder.listen_port}"])
+        await _complete(torrent)
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
 async def test_sequential_strategy_completes(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 4 * MiB + 77, piece_length=256 * 1024, seed=25)
     dest = tmp_path / "down"
