@@ -22,7 +22,12 @@ Run: ``python -m benchmarks.throughput [--size 1GiB] [--piece-size 4MiB] [--dir 
      start is excluded);
    * **peak RSS** of each process over its whole life (``ru_maxrss`` from :func:`os.wait4`);
    * the ratio of MB/s to ``lt-lt`` of the same run.
-   With ``--repeat N`` each pair runs N times and the best (fastest) run is reported.
+   With ``--repeat N`` each pair runs N times, round robin (so load from other processes on the
+   machine hits every pair alike), and the best (fastest) run is reported.
+4. ``--compare before=/path/to/old/checkout`` adds the torrentgoat pairs of another checkout (e.g.
+   ``git archive REV | tar -x -C DIR``, plus this benchmarks/ folder) and ``--compare
+   batched=:batch-fill,read-into`` the pairs under monkeypatched variants from
+   ``benchmarks/_experiments.py``, to the same round robin.
 """
 
 from __future__ import annotations
@@ -65,7 +70,16 @@ def _cpu_seconds(pid: int) -> float:
 class Peer:
     """One peer process; JSON lines from its stdout are queued with the time they were read."""
 
-    def __init__(self, kind: str, mode: str, torrent: Path, data_dir: Path, peer: str | None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        mode: str,
+        torrent: Path,
+        data_dir: Path,
+        peer: str | None,
+        env: dict[str, str],
+        root: Path = REPO,
+    ) -> None:
         if kind == "lt":
             cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--port", "0"]
             cmd += ["--report", "0.2"]
@@ -77,7 +91,12 @@ class Peer:
         self.kind, self.mode = kind, mode
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            cmd,
+            cwd=root if kind == "tg" else REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env} if kind == "tg" else None,
         )
         self.lines: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
         self.stderr: list[bytes] = []
@@ -175,19 +194,30 @@ def warm(path: Path) -> None:
             pass
 
 
-def run_pair(pair: str, torrent: Path, data: Path, work: Path, payload: int, timeout: float) -> RunResult:
+def run_pair(
+    pair: str,
+    torrent: Path,
+    data: Path,
+    work: Path,
+    payload: int,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    root: Path = REPO,
+    label: str = "",
+) -> RunResult:
     seed_kind, leech_kind = pair.split("-")
     leech_dir = work / f"leech-{pair}"
     shutil.rmtree(leech_dir, ignore_errors=True)
     leech_dir.mkdir(parents=True)
-    seeder = Peer(seed_kind, "seed", torrent, data.parent, None)
+    env = env or {}
+    seeder = Peer(seed_kind, "seed", torrent, data.parent, None, env, root)
     leecher: Peer | None = None
     try:
         _, line = seeder.wait_for("listening", 30)
         port = line["port"]
         seeder.wait_for("seeding", timeout)
         warm(data)
-        leecher = Peer(leech_kind, "leech", torrent, leech_dir, f"127.0.0.1:{port}")
+        leecher = Peer(leech_kind, "leech", torrent, leech_dir, f"127.0.0.1:{port}", env, root)
         t0, _ = leecher.wait_for("listening", 30)
         seed_cpu0 = _cpu_seconds(seeder.pid)
         leech_cpu0 = _cpu_seconds(leecher.pid)
@@ -203,7 +233,7 @@ def run_pair(pair: str, torrent: Path, data: Path, work: Path, payload: int, tim
     if fin.get("bytes") not in (None, payload):
         raise RuntimeError(f"{pair}: leecher reports {fin.get('bytes')} bytes, expected {payload}")
     return RunResult(
-        pair=pair,
+        pair=pair + (f" [{label}]" if label else ""),
         payload=payload,
         seconds=t1 - t0,
         seed_cpu=seed_cpu1 - seed_cpu0,
@@ -218,16 +248,17 @@ def run_pair(pair: str, torrent: Path, data: Path, work: Path, payload: int, tim
 def print_table(results: list[RunResult]) -> None:
     base = next((r for r in results if r.pair == "lt-lt"), None)
     header = (
-        f"{'seeder->leecher':<18}{'MB/s':>8}{'x lt-lt':>9}{'seed CPU s/GB':>15}{'leech CPU s/GB':>16}"
+        f"{'seeder -> leecher':<24}{'MB/s':>8}{'x lt-lt':>9}{'seed CPU s/GB':>15}{'leech CPU s/GB':>16}"
         f"{'seed RSS MiB':>14}{'leech RSS MiB':>15}{'wall s':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
-        label = {"lt-lt": "lt -> lt", "lt-tg": "lt -> tg", "tg-lt": "tg -> lt", "tg-tg": "tg -> tg"}[r.pair]
+        base_pair, _, variant = r.pair.partition(" ")
+        label = base_pair.replace("-", " -> ") + (" " + variant if variant else "")
         ratio = f"{r.mbps / base.mbps:8.2f}x" if base is not None else "       -"
         print(
-            f"{label:<18}{r.mbps:8.0f}{ratio:>9}{r.cpu_per_gb('seed'):15.2f}{r.cpu_per_gb('leech'):16.2f}"
+            f"{label:<24}{r.mbps:8.0f}{ratio:>9}{r.cpu_per_gb('seed'):15.2f}{r.cpu_per_gb('leech'):16.2f}"
             f"{r.seed_rss_mib:14.0f}{r.leech_rss_mib:15.0f}{r.total_seconds:8.2f}"
         )
 
@@ -258,6 +289,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per pair; the fastest is reported")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="LABEL=ROOT[:EXPERIMENT]",
+        help="also run the tg pairs with the torrentgoat checkout at ROOT (empty: this one) and/or "
+        "TG_EXPERIMENT (repeatable)",
+    )
+    parser.add_argument(
+        "--experiment",
+        default="",
+        help="TG_EXPERIMENT for the torrentgoat processes (see benchmarks/_experiments.py)",
+    )
     args = parser.parse_args(argv)
     pairs = [p.strip() for p in args.only.split(",") if p.strip()]
     for p in pairs:
@@ -280,18 +324,31 @@ def main(argv: list[str] | None = None) -> int:
     payload = size
     print(f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
           f"repeat {args.repeat}", flush=True)
-    results: list[RunResult] = []
-    for pair in pairs:
-        best: RunResult | None = None
-        for i in range(args.repeat):
-            r = run_pair(pair, torrent, data, work, payload, args.timeout)
-            print(f"  {pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
-                  f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
-                  f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB)", flush=True)
-            if best is None or r.seconds < best.seconds:
-                best = r
-        assert best is not None
-        results.append(best)
+    variants: list[tuple[str, Path, dict[str, str]]] = [
+        ("", REPO, {"TG_EXPERIMENT": args.experiment} if args.experiment else {})
+    ]
+    for spec in args.compare:
+        label, _, rest = spec.partition("=")
+        root_text, _, experiment = rest.partition(":")
+        root = Path(root_text) if root_text else REPO
+        variants.append((label, root, {"TG_EXPERIMENT": experiment} if experiment else {}))
+    jobs = [(pair, v) for pair in pairs for v in (variants if "tg" in pair else variants[:1])]
+    best: dict[str, RunResult] = {}
+    order: list[str] = []
+    for i in range(args.repeat):  # round robin: load from elsewhere hits every variant alike
+        for pair, (label, root, env) in jobs:
+            r = run_pair(pair, torrent, data, work, payload, args.timeout, env, root, label)
+            print(
+                f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
+                f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
+                f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB)",
+                flush=True,
+            )
+            if r.pair not in best:
+                order.append(r.pair)
+            if r.pair not in best or r.seconds < best[r.pair].seconds:
+                best[r.pair] = r
+    results = [best[name] for name in order]
     print()
     print_table(results)
     if args.csv:
