@@ -1,18 +1,24 @@
 """Hostile peers against the torrentgoat engine (Session / Torrent) on 127.0.0.1.
 
 The attackers are scripted with :mod:`torrentgoat.testing.hostile` (raw bytes through the wire
-codec, no protocol engine to keep them honest):
+codec, no protocol engine to keep them honest).  All peers share 127.0.0.1, so bans are per
+(host, port): hostile seeds listen on their own ports and are dialled through ``peers=[...]``.
 
-(a) a seed that sends corrupt (or garbage) blocks next to an honest torrentgoat seeder: the download
-    completes with the right bytes, the liar is banned (``PeerBanned``, ``torrent.pool.banned``) and
-    never dialled again.  All peers share 127.0.0.1, so bans are per (host, port): the hostile seed
-    listens on its own port and is dialled through ``peers=[...]``;
+(a) lying seeds: corrupt or garbage blocks next to an honest seeder (download completes, the liar
+    is banned and never dialled again); a liar about one piece only (its good pieces are kept);
+    sybils that each poison one block of pieces the honest seed completes (smart ban: only they
+    are banned); silent seeds, seeds rejecting every request (no request storm) or one piece (the
+    others still come promptly), silent seeds squatting every ``max_peers`` slot; lying BEP 9
+    metadata (corrupt, refused, oversized, undersized, unsafe paths: never used, nothing written);
 (b) oversized / malformed messages (length prefix 2^31, bitfield with spare bits, 1 MiB request,
-    ``have`` out of range, garbage after the handshake ...): the connection is dropped, the session
-    keeps working (a download running on the same session completes meanwhile);
+    ``have`` out of range, garbage after the handshake ...): dropped, while a download on the same
+    session completes; a 100 MiB frame is refused from its header; a peer that never reads gets a
+    bounded buffer; PEX cannot aim us at unspecified/multicast/broadcast addresses; idle squatters
+    are evicted for a newcomer; ``Session.close`` is prompt whatever is connected;
 (c) requests for pieces we do not have, requests while choked, requests outside a piece: rejected
     (BEP 6) or dropped, never a crash; a well-behaved request afterwards is served;
-(d) a handshake for another info-hash, a wrong protocol string, a truncated handshake: closed.
+(d) a handshake for another info-hash, a wrong protocol string, a truncated or missing handshake:
+    closed.
 
 After every attack a normal torrentgoat leecher still downloads from the attacked session.
 """

@@ -1,13 +1,18 @@
-"""Resume and verification of the engine (Session / Torrent), torrentgoat-only on 127.0.0.1.
+"""Resume, verification and storage safety of the engine (Session / Torrent), on 127.0.0.1.
 
 Shown here:
 
 * a leecher stopped mid-way (``torrent.stop``) and restarted in a new session on the same directory
-  checks what is there and downloads only the rest;
+  checks what is there and downloads only the rest; complete data is complete after the check
+  alone; widening a file selection later fetches only the new files; ``stop`` is clean in every
+  state; ``seed_time`` and ``seed_ratio`` end seeding;
 * a piece corrupted on disk is found by the check and fetched again; the torrent is reported
-  complete only after that piece verified;
-* a seed with a corrupted piece on disk neither announces nor serves it (it serves only verified
-  data) and is not reported complete;
+  complete only after that piece verified; a longer file on disk is cut to the torrent's length;
+* seeds serve only verified data: a corrupted piece on a seed's disk is neither announced nor
+  sent; a seed whose file is truncated after its check stops claiming the lost pieces; a partial
+  seed (one file of an unpadded torrent) can serve that whole file;
+* storage safety: an unwritable destination stops the torrent (not the session) with a
+  StorageError; symlinks planted in the download directory are never followed;
 * ``python -m torrentgoat get``: Ctrl-C (SIGINT) during a slow download exits 130 with the verified
   pieces kept, and a rerun resumes and exits 0.
 """
