@@ -15,6 +15,7 @@
 A libtorrent *seeder* runs with ``num_want = 0`` (lt_peer does that): given its own 127.0.0.1
 address back by a tracker it would connect to itself and ban 127.0.0.1 (INTEROP-NOTES).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -347,3 +348,70 @@ async def test_libtorrent_finds_torrentgoat_seeder_through_dht(
         await leech.wait_event("finished", timeout=20)
         assert torrent.uploaded >= shared.size
     assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_pex_from_libtorrent_introduces_our_leeches(tmp_path: Path, processes: ProcessGroup) -> None:
+    """BEP 11, libtorrent -> us: two torrentgoat leeches each know only a slow libtorrent seeder;
+    its ``ut_pex`` names one to the other, they connect and trade."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 8 * MiB + 1, seed=20)
+    seeder = await processes.libtorrent(
+        "seed", directory=shared.root, torrent=shared.torrent_path, extra=["--upload-limit", str(2 * MiB)]
+    )
+    lt_address = f"127.0.0.1:{seeder.port}"
+    async with Session(loopback_config(seed=True)) as one, Session(loopback_config(seed=True)) as two:
+        first = await one.add(shared.torrent_path, tmp_path / "one", peers=[lt_address])
+        await wait_until(lambda: first.downloaded > 0, timeout=10, what="the first leech to start")
+        second = await two.add(shared.torrent_path, tmp_path / "two", peers=[lt_address])
+        ports = {one.listen_port, two.listen_port}
+        await wait_until(
+            lambda: any(
+                ps.driver.address is not None and ps.driver.address.port in ports
+                for t in (first, second)
+                for ps in t.peers.values()
+            ),
+            timeout=15,
+            what="the leeches to meet through libtorrent's PEX",
+        )
+        await asyncio.gather(*(complete(t, timeout=20, peers=[seeder]) for t in (first, second)))
+        assert first.uploaded + second.uploaded > 0
+    for name in ("one", "two"):
+        assert_same_files(shared.metainfo, shared.root, tmp_path / name)
+
+
+async def test_our_pex_introduces_libtorrent_leeches(tmp_path: Path, processes: ProcessGroup) -> None:
+    """BEP 11, us -> libtorrent: two libtorrent leeches each know only our (slow) seeder; our
+    ``ut_pex`` names one to the other and one dials the other's listen port."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 8 * MiB + 2, seed=21)
+    config = replace(loopback_config(), upload_limit=2 * MiB)
+    async with Session(config) as session:
+        torrent = await session.add(shared.torrent_path, shared.root, seed=True)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        ours = f"127.0.0.1:{session.listen_port}"
+        leeches = []
+        for name in ("lt-1", "lt-2"):
+            (tmp_path / name).mkdir()
+            leeches.append(
+                await processes.libtorrent(
+                    "leech",
+                    directory=tmp_path / name,
+                    torrent=shared.torrent_path,
+                    peers=[ours],
+                    extra=["--exit-after-finish", "30"],
+                )
+            )
+        one, two = leeches
+
+        def met() -> bool:  # an outgoing connection from one leech to the other's listen port
+            return any(
+                e.get("what") == "peer_connect_alert"
+                and f"127.0.0.1:{b.port} outgoing" in str(e.get("message"))
+                for a, b in ((one, two), (two, one))
+                for e in a.events
+            )
+
+        await wait_until(met, timeout=15, what="the libtorrent leeches to meet through our PEX")
+        await asyncio.gather(*(leech.wait_event("finished", timeout=20) for leech in leeches))
+    for name in ("lt-1", "lt-2"):
+        assert_same_files(shared.metainfo, shared.root, tmp_path / name)

@@ -46,7 +46,10 @@ def make_session(args: argparse.Namespace) -> Any:
         "enable_natpmp": False,
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
-        "alert_mask": lt.alert_category.status | lt.alert_category.error | lt.alert_category.peer,
+        "alert_mask": lt.alert_category.status
+        | lt.alert_category.error
+        | lt.alert_category.peer
+        | lt.alert_category.connect,
         "allow_multiple_connections_per_ip": True,
         "ignore_limits_on_local_network": args.upload_limit == 0 and args.download_limit == 0,
         "upload_rate_limit": args.upload_limit,
