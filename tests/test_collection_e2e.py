@@ -231,6 +231,13 @@ async def test_publish_get_update_share_and_refuse(tmp_path: Path) -> None:
             assert snapshot(a_root) == before
             assert Store(a_root).load_state().seq == 2  # type: ignore[union-attr]
 
+            # A keeps the publisher's signed item: it can store it again once the DHT forgot it
+            assert await a.refresh_item()
+            async with local_dht() as fresh, Session(session_config(fresh[0], seed=9)) as a_again:
+                assert await fresh[2].resolve_torrent(key.public_key, b"goats") is None
+                assert await CollectionClient(a_again, a_root).refresh_item()
+                assert await fresh[2].resolve_torrent(key.public_key, b"goats") == second.manifest_info_hash
+
 
 async def attack(root: Path, key: SigningKey, files: dict[str, bytes], *, seq: int, name: str) -> None:
     """Serve a manifest torrent of ``files`` in a DHT of its own, pointed at by ``key`` with ``seq``,

@@ -92,8 +92,13 @@ def register(sub: Any) -> None:
     get.set_defaults(func=_get_main)
     add_update_parser(commands)
     add_ls_parser(commands)
-    seed = commands.add_parser("seed", help="seed a collection directory (manifest and models)")
+    seed = commands.add_parser(
+        "seed", help="seed a collection directory (manifest and models) and keep its DHT item alive"
+    )
     seed.add_argument("directory", type=Path)
+    seed.add_argument(
+        "--refresh", type=float, default=1800.0, help="seconds between re-puts of the signed DHT item"
+    )
     add_session_options(seed)
     seed.set_defaults(func=_seed_main)
     verify = commands.add_parser("verify", help="check installed models against the held manifest")
@@ -377,9 +382,9 @@ async def _sync(args: argparse.Namespace, magnet: str | None, root: Path) -> int
         )
         _print_report(report, root)
         if seed and report.ok:
-            torrents = await client.seed()
-            _say(f"seeding {len(torrents)} torrents on port {session.listen_port}; Ctrl-C to stop")
-            await asyncio.gather(*(t.wait_stopped() for t in torrents))
+            _say(f"seeding on port {session.listen_port} (and keeping the DHT item alive); Ctrl-C to stop")
+            with contextlib.suppress(asyncio.CancelledError):
+                await client.serve()
     for w in watchers:
         w.cancel()
     await asyncio.gather(*watchers, return_exceptions=True)
@@ -490,9 +495,8 @@ def _seed_main(args: argparse.Namespace) -> int:
 async def _seed(args: argparse.Namespace) -> int:
     async with Session(session_config(args, TorrentConfig(max_peers=args.max_peers, seed=True))) as session:
         client = CollectionClient(session, args.directory, say=_say)
-        torrents = await client.seed()
-        _say(f"seeding {len(torrents)} torrents on port {session.listen_port}; Ctrl-C to stop")
-        await asyncio.gather(*(t.wait_stopped() for t in torrents))
+        _say(f"seeding on port {session.listen_port} (and keeping the DHT item alive); Ctrl-C to stop")
+        await client.serve(refresh=args.refresh)
     return 0
 
 

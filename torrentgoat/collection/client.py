@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from torrentgoat import bencode
 from torrentgoat.collection._common import (
     MAX_MANIFEST_TORRENT,
     TORRENTS_DIR,
@@ -50,6 +51,7 @@ from torrentgoat.collection._common import (
 )
 from torrentgoat.collection.hfcache import place_in_hf_cache
 from torrentgoat.collection.store import CollectionState, InstalledModel, Store, link_or_copy
+from torrentgoat.dht.items import MutableItem, info_hash_value
 from torrentgoat.errors import ConfigError, ManifestError, SignatureError, TorrentGoatError
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.manifest import (
@@ -457,10 +459,12 @@ class CollectionClient:
                 manifest_torrent_name=tname,
                 selection=selection,
                 models=new_models,
+                item=item if item is not None else (state.item if state is not None else None),
             )
             store.save_state(new_state)
             return new_state
 
+        item = await self._signed_item(manifest, resolved.info_hash)
         new_state = await asyncio.to_thread(commit)
         if seed:
             await self._seed_manifest(new_state)
@@ -611,6 +615,54 @@ class CollectionClient:
                 except OSError:
                     continue
         return reused
+
+    # -- keeping the BEP 46 item alive -----------------------------------------------------------------------
+
+    async def _signed_item(self, manifest: Manifest, info_hash: InfoHash) -> tuple[int, bytes, bytes] | None:
+        """The publisher's item pointing at this version (kept to store it again later), or None."""
+        if self.session.dht is None:
+            return None
+        try:
+            item = await self.session.dht.get_mutable(manifest.publisher, manifest.collection.encode())
+        except TorrentGoatError:
+            return None
+        if item is None or item.seq != manifest.seq or item.value != info_hash_value(info_hash):
+            return None
+        return int(item.seq), bencode.encode(item.value), bytes(item.signature)
+
+    async def refresh_item(self) -> bool:
+        """Store the held version's signed item again in the DHT (BEP 44 lets anyone do that).
+
+        Nothing is stored when the DHT already holds a newer seq.  Returns whether it was stored.
+        """
+        state = await asyncio.to_thread(self.store.load_state)
+        if state is None or state.item is None or self.session.dht is None:
+            return False
+        seq, value, signature = state.item
+        item = MutableItem(
+            public_key=state.public_key,
+            seq=seq,
+            value=bencode.decode(value),
+            signature=signature,
+            salt=state.salt,
+        )
+        item.verify()
+        current = await self.session.dht.get_mutable(state.public_key, state.salt)
+        if current is not None and current.seq > seq:
+            self.say(f"the DHT holds a newer version (seq {current.seq}); run update")
+            return False
+        await self.session.dht.put_signed(item)
+        return True
+
+    async def serve(self, *, refresh: float = 1800.0) -> None:
+        """Seed the held version and store its DHT item again every ``refresh`` seconds, until cancelled."""
+        await self.seed()
+        while True:
+            try:
+                await self.refresh_item()
+            except TorrentGoatError as exc:
+                self.say(f"refreshing the DHT item failed (will retry): {exc}")
+            await asyncio.sleep(refresh)
 
     # -- seeding and listing ----------------------------------------------------------------------------
 

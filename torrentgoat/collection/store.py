@@ -83,6 +83,9 @@ class CollectionState:
     selection: tuple[str, ...] | None = None
     """Models to keep up to date; None: every model of the collection (``get`` without ``--model``)."""
     models: dict[str, InstalledModel] = field(default_factory=dict)
+    item: tuple[int, bytes, bytes] | None = None
+    """The publisher's signed BEP 46 item for the held version: ``(seq, bencoded value, signature)``.
+    Anyone may store a signed item again (BEP 44), so seeders keep it alive while the publisher is away."""
 
     @property
     def magnet(self) -> str:
@@ -100,6 +103,9 @@ class CollectionState:
             "manifest_info_hash": self.manifest_info_hash.hex if self.manifest_info_hash else None,
             "manifest_torrent_name": self.manifest_torrent_name,
             "selection": list(self.selection) if self.selection is not None else None,
+            "item": None
+            if self.item is None
+            else {"seq": self.item[0], "value": self.item[1].hex(), "signature": self.item[2].hex()},
             "models": {
                 name: {
                     "info_hash": m.info_hash.hex,
@@ -143,6 +149,13 @@ class CollectionState:
                 manifest_torrent_name=str(tname) if tname is not None else None,
                 selection=tuple(str(s) for s in selection) if selection is not None else None,
                 models=models,
+                item=None
+                if value.get("item") is None
+                else (
+                    int(value["item"]["seq"]),
+                    bytes.fromhex(value["item"]["value"]),
+                    bytes.fromhex(value["item"]["signature"]),
+                ),
             )
         except ConfigError:
             raise
