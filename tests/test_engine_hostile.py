@@ -330,6 +330,27 @@ async def test_magnet_metadata_from_a_lying_peer_is_refused(tmp_path: Path, lie:
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
+async def test_seed_teasing_one_block_per_piece_cannot_exhaust_piece_memory(tmp_path: Path) -> None:
+    """A seed answers only the first block of every piece: partial pieces pile up only to
+    ``TorrentConfig.piece_memory`` (bounded memory whatever the remote does)."""
+    piece_length = 1 * MiB
+    payload = make_file_payload(tmp_path, 24 * MiB, piece_length=piece_length, seed=50)
+    info = payload.metainfo.info
+    teaser = HostileSeeder(
+        info,
+        storage_reader(info, payload.root),
+        behaviour="silent",
+        only_offsets=range(16384, piece_length, 16384),  # silent except for block 0
+    )
+    async with teaser, Session(loopback_config(seed=2)) as leecher:
+        config = TorrentConfig(piece_memory=2 * MiB)
+        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[teaser.address], config=config)
+        await _wait(lambda: teaser.stats.blocks_sent > 0, 10, lambda: describe(torrent))
+        await asyncio.sleep(1.0)
+        assert torrent.buffers.bytes_held <= 2 * MiB, f"{torrent.buffers.bytes_held} bytes of partial pieces"
+        assert teaser.stats.requests <= 2 * piece_length // 16384 + 16
+
+
 async def test_silent_seeds_holding_every_slot_make_way_for_a_good_peer(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=36)
     info = payload.metainfo.info
