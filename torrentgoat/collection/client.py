@@ -5,6 +5,7 @@
         report = await client.sync("magnet:?xs=urn:btpk:<key>&s=<salt hex>", models=["tiny"])
         report = await client.sync()            # update: re-resolve the key held in models/
         torrents = await client.seed()          # share the held manifest and installed models
+        await client.serve(refresh=1800)        # seed, and store the publisher's signed item again
 
 The order of trust, and what is refused (``ManifestError`` / ``SignatureError``, nothing on disk
 touched -- the manifest torrent is fetched into a temporary directory outside the root):
@@ -27,6 +28,10 @@ the new version's directory so the torrent's resume check counts them and only n
 network; after the torrent completes, every file's SHA-256 is checked against the manifest and every
 file against the policy (content sniffing for pickles, safetensors headers validated).  Only then is
 ``ROOT/<model>`` switched to the new version (see :mod:`torrentgoat.collection.store`).
+
+The publisher's signed BEP 46 item of the held version is kept in the state: BEP 44 lets anyone store
+a signed item again, so seeding consumers keep the btpk magnet resolvable while the publisher is
+offline (DHT nodes forget items after about two hours); nobody but the key holder can change it.
 """
 
 from __future__ import annotations
