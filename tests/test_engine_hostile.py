@@ -351,6 +351,26 @@ async def test_seed_teasing_one_block_per_piece_cannot_exhaust_piece_memory(tmp_
         assert teaser.stats.requests <= 2 * piece_length // 16384 + 16
 
 
+async def test_end_game_does_not_wait_for_a_slow_seeds_backlog(tmp_path: Path) -> None:
+    """A seed that takes 0.5 s per block holds a queue of requests; at the end those blocks are
+    asked of the fast seeder as well (BEP 3 end game), so completion does not wait for them."""
+    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=51)
+    info = payload.metainfo.info
+    async with (
+        HostileSeeder(info, storage_reader(info, payload.root), behaviour="honest", block_delay=0.5) as slow,
+        Session(loopback_config(seed=1, upload_limit=4 * MiB)) as fast,  # ~1 s: the slow seed gets work
+        Session(loopback_config(seed=2)) as leecher,
+    ):
+        await _seed(fast, payload)
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[slow.address, f"127.0.0.1:{fast.listen_port}"]
+        )
+        await _complete(torrent, 20)
+        assert slow.stats.requests > 0, "the slow seed was never asked"
+        assert slow.stats.blocks_sent < slow.stats.requests, "completion waited for the slow seed's backlog"
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
 async def test_silent_seeds_holding_every_slot_make_way_for_a_good_peer(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=36)
     info = payload.metainfo.info
