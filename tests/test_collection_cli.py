@@ -94,7 +94,8 @@ async def test_keygen_build_publish_get_ls_update(tmp_path: Path) -> None:
             code, out, err = await cli("ls", str(tmp_path / "c"))
             assert code == 0, err
             assert "collection goats  seq 1" in out
-            rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+            assert f"magnet {magnet}" in out
+            rows = {line.split()[0]: line for line in out.splitlines()[3:]}
             assert "installed" in rows["alpha"] and "org/alpha@c0c0c0c0c0" in rows["alpha"]
             assert "installed" not in rows["pickled"]
             code, out, _ = await cli("ls", magnet, "--json", *net(port))

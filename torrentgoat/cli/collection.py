@@ -426,6 +426,7 @@ def _ls_main(args: argparse.Namespace) -> int:
     if args.source.startswith("magnet:"):
         manifest = run(_resolve_for_ls(args))
         installed: dict[str, str] = {}
+        magnet = args.source
     else:
         store = Store(args.source)
         state = store.load_state()
@@ -434,7 +435,8 @@ def _ls_main(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.source} holds no collection")
         manifest = verify_manifest(held[0], parse_signature(held[1]), state.public_key)
         installed = {name: m.info_hash.hex for name, m in state.models.items()}
-    _print_manifest(manifest, installed, as_json=args.json)
+        magnet = state.magnet
+    _print_manifest(manifest, installed, magnet, as_json=args.json)
     return 0
 
 
@@ -448,13 +450,14 @@ async def _resolve_for_ls(args: argparse.Namespace) -> Manifest:
     return resolved.manifest
 
 
-def _print_manifest(manifest: Manifest, installed: dict[str, str], *, as_json: bool) -> None:
+def _print_manifest(manifest: Manifest, installed: dict[str, str], magnet: str, *, as_json: bool) -> None:
     if as_json:
         doc = {
             "collection": manifest.collection,
             "publisher": manifest.publisher.hex(),
             "seq": manifest.seq,
             "created": manifest.created,
+            "magnet": magnet,
             "models": [
                 {
                     "name": m.name,
@@ -473,6 +476,7 @@ def _print_manifest(manifest: Manifest, installed: dict[str, str], *, as_json: b
         print(json.dumps(doc, indent=1))
         return
     print(f"collection {manifest.collection}  seq {manifest.seq}  publisher {manifest.publisher.hex()}")
+    print(f"magnet {magnet}")
     print(f"{'NAME':<28} {'FORMAT':<12} {'SIZE':>10} {'FILES':>5}  {'STATE':<10} SOURCE")
     for m in manifest.models:
         if m.yanked is not None:
