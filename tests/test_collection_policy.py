@@ -151,3 +151,7 @@ async def test_yanked_models_web_seeds_and_hf_cache(tmp_path: Path) -> None:
             assert [r.name for r in report.results] == ["llama"]
             report = await other.sync(first.magnet, models=["old"])
             assert [r.name for r in report.results] == ["old"] and report.ok
+            # ... or unless yanked models are included
+            third = CollectionClient(con, tmp_path / "e", timeout=30)
+            report = await third.sync(first.magnet, include_yanked=True)
+            assert sorted(r.name for r in report.results) == ["llama", "old"] and report.ok
