@@ -6,8 +6,10 @@ exactly the bytes a script asks for, so they can break every rule a real client 
 * :class:`RawPeer` -- one scripted TCP connection to a peer (usually a torrentgoat session): send a
   handshake (any info-hash), any message, or raw bytes; read the replies with the codec; learn
   whether and when the other side closed the connection.
-* :class:`HostileSeeder` -- a listening "seed" on its own 127.0.0.1 port that answers requests
-  with honest, corrupt or garbage blocks (per piece if wanted), for a torrentgoat leecher to dial.
+* :class:`HostileSeeder` -- a listening "seed" on its own 127.0.0.1 port for a torrentgoat leecher
+  to dial: honest, corrupt, garbage, silent or rejecting answers to requests (for chosen pieces or
+  blocks only, if wanted), slow blocks, and honest or lying BEP 9 metadata; its
+  :class:`SeederStats` record what it did.
 * :func:`malformed_frames` -- named byte strings that break the framing or a message's rules
   (length prefix 2^31, bitfield with spare bits set, 1 MiB request, ``have`` out of range, ...).
 * :func:`storage_reader` -- serve real blocks from a torrent's files on disk; :func:`forged_info`
@@ -162,10 +164,25 @@ def forged_info(
     return info, read
 
 
+class _StorageReader:
+    """A :data:`BlockReader` over read-only file storage; :meth:`close` releases its descriptors."""
+
+    def __init__(self, info: InfoDict, root: str | os.PathLike[str]) -> None:
+        self._storage = FileStorage(root, info, read_only=True)
+
+    def __call__(self, piece: int, begin: int, length: int) -> bytes:
+        return self._storage.read(piece, begin, length)
+
+    def close(self) -> None:
+        self._storage.close()
+
+
 def storage_reader(info: InfoDict, root: str | os.PathLike[str]) -> BlockReader:
-    """Honest blocks from the torrent's files under ``root`` (read-only; pad files read as zeros)."""
-    storage = FileStorage(root, info, read_only=True)
-    return storage.read
+    """Honest blocks from the torrent's files under ``root`` (read-only; pad files read as zeros).
+
+    The reader has a ``close()``; :meth:`HostileSeeder.close` calls it for the reader it was given.
+    """
+    return _StorageReader(info, root)
 
 
 # --------------------------------------------------------------------------- a scripted connection
@@ -433,6 +450,9 @@ class HostileSeeder:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
+        closer = getattr(self.read, "close", None)
+        if callable(closer):
+            closer()
 
     def _misbehaves(self, piece: int, begin: int) -> bool:
         if self.behaviour == "honest":
