@@ -520,7 +520,7 @@ class ProcessGroup:
     async def transmission(
         self,
         *,
-        torrent: Path,
+        torrent: Path | str,
         directory: Path,
         port: int | None = None,
         binary: str = "transmission-cli",
@@ -529,7 +529,8 @@ class ProcessGroup:
         """transmission-cli on 127.0.0.1 with its own config dir; returns the process and a marker
         file that its ``--finish`` script creates when the torrent completes.
 
-        It seeds when ``directory`` already holds the data (it verifies it first), else downloads.
+        It seeds when ``directory`` already holds the data (it verifies it first), else downloads;
+        ``torrent`` is a .torrent path or a magnet URI.
         It never dials 127.x peers itself, so the other side has to dial ``port``.
         """
         port = port or free_port()
