@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import pickle
 import struct
@@ -155,3 +157,38 @@ async def test_yanked_models_web_seeds_and_hf_cache(tmp_path: Path) -> None:
             third = CollectionClient(con, tmp_path / "e", timeout=30)
             report = await third.sync(first.magnet, include_yanked=True)
             assert sorted(r.name for r in report.results) == ["llama", "old"] and report.ok
+
+
+async def test_a_running_publisher_publishes_a_new_build(tmp_path: Path) -> None:
+    key = SigningKey(b"\x13" * 32)
+    first_model = write_model_folder(tmp_path / "src" / "one", shards=1, shard_size=64 * 1024, seed=1)
+    specs = [ModelSpec(name="one", path=first_model)]
+    build_collection("live", specs, tmp_path / "pub", key.public_key, piece_length=PIECE)
+    async with local_dht() as nodes, Session(session_config(nodes[0], seed=1)) as pub:
+        publisher = Publisher(pub, tmp_path / "pub", key)
+        first = await publisher.publish()
+        serving = asyncio.create_task(publisher.serve(refresh=0.2, poll=0.05))
+        try:
+            second_model = write_model_folder(
+                tmp_path / "src" / "two", shards=1, shard_size=64 * 1024, seed=2
+            )
+            specs.append(ModelSpec(name="two", path=second_model))
+            build_collection("live", specs, tmp_path / "pub", key.public_key, piece_length=PIECE)
+            for _ in range(200):  # the state is saved before the item is put: wait for both
+                state = Store(tmp_path / "pub").load_state()
+                if state is not None and state.seq == 2:
+                    ih = await nodes[2].resolve_torrent(key.public_key, b"live")
+                    if ih == state.manifest_info_hash:
+                        break
+                await asyncio.sleep(0.05)
+            assert state is not None and state.seq == 2
+            assert state.manifest_info_hash != first.manifest_info_hash
+            assert ih == state.manifest_info_hash
+            async with Session(session_config(nodes[0], seed=2)) as con:
+                report = await CollectionClient(con, tmp_path / "c", timeout=30).sync(first.magnet)
+            assert report.ok and sorted(r.name for r in report.results) == ["one", "two"]
+            assert not serving.done()
+        finally:
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving

@@ -228,8 +228,8 @@ def add_publish_parser(commands: Any, name: str = "publish") -> None:
             "Signs OUT's draft (or re-publishes the held version), makes the manifest torrent, puts the "
             "BEP 46 item (seq bumped), prints the btpk magnet on stdout, then seeds the manifest and every "
             "model until Ctrl-C, putting the item again every --refresh seconds (DHT items expire). "
-            "To publish a new version: build it (the running publisher is not disturbed), stop the "
-            "publisher, publish again."
+            "A new version built into OUT while this runs (collection build) is signed and published "
+            "within seconds."
         ),
     )
     p.add_argument("directory", type=Path, help="publisher directory (collection build -o)")

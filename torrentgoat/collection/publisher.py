@@ -4,7 +4,7 @@
         publisher = Publisher(session, "out/", SigningKey.load("publisher.key"))
         publication = await publisher.publish()     # sign draft.yaml, seed everything, BEP 46 put
         print(publication.magnet)                   # magnet:?xs=urn:btpk:<key>&s=<salt hex>
-        await publisher.serve(refresh=3600)         # seed and re-put the item until stopped
+        await publisher.serve(refresh=3600)         # seed, re-put the item, publish new drafts
 
 The manifest torrent holds ``collection.yaml``, its detached signature ``collection.yaml.sig`` and
 ``torrents/<model>.torrent`` for every model.  The BEP 46 item is ``{"ih": <manifest torrent
@@ -27,7 +27,7 @@ from torrentgoat.collection.store import Store
 from torrentgoat.creation import create_torrent
 from torrentgoat.dht.items import SigningKey as DHTSigningKey
 from torrentgoat.dht.items import btpk_magnet
-from torrentgoat.errors import ConfigError, DHTError
+from torrentgoat.errors import ConfigError, DHTError, TorrentGoatError
 from torrentgoat.keys import SigningKey
 from torrentgoat.manifest import SIGNATURE_FILENAME, SignedManifest, parse_signature, verify_manifest
 from torrentgoat.metainfo import Metainfo, load_metainfo
@@ -206,15 +206,26 @@ class Publisher:
             DHTSigningKey(self.key.seed), self._manifest_ih, salt=self.salt, seq=self._signed.manifest.seq
         )
 
-    async def serve(self, *, refresh: float = DEFAULT_REFRESH) -> None:
-        """Seed and re-put the item every ``refresh`` seconds, until cancelled or the torrents stop."""
+    async def serve(self, *, refresh: float = DEFAULT_REFRESH, poll: float = 5.0) -> None:
+        """Seed; re-put the item every ``refresh`` seconds; publish a new draft within ``poll`` seconds.
+
+        ``collection build`` writes ``draft.yaml`` last and atomically, so a running publisher picks a
+        new version up as soon as it is complete.  Runs until cancelled or every torrent stopped.
+        """
+        loop = asyncio.get_running_loop()
+        last_put = loop.time()
         while any(t.state != "stopped" for t in self._torrents.values()):
-            await asyncio.sleep(refresh)
+            await asyncio.sleep(min(poll, refresh))
             try:
-                await self.put_item()
-                await self._announce([InfoHash(raw) for raw in self._torrents])
-            except DHTError as exc:
-                self.say(f"refreshing the DHT item failed (will retry): {exc}")
+                if await asyncio.to_thread(self.store.draft_path.is_file):
+                    await self.publish()
+                    last_put = loop.time()
+                elif loop.time() - last_put >= refresh:
+                    await self.put_item()
+                    await self._announce([InfoHash(raw) for raw in self._torrents])
+                    last_put = loop.time()
+            except TorrentGoatError as exc:
+                self.say(f"publishing failed (will retry): {exc}")
 
 
 def _prune(store: Store, keep: set[tuple[str, str]], manifest_ih: InfoHash) -> None:
