@@ -474,7 +474,16 @@ class TrackerAnnouncer:
             self._wake.set()
 
     async def stop(self) -> None:
-        """Stop announcing; send ``stopped`` best effort; release sockets we opened."""
+        """Stop announcing; send ``stopped`` best effort; release sockets we opened.
+
+        A ``completed`` announce still due (the download just finished) is given up to
+        ``config.stop_timeout`` to go out first, so the tracker counts the completion (BEP 3)."""
+        scheduler = self.scheduler
+        if self._task is not None and scheduler is not None and scheduler.completed_pending:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.stop_timeout
+            while scheduler.completed_pending and loop.time() < deadline and not self._task.done():
+                await asyncio.sleep(0.05)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -268,6 +268,14 @@ class AnnounceScheduler:
         ):
             self._next_at = now
 
+    @property
+    def completed_pending(self) -> bool:
+        """The download finished but some tracker that saw us start incomplete has not heard
+        ``completed`` yet (BEP 3): a prompt shutdown should let that announce finish first."""
+        return self._complete and any(
+            t.started and t.started_incomplete and not t.completed for t in self._trackers.values()
+        )
+
     def reannounce(self, now: float) -> None:
         """Announce again as soon as ``min interval`` allows."""
         self._check("reannounce")
