@@ -204,7 +204,7 @@ async def test_sybils_poisoning_single_blocks_cannot_get_the_honest_seed_banned(
     has the honest seed as a co-contributor.  Regression: each contributor used to get a strike and
     the honest seed was banned after three failures; with smart ban only the senders of the bad
     blocks are."""
-    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=38)
+    payload = make_file_payload(tmp_path, 3 * MiB, piece_length=256 * 1024, seed=38)
     info = payload.metainfo.info
     read = storage_reader(info, payload.root)
     async with contextlib.AsyncExitStack() as stack:
@@ -464,7 +464,7 @@ async def test_malformed_messages_are_dropped_and_session_keeps_working(tmp_path
                     await peer.send(HaveNone())
                 await peer.send_raw(data)
                 bad = not name.startswith(("control", "piece of a request"))
-                results[name] = await peer.wait_closed(timeout=5 if bad else 1)
+                results[name] = await peer.wait_closed(timeout=5 if bad else 0.5)
         assert results.pop("control: keep-alive (valid)") is False, "a valid message got us dropped"
         unrequested_closed = results.pop("piece of a request we never made")
         assert all(results.values()), f"connections not dropped: {[n for n, ok in results.items() if not ok]}"

@@ -118,7 +118,7 @@ async def test_leechers_that_all_dial_each_other_trade_pieces(tmp_path: Path) ->
 
 
 async def test_leechers_that_only_know_the_seeder_meet_through_pex(tmp_path: Path) -> None:
-    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=14)
+    payload = make_file_payload(tmp_path, 3 * MiB, piece_length=256 * 1024, seed=14)
     seeder = loopback_config(seed=0, upload_limit=2 * MiB)
     async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="none", seeder_config=seeder) as swarm:
         await swarm.wait_complete(timeout=30)
@@ -362,6 +362,7 @@ async def test_cli_get_from_in_test_seeder_exits_zero(tmp_path: Path) -> None:
     assert files_on_disk(dest) == _real_files(payload)
 
 
+@pytest.mark.slow
 async def test_cli_get_exit_codes_without_peers_bad_input_and_ctrl_c(tmp_path: Path) -> None:
     """``--timeout`` with nobody to download from: 1; a missing .torrent: 2; Ctrl-C while waiting
     for metadata: 130, cleanly (no traceback)."""
