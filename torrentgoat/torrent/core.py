@@ -894,7 +894,19 @@ class Torrent:
         full = self._full_have
         if full is None or full.length != self.info.num_pieces:
             full = self._full_have = Bitfield(self.info.num_pieces, full=True)
-        return self.picker.pick(key, full, count, now=self._loop.time())
+        picker = self.picker
+        picked = picker.pick(key, full, count, now=self._loop.time())
+        if not picker.in_endgame:
+            return picked
+        # An HTTP range cannot be cancelled: in endgame a source takes no block already in flight
+        # elsewhere (it would only duplicate a peer's work), and runs only over blocks nobody has.
+        mine = []
+        for block in picked:
+            if picker.requesters(block) - {key}:
+                picker.request_cancelled(key, block)
+            else:
+                mine.append(block)
+        return mine
 
     def source_block(self, key: Hashable, block: BlockRef, data: bytes | memoryview) -> bool:
         """A block a source fetched; returns whether it was new.  Verified like any other block."""
