@@ -212,7 +212,7 @@ async def test_mixed_swarm_libtorrent_seed_aria2_and_torrentgoat(
     require_libtorrent()
     aria2 = require_binary("aria2c")
     async with LoopbackTracker(interval=2, min_interval=1) as tracker:
-        shared = make_shard_torrent(tmp_path, 12 * MiB + 999, trackers=[tracker.http_url], seed=15)
+        shared = make_shard_torrent(tmp_path, 8 * MiB + 999, trackers=[tracker.http_url], seed=15)
         seeder = await processes.libtorrent(
             "seed", directory=shared.root, torrent=shared.torrent_path, extra=["--upload-limit", str(4 * MiB)]
         )
@@ -354,7 +354,7 @@ async def test_pex_from_libtorrent_introduces_our_leeches(tmp_path: Path, proces
     """BEP 11, libtorrent -> us: two torrentgoat leeches each know only a slow libtorrent seeder;
     its ``ut_pex`` names one to the other, they connect and trade."""
     require_libtorrent()
-    shared = make_shard_torrent(tmp_path, 8 * MiB + 1, seed=20)
+    shared = make_shard_torrent(tmp_path, 5 * MiB + 1, seed=20)
     seeder = await processes.libtorrent(
         "seed", directory=shared.root, torrent=shared.torrent_path, extra=["--upload-limit", str(2 * MiB)]
     )
@@ -383,7 +383,7 @@ async def test_our_pex_introduces_libtorrent_leeches(tmp_path: Path, processes: 
     """BEP 11, us -> libtorrent: two libtorrent leeches each know only our (slow) seeder; our
     ``ut_pex`` names one to the other and one dials the other's listen port."""
     require_libtorrent()
-    shared = make_shard_torrent(tmp_path, 8 * MiB + 2, seed=21)
+    shared = make_shard_torrent(tmp_path, 5 * MiB + 2, seed=21)
     config = replace(loopback_config(), upload_limit=2 * MiB)
     async with Session(config) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
