@@ -147,6 +147,32 @@ async def test_stopped_leecher_resumes_in_a_new_session_and_fetches_only_the_res
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
+async def test_seeder_leaving_mid_download_and_another_taking_over(tmp_path: Path) -> None:
+    """The only seeder's session closes mid-way: the leecher keeps what it verified (and the blocks
+    of pieces in flight) and finishes from a seeder it learns about later."""
+    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=85)
+    info = payload.metainfo.info
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=2)) as leecher:
+        first = Session(loopback_config(seed=1, upload_limit=2 * MiB))
+        await first.start()
+        try:
+            await _seed(first, payload)
+            torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{first.listen_port}"])
+            await wait_until(lambda: torrent.verified_bytes >= 1 * MiB, timeout=10, what="1 MiB verified")
+        finally:
+            await first.close()
+        await wait_until(lambda: not torrent.peers, timeout=5, what="the seeder gone")
+        verified = torrent.verified_bytes
+        assert not torrent.is_complete and torrent.state == "downloading"
+        async with Session(loopback_config(seed=3)) as second:
+            second_torrent = await _seed(second, payload)
+            torrent.add_peers([PeerAddress("127.0.0.1", second.listen_port)], "manual")
+            await _complete(torrent)
+            assert second_torrent.uploaded <= info.total_length - verified
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
 async def test_complete_data_on_disk_is_complete_after_the_check_alone(tmp_path: Path) -> None:
     payload = make_model_payload(tmp_path, shards=2, shard_size=1 * MiB + 17, seed=72)
     copy = tmp_path / "copy"
