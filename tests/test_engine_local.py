@@ -137,6 +137,25 @@ async def test_freed_upload_slot_is_given_to_a_waiting_leecher_at_once(tmp_path:
         assert_same_files(payload.metainfo, payload.root, directory)
 
 
+async def test_many_torrents_between_two_sessions_into_one_directory(tmp_path: Path) -> None:
+    """Six torrents over one listen port each way: connections are routed by info-hash."""
+    payloads = [
+        make_file_payload(tmp_path / f"p{i}", 1 * MiB + i * 4096, seed=60 + i, name=f"m{i}.safetensors")
+        for i in range(6)
+    ]
+    dest = tmp_path / "down"
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        for payload in payloads:
+            await _seeding(seeder, payload)
+        torrents = [
+            await leecher.add(p.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"]) for p in payloads
+        ]
+        await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in torrents)), 30)
+    for payload in payloads:
+        assert_same_files(payload.metainfo, payload.root, dest)
+    assert files_on_disk(dest) == {p.name for p in payloads}
+
+
 # --------------------------------------------------------------------------- magnets and selection
 
 
