@@ -32,6 +32,23 @@ from torrentgoat.torrent import TorrentConfig
 __all__ = ["main"]
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread, by thread-name prefix (``hash``, ``disk``...)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                text = f.read()
+        except OSError:
+            continue
+        fields = text[text.rindex(b")") + 2 :].split()
+        name = thread.name.rstrip("0123456789_").replace("torrentgoat-", "")
+        out[name] = round(out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick, 3)
+    return out
+
+
 def emit(**fields: Any) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
@@ -72,6 +89,7 @@ async def run(args: argparse.Namespace) -> int:
                 main_thread_cpu=time.thread_time() - thread0,
                 serving_cpu=time.process_time() - cpu0,
                 serving_main_thread_cpu=time.thread_time() - thread1,
+                threads=thread_cpu(),
             )
             torrent.stop("benchmark over")
             with contextlib.suppress(TimeoutError):
@@ -92,6 +110,7 @@ async def run(args: argparse.Namespace) -> int:
             downloaded=torrent.downloaded,
             hash_failures=torrent.hash_failures,
             main_thread_cpu=time.thread_time() - thread0,
+            threads=thread_cpu(),
         )
         await torrent.wait_stopped()
     return 0

@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--gb", type=float, default=1.0, help="payload in 10^9 bytes (divides seconds)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--main-cpu",
+        type=float,
+        default=0.0,
+        help="measured main-thread CPU s/GB: rescale the main thread's samples to it (py-spy's own "
+        "stops slow the process, so sample counts overstate absolute time)",
+    )
+    parser.add_argument("--steady", action="store_true", help="drop start-up samples (imports)")
     args = parser.parse_args(argv)
     self_t: Counter[str] = Counter()
     total_t: Counter[str] = Counter()
@@ -49,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             count = int(count_s)
             frames = stack.split(";")
+            if args.steady and any("importlib._bootstrap" in fr for fr in frames):
+                continue
             thread = frames[0]
             if thread.startswith("thread") or "process" in thread:
                 frames = frames[1:]
@@ -59,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             for name in {_name(fr) for fr in frames}:
                 total_t[name] += count
     scale = 1.0 / args.rate / args.gb
-    print(f"{all_samples} samples = {all_samples * scale:.2f} CPU s per GB")
+    print(f"{all_samples} samples = {all_samples * scale:.2f} CPU s per GB (py-spy time)")
+    if args.main_cpu:
+        main_samples = sum(n for name, n in threads.items() if "MainThread" in name)
+        scale = args.main_cpu / main_samples if main_samples else scale
+        print(f"rescaled: main thread = {args.main_cpu:.2f} CPU s per GB (measured)")
     print("\nby thread:")
     for name, n in threads.most_common(8):
         print(f"  {n * scale:7.3f}  {name}")
