@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from torrentgoat.bitfield import Bitfield
+from torrentgoat.config import IOConfig
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
@@ -72,6 +73,7 @@ from torrentgoat.wire.messages import (
     Extended,
     ExtendedHandshake,
     Handshake,
+    Have,
     HaveAll,
     HaveNone,
     Interested,
@@ -676,10 +678,40 @@ async def test_requests_for_missing_pieces_and_while_choked_are_rejected(tmp_pat
             reply = await peer.read_until((RejectRequest, Piece), timeout=5)
             assert isinstance(reply, Piece) and reply.index == owned and reply.begin == 16384
             assert bytes(reply.data) == read(owned, 16384, 16384)
+            read.close()  # type: ignore[attr-defined]
         assert torrent.state == "downloading"
     async with Session(loopback_config(seed=1)) as target:  # a fresh seeder for the normal download
         await _seed(target, payload)
         await _normal_download(target, payload, tmp_path / "after")
+
+
+async def test_peer_meeting_a_seed_during_its_check_hears_every_verified_piece(tmp_path: Path) -> None:
+    """While the seed still checks its data, a newcomer is told ``have none`` (nothing is verified
+    yet), then one ``have`` per piece as the check passes it, and is served afterwards."""
+    payload = make_file_payload(tmp_path, 96 * MiB, piece_length=256 * 1024, seed=52)
+    info = payload.metainfo.info
+    config = dataclasses.replace(loopback_config(seed=1), io=IOConfig(hash_threads=1))
+    async with Session(config) as target:
+        seeding = await target.add(payload.metainfo, payload.root, seed=True)
+        async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=EXT_FAST)
+            opening = await peer.read_message()
+            announced = Bitfield(info.num_pieces)
+            if isinstance(opening, HaveNone):  # met during the check (the usual case)
+                while announced.count < info.num_pieces:
+                    message = await peer.read_until(Have, timeout=30)
+                    assert isinstance(message, Have), describe(seeding)
+                    announced.add(message.index)
+            else:  # the check won the race
+                assert isinstance(opening, HaveAll), opening
+            await _complete(seeding)
+            await peer.send(HaveNone(), Interested())
+            await peer.read_until(Unchoke)
+            await peer.send(Request(index=5, begin=16384, length=16384))
+            reply = await peer.read_until((Piece, RejectRequest))
+            read = storage_reader(info, payload.root)
+            assert isinstance(reply, Piece) and bytes(reply.data) == read(5, 16384, 16384)
+            read.close()  # type: ignore[attr-defined]
 
 
 async def test_requests_without_fast_extension_for_missing_piece_drop_the_peer(tmp_path: Path) -> None:
