@@ -678,7 +678,7 @@ async def test_requests_for_missing_pieces_and_while_choked_are_rejected(tmp_pat
             reply = await peer.read_until((RejectRequest, Piece), timeout=5)
             assert isinstance(reply, Piece) and reply.index == owned and reply.begin == 16384
             assert bytes(reply.data) == read(owned, 16384, 16384)
-            read.close()  # type: ignore[attr-defined]
+            read.close()
         assert torrent.state == "downloading"
     async with Session(loopback_config(seed=1)) as target:  # a fresh seeder for the normal download
         await _seed(target, payload)
@@ -711,7 +711,7 @@ async def test_peer_meeting_a_seed_during_its_check_hears_every_verified_piece(t
             reply = await peer.read_until((Piece, RejectRequest))
             read = storage_reader(info, payload.root)
             assert isinstance(reply, Piece) and bytes(reply.data) == read(5, 16384, 16384)
-            read.close()  # type: ignore[attr-defined]
+            read.close()
 
 
 async def test_requests_without_fast_extension_for_missing_piece_drop_the_peer(tmp_path: Path) -> None:

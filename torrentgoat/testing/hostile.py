@@ -61,6 +61,7 @@ __all__ = [
     "HostileSeeder",
     "RawPeer",
     "SeederStats",
+    "StorageReader",
     "forged_info",
     "frame",
     "hostile_peer_id",
@@ -164,7 +165,7 @@ def forged_info(
     return info, read
 
 
-class _StorageReader:
+class StorageReader:
     """A :data:`BlockReader` over read-only file storage; :meth:`close` releases its descriptors."""
 
     def __init__(self, info: InfoDict, root: str | os.PathLike[str]) -> None:
@@ -177,12 +178,12 @@ class _StorageReader:
         self._storage.close()
 
 
-def storage_reader(info: InfoDict, root: str | os.PathLike[str]) -> BlockReader:
+def storage_reader(info: InfoDict, root: str | os.PathLike[str]) -> StorageReader:
     """Honest blocks from the torrent's files under ``root`` (read-only; pad files read as zeros).
 
     The reader has a ``close()``; :meth:`HostileSeeder.close` calls it for the reader it was given.
     """
-    return _StorageReader(info, root)
+    return StorageReader(info, root)
 
 
 # --------------------------------------------------------------------------- a scripted connection
