@@ -229,3 +229,34 @@ async def test_read_cache_hits_do_not_read_again() -> None:
     for begin in range(0, 32 * 1024, 16 * 1024):
         await cache.read(0, begin, 16 * 1024, len(data))
     assert disk.reads == 1 and cache.hits == 1 and cache.misses == 1
+
+
+async def test_optional_peer_pumped_hook_runs_once_per_pump_after_the_events() -> None:
+    from torrentgoat.wire.events import Event
+
+    seen: list[str] = []
+
+    class Engine(_Engine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[Any] = ["a", "b", "c"]
+
+        def next_event(self) -> Event | None:
+            return self.events.pop(0) if self.events else None
+
+    class Handler(_Handler):
+        def peer_event(self, peer: Any, event: Any) -> None:
+            seen.append(event)
+
+        def peer_pumped(self, peer: Any) -> None:
+            seen.append("pumped")
+
+    engine = Engine()
+    driver = PeerDriver(cast(PeerConnection, engine), Handler(), outgoing=True)
+    driver.transport = cast(asyncio.Transport, _Transport())
+    driver.pump()
+    assert seen == ["a", "b", "c", "pumped"]
+    # handlers without the hook (e.g. the session's pre-handshake handler) are fine
+    plain = PeerDriver(cast(PeerConnection, Engine()), _Handler(), outgoing=True)
+    plain.transport = cast(asyncio.Transport, _Transport())
+    plain.pump()

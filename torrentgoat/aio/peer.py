@@ -62,6 +62,10 @@ class PeerHandler(Protocol):
     def peer_writable(self, peer: PeerDriver) -> None:
         """The transport drained its write buffer after having been full."""
 
+    # Optional: ``peer_pumped(peer)`` -- if the handler has it, it is called once after each pump,
+    # when every event of one socket read was handled (before the output is flushed): the place for
+    # per-read work such as refilling the request pipeline once instead of once per block.
+
 
 class PeerDriver(asyncio.Protocol):
     """Pumps one :class:`PeerConnection` over one TCP transport."""
@@ -155,6 +159,9 @@ class PeerDriver(asyncio.Protocol):
                 if event is None:
                     break
                 self.handler.peer_event(self, event)  # re-read: an incoming peer changes hands
+            hook = getattr(self.handler, "peer_pumped", None)
+            if hook is not None and not self.closed:
+                hook(self)
         except RemoteProtocolError as exc:
             self.close(f"protocol violation: {exc}")
             return
