@@ -104,6 +104,7 @@ class Peer:
         threading.Thread(target=self._read_err, daemon=True).start()
         self.rusage: Any = None
         self.returncode: int | None = None
+        self.last: dict[str, Any] = {}
 
     @property
     def pid(self) -> int:
@@ -129,11 +130,16 @@ class Peer:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{self.kind} {self.mode}: no {event!r} within {timeout:.0f} s")
+                err = b"".join(self.stderr).decode(errors="replace")[-2000:]
+                raise TimeoutError(
+                    f"{self.kind} {self.mode}: no {event!r} within {timeout:.0f} s "
+                    f"(last line: {self.last})\n{err}"
+                )
             try:
                 when, line = self.lines.get(timeout=left)
             except queue.Empty:
                 continue
+            self.last = line
             if line.get("event") == event:
                 return when, line
             if line.get("event") in ("eof", "timeout", "error"):
