@@ -1,0 +1,696 @@
+"""Discrete-event swarm simulator driving the real picker and choker.
+
+Every request decision is made by :class:`torrentgoat.picker.PiecePicker` (one per peer, with the
+strategy taken from the registry by name) and every unchoke by :class:`torrentgoat.choker.Choker`
+(one per peer, a round every 10 s with the 30 s optimistic rotation); the simulator only moves bytes
+and keeps the virtual clock.
+
+Granularity: *flow-level transfers per chunk*.  The picker runs on a scaled layout in which one picker
+block stands for one chunk of ``piece_size / sub_blocks`` real bytes (``sub_blocks=1``: a whole piece per
+request).  A chunk is one flow whose rate is recomputed whenever a flow starts or ends at either end:
+``rate = min(upload / active uploads of the sender, download / active downloads of the receiver)``
+(equal shares at each end, the smaller one wins; local, so an event only touches the flows of two
+peers).  ``block_received`` / ``piece_verified`` are called at flow end, ``have`` goes to every neighbour
+at once.  Per 16 KiB block the simulator would need 1024 picker calls per 16 MiB piece and per peer --
+a 50 GiB shard across 200 peers would be 6.5e8 calls; per piece it is 6.4e5 flows.
+
+Requests are pipelined (``pipeline`` chunks per connection): the sender serves its queue for one
+receiver in order, the first byte of a request arrives one round trip after it was sent.  A choke drops
+queued requests (BEP 3) but lets the chunk in flight finish (with 16 KiB blocks a choked peer keeps the
+blocks it already has).  As in the client's :mod:`torrentgoat.torrent.choking`, a peer that becomes
+interested while a regular slot is free is unchoked at once; otherwise it waits for the next round.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.choker import Choker, ChokerConfig, PeerStats
+from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+
+__all__ = ["PeerResult", "PeerSpec", "SimConfig", "SimResult", "Simulator", "fluid_bound", "simulate"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerSpec:
+    """One simulated peer."""
+
+    upload: float
+    """Upload capacity, bytes/s."""
+
+    download: float
+    """Download capacity, bytes/s."""
+
+    latency: float = 0.02
+    """One-way latency to the network core, seconds (round trip between a and b: 2 * (lat_a + lat_b))."""
+
+    join: float = 0.0
+    """Virtual time the peer joins."""
+
+    seed: bool = False
+    """Starts with every piece."""
+
+    leave_at: float | None = None
+    """Leaves the swarm at this time (None: stays)."""
+
+    linger: float | None = None
+    """Leaves this many seconds after completing (None: stays and seeds)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimConfig:
+    """What is being measured."""
+
+    size: int
+    """Bytes of the shard."""
+
+    piece_size: int = 16 * 1024 * 1024
+    strategy: str = "rarest-first"
+    endgame: bool = True
+    seed: int = 1
+    sub_blocks: int = 1
+    """Picker blocks (flows) per piece; 1 = per-piece flows."""
+
+    pipeline: int = 2
+    """Chunks requested ahead per connection."""
+
+    upload_slots: int = 4
+    degree: int = 25
+    """Peers each joiner connects to (like a tracker's numwant), refilled when neighbours leave."""
+
+    max_time: float = 7 * 86400.0
+    stall_time: float = 600.0
+    """Stop when nothing moved for this long (e.g. a piece was lost when the seed left)."""
+
+    window_pieces: int = 64
+
+
+@dataclass(slots=True)
+class PeerResult:
+    name: int
+    seed: bool
+    join: float
+    done: float | None
+    uploaded: float
+    downloaded: int
+    duplicate: float
+
+
+@dataclass(slots=True)
+class SimResult:
+    config: SimConfig
+    peers: list[PeerResult]
+    bound: float
+    seed_upload: float
+    duplicate_bytes: float
+    aborted_bytes: float
+    copy_time: float | None
+    """Virtual time at which the leechers present first held a full copy between them."""
+
+    end_time: float
+    wall: float
+    flows: int
+    availability: list[tuple[float, float]] = field(default_factory=list)
+    """(time, distributed copies among leechers) samples."""
+
+    @property
+    def completion_times(self) -> list[float]:
+        return [p.done - p.join for p in self.peers if not p.seed and p.done is not None]
+
+    @property
+    def incomplete(self) -> int:
+        return sum(1 for p in self.peers if not p.seed and p.done is None)
+
+
+def fluid_bound(size: float, seed_upload: float, uploads: Sequence[float], downloads: Sequence[float]) -> float:
+    """Kumar & Ross (2006) minimum distribution time of ``size`` bytes from seeds with total upload
+    ``seed_upload`` to leechers with ``uploads``/``downloads``:
+    T* = max(F/u_s, F/min d_i, N F / (u_s + sum u_i))."""
+    n = len(uploads)
+    if n == 0:
+        return 0.0
+    return max(size / seed_upload, size / min(downloads), n * size / (seed_upload + sum(uploads)))
+
+
+class _Flow:
+    __slots__ = ("block", "conn", "rate", "remaining", "size", "t_last", "version")
+
+    def __init__(self, conn: _Conn, block: BlockRef, size: int, now: float) -> None:
+        self.conn = conn
+        self.block = block
+        self.size = size
+        self.remaining = float(size)
+        self.rate = 0.0
+        self.t_last = now
+        self.version = 0
+
+
+class _Conn:
+    """Directed connection: ``up`` sends to ``down``."""
+
+    __slots__ = (
+        "active",
+        "connected_at",
+        "delivered",
+        "down",
+        "interested",
+        "last_unchoked",
+        "queue",
+        "rtt",
+        "start_pending",
+        "unchoked_since",
+        "up",
+    )
+
+    def __init__(self, up: _Peer, down: _Peer, now: float) -> None:
+        self.up = up
+        self.down = down
+        self.interested = False  # down wants something up has
+        self.unchoked_since: float | None = None
+        self.last_unchoked: float | None = None
+        self.connected_at = now
+        self.queue: deque[tuple[BlockRef, float]] = deque()  # (block, ready time)
+        self.active: _Flow | None = None
+        self.delivered = 0.0
+        self.start_pending = False
+        self.rtt = 2 * (up.spec.latency + down.spec.latency)
+
+    def transferred(self, now: float) -> float:
+        f = self.active
+        return self.delivered + (f.rate * (now - f.t_last) if f is not None else 0.0)
+
+
+class _Peer:
+    __slots__ = (
+        "choker",
+        "done",
+        "downloaded",
+        "duplicate",
+        "flows_down",
+        "flows_up",
+        "have",
+        "idx",
+        "last_rechoke",
+        "picker",
+        "present",
+        "rechoke_again",
+        "rechoking",
+        "snap_down",
+        "snap_up",
+        "spec",
+        "tdown",
+        "tup",
+        "uploaded",
+    )
+
+    def __init__(self, idx: int, spec: PeerSpec) -> None:
+        self.idx = idx
+        self.spec = spec
+        self.present = False
+        self.done: float | None = None
+        self.picker: PiecePicker | None = None
+        self.have: Bitfield | None = None
+        self.choker: Choker | None = None
+        self.tup: dict[int, _Conn] = {}  # neighbour -> conn self->neighbour
+        self.tdown: dict[int, _Conn] = {}  # neighbour -> conn neighbour->self
+        self.flows_up: dict[_Flow, None] = {}
+        self.flows_down: dict[_Flow, None] = {}
+        self.uploaded = 0.0
+        self.downloaded = 0
+        self.duplicate = 0.0
+        self.last_rechoke = 0.0
+        self.rechoking = False
+        self.rechoke_again = False
+        self.snap_up: dict[int, float] = {}
+        self.snap_down: dict[int, float] = {}
+
+
+_JOIN, _LEAVE, _RECHOKE, _START, _DONE, _SAMPLE = range(6)
+
+
+class Simulator:
+    """One run.  ``Simulator(config, specs).run()`` -> :class:`SimResult`."""
+
+    def __init__(self, config: SimConfig, specs: Sequence[PeerSpec]) -> None:
+        self.cfg = config
+        self.rng = random.Random(config.seed)
+        ps = config.piece_size
+        self.num_pieces = max(1, -(-config.size // ps))
+        self.last_piece = config.size - (self.num_pieces - 1) * ps
+        m = config.sub_blocks
+        if m < 1 or ps % m:
+            raise ValueError("sub_blocks must divide the piece size")
+        self.layout = PieceLayout.uniform(self.num_pieces, m * BLOCK_SIZE)
+        self.picker_config = PickerConfig(
+            strategy=config.strategy,
+            endgame=config.endgame,
+            window_pieces=config.window_pieces,
+            # the cap the client would apply to real pieces of this size
+            max_partial_pieces=PickerConfig().partial_cap(ps),
+        )
+        self.choker_config = ChokerConfig(upload_slots=config.upload_slots)
+        self.peers = [_Peer(i, s) for i, s in enumerate(specs)]
+        self.heap: list[tuple[float, int, int, object]] = []
+        self.seq = 0
+        self.now = 0.0
+        self.flows = 0
+        self.dup_bytes = 0.0
+        self.aborted = 0.0
+        self.copies = [0] * self.num_pieces
+        self.covered = 0
+        self.copy_time: float | None = None
+        self.last_progress = 0.0
+        self.pending_joins = 0
+        self.remaining_leechers = sum(1 for s in specs if not s.seed)
+        self.samples: list[tuple[float, float]] = []
+        seeds = [s for s in specs if s.seed]
+        leech = [s for s in specs if not s.seed]
+        self.bound = (
+            fluid_bound(
+                config.size, sum(s.upload for s in seeds), [s.upload for s in leech], [s.download for s in leech]
+            )
+            if seeds and leech
+            else 0.0
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _push(self, t: float, kind: int, obj: object) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, obj))
+
+    def _chunk_bytes(self, block: BlockRef) -> int:
+        m = self.cfg.sub_blocks
+        real = self.last_piece if block.piece == self.num_pieces - 1 else self.cfg.piece_size
+        b = block.begin // BLOCK_SIZE
+        return real // m + (1 if b < real % m else 0)
+
+    # ------------------------------------------------------------------ bandwidth
+
+    def _settle(self, f: _Flow) -> None:
+        dt = self.now - f.t_last
+        if dt > 0 and f.rate > 0:
+            moved = min(f.remaining, f.rate * dt)
+            f.remaining -= moved
+            f.conn.delivered += moved
+        f.t_last = self.now
+
+    def _reshare(self, *peers: _Peer) -> None:
+        seen: dict[_Flow, None] = {}
+        for p in peers:
+            seen.update(p.flows_up)
+            seen.update(p.flows_down)
+        now = self.now
+        for f in seen:
+            self._settle(f)
+            up, down = f.conn.up, f.conn.down
+            rate = min(up.spec.upload / len(up.flows_up), down.spec.download / len(down.flows_down))
+            if rate != f.rate:
+                f.rate = rate
+                f.version += 1
+                self._push(now + f.remaining / rate, _DONE, (f, f.version))
+
+    # ------------------------------------------------------------------ requests
+
+    def _fill(self, c: _Conn) -> None:
+        d = c.down
+        if c.unchoked_since is None or not c.interested or d.done is not None:
+            return
+        room = self.cfg.pipeline - len(c.queue) - (c.active is not None)
+        if room <= 0:
+            return
+        assert d.picker is not None and c.up.have is not None
+        blocks = d.picker.pick(c.up.idx, c.up.have, room, now=self.now)
+        if blocks:
+            ready = self.now + c.rtt
+            c.queue.extend((b, ready) for b in blocks)
+            self._start_next(c)
+        elif not c.queue and c.active is None and not d.picker.interesting(c.up.have):
+            self._lost_interest(c)
+
+    def _lost_interest(self, c: _Conn) -> None:
+        """``not interested``: as the client does, a sender that had the peer unchoked runs a choker
+        round at once to give the slot away."""
+        c.interested = False
+        if c.unchoked_since is not None:
+            self._rechoke(c.up, scheduled=False)
+
+    def _fill_all(self, d: _Peer) -> None:
+        for c in list(d.tdown.values()):
+            if c.unchoked_since is not None:
+                self._fill(c)
+
+    def _start_next(self, c: _Conn) -> None:
+        if c.active is not None or not c.queue or c.start_pending:
+            return
+        block, ready = c.queue[0]
+        if ready > self.now:
+            c.start_pending = True
+            self._push(ready, _START, c)
+            return
+        c.queue.popleft()
+        f = _Flow(c, block, self._chunk_bytes(block), self.now)
+        c.active = f
+        c.up.flows_up[f] = None
+        c.down.flows_down[f] = None
+        self.flows += 1
+        self._reshare(c.up, c.down)
+
+    def _stop_flow(self, f: _Flow) -> None:
+        c = f.conn
+        c.active = None
+        del c.up.flows_up[f]
+        del c.down.flows_down[f]
+        f.version += 1
+        self._reshare(c.up, c.down)
+
+    # ------------------------------------------------------------------ choking
+
+    def _unchoke(self, c: _Conn) -> None:
+        c.unchoked_since = self.now
+        c.last_unchoked = self.now
+        self._fill(c)
+
+    def _choke(self, c: _Conn) -> None:
+        c.unchoked_since = None
+        d = c.down
+        if c.queue and d.picker is not None:
+            for block, _ in c.queue:
+                d.picker.request_cancelled(c.up.idx, block)
+            c.queue.clear()
+            self._fill_all(d)
+
+    def _became_interested(self, c: _Conn) -> None:
+        c.interested = True
+        if c.unchoked_since is not None:
+            self._fill(c)
+            return
+        u = c.up
+        assert u.choker is not None
+        opt = u.choker.optimistic
+        regular = sum(1 for o in u.tup.values() if o.unchoked_since is not None and o.down.idx != opt)
+        if regular < self.choker_config.upload_slots:
+            self._unchoke(c)
+
+    def _rechoke(self, u: _Peer, *, scheduled: bool) -> None:
+        """A choker round of ``u``: every 10 s (``scheduled``), or when an unchoked peer lost interest."""
+        if scheduled:
+            self._push(self.now + self.choker_config.rechoke_interval, _RECHOKE, u)
+        if u.rechoking:
+            u.rechoke_again = True
+            return
+        u.rechoking = True
+        try:
+            self._rechoke_round(u, scheduled)
+            while u.rechoke_again:
+                u.rechoke_again = False
+                self._rechoke_round(u, False)
+        finally:
+            u.rechoking = False
+
+    def _rechoke_round(self, u: _Peer, scheduled: bool) -> None:
+        now = self.now
+        assert u.choker is not None and u.picker is not None
+        if scheduled and u.done is None:  # refresh our interest in each neighbour
+            for c in list(u.tdown.values()):
+                if c.interested and not c.queue and c.active is None:
+                    assert c.up.have is not None
+                    if not u.picker.interesting(c.up.have):
+                        self._lost_interest(c)
+        dt = max(1e-9, now - u.last_rechoke)
+        stats = []
+        for n, c in u.tup.items():
+            sent = c.transferred(now)
+            got = u.tdown[n].transferred(now)
+            stats.append(
+                PeerStats(
+                    key=n,
+                    interested=c.interested,
+                    upload_rate=(sent - u.snap_up.get(n, 0.0)) / dt,
+                    download_rate=(got - u.snap_down.get(n, 0.0)) / dt,
+                    is_seed=c.down.done is not None,
+                    connected_at=c.connected_at,
+                    unchoked_since=c.unchoked_since,
+                    last_unchoked=c.last_unchoked,
+                )
+            )
+            if scheduled:
+                u.snap_up[n] = sent
+                u.snap_down[n] = got
+        if scheduled:
+            u.last_rechoke = now
+        decision = u.choker.rechoke(stats, seeding=u.done is not None, now=now, rng=self.rng)
+        for n, c in list(u.tup.items()):
+            want = n in decision.unchoke
+            if want and c.unchoked_since is None:
+                self._unchoke(c)
+            elif not want and c.unchoked_since is not None:
+                self._choke(c)
+
+    # ------------------------------------------------------------------ membership
+
+    def _connect(self, a: _Peer, b: _Peer) -> None:
+        now = self.now
+        ab, ba = _Conn(a, b, now), _Conn(b, a, now)
+        a.tup[b.idx] = ab
+        b.tdown[a.idx] = ab
+        b.tup[a.idx] = ba
+        a.tdown[b.idx] = ba
+        assert a.picker is not None and b.picker is not None and a.have is not None and b.have is not None
+        a.picker.peer_joined(b.idx, b.have)
+        b.picker.peer_joined(a.idx, a.have)
+        if b.done is None and b.picker.interesting(a.have):
+            self._became_interested(ab)
+        if a.done is None and a.picker.interesting(b.have):
+            self._became_interested(ba)
+
+    def _join(self, p: _Peer) -> None:
+        self.pending_joins -= 1
+        p.present = True
+        full = p.spec.seed
+        p.have = Bitfield(self.num_pieces, full=full)
+        p.picker = PiecePicker(
+            self.layout, rng=random.Random(self.rng.random()), config=self.picker_config, have=p.have
+        )
+        p.have = p.picker.have
+        p.choker = Choker(self.choker_config)
+        p.last_rechoke = self.now
+        if full:
+            p.done = self.now
+        present = [q for q in self.peers if q.present and q is not p]
+        k = min(self.cfg.degree, len(present))
+        for q in self.rng.sample(present, k):
+            self._connect(p, q)
+        self._push(self.now + self.rng.random() * self.choker_config.rechoke_interval, _RECHOKE, p)
+        if p.spec.leave_at is not None:
+            self._push(p.spec.leave_at, _LEAVE, p)
+
+    def _leave(self, p: _Peer) -> None:
+        if not p.present:
+            return
+        p.present = False
+        if p.done is None:
+            self.remaining_leechers -= 1  # gave up: counted as incomplete
+        if not p.spec.seed and p.have is not None:
+            for i in p.have:
+                self._uncopy(i)
+        touched: list[_Peer] = []
+        for n in list(p.tup):
+            c_out, c_in = p.tup.pop(n), p.tdown.pop(n)
+            q = c_out.down
+            for c in (c_out, c_in):
+                if c.active is not None:
+                    f = c.active
+                    self._settle(f)
+                    self.aborted += f.size - f.remaining
+                    self._stop_flow(f)
+                c.queue.clear()
+            del q.tdown[p.idx]
+            del q.tup[p.idx]
+            q.snap_up.pop(p.idx, None)
+            q.snap_down.pop(p.idx, None)
+            assert q.picker is not None
+            q.picker.peer_left(p.idx)
+            touched.append(q)
+        for q in touched:
+            if q.present and q.done is None:
+                self._refill_neighbours(q)
+                self._fill_all(q)
+
+    def _refill_neighbours(self, q: _Peer) -> None:
+        if len(q.tup) >= self.cfg.degree // 2:
+            return
+        cands = [r for r in self.peers if r.present and r is not q and r.idx not in q.tup]
+        for r in self.rng.sample(cands, min(len(cands), self.cfg.degree - len(q.tup))):
+            self._connect(q, r)
+
+    def _copy(self, i: int) -> None:
+        self.copies[i] += 1
+        if self.copies[i] == 1:
+            self.covered += 1
+            if self.covered == self.num_pieces and self.copy_time is None:
+                self.copy_time = self.now
+
+    def _uncopy(self, i: int) -> None:
+        self.copies[i] -= 1
+        if self.copies[i] == 0:
+            self.covered -= 1
+
+    # ------------------------------------------------------------------ transfers
+
+    def _flow_done(self, f: _Flow) -> None:
+        self._settle(f)
+        c = f.conn
+        u, d = c.up, c.down
+        c.delivered += f.remaining
+        f.remaining = 0.0
+        self._stop_flow(f)
+        self.last_progress = self.now
+        u.uploaded += f.size
+        assert d.picker is not None
+        arrival = d.picker.block_received(u.idx, f.block)
+        if not arrival.new:
+            d.duplicate += f.size
+            self.dup_bytes += f.size
+        else:
+            d.downloaded += f.size
+        for k in arrival.cancel:
+            self._cancel(d.tdown[k], f.block)
+        if arrival.piece_complete:
+            self._verified(d, f.block.piece)
+        self._start_next(c)
+        if d.done is None:
+            self._fill_all(d)
+        else:
+            self._fill(c)
+
+    def _cancel(self, c: _Conn, block: BlockRef) -> None:
+        if c.active is not None and c.active.block == block:
+            f = c.active
+            self._settle(f)
+            wasted = f.size - f.remaining
+            c.up.uploaded += wasted
+            c.down.duplicate += wasted
+            self.dup_bytes += wasted
+            self._stop_flow(f)
+            self._start_next(c)
+            return
+        for item in c.queue:
+            if item[0] == block:
+                c.queue.remove(item)
+                return
+
+    def _verified(self, d: _Peer, piece: int) -> None:
+        assert d.picker is not None
+        d.picker.piece_verified(piece)
+        self._copy(piece)
+        for n, c in d.tup.items():
+            q = c.down
+            if q.done is None:
+                assert q.picker is not None and q.have is not None
+                q.picker.peer_have(d.idx, piece)
+                if piece not in q.have:
+                    if not c.interested:
+                        self._became_interested(c)
+                    elif c.unchoked_since is not None and c.active is None and not c.queue:
+                        self._fill(c)
+        if d.picker.is_complete:
+            d.done = self.now
+            self.remaining_leechers -= 1
+            for c in list(d.tdown.values()):
+                if c.interested:
+                    self._lost_interest(c)
+            if d.spec.linger is not None:
+                self._push(self.now + d.spec.linger, _LEAVE, d)
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> SimResult:
+        wall = time.perf_counter()
+        for p in self.peers:
+            self.pending_joins += 1
+            self._push(p.spec.join, _JOIN, p)
+        sample_every = max(1.0, self.bound / 100) if self.bound else 10.0
+        self._push(0.0, _SAMPLE, None)
+        heap = self.heap
+        while heap:
+            t, _, kind, obj = heapq.heappop(heap)
+            if kind == _DONE:
+                f, version = obj  # type: ignore[misc]
+                if version != f.version:
+                    continue
+            if t > self.cfg.max_time:
+                break
+            self.now = t
+            if kind == _DONE:
+                self._flow_done(f)
+            elif kind == _START:
+                c: _Conn = obj  # type: ignore[assignment]
+                c.start_pending = False
+                if c.up.present and c.down.present:
+                    self._start_next(c)
+            elif kind == _RECHOKE:
+                p: _Peer = obj  # type: ignore[assignment]
+                if p.present:
+                    self._rechoke(p, scheduled=True)
+            elif kind == _JOIN:
+                self._join(obj)  # type: ignore[arg-type]
+            elif kind == _LEAVE:
+                self._leave(obj)  # type: ignore[arg-type]
+            elif kind == _SAMPLE:
+                self._sample()
+                self._push(t + sample_every, _SAMPLE, None)
+            if self.remaining_leechers <= 0 and self.pending_joins == 0:
+                break
+            if kind == _RECHOKE and self.now - self.last_progress > self.cfg.stall_time and self.pending_joins == 0:
+                if not any(p.flows_up for p in self.peers):
+                    break
+        self._sample()
+        return self._result(time.perf_counter() - wall)
+
+    def _sample(self) -> None:
+        leechers = [p for p in self.peers if p.present and not p.spec.seed]
+        if not leechers:
+            return
+        low = min(self.copies)
+        above = sum(1 for c in self.copies if c > low)
+        self.samples.append((self.now, low + above / self.num_pieces))
+
+    def _result(self, wall: float) -> SimResult:
+        peers = [
+            PeerResult(
+                name=p.idx,
+                seed=p.spec.seed,
+                join=p.spec.join,
+                done=p.done if not p.spec.seed else p.spec.join,
+                uploaded=p.uploaded,
+                downloaded=p.downloaded,
+                duplicate=p.duplicate,
+            )
+            for p in self.peers
+        ]
+        return SimResult(
+            config=self.cfg,
+            peers=peers,
+            bound=self.bound,
+            seed_upload=sum(p.uploaded for p in self.peers if p.spec.seed),
+            duplicate_bytes=self.dup_bytes,
+            aborted_bytes=self.aborted,
+            copy_time=self.copy_time,
+            end_time=self.now,
+            wall=wall,
+            flows=self.flows,
+            availability=self.samples,
+        )
+
+
+def simulate(config: SimConfig, specs: Sequence[PeerSpec]) -> SimResult:
+    """Run one simulation."""
+    return Simulator(config, specs).run()
