@@ -96,7 +96,6 @@ from torrentgoat.wire.messages import (
     Interested,
     MetadataRequest,
     NotInterested,
-    Request,
 )
 from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
 
@@ -677,6 +676,14 @@ class Torrent:
             self._emit(PeerDisconnected(address=peer.address, reason=reason))
         self._wake_connector.set()
 
+    def peer_pumped(self, peer: PeerDriver) -> None:
+        """After all events of one socket read: refill the peer's request pipeline once (asking the
+        picker for many blocks at a time costs far less than one call per received block)."""
+        ps = self.peers.get(peer.id)
+        if ps is not None and ps.got_blocks:
+            ps.got_blocks = False
+            self._fill_requests(ps)
+
     def peer_writable(self, peer: PeerDriver) -> None:
         ps = self.peers.get(peer.id)
         if ps is not None:
@@ -836,7 +843,7 @@ class Torrent:
             if not engine.can_request(block.piece):
                 picker.request_cancelled(ps.key, block)
                 continue
-            engine.send(Request(index=block.piece, begin=block.begin, length=block.length))
+            engine.send_request(block.piece, block.begin, block.length)
         if ps.last_request_at is None:
             ps.last_request_at = now
 
@@ -846,8 +853,8 @@ class Torrent:
         ps.last_block_at = now
         ps.snubbed = False
         ps.reject_streak = 0
+        ps.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
         self._store_block(ps.key, index, begin, data)
-        self._fill_requests(ps)
 
     def _store_block(self, key: Hashable, index: int, begin: int, data: Any) -> bool:
         """One block from a peer or a web seed: keep it if the picker wants it; hash full pieces."""

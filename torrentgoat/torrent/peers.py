@@ -22,6 +22,7 @@ class PeerState:
         "connected_at",
         "down",
         "driver",
+        "got_blocks",
         "hold_until",
         "joined",
         "last_block_at",
@@ -54,6 +55,8 @@ class PeerState:
         self.writable.set()
         self.pex = PexState()
         self.client = ""
+        self.got_blocks = False
+        """Blocks arrived during the current socket read (refill the pipeline after it)."""
         self.reject_streak = 0
         self.refused: dict[int, float] = {}
         """Pieces the peer rejected (BEP 6) while unchoking us, and when: not asked again for a while."""

@@ -37,11 +37,17 @@ class Uploader:
         self.storage = storage
         config = torrent.config
         self.cache = ReadCache(
-            self._read, chunk=min(config.read_chunk, info.piece_length), budget=config.read_cache
+            self._read,
+            chunk=min(config.read_chunk, info.piece_length),
+            budget=config.read_cache,
+            reader_into=self._read_into,  # chunks land in recycled buffers: no fresh copy per read
         )
 
     async def _read(self, piece: int, begin: int, length: int) -> bytes:
         return await self.torrent.ctx.disk.read(self.storage, piece, begin, length)
+
+    async def _read_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> None:
+        await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
 
     def on_request(self, ps: PeerState, block: BlockRef) -> None:
         have = self.torrent.have

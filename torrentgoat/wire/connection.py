@@ -713,6 +713,10 @@ class PeerConnection:
             case _:
                 raise LocalProtocolError(f"not a message: {message!r}")
 
+    def send_request(self, index: int, begin: int, length: int) -> None:
+        """``send(Request(...))`` without building the message object (the download hot path)."""
+        self._send_request(index, begin, length)
+
     def _send_request(self, index: int, begin: int, length: int) -> None:
         geometry = self._geometry
         if geometry is None:
