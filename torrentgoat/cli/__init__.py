@@ -49,9 +49,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in arguments if not a.startswith("-")), None)
-    parser = build_parser(only=command)
-    args = parser.parse_args(arguments)
     try:
+        parser = build_parser(only=command)  # imports the command: Ctrl-C may land here too
+        args = parser.parse_args(arguments)
         code: int = args.func(args)
     except TorrentGoatError as exc:
         print(f"torrentgoat: error: {exc}", file=sys.stderr)
