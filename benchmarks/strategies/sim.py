@@ -164,6 +164,7 @@ class _Conn:
         "last_unchoked",
         "queue",
         "rtt",
+        "starved",
         "start_pending",
         "unchoked_since",
         "up",
@@ -180,6 +181,7 @@ class _Conn:
         self.active: _Flow | None = None
         self.delivered = 0.0
         self.start_pending = False
+        self.starved = False
         self.rtt = 2 * (up.spec.latency + down.spec.latency)
 
     def transferred(self, now: float) -> float:
@@ -327,12 +329,19 @@ class Simulator:
         if room <= 0:
             return
         assert d.picker is not None and c.up.have is not None
-        blocks = d.picker.pick(c.up.idx, c.up.have, room, now=self.now)
+        picker = d.picker
+        blocks = picker.pick(c.up.idx, c.up.have, room, now=self.now)
         if blocks:
+            c.starved = False
             ready = self.now + c.rtt
             c.queue.extend((b, ready) for b in blocks)
             self._start_next(c)
-        elif not c.queue and c.active is None and not d.picker.interesting(c.up.have):
+            return
+        # Nothing to ask for now.  Unless the cap on partial pieces was the reason, retrying after our
+        # own completions is pointless (the bucket walk is the picker's costliest path): wait for a
+        # ``have`` from the sender, a release of our requests, or endgame.
+        c.starved = len(picker.partial_pieces) < picker.partial_cap
+        if not c.queue and c.active is None and not picker.interesting(c.up.have):
             self._lost_interest(c)
 
     def _lost_interest(self, c: _Conn) -> None:
@@ -342,9 +351,11 @@ class Simulator:
         if c.unchoked_since is not None:
             self._rechoke(c.up, scheduled=False)
 
-    def _fill_all(self, d: _Peer) -> None:
+    def _fill_all(self, d: _Peer, *, force: bool = False) -> None:
+        if not force and d.picker is not None and d.picker.in_endgame:
+            force = True
         for c in list(d.tdown.values()):
-            if c.unchoked_since is not None:
+            if c.unchoked_since is not None and (force or not c.starved):
                 self._fill(c)
 
     def _start_next(self, c: _Conn) -> None:
@@ -385,7 +396,7 @@ class Simulator:
             for block, _ in c.queue:
                 d.picker.request_cancelled(c.up.idx, block)
             c.queue.clear()
-            self._fill_all(d)
+            self._fill_all(d, force=True)
 
     def _became_interested(self, c: _Conn) -> None:
         c.interested = True
@@ -522,7 +533,7 @@ class Simulator:
         for q in touched:
             if q.present and q.done is None:
                 self._refill_neighbours(q)
-                self._fill_all(q)
+                self._fill_all(q, force=True)
 
     def _refill_neighbours(self, q: _Peer) -> None:
         if len(q.tup) >= self.cfg.degree // 2:
@@ -566,10 +577,9 @@ class Simulator:
         if arrival.piece_complete:
             self._verified(d, f.block.piece)
         self._start_next(c)
+        self._fill(c)
         if d.done is None:
             self._fill_all(d)
-        else:
-            self._fill(c)
 
     def _cancel(self, c: _Conn, block: BlockRef) -> None:
         if c.active is not None and c.active.block == block:
@@ -597,6 +607,7 @@ class Simulator:
                 assert q.picker is not None and q.have is not None
                 q.picker.peer_have(d.idx, piece)
                 if piece not in q.have:
+                    c.starved = False
                     if not c.interested:
                         self._became_interested(c)
                     elif c.unchoked_since is not None and c.active is None and not c.queue:

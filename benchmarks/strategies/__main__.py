@@ -1,0 +1,91 @@
+"""Strategy lab CLI.
+
+    python -m benchmarks.strategies --list
+    python -m benchmarks.strategies --scenario flash-crowd --peers 100 --size 20GiB \\
+        [--piece-size 16MiB[,4MiB,...]] [--strategy NAME|all] [--endgame on|off|both] [--seed N] \\
+        [--csv out.csv] [--plots PREFIX] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from benchmarks.strategies.metrics import RunMetrics, summarize
+from benchmarks.strategies.report import format_table, have_matplotlib, plot, write_csv
+from benchmarks.strategies.scenarios import SCENARIOS, build_peers
+from benchmarks.strategies.sim import SimConfig, SimResult, simulate
+from torrentgoat.picker import strategy_names
+
+__all__ = ["main", "parse_size"]
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """``20GiB``, ``16MiB``, ``500MB``, ``4096`` -> bytes."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 20GiB, 16MiB, 500MB)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.strategies", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", action="store_true", help="list the scenario presets and strategies")
+    ap.add_argument("--scenario", default="flash-crowd", choices=sorted(SCENARIOS))
+    ap.add_argument("--peers", type=int, default=None, help="leechers (default: the preset's)")
+    ap.add_argument("--size", type=parse_size, default=parse_size("4GiB"))
+    ap.add_argument("--piece-size", default="16MiB", help="one size or a comma-separated list")
+    ap.add_argument("--strategy", default="rarest-first", help="a registered name or 'all'")
+    ap.add_argument("--endgame", choices=("on", "off", "both"), default="on")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--upload-slots", type=int, default=4)
+    ap.add_argument("--degree", type=int, default=25, help="neighbours per joining peer")
+    ap.add_argument("--sub-blocks", type=int, default=1, help="flows per piece (1: whole pieces)")
+    ap.add_argument("--csv", default=None, help="write the table as CSV")
+    ap.add_argument("--plots", default=None, help="PNG prefix (needs matplotlib, the 'bench' extra)")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = ap.parse_args(argv)
+
+    if args.list:
+        for sc in SCENARIOS.values():
+            print(f"{sc.name:18} (default {sc.default_peers} leechers) {sc.description}")
+        print("strategies:", ", ".join(strategy_names()))
+        return 0
+    strategies = strategy_names() if args.strategy == "all" else [args.strategy]
+    unknown = [s for s in strategies if s not in strategy_names()]
+    if unknown:
+        ap.error(f"unknown strategy {unknown[0]!r} (known: {', '.join(strategy_names())})")
+    pieces = [parse_size(p) for p in args.piece_size.split(",")]
+    endgames = {"on": [True], "off": [False], "both": [True, False]}[args.endgame]
+    peers = args.peers if args.peers is not None else SCENARIOS[args.scenario].default_peers
+    specs = build_peers(args.scenario, peers, args.size, args.seed)
+    rows: list[RunMetrics] = []
+    runs: list[tuple[RunMetrics, SimResult]] = []
+    for piece in pieces:
+        for strategy in strategies:
+            for endgame in endgames:
+                cfg = SimConfig(size=args.size, piece_size=piece, strategy=strategy, endgame=endgame,
+                                seed=args.seed, upload_slots=args.upload_slots, degree=args.degree,
+                                sub_blocks=args.sub_blocks)
+                result = simulate(cfg, specs)
+                m = summarize(result, scenario=args.scenario)
+                rows.append(m)
+                runs.append((m, result))
+                print(format_table([m]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(format_table(rows, markdown=args.markdown))
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.plots:
+        written = plot(runs, args.plots)
+        if not written and not have_matplotlib():
+            print("(no plots: matplotlib is not installed; pip install -e '.[bench]')", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
