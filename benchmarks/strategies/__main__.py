@@ -20,8 +20,21 @@ from torrentgoat.picker import strategy_names
 
 __all__ = ["main", "parse_size"]
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 2**10, "m": 2**20, "g": 2**30}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+}
 
 
 def parse_size(text: str) -> int:
@@ -33,8 +46,11 @@ def parse_size(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.strategies", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.strategies",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--list", action="store_true", help="list the scenario presets and strategies")
     ap.add_argument("--scenario", default="flash-crowd", choices=sorted(SCENARIOS))
     ap.add_argument("--peers", type=int, default=None, help="leechers (default: the preset's)")
@@ -69,9 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     for piece in pieces:
         for strategy in strategies:
             for endgame in endgames:
-                cfg = SimConfig(size=args.size, piece_size=piece, strategy=strategy, endgame=endgame,
-                                seed=args.seed, upload_slots=args.upload_slots, degree=args.degree,
-                                sub_blocks=args.sub_blocks)
+                cfg = SimConfig(
+                    size=args.size,
+                    piece_size=piece,
+                    strategy=strategy,
+                    endgame=endgame,
+                    seed=args.seed,
+                    upload_slots=args.upload_slots,
+                    degree=args.degree,
+                    sub_blocks=args.sub_blocks,
+                )
                 result = simulate(cfg, specs)
                 m = summarize(result, scenario=args.scenario)
                 rows.append(m)

@@ -25,16 +25,44 @@ def format_size(n: float) -> str:
 
 
 def format_table(rows: Sequence[RunMetrics], *, markdown: bool = False) -> str:
-    head = ["scenario", "strategy", "piece", "endgame", "min s", "median s", "p90 s", "max s", "T* s",
-            "max/T*", "seed copies", "dup MiB", "copy at s", "incomplete", "wall s"]
+    head = [
+        "scenario",
+        "strategy",
+        "piece",
+        "endgame",
+        "min s",
+        "median s",
+        "p90 s",
+        "max s",
+        "T* s",
+        "max/T*",
+        "seed copies",
+        "dup MiB",
+        "copy at s",
+        "incomplete",
+        "wall s",
+    ]
     lines = []
     for r in rows:
-        lines.append([
-            r.scenario, r.strategy, format_size(r.piece_size), "on" if r.endgame else "off",
-            f"{r.t_min:.1f}", f"{r.t_median:.1f}", f"{r.t_p90:.1f}", f"{r.t_max:.1f}", f"{r.bound:.1f}",
-            f"{r.ratio:.3f}", f"{r.seed_copies:.2f}", f"{r.duplicate_bytes / MiB:.0f}",
-            "-" if r.copy_time is None else f"{r.copy_time:.1f}", str(r.incomplete), f"{r.wall:.1f}",
-        ])
+        lines.append(
+            [
+                r.scenario,
+                r.strategy,
+                format_size(r.piece_size),
+                "on" if r.endgame else "off",
+                f"{r.t_min:.1f}",
+                f"{r.t_median:.1f}",
+                f"{r.t_p90:.1f}",
+                f"{r.t_max:.1f}",
+                f"{r.bound:.1f}",
+                f"{r.ratio:.3f}",
+                f"{r.seed_copies:.2f}",
+                f"{r.duplicate_bytes / MiB:.0f}",
+                "-" if r.copy_time is None else f"{r.copy_time:.1f}",
+                str(r.incomplete),
+                f"{r.wall:.1f}",
+            ]
+        )
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(row) + " |" for row in lines]
@@ -62,10 +90,10 @@ def plot(runs: Sequence[tuple[RunMetrics, SimResult]], prefix: str | Path) -> li
     written (none without matplotlib)."""
     if not have_matplotlib() or not runs:
         return []
-    import matplotlib
+    import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
     out = []
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -86,8 +114,11 @@ def plot(runs: Sequence[tuple[RunMetrics, SimResult]], prefix: str | Path) -> li
     fig, ax = plt.subplots(figsize=(8, 5))
     for m, res in runs:
         if res.availability:
-            ax.plot([t for t, _ in res.availability], [c for _, c in res.availability],
-                    label=f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}")
+            ax.plot(
+                [t for t, _ in res.availability],
+                [c for _, c in res.availability],
+                label=f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}",
+            )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("distributed copies among leechers")
     ax.legend(fontsize=7)

@@ -34,7 +34,9 @@ def _home_seed() -> PeerSpec:
 
 
 def _home_leecher(rng: random.Random, join: float = 0.0, linger: float | None = None) -> PeerSpec:
-    return PeerSpec(upload=5 * MB, download=50 * MB, latency=_jitter(rng, 0.01, 0.04), join=join, linger=linger)
+    return PeerSpec(
+        upload=5 * MB, download=50 * MB, latency=_jitter(rng, 0.01, 0.04), join=join, linger=linger
+    )
 
 
 def flash_crowd(n: int, size: int, rng: random.Random) -> list[PeerSpec]:
@@ -56,8 +58,10 @@ def heterogeneous(n: int, size: int, rng: random.Random) -> list[PeerSpec]:
     out = [_home_seed()]
     for _ in range(n):
         x = rng.random()
-        for share, up, down in classes:
+        up, down = classes[-1][1:]
+        for share, cls_up, cls_down in classes:
             if x < share:
+                up, down = cls_up, cls_down
                 break
             x -= share
         out.append(PeerSpec(upload=up, download=down, latency=_jitter(rng, 0.005, 0.06)))
@@ -83,7 +87,9 @@ def churn(n: int, size: int, rng: random.Random) -> list[PeerSpec]:
 
 
 def seed_leaves_early(n: int, size: int, rng: random.Random) -> list[PeerSpec]:
-    seed = PeerSpec(upload=20 * MB, download=100 * MB, latency=0.01, seed=True, leave_at=1.5 * size / (20 * MB))
+    seed = PeerSpec(
+        upload=20 * MB, download=100 * MB, latency=0.01, seed=True, leave_at=1.5 * size / (20 * MB)
+    )
     return [seed, *(_home_leecher(rng) for _ in range(n))]
 
 

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.choker import Choker, ChokerConfig, PeerStats
@@ -129,7 +130,9 @@ class SimResult:
         return sum(1 for p in self.peers if not p.seed and p.done is None)
 
 
-def fluid_bound(size: float, seed_upload: float, uploads: Sequence[float], downloads: Sequence[float]) -> float:
+def fluid_bound(
+    size: float, seed_upload: float, uploads: Sequence[float], downloads: Sequence[float]
+) -> float:
     """Kumar & Ross (2006) minimum distribution time of ``size`` bytes from seeds with total upload
     ``seed_upload`` to leechers with ``uploads``/``downloads``:
     T* = max(F/u_s, F/min d_i, N F / (u_s + sum u_i))."""
@@ -164,8 +167,8 @@ class _Conn:
         "last_unchoked",
         "queue",
         "rtt",
-        "starved",
         "start_pending",
+        "starved",
         "unchoked_since",
         "up",
     )
@@ -259,7 +262,7 @@ class Simulator:
         )
         self.choker_config = ChokerConfig(upload_slots=config.upload_slots)
         self.peers = [_Peer(i, s) for i, s in enumerate(specs)]
-        self.heap: list[tuple[float, int, int, object]] = []
+        self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = 0
         self.now = 0.0
         self.flows = 0
@@ -276,7 +279,10 @@ class Simulator:
         leech = [s for s in specs if not s.seed]
         self.bound = (
             fluid_bound(
-                config.size, sum(s.upload for s in seeds), [s.upload for s in leech], [s.download for s in leech]
+                config.size,
+                sum(s.upload for s in seeds),
+                [s.upload for s in leech],
+                [s.download for s in leech],
             )
             if seeds and leech
             else 0.0
@@ -284,7 +290,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ helpers
 
-    def _push(self, t: float, kind: int, obj: object) -> None:
+    def _push(self, t: float, kind: int, obj: Any) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (t, self.seq, kind, obj))
 
@@ -573,7 +579,7 @@ class Simulator:
         else:
             d.downloaded += f.size
         for k in arrival.cancel:
-            self._cancel(d.tdown[k], f.block)
+            self._cancel(d.tdown[k], f.block)  # type: ignore[index]  # our keys are ints
         if arrival.piece_complete:
             self._verified(d, f.block.piece)
         self._start_next(c)
@@ -601,7 +607,7 @@ class Simulator:
         assert d.picker is not None
         d.picker.piece_verified(piece)
         self._copy(piece)
-        for n, c in d.tup.items():
+        for c in d.tup.values():
             q = c.down
             if q.done is None:
                 assert q.picker is not None and q.have is not None
@@ -633,34 +639,34 @@ class Simulator:
         heap = self.heap
         while heap:
             t, _, kind, obj = heapq.heappop(heap)
-            if kind == _DONE:
-                f, version = obj  # type: ignore[misc]
-                if version != f.version:
-                    continue
+            if kind == _DONE and obj[1] != obj[0].version:
+                continue  # superseded by a rate change
             if t > self.cfg.max_time:
                 break
             self.now = t
             if kind == _DONE:
-                self._flow_done(f)
+                self._flow_done(obj[0])
             elif kind == _START:
-                c: _Conn = obj  # type: ignore[assignment]
-                c.start_pending = False
-                if c.up.present and c.down.present:
-                    self._start_next(c)
+                obj.start_pending = False
+                if obj.up.present and obj.down.present:
+                    self._start_next(obj)
             elif kind == _RECHOKE:
-                p: _Peer = obj  # type: ignore[assignment]
-                if p.present:
-                    self._rechoke(p, scheduled=True)
+                if obj.present:
+                    self._rechoke(obj, scheduled=True)
             elif kind == _JOIN:
-                self._join(obj)  # type: ignore[arg-type]
+                self._join(obj)
             elif kind == _LEAVE:
-                self._leave(obj)  # type: ignore[arg-type]
+                self._leave(obj)
             elif kind == _SAMPLE:
                 self._sample()
                 self._push(t + sample_every, _SAMPLE, None)
             if self.remaining_leechers <= 0 and self.pending_joins == 0:
                 break
-            if kind == _RECHOKE and self.now - self.last_progress > self.cfg.stall_time and self.pending_joins == 0:
+            if (
+                kind == _RECHOKE
+                and self.now - self.last_progress > self.cfg.stall_time
+                and self.pending_joins == 0
+            ):
                 if not any(p.flows_up for p in self.peers):
                     break
         self._sample()
