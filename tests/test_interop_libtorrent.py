@@ -14,6 +14,7 @@ real safetensors shards and Hugging Face-like model folders.  Shown here:
 
 Files are compared byte for byte with the originals after each transfer.
 """
+
 from __future__ import annotations
 
 import asyncio
