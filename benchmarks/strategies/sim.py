@@ -92,6 +92,10 @@ class SimConfig:
 
     window_pieces: int = 64
 
+    bandwidth: str = "fair"
+    """``fair``: water-filling at both ends of every flow (work-conserving, close to max-min fairness);
+    ``equal``: ``min(upload / sender's flows, download / receiver's flows)`` (cheaper, pessimistic)."""
+
 
 @dataclass(slots=True)
 class PeerResult:
@@ -140,6 +144,20 @@ def fluid_bound(
     if n == 0:
         return 0.0
     return max(size / seed_upload, size / min(downloads), n * size / (seed_upload + sum(uploads)))
+
+
+def _water_fill(capacity: float, caps: dict[_Flow, float]) -> dict[_Flow, float]:
+    """Max-min fair split of ``capacity`` among flows with individual caps."""
+    out: dict[_Flow, float] = {}
+    left = capacity
+    k = len(caps)
+    for f, cap in sorted(caps.items(), key=lambda kv: kv[1]):
+        share = left / k
+        give = cap if cap < share else share
+        out[f] = give
+        left -= give
+        k -= 1
+    return out
 
 
 class _Flow:
@@ -310,20 +328,58 @@ class Simulator:
             f.conn.delivered += moved
         f.t_last = self.now
 
-    def _reshare(self, *peers: _Peer) -> None:
-        seen: dict[_Flow, None] = {}
-        for p in peers:
-            seen.update(p.flows_up)
-            seen.update(p.flows_down)
-        now = self.now
-        for f in seen:
+    def _reshare(self, u: _Peer, d: _Peer) -> None:
+        """Rates after a flow from ``u`` to ``d`` started or ended."""
+        if self.cfg.bandwidth == "equal":
+            flows: dict[_Flow, None] = {}
+            for p in (u, d):
+                flows.update(p.flows_up)
+                flows.update(p.flows_down)
+            for f in flows:
+                up, down = f.conn.up, f.conn.down
+                self._set_rate(
+                    f, min(up.spec.upload / len(up.flows_up), down.spec.download / len(down.flows_down))
+                )
+            return
+        # "fair": each sender water-fills its upload among its flows, each capped by the receiver's equal
+        # share; each receiver does the same with its download; a flow gets the smaller of the two.  The
+        # change of u's and d's flow counts moves the caps one hop further: the senders feeding d and the
+        # receivers fed by u re-fill too.
+        senders: dict[_Peer, None] = {u: None}
+        receivers: dict[_Peer, None] = {d: None}
+        for f in d.flows_down:
+            senders[f.conn.up] = None
+        for f in u.flows_up:
+            receivers[f.conn.down] = None
+        flows = {}
+        for x in senders:
+            flows.update(x.flows_up)
+        for y in receivers:
+            flows.update(y.flows_down)
+        up_fill: dict[_Peer, dict[_Flow, float]] = {}
+        down_fill: dict[_Peer, dict[_Flow, float]] = {}
+        for f in flows:
+            x, y = f.conn.up, f.conn.down
+            a = up_fill.get(x)
+            if a is None:
+                a = up_fill[x] = _water_fill(
+                    x.spec.upload,
+                    {g: g.conn.down.spec.download / len(g.conn.down.flows_down) for g in x.flows_up},
+                )
+            b = down_fill.get(y)
+            if b is None:
+                b = down_fill[y] = _water_fill(
+                    y.spec.download,
+                    {g: g.conn.up.spec.upload / len(g.conn.up.flows_up) for g in y.flows_down},
+                )
+            self._set_rate(f, min(a[f], b[f]))
+
+    def _set_rate(self, f: _Flow, rate: float) -> None:
+        if rate != f.rate:
             self._settle(f)
-            up, down = f.conn.up, f.conn.down
-            rate = min(up.spec.upload / len(up.flows_up), down.spec.download / len(down.flows_down))
-            if rate != f.rate:
-                f.rate = rate
-                f.version += 1
-                self._push(now + f.remaining / rate, _DONE, (f, f.version))
+            f.rate = rate
+            f.version += 1
+            self._push(self.now + f.remaining / rate, _DONE, (f, f.version))
 
     # ------------------------------------------------------------------ requests
 
@@ -634,7 +690,7 @@ class Simulator:
         for p in self.peers:
             self.pending_joins += 1
             self._push(p.spec.join, _JOIN, p)
-        sample_every = max(1.0, self.bound / 100) if self.bound else 10.0
+        sample_every = self.bound / 100 if self.bound else 10.0
         self._push(0.0, _SAMPLE, None)
         heap = self.heap
         while heap:
