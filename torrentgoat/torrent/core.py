@@ -104,6 +104,13 @@ __all__ = ["PeerSource", "Torrent", "TorrentContext"]
 log = logging.getLogger("torrentgoat.torrent")
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class PeerSource:
     """Something that finds peers for a torrent over time (trackers, the DHT).
 
@@ -274,8 +281,16 @@ class Torrent:
                 self._subscribers.remove(queue)
 
     def add_peers(self, addresses: list[PeerAddress], source: str) -> int:
-        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new."""
-        added = sum(1 for address in addresses if self.pool.add(address, source))
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.
+
+        Our own listen port on a loopback address is never dialled (trackers hand our own address
+        back; dialling it only ends in "connected to ourselves")."""
+        port = self.ctx.listen_port
+        added = sum(
+            1
+            for address in addresses
+            if not (address.port == port and _is_loopback(address.host)) and self.pool.add(address, source)
+        )
         if added:
             self._wake_connector.set()
         return added
