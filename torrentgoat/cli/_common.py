@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from torrentgoat.torrent import (
 )
 from torrentgoat.units import format_rate, parse_size
 
-__all__ = ["add_session_options", "follow", "session_config", "stop_on_signals"]
+__all__ = ["add_session_options", "follow", "on_signals", "session_config", "stop_on_signals"]
 
 
 def add_session_options(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +74,13 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
 
 
 @contextlib.contextmanager
-def stop_on_signals(torrents: list[Torrent]) -> Iterator[None]:
-    """Ctrl-C / SIGTERM stop the torrents cleanly (pieces kept, trackers told ``stopped``)."""
+def on_signals(handler: Callable[[], object]) -> Iterator[None]:
+    """Call ``handler`` on SIGINT / SIGTERM while the block runs (where the loop supports it)."""
     loop = asyncio.get_running_loop()
     installed = []
-
-    def stop() -> None:
-        for torrent in torrents:
-            torrent.stop("interrupted")
-
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop)
+            loop.add_signal_handler(sig, handler)
             installed.append(sig)
         except (NotImplementedError, RuntimeError):
             pass
@@ -94,6 +89,18 @@ def stop_on_signals(torrents: list[Torrent]) -> Iterator[None]:
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def stop_on_signals(torrents: list[Torrent]) -> Iterator[None]:
+    """Ctrl-C / SIGTERM stop the torrents cleanly (pieces kept, trackers told ``stopped``)."""
+
+    def stop() -> None:
+        for torrent in torrents:
+            torrent.stop("interrupted")
+
+    with on_signals(stop):
+        yield
 
 
 async def follow(torrent: Torrent, *, quiet: bool, label: str | None = None, position: int = 0) -> None:

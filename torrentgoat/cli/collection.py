@@ -26,13 +26,12 @@ import asyncio
 import contextlib
 import json
 import re
-import signal
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from torrentgoat.cli._common import add_session_options, follow, session_config
+from torrentgoat.cli._common import add_session_options, follow, on_signals, session_config
 from torrentgoat.cli._run import run
 from torrentgoat.collection import (
     DEFAULT_HUB,
@@ -327,29 +326,12 @@ async def _cancellable(coro: Coroutine[Any, Any, int], *, interrupted: int = 130
     Returns ``interrupted`` then: 130 for downloads, 0 for seeding commands (stopping them is normal).
     """
     task = asyncio.ensure_future(coro)
-    loop = asyncio.get_running_loop()
-    with _signals(loop, task.cancel):
+    with on_signals(task.cancel):
         try:
             return await task
         except asyncio.CancelledError:
             _say("stopped" if interrupted == 0 else "interrupted")
             return interrupted
-
-
-@contextlib.contextmanager
-def _signals(loop: asyncio.AbstractEventLoop, handler: Any) -> Iterator[None]:
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, handler)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 async def _sync(args: argparse.Namespace, magnet: str | None, root: Path) -> int:
