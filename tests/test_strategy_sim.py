@@ -164,3 +164,24 @@ def test_cli_table_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert {r["endgame"] for r in rows} == {"True", "False"}
     assert main(["--list"]) == 0
     assert "flash-crowd" in capsys.readouterr().out
+
+
+def test_seed_sparing_asks_a_seed_only_for_pieces_no_leecher_has() -> None:
+    import random
+
+    from benchmarks.strategies.hybrid import SeedSparing
+    from torrentgoat.picker import PieceLayout, PiecePicker
+
+    picker = PiecePicker(
+        PieceLayout.uniform(4, 16384),
+        rng=random.Random(1),
+        config=PickerConfig(initial_random_pieces=0),
+        strategy=SeedSparing(),
+    )
+    seed = Bitfield(4, full=True)
+    picker.peer_joined("seed", seed)
+    picker.peer_joined("leecher", Bitfield.from_indices(4, [0, 1]))
+    got = picker.pick("seed", seed, 10, now=0.0)
+    assert sorted(b.piece for b in got) == [2, 3]  # 0 and 1 are left to the leecher
+    leecher = picker.pick("leecher", Bitfield.from_indices(4, [0, 1]), 10, now=0.0)
+    assert sorted(b.piece for b in leecher) == [0, 1]

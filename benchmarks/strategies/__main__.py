@@ -12,6 +12,7 @@ import argparse
 import re
 import sys
 
+from benchmarks.strategies import hybrid as _hybrid  # noqa: F401  (registers seed-sparing)
 from benchmarks.strategies.metrics import RunMetrics, summarize
 from benchmarks.strategies.report import format_table, have_matplotlib, plot, write_csv
 from benchmarks.strategies.scenarios import SCENARIOS, build_peers
