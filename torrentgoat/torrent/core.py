@@ -19,6 +19,7 @@ Invariants kept here (issue 3, "Verified pieces only"):
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import fnmatch
@@ -111,7 +112,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class PeerSource:
+class PeerSource(abc.ABC):
     """Something that finds peers for a torrent over time (trackers, the DHT).
 
     ``run(torrent)`` runs until cancelled and calls ``torrent.add_peers``; ``completed()`` and
@@ -120,13 +121,14 @@ class PeerSource:
 
     name = "source"
 
-    async def run(self, torrent: Torrent) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def run(self, torrent: Torrent) -> None:
+        """Find peers (or fetch blocks) for ``torrent`` until cancelled."""
 
-    def completed(self) -> None:
+    def completed(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """The download finished."""
 
-    async def stopped(self) -> None:
+    async def stopped(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """The torrent is stopping: say goodbye (best effort, short)."""
 
 
