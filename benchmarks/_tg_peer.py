@@ -2,12 +2,15 @@
 
     python -m benchmarks._tg_peer seed  --torrent T --dir D [--port P]
     python -m benchmarks._tg_peer leech --torrent T --dir D [--port P] --peer HOST:PORT
+    (both: [--upload-limit RATE] [--upload-slots N]; leech: [--stay])
 
 Listens on 127.0.0.1 only (no IPv6, no DHT, no trackers, no PEX) and prints one JSON object per line:
 ``{"event": "listening", "port": P}`` once the listen socket is up, ``{"event": "seeding", ...}`` once
 a seed has checked its data, ``{"event": "first_byte", "seconds": S}`` when a leech gets its first
 block, ``{"event": "finished", "seconds": S, "bytes": N}`` when a leech has every piece verified and
-written.  A seed runs until stdin closes or SIGTERM; a leech exits after finishing.
+written.  A seed runs until stdin closes or SIGTERM; a leech exits after finishing, unless ``--stay``:
+then it keeps seeding (like a seed) and prints ``{"event": "stopping", "uploaded": N, ...}`` on the
+way out.  ``--upload-limit`` caps the session's upload (bytes/s, or ``20MB``-style; 0 = unlimited).
 ``TG_PROFILE=path`` wraps the run in cProfile (stats written to ``path``) for a quick look without
 py-spy.
 """
@@ -28,6 +31,7 @@ from typing import Any
 
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.torrent import TorrentConfig
+from torrentgoat.units import parse_size
 
 __all__ = ["main"]
 
@@ -56,8 +60,10 @@ def emit(**fields: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     seed = args.mode == "seed"
-    tconfig = TorrentConfig(seed=seed, pex=False)
+    stay = seed or args.stay
+    tconfig = TorrentConfig(seed=stay, pex=False, upload_slots=args.upload_slots)
     config = SessionConfig(
+        upload_limit=parse_size(args.upload_limit, what="rate"),
         listen_host="127.0.0.1",
         listen_ipv6=None,
         listen_port=args.port,
@@ -103,6 +109,24 @@ async def run(args: argparse.Namespace) -> int:
             return 3
         finally:
             first.cancel()
+        if stay:
+            emit(
+                event="finished",
+                seconds=time.monotonic() - started,
+                bytes=torrent.wanted_bytes,
+                downloaded=torrent.downloaded,
+                uploaded=torrent.uploaded,
+                hash_failures=torrent.hash_failures,
+            )
+            threading.Thread(
+                target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+            ).start()
+            await stop.wait()
+            emit(event="stopping", uploaded=torrent.uploaded, downloaded=torrent.downloaded)
+            torrent.stop("benchmark over")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(torrent.wait_stopped(), 5.0)
+            return 0
         emit(
             event="finished",
             seconds=time.monotonic() - started,
@@ -143,6 +167,9 @@ def main() -> int:
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
+    parser.add_argument("--upload-limit", default="0", help="bytes/s or 20MB-style rate (0 = unlimited)")
+    parser.add_argument("--upload-slots", type=int, default=TorrentConfig().upload_slots)
+    parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()
