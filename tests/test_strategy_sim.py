@@ -71,6 +71,15 @@ def test_conservation(sub_blocks: int) -> None:
     assert m.t_min <= m.t_median <= m.t_p90 <= m.t_max
 
 
+def test_super_seed_sends_every_piece_once_before_any_twice() -> None:
+    cfg, specs = small("cluster-fanout", super_seed=True)
+    sim = Simulator(cfg, specs)
+    res = sim.run()
+    assert res.incomplete == 0
+    assert sim.unsent is not None and sim.unsent.count == 0
+    assert all(p.downloaded == SIZE for p in res.peers if not p.seed)
+
+
 def test_endgame_off_has_no_duplicates() -> None:
     cfg, specs = small(endgame=False)
     res = simulate(cfg, specs)

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--upload-slots", type=int, default=4)
     ap.add_argument("--degree", type=int, default=25, help="neighbours per joining peer")
     ap.add_argument("--sub-blocks", type=int, default=1, help="flows per piece (1: whole pieces)")
+    ap.add_argument(
+        "--super-seed", action="store_true", help="seeds send every piece once first (BEP 16 idea)"
+    )
     ap.add_argument("--csv", default=None, help="write the table as CSV")
     ap.add_argument("--plots", default=None, help="PNG prefix (needs matplotlib, the 'bench' extra)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                     upload_slots=args.upload_slots,
                     degree=args.degree,
                     sub_blocks=args.sub_blocks,
+                    super_seed=args.super_seed,
                 )
                 result = simulate(cfg, specs)
                 m = summarize(result, scenario=args.scenario)

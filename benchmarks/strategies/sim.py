@@ -92,6 +92,10 @@ class SimConfig:
 
     window_pieces: int = 64
 
+    super_seed: bool = False
+    """Seed-side policy in the spirit of BEP 16 super-seeding: until every piece has been sent once, a
+    seed offers (passes to the requester's ``pick`` as its have-set) only pieces no seed has sent yet."""
+
     bandwidth: str = "fair"
     """``fair``: water-filling at both ends of every flow (work-conserving, close to max-min fairness);
     ``equal``: ``min(upload / sender's flows, download / receiver's flows)`` (cheaper, pessimistic)."""
@@ -293,6 +297,11 @@ class Simulator:
         self.pending_joins = 0
         self.remaining_leechers = sum(1 for s in specs if not s.seed)
         self.samples: list[tuple[float, float]] = []
+        self.unsent: Bitfield | None = None
+        if config.super_seed:
+            if m != 1:
+                raise ValueError("super_seed needs sub_blocks=1")
+            self.unsent = Bitfield(self.num_pieces, full=True)
         seeds = [s for s in specs if s.seed]
         leech = [s for s in specs if not s.seed]
         self.bound = (
@@ -392,7 +401,13 @@ class Simulator:
             return
         assert d.picker is not None and c.up.have is not None
         picker = d.picker
-        blocks = picker.pick(c.up.idx, c.up.have, room, now=self.now)
+        offer = c.up.have
+        if self.unsent is not None and c.up.spec.seed and self.unsent.count:
+            offer = self.unsent  # super-seeding: a seed offers only pieces no seed has sent yet
+        blocks = picker.pick(c.up.idx, offer, room, now=self.now)
+        if blocks and offer is self.unsent:
+            for b in blocks:
+                self.unsent.discard(b.piece)
         if blocks:
             c.starved = False
             ready = self.now + c.rtt
@@ -457,6 +472,8 @@ class Simulator:
         if c.queue and d.picker is not None:
             for block, _ in c.queue:
                 d.picker.request_cancelled(c.up.idx, block)
+                if self.unsent is not None and c.up.spec.seed and block.piece not in d.have:  # type: ignore[operator]
+                    self.unsent.add(block.piece)
             c.queue.clear()
             self._fill_all(d, force=True)
 
