@@ -31,7 +31,7 @@ import argparse
 import contextlib
 import csv
 import json
-import os
+import math
 import queue
 import shutil
 import signal
@@ -245,8 +245,9 @@ def run_client(
 
 def simulate_prediction(
     *, size: int, piece_size: int, leechers: int, cap: int, slots: int, strategy: str, endgame: bool
-) -> list[float] | None:
-    """Completion times the strategy lab predicts for this swarm (None when the lab is missing)."""
+) -> tuple[list[float], float] | None:
+    """Completion times and seed upload (bytes) the strategy lab predicts for this swarm (None when
+    the lab is missing)."""
     try:
         from benchmarks.strategies import PeerSpec, SimConfig, simulate
     except ImportError:
@@ -262,7 +263,8 @@ def simulate_prediction(
         degree=leechers,  # everybody knows everybody, as in the measured run
         seed=1,
     )
-    return list(simulate(config, specs).completion_times)
+    result = simulate(config, specs)
+    return list(result.completion_times), result.seed_upload
 
 
 def summary(times: list[float]) -> dict[str, float]:
@@ -270,7 +272,7 @@ def summary(times: list[float]) -> dict[str, float]:
     if not done:
         nan = float("nan")
         return {"min": nan, "median": nan, "p90": nan, "max": nan}
-    p90 = done[min(len(done) - 1, max(0, int(round(0.9 * len(done) + 0.5)) - 1))]
+    p90 = done[max(0, math.ceil(0.9 * len(done)) - 1)]  # nearest rank
     return {"min": done[0], "median": statistics.median(done), "p90": p90, "max": done[-1]}
 
 
@@ -311,8 +313,28 @@ def main(argv: list[str] | None = None) -> int:
     torrent = work / f"model-{piece}.torrent"
     torrent.write_bytes(create_torrent(source, piece_length=piece).to_bytes())
 
-    # SIGTERM to the harness -> finally-blocks stop every peer
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
+    # SIGTERM to the harness -> SystemExit -> the finally-blocks stop every peer
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(args, clients, size, piece, cap, torrent, source, work)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run(
+    args: argparse.Namespace,
+    clients: list[str],
+    size: int,
+    piece: int,
+    cap: int,
+    torrent: Path,
+    source: Path,
+    work: Path,
+) -> int:
 
     n = args.leechers
     bound = fluid_bound(size, cap, [cap] * n, [UNLIMITED] * n)
@@ -322,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     predicted: list[float] | None = None
+    sim_seed_upload = float("nan")
     if not args.no_sim:
         wall = time.monotonic()
-        predicted = simulate_prediction(
+        prediction = simulate_prediction(
             size=size,
             piece_size=piece,
             leechers=n,
@@ -333,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             strategy=TorrentConfig().strategy,
             endgame=TorrentConfig().endgame,
         )
+        if prediction is not None:
+            predicted, sim_seed_upload = prediction
         if predicted is None:
             print("simulator (benchmarks.strategies) not available: T* only", flush=True)
         else:
@@ -356,16 +381,21 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
 
     rows: list[dict[str, Any]] = []
-    header = f"{'who':<14}{'min':>7}{'median':>8}{'p90':>7}{'max':>7}   x T* (median / max)   vs sim (median / max)"
+    header = (
+        f"{'who':<14}{'min':>7}{'median':>8}{'p90':>7}{'max':>7}  seed copies"
+        "   x T* (median / max)   vs sim (median / max)"
+    )
     print()
     print(header)
     sim_stats = summary(predicted) if predicted else None
-    lines: list[tuple[str, dict[str, float]]] = [("T*", dict.fromkeys(("min", "median", "p90", "max"), bound))]
+    lines: list[tuple[str, dict[str, float], float]] = [
+        ("T*", dict.fromkeys(("min", "median", "p90", "max"), bound), 1.0)
+    ]
     if sim_stats:
-        lines.append(("simulator", sim_stats))
-    lines += [(r.client, summary(r.times)) for r in results]
+        lines.append(("simulator", sim_stats, sim_seed_upload / size))
+    lines += [(r.client, summary(r.times), r.seed_uploaded / size) for r in results]
     flagged: list[str] = []
-    for who, st in lines:
+    for who, st, copies in lines:
         ratio = f"{st['median'] / bound:5.2f} / {st['max'] / bound:5.2f}"
         vs = ""
         if sim_stats and who not in ("T*", "simulator"):
@@ -377,9 +407,16 @@ def main(argv: list[str] | None = None) -> int:
                 flagged.append(who)
         print(
             f"{who:<14}{_fmt(st['min']):>7}{_fmt(st['median']):>8}{_fmt(st['p90']):>7}{_fmt(st['max']):>7}"
-            f"   {ratio:<20}  {vs}"
+            f"  {copies:11.2f}   {ratio:<20}  {vs}"
         )
-        rows.append({"who": who, **{k: round(v, 3) for k, v in st.items()}, "t_star": round(bound, 3)})
+        rows.append(
+            {
+                "who": who,
+                **{k: round(v, 3) for k, v in st.items()},
+                "t_star": round(bound, 3),
+                "seed_copies": round(copies, 3),
+            }
+        )
     for r in results:
         print(
             f"{r.client}: per leecher {', '.join(_fmt(t).strip() for t in r.times)} s; swarm {r.swarm_seconds:.1f} s; "
@@ -388,9 +425,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     if predicted is None and not args.no_sim:
         print("(no simulator prediction)")
+    if flagged:
+        print(
+            f"DISAGREE: {', '.join(flagged)} differ from the simulator by more than {DISAGREE:.0%}; "
+            "compare the seed copies column (the seed's upload is the bottleneck: every extra copy it "
+            "sends adds F/u_seed) -- see benchmarks/README.md, 'Fan-out on loopback'"
+        )
     if args.csv:
         with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["who", "min", "median", "p90", "max", "t_star"])
+            writer = csv.DictWriter(f, fieldnames=["who", "min", "median", "p90", "max", "t_star", "seed_copies"])
             writer.writeheader()
             writer.writerows(rows)
     failed = any(r.error or any(t != t for t in r.times) for r in results)

@@ -1,0 +1,54 @@
+"""Smoke test of the loopback fan-out benchmark (benchmarks/fanout.py): 1 seed + 2 torrentgoat leechers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import fanout
+
+__all__: list[str] = []
+
+
+def test_fluid_bound_matches_the_closed_form() -> None:
+    # equal caps u, N leechers, unlimited downloads: T* = max(F/u, N F / ((N + 1) u)) = F/u
+    assert fanout.fluid_bound(100.0, 10.0, [10.0] * 8, [1e12] * 8) == pytest.approx(10.0)
+    # a slow downloader binds
+    assert fanout.fluid_bound(100.0, 10.0, [10.0, 10.0], [5.0, 1e12]) == pytest.approx(20.0)
+    # many leechers that upload little: the aggregate term binds
+    assert fanout.fluid_bound(100.0, 10.0, [1.0] * 10, [1e12] * 10) == pytest.approx(50.0)
+
+
+def test_summary_percentiles() -> None:
+    st = fanout.summary([float(i) for i in range(1, 11)] + [float("nan")])
+    assert (st["min"], st["median"], st["p90"], st["max"]) == (1.0, 5.5, 9.0, 10.0)
+
+
+def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
+    csv_path = tmp_path / "fanout.csv"
+    work = Path("/tmp") / f"tgfanout-test-{tmp_path.name}"
+    try:
+        code = fanout.main(
+            [
+                "--leechers", "2",
+                "--size", "4MiB",
+                "--piece-size", "256KiB",
+                "--upload-cap", "200MB",
+                "--client", "tg",
+                "--dir", str(work),
+                "--timeout", "30",
+                "--csv", str(csv_path),
+            ]
+        )  # fmt: skip
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    assert code == 0
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "who,min,median,p90,max,t_star,seed_copies"
+    whos = [r.split(",")[0] for r in rows[1:]]
+    assert whos == ["T*", "simulator", "tg"]
+    tg = rows[-1].split(",")
+    assert all(float(x) > 0 for x in tg[1:])
