@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", type=int, default=None, help="leechers (default: the preset's)")
     ap.add_argument("--size", type=parse_size, default=parse_size("4GiB"))
     ap.add_argument("--piece-size", default="16MiB", help="one size or a comma-separated list")
-    ap.add_argument("--strategy", default="rarest-first", help="a registered name or 'all'")
+    ap.add_argument("--strategy", default="rarest-first", help="registered names, comma-separated, or 'all'")
     ap.add_argument("--endgame", choices=("on", "off", "both"), default="on")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--upload-slots", type=int, default=4)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sc.name:18} (default {sc.default_peers} leechers) {sc.description}")
         print("strategies:", ", ".join(strategy_names()))
         return 0
-    strategies = strategy_names() if args.strategy == "all" else [args.strategy]
+    strategies = strategy_names() if args.strategy == "all" else args.strategy.split(",")
     unknown = [s for s in strategies if s not in strategy_names()]
     if unknown:
         ap.error(f"unknown strategy {unknown[0]!r} (known: {', '.join(strategy_names())})")
