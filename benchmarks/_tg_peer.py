@@ -2,7 +2,7 @@
 
     python -m benchmarks._tg_peer seed  --torrent T --dir D [--port P]
     python -m benchmarks._tg_peer leech --torrent T --dir D [--port P] --peer HOST:PORT
-    (both: [--upload-limit RATE] [--upload-slots N]; leech: [--stay])
+    (both: [--upload-limit RATE] [--upload-slots N] [--strategy NAME]; leech: [--stay])
 
 Listens on 127.0.0.1 only (no IPv6, no DHT, no trackers, no PEX) and prints one JSON object per line:
 ``{"event": "listening", "port": P}`` once the listen socket is up, ``{"event": "seeding", ...}`` once
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from torrentgoat.picker import strategy_names
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.torrent import TorrentConfig
 from torrentgoat.units import parse_size
@@ -61,7 +62,9 @@ def emit(**fields: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     seed = args.mode == "seed"
     stay = seed or args.stay
-    tconfig = TorrentConfig(seed=stay, pex=False, upload_slots=args.upload_slots)
+    if args.strategy not in strategy_names():
+        import benchmarks.strategies.hybrid  # noqa: F401  (registers the lab's strategies)
+    tconfig = TorrentConfig(seed=stay, pex=False, upload_slots=args.upload_slots, strategy=args.strategy)
     config = SessionConfig(
         upload_limit=parse_size(args.upload_limit, what="rate"),
         listen_host="127.0.0.1",
@@ -169,6 +172,7 @@ def main() -> int:
     parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
     parser.add_argument("--upload-limit", default="0", help="bytes/s or 20MB-style rate (0 = unlimited)")
     parser.add_argument("--upload-slots", type=int, default=TorrentConfig().upload_slots)
+    parser.add_argument("--strategy", default=TorrentConfig().strategy, help="piece strategy (lab ones too)")
     parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")

@@ -1,7 +1,7 @@
 """Fan-out on loopback: 1 seed + N leechers, every peer's upload capped, against the fluid-model bound.
 
 Run: ``python -m benchmarks.fanout [--leechers 8] [--size 512MiB] [--piece-size 4MiB]
-[--upload-cap 20MB] [--client tg,lt] [--csv out.csv] [--dir /tmp/tgfanout] [--no-sim]``.
+[--upload-cap 20MB] [--client tg,lt,tg:seed-sparing] [--csv out.csv] [--dir /tmp/tgfanout] [--no-sim]``.
 
 1. Writes one model-like safetensors file of ``--size`` (reused when already there), makes its
    .torrent with :func:`torrentgoat.creation.create_torrent`.
@@ -57,6 +57,7 @@ CLIENTS = ("tg", "lt")
 LOOPBACK_LATENCY = 0.0001  # one-way, seconds, for the simulator
 UNLIMITED = 1e12  # a download capacity that never binds (bytes/s)
 DISAGREE = 0.25
+LT_UNCHOKE_SLOTS = 8  # libtorrent 2.1 default unchoke_slots_limit (fixed-slots choker)
 
 
 def fluid_bound(size: float, seed_upload: float, uploads: list[float], downloads: list[float]) -> float:
@@ -109,7 +110,9 @@ class Proc:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{self.name}: no {event!r} in time (last line: {self.last})\n{self.err()}")
+                raise TimeoutError(
+                    f"{self.name}: no {event!r} in time (last line: {self.last})\n{self.err()}"
+                )
             try:
                 when, line = self.lines.get(timeout=left)
             except queue.Empty:
@@ -145,7 +148,9 @@ class Proc:
 def peer_command(
     client: str, mode: str, torrent: Path, data: Path, port: int, peers: list[int], cap: int, slots: int
 ) -> list[str]:
-    if client == "lt":
+    """``client``: ``lt``, ``tg`` or ``tg:STRATEGY`` (a piece strategy, the lab's included)."""
+    kind, _, strategy = client.partition(":")
+    if kind == "lt":
         cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--report", "0.5"]
         if mode == "leech":
             cmd += ["--exit-after-finish", "1e9"]
@@ -153,6 +158,8 @@ def peer_command(
         cmd = [sys.executable, "-m", "benchmarks._tg_peer", mode, "--upload-slots", str(slots)]
         if mode == "leech":
             cmd += ["--stay"]
+        if strategy:
+            cmd += ["--strategy", strategy]
     cmd += ["--torrent", str(torrent), "--dir", str(data), "--port", str(port), "--upload-limit", str(cap)]
     for p in peers:
         cmd += ["--peer", f"127.0.0.1:{p}"]
@@ -191,7 +198,7 @@ def run_client(
 ) -> ClientResult:
     """One fan-out run with every peer of ``client``; every process is stopped before returning."""
     procs: list[Proc] = []
-    run_dir = work / client
+    run_dir = work / client.replace(":", "-")
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     times = [float("nan")] * leechers
@@ -216,7 +223,9 @@ def run_client(
             data = run_dir / f"leech{i}"
             data.mkdir()
             others = [seed_port, *(p for p in ports if p != port)]
-            leech = Proc(f"{client} leech{i}", peer_command(client, "leech", torrent, data, port, others, cap, slots))
+            leech = Proc(
+                f"{client} leech{i}", peer_command(client, "leech", torrent, data, port, others, cap, slots)
+            )
             procs.append(leech)
             leeches.append(leech)
         deadline = spawned + timeout
@@ -253,7 +262,10 @@ def simulate_prediction(
     except ImportError:
         return None
     seed = PeerSpec(upload=cap, download=UNLIMITED, latency=LOOPBACK_LATENCY, seed=True)
-    specs = [seed, *(PeerSpec(upload=cap, download=UNLIMITED, latency=LOOPBACK_LATENCY) for _ in range(leechers))]
+    specs = [
+        seed,
+        *(PeerSpec(upload=cap, download=UNLIMITED, latency=LOOPBACK_LATENCY) for _ in range(leechers)),
+    ]
     config = SimConfig(
         size=size,
         piece_size=piece_size,
@@ -286,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="512MiB")
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--upload-cap", default="20MB", help="every peer's upload, bytes/s or 20MB-style")
-    parser.add_argument("--client", default="tg,lt", help="comma-separated: tg, lt")
+    parser.add_argument(
+        "--client", default="tg,lt", help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing)"
+    )
     parser.add_argument("--slots", type=int, default=TorrentConfig().upload_slots, help="tg upload slots")
     parser.add_argument("--dir", default="/tmp/tgfanout")
     parser.add_argument("--timeout", type=float, default=600.0, help="per client, seconds")
@@ -295,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     clients = [c.strip() for c in args.client.split(",") if c.strip()]
     for c in clients:
-        if c not in CLIENTS:
-            parser.error(f"unknown client {c!r} (choose from {', '.join(CLIENTS)})")
+        kind, _, strategy = c.partition(":")
+        if kind not in CLIENTS or (strategy and kind != "tg"):
+            parser.error(f"unknown client {c!r} (choose from tg, tg:STRATEGY, lt)")
     size = parse_size(args.size)
     piece = parse_size(args.piece_size)
     cap = parse_size(args.upload_cap, what="rate")
@@ -335,7 +350,6 @@ def _run(
     source: Path,
     work: Path,
 ) -> int:
-
     n = args.leechers
     bound = fluid_bound(size, cap, [cap] * n, [UNLIMITED] * n)
     print(
@@ -343,25 +357,28 @@ def _run(
         f"every upload capped at {cap / 1e6:g} MB/s, downloads unlimited -> T* = {bound:.1f} s",
         flush=True,
     )
-    predicted: list[float] | None = None
-    sim_seed_upload = float("nan")
+    default = TorrentConfig().strategy
+    # the simulator's prediction per (piece strategy, upload slots); libtorrent is compared with
+    # rarest-first and its own default of 8 unchoke slots
+    predictions: dict[str, tuple[list[float], float]] = {}
     if not args.no_sim:
-        wall = time.monotonic()
-        prediction = simulate_prediction(
-            size=size,
-            piece_size=piece,
-            leechers=n,
-            cap=cap,
-            slots=args.slots,
-            strategy=TorrentConfig().strategy,
-            endgame=TorrentConfig().endgame,
-        )
-        if prediction is not None:
-            predicted, sim_seed_upload = prediction
-        if predicted is None:
-            print("simulator (benchmarks.strategies) not available: T* only", flush=True)
-        else:
-            print(f"simulator: done in {time.monotonic() - wall:.1f} s wall", flush=True)
+        for key in dict.fromkeys(_sim_key(c, default, args.slots) for c in clients):
+            strategy, _, slots = key.partition("/")
+            wall = time.monotonic()
+            prediction = simulate_prediction(
+                size=size,
+                piece_size=piece,
+                leechers=n,
+                cap=cap,
+                slots=int(slots),
+                strategy=strategy,
+                endgame=TorrentConfig().endgame,
+            )
+            if prediction is None:
+                print("simulator (benchmarks.strategies) not available: T* only", flush=True)
+                break
+            predictions[key] = prediction
+            print(f"simulator ({key} slots): {time.monotonic() - wall:.1f} s wall", flush=True)
 
     results: list[ClientResult] = []
     for client in clients:
@@ -381,32 +398,32 @@ def _run(
         results.append(res)
 
     rows: list[dict[str, Any]] = []
-    header = (
-        f"{'who':<14}{'min':>7}{'median':>8}{'p90':>7}{'max':>7}  seed copies"
+    print()
+    print(
+        f"{'who':<22}{'min':>7}{'median':>8}{'p90':>7}{'max':>7}  seed copies"
         "   x T* (median / max)   vs sim (median / max)"
     )
-    print()
-    print(header)
-    sim_stats = summary(predicted) if predicted else None
-    lines: list[tuple[str, dict[str, float], float]] = [
-        ("T*", dict.fromkeys(("min", "median", "p90", "max"), bound), 1.0)
+    lines: list[tuple[str, dict[str, float], float, dict[str, float] | None]] = [
+        ("T*", dict.fromkeys(("min", "median", "p90", "max"), bound), 1.0, None)
     ]
-    if sim_stats:
-        lines.append(("simulator", sim_stats, sim_seed_upload / size))
-    lines += [(r.client, summary(r.times), r.seed_uploaded / size) for r in results]
+    for strategy, (times, seed_upload) in predictions.items():
+        lines.append((f"sim:{strategy}", summary(times), seed_upload / size, None))
+    for r in results:
+        pred = predictions.get(_sim_key(r.client, default, args.slots))
+        lines.append((r.client, summary(r.times), r.seed_uploaded / size, summary(pred[0]) if pred else None))
     flagged: list[str] = []
-    for who, st, copies in lines:
+    for who, st, copies, sim in lines:
         ratio = f"{st['median'] / bound:5.2f} / {st['max'] / bound:5.2f}"
         vs = ""
-        if sim_stats and who not in ("T*", "simulator"):
-            dm = st["median"] / sim_stats["median"] - 1
-            dx = st["max"] / sim_stats["max"] - 1
+        if sim is not None:
+            dm = st["median"] / sim["median"] - 1
+            dx = st["max"] / sim["max"] - 1
             vs = f"{dm:+6.0%} / {dx:+6.0%}"
             if abs(dm) > DISAGREE or abs(dx) > DISAGREE or dm != dm:
                 vs += "  DISAGREE (>25%)"
                 flagged.append(who)
         print(
-            f"{who:<14}{_fmt(st['min']):>7}{_fmt(st['median']):>8}{_fmt(st['p90']):>7}{_fmt(st['max']):>7}"
+            f"{who:<22}{_fmt(st['min']):>7}{_fmt(st['median']):>8}{_fmt(st['p90']):>7}{_fmt(st['max']):>7}"
             f"  {copies:11.2f}   {ratio:<20}  {vs}"
         )
         rows.append(
@@ -423,7 +440,7 @@ def _run(
             f"seed uploaded {r.seed_uploaded / size:.2f} copies, leechers "
             f"{', '.join(f'{u / size:.2f}' for u in r.leech_uploaded)}"
         )
-    if predicted is None and not args.no_sim:
+    if not predictions and not args.no_sim:
         print("(no simulator prediction)")
     if flagged:
         print(
@@ -433,11 +450,22 @@ def _run(
         )
     if args.csv:
         with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["who", "min", "median", "p90", "max", "t_star", "seed_copies"])
+            writer = csv.DictWriter(
+                f, fieldnames=["who", "min", "median", "p90", "max", "t_star", "seed_copies"]
+            )
             writer.writeheader()
             writer.writerows(rows)
     failed = any(r.error or any(t != t for t in r.times) for r in results)
     return 1 if failed else 0
+
+
+def _sim_key(client: str, default: str, slots: int) -> str:
+    """The simulated scenario a client is compared with: ``STRATEGY/SLOTS`` (``tg:seed-sparing`` ->
+    ``seed-sparing/4``; ``tg`` -> ``rarest-first/4``; ``lt`` -> ``rarest-first/8``)."""
+    kind, _, strategy = client.partition(":")
+    if kind == "lt":
+        return f"{default}/{LT_UNCHOKE_SLOTS}"
+    return f"{strategy or default}/{slots}"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import fanout
+from torrentgoat.torrent import TorrentConfig
 
 __all__: list[str] = []
 
@@ -49,6 +50,6 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
     rows = csv_path.read_text().splitlines()
     assert rows[0] == "who,min,median,p90,max,t_star,seed_copies"
     whos = [r.split(",")[0] for r in rows[1:]]
-    assert whos == ["T*", "simulator", "tg"]
+    assert whos == ["T*", f"sim:{TorrentConfig().strategy}/{TorrentConfig().upload_slots}", "tg"]
     tg = rows[-1].split(",")
     assert all(float(x) > 0 for x in tg[1:])
