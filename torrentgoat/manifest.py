@@ -283,7 +283,10 @@ def _load_yaml(text: str) -> Any:
             elif isinstance(event, yaml.CollectionEndEvent):
                 stack.pop()
     except yaml.YAMLError as exc:
-        raise ManifestError(f"manifest is not valid YAML: {' '.join(str(exc).split())}") from None
+        message = " ".join(str(exc).split())
+        if "nesting depth" in message:  # PyYAML >= 6.0.4 stops deep flow nesting in its scanner
+            raise ManifestError(f"YAML: nested deeper than {MAX_DEPTH} levels ({message})") from None
+        raise ManifestError(f"manifest is not valid YAML: {message}") from None
     if not done:
         raise ManifestError("manifest is empty")
     return root
