@@ -258,6 +258,7 @@ def simulate_prediction(
     """Completion times and seed upload (bytes) the strategy lab predicts for this swarm (None when
     the lab is missing)."""
     try:
+        import benchmarks.strategies.hybrid  # noqa: F401  (registers the lab's strategies)
         from benchmarks.strategies import PeerSpec, SimConfig, simulate
     except ImportError:
         return None
