@@ -253,7 +253,15 @@ def run_client(
 
 
 def simulate_prediction(
-    *, size: int, piece_size: int, leechers: int, cap: int, slots: int, strategy: str, endgame: bool
+    *,
+    size: int,
+    piece_size: int,
+    leechers: int,
+    cap: int,
+    slots: int,
+    strategy: str,
+    endgame: bool,
+    sub_blocks: int = 1,
 ) -> tuple[list[float], float] | None:
     """Completion times and seed upload (bytes) the strategy lab predicts for this swarm (None when
     the lab is missing)."""
@@ -275,6 +283,7 @@ def simulate_prediction(
         upload_slots=slots,
         degree=leechers,  # everybody knows everybody, as in the measured run
         seed=1,
+        sub_blocks=sub_blocks,
     )
     result = simulate(config, specs)
     return list(result.completion_times), result.seed_upload
@@ -306,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default="/tmp/tgfanout")
     parser.add_argument("--timeout", type=float, default=600.0, help="per client, seconds")
     parser.add_argument("--csv", default="")
+    parser.add_argument(
+        "--sim-sub-blocks", type=int, default=1, help="simulator flows per piece (1 = per-piece flows)"
+    )
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator's prediction")
     args = parser.parse_args(argv)
     clients = [c.strip() for c in args.client.split(",") if c.strip()]
@@ -374,6 +386,7 @@ def _run(
                 slots=int(slots),
                 strategy=strategy,
                 endgame=TorrentConfig().endgame,
+                sub_blocks=args.sim_sub_blocks,
             )
             if prediction is None:
                 print("simulator (benchmarks.strategies) not available: T* only", flush=True)
