@@ -2,7 +2,7 @@
 
     python -m benchmarks.strategies --list
     python -m benchmarks.strategies --scenario flash-crowd --peers 100 --size 20GiB \\
-        [--piece-size 16MiB[,4MiB,...]] [--strategy NAME|all] [--endgame on|off|both] [--seed N] \\
+        [--piece-size 16MiB[,4MiB,...]] [--strategy NAME[,NAME]|all] [--endgame on|off|both] [--seed N] \\
         [--csv out.csv] [--plots PREFIX] [--markdown]
 """
 
