@@ -305,11 +305,23 @@ async def announce(
         _check_status(status, body, http_codec.parse_announce_reply)
         return http_codec.parse_announce_reply(body)
     client = udp_client or _udp_client(tracker, rng or random.Random(), udp_config)
+    event = await _udp_round_trip(udp, client, tracker, lambda now: client.announce(request, now), timeout)
+    return _announce_result(event)
+
+
+async def _udp_round_trip(
+    udp: UDPTrackerSocket | None,
+    client: UDPTrackerClient,
+    tracker: TrackerURL,
+    start: Callable[[float], None],
+    timeout: float,
+) -> UDPTrackerEvent:
+    """Run one UDP tracker exchange (BEP 15) on ``udp`` (or a socket of its own), within ``timeout``."""
     own = udp is None
     sock = udp if udp is not None else UDPTrackerSocket()
     try:
         async with asyncio.timeout(timeout):
-            event = await sock.run(client, tracker, lambda now: client.announce(request, now))
+            return await sock.run(client, tracker, start)
     except TimeoutError:
         raise TrackerError(
             f"UDP tracker {tracker.host}:{tracker.port} did not answer in {timeout} s"
@@ -317,7 +329,6 @@ async def announce(
     finally:
         if own:
             sock.close()
-    return _announce_result(event)
 
 
 async def scrape(
@@ -340,18 +351,7 @@ async def scrape(
         _check_status(status, body, http_codec.parse_scrape_reply)
         return http_codec.parse_scrape_reply(body)
     client = _udp_client(tracker, rng or random.Random(), udp_config)
-    own = udp is None
-    sock = udp if udp is not None else UDPTrackerSocket()
-    try:
-        async with asyncio.timeout(timeout):
-            event = await sock.run(client, tracker, lambda now: client.scrape(info_hashes, now))
-    except TimeoutError:
-        raise TrackerError(
-            f"UDP tracker {tracker.host}:{tracker.port} did not answer in {timeout} s"
-        ) from None
-    finally:
-        if own:
-            sock.close()
+    event = await _udp_round_trip(udp, client, tracker, lambda now: client.scrape(info_hashes, now), timeout)
     match event:
         case Scraped(response=response):
             return response
