@@ -36,6 +36,12 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--seed-time", type=float, default=0.0, help="stop after this many seconds (0: never)"
     )
+    parser.add_argument(
+        "--super-seed",
+        action="store_true",
+        help="BEP 16: reveal pieces one peer at a time, so each is uploaded once before any twice "
+        "(for an initial seed pushing new data to many machines)",
+    )
     add_session_options(parser)
     parser.set_defaults(func=main)
 
@@ -46,7 +52,11 @@ def main(args: argparse.Namespace) -> int:
 
 async def _seed(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
-        max_peers=args.max_peers, seed=True, seed_ratio=args.seed_ratio, seed_time=args.seed_time
+        max_peers=args.max_peers,
+        seed=True,
+        seed_ratio=args.seed_ratio,
+        seed_time=args.seed_time,
+        super_seed=args.super_seed,
     )
     async with Session(session_config(args, tconfig)) as session:
         torrent = await session.add(args.torrent, args.directory, peers=args.peer)

@@ -48,6 +48,10 @@ class TorrentConfig:
     file_globs: tuple[str, ...] = ()
     """Glob patterns (``fnmatch``) of file paths to download, relative to the torrent's folder;
     combined with ``selected_files``.  Empty with ``selected_files=None``: everything."""
+    super_seed: bool = False
+    """BEP 16 super-seeding when the torrent is complete at start: reveal pieces one peer at a time so
+    that every piece is uploaded once before any is uploaded twice (an initial seed pushing a new
+    checkpoint to many machines); normal seeding resumes once the peers hold every piece between them."""
     pex: bool = True
     """Exchange peers (BEP 11); off for private torrents (BEP 27) whatever this says."""
     extra_peers: tuple[str, ...] = field(default_factory=tuple)

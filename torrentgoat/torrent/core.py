@@ -68,6 +68,7 @@ from torrentgoat.torrent.events import (
 from torrentgoat.torrent.peers import CandidatePool, PeerState
 from torrentgoat.torrent.pieces import PieceBuffers
 from torrentgoat.torrent.smartban import SmartBan
+from torrentgoat.torrent.superseeding import SuperSeeding
 from torrentgoat.torrent.upload import Uploader
 from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
 from torrentgoat.wire.events import (
@@ -188,6 +189,8 @@ class Torrent:
         self.storage: Storage | None = None
         self.buffers = PieceBuffers()
         self.uploader: Uploader | None = None
+        self.superseeding: SuperSeeding | None = None
+        """BEP 16 state while super-seeding (``config.super_seed`` and complete when checked)."""
         """Serves block requests once the data is known (after the check)."""
         self.uploaded = 0
         self.downloaded = 0
@@ -478,6 +481,8 @@ class Torrent:
             priorities=priorities,
         )
         self.uploader = Uploader(self, info, storage)
+        if self.config.super_seed and have.complete:
+            self.superseeding = SuperSeeding(info.num_pieces, self._have_fn, self.ctx.rng)
         for key in self._block_sources:
             self.picker.peer_have_all(key)
         geometry = PieceGeometry.from_info(info)
@@ -485,11 +490,15 @@ class Torrent:
             engine = ps.driver.engine
             if engine.geometry is None:
                 try:
-                    engine.set_metadata(geometry, self._have_fn, metadata_size=len(info.raw))
+                    source = self._have_source()
+                    engine.set_metadata(geometry, source, metadata_size=len(info.raw))
+                    if self.superseeding is not None:
+                        self.superseeding.attach(engine, source)
+                        self.superseeding.peer_ready(ps)
                 except RemoteProtocolError as exc:
                     ps.driver.close(f"protocol violation: {exc}")
                     continue
-            if engine.handshake_complete:
+            if engine.handshake_complete and self.superseeding is None:
                 # the peer met us while we were checking (our opening said "have none"): tell it now
                 for index in have:
                     engine.send(Have(index=index))
@@ -506,6 +515,12 @@ class Torrent:
     def _have_fn(self) -> Bitfield | None:
         return self.have
 
+    def _have_source(self) -> Callable[[], Bitfield | None]:
+        """What a new connection advertises and serves: our have-set, or while super-seeding (BEP 16)
+        only the pieces revealed on that connection (then :meth:`SuperSeeding.attach` the engine)."""
+        ss = self.superseeding
+        return ss.view() if ss is not None and ss.active else self._have_fn
+
     # ------------------------------------------------------------------ connections
 
     def _new_engine(self, address: PeerAddress | None) -> PeerConnection:
@@ -519,17 +534,22 @@ class Torrent:
         wire = self.ctx.wire
         if self._private and wire.ut_pex:
             wire = replace(wire, ut_pex=False)
-        return PeerConnection(
+        ready = info is not None and self.have is not None
+        source = self._have_source() if ready else None
+        engine = PeerConnection(
             peer_id=self.ctx.peer_id,
             now=self._loop.time(),
             info_hash=self.info_hash,
-            have=self._have_fn if info is not None and self.have is not None else None,
+            have=source,
             geometry=PieceGeometry.from_info(info) if info is not None and self.have is not None else None,
             metadata_size=len(info.raw) if info is not None else None,
             listen_port=self.ctx.listen_port or None,
             peer_ip=peer_ip,
             config=wire,
         )
+        if source is not None and self.superseeding is not None:
+            self.superseeding.attach(engine, source)
+        return engine
 
     def adopt(self, driver: PeerDriver) -> bool:
         """Take over an incoming connection whose handshake asked for our info-hash."""
@@ -549,15 +569,21 @@ class Torrent:
             return False
         ready = self.info is not None and self.have is not None
         driver.handler = self
+        source = self._have_source() if ready else None
         driver.engine.accept(
             info_hash=self.info_hash,
-            have=self._have_fn if ready else None,
+            have=source,
             geometry=PieceGeometry.from_info(self.info) if ready and self.info is not None else None,
             metadata_size=len(self.info.raw) if self.info is not None else None,
         )
+        if source is not None and self.superseeding is not None:
+            self.superseeding.attach(driver.engine, source)
         self._register(driver)
+        ps = self.peers[driver.id]
+        if self.superseeding is not None:
+            self.superseeding.peer_ready(ps)
         driver.flush()
-        return self._survives_duplicate(self.peers[driver.id])
+        return self._survives_duplicate(ps)
 
     def _evict_useless_peer(self, grace: float = 2.0) -> bool:
         """Make room for a newcomer by closing a connection that gives us nothing (libtorrent does the
@@ -677,6 +703,8 @@ class Torrent:
             self.picker.release_peer(ps.key)
         if self._fetcher is not None:
             self._fetcher.remove_peer(ps.key)
+        if self.superseeding is not None:
+            self.superseeding.peer_closed(ps)
         ps.upload_queue.clear()
         ps.writable.set()
         if ps.unchoked_since is not None and self.have is not None and not self._stop.is_set():
@@ -718,6 +746,8 @@ class Torrent:
                 if self.uploader is not None:
                     self.uploader.on_request(ps, BlockRef(index, begin, length))
             case HaveReceived(index=index):
+                if self.superseeding is not None:
+                    self.superseeding.peer_have(ps, index)
                 if self.picker is not None:
                     if ps.joined:
                         self.picker.peer_have(ps.key, index)
@@ -727,6 +757,8 @@ class Torrent:
                     self._fill_requests(ps)
                 self._maybe_drop_seed(ps)
             case BitfieldReceived():
+                if self.superseeding is not None:
+                    self.superseeding.peer_ready(ps)
                 if self.picker is not None:
                     if ps.joined:
                         self.picker.peer_left(ps.key)
@@ -766,6 +798,8 @@ class Torrent:
                     return
                 if not self._survives_duplicate(ps):
                     return
+                if self.superseeding is not None:
+                    self.superseeding.peer_ready(ps)
                 if peer.address is not None:
                     self._emit(PeerConnected(address=peer.address, client="", outgoing=True))
             case ExtensionHandshakeReceived(handshake=ext):

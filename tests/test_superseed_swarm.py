@@ -1,0 +1,134 @@
+"""Super-seeding (BEP 16) end to end: a torrentgoat seed with ``super_seed=True`` on 127.0.0.1.
+
+Shown here:
+
+* a scripted peer sees ``have none`` and then ``have`` for exactly two pieces; a request for any other
+  piece is rejected (BEP 6), a request for a revealed one is served; announcing a revealed piece brings
+  a new one;
+* one torrentgoat leecher alone gets everything from a super-seed (the seed keeps revealing);
+* a seed and four torrentgoat leechers: everyone completes with identical bytes, and super-seeding
+  ends once the leechers hold every piece between them;
+* libtorrent leeches from a super-seeding torrentgoat seed (interop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_libtorrent
+from tests.interop_helpers import ProcessGroup, make_shard_torrent, processes
+from torrentgoat.session import Session
+from torrentgoat.testing.hostile import RawPeer
+from torrentgoat.testing.swarm import (
+    MiB,
+    assert_same_files,
+    describe,
+    local_swarm,
+    loopback_config,
+    make_file_payload,
+)
+from torrentgoat.torrent import Torrent, TorrentConfig
+from torrentgoat.wire import codec
+from torrentgoat.wire.messages import (
+    Have,
+    HaveNone,
+    Interested,
+    Piece,
+    RejectRequest,
+    Request,
+    Unchoke,
+)
+
+__all__ = ["processes"]  # the fixture, imported for pytest
+
+EXT_FAST = codec.make_reserved(extensions=True, fast=True)
+SUPER = TorrentConfig(seed=True, super_seed=True)
+
+
+async def _complete(torrent: Torrent, timeout: float = 30.0) -> None:
+    try:
+        await asyncio.wait_for(torrent.wait_complete(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"not complete after {timeout} s: {describe(torrent)}") from None
+
+
+async def test_scripted_peer_sees_only_revealed_pieces(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=1)
+    info = payload.metainfo.info
+    async with Session(loopback_config(torrent=SUPER)) as session:
+        torrent = await session.add(payload.metainfo, payload.root, config=SUPER)
+        await _complete(torrent)
+        assert torrent.superseeding is not None and torrent.superseeding.active
+        async with await RawPeer.connect("127.0.0.1", session.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=EXT_FAST)
+            assert isinstance(await peer.read_message(), HaveNone)  # BEP 16: no data, it says
+            await peer.send(HaveNone(), Interested())
+            revealed: set[int] = set()
+            while len(revealed) < 2:
+                msg = await peer.read_until((Have, Unchoke))
+                if isinstance(msg, Have):
+                    revealed.add(msg.index)
+            hidden = next(i for i in range(info.num_pieces) if i not in revealed)
+            first = min(revealed)
+            await peer.read_until(Unchoke)
+            await peer.send(
+                Request(index=hidden, begin=0, length=16384), Request(index=first, begin=0, length=16384)
+            )
+            rejected = await peer.read_until(RejectRequest)
+            assert isinstance(rejected, RejectRequest) and rejected.index == hidden
+            block = await peer.read_until(Piece)
+            assert isinstance(block, Piece) and block.index == first
+            await peer.send(Have(index=first))  # "I have it now": the seed reveals another piece
+            more = await peer.read_until(Have)
+            assert isinstance(more, Have) and more.index not in revealed
+
+
+async def test_lone_leecher_gets_everything(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 6 * MiB + 77, piece_length=256 * 1024, seed=2)
+    async with Session(loopback_config(torrent=SUPER)) as seeder:
+        seed = await seeder.add(payload.metainfo, payload.root, config=SUPER)
+        await _complete(seed)
+        async with Session(loopback_config(seed=5)) as leecher:
+            dest = tmp_path / "down"
+            torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"])
+            await _complete(torrent)
+    assert_same_files(payload.metainfo, payload.root, dest)
+
+
+async def test_swarm_completes_and_super_seeding_ends(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 12 * MiB + 5, piece_length=256 * 1024, seed=3)
+    seeder_config = loopback_config(seed=0, torrent=SUPER)
+    async with local_swarm(payload, tmp_path, leechers=4, seeder_config=seeder_config) as swarm:
+        assert swarm.seed_torrent.superseeding is not None
+        await swarm.wait_complete(timeout=60)
+        assert not swarm.seed_torrent.superseeding.active  # the leechers held every piece: normal seeding
+    for directory in swarm.leecher_dirs:
+        assert_same_files(payload.metainfo, payload.root, directory)
+
+
+@pytest.mark.interop
+async def test_libtorrent_leeches_from_super_seed(tmp_path: Path, processes: ProcessGroup) -> None:
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 8 * MiB + 3, piece_length=256 * 1024, seed=4)
+    dests = [tmp_path / f"lt-{i}" for i in range(2)]
+    async with Session(loopback_config(torrent=SUPER)) as session:
+        torrent = await session.add(shared.metainfo, shared.root, config=SUPER)
+        await _complete(torrent)
+        leeches = []
+        for dest in dests:
+            dest.mkdir()
+            leeches.append(
+                await processes.libtorrent(
+                    "leech",
+                    directory=dest,
+                    torrent=shared.torrent_path,
+                    peers=[f"127.0.0.1:{session.listen_port}"],
+                    extra=["--exit-after-finish", "30"],
+                )
+            )
+        await asyncio.gather(*(leech.wait_event("finished", timeout=40) for leech in leeches))
+    for dest in dests:
+        assert_same_files(shared.metainfo, shared.root, dest)
