@@ -71,13 +71,34 @@ def test_conservation(sub_blocks: int) -> None:
     assert m.t_min <= m.t_median <= m.t_p90 <= m.t_max
 
 
-def test_super_seed_sends_every_piece_once_before_any_twice() -> None:
-    cfg, specs = small("cluster-fanout", super_seed=True)
+@pytest.mark.parametrize("sub_blocks", [1, 4])
+def test_super_seed_reveals_every_piece_once_before_any_twice(sub_blocks: int) -> None:
+    """The simulated seeds super-seed with the client's own :class:`SuperSeeder` (BEP 16)."""
+    cfg, specs = small("cluster-fanout", super_seed=True, sub_blocks=sub_blocks)
     sim = Simulator(cfg, specs)
+    seen: list[tuple[int, int]] = []  # (most reveals of a piece, pieces never revealed) at each reveal
+    real_join = sim._join
+
+    def join(p: object) -> None:
+        real_join(p)  # type: ignore[arg-type]
+        ss = sim.peers[0].superseed
+        if ss is not None and not seen:
+            original = ss._top_up
+
+            def top_up(st: object) -> list[int]:
+                out = original(st)  # type: ignore[arg-type]
+                counts = [ss.times_revealed(i) for i in range(ss.num_pieces)]
+                seen.append((max(counts), counts.count(0)))
+                return out
+
+            ss._top_up = top_up  # type: ignore[method-assign]
+
+    sim._join = join  # type: ignore[method-assign]
     res = sim.run()
     assert res.incomplete == 0
-    assert sim.unsent is not None and sim.unsent.count == 0
     assert all(p.downloaded == SIZE for p in res.peers if not p.seed)
+    assert sim.peers[0].superseed is None  # ended: the leechers held every piece between them
+    assert seen and all(most <= 1 for most, unrevealed in seen if unrevealed > 0)
 
 
 def test_endgame_off_has_no_duplicates() -> None:

@@ -35,6 +35,7 @@ from torrentgoat.bitfield import Bitfield
 from torrentgoat.choker import Choker, ChokerConfig, PeerStats
 from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.superseed import SuperSeeder
 
 __all__ = ["PeerResult", "PeerSpec", "SimConfig", "SimResult", "Simulator", "fluid_bound", "simulate"]
 
@@ -93,8 +94,11 @@ class SimConfig:
     window_pieces: int = 64
 
     super_seed: bool = False
-    """Seed-side policy in the spirit of BEP 16 super-seeding: until every piece has been sent once, a
-    seed offers (passes to the requester's ``pick`` as its have-set) only pieces no seed has sent yet."""
+    """Seeds super-seed (BEP 16) with the client's :class:`torrentgoat.superseed.SuperSeeder`: each
+    neighbour sees only the pieces revealed to it, ``super_seed_per_peer`` at a time, until every piece is
+    held by a leecher; then the seed announces the rest and seeds normally."""
+
+    super_seed_per_peer: int = 2
 
     bandwidth: str = "fair"
     """``fair``: water-filling at both ends of every flow (work-conserving, close to max-min fairness);
@@ -189,6 +193,7 @@ class _Conn:
         "last_unchoked",
         "queue",
         "rtt",
+        "shown",
         "start_pending",
         "starved",
         "unchoked_since",
@@ -208,6 +213,14 @@ class _Conn:
         self.start_pending = False
         self.starved = False
         self.rtt = 2 * (up.spec.latency + down.spec.latency)
+        self.shown: Bitfield | None = None  # a super-seeding sender's pieces revealed to ``down``
+
+    def offered(self) -> Bitfield:
+        """What ``down`` believes ``up`` has."""
+        if self.shown is not None:
+            return self.shown
+        assert self.up.have is not None
+        return self.up.have
 
     def transferred(self, now: float) -> float:
         f = self.active
@@ -232,6 +245,7 @@ class _Peer:
         "snap_down",
         "snap_up",
         "spec",
+        "superseed",
         "tdown",
         "tup",
         "uploaded",
@@ -245,6 +259,7 @@ class _Peer:
         self.picker: PiecePicker | None = None
         self.have: Bitfield | None = None
         self.choker: Choker | None = None
+        self.superseed: SuperSeeder | None = None
         self.tup: dict[int, _Conn] = {}  # neighbour -> conn self->neighbour
         self.tdown: dict[int, _Conn] = {}  # neighbour -> conn neighbour->self
         self.flows_up: dict[_Flow, None] = {}
@@ -297,11 +312,6 @@ class Simulator:
         self.pending_joins = 0
         self.remaining_leechers = sum(1 for s in specs if not s.seed)
         self.samples: list[tuple[float, float]] = []
-        self.unsent: Bitfield | None = None
-        if config.super_seed:
-            if m != 1:
-                raise ValueError("super_seed needs sub_blocks=1")
-            self.unsent = Bitfield(self.num_pieces, full=True)
         seeds = [s for s in specs if s.seed]
         leech = [s for s in specs if not s.seed]
         self.bound = (
@@ -350,38 +360,34 @@ class Simulator:
                     f, min(up.spec.upload / len(up.flows_up), down.spec.download / len(down.flows_down))
                 )
             return
-        # "fair": each sender water-fills its upload among its flows, each capped by the receiver's equal
-        # share; each receiver does the same with its download; a flow gets the smaller of the two.  The
-        # change of u's and d's flow counts moves the caps one hop further: the senders feeding d and the
-        # receivers fed by u re-fill too.
+        # "fair": each receiver water-fills its download among its flows, each capped by the sender's
+        # equal share of its upload; each sender then water-fills its upload among its flows, each capped
+        # by what the receiver's fill gave it; the flow gets the sender's fill.  Two passes (receiver, then
+        # sender) let a sender whose receivers are saturated elsewhere give its spare upload to the
+        # others, and a receiver with few senders take more than an equal share from each: close to
+        # max-min fairness, yet local.  The change of u's and d's flow counts moves the caps one hop
+        # further: the senders feeding d and the receivers fed by u re-fill too.
         senders: dict[_Peer, None] = {u: None}
-        receivers: dict[_Peer, None] = {d: None}
         for f in d.flows_down:
             senders[f.conn.up] = None
         for f in u.flows_up:
-            receivers[f.conn.down] = None
-        flows = {}
-        for x in senders:
-            flows.update(x.flows_up)
-        for y in receivers:
-            flows.update(y.flows_down)
-        up_fill: dict[_Peer, dict[_Flow, float]] = {}
+            for g in f.conn.down.flows_down:
+                senders[g.conn.up] = None
         down_fill: dict[_Peer, dict[_Flow, float]] = {}
-        for f in flows:
-            x, y = f.conn.up, f.conn.down
-            a = up_fill.get(x)
-            if a is None:
-                a = up_fill[x] = _water_fill(
-                    x.spec.upload,
-                    {g: g.conn.down.spec.download / len(g.conn.down.flows_down) for g in x.flows_up},
-                )
+
+        def receiver_fill(y: _Peer) -> dict[_Flow, float]:
             b = down_fill.get(y)
             if b is None:
                 b = down_fill[y] = _water_fill(
                     y.spec.download,
                     {g: g.conn.up.spec.upload / len(g.conn.up.flows_up) for g in y.flows_down},
                 )
-            self._set_rate(f, min(a[f], b[f]))
+            return b
+
+        for x in senders:
+            caps = {g: receiver_fill(g.conn.down)[g] for g in x.flows_up}
+            for g, rate in _water_fill(x.spec.upload, caps).items():
+                self._set_rate(g, rate)
 
     def _set_rate(self, f: _Flow, rate: float) -> None:
         if rate != f.rate:
@@ -399,15 +405,10 @@ class Simulator:
         room = self.cfg.pipeline - len(c.queue) - (c.active is not None)
         if room <= 0:
             return
-        assert d.picker is not None and c.up.have is not None
+        assert d.picker is not None
         picker = d.picker
-        offer = c.up.have
-        if self.unsent is not None and c.up.spec.seed and self.unsent.count:
-            offer = self.unsent  # super-seeding: a seed offers only pieces no seed has sent yet
+        offer = c.offered()
         blocks = picker.pick(c.up.idx, offer, room, now=self.now)
-        if blocks and offer is self.unsent:
-            for b in blocks:
-                self.unsent.discard(b.piece)
         if blocks:
             c.starved = False
             ready = self.now + c.rtt
@@ -418,7 +419,7 @@ class Simulator:
         # own completions is pointless (the bucket walk is the picker's costliest path): wait for a
         # ``have`` from the sender, a release of our requests, or endgame.
         c.starved = len(picker.partial_pieces) < picker.partial_cap
-        if not c.queue and c.active is None and not picker.interesting(c.up.have):
+        if not c.queue and c.active is None and not picker.interesting(offer):
             self._lost_interest(c)
 
     def _lost_interest(self, c: _Conn) -> None:
@@ -472,8 +473,6 @@ class Simulator:
         if c.queue and d.picker is not None:
             for block, _ in c.queue:
                 d.picker.request_cancelled(c.up.idx, block)
-                if self.unsent is not None and c.up.spec.seed and block.piece not in d.have:  # type: ignore[operator]
-                    self.unsent.add(block.piece)
             c.queue.clear()
             self._fill_all(d, force=True)
 
@@ -511,8 +510,7 @@ class Simulator:
         if scheduled and u.done is None:  # refresh our interest in each neighbour
             for c in list(u.tdown.values()):
                 if c.interested and not c.queue and c.active is None:
-                    assert c.up.have is not None
-                    if not u.picker.interesting(c.up.have):
+                    if not u.picker.interesting(c.offered()):
                         self._lost_interest(c)
         dt = max(1e-9, now - u.last_rechoke)
         stats = []
@@ -554,12 +552,49 @@ class Simulator:
         b.tup[a.idx] = ba
         a.tdown[b.idx] = ba
         assert a.picker is not None and b.picker is not None and a.have is not None and b.have is not None
-        a.picker.peer_joined(b.idx, b.have)
-        b.picker.peer_joined(a.idx, a.have)
-        if b.done is None and b.picker.interesting(a.have):
+        for c in (ab, ba):
+            if c.up.superseed is not None:
+                c.shown = Bitfield(self.num_pieces)  # BEP 16: "masquerades as a client with no data"
+        a.picker.peer_joined(b.idx, ba.offered())
+        b.picker.peer_joined(a.idx, ab.offered())
+        if b.done is None and b.picker.interesting(ab.offered()):
             self._became_interested(ab)
-        if a.done is None and a.picker.interesting(b.have):
+        if a.done is None and a.picker.interesting(ba.offered()):
             self._became_interested(ba)
+        for c in (ab, ba):
+            ss = c.up.superseed
+            if ss is not None:
+                assert c.down.have is not None
+                self._reveal(c, ss.peer_joined(c.down.idx, c.down.have))
+                self._superseed_check(c.up)
+
+    def _reveal(self, c: _Conn, pieces: list[int]) -> None:
+        """A super-seeding sender announces ``pieces`` to ``c.down`` (``have``)."""
+        d = c.down
+        assert c.shown is not None and d.picker is not None and d.have is not None
+        for piece in pieces:
+            c.shown.add(piece)
+            if d.done is not None:
+                continue
+            d.picker.peer_have(c.up.idx, piece)
+            if piece not in d.have:
+                c.starved = False
+                if not c.interested:
+                    self._became_interested(c)
+                elif c.unchoked_since is not None and c.active is None and not c.queue:
+                    self._fill(c)
+
+    def _superseed_check(self, s: _Peer) -> None:
+        """Leave super-seeding once every piece is held by a leecher: announce the rest, seed normally."""
+        ss = s.superseed
+        if ss is None or not ss.distributed:
+            return
+        s.superseed = None
+        rest = ss.finish()
+        for n, c in list(s.tup.items()):
+            pieces = rest.get(n, [])
+            self._reveal(c, pieces)
+            c.shown = None
 
     def _join(self, p: _Peer) -> None:
         self.pending_joins -= 1
@@ -571,6 +606,10 @@ class Simulator:
         )
         p.have = p.picker.have
         p.choker = Choker(self.choker_config)
+        if full and self.cfg.super_seed:
+            p.superseed = SuperSeeder(
+                self.num_pieces, per_peer=self.cfg.super_seed_per_peer, rng=random.Random(self.rng.random())
+            )
         p.last_rechoke = self.now
         if full:
             p.done = self.now
@@ -606,6 +645,8 @@ class Simulator:
             del q.tup[p.idx]
             q.snap_up.pop(p.idx, None)
             q.snap_down.pop(p.idx, None)
+            if q.superseed is not None:
+                q.superseed.peer_left(p.idx)
             assert q.picker is not None
             q.picker.peer_left(p.idx)
             touched.append(q)
@@ -680,8 +721,11 @@ class Simulator:
         assert d.picker is not None
         d.picker.piece_verified(piece)
         self._copy(piece)
-        for c in d.tup.values():
+        for c in list(d.tup.values()):
             q = c.down
+            if q.superseed is not None:
+                self._reveal(q.tup[d.idx], q.superseed.peer_have(d.idx, piece))
+                self._superseed_check(q)
             if q.done is None:
                 assert q.picker is not None and q.have is not None
                 q.picker.peer_have(d.idx, piece)
