@@ -64,7 +64,13 @@ async def run(args: argparse.Namespace) -> int:
     stay = seed or args.stay
     if args.strategy not in strategy_names():
         import benchmarks.strategies.hybrid  # noqa: F401  (registers the lab's strategies)
-    tconfig = TorrentConfig(seed=stay, pex=False, upload_slots=args.upload_slots, strategy=args.strategy)
+    tconfig = TorrentConfig(
+        seed=stay,
+        pex=False,
+        upload_slots=args.upload_slots,
+        strategy=args.strategy,
+        super_seed=args.super_seed,
+    )
     config = SessionConfig(
         upload_limit=parse_size(args.upload_limit, what="rate"),
         listen_host="127.0.0.1",
@@ -174,6 +180,7 @@ def main() -> int:
     parser.add_argument("--upload-slots", type=int, default=TorrentConfig().upload_slots)
     parser.add_argument("--strategy", default=TorrentConfig().strategy, help="piece strategy (lab ones too)")
     parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
+    parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()

@@ -148,8 +148,10 @@ class Proc:
 def peer_command(
     client: str, mode: str, torrent: Path, data: Path, port: int, peers: list[int], cap: int, slots: int
 ) -> list[str]:
-    """``client``: ``lt``, ``tg`` or ``tg:STRATEGY`` (a piece strategy, the lab's included)."""
-    kind, _, strategy = client.partition(":")
+    """``client``: ``lt``, ``tg`` or ``tg:STRATEGY`` (a piece strategy, the lab's included), each
+    optionally ``+ss``: the seed super-seeds (BEP 16)."""
+    name, super_seed = parse_client(client)
+    kind, _, strategy = name.partition(":")
     if kind == "lt":
         cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--report", "0.5"]
         if mode == "leech":
@@ -160,10 +162,20 @@ def peer_command(
             cmd += ["--stay"]
         if strategy:
             cmd += ["--strategy", strategy]
+    if super_seed and mode == "seed":
+        cmd += ["--super-seed"]
     cmd += ["--torrent", str(torrent), "--dir", str(data), "--port", str(port), "--upload-limit", str(cap)]
     for p in peers:
         cmd += ["--peer", f"127.0.0.1:{p}"]
     return cmd
+
+
+def parse_client(client: str) -> tuple[str, bool]:
+    """``tg:seed-sparing+ss`` -> (``tg:seed-sparing``, super-seeding seed)."""
+    name, plus, flag = client.partition("+")
+    if plus and flag != "ss":
+        raise ValueError(f"unknown client option {flag!r} in {client!r} (only +ss)")
+    return name, bool(plus)
 
 
 def warm(path: Path) -> None:
@@ -262,6 +274,7 @@ def simulate_prediction(
     strategy: str,
     endgame: bool,
     sub_blocks: int = 1,
+    super_seed: bool = False,
 ) -> tuple[list[float], float] | None:
     """Completion times and seed upload (bytes) the strategy lab predicts for this swarm (None when
     the lab is missing)."""
@@ -284,6 +297,7 @@ def simulate_prediction(
         degree=leechers,  # everybody knows everybody, as in the measured run
         seed=1,
         sub_blocks=sub_blocks,
+        super_seed=super_seed,
     )
     result = simulate(config, specs)
     return list(result.completion_times), result.seed_upload
@@ -309,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--upload-cap", default="20MB", help="every peer's upload, bytes/s or 20MB-style")
     parser.add_argument(
-        "--client", default="tg,lt", help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing)"
+        "--client",
+        default="tg,lt",
+        help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing); +ss: the seed super-seeds (tg+ss)",
     )
     parser.add_argument("--slots", type=int, default=TorrentConfig().upload_slots, help="tg upload slots")
     parser.add_argument("--dir", default="/tmp/tgfanout")
@@ -322,9 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     clients = [c.strip() for c in args.client.split(",") if c.strip()]
     for c in clients:
-        kind, _, strategy = c.partition(":")
+        try:
+            name, _ = parse_client(c)
+        except ValueError as exc:
+            parser.error(str(exc))
+        kind, _, strategy = name.partition(":")
         if kind not in CLIENTS or (strategy and kind != "tg"):
-            parser.error(f"unknown client {c!r} (choose from tg, tg:STRATEGY, lt)")
+            parser.error(f"unknown client {c!r} (choose from tg, tg:STRATEGY, lt, each with +ss)")
     size = parse_size(args.size)
     piece = parse_size(args.piece_size)
     cap = parse_size(args.upload_cap, what="rate")
@@ -376,7 +396,7 @@ def _run(
     predictions: dict[str, tuple[list[float], float]] = {}
     if not args.no_sim:
         for key in dict.fromkeys(_sim_key(c, default, args.slots) for c in clients):
-            strategy, _, slots = key.partition("/")
+            strategy, slots, ss = key.split("/")
             wall = time.monotonic()
             prediction = simulate_prediction(
                 size=size,
@@ -387,6 +407,7 @@ def _run(
                 strategy=strategy,
                 endgame=TorrentConfig().endgame,
                 sub_blocks=args.sim_sub_blocks,
+                super_seed=ss == "ss",
             )
             if prediction is None:
                 print("simulator (benchmarks.strategies) not available: T* only", flush=True)
@@ -474,12 +495,14 @@ def _run(
 
 
 def _sim_key(client: str, default: str, slots: int) -> str:
-    """The simulated scenario a client is compared with: ``STRATEGY/SLOTS`` (``tg:seed-sparing`` ->
-    ``seed-sparing/4``; ``tg`` -> ``rarest-first/4``; ``lt`` -> ``rarest-first/8``)."""
-    kind, _, strategy = client.partition(":")
+    """The simulated scenario a client is compared with: ``STRATEGY/SLOTS/SEEDING`` (``tg:seed-sparing``
+    -> ``seed-sparing/4/-``; ``tg+ss`` -> ``rarest-first/4/ss``; ``lt`` -> ``rarest-first/8/-``)."""
+    name, super_seed = parse_client(client)
+    kind, _, strategy = name.partition(":")
+    ss = "ss" if super_seed else "-"
     if kind == "lt":
-        return f"{default}/{LT_UNCHOKE_SLOTS}"
-    return f"{strategy or default}/{slots}"
+        return f"{default}/{LT_UNCHOKE_SLOTS}/{ss}"
+    return f"{strategy or default}/{slots}/{ss}"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Smoke test of the loopback fan-out benchmark (benchmarks/fanout.py): 1 seed + 2 torrentgoat leechers."""
+"""Smoke test of the loopback fan-out benchmark (benchmarks/fanout.py): 1 seed + 2 torrentgoat leechers,
+with and without super-seeding."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
                 "--size", "4MiB",
                 "--piece-size", "256KiB",
                 "--upload-cap", "200MB",
-                "--client", "tg",
+                "--client", "tg,tg+ss",
                 "--dir", str(work),
                 "--timeout", "30",
                 "--csv", str(csv_path),
@@ -50,6 +51,17 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
     rows = csv_path.read_text().splitlines()
     assert rows[0] == "who,min,median,p90,max,t_star,seed_copies"
     whos = [r.split(",")[0] for r in rows[1:]]
-    assert whos == ["T*", f"sim:{TorrentConfig().strategy}/{TorrentConfig().upload_slots}", "tg"]
-    tg = rows[-1].split(",")
-    assert all(float(x) > 0 for x in tg[1:])
+    sim = f"sim:{TorrentConfig().strategy}/{TorrentConfig().upload_slots}"
+    assert whos == ["T*", f"{sim}/-", f"{sim}/ss", "tg", "tg+ss"]
+    for row in rows[-2:]:
+        assert all(float(x) > 0 for x in row.split(",")[1:])
+
+
+def test_client_names() -> None:
+    assert fanout.parse_client("tg:seed-sparing+ss") == ("tg:seed-sparing", True)
+    assert fanout.parse_client("lt") == ("lt", False)
+    with pytest.raises(ValueError):
+        fanout.parse_client("tg+turbo")
+    cmd = fanout.peer_command("tg+ss", "seed", Path("t"), Path("d"), 1, [], 10, 4)
+    assert "--super-seed" in cmd
+    assert "--super-seed" not in fanout.peer_command("tg+ss", "leech", Path("t"), Path("d"), 1, [], 10, 4)

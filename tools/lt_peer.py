@@ -98,6 +98,7 @@ def main() -> int:
     parser.add_argument("--report", type=float, default=0.5)
     parser.add_argument("--exit-after-finish", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     args = parser.parse_args()
 
     ses = make_session(args)
@@ -113,6 +114,8 @@ def main() -> int:
     # management while still paused stays in "checking_files" forever.  Start it unpaused and
     # unmanaged (no queueing in a one-torrent session).
     params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
+    if args.super_seed:
+        params.flags |= lt.torrent_flags.super_seeding
     if args.mode == "seed":
         params.flags |= lt.torrent_flags.seed_mode if os.environ.get("LT_SEED_MODE") else 0
         ses.apply_settings({"num_want": 0})

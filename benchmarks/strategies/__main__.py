@@ -3,12 +3,14 @@
     python -m benchmarks.strategies --list
     python -m benchmarks.strategies --scenario flash-crowd --peers 100 --size 20GiB \\
         [--piece-size 16MiB[,4MiB,...]] [--strategy NAME[,NAME]|all] [--endgame on|off|both] [--seed N] \\
-        [--csv out.csv] [--plots PREFIX] [--markdown]
+        [--upload-slots 4] [--degree 25] [--sub-blocks 1] [--seeding normal|super|both] \\
+        [--bandwidth fair|equal] [--csv out.csv] [--plots PREFIX] [--markdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--degree", type=int, default=25, help="neighbours per joining peer")
     ap.add_argument("--sub-blocks", type=int, default=1, help="flows per piece (1: whole pieces)")
     ap.add_argument(
-        "--super-seed", action="store_true", help="seeds send every piece once first (BEP 16 idea)"
+        "--seeding",
+        choices=("normal", "super", "both"),
+        default="normal",
+        help="super: the seeds super-seed (BEP 16, the client's SuperSeeder)",
     )
     ap.add_argument(
         "--bandwidth",
@@ -88,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown strategy {unknown[0]!r} (known: {', '.join(strategy_names())})")
     pieces = [parse_size(p) for p in args.piece_size.split(",")]
     endgames = {"on": [True], "off": [False], "both": [True, False]}[args.endgame]
+    seedings = {"normal": [False], "super": [True], "both": [False, True]}[args.seeding]
     peers = args.peers if args.peers is not None else SCENARIOS[args.scenario].default_peers
     specs = build_peers(args.scenario, peers, args.size, args.seed)
     rows: list[RunMetrics] = []
     runs: list[tuple[RunMetrics, SimResult]] = []
     for piece in pieces:
         for strategy in strategies:
-            for endgame in endgames:
+            for endgame, super_seed in itertools.product(endgames, seedings):
                 cfg = SimConfig(
                     size=args.size,
                     piece_size=piece,
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     upload_slots=args.upload_slots,
                     degree=args.degree,
                     sub_blocks=args.sub_blocks,
-                    super_seed=args.super_seed,
+                    super_seed=super_seed,
                     bandwidth=args.bandwidth,
                 )
                 result = simulate(cfg, specs)

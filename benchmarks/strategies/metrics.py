@@ -24,6 +24,8 @@ class RunMetrics:
     strategy: str
     piece_size: int
     endgame: bool
+    seeding: str = "normal"
+    """``normal``, or ``super``: the seeds super-seed (BEP 16)."""
     peers: int
     size: int
     seed: int
@@ -68,6 +70,7 @@ def summarize(result: SimResult, *, scenario: str) -> RunMetrics:
         strategy=cfg.strategy,
         piece_size=cfg.piece_size,
         endgame=cfg.endgame,
+        seeding="super" if cfg.super_seed else "normal",
         peers=leechers,
         size=cfg.size,
         seed=cfg.seed,

@@ -30,6 +30,7 @@ def format_table(rows: Sequence[RunMetrics], *, markdown: bool = False) -> str:
         "strategy",
         "piece",
         "endgame",
+        "seeding",
         "min s",
         "median s",
         "p90 s",
@@ -50,6 +51,7 @@ def format_table(rows: Sequence[RunMetrics], *, markdown: bool = False) -> str:
                 r.strategy,
                 format_size(r.piece_size),
                 "on" if r.endgame else "off",
+                r.seeding,
                 f"{r.t_min:.1f}",
                 f"{r.t_median:.1f}",
                 f"{r.t_p90:.1f}",
@@ -81,6 +83,11 @@ def write_csv(rows: Sequence[RunMetrics], path: str | Path) -> None:
             w.writerow(dataclasses.asdict(r))
 
 
+def _label(m: RunMetrics) -> str:
+    ss = " super-seed" if m.seeding == "super" else ""
+    return f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}{ss}"
+
+
 def have_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
@@ -101,7 +108,7 @@ def plot(runs: Sequence[tuple[RunMetrics, SimResult]], prefix: str | Path) -> li
         times = sorted(res.completion_times)
         if times:
             frac = [(i + 1) / len(times) for i in range(len(times))]
-            label = f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}"
+            label = _label(m)
             ax.step([t / m.bound for t in times], frac, where="post", label=label)
     ax.axvline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xlabel("completion time / T*")
@@ -117,7 +124,7 @@ def plot(runs: Sequence[tuple[RunMetrics, SimResult]], prefix: str | Path) -> li
             ax.plot(
                 [t for t, _ in res.availability],
                 [c for _, c in res.availability],
-                label=f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}",
+                label=_label(m),
             )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("distributed copies among leechers")

@@ -7,12 +7,15 @@ and keeps the virtual clock.
 
 Granularity: *flow-level transfers per chunk*.  The picker runs on a scaled layout in which one picker
 block stands for one chunk of ``piece_size / sub_blocks`` real bytes (``sub_blocks=1``: a whole piece per
-request).  A chunk is one flow whose rate is recomputed whenever a flow starts or ends at either end:
-``rate = min(upload / active uploads of the sender, download / active downloads of the receiver)``
-(equal shares at each end, the smaller one wins; local, so an event only touches the flows of two
-peers).  ``block_received`` / ``piece_verified`` are called at flow end, ``have`` goes to every neighbour
-at once.  Per 16 KiB block the simulator would need 1024 picker calls per 16 MiB piece and per peer --
-a 50 GiB shard across 200 peers would be 6.5e8 calls; per piece it is 6.4e5 flows.
+request).  A chunk is one flow whose rate is recomputed whenever a flow starts or ends at either end
+(``fair``: receivers, then senders water-fill their capacity among their flows, close to max-min
+fairness; ``equal``: ``min(upload / sender's flows, download / receiver's flows)``), locally: an event
+touches the flows of the two peers and of their direct partners.  ``block_received`` /
+``piece_verified`` are called at flow end, ``have`` goes to every neighbour at once.  Per 16 KiB block
+the simulator would need 1024 picker calls per 16 MiB piece and per peer -- a 50 GiB shard across 200
+peers would be 6.5e8 calls; per piece it is 6.4e5 flows.
+
+Seeds may super-seed (BEP 16) with the client's own :class:`torrentgoat.superseed.SuperSeeder`.
 
 Requests are pipelined (``pipeline`` chunks per connection): the sender serves its queue for one
 receiver in order, the first byte of a request arrives one round trip after it was sent.  A choke drops
@@ -360,13 +363,14 @@ class Simulator:
                     f, min(up.spec.upload / len(up.flows_up), down.spec.download / len(down.flows_down))
                 )
             return
-        # "fair": each receiver water-fills its download among its flows, each capped by the sender's
-        # equal share of its upload; each sender then water-fills its upload among its flows, each capped
-        # by what the receiver's fill gave it; the flow gets the sender's fill.  Two passes (receiver, then
-        # sender) let a sender whose receivers are saturated elsewhere give its spare upload to the
-        # others, and a receiver with few senders take more than an equal share from each: close to
-        # max-min fairness, yet local.  The change of u's and d's flow counts moves the caps one hop
-        # further: the senders feeding d and the receivers fed by u re-fill too.
+        # "fair": each receiver water-fills its download among its flows, each capped by what the
+        # sender can offer it (an equal share of its upload, or the upload its other flows leave
+        # unused at their current rates, whichever is more); each sender then water-fills its upload
+        # among its flows, each capped by what the receiver's fill gave it; the flow gets the sender's
+        # fill.  A receiver with few senders thus takes more than an equal share from each, and a
+        # sender whose other receivers are saturated gives its spare upload to the rest: close to the
+        # max-min fair rates TCP converges to, yet local.  The change of u's and d's flow counts moves
+        # the caps one hop further: the senders feeding d and the receivers fed by u re-fill too.
         senders: dict[_Peer, None] = {u: None}
         for f in d.flows_down:
             senders[f.conn.up] = None
@@ -375,13 +379,22 @@ class Simulator:
                 senders[g.conn.up] = None
         down_fill: dict[_Peer, dict[_Flow, float]] = {}
 
+        used: dict[_Peer, float] = {}
+
+        def offer(g: _Flow) -> float:
+            """What ``g``'s sender can give it: an equal share, or more if its other flows leave more."""
+            x = g.conn.up
+            u = used.get(x)
+            if u is None:
+                u = used[x] = sum(h.rate for h in x.flows_up)
+            equal = x.spec.upload / len(x.flows_up)
+            spare = x.spec.upload - u + g.rate
+            return spare if spare > equal else equal
+
         def receiver_fill(y: _Peer) -> dict[_Flow, float]:
             b = down_fill.get(y)
             if b is None:
-                b = down_fill[y] = _water_fill(
-                    y.spec.download,
-                    {g: g.conn.up.spec.upload / len(g.conn.up.flows_up) for g in y.flows_down},
-                )
+                b = down_fill[y] = _water_fill(y.spec.download, {g: offer(g) for g in y.flows_down})
             return b
 
         for x in senders:
