@@ -58,9 +58,9 @@ class PeerState:
         self.got_blocks = False
         """Blocks arrived during the current socket read (refill the pipeline after it)."""
         self.reject_streak = 0
+        """Requests the peer rejected (BEP 6) since it last sent a block."""
         self.refused: dict[int, float] = {}
         """Pieces the peer rejected (BEP 6) while unchoking us, and when: not asked again for a while."""
-        """Requests the peer rejected (BEP 6) since it last sent a block."""
         self.hold_until = 0.0
         """No new requests to this peer before this time (after rejects)."""
         self.unchoked_since: float | None = None
