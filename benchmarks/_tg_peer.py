@@ -70,6 +70,7 @@ async def run(args: argparse.Namespace) -> int:
         upload_slots=args.upload_slots,
         strategy=args.strategy,
         super_seed=args.super_seed,
+        optimistic_unchoke=args.optimistic_unchoke,
     )
     config = SessionConfig(
         upload_limit=parse_size(args.upload_limit, what="rate"),
@@ -181,6 +182,7 @@ def main() -> int:
     parser.add_argument("--strategy", default=TorrentConfig().strategy, help="piece strategy (lab ones too)")
     parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
+    parser.add_argument("--optimistic-unchoke", choices=("random", "least-progress"), default="random")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()

@@ -149,8 +149,9 @@ def peer_command(
     client: str, mode: str, torrent: Path, data: Path, port: int, peers: list[int], cap: int, slots: int
 ) -> list[str]:
     """``client``: ``lt``, ``tg`` or ``tg:STRATEGY`` (a piece strategy, the lab's included), each
-    optionally ``+ss``: the seed super-seeds (BEP 16)."""
-    name, super_seed = parse_client(client)
+    optionally ``+ss`` (the seed super-seeds, BEP 16) and, for tg, ``+lp`` (least-progress optimistic
+    unchokes)."""
+    name, options = parse_client(client)
     kind, _, strategy = name.partition(":")
     if kind == "lt":
         cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--report", "0.5"]
@@ -162,7 +163,9 @@ def peer_command(
             cmd += ["--stay"]
         if strategy:
             cmd += ["--strategy", strategy]
-    if super_seed and mode == "seed":
+        if "lp" in options:
+            cmd += ["--optimistic-unchoke", "least-progress"]
+    if "ss" in options and mode == "seed":
         cmd += ["--super-seed"]
     cmd += ["--torrent", str(torrent), "--dir", str(data), "--port", str(port), "--upload-limit", str(cap)]
     for p in peers:
@@ -170,12 +173,18 @@ def peer_command(
     return cmd
 
 
-def parse_client(client: str) -> tuple[str, bool]:
-    """``tg:seed-sparing+ss`` -> (``tg:seed-sparing``, super-seeding seed)."""
-    name, plus, flag = client.partition("+")
-    if plus and flag != "ss":
-        raise ValueError(f"unknown client option {flag!r} in {client!r} (only +ss)")
-    return name, bool(plus)
+CLIENT_OPTIONS = {"ss": "the seed super-seeds (BEP 16)", "lp": "least-progress optimistic unchokes (tg)"}
+
+
+def parse_client(client: str) -> tuple[str, frozenset[str]]:
+    """``tg:seed-sparing+ss+lp`` -> (``tg:seed-sparing``, {``ss``, ``lp``})."""
+    name, *options = client.split("+")
+    for option in options:
+        if option not in CLIENT_OPTIONS:
+            raise ValueError(f"unknown client option {option!r} in {client!r} (known: +ss, +lp)")
+    if "lp" in options and not name.startswith("tg"):
+        raise ValueError(f"+lp is a torrentgoat option ({client!r})")
+    return name, frozenset(options)
 
 
 def warm(path: Path) -> None:
@@ -275,6 +284,7 @@ def simulate_prediction(
     endgame: bool,
     sub_blocks: int = 1,
     super_seed: bool = False,
+    optimistic: str = "random",
 ) -> tuple[list[float], float] | None:
     """Completion times and seed upload (bytes) the strategy lab predicts for this swarm (None when
     the lab is missing)."""
@@ -298,6 +308,7 @@ def simulate_prediction(
         seed=1,
         sub_blocks=sub_blocks,
         super_seed=super_seed,
+        optimistic_mode=optimistic,
     )
     result = simulate(config, specs)
     return list(result.completion_times), result.seed_upload
@@ -325,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--client",
         default="tg,lt",
-        help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing); +ss: the seed super-seeds (tg+ss)",
+        help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing); +ss: the seed super-seeds "
+        "(tg+ss, lt+ss); +lp: least-progress optimistic unchokes (tg+ss+lp)",
     )
     parser.add_argument("--slots", type=int, default=TorrentConfig().upload_slots, help="tg upload slots")
     parser.add_argument("--dir", default="/tmp/tgfanout")
@@ -344,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         kind, _, strategy = name.partition(":")
         if kind not in CLIENTS or (strategy and kind != "tg"):
-            parser.error(f"unknown client {c!r} (choose from tg, tg:STRATEGY, lt, each with +ss)")
+            parser.error(f"unknown client {c!r} (choose from tg, tg:STRATEGY, lt, with +ss / +lp)")
     size = parse_size(args.size)
     piece = parse_size(args.piece_size)
     cap = parse_size(args.upload_cap, what="rate")
@@ -396,7 +408,7 @@ def _run(
     predictions: dict[str, tuple[list[float], float]] = {}
     if not args.no_sim:
         for key in dict.fromkeys(_sim_key(c, default, args.slots) for c in clients):
-            strategy, slots, ss = key.split("/")
+            strategy, slots, ss, lp = key.split("/")
             wall = time.monotonic()
             prediction = simulate_prediction(
                 size=size,
@@ -408,6 +420,7 @@ def _run(
                 endgame=TorrentConfig().endgame,
                 sub_blocks=args.sim_sub_blocks,
                 super_seed=ss == "ss",
+                optimistic="least-progress" if lp == "lp" else "random",
             )
             if prediction is None:
                 print("simulator (benchmarks.strategies) not available: T* only", flush=True)
@@ -495,14 +508,16 @@ def _run(
 
 
 def _sim_key(client: str, default: str, slots: int) -> str:
-    """The simulated scenario a client is compared with: ``STRATEGY/SLOTS/SEEDING`` (``tg:seed-sparing``
-    -> ``seed-sparing/4/-``; ``tg+ss`` -> ``rarest-first/4/ss``; ``lt`` -> ``rarest-first/8/-``)."""
-    name, super_seed = parse_client(client)
+    """The simulated scenario a client is compared with: ``STRATEGY/SLOTS/SEEDING/OPTIMISTIC``
+    (``tg:seed-sparing`` -> ``seed-sparing/4/-/-``; ``tg+ss+lp`` -> ``rarest-first/4/ss/lp``; ``lt`` ->
+    ``rarest-first/8/-/-``)."""
+    name, options = parse_client(client)
     kind, _, strategy = name.partition(":")
-    ss = "ss" if super_seed else "-"
+    ss = "ss" if "ss" in options else "-"
+    lp = "lp" if "lp" in options else "-"
     if kind == "lt":
-        return f"{default}/{LT_UNCHOKE_SLOTS}/{ss}"
-    return f"{strategy or default}/{slots}/{ss}"
+        return f"{default}/{LT_UNCHOKE_SLOTS}/{ss}/{lp}"
+    return f"{strategy or default}/{slots}/{ss}/{lp}"
 
 
 if __name__ == "__main__":

@@ -194,3 +194,47 @@ def test_choke_invariants(
     left = [rate(p) for p in eligible if p.key not in decision.regular]
     if kept and left:
         assert max(left) <= min(kept)
+
+
+# --------------------------------------------------------------------------- least-progress optimistic
+
+
+def test_least_progress_optimistic_goes_to_the_peer_furthest_behind() -> None:
+    cfg = ChokerConfig(upload_slots=2, optimistic_mode="least-progress")
+    peers = [
+        peer("fast1", down=100, interested=True, progress=0.9),
+        peer("fast2", down=90, interested=True, progress=0.8),
+        peer("mid", down=10, interested=True, progress=0.5),
+        peer("behind", down=0, interested=True, progress=0.1),
+        peer("uninterested", down=0, interested=False, progress=0.0),
+    ]
+    d = choke(peers, seeding=False, now=0.0, rng=random.Random(1), config=cfg)
+    assert d.regular == ("fast1", "fast2")
+    assert d.optimistic == "behind"
+    assert d.unchoke == {"fast1", "fast2", "behind"}
+
+
+def test_least_progress_is_re_evaluated_every_round() -> None:
+    ch = Choker(ChokerConfig(upload_slots=1, optimistic_mode="least-progress"))
+    rng = random.Random(2)
+    first = ch.rechoke(
+        [peer("a", down=9, interested=True), peer("b", interested=True, progress=0.2), peer("c", interested=True, progress=0.3)],
+        seeding=False, now=0.0, rng=rng,
+    )  # fmt: skip
+    assert first.optimistic == "b"
+    # b caught up past c within the optimistic interval: the slot moves at once (random mode would keep b)
+    second = ch.rechoke(
+        [peer("a", down=9, interested=True), peer("b", interested=True, progress=0.6), peer("c", interested=True, progress=0.3)],
+        seeding=False, now=10.0, rng=rng,
+    )  # fmt: skip
+    assert second.optimistic == "c" and second.optimistic_since == 10.0
+    third = ch.rechoke(
+        [peer("a", down=9, interested=True), peer("b", interested=True, progress=0.6), peer("c", interested=True, progress=0.4)],
+        seeding=False, now=20.0, rng=rng,
+    )  # fmt: skip
+    assert third.optimistic == "c" and third.optimistic_since == 10.0  # kept: still the furthest behind
+
+
+def test_optimistic_mode_is_validated() -> None:
+    with pytest.raises(ConfigError):
+        ChokerConfig(optimistic_mode="loudest")  # type: ignore[arg-type]

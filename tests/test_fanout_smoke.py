@@ -37,7 +37,7 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
                 "--size", "4MiB",
                 "--piece-size", "256KiB",
                 "--upload-cap", "200MB",
-                "--client", "tg,tg+ss",
+                "--client", "tg,tg+ss+lp",
                 "--dir", str(work),
                 "--timeout", "30",
                 "--csv", str(csv_path),
@@ -52,16 +52,19 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
     assert rows[0] == "who,min,median,p90,max,t_star,seed_copies"
     whos = [r.split(",")[0] for r in rows[1:]]
     sim = f"sim:{TorrentConfig().strategy}/{TorrentConfig().upload_slots}"
-    assert whos == ["T*", f"{sim}/-", f"{sim}/ss", "tg", "tg+ss"]
+    assert whos == ["T*", f"{sim}/-/-", f"{sim}/ss/lp", "tg", "tg+ss+lp"]
     for row in rows[-2:]:
         assert all(float(x) > 0 for x in row.split(",")[1:])
 
 
 def test_client_names() -> None:
-    assert fanout.parse_client("tg:seed-sparing+ss") == ("tg:seed-sparing", True)
-    assert fanout.parse_client("lt") == ("lt", False)
-    with pytest.raises(ValueError):
-        fanout.parse_client("tg+turbo")
-    cmd = fanout.peer_command("tg+ss", "seed", Path("t"), Path("d"), 1, [], 10, 4)
-    assert "--super-seed" in cmd
-    assert "--super-seed" not in fanout.peer_command("tg+ss", "leech", Path("t"), Path("d"), 1, [], 10, 4)
+    assert fanout.parse_client("tg:seed-sparing+ss") == ("tg:seed-sparing", frozenset({"ss"}))
+    assert fanout.parse_client("tg+ss+lp") == ("tg", frozenset({"ss", "lp"}))
+    assert fanout.parse_client("lt") == ("lt", frozenset())
+    for bad in ("tg+turbo", "lt+lp"):
+        with pytest.raises(ValueError):
+            fanout.parse_client(bad)
+    seed = fanout.peer_command("tg+ss+lp", "seed", Path("t"), Path("d"), 1, [], 10, 4)
+    assert "--super-seed" in seed and "least-progress" in seed
+    leech = fanout.peer_command("tg+ss+lp", "leech", Path("t"), Path("d"), 1, [], 10, 4)
+    assert "--super-seed" not in leech and "least-progress" in leech

@@ -101,6 +101,15 @@ def test_super_seed_reveals_every_piece_once_before_any_twice(sub_blocks: int) -
     assert seen and all(most <= 1 for most, unrevealed in seen if unrevealed > 0)
 
 
+def test_least_progress_optimistic_unchokes_run_the_clients_choker() -> None:
+    cfg, specs = small("cluster-fanout", super_seed=True, optimistic_mode="least-progress")
+    sim = Simulator(cfg, specs)
+    res = sim.run()
+    assert res.incomplete == 0
+    assert sim.choker_config.optimistic_mode == "least-progress"
+    assert summarize(res, scenario="cluster-fanout").optimistic == "least-progress"
+
+
 def test_endgame_off_has_no_duplicates() -> None:
     cfg, specs = small(endgame=False)
     res = simulate(cfg, specs)

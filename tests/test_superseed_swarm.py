@@ -8,6 +8,8 @@ Shown here:
 * one torrentgoat leecher alone gets everything from a super-seed (the seed keeps revealing);
 * a seed and four torrentgoat leechers: everyone completes with identical bytes, and super-seeding
   ends once the leechers hold every piece between them;
+* the cluster-push recipe (super-seeding origin, leechers with ``least-progress`` optimistic unchokes)
+  completes, and the choke scheduler is the one configured;
 * libtorrent leeches from a super-seeding torrentgoat seed (interop).
 """
 
@@ -20,6 +22,7 @@ import pytest
 
 from tests.conftest import require_libtorrent
 from tests.interop_helpers import ProcessGroup, make_shard_torrent, processes
+from torrentgoat.errors import ConfigError
 from torrentgoat.session import Session
 from torrentgoat.testing.hostile import RawPeer
 from torrentgoat.testing.swarm import (
@@ -107,6 +110,28 @@ async def test_swarm_completes_and_super_seeding_ends(tmp_path: Path) -> None:
         assert not swarm.seed_torrent.superseeding.active  # the leechers held every piece: normal seeding
     for directory in swarm.leecher_dirs:
         assert_same_files(payload.metainfo, payload.root, directory)
+
+
+async def test_cluster_push_recipe(tmp_path: Path) -> None:
+    payload = make_file_payload(tmp_path, 8 * MiB + 1, piece_length=256 * 1024, seed=6)
+    nodes = TorrentConfig(seed=True, optimistic_unchoke="least-progress")
+    async with local_swarm(
+        payload,
+        tmp_path,
+        leechers=3,
+        seeder_config=loopback_config(seed=0, torrent=SUPER),
+        leecher_config=loopback_config(torrent=nodes),
+    ) as swarm:
+        await swarm.wait_complete(timeout=60)
+        for torrent in swarm.torrents:
+            assert torrent._choker.choker.config.optimistic_mode == "least-progress"
+    for directory in swarm.leecher_dirs:
+        assert_same_files(payload.metainfo, payload.root, directory)
+
+
+def test_optimistic_unchoke_is_validated() -> None:
+    with pytest.raises(ConfigError):
+        TorrentConfig(optimistic_unchoke="loudest")  # type: ignore[arg-type]
 
 
 @pytest.mark.interop

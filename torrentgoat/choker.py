@@ -23,9 +23,10 @@ from typing import Literal
 
 from torrentgoat.errors import ConfigError
 
-__all__ = ["ChokeDecision", "Choker", "ChokerConfig", "PeerStats", "SeedMode", "choke"]
+__all__ = ["ChokeDecision", "Choker", "ChokerConfig", "OptimisticMode", "PeerStats", "SeedMode", "choke"]
 
 SeedMode = Literal["fastest-upload", "round-robin"]
+OptimisticMode = Literal["random", "least-progress"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +58,13 @@ class ChokerConfig:
     seed_turn: float = 60.0
     """``round-robin`` seeding: seconds a peer keeps its slot before others get a turn."""
 
+    optimistic_mode: OptimisticMode = "random"
+    """``random`` (BEP 3): the optimistic unchoke is drawn at random and kept ``optimistic_interval``
+    seconds.  ``least-progress``: every round it goes to the interested, choked peer holding the
+    fewest pieces -- for cooperative swarms (one origin pushing to a cluster), where a node that holds
+    nothing its neighbours want is never reciprocated by tit-for-tat and would otherwise trail the
+    rest.  Not for public swarms: a free rider that announces nothing would always win the slot."""
+
     def __post_init__(self) -> None:
         if self.upload_slots < 0:
             raise ConfigError(f"upload_slots must be >= 0, got {self.upload_slots}")
@@ -66,6 +74,8 @@ class ChokerConfig:
             raise ConfigError(f"new_peer_weight must be >= 1, got {self.new_peer_weight}")
         if self.seed_mode not in ("fastest-upload", "round-robin"):
             raise ConfigError(f"unknown seed_mode {self.seed_mode!r}")
+        if self.optimistic_mode not in ("random", "least-progress"):
+            raise ConfigError(f"unknown optimistic_mode {self.optimistic_mode!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +108,9 @@ class PeerStats:
 
     last_unchoked: float | None = None
     """When we last unchoked the peer (None: never); round-robin seeding serves the longest-waiting."""
+
+    progress: float = 0.0
+    """Fraction of the pieces the peer has announced (0..1); ``least-progress`` optimistic unchokes."""
 
     @property
     def unchoked(self) -> bool:
@@ -153,7 +166,8 @@ def choke(
     leeching, by upload rate to them (or round-robin) while seeding; ties favour peers already unchoked,
     then chance.  Optimistic slot: kept for ``optimistic_interval`` seconds while the peer stays interested
     and is not promoted to a regular slot; otherwise redrawn among the other interested peers with new
-    peers ``new_peer_weight`` times as likely.
+    peers ``new_peer_weight`` times as likely.  With ``optimistic_mode="least-progress"`` it goes every
+    round to the interested peer with the fewest pieces instead.
     """
     cfg = config or ChokerConfig()
     candidates = [p for p in peers if p.interested and not p.is_seed]
@@ -167,7 +181,14 @@ def choke(
 
     new_optimistic: Hashable | None = None
     new_since: float | None = None
-    if cfg.optimistic:
+    if cfg.optimistic and cfg.optimistic_mode == "least-progress":
+        pool = [p for p in candidates if p.key not in chosen]
+        if pool:
+            # the peer furthest behind; on ties keep the current one, then chance
+            best = min(pool, key=lambda p: (p.progress, 0 if p.key == optimistic else 1, rand()))
+            new_optimistic = best.key
+            new_since = optimistic_since if best.key == optimistic else now
+    elif cfg.optimistic:
         by_key = {p.key: p for p in candidates}
         if (
             optimistic is not None

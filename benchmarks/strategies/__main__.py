@@ -4,7 +4,7 @@
     python -m benchmarks.strategies --scenario flash-crowd --peers 100 --size 20GiB \\
         [--piece-size 16MiB[,4MiB,...]] [--strategy NAME[,NAME]|all] [--endgame on|off|both] [--seed N] \\
         [--upload-slots 4] [--degree 25] [--sub-blocks 1] [--seeding normal|super|both] \\
-        [--bandwidth fair|equal] [--csv out.csv] [--plots PREFIX] [--markdown]
+        [--optimistic random|least-progress|both] [--bandwidth fair|equal] [--csv out.csv] [--plots PREFIX] [--markdown]
 """
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         help="super: the seeds super-seed (BEP 16, the client's SuperSeeder)",
     )
     ap.add_argument(
+        "--optimistic",
+        choices=("random", "least-progress", "both"),
+        default="random",
+        help="the choker's optimistic unchoke: random (BEP 3) or least-progress (the peer furthest behind)",
+    )
+    ap.add_argument(
         "--bandwidth",
         choices=("fair", "equal"),
         default="fair",
@@ -94,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     pieces = [parse_size(p) for p in args.piece_size.split(",")]
     endgames = {"on": [True], "off": [False], "both": [True, False]}[args.endgame]
     seedings = {"normal": [False], "super": [True], "both": [False, True]}[args.seeding]
+    optimistics = ["random", "least-progress"] if args.optimistic == "both" else [args.optimistic]
     peers = args.peers if args.peers is not None else SCENARIOS[args.scenario].default_peers
     specs = build_peers(args.scenario, peers, args.size, args.seed)
     rows: list[RunMetrics] = []
     runs: list[tuple[RunMetrics, SimResult]] = []
     for piece in pieces:
         for strategy in strategies:
-            for endgame, super_seed in itertools.product(endgames, seedings):
+            for endgame, super_seed, optimistic in itertools.product(endgames, seedings, optimistics):
                 cfg = SimConfig(
                     size=args.size,
                     piece_size=piece,
@@ -111,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     degree=args.degree,
                     sub_blocks=args.sub_blocks,
                     super_seed=super_seed,
+                    optimistic_mode=optimistic,
                     bandwidth=args.bandwidth,
                 )
                 result = simulate(cfg, specs)

@@ -26,6 +26,8 @@ class RunMetrics:
     endgame: bool
     seeding: str = "normal"
     """``normal``, or ``super``: the seeds super-seed (BEP 16)."""
+    optimistic: str = "random"
+    """The choker's optimistic unchoke: ``random`` or ``least-progress``."""
     peers: int
     size: int
     seed: int
@@ -71,6 +73,7 @@ def summarize(result: SimResult, *, scenario: str) -> RunMetrics:
         piece_size=cfg.piece_size,
         endgame=cfg.endgame,
         seeding="super" if cfg.super_seed else "normal",
+        optimistic=cfg.optimistic_mode,
         peers=leechers,
         size=cfg.size,
         seed=cfg.seed,

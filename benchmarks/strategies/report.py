@@ -31,6 +31,7 @@ def format_table(rows: Sequence[RunMetrics], *, markdown: bool = False) -> str:
         "piece",
         "endgame",
         "seeding",
+        "optimistic",
         "min s",
         "median s",
         "p90 s",
@@ -52,6 +53,7 @@ def format_table(rows: Sequence[RunMetrics], *, markdown: bool = False) -> str:
                 format_size(r.piece_size),
                 "on" if r.endgame else "off",
                 r.seeding,
+                r.optimistic,
                 f"{r.t_min:.1f}",
                 f"{r.t_median:.1f}",
                 f"{r.t_p90:.1f}",
@@ -85,7 +87,8 @@ def write_csv(rows: Sequence[RunMetrics], path: str | Path) -> None:
 
 def _label(m: RunMetrics) -> str:
     ss = " super-seed" if m.seeding == "super" else ""
-    return f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}{ss}"
+    lp = " least-progress" if m.optimistic == "least-progress" else ""
+    return f"{m.strategy} {format_size(m.piece_size)} eg={'on' if m.endgame else 'off'}{ss}{lp}"
 
 
 def have_matplotlib() -> bool:

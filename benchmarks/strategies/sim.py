@@ -103,6 +103,10 @@ class SimConfig:
 
     super_seed_per_peer: int = 2
 
+    optimistic_mode: str = "random"
+    """The choker's optimistic unchoke: ``random`` (BEP 3) or ``least-progress`` (every round, the
+    interested peer holding the fewest pieces; :attr:`torrentgoat.choker.ChokerConfig.optimistic_mode`)."""
+
     bandwidth: str = "fair"
     """``fair``: water-filling at both ends of every flow (work-conserving, close to max-min fairness);
     ``equal``: ``min(upload / sender's flows, download / receiver's flows)`` (cheaper, pessimistic)."""
@@ -300,7 +304,10 @@ class Simulator:
             # the cap the client would apply to real pieces of this size
             max_partial_pieces=PickerConfig().partial_cap(ps),
         )
-        self.choker_config = ChokerConfig(upload_slots=config.upload_slots)
+        self.choker_config = ChokerConfig(
+            upload_slots=config.upload_slots,
+            optimistic_mode="least-progress" if config.optimistic_mode == "least-progress" else "random",
+        )
         self.peers = [_Peer(i, s) for i, s in enumerate(specs)]
         self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = 0
@@ -540,6 +547,7 @@ class Simulator:
                     connected_at=c.connected_at,
                     unchoked_since=c.unchoked_since,
                     last_unchoked=c.last_unchoked,
+                    progress=c.down.have.count / self.num_pieces if c.down.have is not None else 0.0,
                 )
             )
             if scheduled:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -38,6 +39,13 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--listen", default="0.0.0.0", help="IPv4 address to listen on (default 0.0.0.0)")
     net.add_argument("--listen6", default="::", help="IPv6 address to listen on ('' for none)")
     net.add_argument("--max-peers", type=int, default=50, help="connections per torrent")
+    net.add_argument(
+        "--optimistic-unchoke",
+        choices=("random", "least-progress"),
+        default="random",
+        help="least-progress: the optimistic unchoke helps the peer furthest behind "
+        "(for a cluster receiving a push; not for public swarms)",
+    )
     net.add_argument("--upload-limit", default="0", help="bytes per second, e.g. 20MB (0: unlimited)")
     net.add_argument("--download-limit", default="0", help="bytes per second (0: unlimited)")
     net.add_argument("--no-dht", action="store_true", help="do not use the DHT (BEP 5)")
@@ -69,7 +77,9 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,
         enable_pex=not args.no_pex,
-        torrent=torrent or TorrentConfig(max_peers=args.max_peers),
+        torrent=dataclasses.replace(
+            torrent or TorrentConfig(max_peers=args.max_peers), optimistic_unchoke=args.optimistic_unchoke
+        ),
     )
 
 

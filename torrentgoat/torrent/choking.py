@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from torrentgoat.choker import Choker, ChokerConfig, PeerStats
+from torrentgoat.choker import Choker, ChokerConfig, OptimisticMode, PeerStats
 from torrentgoat.wire.messages import Choke, Unchoke
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ __all__ = ["ChokeScheduler"]
 class ChokeScheduler:
     """Runs :class:`~torrentgoat.choker.Choker` rounds and applies their decisions."""
 
-    def __init__(self, *, slots: int, rng: random.Random) -> None:
-        self.choker = Choker(ChokerConfig(upload_slots=slots))
+    def __init__(self, *, slots: int, rng: random.Random, optimistic_mode: OptimisticMode = "random") -> None:
+        self.choker = Choker(ChokerConfig(upload_slots=slots, optimistic_mode=optimistic_mode))
         self.rng = rng
 
     @property
@@ -78,6 +78,7 @@ class ChokeScheduler:
                     connected_at=ps.connected_at,
                     unchoked_since=ps.unchoked_since,
                     last_unchoked=ps.last_unchoked,
+                    progress=have.count / have.length if have is not None and have.length else 0.0,
                 )
             )
         decision = self.choker.rechoke(stats, seeding=torrent.is_complete, now=now, rng=self.rng)

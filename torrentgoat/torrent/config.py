@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from torrentgoat.choker import OptimisticMode
 from torrentgoat.errors import ConfigError
 
 __all__ = ["TorrentConfig"]
@@ -48,6 +49,11 @@ class TorrentConfig:
     file_globs: tuple[str, ...] = ()
     """Glob patterns (``fnmatch``) of file paths to download, relative to the torrent's folder;
     combined with ``selected_files``.  Empty with ``selected_files=None``: everything."""
+    optimistic_unchoke: OptimisticMode = "random"
+    """``random`` (BEP 3) or ``least-progress``: the optimistic unchoke goes every round to the
+    interested peer holding the fewest pieces.  For cooperative swarms such as a cluster receiving a
+    checkpoint, where it keeps a node that has nothing to trade from trailing the rest; a public swarm's
+    free riders would exploit it (see :class:`torrentgoat.choker.ChokerConfig`)."""
     super_seed: bool = False
     """BEP 16 super-seeding when the torrent is complete at start: reveal pieces one peer at a time so
     that every piece is uploaded once before any is uploaded twice (an initial seed pushing a new
@@ -58,6 +64,10 @@ class TorrentConfig:
     """``HOST:PORT`` peers to dial at start (``--peer``, magnet ``x.pe``)."""
 
     def __post_init__(self) -> None:
+        if self.optimistic_unchoke not in ("random", "least-progress"):
+            raise ConfigError(
+                f"optimistic_unchoke must be 'random' or 'least-progress', got {self.optimistic_unchoke!r}"
+            )
         if self.max_peers < 1:
             raise ConfigError(f"max_peers must be >= 1, got {self.max_peers}")
         if self.piece_memory < 1024 * 1024:

@@ -216,7 +216,9 @@ class Torrent:
         self._metadata_ready = asyncio.Event()
         if self.info is not None:
             self._metadata_ready.set()
-        self._choker = ChokeScheduler(slots=config.upload_slots, rng=ctx.rng)
+        self._choker = ChokeScheduler(
+            slots=config.upload_slots, rng=ctx.rng, optimistic_mode=config.optimistic_unchoke
+        )
         self._down_meter_total = 0
         self._wanted_bytes = 0
         self._verified_bytes = 0
