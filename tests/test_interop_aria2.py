@@ -42,6 +42,7 @@ from torrentgoat.magnet import Magnet
 from torrentgoat.session import Session
 from torrentgoat.testing.tracker import LoopbackTracker, OpenTracker
 from torrentgoat.testing.wire import make_pair
+from torrentgoat.torrent import TorrentConfig
 from torrentgoat.tracker import http as http_codec
 
 pytestmark = pytest.mark.interop
@@ -112,6 +113,26 @@ async def test_aria2_downloads_from_torrentgoat_seeder(
             assert torrent.uploaded >= shared.size
             # aria2 said "completed" (BEP 3) after fetching everything from us, then "stopped"
             await wait_scrape(url, shared.metainfo.info_hash, complete=1, downloaded=1)
+    assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_aria2_downloads_from_super_seeding_torrentgoat(tmp_path: Path, processes: ProcessGroup) -> None:
+    """BEP 16: aria2 sees ``have none`` (or no bitfield) and then single ``have`` messages, and still
+    fetches everything."""
+    binary = require_binary("aria2c")
+    shared = make_model_torrent(tmp_path, shards=1, shard_size=6 * MiB + 99, seed=23)
+    config = TorrentConfig(seed=True, super_seed=True)
+    async with tracker_for(TRACKERS[0], shared) as url:
+        dest = tmp_path / "aria2-down"
+        dest.mkdir()
+        async with Session(loopback_config()) as session:
+            torrent = await session.add(shared.torrent_path, shared.root, config=config)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            assert torrent.superseeding is not None
+            await wait_scrape(url, shared.metainfo.info_hash, complete=1)
+            leech = await processes.aria2("leech", torrent=shared.torrent_path, directory=dest, binary=binary)
+            code = await leech.wait_exit(timeout=40)
+            assert code == 0, f"aria2c exited {code}\n{leech.tail()}"
     assert_same_files(shared.metainfo, shared.root, dest)
 
 

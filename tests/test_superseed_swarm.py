@@ -10,7 +10,8 @@ Shown here:
   ends once the leechers hold every piece between them;
 * the cluster-push recipe (super-seeding origin, leechers with ``least-progress`` optimistic unchokes)
   completes, and the choke scheduler is the one configured;
-* libtorrent leeches from a super-seeding torrentgoat seed (interop).
+* libtorrent leeches from a super-seeding torrentgoat seed, and torrentgoat leeches from a
+  super-seeding libtorrent seed (interop; aria2: ``test_interop_aria2.py``).
 """
 
 from __future__ import annotations
@@ -155,5 +156,28 @@ async def test_libtorrent_leeches_from_super_seed(tmp_path: Path, processes: Pro
                 )
             )
         await asyncio.gather(*(leech.wait_event("finished", timeout=40) for leech in leeches))
+    for dest in dests:
+        assert_same_files(shared.metainfo, shared.root, dest)
+
+
+@pytest.mark.interop
+async def test_torrentgoat_leeches_from_libtorrent_super_seed(tmp_path: Path, processes: ProcessGroup) -> None:
+    """The other direction: libtorrent super-seeds (``torrent_flags.super_seeding``), two torrentgoat
+    leechers that know each other get everything."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, 6 * MiB + 5, piece_length=256 * 1024, seed=7)
+    seeder = await processes.libtorrent(
+        "seed", directory=shared.root, torrent=shared.torrent_path, extra=["--super-seed"]
+    )
+    dests = [tmp_path / f"down-{i}" for i in range(2)]
+    async with Session(loopback_config(seed=11)) as a, Session(loopback_config(seed=12)) as b:
+        ta = await a.add(shared.torrent_path, dests[0], peers=[f"127.0.0.1:{seeder.port}"], seed=True)
+        tb = await b.add(
+            shared.torrent_path,
+            dests[1],
+            peers=[f"127.0.0.1:{seeder.port}", f"127.0.0.1:{a.listen_port}"],
+            seed=True,
+        )
+        await asyncio.gather(_complete(ta, 40), _complete(tb, 40))
     for dest in dests:
         assert_same_files(shared.metainfo, shared.root, dest)
