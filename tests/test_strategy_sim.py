@@ -207,6 +207,19 @@ def test_cli_table_and_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "flash-crowd" in capsys.readouterr().out
 
 
+def test_cli_parallel_runs_give_the_same_rows(tmp_path: Path) -> None:
+    def rows(jobs: str) -> list[dict[str, str]]:
+        out = tmp_path / f"runs-{jobs}.csv"
+        common = ["--scenario", "flash-crowd", "--peers", "5", "--size", "24MiB", "--piece-size", "1MiB"]
+        extra = ["--strategy", "all", "--seeding", "both", "--csv", str(out), "--jobs", jobs]
+        assert main(common + extra) == 0
+        return [{k: v for k, v in r.items() if k != "wall"} for r in csv.DictReader(out.open())]
+
+    one, two = rows("1"), rows("2")
+    assert len(one) == 2 * len(strategy_names()) and one == two
+    assert {r["seeding"] for r in one} == {"normal", "super"}
+
+
 def test_seed_sparing_asks_a_seed_only_for_pieces_no_leecher_has() -> None:
     import random
 

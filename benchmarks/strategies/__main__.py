@@ -4,18 +4,20 @@
     python -m benchmarks.strategies --scenario flash-crowd --peers 100 --size 20GiB \\
         [--piece-size 16MiB[,4MiB,...]] [--strategy NAME[,NAME]|all] [--endgame on|off|both] [--seed N] \\
         [--upload-slots 4] [--degree 25] [--sub-blocks 1] [--seeding normal|super|both] \\
-        [--optimistic random|least-progress|both] [--bandwidth fair|equal] [--csv out.csv] [--plots PREFIX] [--markdown]
+        [--optimistic random|least-progress|both] [--bandwidth fair|equal] [--jobs N] [--csv out.csv] [--plots PREFIX] [--markdown]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import itertools
+import os
 import re
 import sys
 
 from benchmarks.strategies import hybrid as _hybrid  # noqa: F401  (registers seed-sparing)
-from benchmarks.strategies.metrics import RunMetrics, summarize
+from benchmarks.strategies.metrics import summarize
 from benchmarks.strategies.report import format_table, have_matplotlib, plot, write_csv
 from benchmarks.strategies.scenarios import SCENARIOS, build_peers
 from benchmarks.strategies.sim import SimConfig, SimResult, simulate
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         default="fair",
         help="fair: water-filling at both ends; equal: min(up/n_up, down/n_down), about 2x faster",
     )
+    ap.add_argument(
+        "--jobs", type=int, default=0, help="runs in parallel processes (default: one per CPU)"
+    )
     ap.add_argument("--csv", default=None, help="write the table as CSV")
     ap.add_argument("--plots", default=None, help="PNG prefix (needs matplotlib, the 'bench' extra)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -103,29 +108,42 @@ def main(argv: list[str] | None = None) -> int:
     optimistics = ["random", "least-progress"] if args.optimistic == "both" else [args.optimistic]
     peers = args.peers if args.peers is not None else SCENARIOS[args.scenario].default_peers
     specs = build_peers(args.scenario, peers, args.size, args.seed)
-    rows: list[RunMetrics] = []
-    runs: list[tuple[RunMetrics, SimResult]] = []
-    for piece in pieces:
-        for strategy in strategies:
-            for endgame, super_seed, optimistic in itertools.product(endgames, seedings, optimistics):
-                cfg = SimConfig(
-                    size=args.size,
-                    piece_size=piece,
-                    strategy=strategy,
-                    endgame=endgame,
-                    seed=args.seed,
-                    upload_slots=args.upload_slots,
-                    degree=args.degree,
-                    sub_blocks=args.sub_blocks,
-                    super_seed=super_seed,
-                    optimistic_mode=optimistic,
-                    bandwidth=args.bandwidth,
-                )
-                result = simulate(cfg, specs)
-                m = summarize(result, scenario=args.scenario)
-                rows.append(m)
-                runs.append((m, result))
-                print(format_table([m]).splitlines()[-1], file=sys.stderr, flush=True)
+    configs = [
+        SimConfig(
+            size=args.size,
+            piece_size=piece,
+            strategy=strategy,
+            endgame=endgame,
+            seed=args.seed,
+            upload_slots=args.upload_slots,
+            degree=args.degree,
+            sub_blocks=args.sub_blocks,
+            super_seed=super_seed,
+            optimistic_mode=optimistic,
+            bandwidth=args.bandwidth,
+        )
+        for piece in pieces
+        for strategy in strategies
+        for endgame, super_seed, optimistic in itertools.product(endgames, seedings, optimistics)
+    ]
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(configs)))
+    results: list[SimResult | None] = [None] * len(configs)
+
+    def done(i: int, result: SimResult) -> None:
+        results[i] = result
+        line = format_table([summarize(result, scenario=args.scenario)]).splitlines()[-1]
+        print(line, file=sys.stderr, flush=True)
+
+    if jobs == 1:
+        for i, cfg in enumerate(configs):
+            done(i, simulate(cfg, specs))
+    else:  # independent, seeded runs: one process each, same results as one after the other
+        with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
+            futures = {pool.submit(simulate, cfg, specs): i for i, cfg in enumerate(configs)}
+            for future in concurrent.futures.as_completed(futures):
+                done(futures[future], future.result())
+    runs = [(summarize(r, scenario=args.scenario), r) for r in results if r is not None]
+    rows = [m for m, _ in runs]
     print(format_table(rows, markdown=args.markdown))
     if args.csv:
         write_csv(rows, args.csv)
