@@ -8,6 +8,8 @@ Shown here:
 * one torrentgoat leecher alone gets everything from a super-seed (the seed keeps revealing);
 * a seed and four torrentgoat leechers: everyone completes with identical bytes, and super-seeding
   ends once the leechers hold every piece between them;
+* ``python -m torrentgoat seed --super-seed --optimistic-unchoke least-progress`` serves two leechers
+  and exits 0 on SIGTERM;
 * the cluster-push recipe (super-seeding origin, leechers with ``least-progress`` optimistic unchokes)
   completes, and the choke scheduler is the one configured;
 * libtorrent leeches from a super-seeding torrentgoat seed, and torrentgoat leeches from a
@@ -17,12 +19,14 @@ Shown here:
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_libtorrent
-from tests.interop_helpers import ProcessGroup, make_shard_torrent, processes
+from tests.interop_helpers import ProcessGroup, free_port, make_shard_torrent, processes, wait_listening
 from torrentgoat.errors import ConfigError
 from torrentgoat.session import Session
 from torrentgoat.testing.hostile import RawPeer
@@ -181,3 +185,26 @@ async def test_torrentgoat_leeches_from_libtorrent_super_seed(tmp_path: Path, pr
         await asyncio.gather(_complete(ta, 40), _complete(tb, 40))
     for dest in dests:
         assert_same_files(shared.metainfo, shared.root, dest)
+
+
+async def test_cli_seed_super_seed_with_least_progress(tmp_path: Path, processes: ProcessGroup) -> None:
+    """``python -m torrentgoat seed --super-seed --optimistic-unchoke least-progress`` serves two
+    torrentgoat leechers, then stops cleanly on SIGTERM."""
+    payload = make_file_payload(tmp_path, 5 * MiB + 3, piece_length=256 * 1024, seed=8)
+    port = free_port()
+    argv = [sys.executable, "-m", "torrentgoat", "seed", str(payload.torrent_path), str(payload.root)]
+    argv += ["--port", str(port), "--listen", "127.0.0.1", "--listen6", "", "--no-dht", "--no-trackers"]
+    argv += ["--super-seed", "--optimistic-unchoke", "least-progress", "--quiet"]
+    seeder = await processes.spawn("torrentgoat-super-seed", argv)
+    await wait_listening(port, timeout=15)
+    dests = [tmp_path / f"down-{i}" for i in range(2)]
+    async with Session(loopback_config(seed=21)) as a, Session(loopback_config(seed=22)) as b:
+        ta = await a.add(payload.metainfo, dests[0], peers=[f"127.0.0.1:{port}"], seed=True)
+        tb = await b.add(payload.metainfo, dests[1], peers=[f"127.0.0.1:{port}", f"127.0.0.1:{a.listen_port}"])
+        await asyncio.gather(_complete(ta), _complete(tb))
+    for dest in dests:
+        assert_same_files(payload.metainfo, payload.root, dest)
+    assert seeder.process is not None and seeder.returncode is None
+    seeder.process.send_signal(signal.SIGTERM)
+    code = await seeder.wait_exit(timeout=10)
+    assert code == 0, f"seed exited {code} on SIGTERM\n{seeder.tail()}"
