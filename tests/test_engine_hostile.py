@@ -68,6 +68,7 @@ from torrentgoat.torrent import (
 )
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import WireConfig
+from torrentgoat.wire.fast import allowed_fast_set
 from torrentgoat.wire.messages import (
     BitfieldMsg,
     Extended,
@@ -653,13 +654,15 @@ async def _partial_seed(tmp_path: Path, payload: Payload, session: Session) -> t
 
 
 async def test_requests_for_missing_pieces_and_while_choked_are_rejected(tmp_path: Path) -> None:
-    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=51)
+    payload = make_file_payload(tmp_path, 2 * MiB, piece_length=64 * 1024, seed=51)
     info = payload.metainfo.info
     read = storage_reader(info, payload.root)
+    # BEP 6 allowed-fast pieces may be served while choked: test with a piece outside that set
+    fast = set(allowed_fast_set("127.0.0.1", info.info_hash, info.num_pieces, 10))
     async with Session(loopback_config(seed=1)) as target:
         torrent, have = await _partial_seed(tmp_path, payload, target)
         missing = next(i for i in range(info.num_pieces) if i not in have)
-        owned = next(iter(have))
+        owned = next(i for i in have if i not in fast)
         async with await RawPeer.connect("127.0.0.1", target.listen_port) as peer:
             await peer.handshake(info.info_hash, reserved=EXT_FAST)
             opening = await peer.read_message()

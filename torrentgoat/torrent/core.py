@@ -761,6 +761,8 @@ class Torrent:
             case BitfieldReceived():
                 if self.superseeding is not None:
                     self.superseeding.peer_ready(ps)
+                if self.uploader is not None:
+                    self.uploader.offer_allowed_fast(ps)
                 if self.picker is not None:
                     if ps.joined:
                         self.picker.peer_left(ps.key)

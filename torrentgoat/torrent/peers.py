@@ -18,6 +18,7 @@ class PeerState:
     """What the torrent tracks about one live connection, beside the wire engine's own state."""
 
     __slots__ = (
+        "allowed_fast_sent",
         "client",
         "connected_at",
         "down",
@@ -55,6 +56,8 @@ class PeerState:
         self.writable.set()
         self.pex = PexState()
         self.client = ""
+        self.allowed_fast_sent = False
+        """BEP 6 allowed-fast pieces were offered on this connection (once)."""
         self.got_blocks = False
         """Blocks arrived during the current socket read (refill the pipeline after it)."""
         self.reject_streak = 0

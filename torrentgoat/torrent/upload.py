@@ -18,6 +18,8 @@ from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import BlockRef
 from torrentgoat.storage import Storage
 from torrentgoat.torrent.pieces import ReadCache
+from torrentgoat.wire.fast import allowed_fast_set
+from torrentgoat.wire.messages import AllowedFast
 
 if TYPE_CHECKING:
     from torrentgoat.torrent.core import Torrent
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 __all__ = ["Uploader"]
 
 log = logging.getLogger("torrentgoat.upload")
+
+
+ALLOWED_FAST = 10
+"""Size of the allowed-fast set we offer (BEP 6 suggests 10)."""
 
 
 class Uploader:
@@ -48,6 +54,27 @@ class Uploader:
 
     async def _read_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> None:
         await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
+
+    def offer_allowed_fast(self, ps: PeerState) -> None:
+        """BEP 6: tell a starting peer (fewer than ``ALLOWED_FAST`` pieces) with the fast extension which
+        pieces of its canonical allowed-fast set we have; it may request those while we choke it, so a
+        newcomer gets its first pieces to trade without waiting for an unchoke.  Once per connection;
+        never while super-seeding (it would reveal pieces)."""
+        engine = ps.driver.engine
+        have = self.torrent.have
+        address = ps.address
+        if ps.allowed_fast_sent or not engine.fast or have is None or address is None:
+            return
+        superseeding = self.torrent.superseeding
+        if superseeding is not None and superseeding.active:
+            return
+        theirs = engine.peer_have
+        if theirs is not None and theirs.count >= ALLOWED_FAST:
+            return
+        ps.allowed_fast_sent = True
+        for index in allowed_fast_set(address.host, self.info.info_hash, self.info.num_pieces, ALLOWED_FAST):
+            if index in have and (theirs is None or index not in theirs):
+                engine.send(AllowedFast(index=index))
 
     def on_request(self, ps: PeerState, block: BlockRef) -> None:
         have = self.torrent.have
