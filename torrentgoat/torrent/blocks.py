@@ -22,7 +22,7 @@ from torrentgoat.primitives import BlockRef, PeerAddress
 from torrentgoat.rates import RateMeter
 from torrentgoat.torrent.events import PieceFailed
 from torrentgoat.torrent.handle import TorrentHandle
-from torrentgoat.torrent.peer import Peer, PeerKey
+from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.pieces import PieceBuffers
 from torrentgoat.torrent.policy import pick_requests
 from torrentgoat.torrent.smartban import SmartBan
@@ -32,7 +32,7 @@ __all__ = ["BlockFlow"]
 
 log = logging.getLogger("torrentgoat.torrent")
 
-Ban = Callable[[PeerKey, PeerAddress | None, str], None]
+Ban = Callable[[Hashable, PeerAddress | None, str], None]
 """Ban a peer by key and address, with a reason."""
 
 
@@ -78,7 +78,7 @@ class BlockFlow:
             return False
         self.buffers.write(index, info.piece_size(index), begin, data)
         for other_key in arrival.cancel:
-            other = swarm.peer(other_key)  # type: ignore[arg-type]
+            other = swarm.peer(other_key)
             if other is not None:
                 other.cancel(BlockRef(index, begin, length))
         if arrival.piece_complete:
@@ -101,7 +101,7 @@ class BlockFlow:
                 self._piece_failed(index, buf)
                 return
             for culprit in self._smartban.piece_passed(index, buf):
-                self._ban(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")  # type: ignore[arg-type]
+                self._ban(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")
             await host.ctx.disk.write_piece(storage, index, buf)
         finally:
             self.verifying.discard(index)
@@ -127,12 +127,12 @@ class BlockFlow:
         )
         witnesses: dict[int, tuple[Hashable, PeerAddress | None]] = {}
         for block, key in senders.items():
-            peer = swarm.peer(key)  # type: ignore[arg-type]
+            peer = swarm.peer(key)
             witnesses[block] = (key, peer.address if peer is not None else None)
         self._smartban.piece_failed(index, data, witnesses)
         sole = len(contributors) == 1
         for key in contributors:
-            peer = swarm.peer(key)  # type: ignore[arg-type]
+            peer = swarm.peer(key)
             if peer is not None and peer.piece_failed(index, sole=sole):
                 self._ban(peer.key, peer.address, f"sent piece {index}, which failed its hash check")
         self._piece_retry()

@@ -14,14 +14,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from torrentgoat.aio.peer import PeerDriver, PeerHandler, open_peer_connection
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.torrent.events import PeerBanned, PeerConnected, PeerDisconnected
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.opening import Opening
-from torrentgoat.torrent.peer import PeerKey
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.policy import eviction_victim, keeps_new_connection
 from torrentgoat.torrent.swarm import Swarm
@@ -82,11 +81,12 @@ class Connections:
             self._wake.set()
         return added
 
-    def ban(self, key: PeerKey, address: PeerAddress | None, reason: str) -> None:
+    def ban(self, key: Hashable, address: PeerAddress | None, reason: str) -> None:
         """Ban a wire peer (by key, and by address so it is never dialled or admitted again)."""
-        if key in self.swarm.others:
+        peer = self.swarm.peer(key)
+        if peer is not None and peer.key in self.swarm.others:
             return  # not an address: a web seed drops itself (BEP 19)
-        wp = self.swarm.peers.get(key)
+        wp = self.swarm.peers.get(peer.key) if peer is not None else None
         if address is None and wp is not None:
             address = wp.address
         if address is not None and address not in self.pool.banned:
@@ -191,10 +191,10 @@ class Connections:
         :func:`~torrentgoat.torrent.policy.eviction_victim`)."""
         now = self.host.now()
         live = [wp for wp in self.swarm.peers.values() if not wp.driver.closed]
-        key = eviction_victim((wp.eviction_view() for wp in live), now, grace=grace)
-        if key is None:
+        victim = self.swarm.peer(eviction_victim((wp.eviction_view() for wp in live), now, grace=grace))
+        if victim is None:
             return False
-        self.swarm.peers[key].close("evicted to make room for a more useful peer")  # type: ignore[index]
+        victim.close("evicted to make room for a more useful peer")
         return True
 
     def survives_duplicate(self, wp: WirePeer) -> bool:

@@ -10,7 +10,7 @@ metadata to checking to exchanging pieces.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 
 from torrentgoat.bitfield import Bitfield
@@ -44,8 +44,11 @@ class Swarm:
     others: dict[PeerKey, Peer] = field(default_factory=dict)
     """Peers that are not wire connections (BEP 19 web seeds)."""
 
-    def peer(self, key: PeerKey) -> Peer | None:
-        """Any peer by key: a wire connection or a web seed."""
+    def peer(self, key: Hashable) -> Peer | None:
+        """Any peer by key: a wire connection or a web seed (the picker hands keys back as opaque
+        hashables; ours are all :data:`PeerKey` ints)."""
+        if not isinstance(key, int):
+            return None
         return self.peers.get(key) or self.others.get(key)
 
     def live_peers(self) -> Iterator[WirePeer]:
