@@ -16,11 +16,14 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "DiskFullError",
     "KRPCError",
+    "ListenError",
     "LocalProtocolError",
     "MagnetError",
     "ManifestError",
     "MetainfoError",
+    "NoPeerSourcesError",
     "ProtocolError",
     "RemoteProtocolError",
     "SignatureError",
@@ -56,6 +59,10 @@ class UnsafePathError(MetainfoError):
 
 class MagnetError(TorrentGoatError, ValueError):
     """A magnet URI that BEP 9 / BEP 46 / BEP 53 cannot read."""
+
+
+class NoPeerSourcesError(ConfigError):
+    """A download has no way to find peers: no tracker, no DHT, no web seed, no peer address."""
 
 
 class ManifestError(TorrentGoatError, ValueError):
@@ -102,8 +109,17 @@ class WebSeedError(TorrentGoatError):
     """A web seed (BEP 19) answered with something other than the bytes asked for."""
 
 
+class ListenError(TorrentGoatError):
+    """We cannot accept peers on the address and port asked for (taken, or not an address of ours)."""
+
+
 class StorageError(TorrentGoatError):
     """Reading or writing torrent data on disk failed, or a layout would leave the download directory."""
+
+
+class DiskFullError(StorageError):
+    """The download directory's file system has no room for the data (ENOSPC, or not enough free
+    space to start); the message names the path and the space needed."""
 
 
 class VerificationError(TorrentGoatError):

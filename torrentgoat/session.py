@@ -24,7 +24,14 @@ from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
-from torrentgoat.errors import ConfigError, DHTError, MagnetError, MetainfoError, TorrentGoatError
+from torrentgoat.errors import (
+    ConfigError,
+    DHTError,
+    ListenError,
+    MagnetError,
+    MetainfoError,
+    TorrentGoatError,
+)
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
@@ -53,6 +60,10 @@ class SessionConfig:
     """IPv6 address to accept peers on as well (None: no IPv6 listener)."""
     listen_port: int = 6881
     """TCP port for peers (0: pick a free one).  The DHT uses the same number over UDP."""
+    port_fallback: int = 10
+    """When ``listen_port`` is taken, try the next this many ports, then one the system picks
+    (libtorrent's ``max_retry_port_bind`` and ``listen_system_port_fallback``); 0: a taken port is an
+    error, for a port the user asked for explicitly."""
     upload_limit: int = 0
     """Session-wide upload limit in bytes per second (0: unlimited)."""
     download_limit: int = 0
@@ -81,6 +92,8 @@ class SessionConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port < 65536:
             raise ConfigError(f"listen_port out of range: {self.listen_port}")
+        if self.port_fallback < 0:
+            raise ConfigError(f"port_fallback must be >= 0, got {self.port_fallback}")
 
 
 class _Incoming:
@@ -139,14 +152,49 @@ class Session:
         await self.close()
 
     async def start(self) -> None:
+        """Open the thread pools, listen for peers (TCP, and the DHT on UDP) and start the DHT.
+
+        When ``listen_port`` is taken the next ``port_fallback`` ports are tried, then one the
+        system picks (libtorrent does the same); with ``port_fallback=0`` a taken port is an error
+        (:class:`~torrentgoat.errors.ListenError`)."""
         if self._started:
             return
         self._started = True
-        loop = asyncio.get_running_loop()
         self._disk = DiskExecutor(self.config.io)
         self._hasher = PieceHasher(self.config.io, disk=self._disk)
-        port = self.config.listen_port
-        server = await loop.create_server(self._accept, self.config.listen_host, port, reuse_address=True)
+        first = self.config.listen_port
+        candidates = [first]
+        if first and self.config.port_fallback:
+            candidates += [p for p in range(first + 1, first + 1 + self.config.port_fallback) if p < 65536]
+            candidates.append(0)
+        errors = []
+        for port in candidates:
+            try:
+                await self._listen(port)
+            except ListenError as exc:
+                errors.append(str(exc))
+                await self._close_listeners()
+                continue
+            if port != first:
+                log.info("port %d is taken; listening on %d", first, self.listen_port)
+            break
+        else:
+            await self._close_pools()
+            self._started = False
+            tried = f" (also tried {first + 1}-{candidates[-2]} and a free port)" if len(candidates) > 1 else ""
+            raise ListenError(f"{errors[0]}{tried}")
+        if self.dht is not None:
+            self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+
+    async def _listen(self, port: int) -> None:
+        """Accept peers on ``port`` (TCP, IPv4 and best-effort IPv6) and bind the DHT's UDP socket to
+        the same number; raises :class:`ListenError` when the address is taken or not ours."""
+        loop = asyncio.get_running_loop()
+        host = self.config.listen_host
+        try:
+            server = await loop.create_server(self._accept, host, port, reuse_address=True)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._servers.append(server)
         self.listen_port = server.sockets[0].getsockname()[1]
         if self.config.listen_ipv6:
@@ -161,14 +209,35 @@ class Session:
         if self.config.enable_dht:
             from torrentgoat.aio.dht import DHTNode
 
-            self.dht = DHTNode(
-                host=self.config.listen_host,
+            dht = DHTNode(
+                host=host,
                 port=self.listen_port,
                 node_cache=self.config.dht_state,
                 rng=random.Random(self.rng.random()),
             )
-            await self.dht.start()
-            self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+            try:
+                await dht.start()
+            except DHTError as exc:
+                raise ListenError(str(exc)) from None
+            self.dht = dht
+
+    async def _close_listeners(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        if self.dht is not None:
+            await self.dht.close()
+            self.dht = None
+
+    async def _close_pools(self) -> None:
+        if self._hasher is not None:
+            await self._hasher.aclose()
+            self._hasher = None
+        if self._disk is not None:
+            await self._disk.aclose()
+            self._disk = None
 
     async def _bootstrap_dht(self) -> None:
         try:
@@ -200,22 +269,14 @@ class Session:
             server.close()
         for driver in list(self._incoming.pending):
             driver.close("session closed")
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
         if self._bootstrap is not None:
             self._bootstrap.cancel()
             await asyncio.gather(self._bootstrap, return_exceptions=True)
-        if self.dht is not None:
-            await self.dht.close()
-            self.dht = None
+        await self._close_listeners()
         if self._http is not None:
             await self._http.close()
             self._http = None
-        if self._hasher is not None:
-            await self._hasher.aclose()
-        if self._disk is not None:
-            await self._disk.aclose()
+        await self._close_pools()
 
     # ------------------------------------------------------------------ torrents
 

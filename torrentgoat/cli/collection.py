@@ -219,10 +219,15 @@ def _build_main(args: argparse.Namespace) -> int:
 # -- publish -------------------------------------------------------------------------------------------
 
 
-def add_publish_parser(commands: Any, name: str = "publish") -> None:
+def _short_form(help_text: str, name: str, short: bool) -> str:
+    """Help of a top-level short form of ``collection NAME``."""
+    return f"short for 'collection {name}': {help_text}" if short else help_text
+
+
+def add_publish_parser(commands: Any, name: str = "publish", *, short: bool = False) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
         name,
-        help="sign the built version, put it in the DHT (BEP 46) and seed it",
+        help=_short_form("sign the built version, put it in the DHT (BEP 46) and seed it", name, short),
         description=(
             "Signs OUT's draft (or re-publishes the held version), makes the manifest torrent, puts the "
             "BEP 46 item (seq bumped), prints the btpk magnet on stdout, then seeds the manifest and every "
@@ -297,9 +302,9 @@ def add_get_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--timeout", type=float, default=0.0, help="seconds allowed per torrent (0: no limit)")
 
 
-def add_update_parser(commands: Any, name: str = "update") -> None:
+def add_update_parser(commands: Any, name: str = "update", *, short: bool = False) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
-        name, help="update a collection directory to the latest signed version"
+        name, help=_short_form("update a collection directory to the latest signed version", name, short)
     )
     p.add_argument("directory", type=Path, help="collection directory (from get)")
     add_get_options(p)
@@ -394,9 +399,9 @@ def _print_report(report: SyncReport, root: Path) -> None:
 # -- ls / seed / verify ----------------------------------------------------------------------------------
 
 
-def add_ls_parser(commands: Any, name: str = "ls") -> None:
+def add_ls_parser(commands: Any, name: str = "ls", *, short: bool = False) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
-        name, help="list the models of a collection directory or of a btpk magnet"
+        name, help=_short_form("list the models of a collection directory or of a btpk magnet", name, short)
     )
     p.add_argument("source", help="collection directory, or a btpk magnet (resolved through the DHT)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

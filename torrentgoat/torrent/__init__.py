@@ -5,12 +5,14 @@ from __future__ import annotations
 from torrentgoat.torrent.config import TorrentConfig
 from torrentgoat.torrent.core import Torrent
 from torrentgoat.torrent.events import (
+    CheckCompleted,
     CheckProgressed,
     Completed,
     MetadataReceived,
     PeerBanned,
     PeerConnected,
     PeerDisconnected,
+    PeersMissing,
     PieceFailed,
     ProgressReported,
     Stopped,
@@ -22,6 +24,7 @@ from torrentgoat.torrent.lifecycle import Counters, TorrentState
 from torrentgoat.torrent.peer import Peer, PeerKey
 
 __all__ = [
+    "CheckCompleted",
     "CheckProgressed",
     "Completed",
     "Counters",
@@ -32,6 +35,7 @@ __all__ = [
     "PeerDisconnected",
     "PeerKey",
     "PeerSource",
+    "PeersMissing",
     "PieceFailed",
     "ProgressReported",
     "Stopped",

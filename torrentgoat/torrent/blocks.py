@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.errors import LocalProtocolError
+from torrentgoat.errors import LocalProtocolError, StorageError
 from torrentgoat.primitives import BlockRef, PeerAddress
 from torrentgoat.rates import RateMeter
 from torrentgoat.torrent.events import PieceFailed
@@ -47,6 +47,7 @@ class BlockFlow:
         ban: Ban,
         piece_verified: Callable[[int], None],
         piece_retry: Callable[[], None],
+        write_failed: Callable[[int, StorageError], None],
     ) -> None:
         self.swarm = swarm
         self.host = host
@@ -58,6 +59,7 @@ class BlockFlow:
         self._ban = ban
         self._piece_verified = piece_verified
         self._piece_retry = piece_retry
+        self._write_failed = write_failed
         self._smartban = SmartBan()
         self._full_have: Bitfield | None = None
 
@@ -102,7 +104,12 @@ class BlockFlow:
                 return
             for culprit in self._smartban.piece_passed(index, buf):
                 self._ban(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")
-            await host.ctx.disk.write_piece(storage, index, buf)
+            try:
+                await host.ctx.disk.write_piece(storage, index, buf)
+            except StorageError as exc:  # a full disk, a vanished directory: the piece stays missing
+                picker.piece_failed(index)
+                self._write_failed(index, exc)
+                return
         finally:
             self.verifying.discard(index)
             self.buffers.drop(index)

@@ -67,6 +67,13 @@ class TorrentConfig:
     """Exchange peers (BEP 11); off for private torrents (BEP 27) whatever this says."""
     extra_peers: tuple[str, ...] = field(default_factory=tuple)
     """``HOST:PORT`` peers to dial at start (``--peer``, magnet ``x.pe``)."""
+    require_peer_sources: bool = False
+    """After the check, stop with :class:`~torrentgoat.errors.NoPeerSourcesError` when pieces are
+    missing and nothing can find a peer (no tracker, DHT, web seed or peer address): a command-line
+    download would otherwise wait forever.  A library user who adds peers later leaves it off."""
+    check_free_space: bool = True
+    """After the check of what is on disk, refuse to download more than the download directory's
+    file system has free (:class:`~torrentgoat.errors.DiskFullError`), instead of failing midway."""
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:

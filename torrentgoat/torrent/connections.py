@@ -149,7 +149,8 @@ class Connections:
             )
         except ConnectionError as exc:
             log.debug("%s: %s", self.host.name, exc)
-            self.pool.failed(address, self.host.now())
+            reason = str(exc.__cause__ or exc)
+            self.pool.failed(address, self.host.now(), reason=reason)
         finally:
             self.connecting -= 1
             self._wake.set()

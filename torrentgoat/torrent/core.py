@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
@@ -34,7 +36,14 @@ from typing import Any
 
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.errors import LocalProtocolError, RemoteProtocolError, StorageError, TorrentGoatError
+from torrentgoat.errors import (
+    DiskFullError,
+    LocalProtocolError,
+    NoPeerSourcesError,
+    RemoteProtocolError,
+    StorageError,
+    TorrentGoatError,
+)
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PiecePicker
@@ -46,9 +55,11 @@ from torrentgoat.torrent.choking import ChokeScheduler
 from torrentgoat.torrent.config import TorrentConfig
 from torrentgoat.torrent.connections import Connections
 from torrentgoat.torrent.events import (
+    CheckCompleted,
     CheckProgressed,
     Completed,
     MetadataReceived,
+    PeersMissing,
     ProgressReported,
     Stopped,
     TorrentEvent,
@@ -65,10 +76,16 @@ from torrentgoat.torrent.superseeding import SuperSeeding
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.upload import Uploader
 from torrentgoat.torrent.wirepeer import WirePeer
+from torrentgoat.units import format_size
 
 __all__ = ["PeerSource", "Torrent", "TorrentContext"]
 
 log = logging.getLogger("torrentgoat.torrent")
+
+LONELY_FIRST = 15.0
+"""Seconds without a peer (while pieces are missing) before :class:`PeersMissing` is emitted."""
+LONELY_AGAIN = 60.0
+"""Seconds between later :class:`PeersMissing` events."""
 
 
 class Torrent:
@@ -111,6 +128,8 @@ class Torrent:
         if info is not None:
             self._metadata_ready.set()
         self._stop_reason = ""
+        self._lonely_since: float | None = None
+        self._lonely_reported = 0.0
         self._subscribers: list[asyncio.Queue[TorrentEvent | None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.opening = Opening(self.swarm, self)
@@ -120,6 +139,7 @@ class Torrent:
             ban=lambda key, address, reason: self.connections.ban(key, address, reason),
             piece_verified=self._piece_verified,
             piece_retry=lambda: self.exchange.refill_all(),
+            write_failed=self._write_failed,
         )
         self.exchange = PeerExchange(
             self.swarm,
@@ -255,7 +275,10 @@ class Torrent:
         return self.info
 
     async def events(self) -> AsyncIterator[TorrentEvent]:
-        """Progress and notifications until the torrent stops (a bounded queue per subscriber)."""
+        """Progress and notifications until the torrent stops (a bounded queue per subscriber);
+        nothing when it has stopped already."""
+        if self._stopped.is_set():
+            return
         queue: asyncio.Queue[TorrentEvent | None] = asyncio.Queue(maxsize=1000)
         self._subscribers.append(queue)
         try:
@@ -285,9 +308,13 @@ class Torrent:
         """Take over an incoming connection whose handshake asked for our info-hash."""
         return self.connections.adopt(driver)
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = "stopped", *, error: BaseException | None = None) -> None:
+        """Stop the torrent (verified pieces stay on disk); with ``error``, it stopped because of it
+        (``error`` is kept, and ``wait_complete`` raises with it)."""
         if not self._stop.is_set():
             self._stop_reason = reason
+            if error is not None and self.error is None:
+                self.error = error
             self._stop.set()
 
     def now(self) -> float:
@@ -328,6 +355,8 @@ class Torrent:
     async def run(self) -> None:
         """Run until stopped (or until complete, when not seeding)."""
         try:
+            if self.info is not None:  # a storage problem is reported before any network traffic
+                self._open_storage(self.info)
             self.spawn(self.connections.run())
             self.spawn(self._ticker())
             for source in self.sources:
@@ -339,6 +368,7 @@ class Torrent:
                 await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if self._stop.is_set():
                     return
+                self._open_storage(await self.wait_metadata())
             await self._prepare()
             if not self._stop.is_set():
                 self.spawn(self._choke_loop())
@@ -351,11 +381,19 @@ class Torrent:
             await self._shutdown()
 
     def _fail(self, reason: str, exc: BaseException) -> None:
-        """Stop because of ``exc``; ``wait_complete`` raises with ``reason``."""
-        if self.error is None:
-            self.error = exc
-        log.error("%s: %s", self.name, reason)
+        """Stop because of ``exc``; ``wait_complete`` raises with ``reason`` (the first one only)."""
+        if self.error is not None:
+            return
+        self.error = exc
+        log.info("%s: %s", self.name, reason)  # the error is the torrent's: error, wait_complete()
         self.stop(reason)
+
+    def _write_failed(self, index: int, exc: StorageError) -> None:
+        """A verified piece could not be written: stop (what was verified before stays verified)."""
+        if isinstance(exc, DiskFullError):
+            left = self.swarm.counters.left
+            exc = DiskFullError(f"{exc}: {format_size(left)} still to download")
+        self._fail(str(exc), exc)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -420,12 +458,35 @@ class Torrent:
         self.emit(MetadataReceived(name=info.name, total_size=info.total_length))
         self._metadata_ready.set()
 
-    def _open_storage(self, info: InfoDict) -> Storage:
+    def _open_storage(self, info: InfoDict) -> None:
+        """Storage for the selected files, checked before use (:meth:`FileStorage.preflight`)."""
         layout = Layout.from_info(info)
         skipped = skipped_files(info, self.config.selected_files, self.config.file_globs)
         if self.ctx.storage_factory is not None:
-            return self.ctx.storage_factory(self.dest, layout, skipped)
-        return FileStorage(self.dest, layout, skipped=skipped, max_open_files=self.ctx.max_open_files)
+            self.swarm.storage = self.ctx.storage_factory(self.dest, layout, skipped)
+            return
+        storage = FileStorage(self.dest, layout, skipped=skipped, max_open_files=self.ctx.max_open_files)
+        self.swarm.storage = storage
+        storage.preflight()
+
+    def _check_free_space(self) -> None:
+        """Refuse to start downloading what the download directory's file system cannot hold."""
+        storage = self.swarm.storage
+        left = self.swarm.counters.left
+        if not self.config.check_free_space or not isinstance(storage, FileStorage) or not left:
+            return
+        where = storage.root
+        while not os.path.isdir(where) and os.path.dirname(where) != where:
+            where = os.path.dirname(where)
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            return
+        if free < left:
+            raise DiskFullError(
+                f"not enough free space in {storage.root}: {format_size(left)} still to download, "
+                f"{format_size(free)} free"
+            )
 
     async def _prepare(self) -> None:
         """Open storage, verify what is on disk (resume), build the picker, start exchanging pieces."""
@@ -433,7 +494,8 @@ class Torrent:
         assert info is not None
         swarm = self.swarm
         self._lifecycle.advance(TorrentState.CHECKING)
-        storage = swarm.storage = self._open_storage(info)
+        storage = swarm.storage
+        assert storage is not None
         wanted = storage.wanted_pieces()
         swarm.counters.wanted = sum(info.piece_size(i) for i in wanted)
 
@@ -443,9 +505,23 @@ class Torrent:
         if isinstance(storage, FileStorage):
             for path in await self.ctx.disk.run(storage.trim_oversized):
                 log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
+        started = time.monotonic()
         have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
         swarm.have = have
         swarm.counters.verified = sum(info.piece_size(i) for i in have)
+        self.emit(
+            CheckCompleted(
+                verified_bytes=swarm.counters.verified,
+                wanted_bytes=swarm.counters.wanted,
+                seconds=time.monotonic() - started,
+            )
+        )
+        self._check_free_space()
+        if self.config.require_peer_sources and swarm.counters.left and not self.source_report():
+            raise NoPeerSourcesError(
+                f"no peer sources for {self.name}: no tracker, DHT, web seed or peer address to find "
+                "peers with"
+            )
         swarm.picker = PiecePicker(
             PieceLayout(piece_length=info.piece_length, total_length=info.total_length),
             rng=self.ctx.rng,
@@ -499,6 +575,28 @@ class Torrent:
         if not self.config.seed:
             self.stop("complete")
 
+    def _report_missing_peers(self, now: float) -> None:
+        """Say what was tried when no peer is connected for a while and pieces are missing."""
+        if self.swarm.peers or self.is_complete or self.state not in ("metadata", "downloading"):
+            self._lonely_since = None
+            return
+        if self._lonely_since is None:
+            self._lonely_since = self._lonely_reported = now
+            return
+        waited = now - self._lonely_since
+        due = LONELY_FIRST if self._lonely_reported == self._lonely_since else LONELY_AGAIN
+        if now - self._lonely_reported >= due:
+            self._lonely_reported = now
+            self.emit(PeersMissing(seconds=waited, sources=tuple(self.source_report())))
+
+    def source_report(self) -> list[str]:
+        """One line per way of finding peers, saying what it tried (empty: there is none)."""
+        lines = [source.status() for source in self.sources]
+        pool = self.connections.pool.describe()
+        if pool is not None:
+            lines.append(pool)
+        return lines
+
     # ------------------------------------------------------------------ periodic work
 
     async def _choke_loop(self) -> None:
@@ -528,6 +626,7 @@ class Torrent:
                 state=self.state,
             )
         )
+        self._report_missing_peers(now)
         info = self.info
         if self.is_complete and self.config.seed and info is not None:
             if self.config.seed_ratio and counters.uploaded >= self.config.seed_ratio * info.total_length:

@@ -157,3 +157,7 @@ class PeerSource(abc.ABC):
 
     async def stopped(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """The torrent is stopping: say goodbye (best effort, short)."""
+
+    def status(self) -> str:
+        """One line on what this source tried and how it went (for "no peers" reports)."""
+        return self.name

@@ -18,6 +18,7 @@ class Candidate:
     failures: int = 0
     next_try: float = 0.0
     connected: bool = False
+    last_error: str = ""
 
 
 @dataclass(slots=True)
@@ -49,16 +50,28 @@ class CandidatePool:
         ready.sort(key=lambda c: (c.failures, c.next_try))
         return ready
 
-    def failed(self, address: PeerAddress, now: float) -> None:
+    def failed(self, address: PeerAddress, now: float, reason: str = "") -> None:
         candidate = self.candidates.get(address)
         if candidate is None:
             return
         candidate.connected = False
         candidate.failures += 1
+        candidate.last_error = reason or candidate.last_error
         if candidate.failures > 6:
             del self.candidates[address]
             return
         candidate.next_try = now + min(300.0, 5.0 * 2 ** (candidate.failures - 1))
+
+    def describe(self, limit: int = 3) -> str | None:
+        """One line on the addresses known, and why the failing ones failed (None: none known)."""
+        if not self.candidates:
+            return None
+        failing = [c for c in self.candidates.values() if c.failures]
+        text = f"{len(self.candidates)} peer addresses known, {len(failing)} failing"
+        if failing:
+            shown = "; ".join(f"{c.address}: {c.last_error or 'failed'}" for c in failing[:limit])
+            text += f" ({shown}{'; ...' if len(failing) > limit else ''})"
+        return text
 
     def ban(self, address: PeerAddress) -> None:
         self.banned.add(address)

@@ -68,6 +68,20 @@ class TrackerSource(PeerSource):
         if self.announcer is not None:
             self.announcer.completed()
 
+    def status(self) -> str:
+        urls = [url for tier in self.tiers for url in tier]
+        announcer = self.announcer
+        if announcer is None:
+            return f"trackers ({len(urls)}): not started yet"
+        parts = [f"{url}: {reason}" for url, reason in announcer.rejected.items()]
+        if announcer.last_error:
+            parts.append(announcer.last_error)
+        elif announcer.announce_count:
+            parts.append(f"{announcer.announce_count} announces answered")
+        else:
+            parts.append("no answer yet")
+        return f"trackers ({len(urls)}): " + "; ".join(parts)
+
     async def stopped(self) -> None:
         if self.announcer is not None:
             await self.announcer.stop()
@@ -97,6 +111,10 @@ class DHTSource(PeerSource):
         self.interval = interval
         self.retry = retry
         self.max_retry = max_retry
+        self.rounds = 0
+        self.last_found = 0
+        self.last_stored = 0
+        self.last_error = ""
 
     async def run(self, torrent: TorrentHandle) -> None:
         if self.ready is not None:
@@ -109,8 +127,12 @@ class DHTSource(PeerSource):
                     torrent.info_hash, port=torrent.ctx.listen_port
                 )
                 found = torrent.add_peers(list(peers), "dht")
+                self.last_error = ""
             except TorrentGoatError as exc:
                 log.debug("%s: DHT: %s", torrent.name, exc)
+                self.last_error = str(exc)
+            self.rounds += 1
+            self.last_found, self.last_stored = found, stored
             starving = torrent.num_peers < 3 and not torrent.is_complete
             if stored and not (starving and not found):
                 failures = 0
@@ -119,3 +141,14 @@ class DHTSource(PeerSource):
                 failures += 1
                 wait = min(self.max_retry, self.retry * 2 ** min(failures - 1, 5))
             await asyncio.sleep(wait)
+
+    def status(self) -> str:
+        nodes = self.dht.routing_table_size
+        if not self.rounds:
+            return f"DHT: {nodes} nodes, first lookup pending"
+        if self.last_error:
+            return f"DHT: {nodes} nodes, last lookup failed: {self.last_error}"
+        return (
+            f"DHT: {nodes} nodes, last lookup found {self.last_found} new peers"
+            f" and {self.last_stored} nodes took our announce"
+        )

@@ -184,6 +184,13 @@ class WebSeedSource(PeerSource):
         """URLs dropped for this torrent and why."""
         return {url: c.dropped for url, c in self.clients.items() if c.dropped}
 
+    def status(self) -> str:
+        dropped = self.dropped()
+        text = f"web seeds ({len(self.urls)}): {len(self.clients) - len(dropped)} in use"
+        if dropped:
+            text += "; dropped " + "; ".join(f"{url}: {why}" for url, why in dropped.items())
+        return text
+
     async def run(self, torrent: TorrentHandle) -> None:
         """Serve ``torrent`` from the web seeds until it is complete or every URL is dropped."""
         if not self.urls:
