@@ -153,7 +153,9 @@ def test_get_without_any_peer_source_fails_at_once(payload: Payload, tmp_path: P
 
 
 def test_get_of_data_already_there_needs_no_peer_source(payload: Payload) -> None:
-    result = run_cli("get", str(payload.torrent_path), "-o", str(payload.root), "--no-dht", "--port", "0", "-q")
+    result = run_cli(
+        "get", str(payload.torrent_path), "-o", str(payload.root), "--no-dht", "--port", "0", "-q"
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -235,7 +237,15 @@ async def test_disk_full_midway_stops_with_one_error_and_resumes_after_space_is_
 def test_read_only_download_directory_is_a_clear_error(payload: Payload, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "ro", "1m", read_only=True) as ro:
         result = run_cli(
-            "get", str(payload.torrent_path), "-o", str(ro), "--no-dht", "--port", "0", "--peer", "127.0.0.1:1"
+            "get",
+            str(payload.torrent_path),
+            "-o",
+            str(ro),
+            "--no-dht",
+            "--port",
+            "0",
+            "--peer",
+            "127.0.0.1:1",
         )
     assert result.returncode == 1, result.stderr
     no_traceback(result)
@@ -308,3 +318,40 @@ def test_no_peers_for_a_while_says_what_was_tried(capsys: pytest.CaptureFixture[
     line.handle(PeersMissing(seconds=15.0, sources=("trackers (1): http://t/announce: timed out",)))
     err = capsys.readouterr().err
     assert "model: no peer after 15 s; tried:\n  trackers (1): http://t/announce: timed out" in err
+
+
+# ---------------------------------------------------------------- collections
+
+
+@pytest.fixture
+def built_collection(tmp_path: Path) -> tuple[Path, Path]:
+    """(publisher directory with a built, unpublished version; key file)."""
+    from torrentgoat.testing.shards import write_model_folder
+
+    key = tmp_path / "pub.key"
+    assert main(["keygen", "-o", str(key)]) == 0
+    write_model_folder(tmp_path / "m1", shards=1, shard_size=100_000, seed=3)
+    out = tmp_path / "out"
+    assert main(["collection", "build", "zoo", str(tmp_path / "m1"), "-o", str(out), "--key", str(key)]) == 0
+    return out, key
+
+
+def test_collection_ls_shows_a_draft(
+    built_collection: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = built_collection
+    capsys.readouterr()
+    assert main(["collection", "ls", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("draft (built, not yet published") and "zoo" in text and "m1" in text
+
+
+def test_offline_publish_says_it_once_and_soon(built_collection: tuple[Path, Path]) -> None:
+    out, key = built_collection
+    result = run_cli(
+        "collection", "publish", str(out), "--key", str(key), "--port", "0", "--listen", "127.0.0.1",
+        "--dht-bootstrap", "127.0.0.1:9", timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    no_traceback(result)
+    assert result.stderr.count("DHT bootstrap failed") == 1, result.stderr

@@ -12,6 +12,7 @@ and the session hands the connection to that torrent (or drops it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -141,6 +142,8 @@ class Session:
         self._download = TokenBucket(self.config.download_limit)
         self._started = False
         self._bootstrap: asyncio.Task[None] | None = None
+        self.dht_error: TorrentGoatError | None = None
+        """Why the DHT bootstrap failed (None: it did not, or has not finished)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,7 +246,22 @@ class Session:
         try:
             await self.dht.bootstrap([PeerAddress(h, p) for h, p in self.config.dht_bootstrap])
         except TorrentGoatError as exc:
-            log.warning("DHT bootstrap failed: %s", exc)
+            self.dht_error = exc  # reported by what needs the DHT (a btpk lookup, a DHT source's status)
+            log.info("%s", exc)
+
+    async def wait_dht(self, timeout: float = 30.0) -> None:
+        """Return once the DHT node knows another node; raise :class:`DHTError` at once when the DHT
+        is off or its bootstrap failed, or after ``timeout`` seconds without a node."""
+        if self.dht is None:
+            raise DHTError("the DHT is turned off")
+        if self._bootstrap is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._bootstrap), timeout)
+        if self.dht.routing_table_size:
+            return
+        if self.dht_error is not None:
+            raise DHTError(str(self.dht_error))
+        raise DHTError(f"the DHT found no node to talk to within {timeout:.0f} s")
 
     def _accept(self) -> PeerDriver:
         engine = PeerConnection(

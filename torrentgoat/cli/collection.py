@@ -42,7 +42,7 @@ from torrentgoat.collection import (
     build_collection,
     default_hf_cache,
 )
-from torrentgoat.collection.build import read_spec_file
+from torrentgoat.collection.build import load_draft, read_spec_file
 from torrentgoat.collection.client import SyncReport
 from torrentgoat.errors import ConfigError
 from torrentgoat.keys import SigningKey
@@ -420,11 +420,19 @@ def _ls_main(args: argparse.Namespace) -> int:
         store = Store(args.source)
         state = store.load_state()
         held = store.held_manifest()
-        if state is None or held is None:
-            raise ConfigError(f"{args.source} holds no collection")
-        manifest = verify_manifest(held[0], parse_signature(held[1]), state.public_key)
-        installed = {name: m.info_hash.hex for name, m in state.models.items()}
-        magnet = state.magnet
+        draft = load_draft(store)
+        if (state is None or held is None) and draft is None:
+            raise ConfigError(f"{args.source} holds no collection (neither published nor built)")
+        if state is not None and held is not None:
+            manifest = verify_manifest(held[0], parse_signature(held[1]), state.public_key)
+            installed = {name: m.info_hash.hex for name, m in state.models.items()}
+            _print_manifest(manifest, installed, state.magnet, as_json=args.json)
+        if draft is not None:  # a publisher's next version, built but not yet signed and published
+            if not args.json:
+                gap = "\n" if state is not None and held is not None else ""
+                print(f"{gap}draft (built, not yet published: collection publish {args.source})")
+            _print_manifest(draft, {}, "", as_json=args.json, draft=True)
+        return 0
     _print_manifest(manifest, installed, magnet, as_json=args.json)
     return 0
 
@@ -439,9 +447,12 @@ async def _resolve_for_ls(args: argparse.Namespace) -> Manifest:
     return resolved.manifest
 
 
-def _print_manifest(manifest: Manifest, installed: dict[str, str], magnet: str, *, as_json: bool) -> None:
+def _print_manifest(
+    manifest: Manifest, installed: dict[str, str], magnet: str, *, as_json: bool, draft: bool = False
+) -> None:
     if as_json:
         doc = {
+            "draft": draft,
             "collection": manifest.collection,
             "publisher": manifest.publisher.hex(),
             "seq": manifest.seq,
@@ -465,7 +476,8 @@ def _print_manifest(manifest: Manifest, installed: dict[str, str], magnet: str, 
         print(json.dumps(doc, indent=1))
         return
     print(f"collection {manifest.collection}  seq {manifest.seq}  publisher {manifest.publisher.hex()}")
-    print(f"magnet {magnet}")
+    if magnet:
+        print(f"magnet {magnet}")
     print(f"{'NAME':<28} {'FORMAT':<12} {'SIZE':>10} {'FILES':>5}  {'STATE':<10} SOURCE")
     for m in manifest.models:
         if m.yanked is not None:
