@@ -467,7 +467,7 @@ class MSEHandshake:
             self._method = CryptoMethod.PLAINTEXT
         assert self._encryptor is not None
         pad_d = _pad(self._rng, self.config.max_padding)
-        self._out += self._encryptor.update(_SELECT.pack(int(self._method), len(pad_d)) + pad_d)
+        self._out += self._encryptor.update(VC + _SELECT.pack(int(self._method), len(pad_d)) + pad_d)
 
     def _establish(self, initial: bytes) -> None:
         """Switch to ENCRYPT2 and hand out the peer's first payload bytes."""
