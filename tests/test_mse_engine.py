@@ -124,7 +124,12 @@ def test_private_keys_have_160_bits() -> None:
 @pytest.mark.parametrize(
     ("a_allowed", "b_allowed", "prefer_rc4", "expected"),
     [
-        (CryptoMethod.PLAINTEXT | CryptoMethod.RC4, CryptoMethod.PLAINTEXT | CryptoMethod.RC4, True, CryptoMethod.RC4),
+        (
+            CryptoMethod.PLAINTEXT | CryptoMethod.RC4,
+            CryptoMethod.PLAINTEXT | CryptoMethod.RC4,
+            True,
+            CryptoMethod.RC4,
+        ),
         (
             CryptoMethod.PLAINTEXT | CryptoMethod.RC4,
             CryptoMethod.PLAINTEXT | CryptoMethod.RC4,
@@ -406,13 +411,18 @@ def test_pad_d_too_long() -> None:
 
 def test_half_open_handshake_hits_the_deadline() -> None:
     b = MSEHandshake.responder(
-        info_hash_for_req2=StreamKeys([IH]), now=100.0, rng=random.Random(1), config=MSEConfig(handshake_timeout=5)
+        info_hash_for_req2=StreamKeys([IH]),
+        now=100.0,
+        rng=random.Random(1),
+        config=MSEConfig(handshake_timeout=5),
     )
     assert b.get_timer() == 105.0
     b.handle_timer(104.9)
     assert b.next_event() is None
     b.handle_timer(105.0)
-    with pytest.raises(EncryptionError, match="not complete within 5 s \\(still waiting for the peer's public key\\)"):
+    with pytest.raises(
+        EncryptionError, match="not complete within 5 s \\(still waiting for the peer's public key\\)"
+    ):
         b.next_event()
     assert b.get_timer() is None
 
