@@ -40,6 +40,7 @@ class Payload:
     piece_length: int
     raw_info: bytes
     info_hash: InfoHash
+    name: str = "model.bin"
 
     @classmethod
     def make(
@@ -52,7 +53,7 @@ class Payload:
         raw = encode(
             {b"length": size, b"name": name.encode(), b"piece length": piece_length, b"pieces": pieces}
         )
-        return cls(data, piece_length, raw, InfoHash(hashlib.sha1(raw).digest()))
+        return cls(data, piece_length, raw, InfoHash(hashlib.sha1(raw).digest()), name)
 
     @property
     def geometry(self) -> PieceGeometry:
