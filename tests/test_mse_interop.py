@@ -143,7 +143,7 @@ async def test_encrypted_dial_to_a_forced_rc4_libtorrent_seed(lt_seed: Any, poli
     fetch the metadata (BEP 9) and every block."""
     lt = require_libtorrent()
     _, handle, port = lt_seed(forced=True)
-    leech, driver = await fetch_from(port, MSEConfig(policy=policy))
+    _, driver = await fetch_from(port, MSEConfig(policy=policy))
     info = driver.transport.get_extra_info("mse")
     assert isinstance(info, MSEInfo) and info.method is CryptoMethod.RC4
     assert lt_peer_flags(lt, handle) == ["rc4"]
