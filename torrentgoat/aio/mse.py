@@ -52,6 +52,7 @@ from torrentgoat.primitives import InfoHash, PeerAddress
 from torrentgoat.wire.connection import PeerConnection
 
 __all__ = [
+    "DECRYPT_CHUNK",
     "Connector",
     "EncryptedListener",
     "MSEInfo",
@@ -63,6 +64,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DECRYPT_CHUNK = 64 * 1024
+"""Largest piece of a read decrypted at once.  The cipher's output is a new ``bytes`` the wire
+engine slices blocks from without copying; glibc serves allocations of this size from recycled heap
+memory, while reads of 256 KiB decrypted whole get fresh pages every time (measured: RC4 ~2x slower)."""
 
 Connector = Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[tuple[asyncio.BaseTransport, Any]]]
 """``connect(protocol_factory) -> (transport, protocol)``: how to open one raw connection (TCP by
@@ -101,7 +107,6 @@ class MSETransport(asyncio.Transport):
         self._info = info
         encryptor = cipher.encryptor
         self._encrypt = encryptor.update if encryptor is not None else None
-        self._encrypt_into = encryptor.update_into if encryptor is not None else None
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -112,25 +117,17 @@ class MSETransport(asyncio.Transport):
         self._raw.write(encrypt(data) if encrypt is not None else data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        """Encrypt every buffer into one new buffer (the only copy) and write it with one call."""
-        into = self._encrypt_into
-        if into is None:
+        """Encrypt each buffer (one copy, the cipher's output) and hand the list to the raw transport.
+
+        Each output is as small as the buffer it comes from (a 16 KiB block, a 13-byte header):
+        allocations of that size are recycled by the allocator, while one big output per call
+        (hundreds of KiB) costs fresh pages every time and halves RC4's speed.
+        """
+        encrypt = self._encrypt
+        if encrypt is None:
             self._raw.writelines(list_of_data)
             return
-        buffers = list_of_data if isinstance(list_of_data, list) else list(list_of_data)
-        total = 0
-        for buf in buffers:
-            total += len(buf)
-        if not total:
-            return
-        out = bytearray(total)
-        view = memoryview(out)
-        pos = 0
-        for buf in buffers:
-            end = pos + len(buf)
-            into(buf, view[pos:end])
-            pos = end
-        self._raw.write(out)
+        self._raw.writelines([encrypt(buf) for buf in list_of_data])
 
     def can_write_eof(self) -> bool:
         return self._raw.can_write_eof()
@@ -257,7 +254,16 @@ class MSEProtocol(asyncio.Protocol):
         if mode is _Mode.STREAM:
             decrypt = self._decrypt
             app = cast(asyncio.Protocol, self._app)
-            app.data_received(decrypt(data) if decrypt is not None else data)
+            if decrypt is None:
+                app.data_received(data)
+            elif len(data) <= DECRYPT_CHUNK:
+                app.data_received(decrypt(data))
+            else:  # see DECRYPT_CHUNK
+                view = memoryview(data)
+                for start in range(0, len(data), DECRYPT_CHUNK):
+                    app.data_received(decrypt(view[start : start + DECRYPT_CHUNK]))
+                    if self._mode is not _Mode.STREAM:
+                        return
         elif mode is _Mode.PASSTHROUGH:
             cast(asyncio.Protocol, self._app).data_received(data)
         elif mode is _Mode.HANDSHAKE:
