@@ -13,7 +13,14 @@ import pytest
 import pytest_asyncio
 
 from tests.mse_helpers import LeechHandler, Payload, SeedHandler, memory_connector
-from torrentgoat.aio.mse import EncryptedListener, MSEInfo, MSETransport, open_encrypted_connection
+from torrentgoat.aio.mse import (
+    EncryptedListener,
+    MSEInfo,
+    MSETransport,
+    open_encrypted_connection,
+    open_mse_stream,
+    tcp_connector,
+)
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.mse import (
     CryptoMethod,
@@ -375,3 +382,76 @@ def test_the_same_under_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(asyncio.wait_for(scenario(), TIMEOUT))
+
+
+class _Collect(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.transport: asyncio.BaseTransport | None = None
+        self.lost = asyncio.get_event_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+async def test_generic_stream_with_a_long_initial_payload() -> None:
+    """open_mse_stream carries any protocol; what does not fit in IA (68 bytes) follows encrypted,
+    in order, before anything the app writes."""
+    received: list[_Collect] = []
+
+    def accept() -> _Collect:
+        received.append(_Collect())
+        return received[-1]
+
+    listener = EncryptedListener(accept, info_hash_for_req2=StreamKeys([PAYLOAD.info_hash]))
+    server = await asyncio.get_running_loop().create_server(listener, "127.0.0.1", 0)
+    try:
+        sender = _Collect()
+        initial = bytes(range(256)) * 3
+        transport = await open_mse_stream(
+            tcp_connector("127.0.0.1", server.sockets[0].getsockname()[1]),
+            lambda: sender,
+            info_hash=PAYLOAD.info_hash,
+            initial_payload=initial,
+        )
+        assert sender.transport is transport
+        transport.writelines([b"first ", memoryview(b"second "), bytearray(b"third")])
+        transport.write(b"")
+        transport.write(b"!")
+        await wait_for(lambda: len(received) == 1 and len(received[0].data) == len(initial) + 19)
+        assert bytes(received[0].data) == initial + b"first second third!"
+        transport.close()
+        await asyncio.wait_for(received[0].lost, TIMEOUT)
+    finally:
+        listener.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_prefer_falls_back_when_the_peer_stays_silent() -> None:
+    """A peer that neither answers nor closes: the MSE deadline passes, then plain text works."""
+    seed = SeedHandler(PAYLOAD)
+    calls: list[asyncio.BaseProtocol] = []
+
+    def factory() -> asyncio.BaseProtocol:
+        calls.append(_Collect() if not calls else seed.new_driver())  # first connection: a black hole
+        return calls[-1]
+
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    try:
+        address = PeerAddress("127.0.0.1", server.sockets[0].getsockname()[1])
+        _, driver = await download(address, PAYLOAD, MSEConfig(handshake_timeout=0.5))
+        assert mse_info(driver) is None and len(calls) == 2
+        driver.close("done")
+    finally:
+        for d in seed.drivers:
+            d.close("test over")
+        server.close()
+        await server.wait_closed()
