@@ -3,8 +3,8 @@
 :class:`MSEProtocol` sits on the raw transport (TCP, or any :class:`asyncio.Transport`, e.g. uTP), pumps
 a sans-IO :class:`~torrentgoat.mse.MSEHandshake`, and once the stream is established starts the
 application protocol (an unchanged :class:`~torrentgoat.aio.peer.PeerDriver`) on an
-:class:`MSETransport`: writes are encrypted (``writelines`` into one buffer, one copy), reads are
-decrypted before ``data_received``, and flow control (``pause_writing``/``resume_writing``,
+:class:`MSETransport`: writes are encrypted (each buffer once, the cipher's output being the only copy),
+reads are decrypted (in 64 KiB pieces) before ``data_received``, and flow control (``pause_writing``/``resume_writing``,
 ``pause_reading``), ``get_extra_info`` and closing pass straight through.  Only the
 :class:`asyncio.Transport` / :class:`asyncio.Protocol` methods are used; ``set_protocol`` (to step out
 of the way of a plain connection) is optional.
