@@ -76,7 +76,7 @@ def _mse(config: Any) -> None:
     from torrentgoat.aio import mse
     from torrentgoat.mse import req2_hash
     from torrentgoat.session import Session
-    from torrentgoat.torrent import core
+    from torrentgoat.torrent import connections
 
     original_accept = Session._accept
 
@@ -100,7 +100,7 @@ def _mse(config: Any) -> None:
         return await mse.open_encrypted_connection(address, engine, handler, config=config, **kwargs)
 
     Session._accept = accept  # type: ignore[method-assign]
-    core.open_peer_connection = dial  # type: ignore[assignment]
+    connections.open_peer_connection = dial  # type: ignore[assignment]
 
 
 def _mse_rc4() -> None:
