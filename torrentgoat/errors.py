@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DHTError",
     "DiskFullError",
+    "EncryptionError",
     "KRPCError",
     "ListenError",
     "LocalProtocolError",
@@ -128,3 +129,11 @@ class VerificationError(TorrentGoatError):
 
 class UnsafeModelError(TorrentGoatError):
     """A model file uses a format refused by policy (pickle-based weights) or has a corrupt header."""
+
+
+class EncryptionError(RemoteProtocolError):
+    """A Message Stream Encryption (MSE/PE) handshake that failed: bad public key, no sync pattern
+    within the spec's bounds, wrong verification constant, unknown stream key, no common crypto
+    method, oversized padding or initial payload, too much data, or no handshake before the deadline.
+    The connection is dropped (under the ``prefer`` policy an outgoing one is retried in plain text).
+    """
