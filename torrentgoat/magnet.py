@@ -164,6 +164,11 @@ def parse_magnet(uri: str) -> Magnet:
     uri = uri.strip()
     if len(uri) > MAX_MAGNET_LENGTH:
         raise MagnetError(f"magnet URI of {len(uri)} characters exceeds the {MAX_MAGNET_LENGTH} cap")
+    if not uri.isascii():
+        try:
+            uri.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: undecodable bytes from argv (surrogateescape)
+            raise MagnetError("magnet URI is not valid UTF-8 text") from None
     if uri[:8].lower() != "magnet:?":
         raise MagnetError(f"not a magnet URI (must start with 'magnet:?'): {uri[:40]!r}")
     query = uri[8:].split("#", 1)[0]
