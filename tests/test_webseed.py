@@ -165,6 +165,15 @@ def test_file_url_single_file() -> None:
     assert file_url("http://h/exact/name.bin", info, 0) == "http://h/exact/name.bin"
 
 
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://h]/", "ftp://h/x"])
+def test_a_malformed_url_is_rejected_not_a_crash(url: str) -> None:
+    """A torrent's url-list (or a magnet's ws=) is hostile input: urlsplit raised ValueError on an
+    unbalanced bracket and failed the torrent's web seed task (found after tools/fuzz manifest)."""
+    info, _ = make_info("a.bin", [("a.bin", b"x")])
+    with pytest.raises(WebSeedRejected):
+        WebSeedClient(url, info, None)  # type: ignore[arg-type]  # refused before the session is used
+
+
 def test_file_url_multi_file_encodes_each_component() -> None:
     info, _ = make_info(COMMIT, [("a b/c#?.json", b"1"), ("ünï/x%y.bin", b"2"), ("plain.txt", b"3")])
     base = "https://huggingface.co/org/repo/resolve/"

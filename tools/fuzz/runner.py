@@ -11,13 +11,15 @@ Layout (paths relative to the repository):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,15 +221,39 @@ def save_minimized(fuzz_target: Target, artifact: Path) -> Path:
     return path
 
 
-def replay_files(fuzz_target: Target, directories: list[Path]) -> list[tuple[Path, str]]:
-    """Run every file of ``directories`` through the contract; the failures and their signatures."""
+def replay_files(
+    fuzz_target: Target, directories: list[Path], *, limit: float | None = None
+) -> list[tuple[Path, str]]:
+    """Run every file of ``directories`` through the contract; the failures and their signatures.
+
+    With ``limit`` (main thread only), an input running longer than ``limit`` seconds fails as a hang.
+    """
     failures: list[tuple[Path, str]] = []
     for directory in directories:
         if not directory.is_dir():
             continue
         for path in sorted(directory.iterdir()):
             if path.is_file() and not path.name.startswith("."):
-                signature = crash_signature(fuzz_target, path.read_bytes())
+                with _time_limit(limit):
+                    signature = crash_signature(fuzz_target, path.read_bytes())
                 if signature is not None:
                     failures.append((path, signature))
     return failures
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    if seconds is None:
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"input still running after {seconds:g} s (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -256,7 +256,10 @@ class WebSeedClient:
         *,
         config: WebSeedConfig | None = None,
     ) -> None:
-        parsed = urllib.parse.urlsplit(url)
+        try:
+            parsed = urllib.parse.urlsplit(url)
+        except ValueError:  # an unbalanced '[' or ']' in a torrent's url-list or a magnet's ws=
+            raise WebSeedRejected(f"web seed {url!r}: not a valid URL") from None
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise WebSeedRejected(f"web seed {url!r}: only http:// and https:// URLs are supported")
         self.url = url

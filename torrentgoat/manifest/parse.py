@@ -122,7 +122,10 @@ def _check_path(path: Any, where: str) -> str:
 
 def _check_url(value: Any, where: str) -> str:
     text = _text(value, where, max_len=_MAX_URL)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unbalanced '[' or ']' in the host ("Invalid IPv6 URL")
+        raise ManifestError(f"{where}: {text!r} is not an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ManifestError(f"{where}: {text!r} is not an http(s) URL")
     return text
