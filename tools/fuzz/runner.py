@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -130,11 +131,15 @@ def fuzz(
         command.append(str(SEEDS / name))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    started = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    elapsed = time.monotonic() - started
     text = log.read_text(errors="replace")
-    result = RunResult(target=name, seconds=seconds, returncode=proc.returncode, log=log)
+    result = RunResult(target=name, seconds=elapsed, returncode=proc.returncode, log=log)
     _parse_log(text, result)
+    if not result.exec_per_sec and result.executions:
+        result.exec_per_sec = round(result.executions / max(1.0, elapsed))
     if echo is not None and result.crashed:
         echo(text[-4000:])
     return result

@@ -196,7 +196,7 @@ class _Driver:
         pending = set(conn.outstanding_requests)
         sent = 0
         for index in range(min(geometry.num_pieces, 64)):
-            if sent >= 4 or not conn.can_request(index) or not (conn.peer_has_all or have[index]):
+            if sent >= 4 or not conn.can_request(index) or not (conn.peer_has_all or index in have):
                 continue
             length = min(16384, geometry.piece_size(index))
             if any(ref.piece == index and ref.begin == 0 for ref in pending):

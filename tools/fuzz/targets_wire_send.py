@@ -22,7 +22,7 @@ from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
 from torrentgoat.primitives import InfoHash, PeerAddress
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import PeerConnection, WireConfig
-from torrentgoat.wire.events import BlockReceived, BlockRequested, Event, HandshakeReceived
+from torrentgoat.wire.events import BlockReceived, Event, HandshakeReceived
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -257,11 +257,6 @@ def _transfer(reader: Reader, src: _Side, dst: _Side) -> None:
                 expect(
                     bytes(event.data) == _pattern(event.index, event.begin, len(event.data)),
                     "wire_send: block bytes changed in transit",
-                )
-            if isinstance(event, BlockRequested):
-                expect(
-                    dst.conn.has_peer_request(event.index, event.begin, event.length),
-                    "wire_send: BlockRequested not pending",
                 )
 
 
