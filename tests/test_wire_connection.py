@@ -504,6 +504,21 @@ def test_late_block_after_cancel_is_delivered() -> None:
     assert len(events) == 1 and isinstance(events[0], BlockReceived) and events[0].late
 
 
+def test_request_again_after_cancel_absorbs_both_answers() -> None:
+    """Found by tools/fuzz wire_send: request, cancel, request the same block again while the peer
+    chokes us (BEP 6): each request is answered by its own reject; the second one was taken for a
+    reject of a request never sent, and the honest peer was dropped."""
+    pair = unchoked(seed_pair())
+    pair.b.send(Choke())  # crosses our requests on the wire: both are rejected (BEP 6)
+    pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))
+    pair.a.send(Cancel(index=0, begin=0, length=BLOCK_SIZE))
+    pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))
+    pair.pump()
+    rejects = [e for e in pair.take("a") if isinstance(e, RequestRejected)]
+    assert rejects == [RequestRejected(index=0, begin=0, length=BLOCK_SIZE)]
+    assert pair.a.outstanding_requests == ()
+
+
 def test_reject_rules() -> None:
     pair = unchoked(seed_pair())
     pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))

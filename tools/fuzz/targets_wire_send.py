@@ -213,8 +213,10 @@ def _action(reader: Reader, side: _Side, other: _Side) -> None:
     message: Message | None = None
     if kind < 4:
         message = (Choke(), Unchoke(), Interested(), NotInterested())[kind]
-    elif kind == 4:
-        message = Have(index=reader.below(n))
+    elif kind == 4:  # a piece verified: the driver sets its bit, then announces it
+        index = reader.below(n)
+        side.have.add(index)
+        message = Have(index=index)
     elif kind == 5:
         index = reader.below(n)
         size = GEOMETRY.piece_size(index)
@@ -235,8 +237,10 @@ def _action(reader: Reader, side: _Side, other: _Side) -> None:
         message = SuggestPiece(index=reader.below(n))
     elif kind == 11:
         message = Port(port=reader.uint(2))
-    elif kind == 12:
-        message = reader.choice((KeepAlive(), HaveAll(), HaveNone(), BitfieldMsg(data=side.have.to_bytes())))
+    elif kind == 12:  # what a driver sends about its own pieces
+        message = reader.choice((KeepAlive(), BitfieldMsg(data=side.have.to_bytes())))
+        if reader.flag():
+            message = HaveAll() if side.have.complete else HaveNone() if side.have.empty else message
     elif kind == 13:
         message = _metadata_message(reader)
     elif kind == 14:

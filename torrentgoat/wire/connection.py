@@ -735,8 +735,8 @@ class PeerConnection:
         if self.our_phase is not Phase.ACTIVE or self._error is not None:
             self._check_send(Request)  # the table allows Request in ACTIVE: skip it on the hot path
         self._our_requests[key] = None
-        if self._late:
-            self._late.pop(key, None)
+        # A cancelled request stays in ``_late`` when it is asked again: with BEP 6 each request gets
+        # its own answer, so the reject (or block) of the cancelled one may still be on its way.
         self._out.append(_REQUEST.pack(13, codec.MSG_REQUEST, index, begin, length))
         self._sent_since_tick = True
 
