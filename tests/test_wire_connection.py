@@ -508,15 +508,17 @@ def test_request_again_after_cancel_absorbs_both_answers() -> None:
     """Found by tools/fuzz wire_send: request, cancel, request the same block again while the peer
     chokes us (BEP 6): each request is answered by its own reject; the second one was taken for a
     reject of a request never sent, and the honest peer was dropped."""
-    pair = unchoked(seed_pair())
-    pair.b.send(Choke())  # crosses our requests on the wire: both are rejected (BEP 6)
-    pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))
-    pair.a.send(Cancel(index=0, begin=0, length=BLOCK_SIZE))
-    pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))
-    pair.pump()
-    rejects = [e for e in pair.take("a") if isinstance(e, RequestRejected)]
-    assert rejects == [RequestRejected(index=0, begin=0, length=BLOCK_SIZE)]
-    assert pair.a.outstanding_requests == ()
+    for cycles in (1, 2):
+        pair = unchoked(seed_pair())
+        pair.b.send(Choke())  # crosses our requests on the wire: every one is rejected (BEP 6)
+        for _ in range(cycles):
+            pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))
+            pair.a.send(Cancel(index=0, begin=0, length=BLOCK_SIZE))
+        pair.a.send(Request(index=0, begin=0, length=BLOCK_SIZE))
+        pair.pump()
+        rejects = [e for e in pair.take("a") if isinstance(e, RequestRejected)]
+        assert rejects == [RequestRejected(index=0, begin=0, length=BLOCK_SIZE)]
+        assert pair.a.outstanding_requests == ()
 
 
 def test_reject_rules() -> None:

@@ -324,7 +324,10 @@ class PeerConnection:
         self._have: Callable[[], Bitfield | None] = lambda: None
         self._metadata_size: int | None = None
         self._our_requests: dict[_Key, None] = {}
-        self._late: OrderedDict[_Key, None] = OrderedDict()
+        self._late: OrderedDict[_Key, int] = OrderedDict()
+        """Cancelled (or choke-dropped) requests whose answer may still arrive, with how many: a block
+        requested, cancelled and requested again can be answered twice (BEP 6: every request gets
+        its own piece or reject)."""
         self._peer_requests: dict[_Key, None] = {}
         self._buffered_bitfield: bytes | None = None
         self._buffered_haves: set[int] = set()
@@ -735,8 +738,8 @@ class PeerConnection:
         if self.our_phase is not Phase.ACTIVE or self._error is not None:
             self._check_send(Request)  # the table allows Request in ACTIVE: skip it on the hot path
         self._our_requests[key] = None
-        # A cancelled request stays in ``_late`` when it is asked again: with BEP 6 each request gets
-        # its own answer, so the reject (or block) of the cancelled one may still be on its way.
+        # A cancelled request stays counted in ``_late`` when it is asked again: with BEP 6 each
+        # request gets its own answer, so the reject (or block) of the cancelled one may still come.
         self._out.append(_REQUEST.pack(13, codec.MSG_REQUEST, index, begin, length))
         self._sent_since_tick = True
 
@@ -757,9 +760,20 @@ class PeerConnection:
         return True
 
     def _remember_late(self, key: _Key) -> None:
-        self._late[key] = None
+        self._late[key] = self._late.get(key, 0) + 1
         if len(self._late) > self.config.max_late_requests:
             self._late.popitem(last=False)
+
+    def _take_late(self, key: _Key) -> bool:
+        """Whether an answer to ``key`` was still expected from a cancelled request (one is used up)."""
+        count = self._late.get(key)
+        if count is None:
+            return False
+        if count > 1:
+            self._late[key] = count - 1
+        else:
+            del self._late[key]
+        return True
 
     # --- timers ---------------------------------------------------------------------------------
 
@@ -1000,8 +1014,7 @@ class PeerConnection:
             del requests[key]
             self.downloaded += len(data)
             return BlockReceived(index=index, begin=begin, data=data)
-        if key in self._late:
-            del self._late[key]
+        if self._late and self._take_late(key):
             self.downloaded += len(data)
             return BlockReceived(index=index, begin=begin, data=data, late=True)
         self.unrequested_bytes += len(data)
@@ -1087,8 +1100,7 @@ class PeerConnection:
                 if key in self._our_requests:
                     del self._our_requests[key]
                     return RequestRejected(index=index, begin=begin, length=length)
-                if key in self._late:
-                    del self._late[key]
+                if self._take_late(key):
                     return _NO_EVENT
                 raise RemoteProtocolError(f"peer rejected a request we never sent: {key}")
             case AllowedFast(index=index):
