@@ -15,8 +15,11 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
 
-from torrentgoat.aio.peer import PeerDriver, PeerHandler, open_peer_connection
+from torrentgoat.aio.mse import open_encrypted_connection
+from torrentgoat.aio.peer import PeerDriver, PeerHandler
+from torrentgoat.mse import EncryptionPolicy
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.torrent.events import PeerBanned, PeerConnected, PeerDisconnected
 from torrentgoat.torrent.handle import TorrentHandle
@@ -138,15 +141,23 @@ class Connections:
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
 
     async def _dial(self, address: PeerAddress) -> None:
+        encryption = self.host.ctx.encryption
+        candidate = self.pool.candidates.get(address)
+        if candidate is not None and candidate.plain and encryption.policy is EncryptionPolicy.PREFER:
+            encryption = replace(encryption, policy=EncryptionPolicy.DISABLE)  # it dropped MSE before
         try:
             engine = self.opening.outgoing(address)
-            await open_peer_connection(
+            driver = await open_encrypted_connection(
                 address,
                 engine,
                 self.handler,
+                config=encryption,
                 download_limit=self.host.ctx.download_limit,
                 on_created=self.register,
             )
+            transport = driver.transport
+            if candidate is not None and transport is not None and transport.get_extra_info("mse") is None:
+                candidate.plain = True  # next time, plain at once (libtorrent remembers this too)
         except ConnectionError as exc:
             log.debug("%s: %s", self.host.name, exc)
             reason = str(exc.__cause__ or exc)

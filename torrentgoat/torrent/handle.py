@@ -23,6 +23,7 @@ from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.metainfo import InfoDict
+from torrentgoat.mse import MSEConfig
 from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress, PeerId
 from torrentgoat.storage import Layout, Storage
 from torrentgoat.torrent.config import TorrentConfig
@@ -52,6 +53,9 @@ class TorrentContext:
     """File descriptors one torrent's storage keeps open at once."""
     storage_factory: Callable[[Path, Layout, frozenset[int]], Storage] | None = None
     """Builds storage for a torrent (default: :class:`FileStorage` under the download directory)."""
+    encryption: MSEConfig = field(default_factory=MSEConfig)
+    """How outgoing connections are dialled: MSE first with a plain fallback (``prefer``), MSE only
+    (``require``) or plain only (``disable``)."""
 
 
 class TorrentHandle(Protocol):
