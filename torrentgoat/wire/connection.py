@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
-from torrentgoat.metainfo import InfoDict
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import BlockRef, InfoHash, PeerId
 from torrentgoat.wire import codec
 from torrentgoat.wire.events import (
@@ -166,39 +166,6 @@ REQUIRES: dict[type, Feature] = {
     Extended: Feature.EXTENSIONS,
 }
 """BEP 6: fast messages without the negotiated bit close the connection; likewise BEP 10 messages."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PieceGeometry:
-    """Piece count and sizes, to bound indices and spans (known once we have the metadata)."""
-
-    num_pieces: int
-    piece_length: int
-    total_length: int
-
-    def __post_init__(self) -> None:
-        if self.piece_length <= 0 or self.total_length < 0 or self.num_pieces < 0:
-            raise ValueError(f"invalid piece geometry {self!r}")
-        if self.num_pieces != (self.total_length + self.piece_length - 1) // self.piece_length:
-            raise ValueError(f"num_pieces does not match lengths in {self!r}")
-
-    @classmethod
-    def from_info(cls, info: InfoDict) -> PieceGeometry:
-        return cls(num_pieces=info.num_pieces, piece_length=info.piece_length, total_length=info.total_length)
-
-    def piece_size(self, index: int) -> int:
-        if index == self.num_pieces - 1:
-            return self.total_length - index * self.piece_length
-        return self.piece_length
-
-    def contains(self, index: int, begin: int, length: int) -> bool:
-        """True when ``[begin, begin+length)`` lies inside piece ``index`` and is non-empty."""
-        return (
-            0 <= index < self.num_pieces
-            and length > 0
-            and begin >= 0
-            and begin + length <= self.piece_size(index)
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
