@@ -63,3 +63,8 @@ class WireConfig:
     """Close when nothing arrived for this long (rounded up to whole ticks)."""
     handshake_timeout: float = 30.0
     """Close when the peer's handshake did not arrive (or the driver did not accept) in time."""
+
+    def request_limit(self, reqq: int | None) -> int:
+        """Requests we keep outstanding at a peer whose BEP 10 handshake said ``reqq`` (None: it did
+        not say), capped by :attr:`max_outgoing_requests`."""
+        return min(reqq or self.default_peer_reqq, self.max_outgoing_requests)

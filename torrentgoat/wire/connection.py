@@ -119,6 +119,7 @@ class PeerConnection(MessageReceiver):
         self.peer_handshake: Handshake | None = None
         self.peer_extensions: ExtendedHandshake | None = None
         self.peer_ext_ids: dict[str, int] = {}
+        self._request_limit = self.config.request_limit(None)
         self.fast = False
         self.extensions = False
         self._ours = Side()
@@ -228,8 +229,7 @@ class PeerConnection(MessageReceiver):
     @property
     def request_limit(self) -> int:
         """How many requests we may have outstanding at this peer (its ``reqq``, BEP 10)."""
-        reqq = self.peer_extensions.reqq if self.peer_extensions is not None else None
-        return min(reqq or self.config.default_peer_reqq, self.config.max_outgoing_requests)
+        return self._request_limit
 
     @property
     def outstanding_requests(self) -> tuple[BlockRef, ...]:
@@ -258,7 +258,7 @@ class PeerConnection(MessageReceiver):
             or self._geometry is None
         ):
             return False
-        if len(self._our_requests) >= self.request_limit:
+        if len(self._our_requests) >= self._request_limit:
             return False
         if self._theirs.choking:
             return index is not None and self.fast and index in self.peer_allowed_fast
@@ -294,6 +294,7 @@ class PeerConnection(MessageReceiver):
             self.fast = cfg.enable_fast and handshake.supports_fast
             self.extensions = cfg.enable_extensions and handshake.supports_extensions
             self._requests.max_late = cfg.max_late_requests
+            self._request_limit = cfg.request_limit(None)  # no extension handshake before ours
         self._awaiting_accept = False
         self.info_hash = info_hash
         self._set_torrent(geometry, have, metadata_size)
@@ -526,8 +527,8 @@ class PeerConnection(MessageReceiver):
             raise LocalProtocolError(f"request for piece {index} the peer does not have")
         if self._theirs.choking and not (self.fast and index in self.peer_allowed_fast):
             raise LocalProtocolError("request while the peer chokes us (and the piece is not allowed-fast)")
-        if len(requests) >= self.request_limit:
-            raise LocalProtocolError(f"more than {self.request_limit} outstanding requests")
+        if len(requests) >= self._request_limit:
+            raise LocalProtocolError(f"more than {self._request_limit} outstanding requests")
         if self._ours.phase is not _ACTIVE or self._error is not None:
             self._check_send(Request)  # the table allows Request in ACTIVE: skip it on the hot path
         requests[key] = None

@@ -112,6 +112,7 @@ class MessageReceiver(FrameReceiver):
     our_allowed_fast: set[int]
     downloaded: int
     unrequested_bytes: int
+    _request_limit: int
     _ours: Side
     _geometry: PieceGeometry | None
     _have: Callable[[], Bitfield | None]
@@ -309,6 +310,7 @@ class MessageReceiver(FrameReceiver):
                 else:
                     self.peer_ext_ids.pop(name, None)  # BEP 10: id 0 disables
             self.peer_extensions = handshake
+            self._request_limit = self.config.request_limit(handshake.reqq)
             return ExtensionHandshakeReceived(handshake=handshake)
         if ext_id == UT_METADATA_ID and self.config.ut_metadata:
             message = codec.decode_metadata_message(payload, max_metadata_size=self.config.max_metadata_size)
