@@ -112,7 +112,7 @@ class FrameReceiver:
         self._unknown_cap = 0
         """... and the cap of a frame with an id we do not know (such frames are skipped)."""
 
-    # --- hooks: what a frame means (PeerConnection) ------------------------------------------------
+    # --- hooks: what a frame means (MessageReceiver) -----------------------------------------------
 
     def _on_handshake(self, handshake: Handshake) -> Handled:
         raise NotImplementedError

@@ -117,7 +117,7 @@ FLAGS: dict[type, tuple[str, bool]] = {
     Interested: ("interested", True),
     NotInterested: ("interested", False),
 }
-"""BEP 3: the flag of the *sender* each state message sets, and its new value."""
+"""BEP 3: the flag (a :class:`Side` attribute) of the *sender* each state message sets, and its value."""
 
 
 @dataclass(slots=True)
@@ -133,15 +133,12 @@ class Side:
     def changes(self, kind: type) -> bool:
         """Whether the state message ``kind`` (a key of :data:`FLAGS`) would change this side's flag."""
         name, value = FLAGS[kind]
-        return (self.choking if name == "choking" else self.interested) is not value
+        return getattr(self, name) is not value
 
     def set_flag(self, kind: type) -> None:
         """Apply the state message ``kind`` (a key of :data:`FLAGS`) sent by this side."""
         name, value = FLAGS[kind]
-        if name == "choking":
-            self.choking = value
-        else:
-            self.interested = value
+        setattr(self, name, value)
 
 
 def advance(
