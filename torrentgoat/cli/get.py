@@ -22,6 +22,7 @@ from torrentgoat.cli._common import add_session_options, follow, session_config,
 from torrentgoat.cli._run import run
 from torrentgoat.cli.collection import add_get_options, run_collection_get
 from torrentgoat.collection import NotACollection, is_btpk
+from torrentgoat.picker import PickerConfig
 from torrentgoat.session import Session
 from torrentgoat.torrent import TorrentConfig
 
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
 async def _get(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
         max_peers=args.max_peers,
-        strategy=args.strategy or ("sequential" if args.sequential else "rarest-first"),
+        picker=PickerConfig(strategy=args.strategy or ("sequential" if args.sequential else "rarest-first")),
         seed=args.seed,
         seed_ratio=args.seed_ratio,
         seed_time=args.seed_time,
