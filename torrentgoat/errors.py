@@ -16,6 +16,9 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "EntryNotFoundError",
+    "GatewayError",
+    "InvalidRequestError",
     "KRPCError",
     "LocalProtocolError",
     "MagnetError",
@@ -23,12 +26,15 @@ __all__ = [
     "MetainfoError",
     "ProtocolError",
     "RemoteProtocolError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
     "SignatureError",
     "StorageError",
     "TorrentGoatError",
     "TrackerError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UpstreamError",
     "VerificationError",
     "WebSeedError",
 ]
@@ -112,3 +118,27 @@ class VerificationError(TorrentGoatError):
 
 class UnsafeModelError(TorrentGoatError):
     """A model file uses a format refused by policy (pickle-based weights) or has a corrupt header."""
+
+
+class GatewayError(TorrentGoatError):
+    """A request to the Hugging Face gateway that cannot be answered as asked (the HTTP answer says why)."""
+
+
+class RepoNotFoundError(GatewayError):
+    """No source holds the repository (the Hub's ``X-Error-Code: RepoNotFound``)."""
+
+
+class RevisionNotFoundError(GatewayError):
+    """The repository is held, but not at that branch, tag or commit (``X-Error-Code: RevisionNotFound``)."""
+
+
+class EntryNotFoundError(GatewayError):
+    """The revision holds no such file or folder (``X-Error-Code: EntryNotFound``)."""
+
+
+class InvalidRequestError(GatewayError):
+    """A request path or parameter that is malformed or unsafe (``..``, backslashes, bad repo id): HTTP 400."""
+
+
+class UpstreamError(GatewayError):
+    """The upstream hub could not be reached or answered something unusable: HTTP 502."""
