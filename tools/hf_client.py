@@ -50,7 +50,9 @@ def _run(op: dict[str, Any], cache_dir: str) -> Any:
     if kind == "files":
         return hf.list_repo_files(op["repo"], revision=revision, repo_type=repo_type)
     if kind == "info":
-        info = hf.HfApi().model_info(op["repo"], revision=revision, files_metadata=op.get("files_metadata", False))
+        info = hf.HfApi().model_info(
+            op["repo"], revision=revision, files_metadata=op.get("files_metadata", False)
+        )
         return {
             "sha": info.sha,
             "siblings": [
