@@ -37,10 +37,11 @@ iterator.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -136,6 +137,7 @@ class Gateway:
         )
         self._runner: web.AppRunner | None = None
         self._port = 0
+        self._transfers: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -169,6 +171,8 @@ class Gateway:
         """Stop listening, cut the open transfers, close the upstream session."""
         if self._runner is not None:
             runner, self._runner = self._runner, None
+            for task in list(self._transfers):  # open bodies end now, not after aiohttp's shutdown timeout
+                task.cancel()
             await runner.cleanup()
         if self.upstream is not None:
             await self.upstream.close()
@@ -190,6 +194,20 @@ class Gateway:
     def add_source(self, source: RepoSource, *, first: bool = False) -> None:
         """Ask ``source`` too (after the others, or before them with ``first``)."""
         self.sources.insert(0 if first else len(self.sources), source)
+
+    @contextlib.contextmanager
+    def _transfer(self) -> Iterator[None]:
+        """Count a body being sent, and let :meth:`close` cancel it."""
+        task = asyncio.current_task()
+        self.stats.streams_open += 1
+        if task is not None:
+            self._transfers.add(task)
+        try:
+            yield
+        finally:
+            self.stats.streams_open -= 1
+            if task is not None:
+                self._transfers.discard(task)
 
     # ------------------------------------------------------------------ policy
 
@@ -300,9 +318,8 @@ class Gateway:
             return response
         if self.stats.streams_open >= self.config.max_streams:
             return _busy()
-        self.stats.streams_open += 1
-        try:
-            async with contextlib.aclosing(source.read(snapshot, entry, start, stop)) as chunks:  # type: ignore[type-var]
+        with self._transfer():
+            async with _closing(source.read(snapshot, entry, start, stop)) as chunks:
                 await response.prepare(request)
                 self.stats.bytes_sent += await send_chunks(
                     request,
@@ -312,8 +329,6 @@ class Gateway:
                     stall_timeout=self.config.stall_timeout,
                     label=f"{route.repo_id}/{route.path}",
                 )
-        finally:
-            self.stats.streams_open -= 1
         return response
 
     async def _upstream_file(self, request: web.Request, route: ResolveRoute) -> web.StreamResponse:
@@ -326,16 +341,13 @@ class Gateway:
         if request.method != "HEAD" and self.stats.streams_open >= self.config.max_streams:
             return _busy()
         self.stats.upstream_requests += 1
-        self.stats.streams_open += 1
-        try:
+        with self._transfer():
             answer = await self.upstream.resolve(
                 request,
                 route,
                 stall_timeout=self.config.stall_timeout,
                 refuse_prefix=self._refused_prefix(route.path),
             )
-        finally:
-            self.stats.streams_open -= 1
         return _send(answer) if isinstance(answer, Answer) else answer
 
     # ------------------------------------------------------------------ API
@@ -370,6 +382,17 @@ class Gateway:
         if next_offset is not None:
             headers["Link"] = f'<{request.url.update_query(cursor=str(next_offset))}>; rel="next"'
         return _json(items, headers)
+
+
+@contextlib.asynccontextmanager
+async def _closing(chunks: AsyncIterator[bytes]) -> AsyncGenerator[AsyncIterator[bytes], None]:
+    """Close a source's iterator however the transfer ends (``aclose``, when it has one)."""
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _if_range_matches(if_range: str | None, etag: str) -> bool:

@@ -54,7 +54,7 @@ async def send_chunks(
                     await response.write(chunk)
             except TimeoutError:
                 log.info(
-                    "%s: client stalled for %.0f s after %d bytes, dropping it", label, stall_timeout, sent
+                    "%s: client stalled for %g s after %d bytes, dropping it", label, stall_timeout, sent
                 )
                 abort(request)
                 return sent

@@ -30,7 +30,8 @@ not pass on.  Both file routes serve ``Range: bytes=a-b`` (also ``a-`` and ``-n`
 repo path, the range asked for, the status and the body bytes sent, so tests can assert exactly what
 was asked.  Failure injection: :meth:`FakeHub.fail_next` (``503`` + ``Retry-After``),
 :meth:`FakeHub.corrupt` (bytes of one file served wrong), ``ignore_range`` (always ``200``),
-``response_delay`` (slow CDN).  Nothing here leaves loopback.
+``response_delay`` (slow CDN), ``cdn_host`` (another host name for the CDN URLs, e.g.
+``localhost``, so that they are another origin than the hub's).  Nothing here leaves loopback.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 __all__ = ["FakeHub", "HubFile", "HubRequest", "parse_range_header"]
 
@@ -142,6 +144,7 @@ class FakeHub:
         host: str = "127.0.0.1",
         page_size: int = 1000,
         xet: bool = False,
+        cdn_host: str | None = None,
     ) -> None:
         self.token_ttl = token_ttl
         self.lfs_suffixes = lfs_suffixes
@@ -151,12 +154,15 @@ class FakeHub:
         self.host = host
         self.page_size = page_size
         self.xet = xet
+        self.cdn_host = cdn_host
         self.port = 0
         self.requests: list[HubRequest] = []
         self.files: dict[tuple[str, str, str], HubFile] = {}
         """(repo, commit, path) -> file."""
         self.refs: dict[tuple[str, str], str] = {}
         """(repo, ref name) -> commit."""
+        self.authorizations: list[tuple[str, str | None]] = []
+        """(request path, its ``Authorization`` header) of every request, in arrival order."""
         self.expired_hits = 0
         """Requests refused because their CDN token had expired."""
         self._by_sha: dict[str, HubFile] = {}
@@ -178,7 +184,12 @@ class FakeHub:
         await self.close()
 
     async def start(self) -> None:
-        app = web.Application()
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            self.authorizations.append((request.path, request.headers.get("Authorization")))
+            return await handler(request)
+
+        app = web.Application(middlewares=[record])
         app.router.add_get("/cdn/{token}/{blob}", self._cdn)
         app.router.add_get("/{org}/{name}/resolve/{revision}/{path:.+}", self._resolve)
         app.router.add_get("/api/models/{org}/{name}", self._api_info)
@@ -323,7 +334,8 @@ class FakeHub:
             token = f"t{self._token_counter:06d}"
             self._tokens[token] = _Token(file=entry, expires=time.monotonic() + self.token_ttl)
             expires = int(time.time() + self.token_ttl)
-            headers["Location"] = f"{self.url}/cdn/{token}/{entry.sha256}?expires={expires}"
+            cdn = f"http://{self.cdn_host}:{self.port}" if self.cdn_host else self.url
+            headers["Location"] = f"{cdn}/cdn/{token}/{entry.sha256}?expires={expires}"
             headers["X-Linked-Size"] = str(entry.size)
             headers["X-Linked-Etag"] = f'"{entry.sha256}"'
             self._log("resolve", repo, path, 302)
