@@ -12,7 +12,8 @@ Each OP is a JSON object, run in order; one JSON line per OP is printed on stdou
 
 * ``{"op": "version"}``
 * ``{"op": "snapshot", "repo": R, "revision": REV?, "repo_type": T?}`` -> the snapshot folder
-* ``{"op": "download", "repo": R, "file": F, "revision": REV?, "repo_type": T?}`` -> the local path
+* ``{"op": "download", "repo": R, "file": F, "revision": REV?, "repo_type": T?, "resume": B?}`` -> the local
+  path (``resume``: pass ``resume_download=True`` where the version has it)
 * ``{"op": "files", "repo": R, "revision": REV?}`` -> ``list_repo_files``
 * ``{"op": "info", "repo": R, "revision": REV?, "files_metadata": B?}`` -> sha and siblings
 * ``{"op": "metadata", "url": U}`` -> ``get_hf_file_metadata``
@@ -20,6 +21,7 @@ Each OP is a JSON object, run in order; one JSON line per OP is printed on stdou
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -44,8 +46,11 @@ def _run(op: dict[str, Any], cache_dir: str) -> Any:
     if kind == "snapshot":
         return hf.snapshot_download(op["repo"], revision=revision, repo_type=repo_type, cache_dir=cache_dir)
     if kind == "download":
+        extra: dict[str, Any] = {}
+        if op.get("resume") and "resume_download" in inspect.signature(hf.hf_hub_download).parameters:
+            extra["resume_download"] = True  # 0.20-0.22 resume only when asked; later always do
         return hf.hf_hub_download(
-            op["repo"], op["file"], revision=revision, repo_type=repo_type, cache_dir=cache_dir
+            op["repo"], op["file"], revision=revision, repo_type=repo_type, cache_dir=cache_dir, **extra
         )
     if kind == "files":
         return hf.list_repo_files(op["repo"], revision=revision, repo_type=repo_type)

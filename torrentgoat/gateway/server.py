@@ -119,6 +119,14 @@ class GatewayStats:
     upstream_requests: int = 0
 
 
+class _AskUpstream(Exception):
+    """No source holds the revision: the upstream hub answers (``local``: a source's RevisionNotFound)."""
+
+    def __init__(self, local: RevisionNotFoundError | None) -> None:
+        super().__init__("ask upstream")
+        self.local = local
+
+
 class Gateway:
     """The Hugging Face endpoint (see the module docstring)."""
 
@@ -259,34 +267,42 @@ class Gateway:
 
     async def _snapshot(
         self, repo_type: RepoType, repo_id: str, revision: str
-    ) -> tuple[RepoSource, RepoSnapshot] | None:
-        """The first source holding the revision; None when the upstream should answer.
+    ) -> tuple[RepoSource, RepoSnapshot]:
+        """The first source holding the revision.
 
-        RepoNotFoundError / RevisionNotFoundError (the most specific one any source gave) when no
-        source holds it and there is no upstream.
+        _AskUpstream when none does and there is an upstream hub; otherwise RepoNotFoundError or
+        RevisionNotFoundError (the most specific one any source gave).
         """
-        best: GatewayError = RepoNotFoundError(
-            f"{repo_type} {repo_id!r} is not held by this gateway"
-            + ("" if self.upstream is not None else " (no upstream hub configured)")
-        )
+        local: RevisionNotFoundError | None = None
         for source in self.sources:
             try:
                 return source, await source.resolve(repo_type, repo_id, revision)
             except RevisionNotFoundError as exc:
-                best = exc
+                local = exc
             except RepoNotFoundError:
                 pass
         if self.upstream is not None:
-            return None
-        raise best
+            raise _AskUpstream(local)
+        raise local or RepoNotFoundError(
+            f"{repo_type} {repo_id!r} is not held by this gateway (and no upstream hub is configured)"
+        )
+
+    @staticmethod
+    def _from_upstream(answer: Answer | web.StreamResponse, ask: _AskUpstream) -> web.StreamResponse:
+        """Upstream's answer; but a revision a local source lacks stays a RevisionNotFound, not a RepoNotFound."""
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        if ask.local is not None and answer.headers.get("X-Error-Code") == "RepoNotFound":
+            return _send(error_answer(ask.local))
+        return _send(answer)
 
     # ------------------------------------------------------------------ files
 
     async def _resolve_file(self, request: web.Request, route: ResolveRoute) -> web.StreamResponse:
-        held = await self._snapshot(route.repo_type, route.repo_id, route.revision)
-        if held is None:
-            return await self._upstream_file(request, route)
-        source, snapshot = held
+        try:
+            source, snapshot = await self._snapshot(route.repo_type, route.repo_id, route.revision)
+        except _AskUpstream as ask:
+            return self._from_upstream(await self._upstream_file(request, route), ask)
         entry = snapshot.files.get(route.path)
         if entry is None:
             missing = EntryNotFoundError(f"{route.repo_id}@{snapshot.commit[:12]} has no file {route.path!r}")
@@ -317,7 +333,7 @@ class Gateway:
             await response.write_eof()
             return response
         if self.stats.streams_open >= self.config.max_streams:
-            return _busy()
+            return _send(_busy())
         with self._transfer():
             async with _closing(source.read(snapshot, entry, start, stop)) as chunks:
                 await response.prepare(request)
@@ -331,13 +347,12 @@ class Gateway:
                 )
         return response
 
-    async def _upstream_file(self, request: web.Request, route: ResolveRoute) -> web.StreamResponse:
+    async def _upstream_file(self, request: web.Request, route: ResolveRoute) -> Answer | web.StreamResponse:
         assert self.upstream is not None
-        if self._refused_name(route.path):
+        violation = judge(route.path, b"", self.config.policy)
+        if violation is not None:
             self.stats.refused += 1
-            violation = judge(route.path, b"", self.config.policy)
-            assert violation is not None
-            return _send(refusal_answer(violation.message))
+            return refusal_answer(violation.message)
         if request.method != "HEAD" and self.stats.streams_open >= self.config.max_streams:
             return _busy()
         self.stats.upstream_requests += 1
@@ -348,29 +363,33 @@ class Gateway:
                 stall_timeout=self.config.stall_timeout,
                 refuse_prefix=self._refused_prefix(route.path),
             )
-        return _send(answer) if isinstance(answer, Answer) else answer
+        return answer
 
     # ------------------------------------------------------------------ API
 
     async def _info(self, request: web.Request, route: InfoRoute) -> web.StreamResponse:
-        held = await self._snapshot(route.repo_type, route.repo_id, route.revision or "main")
-        if held is None:
+        try:
+            _, snapshot = await self._snapshot(route.repo_type, route.repo_id, route.revision or "main")
+        except _AskUpstream as ask:
             assert self.upstream is not None
             self.stats.upstream_requests += 1
-            return _send(await self.upstream.api(request, route, refused=self._refused_name))
-        _, snapshot = held
+            return self._from_upstream(
+                await self.upstream.api(request, route, refused=self._refused_name), ask
+            )
         document = hubjson.repo_info(
             snapshot, self._visible(snapshot), blobs=query_flag(request.query.get("blobs"))
         )
         return _json(document)
 
     async def _tree(self, request: web.Request, route: TreeRoute) -> web.StreamResponse:
-        held = await self._snapshot(route.repo_type, route.repo_id, route.revision)
-        if held is None:
+        try:
+            _, snapshot = await self._snapshot(route.repo_type, route.repo_id, route.revision)
+        except _AskUpstream as ask:
             assert self.upstream is not None
             self.stats.upstream_requests += 1
-            return _send(await self.upstream.api(request, route, refused=self._refused_name))
-        _, snapshot = held
+            return self._from_upstream(
+                await self.upstream.api(request, route, refused=self._refused_name), ask
+            )
         try:
             entries = hubjson.tree_entries(
                 self._visible(snapshot), route.path, recursive=query_flag(request.query.get("recursive"))
@@ -423,9 +442,9 @@ def _not_served(path: str) -> Answer:
     )
 
 
-def _busy() -> web.Response:
-    return web.Response(
+def _busy() -> Answer:
+    return Answer(
         status=429,
         headers={"Retry-After": "1", "X-Error-Message": "too many transfers at once"},
-        text="busy\n",
+        body=b"busy\n",
     )
