@@ -334,17 +334,22 @@ class Gateway:
             return response
         if self.stats.streams_open >= self.config.max_streams:
             return _send(_busy())
+        label = f"{route.repo_id}/{route.path}"
         with self._transfer():
             async with _closing(source.read(snapshot, entry, start, stop)) as chunks:
                 await response.prepare(request)
-                self.stats.bytes_sent += await send_chunks(
+                sent = await send_chunks(
                     request,
                     response,
                     chunks,
                     expected=stop - start,
                     stall_timeout=self.config.stall_timeout,
-                    label=f"{route.repo_id}/{route.path}",
+                    label=label,
                 )
+        self.stats.bytes_sent += sent
+        if sent == stop - start:
+            part = "" if byte_range is None else f" (bytes {start}-{stop - 1})"
+            log.info("sent %s%s: %d bytes from %s", label, part, sent, snapshot.source_name or "a source")
         return response
 
     async def _upstream_file(self, request: web.Request, route: ResolveRoute) -> Answer | web.StreamResponse:
