@@ -349,3 +349,57 @@ async def test_a_file_changed_on_disk_is_not_served(model: Path, tmp_path: Path)
         with pytest.raises(aiohttp.ClientPayloadError):
             async with http.get(f"{gateway.url}/org/tiny/resolve/main/config.json") as response:
                 await response.read()
+
+
+async def test_datasets_are_served_under_their_prefix(model: Path, tmp_path: Path) -> None:
+    source = FolderSource()
+    await source.add("org/data", model, repo_type="dataset", commit=COMMIT)
+    async with Gateway([source], GatewayConfig(port=0, upstream=None)) as gateway:
+        folder = await asyncio.to_thread(
+            huggingface_hub.snapshot_download,
+            "org/data",
+            repo_type="dataset",
+            cache_dir=tmp_path / "cache",
+            endpoint=gateway.url,
+        )
+        info = await asyncio.to_thread(HfApi(endpoint=gateway.url).dataset_info, "org/data")
+        with pytest.raises(RepositoryNotFoundError):  # the same name as a model is another repo
+            await asyncio.to_thread(HfApi(endpoint=gateway.url).model_info, "org/data")
+    assert Path(folder).parent.parent.name == "datasets--org--data"
+    assert info.sha == COMMIT
+    assert filecmp.cmp(model / "config.json", Path(folder) / "config.json", shallow=False)
+
+
+async def test_links_out_of_the_served_folders_are_not_followed(model: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret\n")
+    (model / "leak.txt").symlink_to(outside)
+    (model / "inside.txt").symlink_to(model / "config.json")
+    cache = tmp_path / "cache" / "models--org--cached"
+    snapshot = cache / "snapshots" / COMMIT
+    (cache / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text(COMMIT)
+    blob = cache / "blobs" / hashlib.sha256(b"{}").hexdigest()
+    blob.write_bytes(b"{}")
+    (snapshot / "config.json").symlink_to(os.path.relpath(blob, snapshot))
+    (snapshot / "leak.txt").symlink_to(outside)
+    (cache / "refs" / "..%2F..").write_text(COMMIT)  # a hostile ref name stays a name
+    folder_source = FolderSource()
+    await folder_source.add("org/tiny", model)
+    sources = [folder_source, HFCacheSource(tmp_path / "cache")]
+    async with Gateway(sources, GatewayConfig(port=0, upstream=None)) as gateway:
+        api = HfApi(endpoint=gateway.url)
+        files = await asyncio.to_thread(api.list_repo_files, "org/tiny")
+        cached = await asyncio.to_thread(api.list_repo_files, "org/cached")
+        with pytest.raises(EntryNotFoundError):
+            await asyncio.to_thread(
+                huggingface_hub.hf_hub_download,
+                "org/cached",
+                "leak.txt",
+                cache_dir=tmp_path / "c",
+                endpoint=gateway.url,
+            )
+    assert "leak.txt" not in files and "inside.txt" in files
+    assert cached == ["config.json"]
