@@ -16,13 +16,17 @@ What ``huggingface_hub`` expects, and how it is met (read from its ``file_downlo
 ``utils/_http.py``, versions 0.20 to 2.x):
 
 * ``HEAD /{repo}/resolve/{rev}/{path}`` is answered ``200`` directly, never with a redirect: 0.2x
-  follows only *relative* redirects on HEAD and 1.x+ only same-origin ones, and either way the
-  metadata (``X-Repo-Commit``, ``ETag`` / ``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length``)
-  must be on the answer it stops at.  The download then GETs the same URL.
+  follows only *relative* redirects on HEAD (``_request_wrapper``) and 2.x only same-origin ones
+  (``_httpx2_follow_hub_redirects_with_backoff``), and either way the metadata (``X-Repo-Commit``,
+  ``ETag`` / ``X-Linked-Etag``, ``X-Linked-Size``, ``Content-Length``) must be on the answer it stops
+  at.  The download then GETs the same URL.
 * ``GET`` honours one ``Range`` (``206`` + ``Content-Range``; ``416`` past the end; ``If-Range``
   with another ETag sends the whole file).  ``huggingface_hub`` resumes a transfer cut short with
-  ``Range: bytes=<received>-`` -- within the same call since 1.0, from ``<blob>.incomplete`` on the
-  next call in 0.2x.
+  ``Range: bytes=<n>-`` where ``n`` is what it wrote, in 10 MiB blocks (``DOWNLOAD_CHUNK_SIZE``): in
+  2.x within the same call, in 0.2x from ``<blob>.incomplete`` on the next call (0.20-0.22 only with
+  ``resume_download=True``).  Its read timeout is 10 s (``HF_HUB_DOWNLOAD_TIMEOUT``, and
+  ``HF_HUB_ETAG_TIMEOUT`` for the HEAD): a source that makes a client wait longer for a byte gets a
+  retry with ``Range``.
 * Files refused by the unsafe-format policy (:mod:`torrentgoat.safety`, pickle-based weights unless
   ``allow_pickle``) are left out of listings and answered ``403`` + ``X-Error-Code: EntryNotFound``
   with the reason (see :mod:`torrentgoat.gateway.answers`).
@@ -41,7 +45,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -228,7 +232,7 @@ class Gateway:
     def _refused_name(self, path: str) -> bool:
         return judge(path, b"", self.config.policy) is not None
 
-    def _refused_prefix(self, path: str) -> Any:
+    def _refused_prefix(self, path: str) -> Callable[[bytes], str | None]:
         def check(prefix: bytes) -> str | None:
             violation = judge(path, prefix, self.config.policy)
             return None if violation is None else violation.message
