@@ -18,6 +18,9 @@ __all__ = [
     "DHTError",
     "DiskFullError",
     "EncryptionError",
+    "EntryNotFoundError",
+    "GatewayError",
+    "InvalidRequestError",
     "KRPCError",
     "ListenError",
     "LocalProtocolError",
@@ -27,12 +30,15 @@ __all__ = [
     "NoPeerSourcesError",
     "ProtocolError",
     "RemoteProtocolError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
     "SignatureError",
     "StorageError",
     "TorrentGoatError",
     "TrackerError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UpstreamError",
     "VerificationError",
     "WebSeedError",
 ]
@@ -137,3 +143,27 @@ class EncryptionError(RemoteProtocolError):
     method, oversized padding or initial payload, too much data, or no handshake before the deadline.
     The connection is dropped (under the ``prefer`` policy an outgoing one is retried in plain text).
     """
+
+
+class GatewayError(TorrentGoatError):
+    """A request to the Hugging Face gateway that cannot be answered as asked (the HTTP answer says why)."""
+
+
+class RepoNotFoundError(GatewayError):
+    """No source holds the repository (the Hub's ``X-Error-Code: RepoNotFound``)."""
+
+
+class RevisionNotFoundError(GatewayError):
+    """The repository is held, but not at that branch, tag or commit (``X-Error-Code: RevisionNotFound``)."""
+
+
+class EntryNotFoundError(GatewayError):
+    """The revision holds no such file or folder (``X-Error-Code: EntryNotFound``)."""
+
+
+class InvalidRequestError(GatewayError):
+    """A request path or parameter that is malformed or unsafe (``..``, backslashes, bad repo id): HTTP 400."""
+
+
+class UpstreamError(GatewayError):
+    """The upstream hub could not be reached or answered something unusable: HTTP 502."""
