@@ -35,8 +35,8 @@ from torrentgoat.errors import (
     TorrentGoatError,
 )
 from torrentgoat.magnet import Magnet, parse_magnet
-from torrentgoat.mse import MSEConfig, StreamKeys
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
+from torrentgoat.mse import MSEConfig, StreamKeys
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
 from torrentgoat.torrent.handle import PeerSource
