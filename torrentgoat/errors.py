@@ -27,6 +27,8 @@ __all__ = [
     "StorageError",
     "TorrentGoatError",
     "TrackerError",
+    "UTPError",
+    "UTPPacketError",
     "UnsafeModelError",
     "UnsafePathError",
     "VerificationError",
@@ -112,3 +114,11 @@ class VerificationError(TorrentGoatError):
 
 class UnsafeModelError(TorrentGoatError):
     """A model file uses a format refused by policy (pickle-based weights) or has a corrupt header."""
+
+
+class UTPPacketError(RemoteProtocolError):
+    """A datagram that is not a well-formed uTP packet (BEP 29): the packet is dropped."""
+
+
+class UTPError(TorrentGoatError, ConnectionError):
+    """A uTP connection failed: refused, reset by the peer, timed out, or the endpoint is closed."""

@@ -1,0 +1,977 @@
+"""One uTP connection (BEP 29), sans-IO: packets in, datagrams out, time passed in.
+
+A :class:`UTPConnection` is created and driven by :class:`~torrentgoat.utp.manager.UTPSocketManager`
+(which demultiplexes datagrams by connection id and address); it is not used alone.
+
+States and the transition table (everything that changes :attr:`UTPConnection.state` is in
+:data:`TRANSITIONS`; a packet whose type the table does not list for the current state is ignored,
+a local call it does not list raises :class:`~torrentgoat.errors.LocalProtocolError`)::
+
+    SYN_SENT  --STATE/DATA/FIN acking our SYN-->  CONNECTED      (initiator)
+    SYN_RECV  --any non-SYN packet from the peer-->  CONNECTED   (responder: the peer is confirmed)
+    SYN_RECV | CONNECTED  --close()-->  CLOSING  --our FIN acked-->  CLOSED
+    any  --RESET / too many timeouts / abort()-->  CLOSED
+
+Sequence numbers (BEP 29 "Connection setup"): each side picks a random initial ``seq_nr``; DATA
+and the SYN consume one, ST_STATE carries the next one without consuming it, and our FIN takes
+``seq_nr`` without advancing it (as libtorrent does: our later ST_STATEs carry the FIN's number,
+which a libtorrent peer requires).  The SYN goes out with ``connection_id = recv_id``; everything
+else with ``send_id`` (``recv_id + 1`` for the initiator, ``recv_id - 1`` for the responder).
+All comparisons are modulo 2**16.
+
+Reliability: cumulative ``ack_nr`` plus the selective-ack bitmask; a packet is retransmitted at
+once when 3 later packets were acked (selective ack) or 3 duplicate ST_STATE acks arrived, and
+everything in flight when the retransmission timeout (``rtt + 4 rtt_var``, at least 500 ms,
+doubled per consecutive timeout) expires.  Karn's rule: RTT samples only from packets sent once.
+
+Congestion: :class:`~torrentgoat.utp.congestion.Ledbat`; the send window is
+``min(cwnd, peer's wnd_size)``.  Flow control: we advertise our free receive buffer; a closed
+window is probed at the retransmission timeout without counting towards giving up.
+
+Path MTU (libtorrent's scheme): data packets use the largest size known to work (``mtu_floor``);
+one packet at a time is a probe of the midpoint of ``[floor, ceiling]``.  An acked probe raises
+the floor, a lost one lowers the ceiling (and does not count as congestion).  The ceiling is the
+path's UDP payload limit and, unless the peer announced a larger one (torrentgoat's extension, see
+:mod:`.packet`), 1472 bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from typing import Final
+
+from torrentgoat.errors import LocalProtocolError
+from torrentgoat.utp.config import UTPConfig
+from torrentgoat.utp.congestion import DelayHistory, Ledbat, RttEstimator
+from torrentgoat.utp.events import (
+    Addr,
+    CloseReason,
+    ConnectionClosed,
+    ConnectionEstablished,
+    DataReceived,
+    Event,
+    FinReceived,
+)
+from torrentgoat.utp.packet import (
+    EXT_MAX_DATAGRAM,
+    EXT_NONE,
+    EXT_SACK,
+    HEADER,
+    HEADER_SIZE,
+    ST_DATA,
+    ST_FIN,
+    ST_RESET,
+    ST_STATE,
+    ST_SYN,
+    Packet,
+)
+
+__all__ = [
+    "TRANSITIONS",
+    "Input",
+    "PendingData",
+    "ReceiveBudget",
+    "State",
+    "UTPConnection",
+    "seq_after",
+]
+
+MASK: Final = 0xFFFF
+HALF: Final = 0x8000
+_U32: Final = 0xFFFFFFFF
+_PROBE_GRANULARITY = 16
+_IPV4_OVERHEAD = 28
+_IPV6_OVERHEAD = 48
+
+
+def seq_after(a: int, b: int) -> bool:
+    """``a`` comes after ``b`` in 16-bit sequence space."""
+    return a != b and (a - b) & MASK < HALF
+
+
+class State(enum.Enum):
+    SYN_SENT = "syn-sent"
+    SYN_RECV = "syn-recv"
+    CONNECTED = "connected"
+    CLOSING = "closing"
+    """close() was called: our FIN goes out after the queued data and waits for its ack."""
+    CLOSED = "closed"
+
+
+class Input(enum.Enum):
+    RECV_SYN = "SYN"
+    RECV_DATA = "DATA"
+    RECV_STATE = "STATE"
+    RECV_FIN = "FIN"
+    RECV_RESET = "RESET"
+    CLOSE = "close()"
+    ABORT = "abort()"
+    FIN_ACKED = "our FIN acked"
+    TIMED_OUT = "timed out"
+
+
+_S, _I = State, Input
+TRANSITIONS: Final[dict[State, dict[Input, State]]] = {
+    _S.SYN_SENT: {
+        _I.RECV_STATE: _S.CONNECTED,
+        _I.RECV_DATA: _S.CONNECTED,
+        _I.RECV_FIN: _S.CONNECTED,
+        _I.RECV_RESET: _S.CLOSED,
+        _I.CLOSE: _S.CLOSED,
+        _I.ABORT: _S.CLOSED,
+        _I.TIMED_OUT: _S.CLOSED,
+    },
+    _S.SYN_RECV: {
+        _I.RECV_SYN: _S.SYN_RECV,
+        _I.RECV_STATE: _S.CONNECTED,
+        _I.RECV_DATA: _S.CONNECTED,
+        _I.RECV_FIN: _S.CONNECTED,
+        _I.RECV_RESET: _S.CLOSED,
+        _I.CLOSE: _S.CLOSING,
+        _I.ABORT: _S.CLOSED,
+        _I.TIMED_OUT: _S.CLOSED,
+    },
+    _S.CONNECTED: {
+        _I.RECV_SYN: _S.CONNECTED,
+        _I.RECV_STATE: _S.CONNECTED,
+        _I.RECV_DATA: _S.CONNECTED,
+        _I.RECV_FIN: _S.CONNECTED,
+        _I.RECV_RESET: _S.CLOSED,
+        _I.CLOSE: _S.CLOSING,
+        _I.ABORT: _S.CLOSED,
+        _I.TIMED_OUT: _S.CLOSED,
+    },
+    _S.CLOSING: {
+        _I.RECV_SYN: _S.CLOSING,
+        _I.RECV_STATE: _S.CLOSING,
+        _I.RECV_DATA: _S.CLOSING,
+        _I.RECV_FIN: _S.CLOSING,
+        _I.RECV_RESET: _S.CLOSED,
+        _I.CLOSE: _S.CLOSING,
+        _I.ABORT: _S.CLOSED,
+        _I.FIN_ACKED: _S.CLOSED,
+        _I.TIMED_OUT: _S.CLOSED,
+    },
+    _S.CLOSED: {
+        # lingering after a graceful close: ack the peer's FIN, RESET its data
+        _I.RECV_DATA: _S.CLOSED,
+        _I.RECV_FIN: _S.CLOSED,
+        _I.CLOSE: _S.CLOSED,
+        _I.ABORT: _S.CLOSED,
+    },
+}
+_INPUT_OF_TYPE: Final = (Input.RECV_DATA, Input.RECV_FIN, Input.RECV_STATE, Input.RECV_RESET, Input.RECV_SYN)
+
+
+class ReceiveBudget:
+    """Bytes buffered on the receive side by all connections of a manager, against a limit."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
+class PendingData:
+    """In-order bytes waiting in the manager's event queue; becomes one :class:`DataReceived`."""
+
+    __slots__ = ("chunks", "conn")
+
+    def __init__(self, conn: UTPConnection) -> None:
+        self.conn = conn
+        self.chunks: list[bytes] = []
+
+    def event(self) -> DataReceived:
+        if self.conn._pending is self:
+            self.conn._pending = None
+        chunks = self.chunks
+        return DataReceived(key=self.conn.key, data=chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+class _Out:
+    """A packet we sent and that is not acknowledged yet."""
+
+    __slots__ = ("fast_resent", "kind", "lost", "payload", "probe", "sent_at", "size", "transmissions")
+
+    def __init__(self, kind: int, payload: bytes, now: float, size: int, probe: bool) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.sent_at = now
+        self.size = size
+        """Datagram size when first sent (MTU probing)."""
+        self.transmissions = 1
+        self.lost = False
+        self.fast_resent = False
+        self.probe = probe
+
+
+class UTPConnection:
+    """One connection; see the module docstring.  Created by the manager."""
+
+    def __init__(
+        self,
+        *,
+        key: int,
+        addr: Addr,
+        recv_id: int,
+        send_id: int,
+        initiator: bool,
+        now: float,
+        rng: random.Random,
+        config: UTPConfig,
+        events: deque[Event | PendingData],
+        budget: ReceiveBudget,
+        path_datagram: int,
+        peer_datagram: int | None = None,
+    ) -> None:
+        self.key = key
+        self.addr = addr
+        self.recv_id = recv_id
+        self.send_id = send_id
+        self.initiator = initiator
+        self.config = config
+        self.created = now
+        self._events = events
+        self._pending: PendingData | None = None
+        self._budget = budget
+        self.state = State.SYN_SENT if initiator else State.SYN_RECV
+        self.close_reason: CloseReason | None = None
+        self.linger_until = 0.0
+
+        # send side
+        self._seq_nr = rng.getrandbits(16)
+        self._acked_nr = (self._seq_nr - 1) & MASK
+        self._syn_seq = self._seq_nr
+        self._inflight: dict[int, _Out] = {}
+        self._resend: set[int] = set()
+        self._bytes_in_flight = 0
+        self._queue: deque[bytes | memoryview] = deque()
+        self._queued = 0
+        self._dup_acks = 0
+        self._loss_seq = self._acked_nr
+        self._fin_seq: int | None = None
+        self._peer_wnd = 65536
+        self._window_limited = False
+        self._window_probe = False
+        self._rto_deadline: float | None = None
+        self._syn_pending = initiator
+        self._reset_due = False
+        self.last_sent = now
+        self.last_received = now
+        self.rtt = RttEstimator(initial_rto=config.initial_rto, min_rto=config.min_rto)
+        self._delays = DelayHistory()
+        self._recent_delays: deque[int] = deque(maxlen=3)
+        self._reply_micro = 0
+
+        # path MTU discovery (sizes are whole UDP payloads)
+        ipv6 = ":" in addr[0]
+        self._path_datagram = min(path_datagram, config.max_datagram)
+        floor = (1280 - _IPV6_OVERHEAD) if ipv6 else (576 - _IPV4_OVERHEAD)
+        self._mtu_ceiling = min(self._path_datagram, peer_datagram or config.default_peer_datagram)
+        self._mtu_floor = min(floor, self._mtu_ceiling)
+        self._probe_seq: int | None = None
+        self.cc = Ledbat(
+            mss=self._mtu_floor - HEADER_SIZE,
+            target=int(config.target_delay * 1_000_000),
+            gain=config.gain,
+        )
+
+        # receive side
+        self._ack_nr = 0
+        self._peer_syn_seq: int | None = None
+        self._reorder: dict[int, bytes] = {}
+        self._reorder_bytes = 0
+        self._eof_seq: int | None = None
+        self._eof_reached = False
+        self._reading = True
+        self._held: deque[bytes] = deque()
+        self._held_bytes = 0
+        self._ack_due = False
+
+        # statistics
+        self.packets_sent = 0
+        self.packets_received = 0
+        self.retransmits = 0
+        self.fast_retransmits = 0
+        self.timeouts = 0
+        self.duplicates = 0
+        self.ignored = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # --- public state ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def send_buffer_size(self) -> int:
+        """Bytes written but not yet packetized (flow control for the writer)."""
+        return self._queued
+
+    @property
+    def bytes_in_flight(self) -> int:
+        return self._bytes_in_flight
+
+    @property
+    def packet_size(self) -> int:
+        """UDP payload size used for data packets now (MTU discovery's floor)."""
+        return self._mtu_floor
+
+    @property
+    def mtu_ceiling(self) -> int:
+        return self._mtu_ceiling
+
+    @property
+    def receive_window(self) -> int:
+        """What we advertise: free receive buffer, bounded by the manager-wide budget."""
+        used = self._reorder_bytes + self._held_bytes
+        free = self.config.receive_buffer - used
+        budget = self._budget
+        return max(0, min(free, budget.limit - budget.used))
+
+    @property
+    def peer_window(self) -> int:
+        return self._peer_wnd
+
+    @property
+    def wants_output(self) -> bool:
+        """True if :meth:`datagrams` would produce something now."""
+        if self.state is State.CLOSED:
+            return self._ack_due or self._reset_due
+        return bool(
+            self._ack_due
+            or self._syn_pending
+            or self._resend
+            or self._window_probe
+            or (self._queued and self.state is not State.SYN_SENT)
+            or (self.state is State.CLOSING and self._fin_seq is None and not self._queued)
+        )
+
+    # --- application calls -------------------------------------------------------------------
+
+    def _local(self, inp: Input) -> State:
+        new = TRANSITIONS[self.state].get(inp)
+        if new is None:
+            raise LocalProtocolError(f"uTP connection in state {self.state.value}: {inp.value} not allowed")
+        return new
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue stream bytes (copied unless ``bytes``); sent as the windows allow."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            raise LocalProtocolError(f"cannot send on a uTP connection in state {self.state.value}")
+        if not data:
+            return
+        chunk = data if isinstance(data, bytes) else bytes(data)
+        self._queue.append(chunk)
+        self._queued += len(chunk)
+
+    def close(self, now: float) -> None:
+        """Graceful close: FIN after everything queued.  Before the SYN is answered: just gone."""
+        new = self._local(Input.CLOSE)
+        if new is State.CLOSED and self.state is not State.CLOSED:
+            self._terminate(CloseReason.CLOSED, now)
+        else:
+            self.state = new
+
+    def abort(self, now: float) -> None:
+        """Send ST_RESET and forget the connection."""
+        self._local(Input.ABORT)
+        if self.state is State.CLOSED:
+            return
+        self._reset_due = self.state is not State.SYN_SENT or not self._syn_pending
+        self._terminate(CloseReason.ABORTED, now)
+
+    def evict(self, now: float) -> None:
+        """(Manager) drop the connection silently (no RESET): over a cap, or shutting down."""
+        if self.state is not State.CLOSED:
+            self._terminate(CloseReason.ABORTED, now)
+
+    def pause_reading(self) -> None:
+        """Hold received data (the advertised window shrinks as it accumulates)."""
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        """Deliver held data and send a window update."""
+        if self._reading:
+            return
+        self._reading = True
+        while self._held:
+            chunk = self._held.popleft()
+            self._held_bytes -= len(chunk)
+            self._budget.used -= len(chunk)
+            self._push_data(chunk)
+        if self.state is not State.CLOSED:
+            self._ack_due = True
+
+    # --- incoming packets --------------------------------------------------------------------
+
+    def accept_syn(self, packet: Packet, now: float) -> None:
+        """(Manager) the SYN that created this responder connection."""
+        self._peer_syn_seq = packet.seq_nr
+        self._ack_nr = packet.seq_nr
+        self._peer_wnd = packet.wnd_size or 65536  # libtorrent's SYN says 0
+        if packet.timestamp:
+            self._reply_micro = (_micros(now) - packet.timestamp) & _U32
+        self.packets_received += 1
+        self.last_received = now
+        self._ack_due = True
+
+    def receive(self, packet: Packet, now: float) -> None:
+        """One packet addressed to this connection (connection id and address already matched)."""
+        state = self.state
+        ptype = packet.type
+        inp = _INPUT_OF_TYPE[ptype]
+        new_state = TRANSITIONS[state].get(inp)
+        if new_state is None:
+            self.ignored += 1
+            return
+        if state is State.CLOSED:
+            self._receive_while_closed(packet)
+            return
+        if ptype == ST_RESET:
+            if self._reset_plausible(packet.ack_nr):
+                self._terminate(CloseReason.REFUSED if state is State.SYN_SENT else CloseReason.RESET, now)
+            else:
+                self.ignored += 1
+            return
+        if ptype == ST_SYN:
+            if packet.seq_nr == self._peer_syn_seq:
+                self._ack_due = True  # our answer to it was lost: say it again
+            else:
+                self.ignored += 1
+            return
+        if state is State.SYN_SENT:
+            if packet.ack_nr != self._syn_seq:
+                self.ignored += 1
+                return
+            self._ack_nr = (packet.seq_nr - 1) & MASK
+        elif seq_after(packet.ack_nr, self._last_sent_seq()):
+            self.ignored += 1  # acks something we never sent: forged or broken
+            return
+        self.state = new_state
+        self.packets_received += 1
+        self.last_received = now
+        if packet.timestamp:
+            self._reply_micro = (_micros(now) - packet.timestamp) & _U32
+        if packet.max_datagram is not None:
+            self._set_peer_datagram(packet.max_datagram)
+        if state is State.SYN_SENT:
+            self._emit(ConnectionEstablished(key=self.key, addr=self.addr))
+        self._peer_wnd = packet.wnd_size
+        self._process_ack(packet, now)
+        if self.state is State.CLOSED:
+            return
+        if ptype == ST_DATA:
+            self._ack_due = True
+            self._receive_payload(packet.seq_nr, packet.payload)
+        elif ptype == ST_FIN:
+            self._ack_due = True
+            self._receive_fin(packet.seq_nr)
+        if self.state is State.CLOSING and self._fin_seq is not None and self._acked_nr == self._fin_seq:
+            self.state = TRANSITIONS[self.state][Input.FIN_ACKED]
+            self._terminate(CloseReason.CLOSED, now, linger=True)
+
+    def _receive_while_closed(self, packet: Packet) -> None:
+        if packet.type == ST_FIN:
+            if self._eof_seq is None or packet.seq_nr == self._eof_seq:
+                if packet.seq_nr == (self._ack_nr + 1) & MASK:
+                    self._ack_nr = packet.seq_nr
+                self._ack_due = True
+        elif packet.type == ST_DATA:
+            self._reset_due = True
+
+    def _last_sent_seq(self) -> int:
+        return self._fin_seq if self._fin_seq is not None else (self._seq_nr - 1) & MASK
+
+    def _reset_plausible(self, ack_nr: int) -> bool:
+        """A RESET's ack_nr must echo a sequence number we used recently: within
+        ``[acked_nr - 3, seq_nr]`` (what a RESET sent in answer to one of our packets carries)."""
+        low = (self._acked_nr - 3) & MASK
+        top = self._fin_seq if self._fin_seq is not None else self._seq_nr
+        return (ack_nr - low) & MASK <= (top - low) & MASK
+
+    def _set_peer_datagram(self, size: int) -> None:
+        ceiling = max(self._mtu_floor, min(self._path_datagram, size))
+        if ceiling > self._mtu_ceiling:
+            self._mtu_ceiling = ceiling
+
+    # --- acks ----------------------------------------------------------------------------------
+
+    def _process_ack(self, packet: Packet, now: float) -> None:
+        ack = packet.ack_nr
+        inflight = self._inflight
+        in_flight_before = self._bytes_in_flight
+        acked = 0
+        min_rtt: float | None = None
+        distance = (ack - self._acked_nr) & MASK
+        if 0 < distance < HALF:
+            seq = self._acked_nr
+            for _ in range(distance):
+                seq = (seq + 1) & MASK
+                out = inflight.pop(seq, None)
+                if out is not None:
+                    acked += self._acked(seq, out)
+                    if out.transmissions == 1:
+                        rtt = now - out.sent_at
+                        if min_rtt is None or rtt < min_rtt:
+                            min_rtt = rtt
+            self._acked_nr = ack
+            self._dup_acks = 0
+            self.rtt.backoff = 0
+            self._rto_deadline = now + self.rtt.rto if inflight else None
+        elif distance == 0 and packet.type == ST_STATE and inflight:
+            self._dup_acks += 1
+        if packet.sack is not None and inflight:
+            got, sack_rtt = self._process_sack(ack, packet.sack, now)
+            acked += got
+            if sack_rtt is not None and (min_rtt is None or sack_rtt < min_rtt):
+                min_rtt = sack_rtt
+        if min_rtt is not None:
+            self.rtt.sample(min_rtt)
+        if self._dup_acks >= 3:
+            first = (self._acked_nr + 1) & MASK
+            out = inflight.get(first)
+            if out is not None and not out.lost and not out.fast_resent:
+                self._mark_lost(first, out, now, fast=True)
+        if acked and packet.timestamp_difference and in_flight_before:
+            delay = self._delays.add(packet.timestamp_difference, now)
+            recent = self._recent_delays
+            recent.append(delay)
+            delay = min(recent)
+            if min_rtt is not None:
+                delay = min(delay, int(min_rtt * 1_000_000))
+            saturated = self._window_limited or in_flight_before + self.cc.mss > self.cc.cwnd
+            self.cc.on_ack(acked, delay, in_flight_before, saturated)
+        if self._window_probe and self._peer_wnd >= self._mtu_floor:
+            self._window_probe = False
+
+    def _acked(self, seq: int, out: _Out) -> int:
+        if out.lost:
+            self._resend.discard(seq)
+        else:
+            self._bytes_in_flight -= len(out.payload)
+        if out.probe and seq == self._probe_seq:
+            self._probe_seq = None
+            if out.size > self._mtu_floor:
+                self._mtu_floor = min(out.size, self._mtu_ceiling)
+                self.cc.set_mss(self._mtu_floor - HEADER_SIZE)
+        return len(out.payload)
+
+    def _process_sack(self, ack: int, mask: bytes, now: float) -> tuple[int, float | None]:
+        inflight = self._inflight
+        base = (ack + 2) & MASK
+        limit = (self._last_sent_seq() - base) & MASK
+        acked = 0
+        min_rtt: float | None = None
+        sacked: list[int] = []
+        for index, byte in enumerate(mask):
+            if not byte:
+                continue
+            for bit in range(8):
+                if byte >> bit & 1:
+                    pos = index * 8 + bit
+                    if pos > limit:
+                        break
+                    sacked.append(pos)
+                    seq = (base + pos) & MASK
+                    out = inflight.pop(seq, None)
+                    if out is not None:
+                        acked += self._acked(seq, out)
+                        if out.transmissions == 1:
+                            rtt = now - out.sent_at
+                            if min_rtt is None or rtt < min_rtt:
+                                min_rtt = rtt
+        if len(sacked) >= 3:
+            # a packet with three acknowledged packets after it is lost (BEP 29, libtorrent)
+            threshold = sacked[-3]
+            resent = 0
+            for pos in range(-1, threshold):
+                seq = (base + pos) & MASK
+                out = inflight.get(seq)
+                if out is not None and not out.lost and not out.fast_resent:
+                    self._mark_lost(seq, out, now, fast=True)
+                    resent += 1
+                    if resent >= self.config.max_fast_resends:
+                        break
+        return acked, min_rtt
+
+    def _mark_lost(self, seq: int, out: _Out, now: float, *, fast: bool) -> None:
+        out.lost = True
+        if fast:
+            out.fast_resent = True
+        self._bytes_in_flight -= len(out.payload)
+        self._resend.add(seq)
+        if out.probe and seq == self._probe_seq:
+            self._probe_lost(out)
+            return
+        if seq_after(seq, self._loss_seq):
+            self.cc.on_loss(now)
+            self._loss_seq = (self._seq_nr - 1) & MASK
+
+    def _probe_lost(self, out: _Out) -> None:
+        """An MTU probe was lost: presumably too big.  Not congestion."""
+        self._probe_seq = None
+        out.probe = False
+        self._mtu_ceiling = max(self._mtu_floor, out.size - 1)
+
+    # --- incoming data -------------------------------------------------------------------------
+
+    def _receive_payload(self, seq: int, payload: bytes) -> None:
+        distance = (seq - self._ack_nr) & MASK
+        if distance == 0 or distance >= HALF:
+            self.duplicates += 1  # already delivered: the re-ack tells the sender
+            return
+        eof = self._eof_seq
+        if eof is not None and not seq_after(eof, seq):
+            self.ignored += 1  # at or beyond the FIN
+            return
+        if distance == 1:
+            self._ack_nr = seq
+            self._deliver(payload)
+            reorder = self._reorder
+            if reorder:
+                nxt = (seq + 1) & MASK
+                while nxt in reorder:
+                    chunk = reorder.pop(nxt)
+                    self._reorder_bytes -= len(chunk)
+                    self._budget.used -= len(chunk)
+                    self._ack_nr = nxt
+                    self._deliver(chunk)
+                    nxt = (nxt + 1) & MASK
+            self._check_eof()
+            return
+        if distance > self.config.max_reorder_packets or seq in self._reorder:
+            self.duplicates += 1
+            return
+        size = len(payload)
+        if size > self.receive_window:
+            self.ignored += 1  # the sender ignores our window (or the budget is spent)
+            return
+        self._reorder[seq] = payload
+        self._reorder_bytes += size
+        self._budget.used += size
+
+    def _receive_fin(self, seq: int) -> None:
+        if self._eof_seq is None:
+            if not seq_after(seq, self._ack_nr):
+                self.ignored += 1
+                return
+            self._eof_seq = seq
+        self._check_eof()
+
+    def _check_eof(self) -> None:
+        eof = self._eof_seq
+        if eof is None or self._eof_reached:
+            return
+        if eof == (self._ack_nr + 1) & MASK:
+            self._ack_nr = eof
+            self._eof_reached = True
+            self._emit(FinReceived(key=self.key))
+
+    def _deliver(self, payload: bytes) -> None:
+        size = len(payload)
+        if not size:
+            return
+        self.bytes_received += size
+        if self._reading and not self._held:
+            self._push_data(payload)
+        else:
+            self._held.append(payload)
+            self._held_bytes += size
+            self._budget.used += size
+
+    def _push_data(self, payload: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = PendingData(self)
+            self._events.append(pending)
+        pending.chunks.append(payload)
+
+    def _emit(self, event: Event) -> None:
+        self._pending = None  # later data must come after this event
+        self._events.append(event)
+
+    # --- outgoing packets ----------------------------------------------------------------------
+
+    def datagrams(self, now: float, out: list[bytes]) -> None:
+        """Append every datagram this connection should send now (retransmissions first, then
+        new data within the windows, the FIN, and an ST_STATE if an ack is still owed)."""
+        state = self.state
+        count = len(out)
+        if state is State.CLOSED:
+            if self._ack_due:
+                out.append(self._header(ST_STATE, self._state_seq(), now, EXT_NONE))
+            if self._reset_due:
+                out.append(self._header(ST_RESET, self._seq_nr, now, EXT_NONE))
+            self._ack_due = self._reset_due = False
+            self.packets_sent += len(out) - count
+            return
+        ext_type, ext = self._extensions()
+        if self._syn_pending:
+            self._syn_pending = False
+            seq = self._syn_seq
+            self._seq_nr = (seq + 1) & MASK
+            self._inflight[seq] = _Out(ST_SYN, b"", now, HEADER_SIZE, False)
+            out.append(self._syn(now))
+        if self._resend:
+            self._retransmit(now, out, ext_type, ext)
+        if self._queued and state is not State.SYN_SENT:
+            self._send_new(now, out, ext_type, ext)
+        if state is State.CLOSING and self._fin_seq is None and not self._queued:
+            seq = self._fin_seq = self._seq_nr
+            self._inflight[seq] = _Out(ST_FIN, b"", now, HEADER_SIZE + len(ext), False)
+            out.append(self._header(ST_FIN, seq, now, ext_type) + ext)
+        sent = len(out) - count
+        if sent:
+            self._ack_due = False
+        elif self._ack_due:
+            self._ack_due = False
+            out.append(self._header(ST_STATE, self._state_seq(), now, ext_type) + ext)
+            sent = 1
+        if sent:
+            self.packets_sent += sent
+            self.last_sent = now
+            if self._inflight and self._rto_deadline is None:
+                self._rto_deadline = now + self.rtt.rto
+
+    def _state_seq(self) -> int:
+        return self._fin_seq if self._fin_seq is not None else self._seq_nr
+
+    def _extensions(self) -> tuple[int, bytes]:
+        """The extension chain for packets sent now: the selective ack while packets wait out of
+        order, and our datagram limit until the peer has confirmed the connection."""
+        parts: list[tuple[int, bytes]] = []
+        if self._reorder:
+            base = (self._ack_nr + 2) & MASK
+            span = max((seq - base) & MASK for seq in self._reorder) + 1
+            words = min(63, (span + 31) // 32)
+            mask = bytearray(words * 4)
+            top = words * 32
+            for seq in self._reorder:
+                i = (seq - base) & MASK
+                if i < top:
+                    mask[i >> 3] |= 1 << (i & 7)
+            parts.append((EXT_SACK, bytes(mask)))
+        if self.state is State.SYN_RECV:
+            parts.append((EXT_MAX_DATAGRAM, self.config.max_datagram.to_bytes(4, "big")))
+        if not parts:
+            return EXT_NONE, b""
+        chunks = []
+        for i, (_, body) in enumerate(parts):
+            nxt = parts[i + 1][0] if i + 1 < len(parts) else EXT_NONE
+            chunks.append(bytes((nxt, len(body))) + body)
+        return parts[0][0], b"".join(chunks)
+
+    def _header(self, ptype: int, seq: int, now: float, ext_type: int) -> bytes:
+        return HEADER.pack(
+            ptype << 4 | 1,
+            ext_type,
+            self.send_id,
+            _micros(now),
+            self._reply_micro,
+            self.receive_window,
+            seq,
+            self._ack_nr,
+        )
+
+    def _syn(self, now: float) -> bytes:
+        ext = bytes((EXT_NONE, 4)) + self.config.max_datagram.to_bytes(4, "big")
+        header = HEADER.pack(
+            ST_SYN << 4 | 1,
+            EXT_MAX_DATAGRAM,
+            self.recv_id,
+            _micros(now),
+            0,
+            self.receive_window,
+            self._syn_seq,
+            0,
+        )
+        return header + ext
+
+    def _retransmit(self, now: float, out: list[bytes], ext_type: int, ext: bytes) -> None:
+        base = self._acked_nr
+        window = min(self.cc.window, self._peer_wnd)
+        inflight = self._inflight
+        for seq in sorted(self._resend, key=lambda s: (s - base) & MASK):
+            packet = inflight.get(seq)
+            if packet is None:
+                self._resend.discard(seq)
+                continue
+            size = len(packet.payload)
+            if self._bytes_in_flight and self._bytes_in_flight + size > window and not packet.fast_resent:
+                self._window_limited = self.cc.window <= self._peer_wnd
+                break
+            self._resend.discard(seq)
+            packet.lost = False
+            packet.transmissions += 1
+            packet.sent_at = now
+            self._bytes_in_flight += size
+            self.retransmits += 1
+            if packet.fast_resent:
+                self.fast_retransmits += 1
+            if packet.kind == ST_SYN:
+                out.append(self._syn(now))
+            else:
+                out.append(b"".join((self._header(packet.kind, seq, now, ext_type), ext, packet.payload)))
+
+    def _send_new(self, now: float, out: list[bytes], ext_type: int, ext: bytes) -> None:
+        header_size = HEADER_SIZE + len(ext)
+        floor = self._mtu_floor
+        window = min(self.cc.window, self._peer_wnd)
+        inflight = self._inflight
+        self._window_limited = False
+        while self._queued:
+            size = floor
+            probe = False
+            if (
+                self._probe_seq is None
+                and self._mtu_ceiling - floor > _PROBE_GRANULARITY
+                and self.cc.cwnd >= 3 * floor
+            ):
+                candidate = (floor + self._mtu_ceiling) // 2
+                if self._queued >= candidate - header_size:
+                    size, probe = candidate, True
+            payload_size = min(self._queued, size - header_size)
+            if self._bytes_in_flight + payload_size > window and (self._bytes_in_flight or not self._window_probe):
+                self._window_limited = self.cc.window <= self._peer_wnd  # congestion-, not flow-limited
+                if not self._bytes_in_flight and self._rto_deadline is None:
+                    self._rto_deadline = now + self.rtt.rto  # probe the closed window later
+                break
+            self._window_probe = False
+            payload = self._take(payload_size)
+            seq = self._seq_nr
+            self._seq_nr = (seq + 1) & MASK
+            inflight[seq] = _Out(ST_DATA, payload, now, header_size + payload_size, probe)
+            if probe:
+                self._probe_seq = seq
+            self._bytes_in_flight += payload_size
+            self.bytes_sent += payload_size
+            out.append(b"".join((self._header(ST_DATA, seq, now, ext_type), ext, payload)))
+
+    def _take(self, size: int) -> bytes:
+        queue = self._queue
+        self._queued -= size
+        first = queue[0]
+        if len(first) >= size:
+            if len(first) == size:
+                queue.popleft()
+                return first if isinstance(first, bytes) else bytes(first)
+            view = first if isinstance(first, memoryview) else memoryview(first)
+            queue[0] = view[size:]
+            return bytes(view[:size])
+        parts: list[bytes | memoryview] = []
+        need = size
+        while need:
+            chunk = queue[0]
+            if len(chunk) <= need:
+                parts.append(queue.popleft())
+                need -= len(chunk)
+            else:
+                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                parts.append(view[:need])
+                queue[0] = view[need:]
+                need = 0
+        return b"".join(parts)
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must run next (None: nothing pending)."""
+        state = self.state
+        if state is State.CLOSED:
+            return self.linger_until
+        deadline = self._rto_deadline
+        if state is State.SYN_RECV:
+            confirm = self.created + self.config.syn_recv_timeout
+            deadline = confirm if deadline is None else min(deadline, confirm)
+        if state is not State.SYN_SENT:
+            keepalive = self.last_sent + self.config.keepalive_interval
+            deadline = keepalive if deadline is None else min(deadline, keepalive)
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        state = self.state
+        if state is State.CLOSED:
+            return
+        if state is State.SYN_RECV and now >= self.created + self.config.syn_recv_timeout:
+            self._timed_out(now)
+            return
+        if self._rto_deadline is not None and now >= self._rto_deadline:
+            self._on_rto(now)
+            if self.state is State.CLOSED:
+                return
+        if state is not State.SYN_SENT and now >= self.last_sent + self.config.keepalive_interval:
+            self._ack_due = True
+
+    def _on_rto(self, now: float) -> None:
+        inflight = self._inflight
+        if not inflight:
+            self._rto_deadline = None
+            if self._queued and self.state is not State.SYN_SENT:
+                self._window_probe = True  # the peer's window stayed closed: send one packet
+            return
+        self.timeouts += 1
+        state = self.state
+        zero_window = self._peer_wnd < self._mtu_floor and self.state is not State.SYN_SENT
+        first_seq = min(inflight, key=lambda s: (s - self._acked_nr) & MASK)
+        first = inflight[first_seq]
+        if state is State.SYN_SENT:
+            if first.transmissions > self.config.max_syn_retransmits:
+                self._timed_out(now)
+                return
+        elif state is State.SYN_RECV:
+            self._timed_out(now)  # an unconfirmed peer (maybe a spoofed SYN): no second chance
+            return
+        elif (first.kind == ST_FIN and first.transmissions > self.config.max_fin_retransmits) or (not zero_window and self.rtt.backoff >= self.config.max_retransmits):
+            self._timed_out(now)
+            return
+        if len(inflight) == 1 and first.probe and first_seq == self._probe_seq:
+            self._probe_lost(first)
+        else:
+            self.cc.on_timeout(idle=False)
+        for seq, packet in inflight.items():
+            if not packet.lost:
+                packet.lost = True
+                self._bytes_in_flight -= len(packet.payload)
+                self._resend.add(seq)
+        self._loss_seq = (self._seq_nr - 1) & MASK
+        self._dup_acks = 0
+        if not zero_window or self.rtt.backoff < 4:
+            self.rtt.backoff += 1
+        self._rto_deadline = now + self.rtt.rto
+
+    def _timed_out(self, now: float) -> None:
+        self.state = TRANSITIONS[self.state][Input.TIMED_OUT]
+        self._terminate(CloseReason.TIMED_OUT, now)
+
+    # --- the end -------------------------------------------------------------------------------
+
+    def _terminate(self, reason: CloseReason, now: float, *, linger: bool = False) -> None:
+        self.state = State.CLOSED
+        self.close_reason = reason
+        self.linger_until = now + self.config.linger if linger else now
+        self._inflight.clear()
+        self._resend.clear()
+        self._queue.clear()
+        self._queued = 0
+        self._bytes_in_flight = 0
+        self._rto_deadline = None
+        self._syn_pending = False
+        self._budget.used -= self._reorder_bytes + self._held_bytes
+        self._reorder.clear()
+        self._reorder_bytes = 0
+        self._held.clear()
+        self._held_bytes = 0
+        self._emit(ConnectionClosed(key=self.key, reason=reason))
+
+    def __repr__(self) -> str:
+        return f"<UTPConnection #{self.key} {self.addr} {self.state.value} recv_id={self.recv_id}>"
+
+
+def _micros(now: float) -> int:
+    return int(now * 1_000_000) & _U32
