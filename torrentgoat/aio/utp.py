@@ -584,11 +584,11 @@ class UTPEndpoint:
             else:
                 fut.set_exception(UTPError("protocol factory failed"))
         elif isinstance(event, ConnectionAccepted):
-            factory = self._factory
-            if factory is None:
+            accept = self._factory
+            if accept is None:
                 self.manager.abort(event.key, self.loop.time())
                 return
-            self._attach(event.key, event.addr, factory)
+            self._attach(event.key, event.addr, accept)
 
     def _attach(self, key: int, addr: Addr, factory: Callable[[], asyncio.BaseProtocol]) -> UTPTransport | None:
         try:
@@ -606,11 +606,11 @@ class UTPEndpoint:
 def _feed_buffered(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        buf = protocol.get_buffer(len(view))
+        buf = memoryview(protocol.get_buffer(len(view)))
         size = min(len(buf), len(view))
         if size <= 0:
             raise RuntimeError("get_buffer() returned an empty buffer")
-        memoryview(buf)[:size] = view[:size]
+        buf[:size] = view[:size]
         protocol.buffer_updated(size)
         view = view[size:]
 
