@@ -11,8 +11,9 @@ fake clock -- deterministic, no sockets (tests and benchmarks).
 Every datagram takes ``latency`` seconds plus up to ``jitter`` (which reorders), and is dropped with
 probability ``loss`` or delivered twice with probability ``duplicate``.  ``rate`` (bytes per second)
 puts a bottleneck with a tail-drop queue of ``queue_bytes`` in front of every destination: queuing
-delay builds there as it does in a router, which is what LEDBAT watches.  ``drop`` is a hook
-``(data, source, destination) -> bool`` for targeted losses; :meth:`inject` delivers forged bytes.
+delay builds there as it does in a router, which is what LEDBAT watches; :meth:`occupy` puts
+cross traffic on it.  ``mangle`` is a hook ``(data, source, destination) -> bytes | None`` for
+targeted losses (None) or rewritten packets; :meth:`inject` delivers forged bytes.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class UTPNetwork:
         self.now = start
         self.auto_close_on_fin = auto_close_on_fin
         """Close our side when the peer's FIN arrives (what an asyncio transport does)."""
-        self.drop: Callable[[bytes, Addr, Addr], bool] | None = None
+        self.mangle: Callable[[bytes, Addr, Addr], bytes | None] | None = None
         self.managers: dict[Addr, UTPSocketManager] = {}
         self.events: dict[Addr, list[Event]] = {}
         self.data: dict[tuple[Addr, int], bytearray] = {}
@@ -148,7 +149,13 @@ class UTPNetwork:
         self.sent_datagrams += 1
         self.sent_bytes += len(data)
         rng = self.rng
-        if (self.drop is not None and self.drop(data, source, dest)) or (self.loss and rng.random() < self.loss):
+        if self.mangle is not None:
+            mangled = self.mangle(data, source, dest)
+            if mangled is None:
+                self.dropped += 1
+                return
+            data = mangled
+        if self.loss and rng.random() < self.loss:
             self.dropped += 1
             return
         at = self.now
@@ -166,6 +173,16 @@ class UTPNetwork:
             arrival = at + self.latency + (rng.random() * self.jitter if self.jitter else 0.0)
             self._seq += 1
             heapq.heappush(self._queue, (arrival, self._seq, dest, data, source))
+
+    def occupy(self, dest: Addr, size: int) -> bool:
+        """Cross traffic: ``size`` bytes join the bottleneck queue in front of ``dest`` (and are
+        delivered nowhere).  False if the queue had no room (tail drop)."""
+        assert self.rate is not None, "occupy() needs a bottleneck (rate)"
+        free = max(self._link_free.get(dest, self.now), self.now)
+        if (free - self.now) * self.rate + size > self.queue_bytes:
+            return False
+        self._link_free[dest] = free + size / self.rate
+        return True
 
     def queue_delay(self, dest: Addr) -> float:
         """Current queuing delay in front of ``dest`` (with ``rate``)."""
@@ -206,6 +223,7 @@ class UTPNetwork:
         return True
 
     def run_for(self, seconds: float) -> None:
+        self.flush_all()
         deadline = self.now + seconds
         while self.step(deadline):
             pass

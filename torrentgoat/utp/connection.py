@@ -631,6 +631,9 @@ class UTPConnection:
             self.ignored += 1  # at or beyond the FIN
             return
         if distance == 1:
+            if (not self._reading or self._held) and len(payload) > self.receive_window:
+                self.ignored += 1  # reading is paused and the buffer is full: the window said so
+                return
             self._ack_nr = seq
             self._deliver(payload)
             reorder = self._reorder

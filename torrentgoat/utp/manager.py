@@ -99,7 +99,7 @@ class UTPSocketManager:
         self._half_open: OrderedDict[int, UTPConnection] = OrderedDict()
         self._events: deque[Event | PendingData] = deque()
         self._active: dict[int, UTPConnection] = {}
-        self._timers: list[tuple[float, int, int]] = []
+        self._timers: list[tuple[float, int]] = []
         self._armed: dict[int, float] = {}
         self._dirty: dict[int, UTPConnection] = {}
         self._raw: list[tuple[bytes, Addr]] = []
@@ -339,11 +339,14 @@ class UTPSocketManager:
                     armed.pop(key, None)
                 elif armed.get(key) != when:
                     armed[key] = when
-                    heapq.heappush(timers, (when, key, id(conn)))
+                    heapq.heappush(timers, (when, key))
             self._dirty = {}
+            if len(timers) > 4 * len(armed) + 64:  # superseded entries pile up: rebuild
+                timers = self._timers = [(when, key) for key, when in armed.items()]
+                heapq.heapify(timers)
         timers = self._timers
         while timers:
-            when, key, _ = timers[0]
+            when, key = timers[0]
             if self._armed.get(key) == when:
                 return when
             heapq.heappop(timers)
@@ -353,7 +356,7 @@ class UTPSocketManager:
         self.get_timer()  # fold in pending changes
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, key, _ = heapq.heappop(timers)
+            when, key = heapq.heappop(timers)
             if self._armed.get(key) != when:
                 continue
             del self._armed[key]
