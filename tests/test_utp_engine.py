@@ -103,7 +103,7 @@ def test_close_flushes_queued_data_before_fin() -> None:
 
 def test_abort_sends_reset() -> None:
     net = UTPNetwork(seed=4)
-    a, b = net.add(A), net.add(B)
+    _a, b = net.add(A), net.add(B)
     ka, kb = transfer(net, b"hello")
     b.abort(kb, net.now)
     assert net.run_until(lambda: net.closed(A, ka) is not None)
@@ -125,7 +125,7 @@ def test_syn_to_a_refusing_peer_and_to_nobody() -> None:
 def test_unknown_packet_gets_one_reset_and_closes_a_half_dead_connection() -> None:
     net = UTPNetwork(seed=6)
     a, b = net.add(A), net.add(B)
-    ka, kb = transfer(net, b"abc")
+    ka, _kb = transfer(net, b"abc")
     # B forgets the connection (crash): A's next data is answered with a RESET and A gives up
     b._conns.clear()
     b._by_key.clear()
@@ -145,7 +145,7 @@ def test_sequence_numbers_wrap(start: int) -> None:
     a, b = net.add(A), net.add(B)
     a.rng = Rng(1)
     b.rng = Rng(2)
-    ka, kb = transfer(net, payload(200_000, 7), payload(100_000, 8))
+    ka, _kb = transfer(net, payload(200_000, 7), payload(100_000, 8))
     ca = a.connection(ka)
     assert ca.packets_sent > 32 and ca.state is State.CONNECTED
 
@@ -153,7 +153,7 @@ def test_sequence_numbers_wrap(start: int) -> None:
 def test_reordering_and_duplication() -> None:
     net = UTPNetwork(seed=8, jitter=0.02, duplicate=0.1)
     net.add(A), net.add(B)
-    ka, kb = transfer(net, payload(400_000, 9), payload(100_000, 10))
+    _ka, kb = transfer(net, payload(400_000, 9), payload(100_000, 10))
     assert net.manager(B).connection(kb).duplicates > 0
 
 
@@ -259,7 +259,7 @@ def test_duplicate_syn_is_answered_again() -> None:
         return data
 
     net.mangle = lose_first_synack
-    ka, kb = connect(net)
+    _ka, _kb = connect(net)
     assert first and len(net.accepted(B)) == 1  # the retried SYN found the same connection
 
 

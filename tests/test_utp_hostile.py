@@ -33,7 +33,7 @@ def test_flood_of_random_ids_and_spoofed_syns_leaves_real_connection_working() -
     net = UTPNetwork(seed=1, latency=0.005)
     net.add(A)
     b = net.add(B, config)
-    ka, kb, data = start_transfer(net, 2_000_000)
+    _ka, kb, data = start_transfer(net, 2_000_000)
     rng = random.Random(2)
     flood_seconds = 4.0
     step = 0.002
@@ -100,7 +100,7 @@ def test_libutp_style_reset_with_our_send_id_is_matched() -> None:
     net = UTPNetwork(seed=5)
     net.add(A)
     b = net.add(B)
-    ka, kb, _ = start_transfer(net, 10_000)
+    _ka, kb, _ = start_transfer(net, 10_000)
     net.run_for(1)
     cb = b.connection(kb)
     net.inject(packet(ST_RESET, cb.send_id, 0, cb._seq_nr), A, B)
@@ -134,7 +134,7 @@ def test_garbage_and_truncated_packets_are_counted_and_dropped() -> None:
     net = UTPNetwork(seed=7)
     net.add(A)
     b = net.add(B)
-    ka, kb, data = start_transfer(net, 200_000)
+    _ka, kb, data = start_transfer(net, 200_000)
     cb = b.connection(kb)
     rng = random.Random(8)
     for _ in range(5000):

@@ -42,7 +42,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from torrentgoat.aio.peer import PeerDriver, PeerHandler
+from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.errors import UTPError
+from torrentgoat.primitives import PeerAddress
 from torrentgoat.utp.config import UTPConfig
 from torrentgoat.utp.events import (
     Addr,
@@ -55,8 +58,9 @@ from torrentgoat.utp.events import (
     FinReceived,
 )
 from torrentgoat.utp.manager import UTPSocketManager
+from torrentgoat.wire.connection import PeerConnection
 
-__all__ = ["READ_BATCH", "UTPEndpoint", "UTPTransport", "open_utp_connection"]
+__all__ = ["READ_BATCH", "UTPEndpoint", "UTPTransport", "open_utp_connection", "open_utp_peer_connection"]
 
 READ_BATCH = 512
 """Datagrams read per readable event before the manager is pumped."""
@@ -634,3 +638,27 @@ async def open_utp_connection(
 ) -> tuple[UTPTransport, P]:
     """``endpoint.open_connection(addr, protocol_factory)`` as a function (asyncio's shape)."""
     return await endpoint.open_connection(addr, protocol_factory, timeout=timeout)
+
+
+async def open_utp_peer_connection(
+    address: PeerAddress,
+    engine: PeerConnection,
+    handler: PeerHandler,
+    *,
+    endpoint: UTPEndpoint,
+    timeout: float = 10.0,
+    download_limit: TokenBucket | None = None,
+    on_created: Callable[[PeerDriver], None] | None = None,
+) -> PeerDriver:
+    """:func:`~torrentgoat.aio.peer.open_peer_connection` over uTP: dial ``address`` from
+    ``endpoint`` and pump ``engine`` with an unchanged :class:`PeerDriver`.  Raises
+    :class:`ConnectionError` (a :class:`UTPError`) if the dial fails, like the TCP version."""
+    driver = PeerDriver(engine, handler, address=address, outgoing=True, download_limit=download_limit)
+    if on_created is not None:
+        on_created(driver)
+    try:
+        await endpoint.open_connection((address.host, address.port), lambda: driver, timeout=timeout)
+    except UTPError as exc:
+        driver._finish(f"uTP connect failed: {exc}")
+        raise
+    return driver

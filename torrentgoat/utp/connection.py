@@ -384,6 +384,7 @@ class UTPConnection:
         if self.state is State.CLOSED:
             return
         self._reset_due = self.state is not State.SYN_SENT or not self._syn_pending
+        self._ack_due = False  # a RESET says it all (an aborted SYN is refused, not accepted)
         self._terminate(CloseReason.ABORTED, now)
 
     def evict(self, now: float) -> None:
