@@ -1,0 +1,157 @@
+"""uTP interop with libtorrent 2.1 (TCP disabled on its side, so every byte crosses BEP 29): our
+uTP dial carries a BitTorrent handshake and fetches a whole payload from a libtorrent seed, and
+libtorrent downloads a torrent from a uTP listener of ours.  Both through unchanged PeerDrivers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import require_libtorrent
+from torrentgoat.aio.utp import UTPEndpoint, open_utp_peer_connection
+from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
+from torrentgoat.testing.peers import PayloadLeecher, PayloadSeeder
+
+pytestmark = pytest.mark.interop
+
+PIECE_LENGTH = 64 * 1024
+TIMEOUT = 60
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def utp_only_session(lt: Any, port: int) -> Any:
+    """libtorrent listening on 127.0.0.1:port with TCP off and uTP on (INTEROP-NOTES.md)."""
+    return lt.session(
+        {
+            "listen_interfaces": f"127.0.0.1:{port}",
+            "max_retry_port_bind": 0,
+            "listen_system_port_fallback": False,
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_incoming_tcp": False,
+            "enable_outgoing_tcp": False,
+            "enable_incoming_utp": True,
+            "enable_outgoing_utp": True,
+            "in_enc_policy": lt.enc_policy.pe_disabled,
+            "out_enc_policy": lt.enc_policy.pe_disabled,
+            "alert_mask": lt.alert_category.error | lt.alert_category.peer | lt.alert_category.connect,
+        }
+    )
+
+
+def make_torrent(lt: Any, directory: Path, payload: bytes) -> tuple[Any, InfoHash, list[bytes]]:
+    (directory / "model.bin").write_bytes(payload)
+    creator = lt.create_torrent(lt.list_files(str(directory / "model.bin")), PIECE_LENGTH)
+    lt.set_piece_hashes(creator, str(directory))
+    info = lt.torrent_info(creator.generate())
+    info_hash = InfoHash(hashlib.sha1(bytes(info.info_section())).digest())
+    hashes = [hashlib.sha1(payload[i : i + PIECE_LENGTH]).digest() for i in range(0, len(payload), PIECE_LENGTH)]
+    return info, info_hash, hashes
+
+
+def add(lt: Any, session: Any, info: Any, save_path: Path) -> Any:
+    params = lt.add_torrent_params()
+    params.ti = info
+    params.save_path = str(save_path)
+    params.flags &= ~(lt.torrent_flags.paused | lt.torrent_flags.auto_managed)
+    return session.add_torrent(params)
+
+
+def alert_messages(session: Any) -> list[str]:
+    return [alert.message() for alert in session.pop_alerts()]
+
+
+def test_our_utp_dial_fetches_everything_from_a_utp_only_libtorrent_seed(tmp_path: Path) -> None:
+    lt = require_libtorrent()
+    payload = os.urandom(40 * PIECE_LENGTH + 777)
+    info, info_hash, hashes = make_torrent(lt, tmp_path, payload)
+    port = free_udp_port()
+    session = utp_only_session(lt, port)
+    handle = add(lt, session, info, tmp_path)
+    deadline = time.monotonic() + 10
+    while not handle.status().is_seeding:
+        assert time.monotonic() < deadline, "libtorrent did not finish checking"
+        time.sleep(0.05)
+
+    async def fetch() -> tuple[bytes, dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        async with UTPEndpoint(host="127.0.0.1") as endpoint:
+            leecher = PayloadLeecher(info_hash, len(payload), PIECE_LENGTH, verify=hashes)
+            engine = leecher.engine(PeerId.generate(random.Random(1)), loop)
+            driver = await open_utp_peer_connection(
+                PeerAddress("127.0.0.1", port), engine, leecher, endpoint=endpoint
+            )
+            assert leecher.done is not None
+            async with asyncio.timeout(TIMEOUT):
+                got = await leecher.done
+            conn = endpoint.manager.connection(driver.transport.key)  # type: ignore[union-attr]
+            stats = {"packet_size": conn.packet_size, "ceiling": conn.mtu_ceiling}
+            driver.close("done")
+            return got, stats
+
+    try:
+        got, stats = asyncio.run(fetch())
+        messages = alert_messages(session)
+    finally:
+        session.remove_torrent(handle)
+        del session
+    assert got == payload
+    assert any("incoming connection" in m and "uTP" in m for m in messages), messages
+    # libtorrent did not announce large datagrams: we stay at or below an Ethernet payload
+    assert stats["ceiling"] == 1472 and stats["packet_size"] <= 1472
+
+
+def test_libtorrent_downloads_from_our_utp_listener(tmp_path: Path) -> None:
+    lt = require_libtorrent()
+    payload = os.urandom(64 * PIECE_LENGTH + 12345)
+    seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
+    seed_dir.mkdir()
+    leech_dir.mkdir()
+    info, info_hash, _ = make_torrent(lt, seed_dir, payload)
+    session = utp_only_session(lt, free_udp_port())
+
+    async def serve() -> tuple[int, list[str], dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        seeder = PayloadSeeder(info_hash, payload, PIECE_LENGTH)
+        rng = random.Random(2)
+        async with UTPEndpoint(host="127.0.0.1") as endpoint:
+            endpoint.serve(lambda: seeder.driver(PeerId.generate(rng), loop))
+            handle = add(lt, session, info, leech_dir)
+            handle.connect_peer(endpoint.address)
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    while not handle.status().is_seeding:
+                        await asyncio.sleep(0.05)
+                handle.pause()  # libtorrent flushes its store buffer to the file (INTEROP-NOTES)
+                async with asyncio.timeout(TIMEOUT):
+                    while not handle.status().paused:
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.2)
+            finally:
+                session.remove_torrent(handle)
+            return seeder.blocks_served, alert_messages(session), endpoint.manager.stats.as_dict()
+
+    try:
+        served, messages, stats = asyncio.run(serve())
+    finally:
+        del session
+    assert (leech_dir / "model.bin").read_bytes() == payload
+    assert served >= len(payload) // 16384
+    assert stats["accepted"] >= 1 and stats["invalid"] == 0
+    assert any("uTP" in m for m in messages), messages
