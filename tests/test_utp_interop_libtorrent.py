@@ -126,7 +126,7 @@ def test_libtorrent_downloads_from_our_utp_listener(tmp_path: Path) -> None:
     info, info_hash, _ = make_torrent(lt, seed_dir, payload)
     session = utp_only_session(lt, free_udp_port())
 
-    async def serve() -> tuple[int, list[str], dict[str, int]]:
+    async def serve(session: Any) -> tuple[int, list[str], dict[str, int]]:
         loop = asyncio.get_running_loop()
         seeder = PayloadSeeder(info_hash, payload, PIECE_LENGTH)
         rng = random.Random(2)
@@ -148,7 +148,7 @@ def test_libtorrent_downloads_from_our_utp_listener(tmp_path: Path) -> None:
             return seeder.blocks_served, alert_messages(session), endpoint.manager.stats.as_dict()
 
     try:
-        served, messages, stats = asyncio.run(serve())
+        served, messages, stats = asyncio.run(serve(session))
     finally:
         del session
     assert (leech_dir / "model.bin").read_bytes() == payload

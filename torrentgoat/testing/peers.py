@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.bitfield import Bitfield
@@ -42,7 +42,7 @@ def _geometry(size: int, piece_length: int) -> PieceGeometry:
 class PayloadSeeder:
     """Serves ``payload`` to every peer that asks for ``info_hash``; unchokes everyone."""
 
-    def __init__(self, info_hash: InfoHash, payload: bytes, piece_length: int) -> None:
+    def __init__(self, info_hash: InfoHash, payload: bytes | bytearray | memoryview, piece_length: int) -> None:
         self.info_hash = info_hash
         self.view = memoryview(payload)
         self.geometry = _geometry(len(payload), piece_length)
@@ -90,7 +90,10 @@ class PayloadSeeder:
 
 class PayloadLeecher:
     """Fetches a whole payload from one peer with a deep request pipeline; ``done`` resolves to the
-    bytes once every piece is in (and matches ``verify``'s SHA-1s, if given)."""
+    bytes once every piece is in (and matches ``verify``'s SHA-1s, if given).
+
+    With ``on_piece`` each complete (and verified) piece is handed over as ``(index, data)`` and
+    only pieces in progress are held in memory; ``done`` then resolves to ``b""``."""
 
     def __init__(
         self,
@@ -100,10 +103,13 @@ class PayloadLeecher:
         *,
         verify: Sequence[bytes] | None = None,
         pipeline: int = 256,
+        on_piece: Callable[[int, memoryview], None] | None = None,
     ) -> None:
         self.info_hash = info_hash
         self.geometry = _geometry(size, piece_length)
-        self.buffer = bytearray(size)
+        self.on_piece = on_piece
+        self.buffer = bytearray(size if on_piece is None else 0)
+        self._pieces: dict[int, bytearray] = {}
         self.verify = verify
         self.pipeline = pipeline
         self._blocks = [
@@ -143,24 +149,36 @@ class PayloadLeecher:
         elif isinstance(event, PeerUnchoked):
             self._request(peer)
         elif isinstance(event, BlockReceived):
-            start = event.index * self.geometry.piece_length + event.begin
-            self.buffer[start : start + len(event.data)] = event.data
+            index = event.index
+            if self.on_piece is None:
+                start = index * self.geometry.piece_length + event.begin
+                self.buffer[start : start + len(event.data)] = event.data
+            else:
+                piece = self._pieces.get(index)
+                if piece is None:
+                    piece = self._pieces[index] = bytearray(self.geometry.piece_size(index))
+                piece[event.begin : event.begin + len(event.data)] = event.data
             self._missing -= 1
-            self._piece_left[event.index] -= 1
-            if self._piece_left[event.index] == 0:
-                self._check_piece(peer, event.index)
+            self._piece_left[index] -= 1
+            if self._piece_left[index] == 0:
+                self._complete_piece(peer, index)
             if self._missing == 0 and self.done is not None and not self.done.done():
                 self.done.set_result(bytes(self.buffer))
             self._request(peer)
 
-    def _check_piece(self, peer: PeerDriver, index: int) -> None:
-        if self.verify is None:
-            return
-        start = index * self.geometry.piece_length
-        digest = hashlib.sha1(memoryview(self.buffer)[start : start + self.geometry.piece_size(index)]).digest()
-        if digest != self.verify[index] and self.done is not None and not self.done.done():
-            self.done.set_exception(AssertionError(f"piece {index} does not match its hash"))
+    def _complete_piece(self, peer: PeerDriver, index: int) -> None:
+        if self.on_piece is None:
+            start = index * self.geometry.piece_length
+            data = memoryview(self.buffer)[start : start + self.geometry.piece_size(index)]
+        else:
+            data = memoryview(self._pieces.pop(index))
+        if self.verify is not None and hashlib.sha1(data).digest() != self.verify[index]:
+            if self.done is not None and not self.done.done():
+                self.done.set_exception(AssertionError(f"piece {index} does not match its hash"))
             peer.close("hash failure")
+            return
+        if self.on_piece is not None:
+            self.on_piece(index, data)
 
     def _request(self, peer: PeerDriver) -> None:
         engine = peer.engine

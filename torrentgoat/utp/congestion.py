@@ -9,7 +9,10 @@ is -- so uTP gives way to TCP (which fills queues until it sees loss) on a share
 
 Like libtorrent, the window also starts with slow start (doubling per RTT until loss, the target
 delay, or ``ssthresh``), halves on loss at most once per RTT, and collapses to one packet on a
-timeout.  Unlike BEP 29's fixed 3000 bytes, the linear gain per RTT is at least one packet, so a
+timeout.  Two departures from BEP 29's controller, both measured (``benchmarks/utp_tcp.py``,
+``tests/test_utp_ledbat.py``): above the target the window shrinks multiplicatively (LEDBAT++),
+not by BEP 29's linear few KB per RTT, which let a window overshot in slow start sit on a shared
+queue for a minute and starve a TCP flow; and the linear gain per RTT is at least one packet, so a
 connection using 64 KiB datagrams (loopback, see :mod:`.connection`) grows as fast as one using 1.4 KiB.
 
 Times are seconds (floats); delays microseconds (ints), as on the wire.
@@ -138,28 +141,39 @@ class Ledbat:
     def on_ack(self, acked: int, delay: int, in_flight: int, saturated: bool) -> None:
         """``acked`` payload bytes newly acknowledged while ``in_flight`` were outstanding;
         ``delay`` is our queuing delay (microseconds); ``saturated``: the sender was limited by
-        the window (an application that sends little must not inflate it)."""
+        the window (an application that sends little must not inflate it).
+
+        Below the target the window grows linearly (BEP 29: ``gain * off_target`` per RTT, at
+        least one packet); above it, it shrinks *multiplicatively*, by ``delay / target - 1`` of
+        itself per RTT, at most half (LEDBAT++, draft-irtf-iccrg-ledbat-plus-plus): BEP 29's
+        linear decrease of a few KB per RTT takes a minute to give back a window that TCP needs
+        now.  Slow start ends at 3/4 of the target (LEDBAT++) or ``ssthresh``."""
         if acked <= 0 or in_flight <= 0:
             return
         self.delay = delay
         target = self.target
-        if delay >= target and self.slow_start:
-            self.ssthresh = self.cwnd / 2
-            self.slow_start = False
-        off_target = (target - delay) / target
-        linear = max(self.gain, self.mss) * off_target * min(1.0, acked / in_flight)
-        if saturated:
+        share = min(1.0, acked / in_flight)
+        if delay > target:
             if self.slow_start:
-                if self.ssthresh is not None and self.cwnd + acked > self.ssthresh:
-                    self.slow_start = False
-                    change = linear
-                else:
-                    change = max(float(acked), linear)
+                self.ssthresh = self.cwnd / 2
+                self.slow_start = False
+            cut = min(0.5, delay / target - 1.0)
+            self.cwnd = max(self.cwnd - self.cwnd * cut * share, float(self.mss))
+            return
+        if self.slow_start and delay > target * 3 // 4:
+            self.ssthresh = self.cwnd
+            self.slow_start = False
+        if not saturated:
+            return  # an application that does not fill the window must not inflate it
+        linear = max(self.gain, self.mss) * (target - delay) / target * share
+        if self.slow_start:
+            if self.ssthresh is not None and self.cwnd + acked > self.ssthresh:
+                self.slow_start = False
+                self.cwnd += linear
             else:
-                change = linear
+                self.cwnd += max(float(acked), linear)
         else:
-            change = min(linear, 0.0)  # never grow unused, but always yield when over target
-        self.cwnd = max(self.cwnd + change, float(self.mss))
+            self.cwnd += linear
 
     def on_loss(self, now: float) -> bool:
         """A packet was lost: halve the window (at most once per ``min_loss_interval``; the

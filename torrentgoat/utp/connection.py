@@ -824,27 +824,31 @@ class UTPConnection:
                 out.append(b"".join((self._header(packet.kind, seq, now, ext_type), ext, packet.payload)))
 
     def _send_new(self, now: float, out: list[bytes], ext_type: int, ext: bytes) -> None:
+        """New data packets while both windows allow.  The congestion window never stops the
+        first packet of an idle connection (it may be smaller than one large packet); the peer's
+        window does, until the persist timer sets ``_window_probe``."""
         header_size = HEADER_SIZE + len(ext)
         floor = self._mtu_floor
-        window = min(self.cc.window, self._peer_wnd)
+        cwnd = self.cc.window
+        peer_wnd = self._peer_wnd
         inflight = self._inflight
         self._window_limited = False
         while self._queued:
+            in_flight = self._bytes_in_flight
             size = floor
             probe = False
-            if (
-                self._probe_seq is None
-                and self._mtu_ceiling - floor > _PROBE_GRANULARITY
-                and self.cc.cwnd >= 3 * floor
-            ):
+            if self._probe_seq is None and self._mtu_ceiling - floor > _PROBE_GRANULARITY and cwnd >= 3 * floor:
                 candidate = (floor + self._mtu_ceiling) // 2
-                if self._queued >= candidate - header_size:
+                room = min(cwnd, peer_wnd) - in_flight
+                if self._queued >= candidate - header_size and candidate - header_size <= room:
                     size, probe = candidate, True
             payload_size = min(self._queued, size - header_size)
-            if self._bytes_in_flight + payload_size > window and (self._bytes_in_flight or not self._window_probe):
-                self._window_limited = self.cc.window <= self._peer_wnd  # congestion-, not flow-limited
-                if not self._bytes_in_flight and self._rto_deadline is None:
+            if in_flight + payload_size > peer_wnd and (in_flight or not self._window_probe):
+                if not in_flight and self._rto_deadline is None:
                     self._rto_deadline = now + self.rtt.rto  # probe the closed window later
+                break
+            if in_flight and in_flight + payload_size > cwnd:
+                self._window_limited = True
                 break
             self._window_probe = False
             payload = self._take(payload_size)
@@ -853,7 +857,7 @@ class UTPConnection:
             inflight[seq] = _Out(ST_DATA, payload, now, header_size + payload_size, probe)
             if probe:
                 self._probe_seq = seq
-            self._bytes_in_flight += payload_size
+            self._bytes_in_flight = in_flight + payload_size
             self.bytes_sent += payload_size
             out.append(b"".join((self._header(ST_DATA, seq, now, ext_type), ext, payload)))
 
