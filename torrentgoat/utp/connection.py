@@ -192,20 +192,37 @@ class PendingData:
 
 
 class _Out:
-    """A packet we sent and that is not acknowledged yet."""
+    """A packet we sent and that is not acknowledged yet (the datagram as first sent: a
+    retransmission puts a fresh header in front of the same payload)."""
 
-    __slots__ = ("fast_resent", "kind", "lost", "payload", "probe", "sent_at", "size", "transmissions")
+    __slots__ = (
+        "datagram",
+        "fast_resent",
+        "header_size",
+        "kind",
+        "length",
+        "lost",
+        "probe",
+        "sent_at",
+        "transmissions",
+    )
 
-    def __init__(self, kind: int, payload: bytes, now: float, size: int, probe: bool) -> None:
+    def __init__(self, kind: int, datagram: bytes, header_size: int, now: float, probe: bool) -> None:
         self.kind = kind
-        self.payload = payload
+        self.datagram = datagram
+        self.header_size = header_size
+        self.length = len(datagram) - header_size
+        """Payload bytes."""
         self.sent_at = now
-        self.size = size
-        """Datagram size when first sent (MTU probing)."""
         self.transmissions = 1
         self.lost = False
         self.fast_resent = False
         self.probe = probe
+
+    @property
+    def size(self) -> int:
+        """Datagram size when first sent (MTU probing)."""
+        return len(self.datagram)
 
 
 class UTPConnection:
@@ -366,7 +383,12 @@ class UTPConnection:
             raise LocalProtocolError(f"cannot send on a uTP connection in state {self.state.value}")
         if not data:
             return
-        chunk = data if isinstance(data, bytes) else bytes(data)
+        if isinstance(data, bytes):
+            chunk: bytes | memoryview = data
+        elif isinstance(data, memoryview) and data.readonly and isinstance(data.obj, bytes):
+            chunk = data  # a view of immutable bytes: kept by reference
+        else:
+            chunk = bytes(data)  # the caller may reuse its buffer (asyncio's write() contract)
         self._queue.append(chunk)
         self._queued += len(chunk)
 
@@ -555,13 +577,13 @@ class UTPConnection:
         if out.lost:
             self._resend.discard(seq)
         else:
-            self._bytes_in_flight -= len(out.payload)
+            self._bytes_in_flight -= out.length
         if out.probe and seq == self._probe_seq:
             self._probe_seq = None
             if out.size > self._mtu_floor:
                 self._mtu_floor = min(out.size, self._mtu_ceiling)
                 self.cc.set_mss(self._mtu_floor - HEADER_SIZE)
-        return len(out.payload)
+        return out.length
 
     def _process_sack(self, ack: int, mask: bytes, now: float) -> tuple[int, float | None]:
         inflight = self._inflight
@@ -605,7 +627,7 @@ class UTPConnection:
         out.lost = True
         if fast:
             out.fast_resent = True
-        self._bytes_in_flight -= len(out.payload)
+        self._bytes_in_flight -= out.length
         self._resend.add(seq)
         if out.probe and seq == self._probe_seq:
             self._probe_lost(out)
@@ -720,7 +742,7 @@ class UTPConnection:
             self._syn_pending = False
             seq = self._syn_seq
             self._seq_nr = (seq + 1) & MASK
-            self._inflight[seq] = _Out(ST_SYN, b"", now, HEADER_SIZE, False)
+            self._inflight[seq] = _Out(ST_SYN, b"", 0, now, False)
             out.append(self._syn(now))
         if self._resend:
             self._retransmit(now, out, ext_type, ext)
@@ -728,7 +750,7 @@ class UTPConnection:
             self._send_new(now, out, ext_type, ext)
         if state is State.CLOSING and self._fin_seq is None and not self._queued:
             seq = self._fin_seq = self._seq_nr
-            self._inflight[seq] = _Out(ST_FIN, b"", now, HEADER_SIZE + len(ext), False)
+            self._inflight[seq] = _Out(ST_FIN, b"", 0, now, False)
             out.append(self._header(ST_FIN, seq, now, ext_type) + ext)
         sent = len(out) - count
         if sent:
@@ -806,7 +828,7 @@ class UTPConnection:
             if packet is None:
                 self._resend.discard(seq)
                 continue
-            size = len(packet.payload)
+            size = packet.length
             if self._bytes_in_flight and self._bytes_in_flight + size > window and not packet.fast_resent:
                 self._window_limited = self.cc.window <= self._peer_wnd
                 break
@@ -821,7 +843,8 @@ class UTPConnection:
             if packet.kind == ST_SYN:
                 out.append(self._syn(now))
             else:
-                out.append(b"".join((self._header(packet.kind, seq, now, ext_type), ext, packet.payload)))
+                payload = memoryview(packet.datagram)[packet.header_size :]
+                out.append(b"".join((self._header(packet.kind, seq, now, ext_type), ext, payload)))
 
     def _send_new(self, now: float, out: list[bytes], ext_type: int, ext: bytes) -> None:
         """New data packets while both windows allow.  The congestion window never stops the
@@ -833,6 +856,10 @@ class UTPConnection:
         peer_wnd = self._peer_wnd
         inflight = self._inflight
         self._window_limited = False
+        # every header of this batch differs only in seq_nr: pack the rest once
+        pack = HEADER.pack
+        fields = (ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.receive_window)
+        ack_nr = self._ack_nr
         while self._queued:
             in_flight = self._bytes_in_flight
             size = floor
@@ -851,27 +878,22 @@ class UTPConnection:
                 self._window_limited = True
                 break
             self._window_probe = False
-            payload = self._take(payload_size)
             seq = self._seq_nr
             self._seq_nr = (seq + 1) & MASK
-            inflight[seq] = _Out(ST_DATA, payload, now, header_size + payload_size, probe)
+            parts = self._take(payload_size)
+            parts[0:0] = (pack(*fields, seq, ack_nr), ext)
+            datagram = b"".join(parts)  # the only copy of the payload on the way out
+            inflight[seq] = _Out(ST_DATA, datagram, header_size, now, probe)
             if probe:
                 self._probe_seq = seq
             self._bytes_in_flight = in_flight + payload_size
             self.bytes_sent += payload_size
-            out.append(b"".join((self._header(ST_DATA, seq, now, ext_type), ext, payload)))
+            out.append(datagram)
 
-    def _take(self, size: int) -> bytes:
+    def _take(self, size: int) -> list[bytes | memoryview]:
+        """The next ``size`` queued bytes as buffers to join (no copy here)."""
         queue = self._queue
         self._queued -= size
-        first = queue[0]
-        if len(first) >= size:
-            if len(first) == size:
-                queue.popleft()
-                return first if isinstance(first, bytes) else bytes(first)
-            view = first if isinstance(first, memoryview) else memoryview(first)
-            queue[0] = view[size:]
-            return bytes(view[:size])
         parts: list[bytes | memoryview] = []
         need = size
         while need:
@@ -884,7 +906,7 @@ class UTPConnection:
                 parts.append(view[:need])
                 queue[0] = view[need:]
                 need = 0
-        return b"".join(parts)
+        return parts
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -945,7 +967,7 @@ class UTPConnection:
         for seq, packet in inflight.items():
             if not packet.lost:
                 packet.lost = True
-                self._bytes_in_flight -= len(packet.payload)
+                self._bytes_in_flight -= packet.length
                 self._resend.add(seq)
         self._loss_seq = (self._seq_nr - 1) & MASK
         self._dup_acks = 0
