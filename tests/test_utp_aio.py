@@ -252,3 +252,16 @@ async def test_a_failing_protocol_only_loses_its_connection(pair: tuple[UTPEndpo
     transport2, _ = await a.open_connection(b.address, Recorder)
     transport2.write(b"fine")
     await wait_until(lambda: served[-1].received == b"fine")
+
+
+async def test_ipv6_loopback_and_large_packets() -> None:
+    async with UTPEndpoint(host="::1") as a, UTPEndpoint(host="::1") as b:
+        data = os.urandom(8_000_000)
+        served: list[Recorder] = []
+        b.serve(lambda: served.append(Recorder()) or served[-1])
+        transport, _ = await a.open_connection(b.address, lambda: Recorder(data))
+        await wait_until(lambda: served and len(served[0].received) == len(data))
+        assert bytes(served[0].received) == data
+        conn = a.manager.connection(transport.key)
+        # path MTU discovery between two torrentgoat ends: close to the IPv6 loopback limit
+        assert conn.mtu_ceiling == 65536 - 48 and conn.packet_size > 60_000

@@ -26,18 +26,18 @@ PIECE_LENGTH = 64 * 1024
 TIMEOUT = 60
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
     return port
 
 
-def utp_only_session(lt: Any, port: int) -> Any:
-    """libtorrent listening on 127.0.0.1:port with TCP off and uTP on (INTEROP-NOTES.md)."""
+def utp_only_session(lt: Any, port: int, host: str = "127.0.0.1") -> Any:
+    """libtorrent listening on host:port with TCP off and uTP on (INTEROP-NOTES.md)."""
     return lt.session(
         {
-            "listen_interfaces": f"127.0.0.1:{port}",
+            "listen_interfaces": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "max_retry_port_bind": 0,
             "listen_system_port_fallback": False,
             "enable_dht": False,
@@ -77,12 +77,13 @@ def alert_messages(session: Any) -> list[str]:
     return [alert.message() for alert in session.pop_alerts()]
 
 
-def test_our_utp_dial_fetches_everything_from_a_utp_only_libtorrent_seed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_our_utp_dial_fetches_everything_from_a_utp_only_libtorrent_seed(tmp_path: Path, host: str) -> None:
     lt = require_libtorrent()
     payload = os.urandom(40 * PIECE_LENGTH + 777)
     info, info_hash, hashes = make_torrent(lt, tmp_path, payload)
-    port = free_udp_port()
-    session = utp_only_session(lt, port)
+    port = free_udp_port(host)
+    session = utp_only_session(lt, port, host)
     handle = add(lt, session, info, tmp_path)
     deadline = time.monotonic() + 10
     while not handle.status().is_seeding:
@@ -91,12 +92,10 @@ def test_our_utp_dial_fetches_everything_from_a_utp_only_libtorrent_seed(tmp_pat
 
     async def fetch() -> tuple[bytes, dict[str, int]]:
         loop = asyncio.get_running_loop()
-        async with UTPEndpoint(host="127.0.0.1") as endpoint:
+        async with UTPEndpoint(host=host) as endpoint:
             leecher = PayloadLeecher(info_hash, len(payload), PIECE_LENGTH, verify=hashes)
             engine = leecher.engine(PeerId.generate(random.Random(1)), loop)
-            driver = await open_utp_peer_connection(
-                PeerAddress("127.0.0.1", port), engine, leecher, endpoint=endpoint
-            )
+            driver = await open_utp_peer_connection(PeerAddress(host, port), engine, leecher, endpoint=endpoint)
             assert leecher.done is not None
             async with asyncio.timeout(TIMEOUT):
                 got = await leecher.done
@@ -114,7 +113,8 @@ def test_our_utp_dial_fetches_everything_from_a_utp_only_libtorrent_seed(tmp_pat
     assert got == payload
     assert any("incoming connection" in m and "uTP" in m for m in messages), messages
     # libtorrent did not announce large datagrams: we stay at or below an Ethernet payload
-    assert stats["ceiling"] == 1472 and stats["packet_size"] <= 1472
+    ethernet = 1452 if ":" in host else 1472  # 1500 minus IP and UDP headers
+    assert stats["ceiling"] == ethernet and stats["packet_size"] <= ethernet
 
 
 def test_libtorrent_downloads_from_our_utp_listener(tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ class UTPConfig:
     limit cap it further."""
     default_peer_datagram: int = 1472
     """Largest UDP payload sent to a peer that did not announce its limit (libtorrent reads
-    datagrams into a 1500-byte buffer): an Ethernet MTU minus IPv4 and UDP headers."""
+    datagrams into a 1500-byte buffer): an Ethernet MTU minus IPv4 and UDP headers (20 bytes
+    less over IPv6)."""
     max_fast_resends: int = 8
     """Packets fast-retransmitted for one incoming ack at most."""
 

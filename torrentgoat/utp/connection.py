@@ -287,7 +287,8 @@ class UTPConnection:
         ipv6 = ":" in addr[0]
         self._path_datagram = min(path_datagram, config.max_datagram)
         floor = (1280 - _IPV6_OVERHEAD) if ipv6 else (576 - _IPV4_OVERHEAD)
-        self._mtu_ceiling = min(self._path_datagram, peer_datagram or config.default_peer_datagram)
+        default = config.default_peer_datagram - (_IPV6_OVERHEAD - _IPV4_OVERHEAD if ipv6 else 0)
+        self._mtu_ceiling = min(self._path_datagram, peer_datagram or default)
         self._mtu_floor = min(floor, self._mtu_ceiling)
         self._probe_seq: int | None = None
         self.cc = Ledbat(
