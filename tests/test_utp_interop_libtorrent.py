@@ -27,10 +27,18 @@ TIMEOUT = 60
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A port free for UDP and TCP on ``host`` (libtorrent binds both with the same number)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp, socket.socket(family, socket.SOCK_STREAM) as tcp:
+            udp.bind((host, 0))
+            port: int = udp.getsockname()[1]
+            try:
+                tcp.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def utp_only_session(lt: Any, port: int, host: str = "127.0.0.1") -> Any:
@@ -155,3 +163,71 @@ def test_libtorrent_downloads_from_our_utp_listener(tmp_path: Path) -> None:
     assert served >= len(payload) // 16384
     assert stats["accepted"] >= 1 and stats["invalid"] == 0
     assert any("uTP" in m for m in messages), messages
+
+
+def test_libtorrent_reaches_our_dht_and_our_utp_on_one_port(tmp_path: Path) -> None:
+    """One UDP port, told apart by the first byte: libtorrent's DHT bootstraps from our node and its
+    uTP connection downloads from us, both at ``endpoint.address``."""
+    lt = require_libtorrent()
+    from torrentgoat.aio.dht import DHTNode
+    from torrentgoat.dht import DHTConfig
+
+    payload = os.urandom(16 * PIECE_LENGTH + 99)
+    seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
+    seed_dir.mkdir()
+    leech_dir.mkdir()
+    info, info_hash, _ = make_torrent(lt, seed_dir, payload)
+
+    async def run() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        seeder = PayloadSeeder(info_hash, payload, PIECE_LENGTH)
+        rng = random.Random(3)
+        async with UTPEndpoint(host="127.0.0.1") as endpoint:
+            endpoint.serve(lambda: seeder.driver(PeerId.generate(rng), loop))
+            dht = DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=1.0), datagram_transport=endpoint.dht_transport)
+            await dht.start()
+            host, port = endpoint.address
+            lt_port = free_udp_port()
+            session = lt.session(
+                {
+                    "listen_interfaces": f"127.0.0.1:{lt_port}",
+                    "max_retry_port_bind": 0,
+                    "listen_system_port_fallback": False,
+                    "enable_dht": True,
+                    "enable_lsd": False,
+                    "enable_upnp": False,
+                    "enable_natpmp": False,
+                    "enable_incoming_tcp": False,
+                    "enable_outgoing_tcp": False,
+                    "in_enc_policy": lt.enc_policy.pe_disabled,
+                    "out_enc_policy": lt.enc_policy.pe_disabled,
+                    "dht_restrict_routing_ips": False,
+                    "dht_restrict_search_ips": False,
+                    "dht_enforce_node_id": False,
+                    "dht_prefer_verified_node_ids": False,
+                    "dht_ignore_dark_internet": False,
+                    "dht_block_ratelimit": 1000000,
+                    "dht_block_timeout": 1,
+                    "dht_bootstrap_nodes": f"{host}:{port}",
+                }
+            )
+            session.add_dht_node((host, port))
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    while dht.routing_table_size == 0:  # libtorrent's node queried ours
+                        await asyncio.sleep(0.05)
+                    node_id = await dht.ping(PeerAddress("127.0.0.1", lt_port))
+                    assert node_id is not None
+                handle = add(lt, session, info, leech_dir)
+                handle.connect_peer(endpoint.address)
+                async with asyncio.timeout(TIMEOUT):
+                    while not handle.status().is_seeding:
+                        await asyncio.sleep(0.05)
+                session.remove_torrent(handle)
+            finally:
+                await dht.close()
+                del session
+            return dht.routing_table_size, seeder.blocks_served
+
+    table, served = asyncio.run(run())
+    assert table >= 1 and served >= len(payload) // 16384
