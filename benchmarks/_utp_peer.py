@@ -11,7 +11,8 @@ leech requests every block with a 256-deep pipeline, checks each piece's SHA-1 a
 ``--dir`` with ``os.pwrite``.  No picker, choker or session (uTP is not wired into the session yet).
 
 JSON lines on stdout like ``tools/lt_peer.py``: ``listening`` (port), ``seeding``, ``finished``
-(``seconds``, ``bytes``, plus the connection's packet size, retransmissions and timeouts).  A seed
+(``seconds``, ``bytes``); the seed prints ``stats`` (packet size, retransmissions, timeouts, cwnd,
+RTT of its sending side) when a connection closes.  A seed
 runs until stdin closes.  ``--no-uvloop`` uses the plain asyncio loop.
 """
 
@@ -52,6 +53,24 @@ async def seed(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
     async with UTPEndpoint(host="127.0.0.1", port=args.port) as endpoint:
+        served_closed = seeder.peer_closed
+
+        def peer_closed(peer: Any, reason: str) -> None:
+            transport = peer.transport
+            conn = endpoint.manager.get(transport.key) if transport is not None else None
+            if conn is not None:  # the sending side's view of the connection (lingering now)
+                emit(
+                    event="stats",
+                    packet_size=conn.packet_size,
+                    retransmits=conn.retransmits,
+                    fast_retransmits=conn.fast_retransmits,
+                    timeouts=conn.timeouts,
+                    cwnd=conn.cc.window,
+                    rtt_ms=round((conn.rtt.rtt or 0) * 1000, 2),
+                )
+            served_closed(peer, reason)
+
+        seeder.peer_closed = peer_closed  # type: ignore[method-assign]
         endpoint.serve(lambda: seeder.driver(PeerId.generate(rng), loop))
         emit(event="listening", port=endpoint.address[1], buffers=endpoint.socket_buffers)
         emit(event="seeding", seconds=0.0, bytes=info.total_length)
@@ -82,16 +101,7 @@ async def leech(args: argparse.Namespace) -> None:
         assert leecher.done is not None
         await leecher.done
         os.close(fd)
-        transport = driver.transport
-        conn = endpoint.manager.get(transport.key) if transport is not None else None  # type: ignore[attr-defined]
-        emit(
-            event="finished",
-            seconds=time.monotonic() - started,
-            bytes=info.total_length,
-            packet_size=conn.packet_size if conn else None,
-            retransmits=conn.retransmits if conn else None,
-            timeouts=conn.timeouts if conn else None,
-        )
+        emit(event="finished", seconds=time.monotonic() - started, bytes=info.total_length)
         driver.close("finished")
         await asyncio.sleep(0.05)
 

@@ -91,6 +91,11 @@ def run_utp_pair(pair: str, torrent: Path, data: Path, work: Path, payload: int,
             leecher.reap()
         seeder.reap()
         shutil.rmtree(leech_dir, ignore_errors=True)
+    sender: dict[str, object] = {}
+    while not seeder.lines.empty():  # a tg seed's view of the connection it served
+        _, line = seeder.lines.get()
+        if line.get("event") == "stats":
+            sender = {k: v for k, v in line.items() if k != "event"}
     return RunResult(
         pair=pair,
         payload=payload,
@@ -100,7 +105,7 @@ def run_utp_pair(pair: str, torrent: Path, data: Path, work: Path, payload: int,
         seed_rss_mib=seeder.peak_rss_mib,
         leech_rss_mib=leecher.peak_rss_mib if leecher else float("nan"),
         total_seconds=total,
-        extra={k: v for k, v in fin.items() if k not in ("event", "bytes", "seconds")},
+        extra={**{k: v for k, v in fin.items() if k not in ("event", "bytes", "seconds")}, **sender},
     )
 
 

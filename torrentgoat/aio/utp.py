@@ -478,7 +478,7 @@ class UTPEndpoint:
                 receive(data, (addr[0], addr[1]), now)
             else:
                 self.dropped_datagrams += 1
-        self._pump()
+        self._pump(ack_first=True)
 
     def _send_raw(self, data: bytes, addr: Addr) -> None:
         if self._backlog:
@@ -522,12 +522,20 @@ class UTPEndpoint:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
 
-    def _pump(self) -> None:
-        """Dispatch the manager's events, send its datagrams, update flow control and the timer."""
+    def _pump(self, *, ack_first: bool = False) -> None:
+        """Dispatch the manager's events, send its datagrams, update flow control and the timer.
+
+        ``ack_first`` (after a read): send the acks before the application sees the data, so the
+        peer's clock does not include our processing of the whole burst (its window turns over
+        sooner); what the application writes meanwhile goes out in the second round."""
         self._pump_scheduled = False
         manager, loop = self._manager, self._loop
         if manager is None or loop is None:
             return
+        if ack_first and not self._backlog:
+            datagrams = manager.datagrams_to_send(loop.time())
+            if datagrams:
+                self._sendto(datagrams)
         while (event := manager.next_event()) is not None:
             self._dispatch(event)
         if not self._backlog:
