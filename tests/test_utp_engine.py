@@ -115,8 +115,12 @@ def test_syn_to_a_refusing_peer_and_to_nobody() -> None:
     net = UTPNetwork(seed=5)
     a = net.add(A)
     net.add(B, UTPConfig(accept_incoming=False))
-    start = net.now
     key = a.connect(B, net.now)
+    assert net.run_until(lambda: net.closed(A, key) is not None, timeout=60)
+    assert net.closed(A, key).reason is CloseReason.REFUSED  # type: ignore[union-attr]
+    assert net.now - 1000 < 0.1  # at once, like a refused TCP connect
+    start = net.now
+    key = a.connect(("10.0.0.9", 6881), net.now)  # nobody there
     assert net.run_until(lambda: net.closed(A, key) is not None, timeout=60)
     assert net.closed(A, key).reason is CloseReason.TIMED_OUT  # type: ignore[union-attr]
     assert 6 <= net.now - start <= 8  # SYN at 0, retries after 1 s and 2 s, given up after 4 s more

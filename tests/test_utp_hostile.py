@@ -154,3 +154,25 @@ def test_connection_cap_refuses_more_syns() -> None:
         net.inject(packet(ST_SYN, 100 + 2 * i, 1, 0), (f"10.1.0.{i}", 6881), B)
     net.run_for(0.1)
     assert len(b) == 4 and b.stats.syn_refused == 6
+
+
+def test_a_spoofed_syn_gets_one_small_answer_even_if_the_application_writes() -> None:
+    net = UTPNetwork(seed=10)
+    b = net.add(B)
+    sent: list[bytes] = []
+
+    def record(data: bytes, source: tuple[str, int], dest: tuple[str, int]) -> bytes:
+        sent.append(data)
+        return data
+
+    net.mangle = record
+    net.inject(packet(ST_SYN, 777, 1, 0), ("192.0.2.7", 6881), B)  # the "victim" never answers
+    net.run_until(lambda: bool(net.accepted(B)))
+    kb = net.accepted(B)[0]
+    b.send(kb, b"x" * 100_000)  # an application that talks first
+    b.close(kb, net.now)
+    assert net.run_until(lambda: net.closed(B, kb) is not None, timeout=60)
+    data_bytes = sum(len(d) for d in sent if d[0] >> 4 == ST_DATA)
+    assert data_bytes == 0 and sum(len(d) for d in sent) < 200
+    net.run_for(5)
+    assert len(b) == 0

@@ -362,6 +362,7 @@ class UTPEndpoint:
         self._manager = UTPSocketManager(
             rng=self.rng, now=loop.time(), config=self.config, path_datagram=self._path_datagram
         )
+        self._manager.accept_incoming = self._factory is not None  # refused until serve()
         loop.add_reader(sock.fileno(), self._on_readable)
 
     async def close(self) -> None:
@@ -411,6 +412,7 @@ class UTPEndpoint:
     def serve(self, protocol_factory: Callable[[], asyncio.BaseProtocol] | None) -> None:
         """Accept incoming connections with ``protocol_factory`` (None: refuse them with RESET)."""
         self._factory = protocol_factory
+        self.manager.accept_incoming = protocol_factory is not None
 
     async def open_connection(
         self, addr: tuple[str, int], protocol_factory: Callable[[], P], *, timeout: float = 10.0

@@ -48,7 +48,8 @@ class UTPConfig:
     """Incoming connections not yet confirmed by a second packet; a new SYN beyond it evicts
     the oldest unconfirmed one (a SYN flood cannot lock out real peers)."""
     accept_incoming: bool = True
-    """Answer SYNs (False: incoming SYNs are ignored, outgoing connections still work)."""
+    """Accept SYNs (False: they are refused with a rate-limited RESET; outgoing connections still
+    work).  The manager's ``accept_incoming`` attribute starts from this and may be toggled."""
     reset_rate: float = 100.0
     """ST_RESET answers to packets for unknown connections, per second (a token bucket of that
     depth): one 20-byte RESET per packet of at least 20 bytes, never more."""

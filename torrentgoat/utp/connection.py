@@ -275,6 +275,10 @@ class UTPConnection:
         self._window_probe = False
         self._rto_deadline: float | None = None
         self._syn_pending = initiator
+        self._confirmed = False
+        """A packet other than the SYN came from the peer (for a responder: the SYN was not
+        spoofed).  Until then a responder sends no data: a forged SYN must not make us send
+        more than the 20-odd bytes of its ST_STATE answer to someone else's address."""
         self._reset_due = False
         self.last_sent = now
         self.last_received = now
@@ -366,7 +370,7 @@ class UTPConnection:
             or self._syn_pending
             or self._resend
             or self._window_probe
-            or (self._queued and self.state is not State.SYN_SENT)
+            or (self._queued and self._confirmed)
             or (self.state is State.CLOSING and self._fin_seq is None and not self._queued)
         )
 
@@ -478,6 +482,11 @@ class UTPConnection:
             self.ignored += 1  # acks something we never sent: forged or broken
             return
         self.state = new_state
+        if not self._confirmed:
+            # the peer answered from its address: no longer possibly a spoofed SYN.  An initiator
+            # acks the SYN-ACK at once, so a responder holding its data learns that too.
+            self._confirmed = True
+            self._ack_due = True
         self.packets_received += 1
         self.last_received = now
         if packet.timestamp:
@@ -747,7 +756,7 @@ class UTPConnection:
             out.append(self._syn(now))
         if self._resend:
             self._retransmit(now, out, ext_type, ext)
-        if self._queued and state is not State.SYN_SENT:
+        if self._queued and self._confirmed:
             self._send_new(now, out, ext_type, ext)
         if state is State.CLOSING and self._fin_seq is None and not self._queued:
             seq = self._fin_seq = self._seq_nr
@@ -917,7 +926,7 @@ class UTPConnection:
         if state is State.CLOSED:
             return self.linger_until
         deadline = self._rto_deadline
-        if state is State.SYN_RECV:
+        if not self._confirmed and not self.initiator:
             confirm = self.created + self.config.syn_recv_timeout
             deadline = confirm if deadline is None else min(deadline, confirm)
         if state is not State.SYN_SENT:
@@ -929,7 +938,7 @@ class UTPConnection:
         state = self.state
         if state is State.CLOSED:
             return
-        if state is State.SYN_RECV and now >= self.created + self.config.syn_recv_timeout:
+        if not self._confirmed and not self.initiator and now >= self.created + self.config.syn_recv_timeout:
             self._timed_out(now)
             return
         if self._rto_deadline is not None and now >= self._rto_deadline:
@@ -943,7 +952,7 @@ class UTPConnection:
         inflight = self._inflight
         if not inflight:
             self._rto_deadline = None
-            if self._queued and self.state is not State.SYN_SENT:
+            if self._queued and self._confirmed:
                 self._window_probe = True  # the peer's window stayed closed: send one packet
             return
         self.timeouts += 1

@@ -107,6 +107,9 @@ class UTPSocketManager:
         self._budget = ReceiveBudget(self.config.max_buffered_bytes)
         self._reset_tokens = float(self.config.reset_rate)
         self._reset_refill = now
+        self.accept_incoming = self.config.accept_incoming
+        """Answer SYNs (the driver turns this off while nobody listens): when False, a SYN gets
+        a (rate-limited) RESET, so the dial fails at once as a refused TCP connect does."""
         self.stats = ManagerStats()
 
     # --- introspection ---------------------------------------------------------------------------
@@ -227,8 +230,9 @@ class UTPSocketManager:
     def _incoming(self, packet: Packet, addr: Addr, now: float) -> None:
         conn_id = packet.connection_id
         config = self.config
-        if not config.accept_incoming:
+        if not self.accept_incoming:
             self.stats.syn_refused += 1
+            self._answer_reset(conn_id, packet.seq_nr, addr, now)
             return
         if len(self._half_open) >= config.max_half_open:
             _, oldest = self._half_open.popitem(last=False)
