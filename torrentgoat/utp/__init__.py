@@ -1,10 +1,11 @@
 """uTP, the Micro Transport Protocol (BEP 29), sans-IO (level L2).
 
-Modules: :mod:`.packet` (header, extensions, selective-ack bitmask), :mod:`.congestion` (LEDBAT,
-RTT/RTO, base delay), :mod:`.connection` (:class:`UTPConnection`: the state machine and its
-transition table, sequence numbers, retransmission, path MTU probing), :mod:`.manager`
-(:class:`UTPSocketManager`: demultiplexing by connection id, incoming connections, caps, stray
-packets), :mod:`.events`, :mod:`.config`.  Nothing here touches a socket or a clock; the asyncio
+Modules: :mod:`.packet` (header, extensions, selective-ack bitmask), :mod:`.state` (states and
+the transition table), :mod:`.connection` (:class:`UTPConnection`: sequence numbers, acks,
+retransmission, timers), :mod:`.receiver` (in-order delivery, reordering, FIN, receive window),
+:mod:`.outgoing` (send queue, packets in flight, path MTU probing), :mod:`.congestion` (LEDBAT,
+RTT/RTO, base delay), :mod:`.manager` (:class:`UTPSocketManager`: demultiplexing by connection id,
+incoming connections, caps, stray packets), :mod:`.events`, :mod:`.config`.  Nothing here touches a socket or a clock; the asyncio
 driver is :mod:`torrentgoat.aio.utp`.
 """
 

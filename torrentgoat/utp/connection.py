@@ -3,9 +3,10 @@
 A :class:`UTPConnection` is created and driven by :class:`~torrentgoat.utp.manager.UTPSocketManager`
 (which demultiplexes datagrams by connection id and address); it is not used alone.
 
-States and the transition table (everything that changes :attr:`UTPConnection.state` is in
-:data:`TRANSITIONS`; a packet whose type the table does not list for the current state is ignored,
-a local call it does not list raises :class:`~torrentgoat.errors.LocalProtocolError`)::
+States and the transition table (:mod:`.state`, h11's split: everything that changes
+:attr:`UTPConnection.state` is in :data:`~torrentgoat.utp.state.TRANSITIONS`; a packet whose type
+the table does not list for the current state is ignored, a local call it does not list raises
+:class:`~torrentgoat.errors.LocalProtocolError`)::
 
     SYN_SENT  --STATE/DATA/FIN acking our SYN-->  CONNECTED      (initiator)
     SYN_RECV  --any non-SYN packet from the peer-->  CONNECTED   (responder: the peer is confirmed)
@@ -28,16 +29,15 @@ Congestion: :class:`~torrentgoat.utp.congestion.Ledbat`; the send window is
 ``min(cwnd, peer's wnd_size)``.  Flow control: we advertise our free receive buffer; a closed
 window is probed at the retransmission timeout without counting towards giving up.
 
-Path MTU (libtorrent's scheme): data packets use the largest size known to work (``mtu_floor``);
-one packet at a time is a probe of the midpoint of ``[floor, ceiling]``.  An acked probe raises
-the floor, a lost one lowers the ceiling (and does not count as congestion).  The ceiling is the
-path's UDP payload limit and, unless the peer announced a larger one (torrentgoat's extension, see
-:mod:`.packet`), 1472 bytes.
+The receive half (delivery, reordering, the peer's FIN, our window) is a
+:class:`~torrentgoat.utp.receiver.Receiver`; the send queue, packets in flight and path MTU
+discovery are in :mod:`.outgoing`.  A responder sends no data until the initiator has confirmed
+the connection with a second packet (a spoofed SYN gets only our small ST_STATE); an initiator
+acks the SYN-ACK at once for that reason.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 from collections import deque
 from typing import Final
@@ -50,10 +50,9 @@ from torrentgoat.utp.events import (
     CloseReason,
     ConnectionClosed,
     ConnectionEstablished,
-    DataReceived,
     Event,
-    FinReceived,
 )
+from torrentgoat.utp.outgoing import OutPacket, PathMtu, SendQueue
 from torrentgoat.utp.packet import (
     EXT_MAX_DATAGRAM,
     EXT_NONE,
@@ -67,162 +66,12 @@ from torrentgoat.utp.packet import (
     ST_SYN,
     Packet,
 )
+from torrentgoat.utp.receiver import HALF, MASK, PendingData, ReceiveBudget, Receiver, seq_after
+from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
 
-__all__ = [
-    "TRANSITIONS",
-    "Input",
-    "PendingData",
-    "ReceiveBudget",
-    "State",
-    "UTPConnection",
-    "seq_after",
-]
+__all__ = ["TRANSITIONS", "Input", "State", "UTPConnection"]
 
-MASK: Final = 0xFFFF
-HALF: Final = 0x8000
 _U32: Final = 0xFFFFFFFF
-_PROBE_GRANULARITY = 16
-_IPV4_OVERHEAD = 28
-_IPV6_OVERHEAD = 48
-
-
-def seq_after(a: int, b: int) -> bool:
-    """``a`` comes after ``b`` in 16-bit sequence space."""
-    return a != b and (a - b) & MASK < HALF
-
-
-class State(enum.Enum):
-    SYN_SENT = "syn-sent"
-    SYN_RECV = "syn-recv"
-    CONNECTED = "connected"
-    CLOSING = "closing"
-    """close() was called: our FIN goes out after the queued data and waits for its ack."""
-    CLOSED = "closed"
-
-
-class Input(enum.Enum):
-    RECV_SYN = "SYN"
-    RECV_DATA = "DATA"
-    RECV_STATE = "STATE"
-    RECV_FIN = "FIN"
-    RECV_RESET = "RESET"
-    CLOSE = "close()"
-    ABORT = "abort()"
-    FIN_ACKED = "our FIN acked"
-    TIMED_OUT = "timed out"
-
-
-_S, _I = State, Input
-TRANSITIONS: Final[dict[State, dict[Input, State]]] = {
-    _S.SYN_SENT: {
-        _I.RECV_STATE: _S.CONNECTED,
-        _I.RECV_DATA: _S.CONNECTED,
-        _I.RECV_FIN: _S.CONNECTED,
-        _I.RECV_RESET: _S.CLOSED,
-        _I.CLOSE: _S.CLOSED,
-        _I.ABORT: _S.CLOSED,
-        _I.TIMED_OUT: _S.CLOSED,
-    },
-    _S.SYN_RECV: {
-        _I.RECV_SYN: _S.SYN_RECV,
-        _I.RECV_STATE: _S.CONNECTED,
-        _I.RECV_DATA: _S.CONNECTED,
-        _I.RECV_FIN: _S.CONNECTED,
-        _I.RECV_RESET: _S.CLOSED,
-        _I.CLOSE: _S.CLOSING,
-        _I.ABORT: _S.CLOSED,
-        _I.TIMED_OUT: _S.CLOSED,
-    },
-    _S.CONNECTED: {
-        _I.RECV_SYN: _S.CONNECTED,
-        _I.RECV_STATE: _S.CONNECTED,
-        _I.RECV_DATA: _S.CONNECTED,
-        _I.RECV_FIN: _S.CONNECTED,
-        _I.RECV_RESET: _S.CLOSED,
-        _I.CLOSE: _S.CLOSING,
-        _I.ABORT: _S.CLOSED,
-        _I.TIMED_OUT: _S.CLOSED,
-    },
-    _S.CLOSING: {
-        _I.RECV_SYN: _S.CLOSING,
-        _I.RECV_STATE: _S.CLOSING,
-        _I.RECV_DATA: _S.CLOSING,
-        _I.RECV_FIN: _S.CLOSING,
-        _I.RECV_RESET: _S.CLOSED,
-        _I.CLOSE: _S.CLOSING,
-        _I.ABORT: _S.CLOSED,
-        _I.FIN_ACKED: _S.CLOSED,
-        _I.TIMED_OUT: _S.CLOSED,
-    },
-    _S.CLOSED: {
-        # lingering after a graceful close: ack the peer's FIN, RESET its data
-        _I.RECV_DATA: _S.CLOSED,
-        _I.RECV_FIN: _S.CLOSED,
-        _I.CLOSE: _S.CLOSED,
-        _I.ABORT: _S.CLOSED,
-    },
-}
-_INPUT_OF_TYPE: Final = (Input.RECV_DATA, Input.RECV_FIN, Input.RECV_STATE, Input.RECV_RESET, Input.RECV_SYN)
-
-
-class ReceiveBudget:
-    """Bytes buffered on the receive side by all connections of a manager, against a limit."""
-
-    __slots__ = ("limit", "used")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-
-class PendingData:
-    """In-order bytes waiting in the manager's event queue; becomes one :class:`DataReceived`."""
-
-    __slots__ = ("chunks", "conn")
-
-    def __init__(self, conn: UTPConnection) -> None:
-        self.conn = conn
-        self.chunks: list[bytes] = []
-
-    def event(self) -> DataReceived:
-        if self.conn._pending is self:
-            self.conn._pending = None
-        chunks = self.chunks
-        return DataReceived(key=self.conn.key, data=chunks[0] if len(chunks) == 1 else b"".join(chunks))
-
-
-class _Out:
-    """A packet we sent and that is not acknowledged yet (the datagram as first sent: a
-    retransmission puts a fresh header in front of the same payload)."""
-
-    __slots__ = (
-        "datagram",
-        "fast_resent",
-        "header_size",
-        "kind",
-        "length",
-        "lost",
-        "probe",
-        "sent_at",
-        "transmissions",
-    )
-
-    def __init__(self, kind: int, datagram: bytes, header_size: int, now: float, probe: bool) -> None:
-        self.kind = kind
-        self.datagram = datagram
-        self.header_size = header_size
-        self.length = len(datagram) - header_size
-        """Payload bytes."""
-        self.sent_at = now
-        self.transmissions = 1
-        self.lost = False
-        self.fast_resent = False
-        self.probe = probe
-
-    @property
-    def size(self) -> int:
-        """Datagram size when first sent (MTU probing)."""
-        return len(self.datagram)
 
 
 class UTPConnection:
@@ -251,9 +100,8 @@ class UTPConnection:
         self.initiator = initiator
         self.config = config
         self.created = now
-        self._events = events
-        self._pending: PendingData | None = None
-        self._budget = budget
+        self.rx = Receiver(key=key, config=config, events=events, budget=budget)
+        """The receive half: in-order delivery, reordering, the peer's FIN, our window."""
         self.state = State.SYN_SENT if initiator else State.SYN_RECV
         self.close_reason: CloseReason | None = None
         self.linger_until = 0.0
@@ -262,11 +110,10 @@ class UTPConnection:
         self._seq_nr = rng.getrandbits(16)
         self._acked_nr = (self._seq_nr - 1) & MASK
         self._syn_seq = self._seq_nr
-        self._inflight: dict[int, _Out] = {}
+        self._inflight: dict[int, OutPacket] = {}
         self._resend: set[int] = set()
         self._bytes_in_flight = 0
-        self._queue: deque[bytes | memoryview] = deque()
-        self._queued = 0
+        self._queue = SendQueue()
         self._dup_acks = 0
         self._loss_seq = self._acked_nr
         self._fin_seq: int | None = None
@@ -288,29 +135,20 @@ class UTPConnection:
         self._reply_micro = 0
 
         # path MTU discovery (sizes are whole UDP payloads)
-        ipv6 = ":" in addr[0]
-        self._path_datagram = min(path_datagram, config.max_datagram)
-        floor = (1280 - _IPV6_OVERHEAD) if ipv6 else (576 - _IPV4_OVERHEAD)
-        default = config.default_peer_datagram - (_IPV6_OVERHEAD - _IPV4_OVERHEAD if ipv6 else 0)
-        self._mtu_ceiling = min(self._path_datagram, peer_datagram or default)
-        self._mtu_floor = min(floor, self._mtu_ceiling)
-        self._probe_seq: int | None = None
+        self.mtu = PathMtu(
+            path=min(path_datagram, config.max_datagram),
+            peer=peer_datagram,
+            ethernet=config.default_peer_datagram,
+            ipv6=":" in addr[0],
+        )
         self.cc = Ledbat(
-            mss=self._mtu_floor - HEADER_SIZE,
+            mss=self.mtu.floor - HEADER_SIZE,
             target=int(config.target_delay * 1_000_000),
             gain=config.gain,
         )
 
-        # receive side
-        self._ack_nr = 0
+        # receive side (the rest is in self.rx)
         self._peer_syn_seq: int | None = None
-        self._reorder: dict[int, bytes] = {}
-        self._reorder_bytes = 0
-        self._eof_seq: int | None = None
-        self._eof_reached = False
-        self._reading = True
-        self._held: deque[bytes] = deque()
-        self._held_bytes = 0
         self._ack_due = False
 
         # statistics
@@ -319,10 +157,9 @@ class UTPConnection:
         self.retransmits = 0
         self.fast_retransmits = 0
         self.timeouts = 0
-        self.duplicates = 0
         self.ignored = 0
+        """Packets the state machine or the ack check dropped (the receiver counts its own)."""
         self.bytes_sent = 0
-        self.bytes_received = 0
 
     # --- public state ------------------------------------------------------------------------
 
@@ -333,7 +170,7 @@ class UTPConnection:
     @property
     def send_buffer_size(self) -> int:
         """Bytes written but not yet packetized (flow control for the writer)."""
-        return self._queued
+        return self._queue.size
 
     @property
     def bytes_in_flight(self) -> int:
@@ -342,19 +179,25 @@ class UTPConnection:
     @property
     def packet_size(self) -> int:
         """UDP payload size used for data packets now (MTU discovery's floor)."""
-        return self._mtu_floor
+        return self.mtu.floor
 
     @property
     def mtu_ceiling(self) -> int:
-        return self._mtu_ceiling
+        return self.mtu.ceiling
 
     @property
     def receive_window(self) -> int:
         """What we advertise: free receive buffer, bounded by the manager-wide budget."""
-        used = self._reorder_bytes + self._held_bytes
-        free = self.config.receive_buffer - used
-        budget = self._budget
-        return max(0, min(free, budget.limit - budget.used))
+        return self.rx.window
+
+    @property
+    def duplicates(self) -> int:
+        """Data packets received again (already delivered or already buffered)."""
+        return self.rx.duplicates
+
+    @property
+    def bytes_received(self) -> int:
+        return self.rx.bytes_received
 
     @property
     def peer_window(self) -> int:
@@ -370,8 +213,8 @@ class UTPConnection:
             or self._syn_pending
             or self._resend
             or self._window_probe
-            or (self._queued and self._confirmed)
-            or (self.state is State.CLOSING and self._fin_seq is None and not self._queued)
+            or (self._queue.size and self._confirmed)
+            or (self.state is State.CLOSING and self._fin_seq is None and not self._queue.size)
         )
 
     # --- application calls -------------------------------------------------------------------
@@ -388,14 +231,7 @@ class UTPConnection:
             raise LocalProtocolError(f"cannot send on a uTP connection in state {self.state.value}")
         if not data:
             return
-        if isinstance(data, bytes):
-            chunk: bytes | memoryview = data
-        elif isinstance(data, memoryview) and data.readonly and isinstance(data.obj, bytes):
-            chunk = data  # a view of immutable bytes: kept by reference
-        else:
-            chunk = bytes(data)  # the caller may reuse its buffer (asyncio's write() contract)
-        self._queue.append(chunk)
-        self._queued += len(chunk)
+        self._queue.append(data)
 
     def close(self, now: float) -> None:
         """Graceful close: FIN after everything queued.  Before the SYN is answered: just gone."""
@@ -421,19 +257,11 @@ class UTPConnection:
 
     def pause_reading(self) -> None:
         """Hold received data (the advertised window shrinks as it accumulates)."""
-        self._reading = False
+        self.rx.pause()
 
     def resume_reading(self) -> None:
         """Deliver held data and send a window update."""
-        if self._reading:
-            return
-        self._reading = True
-        while self._held:
-            chunk = self._held.popleft()
-            self._held_bytes -= len(chunk)
-            self._budget.used -= len(chunk)
-            self._push_data(chunk)
-        if self.state is not State.CLOSED:
+        if self.rx.resume() and self.state is not State.CLOSED:
             self._ack_due = True
 
     # --- incoming packets --------------------------------------------------------------------
@@ -441,7 +269,7 @@ class UTPConnection:
     def accept_syn(self, packet: Packet, now: float) -> None:
         """(Manager) the SYN that created this responder connection."""
         self._peer_syn_seq = packet.seq_nr
-        self._ack_nr = packet.seq_nr
+        self.rx.ack_nr = packet.seq_nr
         self._peer_wnd = packet.wnd_size or 65536  # libtorrent's SYN says 0
         if packet.timestamp:
             self._reply_micro = (_micros(now) - packet.timestamp) & _U32
@@ -477,7 +305,7 @@ class UTPConnection:
             if packet.ack_nr != self._syn_seq:
                 self.ignored += 1
                 return
-            self._ack_nr = (packet.seq_nr - 1) & MASK
+            self.rx.ack_nr = (packet.seq_nr - 1) & MASK
         elif seq_after(packet.ack_nr, self._last_sent_seq()):
             self.ignored += 1  # acks something we never sent: forged or broken
             return
@@ -492,28 +320,26 @@ class UTPConnection:
         if packet.timestamp:
             self._reply_micro = (_micros(now) - packet.timestamp) & _U32
         if packet.max_datagram is not None:
-            self._set_peer_datagram(packet.max_datagram)
+            self.mtu.peer_limit(packet.max_datagram)
         if state is State.SYN_SENT:
-            self._emit(ConnectionEstablished(key=self.key, addr=self.addr))
+            self.rx.emit(ConnectionEstablished(key=self.key, addr=self.addr))
         self._peer_wnd = packet.wnd_size
         self._process_ack(packet, now)
         if self.state is State.CLOSED:
             return
         if ptype == ST_DATA:
             self._ack_due = True
-            self._receive_payload(packet.seq_nr, packet.payload)
+            self.rx.payload(packet.seq_nr, packet.payload)
         elif ptype == ST_FIN:
             self._ack_due = True
-            self._receive_fin(packet.seq_nr)
+            self.rx.fin(packet.seq_nr)
         if self.state is State.CLOSING and self._fin_seq is not None and self._acked_nr == self._fin_seq:
             self.state = TRANSITIONS[self.state][Input.FIN_ACKED]
             self._terminate(CloseReason.CLOSED, now, linger=True)
 
     def _receive_while_closed(self, packet: Packet) -> None:
         if packet.type == ST_FIN:
-            if self._eof_seq is None or packet.seq_nr == self._eof_seq:
-                if packet.seq_nr == (self._ack_nr + 1) & MASK:
-                    self._ack_nr = packet.seq_nr
+            if self.rx.late_fin(packet.seq_nr):
                 self._ack_due = True
         elif packet.type == ST_DATA:
             self._reset_due = True
@@ -528,10 +354,6 @@ class UTPConnection:
         top = self._fin_seq if self._fin_seq is not None else self._seq_nr
         return (ack_nr - low) & MASK <= (top - low) & MASK
 
-    def _set_peer_datagram(self, size: int) -> None:
-        ceiling = max(self._mtu_floor, min(self._path_datagram, size))
-        if ceiling > self._mtu_ceiling:
-            self._mtu_ceiling = ceiling
 
     # --- acks ----------------------------------------------------------------------------------
 
@@ -580,19 +402,16 @@ class UTPConnection:
                 delay = min(delay, int(min_rtt * 1_000_000))
             saturated = self._window_limited or in_flight_before + self.cc.mss > self.cc.cwnd
             self.cc.on_ack(acked, delay, in_flight_before, saturated)
-        if self._window_probe and self._peer_wnd >= self._mtu_floor:
+        if self._window_probe and self._peer_wnd >= self.mtu.floor:
             self._window_probe = False
 
-    def _acked(self, seq: int, out: _Out) -> int:
+    def _acked(self, seq: int, out: OutPacket) -> int:
         if out.lost:
             self._resend.discard(seq)
         else:
             self._bytes_in_flight -= out.length
-        if out.probe and seq == self._probe_seq:
-            self._probe_seq = None
-            if out.size > self._mtu_floor:
-                self._mtu_floor = min(out.size, self._mtu_ceiling)
-                self.cc.set_mss(self._mtu_floor - HEADER_SIZE)
+        if out.probe and self.mtu.acked(seq, out.size):
+            self.cc.set_mss(self.mtu.floor - HEADER_SIZE)
         return out.length
 
     def _process_sack(self, ack: int, mask: bytes, now: float) -> tuple[int, float | None]:
@@ -633,104 +452,18 @@ class UTPConnection:
                         break
         return acked, min_rtt
 
-    def _mark_lost(self, seq: int, out: _Out, now: float, *, fast: bool) -> None:
+    def _mark_lost(self, seq: int, out: OutPacket, now: float, *, fast: bool) -> None:
         out.lost = True
         if fast:
             out.fast_resent = True
         self._bytes_in_flight -= out.length
         self._resend.add(seq)
-        if out.probe and seq == self._probe_seq:
-            self._probe_lost(out)
+        if out.probe and self.mtu.lost(seq, out.size):
+            out.probe = False
             return
         if seq_after(seq, self._loss_seq):
             self.cc.on_loss(now)
             self._loss_seq = (self._seq_nr - 1) & MASK
-
-    def _probe_lost(self, out: _Out) -> None:
-        """An MTU probe was lost: presumably too big.  Not congestion."""
-        self._probe_seq = None
-        out.probe = False
-        self._mtu_ceiling = max(self._mtu_floor, out.size - 1)
-
-    # --- incoming data -------------------------------------------------------------------------
-
-    def _receive_payload(self, seq: int, payload: bytes) -> None:
-        distance = (seq - self._ack_nr) & MASK
-        if distance == 0 or distance >= HALF:
-            self.duplicates += 1  # already delivered: the re-ack tells the sender
-            return
-        eof = self._eof_seq
-        if eof is not None and not seq_after(eof, seq):
-            self.ignored += 1  # at or beyond the FIN
-            return
-        if distance == 1:
-            if (not self._reading or self._held) and len(payload) > self.receive_window:
-                self.ignored += 1  # reading is paused and the buffer is full: the window said so
-                return
-            self._ack_nr = seq
-            self._deliver(payload)
-            reorder = self._reorder
-            if reorder:
-                nxt = (seq + 1) & MASK
-                while nxt in reorder:
-                    chunk = reorder.pop(nxt)
-                    self._reorder_bytes -= len(chunk)
-                    self._budget.used -= len(chunk)
-                    self._ack_nr = nxt
-                    self._deliver(chunk)
-                    nxt = (nxt + 1) & MASK
-            self._check_eof()
-            return
-        if distance > self.config.max_reorder_packets or seq in self._reorder:
-            self.duplicates += 1
-            return
-        size = len(payload)
-        if size > self.receive_window:
-            self.ignored += 1  # the sender ignores our window (or the budget is spent)
-            return
-        self._reorder[seq] = payload
-        self._reorder_bytes += size
-        self._budget.used += size
-
-    def _receive_fin(self, seq: int) -> None:
-        if self._eof_seq is None:
-            if not seq_after(seq, self._ack_nr):
-                self.ignored += 1
-                return
-            self._eof_seq = seq
-        self._check_eof()
-
-    def _check_eof(self) -> None:
-        eof = self._eof_seq
-        if eof is None or self._eof_reached:
-            return
-        if eof == (self._ack_nr + 1) & MASK:
-            self._ack_nr = eof
-            self._eof_reached = True
-            self._emit(FinReceived(key=self.key))
-
-    def _deliver(self, payload: bytes) -> None:
-        size = len(payload)
-        if not size:
-            return
-        self.bytes_received += size
-        if self._reading and not self._held:
-            self._push_data(payload)
-        else:
-            self._held.append(payload)
-            self._held_bytes += size
-            self._budget.used += size
-
-    def _push_data(self, payload: bytes) -> None:
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = PendingData(self)
-            self._events.append(pending)
-        pending.chunks.append(payload)
-
-    def _emit(self, event: Event) -> None:
-        self._pending = None  # later data must come after this event
-        self._events.append(event)
 
     # --- outgoing packets ----------------------------------------------------------------------
 
@@ -752,15 +485,15 @@ class UTPConnection:
             self._syn_pending = False
             seq = self._syn_seq
             self._seq_nr = (seq + 1) & MASK
-            self._inflight[seq] = _Out(ST_SYN, b"", 0, now, False)
+            self._inflight[seq] = OutPacket(ST_SYN, b"", 0, now, False)
             out.append(self._syn(now))
         if self._resend:
             self._retransmit(now, out, ext_type, ext)
-        if self._queued and self._confirmed:
+        if self._queue.size and self._confirmed:
             self._send_new(now, out, ext_type, ext)
-        if state is State.CLOSING and self._fin_seq is None and not self._queued:
+        if state is State.CLOSING and self._fin_seq is None and not self._queue.size:
             seq = self._fin_seq = self._seq_nr
-            self._inflight[seq] = _Out(ST_FIN, b"", 0, now, False)
+            self._inflight[seq] = OutPacket(ST_FIN, b"", 0, now, False)
             out.append(self._header(ST_FIN, seq, now, ext_type) + ext)
         sent = len(out) - count
         if sent:
@@ -782,17 +515,9 @@ class UTPConnection:
         """The extension chain for packets sent now: the selective ack while packets wait out of
         order, and our datagram limit until the peer has confirmed the connection."""
         parts: list[tuple[int, bytes]] = []
-        if self._reorder:
-            base = (self._ack_nr + 2) & MASK
-            span = max((seq - base) & MASK for seq in self._reorder) + 1
-            words = min(63, (span + 31) // 32)
-            mask = bytearray(words * 4)
-            top = words * 32
-            for seq in self._reorder:
-                i = (seq - base) & MASK
-                if i < top:
-                    mask[i >> 3] |= 1 << (i & 7)
-            parts.append((EXT_SACK, bytes(mask)))
+        sack = self.rx.sack()
+        if sack is not None:
+            parts.append((EXT_SACK, sack))
         if self.state is State.SYN_RECV:
             parts.append((EXT_MAX_DATAGRAM, self.config.max_datagram.to_bytes(4, "big")))
         if not parts:
@@ -810,9 +535,9 @@ class UTPConnection:
             self.send_id,
             _micros(now),
             self._reply_micro,
-            self.receive_window,
+            self.rx.window,
             seq,
-            self._ack_nr,
+            self.rx.ack_nr,
         )
 
     def _syn(self, now: float) -> bytes:
@@ -823,7 +548,7 @@ class UTPConnection:
             self.recv_id,
             _micros(now),
             0,
-            self.receive_window,
+            self.rx.window,
             self._syn_seq,
             0,
         )
@@ -861,25 +586,21 @@ class UTPConnection:
         first packet of an idle connection (it may be smaller than one large packet); the peer's
         window does, until the persist timer sets ``_window_probe``."""
         header_size = HEADER_SIZE + len(ext)
-        floor = self._mtu_floor
+        floor = self.mtu.floor
         cwnd = self.cc.window
         peer_wnd = self._peer_wnd
         inflight = self._inflight
         self._window_limited = False
         # every header of this batch differs only in seq_nr: pack the rest once
         pack = HEADER.pack
-        fields = (ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.receive_window)
-        ack_nr = self._ack_nr
-        while self._queued:
+        fields = (ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.rx.window)
+        ack_nr = self.rx.ack_nr
+        while self._queue.size:
             in_flight = self._bytes_in_flight
-            size = floor
-            probe = False
-            if self._probe_seq is None and self._mtu_ceiling - floor > _PROBE_GRANULARITY and cwnd >= 3 * floor:
-                candidate = (floor + self._mtu_ceiling) // 2
-                room = min(cwnd, peer_wnd) - in_flight
-                if self._queued >= candidate - header_size and candidate - header_size <= room:
-                    size, probe = candidate, True
-            payload_size = min(self._queued, size - header_size)
+            probe_size = self.mtu.probe_size(cwnd, min(cwnd, peer_wnd) - in_flight, self._queue.size, header_size)
+            probe = probe_size is not None
+            size = probe_size or floor
+            payload_size = min(self._queue.size, size - header_size)
             if in_flight + payload_size > peer_wnd and (in_flight or not self._window_probe):
                 if not in_flight and self._rto_deadline is None:
                     self._rto_deadline = now + self.rtt.rto  # probe the closed window later
@@ -890,33 +611,15 @@ class UTPConnection:
             self._window_probe = False
             seq = self._seq_nr
             self._seq_nr = (seq + 1) & MASK
-            parts = self._take(payload_size)
+            parts = self._queue.take(payload_size)
             parts[0:0] = (pack(*fields, seq, ack_nr), ext)
             datagram = b"".join(parts)  # the only copy of the payload on the way out
-            inflight[seq] = _Out(ST_DATA, datagram, header_size, now, probe)
+            inflight[seq] = OutPacket(ST_DATA, datagram, header_size, now, probe)
             if probe:
-                self._probe_seq = seq
+                self.mtu.probe_seq = seq
             self._bytes_in_flight = in_flight + payload_size
             self.bytes_sent += payload_size
             out.append(datagram)
-
-    def _take(self, size: int) -> list[bytes | memoryview]:
-        """The next ``size`` queued bytes as buffers to join (no copy here)."""
-        queue = self._queue
-        self._queued -= size
-        parts: list[bytes | memoryview] = []
-        need = size
-        while need:
-            chunk = queue[0]
-            if len(chunk) <= need:
-                parts.append(queue.popleft())
-                need -= len(chunk)
-            else:
-                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-                parts.append(view[:need])
-                queue[0] = view[need:]
-                need = 0
-        return parts
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -952,12 +655,12 @@ class UTPConnection:
         inflight = self._inflight
         if not inflight:
             self._rto_deadline = None
-            if self._queued and self._confirmed:
+            if self._queue.size and self._confirmed:
                 self._window_probe = True  # the peer's window stayed closed: send one packet
             return
         self.timeouts += 1
         state = self.state
-        zero_window = self._peer_wnd < self._mtu_floor and self.state is not State.SYN_SENT
+        zero_window = self._peer_wnd < self.mtu.floor and self.state is not State.SYN_SENT
         first_seq = min(inflight, key=lambda s: (s - self._acked_nr) & MASK)
         first = inflight[first_seq]
         if state is State.SYN_SENT:
@@ -970,8 +673,8 @@ class UTPConnection:
         elif (first.kind == ST_FIN and first.transmissions > self.config.max_fin_retransmits) or (not zero_window and self.rtt.backoff >= self.config.max_retransmits):
             self._timed_out(now)
             return
-        if len(inflight) == 1 and first.probe and first_seq == self._probe_seq:
-            self._probe_lost(first)
+        if len(inflight) == 1 and first.probe and self.mtu.lost(first_seq, first.size):
+            first.probe = False
         else:
             self.cc.on_timeout(idle=False)
         for seq, packet in inflight.items():
@@ -998,16 +701,11 @@ class UTPConnection:
         self._inflight.clear()
         self._resend.clear()
         self._queue.clear()
-        self._queued = 0
         self._bytes_in_flight = 0
         self._rto_deadline = None
         self._syn_pending = False
-        self._budget.used -= self._reorder_bytes + self._held_bytes
-        self._reorder.clear()
-        self._reorder_bytes = 0
-        self._held.clear()
-        self._held_bytes = 0
-        self._emit(ConnectionClosed(key=self.key, reason=reason))
+        self.rx.release()
+        self.rx.emit(ConnectionClosed(key=self.key, reason=reason))
 
     def __repr__(self) -> str:
         return f"<UTPConnection #{self.key} {self.addr} {self.state.value} recv_id={self.recv_id}>"

@@ -40,9 +40,10 @@ from collections.abc import Callable
 
 from torrentgoat.errors import LocalProtocolError, UTPPacketError
 from torrentgoat.utp.config import UTPConfig
-from torrentgoat.utp.connection import PendingData, ReceiveBudget, State, UTPConnection, _micros
+from torrentgoat.utp.connection import State, UTPConnection, _micros
 from torrentgoat.utp.events import Addr, ConnectionAccepted, Event
 from torrentgoat.utp.packet import HEADER, ST_RESET, ST_SYN, Packet, decode
+from torrentgoat.utp.receiver import PendingData, ReceiveBudget
 
 __all__ = ["ManagerStats", "UTPSocketManager"]
 

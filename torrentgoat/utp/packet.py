@@ -33,6 +33,7 @@ Unknown extension types are skipped (as libtorrent and libutp do).  :func:`decod
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from torrentgoat.errors import UTPPacketError
@@ -217,7 +218,7 @@ def encode(packet: Packet) -> bytes:
     return b"".join((header, ext, packet.payload))
 
 
-def sack_bitmask(ack_nr: int, received: set[int] | dict[int, object], span: int) -> bytes:
+def sack_bitmask(ack_nr: int, received: Iterable[int], span: int) -> bytes:
     """The selective-ack bitmask for out-of-order packets ``received`` beyond ``ack_nr``.
 
     ``span`` bits are covered (rounded up to whole 32-bit words, BEP 29); bit *i* is
