@@ -265,3 +265,21 @@ async def test_ipv6_loopback_and_large_packets() -> None:
         conn = a.manager.connection(transport.key)
         # path MTU discovery between two torrentgoat ends: close to the IPv6 loopback limit
         assert conn.mtu_ceiling == 65536 - 48 and conn.packet_size > 60_000
+
+
+async def test_writes_after_the_engine_closed_are_dropped_quietly(pair: tuple[UTPEndpoint, UTPEndpoint]) -> None:
+    a, b = pair
+    served: list[Recorder] = []
+    b.serve(lambda: served.append(Recorder()) or served[-1])
+    transport, client = await a.open_connection(b.address, Recorder)
+    transport.write(b"x")
+    await wait_until(lambda: bool(served) and served[0].received == b"x")
+    # the engine ends the connection (as on a RESET read in the same burst as data the protocol
+    # answers) before the transport hears of it
+    a.manager.abort(transport.key, asyncio.get_running_loop().time())
+    transport.write(b"after the end")  # no exception: connection_lost is on its way
+    transport.writelines([b"more"])
+    a._pump()  # the rest of that burst's pump: the RESET goes out, connection_lost follows
+    async with asyncio.timeout(TIMEOUT):
+        assert await client.lost is None
+        assert isinstance(await served[0].lost, ConnectionResetError)

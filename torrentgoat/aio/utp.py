@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 from torrentgoat.aio.peer import PeerDriver, PeerHandler
 from torrentgoat.aio.ratelimit import TokenBucket
-from torrentgoat.errors import UTPError
+from torrentgoat.errors import LocalProtocolError, UTPError
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.utp.config import UTPConfig
 from torrentgoat.utp.events import (
@@ -131,7 +131,10 @@ class UTPTransport(asyncio.Transport):
         if self._closing or not data:
             return
         endpoint = self._endpoint
-        endpoint.manager.send(self.key, data)
+        try:
+            endpoint.manager.send(self.key, data)
+        except (KeyError, LocalProtocolError):
+            return  # reset or timed out a moment ago: connection_lost is already queued
         endpoint._schedule_pump()
         self._check_high_water()
 
@@ -141,9 +144,12 @@ class UTPTransport(asyncio.Transport):
         endpoint = self._endpoint
         send = endpoint.manager.send
         key = self.key
-        for data in list_of_data:
-            if data:
-                send(key, data)
+        try:
+            for data in list_of_data:
+                if data:
+                    send(key, data)
+        except (KeyError, LocalProtocolError):
+            return  # as in write()
         endpoint._schedule_pump()
         self._check_high_water()
 
