@@ -87,6 +87,21 @@ def test_data_both_ways_and_graceful_close() -> None:
         a.send(ka, b"more")
 
 
+def test_peer_that_forgets_after_its_own_fin_still_ends_gracefully() -> None:
+    net = UTPNetwork(seed=21, auto_close_on_fin=True)
+    net.add(A)
+    b = net.add(B)
+    ka, kb = transfer(net, b"ping", b"pong")
+
+    def silent_after_fin(data: bytes, source: tuple[str, int], dest: tuple[str, int]) -> bytes | None:
+        return None if source == A and net.fin_received(A, ka) else data  # libtorrent deleted it
+
+    net.mangle = silent_after_fin
+    b.close(kb, net.now)
+    assert net.run_until(lambda: net.closed(A, ka) is not None, timeout=60)
+    assert net.closed(A, ka).reason is CloseReason.CLOSED  # type: ignore[union-attr]
+
+
 def test_close_flushes_queued_data_before_fin() -> None:
     net = UTPNetwork(seed=3)
     a, _ = net.add(A), net.add(B)

@@ -670,7 +670,16 @@ class UTPConnection:
         elif state is State.SYN_RECV:
             self._timed_out(now)  # an unconfirmed peer (maybe a spoofed SYN): no second chance
             return
-        elif (first.kind == ST_FIN and first.transmissions > self.config.max_fin_retransmits) or (not zero_window and self.rtt.backoff >= self.config.max_retransmits):
+        elif first.kind == ST_FIN and first.transmissions > self.config.max_fin_retransmits:
+            if self.rx.eof_reached:
+                # the peer closed first and forgot the connection once its FIN was acked (as
+                # libtorrent does): our FIN needs no answer, this is a graceful end
+                self.state = TRANSITIONS[self.state][Input.FIN_ACKED]
+                self._terminate(CloseReason.CLOSED, now)
+            else:
+                self._timed_out(now)
+            return
+        elif not zero_window and self.rtt.backoff >= self.config.max_retransmits:
             self._timed_out(now)
             return
         if len(inflight) == 1 and first.probe and self.mtu.lost(first_seq, first.size):
