@@ -16,13 +16,22 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "DiskFullError",
+    "EncryptionError",
+    "EntryNotFoundError",
+    "GatewayError",
+    "InvalidRequestError",
     "KRPCError",
+    "ListenError",
     "LocalProtocolError",
     "MagnetError",
     "ManifestError",
     "MetainfoError",
+    "NoPeerSourcesError",
     "ProtocolError",
     "RemoteProtocolError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
     "SignatureError",
     "StorageError",
     "TorrentGoatError",
@@ -31,6 +40,7 @@ __all__ = [
     "UTPPacketError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UpstreamError",
     "VerificationError",
     "WebSeedError",
 ]
@@ -58,6 +68,10 @@ class UnsafePathError(MetainfoError):
 
 class MagnetError(TorrentGoatError, ValueError):
     """A magnet URI that BEP 9 / BEP 46 / BEP 53 cannot read."""
+
+
+class NoPeerSourcesError(ConfigError):
+    """A download has no way to find peers: no tracker, no DHT, no web seed, no peer address."""
 
 
 class ManifestError(TorrentGoatError, ValueError):
@@ -104,8 +118,17 @@ class WebSeedError(TorrentGoatError):
     """A web seed (BEP 19) answered with something other than the bytes asked for."""
 
 
+class ListenError(TorrentGoatError):
+    """We cannot accept peers on the address and port asked for (taken, or not an address of ours)."""
+
+
 class StorageError(TorrentGoatError):
     """Reading or writing torrent data on disk failed, or a layout would leave the download directory."""
+
+
+class DiskFullError(StorageError):
+    """The download directory's file system has no room for the data (ENOSPC, or not enough free
+    space to start); the message names the path and the space needed."""
 
 
 class VerificationError(TorrentGoatError):
@@ -114,6 +137,38 @@ class VerificationError(TorrentGoatError):
 
 class UnsafeModelError(TorrentGoatError):
     """A model file uses a format refused by policy (pickle-based weights) or has a corrupt header."""
+
+
+class EncryptionError(RemoteProtocolError):
+    """A Message Stream Encryption (MSE/PE) handshake that failed: bad public key, no sync pattern
+    within the spec's bounds, wrong verification constant, unknown stream key, no common crypto
+    method, oversized padding or initial payload, too much data, or no handshake before the deadline.
+    The connection is dropped (under the ``prefer`` policy an outgoing one is retried in plain text).
+    """
+
+
+class GatewayError(TorrentGoatError):
+    """A request to the Hugging Face gateway that cannot be answered as asked (the HTTP answer says why)."""
+
+
+class RepoNotFoundError(GatewayError):
+    """No source holds the repository (the Hub's ``X-Error-Code: RepoNotFound``)."""
+
+
+class RevisionNotFoundError(GatewayError):
+    """The repository is held, but not at that branch, tag or commit (``X-Error-Code: RevisionNotFound``)."""
+
+
+class EntryNotFoundError(GatewayError):
+    """The revision holds no such file or folder (``X-Error-Code: EntryNotFound``)."""
+
+
+class InvalidRequestError(GatewayError):
+    """A request path or parameter that is malformed or unsafe (``..``, backslashes, bad repo id): HTTP 400."""
+
+
+class UpstreamError(GatewayError):
+    """The upstream hub could not be reached or answered something unusable: HTTP 502."""
 
 
 class UTPPacketError(RemoteProtocolError):

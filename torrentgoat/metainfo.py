@@ -43,6 +43,7 @@ from pathlib import Path
 from torrentgoat import bencode
 from torrentgoat.bencode import BValue
 from torrentgoat.errors import BencodeError, MetainfoError, UnsafePathError
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import InfoHash
 
 __all__ = [
@@ -120,6 +121,10 @@ class InfoDict:
     raw: bytes = field(repr=False)
     """The exact bencoded bytes of ``info`` as they appeared in the input (BEP 3 info_hash)."""
     info_hash: InfoHash
+    _geometry: PieceGeometry = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_geometry", PieceGeometry(self.piece_length, self.total_length))
 
     @property
     def total_length(self) -> int:
@@ -129,13 +134,14 @@ class InfoDict:
     def num_pieces(self) -> int:
         return len(self.pieces) // 20
 
+    @property
+    def geometry(self) -> PieceGeometry:
+        """Piece and block arithmetic of this torrent (BEP 3: ``piece length`` over the files' bytes)."""
+        return self._geometry
+
     def piece_size(self, index: int) -> int:
         """Length of piece ``index``; only the last piece may be shorter."""
-        if not 0 <= index < self.num_pieces:
-            raise IndexError(f"piece index {index} out of range 0..{self.num_pieces - 1}")
-        if index == self.num_pieces - 1:
-            return self.total_length - index * self.piece_length
-        return self.piece_length
+        return self._geometry.piece_size(index)
 
     def piece_hash(self, index: int) -> bytes:
         return self.pieces[index * 20 : index * 20 + 20]

@@ -12,6 +12,7 @@ and the session hands the connection to that torrent (or drops it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -21,15 +22,24 @@ from typing import Any
 
 from torrentgoat.aio.disk import DiskExecutor
 from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.mse import EncryptedListener
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
-from torrentgoat.errors import ConfigError, DHTError, MagnetError, MetainfoError, TorrentGoatError
+from torrentgoat.errors import (
+    ConfigError,
+    DHTError,
+    ListenError,
+    MagnetError,
+    MetainfoError,
+    TorrentGoatError,
+)
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
+from torrentgoat.mse import MSEConfig, StreamKeys
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
-from torrentgoat.torrent.core import PeerSource
+from torrentgoat.torrent.handle import PeerSource
 from torrentgoat.torrent.sources import DHTSource, TrackerSource
 from torrentgoat.torrent.webseed import WebSeedSource
 from torrentgoat.wire.connection import PeerConnection, WireConfig
@@ -53,6 +63,10 @@ class SessionConfig:
     """IPv6 address to accept peers on as well (None: no IPv6 listener)."""
     listen_port: int = 6881
     """TCP port for peers (0: pick a free one).  The DHT uses the same number over UDP."""
+    port_fallback: int = 10
+    """When ``listen_port`` is taken, try the next this many ports, then one the system picks
+    (libtorrent's ``max_retry_port_bind`` and ``listen_system_port_fallback``); 0: a taken port is an
+    error, for a port the user asked for explicitly."""
     upload_limit: int = 0
     """Session-wide upload limit in bytes per second (0: unlimited)."""
     download_limit: int = 0
@@ -75,12 +89,20 @@ class SessionConfig:
     """Hashing and disk thread pools."""
     wire: WireConfig = field(default_factory=WireConfig)
     """Peer wire protocol tunables."""
+    encryption: MSEConfig = field(default_factory=lambda: MSEConfig(prefer_rc4=False))
+    """Message Stream Encryption: ``policy`` ``prefer`` (the default, as libtorrent and qBittorrent:
+    accept plain and encrypted connections, dial encrypted first and fall back to plain), ``require``
+    (RC4-encrypted connections only, both ways) or ``disable``.  When both sides allow either, the
+    payload after the obfuscated handshake stays plain (``prefer_rc4=False``, libtorrent's default):
+    RC4 costs about 1.2 CPU s/GB per side."""
     seed: int | None = None
     """Seed of the session's random generator (peer id, picker tie-breaks); None: from the OS."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port < 65536:
             raise ConfigError(f"listen_port out of range: {self.listen_port}")
+        if self.port_fallback < 0:
+            raise ConfigError(f"port_fallback must be >= 0, got {self.port_fallback}")
 
 
 class _Incoming:
@@ -128,6 +150,14 @@ class Session:
         self._download = TokenBucket(self.config.download_limit)
         self._started = False
         self._bootstrap: asyncio.Task[None] | None = None
+        self.dht_error: TorrentGoatError | None = None
+        """Why the DHT bootstrap failed (None: it did not, or has not finished)."""
+        self.stream_keys = StreamKeys()
+        """The MSE stream keys (info-hashes) incoming encrypted handshakes may name."""
+        self._listener = EncryptedListener(
+            self._accept, info_hash_for_req2=self.stream_keys, config=self.config.encryption
+        )
+        """Sniffs each incoming connection: plain BitTorrent, or an MSE handshake for any torrent."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,20 +169,55 @@ class Session:
         await self.close()
 
     async def start(self) -> None:
+        """Open the thread pools, listen for peers (TCP, and the DHT on UDP) and start the DHT.
+
+        When ``listen_port`` is taken the next ``port_fallback`` ports are tried, then one the
+        system picks (libtorrent does the same); with ``port_fallback=0`` a taken port is an error
+        (:class:`~torrentgoat.errors.ListenError`)."""
         if self._started:
             return
         self._started = True
-        loop = asyncio.get_running_loop()
         self._disk = DiskExecutor(self.config.io)
         self._hasher = PieceHasher(self.config.io, disk=self._disk)
-        port = self.config.listen_port
-        server = await loop.create_server(self._accept, self.config.listen_host, port, reuse_address=True)
+        first = self.config.listen_port
+        candidates = [first]
+        if first and self.config.port_fallback:
+            candidates += [p for p in range(first + 1, first + 1 + self.config.port_fallback) if p < 65536]
+            candidates.append(0)
+        errors = []
+        for port in candidates:
+            try:
+                await self._listen(port)
+            except ListenError as exc:
+                errors.append(str(exc))
+                await self._close_listeners()
+                continue
+            if port != first:
+                log.info("port %d is taken; listening on %d", first, self.listen_port)
+            break
+        else:
+            await self._close_pools()
+            self._started = False
+            tried = f" (also tried {first + 1}-{candidates[-2]} and a free port)" if len(candidates) > 1 else ""
+            raise ListenError(f"{errors[0]}{tried}")
+        if self.dht is not None:
+            self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+
+    async def _listen(self, port: int) -> None:
+        """Accept peers on ``port`` (TCP, IPv4 and best-effort IPv6) and bind the DHT's UDP socket to
+        the same number; raises :class:`ListenError` when the address is taken or not ours."""
+        loop = asyncio.get_running_loop()
+        host = self.config.listen_host
+        try:
+            server = await loop.create_server(self._listener, host, port, reuse_address=True)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._servers.append(server)
         self.listen_port = server.sockets[0].getsockname()[1]
         if self.config.listen_ipv6:
             try:
                 server6 = await loop.create_server(
-                    self._accept, self.config.listen_ipv6, self.listen_port, reuse_address=True
+                    self._listener, self.config.listen_ipv6, self.listen_port, reuse_address=True
                 )
             except OSError as exc:
                 log.info("no IPv6 listener on [%s]:%d: %s", self.config.listen_ipv6, self.listen_port, exc)
@@ -161,20 +226,56 @@ class Session:
         if self.config.enable_dht:
             from torrentgoat.aio.dht import DHTNode
 
-            self.dht = DHTNode(
-                host=self.config.listen_host,
+            dht = DHTNode(
+                host=host,
                 port=self.listen_port,
                 node_cache=self.config.dht_state,
                 rng=random.Random(self.rng.random()),
             )
-            await self.dht.start()
-            self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+            try:
+                await dht.start()
+            except DHTError as exc:
+                raise ListenError(str(exc)) from None
+            self.dht = dht
+
+    async def _close_listeners(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        if self.dht is not None:
+            await self.dht.close()
+            self.dht = None
+
+    async def _close_pools(self) -> None:
+        if self._hasher is not None:
+            await self._hasher.aclose()
+            self._hasher = None
+        if self._disk is not None:
+            await self._disk.aclose()
+            self._disk = None
 
     async def _bootstrap_dht(self) -> None:
         try:
             await self.dht.bootstrap([PeerAddress(h, p) for h, p in self.config.dht_bootstrap])
         except TorrentGoatError as exc:
-            log.warning("DHT bootstrap failed: %s", exc)
+            self.dht_error = exc  # reported by what needs the DHT (a btpk lookup, a DHT source's status)
+            log.info("%s", exc)
+
+    async def wait_dht(self, timeout: float = 30.0) -> None:
+        """Return once the DHT node knows another node; raise :class:`DHTError` at once when the DHT
+        is off or its bootstrap failed, or after ``timeout`` seconds without a node."""
+        if self.dht is None:
+            raise DHTError("the DHT is turned off")
+        if self._bootstrap is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._bootstrap), timeout)
+        if self.dht.routing_table_size:
+            return
+        if self.dht_error is not None:
+            raise DHTError(str(self.dht_error))
+        raise DHTError(f"the DHT found no node to talk to within {timeout:.0f} s")
 
     def _accept(self) -> PeerDriver:
         engine = PeerConnection(
@@ -198,24 +299,17 @@ class Session:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for server in self._servers:
             server.close()
+        self._listener.close()
         for driver in list(self._incoming.pending):
             driver.close("session closed")
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
         if self._bootstrap is not None:
             self._bootstrap.cancel()
             await asyncio.gather(self._bootstrap, return_exceptions=True)
-        if self.dht is not None:
-            await self.dht.close()
-            self.dht = None
+        await self._close_listeners()
         if self._http is not None:
             await self._http.close()
             self._http = None
-        if self._hasher is not None:
-            await self._hasher.aclose()
-        if self._disk is not None:
-            await self._disk.aclose()
+        await self._close_pools()
 
     # ------------------------------------------------------------------ torrents
 
@@ -289,7 +383,7 @@ class Session:
             indices = magnet.select_only
         tconfig = replace(
             base,
-            strategy="sequential" if sequential else base.strategy,
+            picker=replace(base.picker, strategy="sequential") if sequential else base.picker,
             seed=base.seed if seed is None else seed,
             extra_peers=base.extra_peers + extra,
             file_globs=base.file_globs + tuple(files),
@@ -307,6 +401,7 @@ class Session:
             upload_limit=self._upload,
             download_limit=self._download,
             add_dht_node=self._add_dht_node if self.dht is not None else None,
+            encryption=self.config.encryption,
             max_open_files=self.config.io.max_open_files,
         )
         sources: list[PeerSource] = []
@@ -333,6 +428,7 @@ class Session:
             sources=sources,
         )
         self.torrents[info_hash.raw] = torrent
+        self.stream_keys.add(info_hash)
         task = asyncio.create_task(self._run(torrent), name=f"torrent {info_hash.hex}")
         self._tasks[info_hash.raw] = task
         return torrent
@@ -362,6 +458,7 @@ class Session:
         finally:
             self.torrents.pop(torrent.info_hash.raw, None)
             self._tasks.pop(torrent.info_hash.raw, None)
+            self.stream_keys.remove(torrent.info_hash)
 
     def _add_dht_node(self, address: PeerAddress) -> None:
         if self.dht is not None:

@@ -33,7 +33,8 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
   and targets as :class:`InfoHash` or 20 raw bytes.
 * ``bootstrap(routers=None)`` returns the routing-table size and raises DHTError if it stays empty.
 * Failed puts raise :class:`~torrentgoat.errors.DHTError` naming the nodes' refusals; a bad
-  signature, oversized value or lower seq is refused (SignatureError / DHTError) before sending.
+  signature, oversized value or lower seq is refused (SignatureError / DHTError / ConfigError) before
+  sending.
 * ``wait(op)`` awaits the completion event of an operation started on ``engine`` directly (for
   statistics: rounds, queries); ``now()`` is the engine clock.
 * ``save_node_cache(path=None)`` / ``load_node_cache(path=None)`` for explicit control.
@@ -74,7 +75,7 @@ from torrentgoat.dht.items import (
     sign_mutable,
 )
 from torrentgoat.dht.krpc import Addr, decode_nodes, encode_nodes
-from torrentgoat.errors import BencodeError, DHTError
+from torrentgoat.errors import BencodeError, ConfigError, DHTError
 from torrentgoat.primitives import InfoHash, PeerAddress
 
 __all__ = ["DHTNode"]
@@ -483,15 +484,16 @@ class DHTNode:
     ) -> MutableItem:
         """Sign and store ``value``; ``seq`` defaults to one more than the current item's (else 1).
 
-        A ``seq`` not above the stored one is refused with DHTError before anything is sent.
+        A ``seq`` not above the stored one is refused with ConfigError (the caller's value is wrong)
+        before anything is sent.
         """
         current = await self.get_mutable(key.public_key, salt)
         if seq is None:
             seq = current.seq + 1 if current is not None else 1
         elif current is not None and seq < current.seq:
-            raise DHTError(f"sequence number {seq} is lower than the stored item's {current.seq}")
+            raise ConfigError(f"sequence number {seq} is lower than the stored item's {current.seq}")
         elif current is not None and seq == current.seq and current.value != value:
-            raise DHTError(f"sequence number {seq} already holds a different value; use {seq + 1} or more")
+            raise ConfigError(f"sequence number {seq} already holds a different value; use {seq + 1} or more")
         item = sign_mutable(key, value, seq, salt)
         return await self.put_signed(item, cas)
 

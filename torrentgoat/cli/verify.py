@@ -1,7 +1,7 @@
 """``torrentgoat verify TORRENT DIR [--quiet] [--files GLOB ...]``: hash-check data already on disk.
 
 ``DIR`` is the download directory: a file's path is ``DIR/<torrent name>/...`` (or ``DIR/<name>`` for a
-single-file torrent), exactly where ``download`` puts it.  Nothing is created or written.
+single-file torrent), exactly where ``get -o DIR`` puts it.  Nothing is created or written.
 
 Exit codes: 0 every selected piece is good; 1 some piece is bad or missing; 2 bad input (unreadable
 torrent, missing directory, a ``--files`` glob that matches nothing).  A progress bar goes to stderr

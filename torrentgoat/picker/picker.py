@@ -34,16 +34,16 @@ from __future__ import annotations
 import heapq
 import random
 from bisect import bisect_left, insort
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.picker.config import PickerConfig
 from torrentgoat.picker.layout import (
     MAX_PRIORITY,
-    PieceLayout,
     SpanLike,
     file_priorities_to_piece_priorities,
 )
@@ -129,7 +129,7 @@ class PiecePicker:
 
     def __init__(
         self,
-        layout: PieceLayout,
+        layout: PieceGeometry,
         *,
         rng: random.Random,
         config: PickerConfig | None = None,
@@ -191,7 +191,7 @@ class PiecePicker:
     ) -> PiecePicker:
         """A picker for a torrent's ``info``; ``file_priorities`` (one per entry of ``info.files``, pad files
         included) become piece priorities, and pad-only pieces are skipped (BEP 47)."""
-        layout = PieceLayout(info.piece_length, info.total_length)
+        layout = info.geometry
         prios = file_priorities if file_priorities is not None else [1] * len(info.files)
         return cls(
             layout,
@@ -214,7 +214,7 @@ class PiecePicker:
     # ------------------------------------------------------------------ read-only view (PickerView)
 
     @property
-    def layout(self) -> PieceLayout:
+    def layout(self) -> PieceGeometry:
         return self._layout
 
     @property
@@ -845,9 +845,3 @@ class PiecePicker:
         """The peer choked us: BEP 3 says pending requests are discarded by the choking side (BEP 6
         peers send ``reject`` per request instead, which lands in :meth:`request_rejected`)."""
         return self.release_peer(peer_key)
-
-    def iter_requests(self) -> Iterable[tuple[PeerKey, BlockRef]]:
-        """Every (peer, block) request in flight."""
-        for key, reqs in self._peer_reqs.items():
-            for bid in reqs:
-                yield key, self._ref(bid)

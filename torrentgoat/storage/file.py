@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from torrentgoat.errors import StorageError
+from torrentgoat.errors import DiskFullError, StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage.base import SpanStorage
 from torrentgoat.storage.layout import Layout
@@ -34,6 +34,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclass(slots=True)
@@ -232,7 +233,10 @@ class FileStorage(SpanStorage):
                     raise StorageError(f"cannot write {self._paths[file_index]}: no progress")
                 done += written
         except OSError as exc:
-            raise StorageError(f"cannot write {self._paths[file_index]}: {exc.strerror or exc}") from exc
+            path = self._paths[file_index]
+            if exc.errno in _NO_SPACE:
+                raise DiskFullError(f"no space left on the device of {path}") from None
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
         finally:
             self._release(handle)
 
@@ -253,6 +257,46 @@ class FileStorage(SpanStorage):
         self._release(handle)
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Refuse, before any network traffic, a download that cannot be written: a download
+        directory that is not a writable directory, a path component that is a file where the torrent
+        needs a directory (or the reverse), a name longer than the file system allows.  Read-only
+        storage checks nothing."""
+        if self._read_only:
+            return
+        existing = self.root
+        while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise StorageError(f"{existing} is not a directory (the download directory is {self.root})")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(f"the download directory {existing} is not writable")
+        try:
+            name_max = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            name_max = 255
+        checked: set[str] = set()
+        for index, entry in enumerate(self._layout.files):
+            if entry.pad or index in self._skipped:
+                continue
+            for part in entry.path:
+                if len(os.fsencode(part)) > name_max:
+                    raise StorageError(
+                        f"file name too long for this file system ({len(os.fsencode(part))} bytes, the "
+                        f"limit is {name_max}): {part[:60]!r}"
+                    )
+            where = self.root
+            for part in entry.path[:-1]:
+                where = os.path.join(where, part)
+                if where in checked:
+                    continue
+                checked.add(where)
+                if os.path.lexists(where) and not os.path.isdir(where):
+                    raise StorageError(f"{where} is not a directory: a file is where the torrent needs a folder")
+            path = self._paths[index]
+            if os.path.isdir(path):
+                raise StorageError(f"{path} is a directory where the torrent needs a file")
 
     def trim_oversized(self) -> list[str]:
         """Cut wanted files that are longer on disk than the torrent says (left over from another

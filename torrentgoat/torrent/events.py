@@ -12,12 +12,14 @@ from typing import TypeAlias
 from torrentgoat.primitives import PeerAddress
 
 __all__ = [
+    "CheckCompleted",
     "CheckProgressed",
     "Completed",
     "MetadataReceived",
     "PeerBanned",
     "PeerConnected",
     "PeerDisconnected",
+    "PeersMissing",
     "PieceFailed",
     "ProgressReported",
     "Stopped",
@@ -40,6 +42,18 @@ class CheckProgressed:
 
     done_bytes: int
     total_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckCompleted:
+    """The data already on disk was verified (at start, or after a magnet's metadata arrived)."""
+
+    verified_bytes: int
+    """Bytes of selected pieces found complete and correct."""
+    wanted_bytes: int
+    """Bytes of all selected pieces."""
+    seconds: float
+    """How long the check took."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +80,16 @@ class ProgressReported:
         if left <= 0:
             return 0.0
         return left / self.download_rate if self.download_rate > 0 else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeersMissing:
+    """No peer is connected while pieces are missing, for ``seconds`` now (said after 15 s, then
+    every minute, the way aria2 reports what it tried)."""
+
+    seconds: float
+    sources: tuple[str, ...]
+    """What each peer source tried and how it went, one line each."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,7 +141,9 @@ class Stopped:
 TorrentEvent: TypeAlias = (
     MetadataReceived
     | CheckProgressed
+    | CheckCompleted
     | ProgressReported
+    | PeersMissing
     | PeerConnected
     | PeerDisconnected
     | PeerBanned
