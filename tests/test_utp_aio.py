@@ -283,3 +283,40 @@ async def test_writes_after_the_engine_closed_are_dropped_quietly(pair: tuple[UT
     async with asyncio.timeout(TIMEOUT):
         assert await client.lost is None
         assert isinstance(await served[0].lost, ConnectionResetError)
+
+
+async def test_mse_runs_over_utp_unchanged(pair: tuple[UTPEndpoint, UTPEndpoint]) -> None:
+    """The MSE layer (aio/mse.py) on a uTP transport, both ways: EncryptedListener as the uTP
+    endpoint's accept factory, open_encrypted_connection with a uTP dialer; RC4 required."""
+    from torrentgoat.aio.mse import EncryptedListener, open_encrypted_connection
+    from torrentgoat.aio.utp import utp_connector
+    from torrentgoat.mse import CryptoMethod, EncryptionPolicy, MSEConfig, StreamKeys
+
+    a, b = pair
+    loop = asyncio.get_running_loop()
+    piece_length = 64 * 1024
+    payload = os.urandom(20 * piece_length + 333)
+    hashes = [hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, len(payload), piece_length)]
+    info_hash = InfoHash(hashlib.sha1(b"utp-mse").digest())
+    rng = random.Random(4)
+    seeder = PayloadSeeder(info_hash, payload, piece_length)
+    strict = MSEConfig(policy=EncryptionPolicy.REQUIRE)
+    listener = EncryptedListener(
+        lambda: seeder.driver(PeerId.generate(rng), loop), info_hash_for_req2=StreamKeys([info_hash]), config=strict
+    )
+    b.serve(listener)
+    leecher = PayloadLeecher(info_hash, len(payload), piece_length, verify=hashes)
+    driver = await open_encrypted_connection(
+        PeerAddress(*b.address),
+        leecher.engine(PeerId.generate(rng), loop),
+        leecher,
+        config=strict,
+        connect=utp_connector(a, *b.address),
+    )
+    assert leecher.done is not None
+    async with asyncio.timeout(TIMEOUT):
+        assert await leecher.done == payload
+    assert driver.transport is not None
+    info = driver.transport.get_extra_info("mse")
+    assert info is not None and info.method is CryptoMethod.RC4
+    assert listener.counts["encrypted"] == 1

@@ -41,8 +41,10 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port")
 
 
-def utp_only_session(lt: Any, port: int, host: str = "127.0.0.1") -> Any:
-    """libtorrent listening on host:port with TCP off and uTP on (INTEROP-NOTES.md)."""
+def utp_only_session(lt: Any, port: int, host: str = "127.0.0.1", *, encrypted: bool = False) -> Any:
+    """libtorrent listening on host:port with TCP off and uTP on (INTEROP-NOTES.md); with
+    ``encrypted``, MSE with RC4 forced both ways, else encryption off."""
+    policy = lt.enc_policy.forced if encrypted else lt.enc_policy.pe_disabled
     return lt.session(
         {
             "listen_interfaces": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -56,8 +58,9 @@ def utp_only_session(lt: Any, port: int, host: str = "127.0.0.1") -> Any:
             "enable_outgoing_tcp": False,
             "enable_incoming_utp": True,
             "enable_outgoing_utp": True,
-            "in_enc_policy": lt.enc_policy.pe_disabled,
-            "out_enc_policy": lt.enc_policy.pe_disabled,
+            "in_enc_policy": policy,
+            "out_enc_policy": policy,
+            "allowed_enc_level": lt.enc_level.rc4 if encrypted else lt.enc_level.both,
             "alert_mask": lt.alert_category.error | lt.alert_category.peer | lt.alert_category.connect,
         }
     )
@@ -231,3 +234,78 @@ def test_libtorrent_reaches_our_dht_and_our_utp_on_one_port(tmp_path: Path) -> N
 
     table, served = asyncio.run(run())
     assert table >= 1 and served >= len(payload) // 16384
+
+
+def test_mse_over_utp_with_libtorrent_forcing_encryption_both_ways(tmp_path: Path) -> None:
+    """libtorrent with TCP off and RC4 forced: we fetch from its seed over MSE-over-uTP, and it
+    downloads from our uTP listener through EncryptedListener (aio/mse.py, unchanged)."""
+    lt = require_libtorrent()
+    from torrentgoat.aio.mse import EncryptedListener, open_encrypted_connection
+    from torrentgoat.aio.utp import utp_connector
+    from torrentgoat.mse import CryptoMethod, EncryptionPolicy, MSEConfig, StreamKeys
+
+    payload = os.urandom(24 * PIECE_LENGTH + 4321)
+    seed_dir, leech_dir = tmp_path / "seed", tmp_path / "leech"
+    seed_dir.mkdir()
+    leech_dir.mkdir()
+    info, info_hash, hashes = make_torrent(lt, seed_dir, payload)
+    strict = MSEConfig(policy=EncryptionPolicy.REQUIRE)
+    port = free_udp_port()
+    seed_session = utp_only_session(lt, port, encrypted=True)
+    seed_handle = add(lt, seed_session, info, seed_dir)
+    leech_session = utp_only_session(lt, free_udp_port(), encrypted=True)
+
+    async def run(leech_session: Any) -> tuple[bytes, Any, dict[str, int]]:
+        loop = asyncio.get_running_loop()
+        rng = random.Random(5)
+        async with asyncio.timeout(TIMEOUT):
+            while not seed_handle.status().is_seeding:
+                await asyncio.sleep(0.05)
+        async with UTPEndpoint(host="127.0.0.1") as endpoint:
+            # 1. we download from libtorrent's seed
+            leecher = PayloadLeecher(info_hash, len(payload), PIECE_LENGTH, verify=hashes)
+            driver = await open_encrypted_connection(
+                PeerAddress("127.0.0.1", port),
+                leecher.engine(PeerId.generate(rng), loop),
+                leecher,
+                config=strict,
+                connect=utp_connector(endpoint, "127.0.0.1", port),
+            )
+            assert leecher.done is not None
+            async with asyncio.timeout(TIMEOUT):
+                got = await leecher.done
+            assert driver.transport is not None
+            mse = driver.transport.get_extra_info("mse")
+            driver.close("done")
+            # 2. libtorrent downloads from us
+            seeder = PayloadSeeder(info_hash, payload, PIECE_LENGTH)
+            listener = EncryptedListener(
+                lambda: seeder.driver(PeerId.generate(rng), loop),
+                info_hash_for_req2=StreamKeys([info_hash]),
+                config=strict,
+            )
+            endpoint.serve(listener)
+            handle = add(lt, leech_session, info, leech_dir)
+            handle.connect_peer(endpoint.address)
+            try:
+                async with asyncio.timeout(TIMEOUT):
+                    while not handle.status().is_seeding:
+                        await asyncio.sleep(0.05)
+                    handle.pause()
+                    while not handle.status().paused:
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.2)
+            finally:
+                leech_session.remove_torrent(handle)
+            return got, mse, listener.counts
+
+    try:
+        got, mse, counts = asyncio.run(run(leech_session))
+    finally:
+        seed_session.remove_torrent(seed_handle)
+        del seed_session, leech_session
+    assert got == payload
+    assert mse is not None and mse.method is CryptoMethod.RC4
+    assert counts["encrypted"] >= 1 and counts["plain"] == 0
+    assert (leech_dir / "model.bin").read_bytes() == payload
+

@@ -38,7 +38,7 @@ import os
 import random
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -60,7 +60,14 @@ from torrentgoat.utp.events import (
 from torrentgoat.utp.manager import UTPSocketManager
 from torrentgoat.wire.connection import PeerConnection
 
-__all__ = ["READ_BATCH", "UTPEndpoint", "UTPTransport", "open_utp_connection", "open_utp_peer_connection"]
+__all__ = [
+    "READ_BATCH",
+    "UTPEndpoint",
+    "UTPTransport",
+    "open_utp_connection",
+    "open_utp_peer_connection",
+    "utp_connector",
+]
 
 READ_BATCH = 512
 """Datagrams read per readable event before the manager is pumped."""
@@ -678,3 +685,18 @@ async def open_utp_peer_connection(
         driver._finish(f"uTP connect failed: {exc}")
         raise
     return driver
+
+
+def utp_connector(
+    endpoint: UTPEndpoint, host: str, port: int, *, timeout: float = 10.0
+) -> Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[tuple[asyncio.BaseTransport, Any]]]:
+    """A dialer with ``loop.create_connection``'s shape (``connect(protocol_factory)``) that opens a
+    uTP connection from ``endpoint``: the ``connect=`` of
+    :func:`torrentgoat.aio.mse.open_encrypted_connection` / ``open_mse_stream``, so MSE runs over uTP
+    exactly as over TCP (a failed dial raises :class:`UTPError`, a :class:`ConnectionError`)."""
+
+    async def connect(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.BaseTransport, Any]:
+        return await endpoint.open_connection((host, port), factory, timeout=timeout)
+
+    return connect
+
