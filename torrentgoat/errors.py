@@ -36,6 +36,8 @@ __all__ = [
     "StorageError",
     "TorrentGoatError",
     "TrackerError",
+    "UTPError",
+    "UTPPacketError",
     "UnsafeModelError",
     "UnsafePathError",
     "UpstreamError",
@@ -167,3 +169,11 @@ class InvalidRequestError(GatewayError):
 
 class UpstreamError(GatewayError):
     """The upstream hub could not be reached or answered something unusable: HTTP 502."""
+
+
+class UTPPacketError(RemoteProtocolError):
+    """A datagram that is not a well-formed uTP packet (BEP 29): the packet is dropped."""
+
+
+class UTPError(TorrentGoatError, ConnectionError):
+    """A uTP connection failed: refused, reset by the peer, timed out, or the endpoint is closed."""
