@@ -76,6 +76,14 @@ def make_session(args: argparse.Namespace) -> Any:
                 "dht_announce_interval": 5,
             }
         )
+    if args.force_encryption:  # MSE/PE with RC4 only, both ways (INTEROP-NOTES)
+        settings.update(
+            {
+                "in_enc_policy": lt.enc_policy.forced,
+                "out_enc_policy": lt.enc_policy.forced,
+                "allowed_enc_level": lt.enc_level.rc4,
+            }
+        )
     if args.utp_only:
         settings.update(
             {
@@ -107,6 +115,9 @@ def main() -> int:
     parser.add_argument("--download-limit", type=int, default=0)
     parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
     parser.add_argument("--no-encryption", action="store_true")
+    parser.add_argument(
+        "--force-encryption", action="store_true", help="MSE with RC4 only, in and out (enc_policy.forced)"
+    )
     parser.add_argument("--report", type=float, default=0.5)
     parser.add_argument("--exit-after-finish", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)

@@ -121,6 +121,8 @@ class UTPTransport(asyncio.Transport):
             return self._endpoint.address
         if name == "socket":
             return None  # shared UDP socket: not this connection's
+        if name == "utp":
+            return True  # a uTP stream (a TCP transport answers None)
         return default
 
     def is_closing(self) -> bool:
