@@ -16,6 +16,8 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "HybridMismatchError",
+    "InvalidHashesError",
     "KRPCError",
     "LocalProtocolError",
     "MagnetError",
@@ -29,6 +31,7 @@ __all__ = [
     "TrackerError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UnsupportedV2Error",
     "VerificationError",
     "WebSeedError",
 ]
@@ -112,3 +115,18 @@ class VerificationError(TorrentGoatError):
 
 class UnsafeModelError(TorrentGoatError):
     """A model file uses a format refused by policy (pickle-based weights) or has a corrupt header."""
+
+
+class HybridMismatchError(MetainfoError):
+    """A hybrid torrent (BEP 52 "Upgrade Path") whose v1 and v2 halves do not describe the same files:
+    a v1 and a v2 peer would verify different data, so it is refused (the message names the mismatch)."""
+
+
+class UnsupportedV2Error(TorrentGoatError):
+    """A BitTorrent v2 torrent (BEP 52) reached code that cannot handle it yet; the message starts with
+    ``v2 torrent:`` and says what is missing."""
+
+
+class InvalidHashesError(RemoteProtocolError):
+    """A BEP 52 ``hashes`` message whose hashes or proof do not lead to the file's ``pieces root``, or
+    that answers no request we made: the peer is at fault (drop it, like one sending bad data)."""
