@@ -513,7 +513,7 @@ def _explain_bad_path(entry: dict[bytes, BValue], what: str) -> None:
     raise AssertionError("unreachable: _components accepts this path")
 
 
-def _url(value: BValue) -> str | None:
+def _url(value: BValue | None) -> str | None:
     """A tracker or web seed URL: non-empty UTF-8 text, else ``None`` (the entry is dropped)."""
     if not isinstance(value, bytes):
         return None

@@ -367,7 +367,7 @@ class InfoV2:
             file=file,
         )
 
-    def with_piece_layers(self, layers: Mapping[bytes, bytes]) -> InfoV2:
+    def with_piece_layers(self, layers: Mapping[bytes, BValue]) -> InfoV2:
         """A copy knowing ``layers`` too (merged with those known); each is validated first."""
         checked = _check_layers(layers, self.files, self.piece_length, strict_keys=False)
         return replace(self, piece_layers={**self.piece_layers, **checked})
@@ -387,7 +387,7 @@ class InfoV2:
 
 
 def _check_layers(
-    layers: Mapping[bytes, bytes], files: Sequence[V2File], piece_length: int, *, strict_keys: bool
+    layers: Mapping[bytes, BValue], files: Sequence[V2File], piece_length: int, *, strict_keys: bool
 ) -> dict[bytes, bytes]:
     by_root = {f.root: f for f in files if f.length > piece_length}
     small = {f.root for f in files if f.length <= piece_length}
