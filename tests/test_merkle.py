@@ -74,6 +74,18 @@ def test_leaves_are_sha256_of_16k_blocks_and_the_last_is_not_zero_filled() -> No
         root_of_data(b"")
 
 
+def test_libtorrent_known_roots() -> None:
+    """libtorrent's test torrents "test64K" and "test1MB" are files of zeros with these pieces roots
+    (test_torrent_info.cpp)."""
+    assert (
+        root_of_data(bytes(65536)).hex() == "60aae9c7b428f87e0713e88229e18f0adf12cd7b22a0dd8a92bb2485eb7af242"
+    )
+    assert (
+        root_of_data(bytes(1 << 20)).hex()
+        == "515ea9181744b817744ded9d2e8e9dc6a8450c0b0c52e24b5077f302ffbd9008"
+    )
+
+
 def test_piece_height_and_tree_height() -> None:
     assert piece_height(16384) == 0
     assert piece_height(4 * 1024 * 1024) == 8
