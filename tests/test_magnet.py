@@ -86,7 +86,7 @@ def test_v2_and_hybrid_magnets_bep52() -> None:
     with pytest.raises(MagnetError, match="two different v2"):
         parse_magnet(f"magnet:?xt=urn:btmh:{v2}&xt=urn:btmh:1220{'cd' * 32}")
     for bad in ("1220" + "ab" * 31, "1220" + "zz" * 32):
-        with pytest.raises(MagnetError, match="btmh|hex"):
+        with pytest.raises(MagnetError, match=r"btmh|hex"):
             parse_magnet(f"magnet:?xt=urn:btih:{HEX}&xt=urn:btmh:{bad}")
 
 
