@@ -22,6 +22,7 @@ from torrentgoat.cli._common import add_session_options, follow, session_config,
 from torrentgoat.cli._run import run
 from torrentgoat.cli.collection import add_get_options, run_collection_get
 from torrentgoat.collection import NotACollection, is_btpk
+from torrentgoat.magnet import check_swarm_support
 from torrentgoat.session import Session
 from torrentgoat.torrent import TorrentConfig
 
@@ -82,7 +83,9 @@ async def _get(args: argparse.Namespace) -> int:
         seed_time=args.seed_time,
     )
     async with Session(session_config(args, tconfig)) as session:
-        torrent = await session.add(args.source, args.output, files=args.files, peers=args.peer)
+        source = await session.load(args.source)
+        check_swarm_support(source)  # a v2-only magnet or .torrent without piece layers: say so up front
+        torrent = await session.add(source, args.output, files=args.files, peers=args.peer)
         watcher = asyncio.create_task(follow(torrent, quiet=args.quiet))
         with stop_on_signals([torrent]):
             try:
