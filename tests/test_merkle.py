@@ -26,6 +26,8 @@ from torrentgoat.merkle import (
     split_hashes,
     tree_height,
     uncle_count,
+    verify_block,
+    verify_piece_proof,
     verify_proof,
     verify_range,
 )
@@ -208,3 +210,33 @@ def test_single_piece_file_tree() -> None:
     assert tree.get_hashes(0, 0, 4, 1) == MerkleTree.from_leaves(
         block_hashes(data), 4 * BLOCK_SIZE
     ).get_hashes(0, 0, 4, 1)
+
+
+def test_block_and_piece_proofs_against_the_root() -> None:
+    """A single 16 KiB block (or a piece) checked on its own against the file's root with its uncles."""
+    rng = random.Random(11)
+    data = rng.randbytes(13 * BLOCK_SIZE + 77)  # 14 blocks, tree height 4
+    tree = MerkleTree.from_leaves(block_hashes(data), 4 * BLOCK_SIZE)
+    for index in range(14):
+        payload = tree.get_hashes(0, index, 1, tree.height - 1)
+        assert payload is not None
+        uncles = split_hashes(payload[32:])
+        block = data[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE]
+        assert verify_block(tree.root, block, index=index, blocks=14, uncles=uncles)
+        assert not verify_block(tree.root, block[:-1] + b"?", index=index, blocks=14, uncles=uncles)
+        assert not verify_block(tree.root, block, index=(index + 1) % 14, blocks=14, uncles=uncles)
+    for piece in range(4):
+        payload = tree.get_hashes(2, piece, 1, tree.height - 3)
+        assert payload is not None
+        chunk = data[piece * 4 * BLOCK_SIZE : (piece + 1) * 4 * BLOCK_SIZE]
+        uncles = split_hashes(payload[32:])
+        assert verify_piece_proof(
+            tree.root, chunk, piece=piece, piece_length=4 * BLOCK_SIZE, blocks=14, uncles=uncles
+        )
+        assert not verify_piece_proof(
+            tree.root, chunk[1:], piece=piece, piece_length=4 * BLOCK_SIZE, blocks=14, uncles=uncles
+        )
+    small = b"s" * 100
+    assert verify_piece_proof(
+        root_of_data(small), small, piece=0, piece_length=BLOCK_SIZE * 4, blocks=1, uncles=[]
+    )

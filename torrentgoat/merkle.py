@@ -55,6 +55,8 @@ __all__ = [
     "split_hashes",
     "tree_height",
     "uncle_count",
+    "verify_block",
+    "verify_piece_proof",
     "verify_proof",
     "verify_range",
 ]
@@ -219,6 +221,37 @@ def verify_proof(
         node = _pair(node, uncle, index)
         index >>= 1
     return node == root
+
+
+def verify_block(
+    root: bytes, block: bytes | bytearray | memoryview, *, index: int, blocks: int, uncles: Sequence[bytes]
+) -> bool:
+    """Whether 16 KiB block ``index`` of a file of ``blocks`` leaves is ``block``, given the uncle hashes
+    from its sibling leaf up to the root (what a ``hashes`` reply at base layer 0 carries)."""
+    if len(block) > BLOCK_SIZE or not len(block) or not 0 <= index < blocks:
+        return False
+    return verify_proof(
+        root, _sha256(block).digest(), height=0, index=index, uncles=uncles, total_height=tree_height(blocks)
+    )
+
+
+def verify_piece_proof(
+    root: bytes,
+    data: bytes | bytearray | memoryview,
+    *,
+    piece: int,
+    piece_length: int,
+    blocks: int,
+    uncles: Sequence[bytes],
+) -> bool:
+    """Whether ``data`` (the file bytes of piece ``piece`` of a file of ``blocks`` leaves) leads to the
+    file's ``root`` through ``uncles`` from the piece-layer node's sibling up."""
+    level = piece_height(piece_length)
+    height = tree_height(blocks)
+    if height <= level:
+        return piece == 0 and uncles == [] and piece_root(data, None) == root
+    node = piece_root(data, piece_length // BLOCK_SIZE)
+    return verify_proof(root, node, height=level, index=piece, uncles=uncles, total_height=height)
 
 
 def verify_range(
