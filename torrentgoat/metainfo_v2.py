@@ -314,9 +314,9 @@ class InfoV2:
     num_pieces: int
     """Pieces of the whole torrent (v2 alignment and pads included)."""
     files: tuple[V2File, ...]
-    piece_layers: Mapping[bytes, bytes] = field(default_factory=dict, repr=False)
+    piece_layers: Mapping[bytes, bytes] = field(default_factory=dict, repr=False, hash=False)
     """``pieces root`` -> that file's piece layer, for files larger than one piece; validated."""
-    _firsts: tuple[int, ...] = field(default=(), repr=False)
+    _firsts: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_firsts", tuple(f.first_piece for f in self.files))

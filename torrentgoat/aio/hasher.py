@@ -52,7 +52,14 @@ from torrentgoat.merkle import fold, piece_height, piece_root, tree_height
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage import BytesLike, Storage
 
-__all__ = ["DEFAULT_CHECK_BATCH", "CheckResult", "PieceHasher", "ProgressCallback", "sha1_digest"]
+__all__ = [
+    "DEFAULT_CHECK_BATCH",
+    "CheckResult",
+    "PieceHasher",
+    "ProgressCallback",
+    "piece_expectation",
+    "sha1_digest",
+]
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``, called on the event loop after each checked batch of pieces."""
