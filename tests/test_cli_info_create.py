@@ -250,3 +250,15 @@ def test_module_entry_point(data: Path, tmp_path: Path) -> None:
         timeout=60,
     )
     assert json.loads(info.stdout)["info_hash"] == load_metainfo(out).info_hash.hex
+
+
+def test_info_json_of_libtorrent_v2_symlinks(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parent / "data" / "libtorrent" / "v2_symlinks.torrent"
+    assert main(["info", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "v2" and report["info_hash_v1"] is None
+    assert report["info_hash"] == report["info_hash_v2"][:40] and report["piece_layers"] == "complete"
+    links = {f["path"]: f["symlink"] for f in report["files"] if f["symlink"] is not None}
+    assert links["SDL2.framework/Headers"] == "SDL2.framework/Versions/Current/Headers"
+    assert all(f["pieces_root"] is None for f in report["files"] if f["pad"] or f["symlink"] is not None)
+    assert sum(f["pieces_root"] is not None for f in report["files"]) == 3
