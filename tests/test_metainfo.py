@@ -369,7 +369,7 @@ def _mutate(data: bytes, ops: list[tuple[int, int, int]]) -> bytes:
     return bytes(buf)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     st.sampled_from(VALID),
     st.lists(
@@ -387,6 +387,7 @@ def test_mutated_torrents_raise_only_typed_errors(data: bytes, ops: list[tuple[i
     assert parse_metainfo(m.to_bytes()).info_hash == m.info_hash
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_typed_errors(data: bytes) -> None:
     for parse in (parse_metainfo, parse_info):
