@@ -29,7 +29,7 @@ from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
-from torrentgoat.torrent.core import PeerSource
+from torrentgoat.torrent.handle import PeerSource
 from torrentgoat.torrent.sources import DHTSource, TrackerSource
 from torrentgoat.torrent.webseed import WebSeedSource
 from torrentgoat.wire.connection import PeerConnection, WireConfig
@@ -289,7 +289,7 @@ class Session:
             indices = magnet.select_only
         tconfig = replace(
             base,
-            strategy="sequential" if sequential else base.strategy,
+            picker=replace(base.picker, strategy="sequential") if sequential else base.picker,
             seed=base.seed if seed is None else seed,
             extra_peers=base.extra_peers + extra,
             file_globs=base.file_globs + tuple(files),

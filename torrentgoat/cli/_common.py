@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from torrentgoat.choker import OptimisticMode
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import SessionConfig
@@ -62,6 +63,11 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def with_optimistic_unchoke(config: TorrentConfig, mode: OptimisticMode) -> TorrentConfig:
+    """``config`` with the choker's optimistic-unchoke mode set (``--optimistic-unchoke``)."""
+    return dataclasses.replace(config, choker=dataclasses.replace(config.choker, optimistic_mode=mode))
+
+
 def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = None) -> SessionConfig:
     routers = tuple(
         (address.host, address.port) for address in (PeerAddress.parse(text) for text in args.dht_bootstrap)
@@ -77,9 +83,7 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,
         enable_pex=not args.no_pex,
-        torrent=dataclasses.replace(
-            torrent or TorrentConfig(max_peers=args.max_peers), optimistic_unchoke=args.optimistic_unchoke
-        ),
+        torrent=with_optimistic_unchoke(torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke),
     )
 
 

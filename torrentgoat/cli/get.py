@@ -23,6 +23,7 @@ from torrentgoat.cli._run import run
 from torrentgoat.cli.collection import add_get_options, run_collection_get
 from torrentgoat.collection import NotACollection, is_btpk
 from torrentgoat.magnet import check_swarm_support
+from torrentgoat.picker import PickerConfig
 from torrentgoat.session import Session
 from torrentgoat.torrent import TorrentConfig
 
@@ -77,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
 async def _get(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
         max_peers=args.max_peers,
-        strategy=args.strategy or ("sequential" if args.sequential else "rarest-first"),
+        picker=PickerConfig(strategy=args.strategy or ("sequential" if args.sequential else "rarest-first")),
         seed=args.seed,
         seed_ratio=args.seed_ratio,
         seed_time=args.seed_time,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import heapq
 import random
 from bisect import bisect_left, insort
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
@@ -845,9 +845,3 @@ class PiecePicker:
         """The peer choked us: BEP 3 says pending requests are discarded by the choking side (BEP 6
         peers send ``reject`` per request instead, which lands in :meth:`request_rejected`)."""
         return self.release_peer(peer_key)
-
-    def iter_requests(self) -> Iterable[tuple[PeerKey, BlockRef]]:
-        """Every (peer, block) request in flight."""
-        for key, reqs in self._peer_reqs.items():
-            for bid in reqs:
-                yield key, self._ref(bid)

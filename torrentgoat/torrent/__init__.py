@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from torrentgoat.torrent.config import TorrentConfig
-from torrentgoat.torrent.core import PeerSource, Torrent, TorrentContext
+from torrentgoat.torrent.core import Torrent
 from torrentgoat.torrent.events import (
     CheckProgressed,
     Completed,
@@ -17,14 +17,20 @@ from torrentgoat.torrent.events import (
     TorrentEvent,
     TrackerFailed,
 )
+from torrentgoat.torrent.handle import PeerSource, TorrentContext, TorrentHandle
+from torrentgoat.torrent.lifecycle import Counters, TorrentState
+from torrentgoat.torrent.peer import Peer, PeerKey
 
 __all__ = [
     "CheckProgressed",
     "Completed",
+    "Counters",
     "MetadataReceived",
+    "Peer",
     "PeerBanned",
     "PeerConnected",
     "PeerDisconnected",
+    "PeerKey",
     "PeerSource",
     "PieceFailed",
     "ProgressReported",
@@ -33,5 +39,7 @@ __all__ = [
     "TorrentConfig",
     "TorrentContext",
     "TorrentEvent",
+    "TorrentHandle",
+    "TorrentState",
     "TrackerFailed",
 ]

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from torrentgoat.aio.tracker import TrackerAnnouncer
 from torrentgoat.errors import TorrentGoatError
 from torrentgoat.primitives import PeerAddress
-from torrentgoat.torrent.core import PeerSource, Torrent
 from torrentgoat.torrent.events import TrackerFailed
+from torrentgoat.torrent.handle import PeerSource, TorrentHandle
 
 if TYPE_CHECKING:
     from torrentgoat.aio.dht import DHTNode
@@ -32,10 +32,11 @@ class TrackerSource(PeerSource):
         self.announcer: TrackerAnnouncer | None = None
         self._completed = False
 
-    async def run(self, torrent: Torrent) -> None:
+    async def run(self, torrent: TorrentHandle) -> None:
         def stats() -> tuple[int, int, int]:
-            left = max(0, torrent.wanted_bytes - torrent.verified_bytes) if torrent.info is not None else 1
-            return torrent.uploaded, torrent.downloaded, left
+            counters = torrent.counters
+            left = counters.left if torrent.info is not None else 1
+            return counters.uploaded, counters.downloaded, left
 
         def on_peers(url: str, peers: tuple[PeerAddress, ...]) -> None:
             torrent.add_peers(list(peers), "tracker")
@@ -52,14 +53,14 @@ class TrackerSource(PeerSource):
             session=await self.session.http(),
         )
         for url, reason in self.announcer.rejected.items():
-            torrent._emit(TrackerFailed(url=url, reason=reason))
+            torrent.emit(TrackerFailed(url=url, reason=reason))
         self.announcer.start()
         last_error = None
         while True:
             await asyncio.sleep(1.0)
             error = self.announcer.last_error
             if error and error != last_error:
-                torrent._emit(TrackerFailed(url="", reason=error))
+                torrent.emit(TrackerFailed(url="", reason=error))
             last_error = error
 
     def completed(self) -> None:
@@ -97,7 +98,7 @@ class DHTSource(PeerSource):
         self.retry = retry
         self.max_retry = max_retry
 
-    async def run(self, torrent: Torrent) -> None:
+    async def run(self, torrent: TorrentHandle) -> None:
         if self.ready is not None:
             await asyncio.wait([self.ready])  # never cancels the shared bootstrap task
         failures = 0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.superseed import SuperSeeder
-from torrentgoat.torrent.peers import PeerState
+from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.connection import PeerConnection
 from torrentgoat.wire.messages import Have
 
@@ -33,7 +33,7 @@ class SuperSeeding:
         self.active = True
         self._have = have
         self._shown: dict[PeerConnection, Bitfield] = {}
-        self._states: dict[PeerConnection, PeerState] = {}
+        self._states: dict[PeerConnection, WirePeer] = {}
         self._pending: dict[Callable[[], Bitfield | None], Bitfield] = {}
 
     def view(self) -> Callable[[], Bitfield | None]:
@@ -52,7 +52,7 @@ class SuperSeeding:
         if shown is not None:
             self._shown[engine] = shown
 
-    def peer_ready(self, ps: PeerState) -> None:
+    def peer_ready(self, ps: WirePeer) -> None:
         """Our opening went out (handshakes done) or the peer's bitfield arrived: reveal to it."""
         engine = ps.driver.engine
         if not self.active or engine not in self._shown or not engine.handshake_complete:
@@ -61,12 +61,12 @@ class SuperSeeding:
         have = engine.peer_have if engine.peer_have is not None else Bitfield(self.num_pieces)
         self._announce(engine, self.engine.peer_joined(ps.key, have))
 
-    def peer_have(self, ps: PeerState, index: int) -> None:
+    def peer_have(self, ps: WirePeer, index: int) -> None:
         engine = ps.driver.engine
         if self.active and engine in self._states:
             self._announce(engine, self.engine.peer_have(ps.key, index))
 
-    def peer_closed(self, ps: PeerState) -> None:
+    def peer_closed(self, ps: WirePeer) -> None:
         engine = ps.driver.engine
         self._shown.pop(engine, None)
         if self._states.pop(engine, None) is not None and self.active:
