@@ -168,12 +168,11 @@ class Connections:
         if endpoint is None:
             return tcp
         utp = utp_connector(endpoint, address.host, address.port, timeout=UTP_DIAL_TIMEOUT)
-        known = candidate.transport if candidate is not None else ""
-        first = self.host.ctx.utp_first
-        if known:
-            utp_first = known == "utp"
-        else:
-            utp_first = first if first is not None else not _is_local(address.host)
+        known = candidate.transport if candidate is not None else ""  # what worked last time
+        default = self.host.ctx.utp_first
+        if default is None:
+            default = not _is_local(address.host)
+        utp_first = known == "utp" if known else default
         order = [("utp", utp), ("tcp", tcp)] if utp_first else [("tcp", tcp), ("utp", utp)]
 
         async def connect(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.BaseTransport, Any]:
