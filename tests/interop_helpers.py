@@ -325,9 +325,17 @@ class RefProcess:
         return None if self.process is None else self.process.returncode
 
     def tail(self, n: int = 25) -> str:
-        return f"--- last output of {self.name} ({' '.join(self.argv[:3])} ...) ---\n" + "\n".join(
-            self.lines[-n:]
-        )
+        """The last ``n`` lines of output; periodic ``progress`` lines count as one (the last), so
+        that connects, disconnects and errors before a long stall stay in view."""
+        shown: list[str] = []
+        progress = ""
+        for line in self.lines:
+            if line.startswith('{"event": "progress"'):
+                progress = line
+            else:
+                shown.append(line)
+        shown = shown[-n:] + ([progress] if progress else [])
+        return f"--- last output of {self.name} ({' '.join(self.argv[:3])} ...) ---\n" + "\n".join(shown)
 
     async def wait_event(
         self,
