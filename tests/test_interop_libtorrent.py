@@ -18,6 +18,7 @@ Files are compared byte for byte with the originals after each transfer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from tests.interop_helpers import (
     wait_listening,
     wait_until,
 )
+from torrentgoat import bencode
 from torrentgoat.creation import create_torrent
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
@@ -338,6 +340,37 @@ async def test_odd_folder_both_directions(tmp_path: Path, processes: ProcessGrou
             assert copy.is_file(), f"{copy} missing"
             assert copy.read_bytes() == (root / relative).read_bytes()
         assert_same_files(metainfo, root.parent, copy_root)
+
+
+async def test_names_equal_but_for_case_land_where_libtorrent_puts_them(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """``U`` and ``u`` in one torrent: libtorrent stores the second as ``u.1`` and so do we (metainfo),
+    so a folder either client filled serves the other."""
+    require_libtorrent()
+    contents = {"U": b"upper" * 5000, "u": b"lower" * 7000}
+    stream = b"".join(contents.values())
+    piece = 16384
+    info = {
+        b"name": b"cases",
+        b"piece length": piece,
+        b"files": [{b"length": len(data), b"path": [name.encode()]} for name, data in contents.items()],
+        b"pieces": b"".join(hashlib.sha1(stream[i : i + piece]).digest() for i in range(0, len(stream), piece)),
+    }
+    torrent_path = tmp_path / "cases.torrent"
+    torrent_path.write_bytes(bencode.encode({b"info": info}))
+    seed_dir = tmp_path / "seed"
+    (seed_dir / "cases").mkdir(parents=True)
+    (seed_dir / "cases" / "U").write_bytes(contents["U"])
+    (seed_dir / "cases" / "u.1").write_bytes(contents["u"])  # where libtorrent looks for "u"
+    seeder = await processes.libtorrent("seed", directory=seed_dir, torrent=torrent_path)
+    dest = tmp_path / "down"
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        await complete(torrent, timeout=25, peers=[seeder])
+    assert sorted(p.name for p in (dest / "cases").iterdir()) == ["U", "u.1"]
+    assert (dest / "cases" / "U").read_bytes() == contents["U"]
+    assert (dest / "cases" / "u.1").read_bytes() == contents["u"]
 
 
 async def test_seeder_churn_mid_download(tmp_path: Path, processes: ProcessGroup) -> None:

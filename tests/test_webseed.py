@@ -174,6 +174,13 @@ def test_file_url_multi_file_encodes_each_component() -> None:
     assert file_url(base.rstrip("/"), info, 2) == f"{base}{COMMIT}/plain.txt"
 
 
+def test_file_url_of_a_renamed_file_uses_the_torrents_name() -> None:
+    """``u`` is stored as ``u.1`` next to ``U`` (metainfo's case rule); the web seed has it as ``u``."""
+    info, _ = make_info("t", [("U", b"1"), ("u", b"2")])
+    assert info.files[1].path == ("t", "u.1")
+    assert file_url("http://h/", info, 1) == "http://h/t/u"
+
+
 def test_map_range_splits_per_file_and_marks_pads() -> None:
     info, _ = make_info(
         "t",

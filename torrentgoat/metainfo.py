@@ -29,6 +29,17 @@ Validation (each failure a :class:`~torrentgoat.errors.MetainfoError`, paths an
   (``a`` and ``a/b``).  BEP 47 pad files (``attr`` contains ``p``) are exempt from the collision
   rules: they are never written to disk, and libtorrent reuses ``.pad/<size>`` for equal-sized pads.
 
+Paths that differ only in ASCII case (``U`` and ``u``, ``Model.bin`` and ``model.bin``) are one file
+on a case-insensitive file system (macOS, Windows), so they are *renamed*, not refused, exactly as
+libtorrent does on every OS (the same download directory then works for both clients): in torrent
+order, a file whose path equals an earlier file's or directory's path ignoring ASCII case gets
+``.1`` (then ``.2``, ...) inserted before its extension (``u`` -> ``u.1``, ``Model.bin`` ->
+``Model.1.bin``); pad files take part, two equal-sized pads may share a name; more than
+:data:`MAX_NAME_COLLISIONS` taken candidate names is an error (a torrent built to make this slow).
+:attr:`FileEntry.path` is the renamed path (where the file lives on disk) and
+:attr:`FileEntry.renamed_from` the torrent's own (for BEP 19 web seed URLs).  Non-ASCII case pairs
+(``É``/``é``) and Unicode normalization forms are not folded, as in libtorrent.
+
 Every other key is ignored, as BEP 3 asks of unknown keys.
 """
 
@@ -37,7 +48,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torrentgoat import bencode
@@ -47,6 +58,7 @@ from torrentgoat.primitives import InfoHash
 
 __all__ = [
     "MAX_FILES",
+    "MAX_NAME_COLLISIONS",
     "MAX_PIECE_LENGTH",
     "MAX_TORRENT_SIZE",
     "MIN_PIECE_LENGTH",
@@ -72,6 +84,9 @@ MIN_PIECE_LENGTH = 16 * 1024
 MAX_PIECE_LENGTH = 128 * 1024 * 1024
 """Largest piece length accepted: bounds the memory of one piece buffer whatever the torrent says."""
 
+MAX_NAME_COLLISIONS = 500
+"""Most taken candidate names tried while renaming case-insensitive duplicates (libtorrent's limit)."""
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _BAD_COMPONENT = re.compile(r"[/\\\x00]|^[A-Za-z]:|^$")
 
@@ -91,6 +106,9 @@ class FileEntry:
     """Byte offset of the file's first byte in the torrent's concatenated data."""
     attr: str = ""
     """BEP 47 attribute letters: ``p`` pad, ``x`` executable, ``h`` hidden, ``l`` symlink."""
+    renamed_from: tuple[str, ...] = ()
+    """The path the torrent gives, when ``path`` differs from it (a case-insensitive duplicate
+    renamed, see the module docstring); empty otherwise."""
 
     @property
     def pad(self) -> bool:
@@ -394,7 +412,58 @@ def _parse_files(value: BValue, name: str) -> list[FileEntry]:
             seen_files.add(path)
         files.append(FileEntry(path=path, length=length, offset=offset, attr=attr))
         offset += length
-    return files
+    return _rename_case_duplicates(files)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _fold(text: str) -> str:
+    """``text`` with ASCII letters lower-cased (only those: libtorrent's ``to_lower``)."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def _rename_case_duplicates(files: list[FileEntry]) -> list[FileEntry]:
+    """libtorrent's rule for paths equal ignoring ASCII case (module docstring): the later file is
+    renamed ``stem.N.ext``; directories are registered first so that no file takes a folder's name."""
+    taken: dict[str, FileEntry | None] = {}  # folded path -> its file, None for a directory
+    for parent in {entry.path[:-1] for entry in files if len(entry.path) > 2}:
+        for depth in range(2, len(parent) + 1):  # the torrent's name is the root, not a folder
+            taken.setdefault(_fold("/".join(parent[:depth])), None)
+    folded = [_fold("/".join(entry.path)) for entry in files]
+    if len(set(folded)) == len(folded) and taken.keys().isdisjoint(folded):
+        return files  # nothing collides: the usual case, decided without a Python-level loop
+    out: list[FileEntry] = []
+    collisions = 0
+    for entry, key in zip(files, folded, strict=True):
+        if key not in taken:
+            taken[key] = entry
+            out.append(entry)
+            continue
+        other = taken[key]
+        if other is not None and entry.pad and other.pad and entry.length == other.length:
+            out.append(entry)
+            continue
+        last = entry.path[-1]
+        dot = last.rfind(".")
+        stem, ext = (last, "") if dot < 0 else (last[:dot], last[dot:])
+        number = 0
+        while True:
+            number += 1
+            path = (*entry.path[:-1], f"{stem}.{number}{ext}")
+            key = _fold("/".join(path))
+            if key not in taken:
+                break
+            collisions += 1
+            if collisions > MAX_NAME_COLLISIONS:
+                raise MetainfoError(
+                    f"more than {MAX_NAME_COLLISIONS} file names collide when case is ignored "
+                    f"(last: {'/'.join(entry.path[1:])!r})"
+                )
+        renamed = replace(entry, path=path, renamed_from=entry.path)
+        taken[key] = renamed
+        out.append(renamed)
+    return out
 
 
 def _components(value: BValue | None) -> tuple[str, ...] | None:
