@@ -48,6 +48,7 @@ from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
 from torrentgoat.testing.shards import write_safetensors_shard
+from torrentgoat.testing.timing import scaled
 
 pytestmark = pytest.mark.interop
 
@@ -86,10 +87,10 @@ async def test_download_magnet_with_peer_from_libtorrent_seeder(
     dest = tmp_path / "down"
     async with Session(loopback_config()) as session:
         torrent = await session.add(magnet, dest)
-        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=10)
+        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=scaled(10))
         assert info.info_hash == shared.metainfo.info_hash
         assert info.raw == shared.metainfo.info.raw
-        await asyncio.wait_for(torrent.wait_complete(), timeout=25)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(25))
         assert torrent.hash_failures == 0
     assert_same_files(shared.metainfo, shared.root, dest)
 
@@ -101,7 +102,7 @@ async def test_libtorrent_downloads_from_torrentgoat_seeder(tmp_path: Path, proc
     dest.mkdir()
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.metainfo, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)  # checked: everything is there
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))  # checked: everything is there
         assert torrent.state != "stopped"
         leech = await processes.libtorrent(
             "leech",
@@ -122,7 +123,7 @@ def _cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "torrentgoat", *args],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
         check=False,
     )
 
@@ -154,7 +155,7 @@ async def test_libtorrent_joins_torrentgoat_seeder_by_magnet(tmp_path: Path, pro
     dest.mkdir()
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         magnet = Magnet(info_hash=shared.metainfo.info_hash).to_uri()
         leech = await processes.libtorrent(
             "leech", directory=dest, magnet=magnet, peers=[f"127.0.0.1:{session.listen_port}"]
@@ -403,7 +404,7 @@ async def test_seeder_serves_six_libtorrent_leeches_at_once(tmp_path: Path, proc
     shared = make_shard_torrent(tmp_path, 6 * MiB + 8, seed=13)
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         dests = [tmp_path / f"lt-{i}" for i in range(6)]
         leeches = []
         for dest in dests:
@@ -435,7 +436,7 @@ async def test_rate_limit_holds_against_libtorrent(
     async with Session(config) as session:
         if direction == "upload":
             torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
             dest = tmp_path / "lt-down"
             dest.mkdir()
             started = time.monotonic()

@@ -38,6 +38,7 @@ from torrentgoat.testing.swarm import (
     loopback_config,
     make_file_payload,
 )
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Torrent, TorrentConfig
 from torrentgoat.wire import codec
 from torrentgoat.wire.messages import (
@@ -57,6 +58,7 @@ SUPER = TorrentConfig(seed=True, super_seed=True)
 
 
 async def _complete(torrent: Torrent, timeout: float = 30.0) -> None:
+    timeout = scaled(timeout)
     try:
         await asyncio.wait_for(torrent.wait_complete(), timeout)
     except TimeoutError:
