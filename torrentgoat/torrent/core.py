@@ -621,7 +621,7 @@ class Torrent:
 
         When two peers dial each other at the same moment, each sees two connections.  Both sides
         must drop the *same* one, so the rule depends only on the two peer ids: keep the connection
-        initiated by the smaller peer id (as libtorrent does); an exact tie keeps the older one.
+        initiated by the greater peer id (libtorrent's rule); an exact tie keeps the older one.
         """
         handshake = ps.driver.engine.peer_handshake
         if handshake is None:
@@ -634,7 +634,7 @@ class Torrent:
                 continue
             initiator_new = ours if ps.driver.outgoing else theirs
             initiator_old = ours if other.driver.outgoing else theirs
-            if initiator_new < initiator_old:
+            if initiator_new > initiator_old:
                 other.driver.close("duplicate connection to the same peer id")
                 return True
             ps.driver.close("duplicate connection to the same peer id")
