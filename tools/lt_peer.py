@@ -10,8 +10,11 @@ Runs in its own process so that it never shares a GIL with the torrentgoat code 
 It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
 listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` seconds,
 ``{"event": "seeding", ...}`` once a seed has checked its data and serves it,
-``{"event": "finished", "seconds": S, "bytes": N}`` when a leech completes, and exits after
-``--exit-after-finish`` (leech) or when stdin closes / SIGTERM arrives (seed).
+``{"event": "finished", "seconds": S, "bytes": N}`` when a leech completes and its data is in its
+files, and exits after ``--exit-after-finish`` (leech) or when stdin closes / SIGTERM arrives (seed).
+libtorrent 2 hashes a piece from its write cache and may report the torrent complete (``is_seeding``)
+before the last blocks reach the files; so "finished" waits for ``flush_cache()``'s
+``cache_flushed_alert`` (a disk fence job: it runs after every queued write of the torrent).
 Settings follow ../shared/INTEROP-NOTES.md: explicit 127.0.0.1 listen address, no port fallback,
 DHT/LSD/UPnP/NAT-PMP/uTP off unless asked (``--utp-only``: uTP on, TCP off both ways), ``num_want = 0`` for a seeder (a seeder that learns its
 own address from a tracker connects to itself and bans 127.0.0.1).
@@ -50,7 +53,8 @@ def make_session(args: argparse.Namespace) -> Any:
         "alert_mask": lt.alert_category.status
         | lt.alert_category.error
         | lt.alert_category.peer
-        | lt.alert_category.connect,
+        | lt.alert_category.connect
+        | lt.alert_category.storage,  # cache_flushed_alert
         "allow_multiple_connections_per_ip": True,
         "ignore_limits_on_local_network": args.upload_limit == 0 and args.download_limit == 0,
         "upload_rate_limit": args.upload_limit,
@@ -162,6 +166,7 @@ def main() -> int:
     started = time.monotonic()
     emit(event="listening", port=ses.listen_port())
     finished_at: float | None = None
+    flushing = False  # complete, waiting for the write cache to reach the files
     seeding = False
     last_report = 0.0
     while not stop.is_set():
@@ -171,6 +176,9 @@ def main() -> int:
                 emit(event="peer", what=type(alert).__name__, message=alert.message())
             elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert):
                 emit(event="error", message=alert.message())
+            elif isinstance(alert, lt.cache_flushed_alert) and flushing and finished_at is None:
+                finished_at = time.monotonic()
+                emit(event="finished", seconds=finished_at - started, bytes=handle.status().total_wanted)
         status = handle.status()
         now = time.monotonic()
         if now - last_report >= args.report:
@@ -189,9 +197,9 @@ def main() -> int:
         if args.mode == "seed" and not seeding and status.is_seeding:
             seeding = True
             emit(event="seeding", seconds=now - started, bytes=status.total_wanted)
-        if args.mode == "leech" and finished_at is None and status.is_seeding:
-            finished_at = now
-            emit(event="finished", seconds=now - started, bytes=status.total_wanted)
+        if args.mode == "leech" and not flushing and status.is_seeding:
+            flushing = True
+            handle.flush_cache()
         if finished_at is not None and now - finished_at >= args.exit_after_finish:
             break
         if now - started > args.timeout:

@@ -66,7 +66,7 @@ from typing import Literal
 
 from torrentgoat import __version__, bencode
 from torrentgoat.bencode import BValue
-from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.errors import ConfigError, StorageError, UnsafePathError
 from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.merkle import BLOCK_SIZE, block_hashes, fold, tree_height
 from torrentgoat.metainfo import (
@@ -120,6 +120,24 @@ class SourceFile:
     """Path inside the torrent, below its name (empty for a single-file torrent)."""
     length: int
     executable: bool = False
+
+
+def _refuse_case_duplicates(sources: Sequence[SourceFile]) -> None:
+    """Names equal but for ASCII case are one file on macOS and Windows; every client then stores the
+    second under another name (metainfo's renaming rule), so this folder could not seed its own
+    torrent: refuse, naming both."""
+    fold = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    seen: dict[str, str] = {}
+    for source in sources:
+        parts = source.components
+        for depth in range(1, len(parts) + 1):
+            shown = "/".join(parts[:depth])
+            other = seen.setdefault(shown.translate(fold), shown)
+            if other != shown:
+                raise UnsafePathError(
+                    f"{other!r} and {shown!r} differ only in case: one file on case-insensitive file "
+                    "systems (macOS, Windows); rename one of them"
+                )
 
 
 def auto_piece_length(total_length: int) -> int:
@@ -427,6 +445,7 @@ def create_torrent(
     if name is None:
         name = _utf8_name(Path(os.path.abspath(root)).name, root)
     check_path_component(name, f"torrent name {name!r}")
+    _refuse_case_duplicates(sources)
     total_data = sum(f.length for f in sources)
     if total_data == 0:
         raise ConfigError(f"nothing to share: {os.fsdecode(root)!r} holds no bytes")
