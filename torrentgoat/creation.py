@@ -156,11 +156,12 @@ def _utf8_name(name: str, where: Path) -> str:
     return name
 
 
-def _symlink_refused(path: Path) -> StorageError:
-    return StorageError(
-        f"{os.fsdecode(path)!r} is a symbolic link; refusing to follow it "
-        "(pass follow_symlinks=True / --follow-symlinks to include its target)"
-    )
+class SymlinkRefusedError(StorageError):
+    """A symbolic link in the folder being shared while links are not followed (``follow_symlinks``)."""
+
+
+def _symlink_refused(path: Path) -> SymlinkRefusedError:
+    return SymlinkRefusedError(f"{os.fsdecode(path)!r} is a symbolic link; links are not followed")
 
 
 def scan_files(path: str | os.PathLike[str], *, follow_symlinks: bool = False) -> list[SourceFile]:

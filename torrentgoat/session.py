@@ -25,6 +25,7 @@ from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.mse import EncryptedListener
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.torrentfile import fetch_torrent_bytes
 from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
 from torrentgoat.errors import (
@@ -32,7 +33,6 @@ from torrentgoat.errors import (
     DHTError,
     ListenError,
     MagnetError,
-    MetainfoError,
     TorrentGoatError,
     UTPError,
 )
@@ -51,8 +51,6 @@ __all__ = ["Session", "SessionConfig"]
 
 log = logging.getLogger("torrentgoat.session")
 
-MAX_TORRENT_DOWNLOAD = 32 * 1024 * 1024
-"""Largest .torrent accepted from a URL."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -350,19 +348,7 @@ class Session:
         return load_metainfo(Path(text))
 
     async def _fetch_torrent(self, url: str) -> bytes:
-        import aiohttp
-
-        session = await self.http()
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                if response.status != 200:
-                    raise MetainfoError(f"fetching {url}: HTTP {response.status}")
-                body: bytes = await response.content.read(MAX_TORRENT_DOWNLOAD + 1)
-        except aiohttp.ClientError as exc:
-            raise MetainfoError(f"fetching {url}: {exc}") from exc
-        if len(body) > MAX_TORRENT_DOWNLOAD:
-            raise MetainfoError(f"{url}: torrent file larger than {MAX_TORRENT_DOWNLOAD} bytes")
-        return body
+        return await fetch_torrent_bytes(url, await self.http())
 
     async def http(self) -> Any:
         """The shared aiohttp client session (trackers, web seeds, .torrent URLs)."""
