@@ -39,11 +39,11 @@ from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import ConfigError, LocalProtocolError, RemoteProtocolError
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.picker.config import PickerConfig
 from torrentgoat.picker.layout import (
     MAX_PRIORITY,
-    PieceLayout,
     SpanLike,
     file_priorities_to_piece_priorities,
 )
@@ -129,7 +129,7 @@ class PiecePicker:
 
     def __init__(
         self,
-        layout: PieceLayout,
+        layout: PieceGeometry,
         *,
         rng: random.Random,
         config: PickerConfig | None = None,
@@ -191,7 +191,7 @@ class PiecePicker:
     ) -> PiecePicker:
         """A picker for a torrent's ``info``; ``file_priorities`` (one per entry of ``info.files``, pad files
         included) become piece priorities, and pad-only pieces are skipped (BEP 47)."""
-        layout = PieceLayout(info.piece_length, info.total_length)
+        layout = info.geometry
         prios = file_priorities if file_priorities is not None else [1] * len(info.files)
         return cls(
             layout,
@@ -214,7 +214,7 @@ class PiecePicker:
     # ------------------------------------------------------------------ read-only view (PickerView)
 
     @property
-    def layout(self) -> PieceLayout:
+    def layout(self) -> PieceGeometry:
         return self._layout
 
     @property

@@ -1,10 +1,16 @@
 """Peer wire protocol, sans-IO (level L2): BEP 3 framing, BEP 5 port, BEP 6 Fast, BEP 10
 extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``.
 
-Modules: :mod:`.messages` (one frozen dataclass per message), :mod:`.codec` (bytes <-> messages),
-:mod:`.events` (past-tense notifications), :mod:`.connection` (:class:`PeerConnection`, the state
-machine and its transition table), :mod:`.metadata` (BEP 9 fetch/serve), :mod:`.pex` (BEP 11 codec
-and delta tracker), :mod:`.fast` (BEP 6 allowed-fast set).  Nothing here touches a socket or a clock.
+Modules: :mod:`.messages` (one frozen dataclass per message, :class:`MessageId`), :mod:`.codec`
+(bytes <-> messages), :mod:`.events` (past-tense notifications), :mod:`.config` (:class:`WireConfig`),
+:mod:`.connection` (:class:`PeerConnection`: state, handshakes, what we send, timers), built from
+:mod:`.states` (the transition table, one check for both directions), :mod:`.framing` (zero-copy
+receive buffer and frame parser), :mod:`.receive` (what each received message means),
+:mod:`.requests` (request bookkeeping) and :mod:`.opening` (a peer's opening held while a magnet's
+metadata is unknown); :mod:`.metadata` (BEP 9 fetch/serve), :mod:`.pex` (BEP 11 codec and delta
+tracker), :mod:`.fast` (BEP 6 allowed-fast set).  Piece arithmetic is
+:class:`torrentgoat.geometry.PieceGeometry` (re-exported here).  Nothing here touches a socket or a
+clock.
 
 Driving a :class:`PeerConnection` (what ``aio/peer.py`` does)
 ----------------------------------------------------------------
@@ -14,7 +20,7 @@ Create one engine per TCP connection::
     conn = PeerConnection(peer_id=our_id, now=loop.time(),
                           info_hash=ih,              # outgoing (or known torrent): handshake goes out now
                           have=our_bitfield,         # Bitfield (live reference) or a callable returning it
-                          geometry=PieceGeometry.from_info(info),   # None (with have=None) for magnets
+                          geometry=info.geometry,    # a PieceGeometry; None (with have=None) for magnets
                           metadata_size=len(info.raw),              # advertised in BEP 10 when known
                           listen_port=6881, peer_ip=packed_remote_ip, config=WireConfig(...))
 
@@ -154,6 +160,7 @@ from torrentgoat.wire.messages import (
     Interested,
     KeepAlive,
     Message,
+    MessageId,
     MetadataData,
     MetadataReject,
     MetadataRequest,
@@ -196,6 +203,7 @@ __all__ = [
     "Interested",
     "KeepAlive",
     "Message",
+    "MessageId",
     "MetadataData",
     "MetadataFetcher",
     "MetadataPieceReceived",

@@ -34,6 +34,7 @@ from torrentgoat.wire.messages import (
     HaveNone,
     Interested,
     KeepAlive,
+    MessageId,
     MetadataData,
     MetadataReject,
     MetadataRequest,
@@ -93,22 +94,23 @@ METADATA_PIECE_SIZE = 16 * 1024
 MAX_METADATA_SIZE = 16 * 1024 * 1024
 """Default cap on a peer-announced ``metadata_size`` (bounded memory for magnet downloads)."""
 
-MSG_CHOKE = 0
-MSG_UNCHOKE = 1
-MSG_INTERESTED = 2
-MSG_NOT_INTERESTED = 3
-MSG_HAVE = 4
-MSG_BITFIELD = 5
-MSG_REQUEST = 6
-MSG_PIECE = 7
-MSG_CANCEL = 8
-MSG_PORT = 9
-MSG_SUGGEST_PIECE = 0x0D
-MSG_HAVE_ALL = 0x0E
-MSG_HAVE_NONE = 0x0F
-MSG_REJECT_REQUEST = 0x10
-MSG_ALLOWED_FAST = 0x11
-MSG_EXTENDED = 20
+# Old names of the :class:`~torrentgoat.wire.messages.MessageId` members, kept for existing callers.
+MSG_CHOKE = MessageId.CHOKE
+MSG_UNCHOKE = MessageId.UNCHOKE
+MSG_INTERESTED = MessageId.INTERESTED
+MSG_NOT_INTERESTED = MessageId.NOT_INTERESTED
+MSG_HAVE = MessageId.HAVE
+MSG_BITFIELD = MessageId.BITFIELD
+MSG_REQUEST = MessageId.REQUEST
+MSG_PIECE = MessageId.PIECE
+MSG_CANCEL = MessageId.CANCEL
+MSG_PORT = MessageId.PORT
+MSG_SUGGEST_PIECE = MessageId.SUGGEST_PIECE
+MSG_HAVE_ALL = MessageId.HAVE_ALL
+MSG_HAVE_NONE = MessageId.HAVE_NONE
+MSG_REJECT_REQUEST = MessageId.REJECT_REQUEST
+MSG_ALLOWED_FAST = MessageId.ALLOWED_FAST
+MSG_EXTENDED = MessageId.EXTENDED
 
 _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">IB")
@@ -251,7 +253,7 @@ _EMPTY_MESSAGES: dict[int, WireMessage] = {
     MSG_HAVE_NONE: HaveNone(),
 }
 
-_NAMES = {
+_NAMES: dict[int, str] = {
     MSG_CHOKE: "choke",
     MSG_UNCHOKE: "unchoke",
     MSG_INTERESTED: "interested",

@@ -7,6 +7,7 @@ turns them into bytes and back, :mod:`torrentgoat.wire.connection` decides when 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -29,6 +30,7 @@ __all__ = [
     "Interested",
     "KeepAlive",
     "Message",
+    "MessageId",
     "MetadataData",
     "MetadataReject",
     "MetadataRequest",
@@ -49,6 +51,30 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 
 PROTOCOL = b"BitTorrent protocol"
 """BEP 3 handshake protocol string (preceded by its length byte, 19)."""
+
+
+class MessageId(enum.IntEnum):
+    """The id byte after a message's length prefix (BEP 3 "messages"; BEP 5, BEP 6, BEP 10 add ids)."""
+
+    CHOKE = 0
+    UNCHOKE = 1
+    INTERESTED = 2
+    NOT_INTERESTED = 3
+    HAVE = 4
+    BITFIELD = 5
+    REQUEST = 6
+    PIECE = 7
+    CANCEL = 8
+    PORT = 9
+    """BEP 5: the sender's DHT port."""
+    SUGGEST_PIECE = 0x0D
+    """BEP 6 (Fast extension) ids 0x0D..0x11."""
+    HAVE_ALL = 0x0E
+    HAVE_NONE = 0x0F
+    REJECT_REQUEST = 0x10
+    ALLOWED_FAST = 0x11
+    EXTENDED = 20
+    """BEP 10: extension protocol messages (sub-id in the first payload byte)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
