@@ -442,6 +442,55 @@ def _mse() -> Iterable[tuple[str, bytes]]:
     yield "raw_garbage", b"\x03\x00\x00\x00\x00" + DHKeyPair(random.Random(1)).public_key + bytes(40)
 
 
+def _utp() -> Iterable[tuple[str, bytes]]:
+    from torrentgoat.utp.packet import ST_DATA, ST_STATE, Packet, encode
+
+    data = Packet(
+        type=ST_DATA,
+        connection_id=7,
+        seq_nr=100,
+        ack_nr=50,
+        wnd_size=1 << 20,
+        sack=b"\x01\0\0\0",
+        payload=b"hello",
+    )
+    yield "codec_data", b"\x01" + encode(data)
+    yield (
+        "codec_state",
+        b"\x01"
+        + encode(
+            Packet(type=ST_STATE, connection_id=7, seq_nr=1, ack_nr=2, close_reason=3, max_datagram=1400)
+        ),
+    )
+    # session: flags, rng seed (2), conn id (2), peer seq (2), then ops: 0-7 packet (flags, fields...), 8 raw, 9 app, 10-11 tick
+    responder = b"\x00\x00\x01\x12\x34\x00\x10\x00"  # ... then the SYN's flags
+    yield (
+        "responder_data",
+        responder
+        + b"\x00\x00\x05hello"
+        + b"\x00\x00\x03abc"
+        + b"\x09\x00\x04ping"
+        + b"\x0a\x10"
+        + b"\x03\x00",
+    )
+    yield (
+        "responder_reorder",
+        responder + b"\x00\x01\x83\x03xyz" + b"\x00\x00\x01a" + b"\x0b\xff" + b"\x04\x00",
+    )
+    initiator = b"\x02\x00\x02\x00\x00\x20\x00"
+    yield (
+        "initiator",
+        initiator
+        + b"\x01\x00"
+        + b"\x09\x01\x05hello"
+        + b"\x00\x00\x02hi"
+        + b"\x0a\x40"
+        + b"\x09\x03"
+        + b"\x03\x00",
+    )
+    yield "initiator_timeouts", initiator + b"\x0a\xff" * 6 + b"\x08\x05\x00\x00\x00\x00\x00\x00"
+
+
 _MAKERS = {
     "bencode": _bencode,
     "metainfo": _metainfo,
@@ -457,6 +506,7 @@ _MAKERS = {
     "wire_recv": _wire_recv,
     "wire_send": _wire_send,
     "mse": _mse,
+    "utp": _utp,
 }
 
 
