@@ -491,6 +491,29 @@ def _utp() -> Iterable[tuple[str, bytes]]:
     yield "initiator_timeouts", initiator + b"\x0a\xff" * 6 + b"\x08\x05\x00\x00\x00\x00\x00\x00"
 
 
+def _bep52_hashes() -> Iterable[tuple[str, bytes]]:
+    from torrentgoat.wire.hashes import Hashes, HashRequest, encode_hash_message
+
+    request = HashRequest(pieces_root=b"r" * 32, base_layer=0, index=0, length=2, proof_layers=3)
+    yield "codec_request", b"\x00\x00" + encode_hash_message(request)[5:]
+    yield "codec_hashes", b"\x00\x01" + encode_hash_message(Hashes(**vars_of(request), hashes=b"h" * 96))[5:]
+    # server: mode, file, random-root flag, base layer, index (2), length (2), proof layers
+    yield "serve", b"\x01\x00\x00\x00\x00\x00\x00\x40\x06"
+    # fetcher: mode, then per step: peer, time, reject flag, mutation (0 = honest)
+    yield "fetch_honest", b"\x02" + b"\x00\x00\x00\x00" * 4
+    yield (
+        "fetch_lies",
+        b"\x02" + b"\x00\x00\x00\x01\x05\x03" + b"\x01\x00\x00\x03\x01" + b"\x02\x00\x00\x00" * 3,
+    )
+
+
+def vars_of(message: object) -> dict[str, object]:
+    return {
+        name: getattr(message, name)
+        for name in ("pieces_root", "base_layer", "index", "length", "proof_layers")
+    }
+
+
 _MAKERS = {
     "bencode": _bencode,
     "metainfo": _metainfo,
@@ -507,6 +530,7 @@ _MAKERS = {
     "wire_send": _wire_send,
     "mse": _mse,
     "utp": _utp,
+    "bep52_hashes": _bep52_hashes,
 }
 
 

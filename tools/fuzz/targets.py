@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tools.fuzz import (
     targets_codecs,
+    targets_hashes,
     targets_models,
     targets_mse,
     targets_utp,
@@ -14,5 +15,13 @@ from tools.fuzz.harness import TARGETS, Target
 
 __all__ = ["TARGETS", "Target", "modules"]
 
-modules = (targets_codecs, targets_wire, targets_wire_send, targets_mse, targets_utp, targets_models)
+modules = (
+    targets_codecs,
+    targets_hashes,
+    targets_wire,
+    targets_wire_send,
+    targets_mse,
+    targets_utp,
+    targets_models,
+)
 """The modules whose import fills :data:`TARGETS` (listed so the import is not unused)."""
