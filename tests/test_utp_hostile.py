@@ -176,3 +176,25 @@ def test_a_spoofed_syn_gets_one_small_answer_even_if_the_application_writes() ->
     assert data_bytes == 0 and sum(len(d) for d in sent) < 200
     net.run_for(5)
     assert len(b) == 0
+
+
+def test_a_tiny_max_datagram_in_a_syn_cannot_stall_the_sender() -> None:
+    """Found by tools/fuzz utp: a SYN announcing a 9-byte max datagram (our extension, anyone can
+    forge it) made every data packet smaller than its own header, and datagrams_to_send() never
+    returned: one UDP packet hung the event loop.  The peer's limit is raised to the IP minimum."""
+    from torrentgoat.utp import ConnectionAccepted, UTPSocketManager
+    from torrentgoat.utp.packet import Packet, decode, encode
+
+    manager = UTPSocketManager(rng=random.Random(1), now=0.0)
+    syn = Packet(type=ST_SYN, connection_id=100, seq_nr=1, ack_nr=0, wnd_size=1 << 20, max_datagram=9)
+    manager.receive_datagram(encode(syn), A, 0.0)
+    accepted = manager.next_event()
+    assert isinstance(accepted, ConnectionAccepted)
+    ((synack, _addr),) = manager.datagrams_to_send(0.0)
+    ours = decode(synack).seq_nr - 1
+    confirm = Packet(type=ST_STATE, connection_id=101, seq_nr=2, ack_nr=ours, wnd_size=1 << 20)
+    manager.receive_datagram(encode(confirm), A, 0.01)
+    manager.send(accepted.key, bytes(5000))
+    datagrams = [decode(data) for data, _addr in manager.datagrams_to_send(0.02)]
+    sent = [p for p in datagrams if p.type == ST_DATA]
+    assert sent and all(len(p.payload) >= 500 for p in sent[:-1])

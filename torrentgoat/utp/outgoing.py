@@ -109,8 +109,12 @@ class PathMtu:
         self.path = path
         """The local route's limit: no probe goes beyond it."""
         default = ethernet - (_IPV6_OVERHEAD - _IPV4_OVERHEAD if ipv6 else 0)
-        self.ceiling = min(path, peer or default)
         minimum = (1280 - _IPV6_OVERHEAD) if ipv6 else (576 - _IPV4_OVERHEAD)
+        if peer is not None:
+            # Every host takes datagrams of the IP minimum; a peer announcing less (a SYN's extension
+            # is anyone's to forge) once made a data packet smaller than its header: an endless loop.
+            peer = max(peer, minimum)
+        self.ceiling = min(path, peer or default)
         self.floor = min(minimum, self.ceiling)
         self.probe_seq: int | None = None
 
