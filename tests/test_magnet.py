@@ -66,6 +66,9 @@ def test_bep46_public_key_and_salt() -> None:
     assert parse_magnet(m.to_uri()) == m
     both = parse_magnet(f"magnet:?xt=urn:btih:{HEX}&xs=urn:btpk:{key.hex()}")
     assert both.info_hash == InfoHash(HASH) and both.public_key == key
+    # fuzz (tools/fuzz magnet): a salt without a key was kept but not written back by to_uri()
+    lone = parse_magnet(f"magnet:?xt=urn:btih:{HEX}&s=00")
+    assert lone.salt == b"" and parse_magnet(lone.to_uri()) == lone
 
 
 def test_v2_and_hybrid_magnets_bep52() -> None:

@@ -280,7 +280,7 @@ def parse_magnet(uri: str) -> Magnet:
         peers=tuple(peers),
         select_only=tuple(sorted(select)),
         public_key=public_key,
-        salt=salt,
+        salt=salt if public_key is not None else b"",  # a salt names an item only under a key (BEP 46)
     )
 
 
