@@ -366,6 +366,8 @@ def _wire_recv() -> Iterable[tuple[str, bytes]]:
         + _ext(UT_PEX_ID, encode_pex(Pex(added=(PexPeer(address=PeerAddress("10.0.0.9", 6881), flags=2),))))
     )
     yield "initiator_seed", b"\x00\x00\x07\x00\x01" + reserved + seeder_opening + active
+    blocks = b"".join(_frame(Piece(index=i, begin=0, data=bytes(64))) for i in range(4))
+    yield "initiator_blocks", b"\x00\x00\x01\x00\x01" + reserved + seeder_opening + _frame(Unchoke()) + blocks
     yield "initiator_chunked", b"\x00\x05\x17\x00\x02" + reserved + ext_hs + _frame(HaveAll()) + active
     yield (
         "responder",

@@ -141,7 +141,9 @@ class _Driver:
         conn = self.conn
         match event:
             case HandshakeReceived(handshake=handshake):
-                if not self.responder or handshake.info_hash != INFO_HASH:
+                if not self.responder:
+                    return  # we dialled: the engine checked the info-hash and goes on by itself
+                if handshake.info_hash != INFO_HASH:
                     self.closed = True  # a driver closes a connection for a torrent it does not serve
                     return
                 if self.magnet:
@@ -198,7 +200,7 @@ class _Driver:
         for index in range(min(geometry.num_pieces, 64)):
             if sent >= 4 or not conn.can_request(index) or not (conn.peer_has_all or index in have):
                 continue
-            length = min(16384, geometry.piece_size(index))
+            length = min(64, geometry.piece_size(index))  # short blocks: answerable within max_len
             if any(ref.piece == index and ref.begin == 0 for ref in pending):
                 continue
             _local("request", lambda i=index, n=length: conn.send(Request(index=i, begin=0, length=n)))  # type: ignore[misc]
