@@ -72,6 +72,7 @@ from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
 from torrentgoat.torrent.selection import skipped_files
+from torrentgoat.torrent.streaming import Streams
 from torrentgoat.torrent.superseeding import SuperSeeding
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.upload import Uploader
@@ -152,6 +153,7 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.streams = Streams(self.swarm, self)
         for text in config.extra_peers:
             self.connections.pool.add(PeerAddress.parse(text), "manual")
 
@@ -333,6 +335,12 @@ class Torrent:
         torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
         self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
 
+    def stream(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
+        """The verified bytes ``[start, stop)`` of file ``file_index``, in order, as their pieces arrive:
+        the pieces ahead of the reader are fetched first (:mod:`torrentgoat.torrent.streaming`).  Close
+        the iterator (``aclose``) to give up early; TorrentGoatError when the torrent stops first."""
+        return self.streams.read(file_index, start, stop)
+
     # --- blocks for peers that are not wire connections (TorrentHandle) ---------------------------
 
     def attach_peer(self, peer: Peer) -> None:
@@ -409,6 +417,7 @@ class Torrent:
     async def _shutdown(self) -> None:
         self._lifecycle.advance(TorrentState.STOPPING)
         self._stop.set()
+        self.streams.close(self._stop_reason or "stopped")
         for source in self.sources:
             with contextlib.suppress(TimeoutError, OSError, TorrentGoatError):
                 await asyncio.wait_for(source.stopped(), timeout=3.0)
@@ -533,6 +542,7 @@ class Torrent:
         if self.config.super_seed and have.complete:
             swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
         self.blocks.joined_picker()
+        self.streams.ready()
         for wp in list(swarm.peers.values()):
             try:
                 self.opening.metadata_known(wp)
@@ -557,6 +567,7 @@ class Torrent:
             self.swarm.superseeding.peer_ready(wp)
 
     def _piece_verified(self, index: int) -> None:
+        self.streams.piece_verified(index)
         self.exchange.announce(index)
         picker = self.swarm.picker
         if picker is not None and picker.is_complete and not self.blocks.verifying:
