@@ -233,9 +233,7 @@ class Streams:
         have = self.swarm.have
         assert have is not None
         old = reader.window
-        new = {
-            index: max(FLOOR, MAX_PRIORITY - k) for k, index in enumerate(pieces) if index not in have
-        }
+        new = {index: max(FLOOR, MAX_PRIORITY - k) for k, index in enumerate(pieces) if index not in have}
         if new == old:
             return
         reader.window = new
