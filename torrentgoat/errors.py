@@ -167,3 +167,8 @@ class InvalidRequestError(GatewayError):
 
 class UpstreamError(GatewayError):
     """The upstream hub could not be reached or answered something unusable: HTTP 502."""
+
+
+class SourceUnavailableError(GatewayError):
+    """A source holds the repository but cannot answer yet (a torrent's metadata still on its way):
+    HTTP 503 with ``Retry-After``, which clients retry."""
