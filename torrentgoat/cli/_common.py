@@ -32,17 +32,22 @@ __all__ = [
 ]
 
 
-def add_session_options(parser: argparse.ArgumentParser) -> None:
+def add_session_options(parser: argparse.ArgumentParser, *, socket_prefix: str = "") -> None:
+    """The network options of a command that runs a session.  ``socket_prefix`` (e.g. ``"peer-"``)
+    renames the peer socket's ``--port`` / ``--listen`` / ``--listen6`` for a command whose own
+    ``--port`` means something else (the gateway's HTTP port)."""
     net = parser.add_argument_group("network")
     net.add_argument(
-        "--port",
+        f"--{socket_prefix}port",
         type=int,
         default=None,
         help="TCP port for peers and UDP port for the DHT (default: 6881, or the next free one; "
         "an explicit port must be free; 0: any)",
     )
-    net.add_argument("--listen", default="0.0.0.0", help="IPv4 address to listen on (default 0.0.0.0)")
-    net.add_argument("--listen6", default="::", help="IPv6 address to listen on ('' for none)")
+    net.add_argument(
+        f"--{socket_prefix}listen", default="0.0.0.0", help="IPv4 address to listen on for peers (default 0.0.0.0)"
+    )
+    net.add_argument(f"--{socket_prefix}listen6", default="::", help="IPv6 address to listen on ('' for none)")
     net.add_argument("--max-peers", type=int, default=50, help="connections per torrent")
     net.add_argument(
         "--optimistic-unchoke",
@@ -83,15 +88,19 @@ def with_optimistic_unchoke(config: TorrentConfig, mode: OptimisticMode) -> Torr
     return dataclasses.replace(config, choker=dataclasses.replace(config.choker, optimistic_mode=mode))
 
 
-def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = None) -> SessionConfig:
+def session_config(
+    args: argparse.Namespace, torrent: TorrentConfig | None = None, *, socket_prefix: str = ""
+) -> SessionConfig:
     routers = tuple(
         (address.host, address.port) for address in (PeerAddress.parse(text) for text in args.dht_bootstrap)
     )
+    dest = socket_prefix.replace("-", "_")
+    port = getattr(args, f"{dest}port")
     return SessionConfig(
-        listen_host=args.listen,
-        listen_ipv6=args.listen6 or None,
-        listen_port=DEFAULT_PORT if args.port is None else args.port,
-        port_fallback=DEFAULT_PORT_FALLBACK if args.port is None else 0,
+        listen_host=getattr(args, f"{dest}listen"),
+        listen_ipv6=getattr(args, f"{dest}listen6") or None,
+        listen_port=DEFAULT_PORT if port is None else port,
+        port_fallback=DEFAULT_PORT_FALLBACK if port is None else 0,
         upload_limit=parse_size(args.upload_limit, what="rate"),
         download_limit=parse_size(args.download_limit, what="rate"),
         enable_dht=not args.no_dht,
