@@ -128,6 +128,7 @@ class ModelFetch:
         self._checking: set[str] = set()
         self._progress: ProgressReported | None = None
         self._lock = asyncio.Lock()
+        self._saving = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -341,7 +342,13 @@ class ModelFetch:
                 log.error("%s: %s: refused: %s", self.label, path, reason)
             elif local is not None:
                 self._local[path] = local
-                await asyncio.to_thread(self._save)
+                async with self._saving:
+                    try:
+                        await asyncio.to_thread(self._save)
+                    except OSError as exc:  # served from disk in this run all the same
+                        log.warning(
+                            "%s: cannot record the checked files in %s: %s", self.label, self.record, exc
+                        )
         finally:
             self._checking.discard(path)
 
