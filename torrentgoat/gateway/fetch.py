@@ -158,6 +158,19 @@ class ModelFetch:
         """Why a complete file was refused by the check, or None."""
         return self._refused.get(path)
 
+    async def recheck(self, path: str) -> None:
+        """``path`` changed on disk since it was checked: forget it, and stop the torrent so that the
+        next start checks every piece again (damaged pieces are fetched again from the swarm)."""
+        log.warning("%s: %s changed on disk since it was checked; checking the model again", self.label, path)
+        self._local.pop(path, None)
+        async with self._saving:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._save)
+        async with self._lock:
+            torrent = self.torrent
+            if torrent is not None and not torrent.stopping:
+                torrent.stop("a file changed on disk; checking again")
+
     @property
     def done(self) -> bool:
         """Every file the policy allows by name is checked complete on disk."""

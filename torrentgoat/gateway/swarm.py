@@ -428,9 +428,16 @@ class SwarmSource:
             raise UnsafeModelError(reason) if "SHA-256" not in reason else VerificationError(reason)
         local = fetch.local(file.path)
         if local is not None:
-            async for chunk in read_local_range(local.path, local.signature, start, stop):
-                yield chunk
-            return
+            sent = 0
+            try:
+                async for chunk in read_local_range(local.path, local.signature, start, stop):
+                    sent += len(chunk)
+                    yield chunk
+                return
+            except VerificationError:
+                if sent:
+                    raise
+                await fetch.recheck(file.path)  # then from the torrent, which checks every piece again
         torrent = await fetch.start()
         index = await fetch.index_of(torrent, file.path)
         fetch.readers += 1
