@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torrentgoat.errors import ConfigError, TorrentGoatError
+from torrentgoat.errors import ConfigError, TorrentGoatError, VerificationError
 from torrentgoat.gateway.catalog import ModelVersion, file_paths
 from torrentgoat.gateway.local import FileSignature
 from torrentgoat.metainfo import InfoDict
@@ -283,12 +283,15 @@ class ModelFetch:
             raise ConfigError(f"{self.label}: the unsafe-format policy refuses every file")
         return [glob.escape(path) for path in wanted]
 
-    async def index_of(self, torrent: Torrent, path: str) -> int:
-        """The torrent's file index of repo path ``path`` (waits for a magnet's metadata)."""
+    async def index_of(self, torrent: Torrent, path: str, size: int) -> int:
+        """The torrent's file index of repo path ``path`` (waits for a magnet's metadata).
+
+        VerificationError when the torrent has no such file of that size (a manifest that does not
+        describe its own torrent)."""
         info = torrent.info or await torrent.wait_metadata()
         index = file_paths(info).get(path)
-        if index is None:
-            raise TorrentGoatError(f"{self.label}: the torrent has no file {path!r}")
+        if index is None or info.files[index].length != size:
+            raise VerificationError(f"{self.label}: the torrent has no file {path!r} of {size} bytes")
         return index
 
     def _spawn(self, coro: Any) -> None:

@@ -439,20 +439,51 @@ class SwarmSource:
                     raise
                 await fetch.recheck(file.path)  # then from the torrent, which checks every piece again
         torrent = await fetch.start()
-        index = await fetch.index_of(torrent, file.path)
+        index = await fetch.index_of(torrent, file.path, file.size)
         fetch.readers += 1
+        chunks = torrent.stream(index, start, stop)
         try:
-            if file.path not in fetch.prefixes:
-                head = b"".join([c async for c in torrent.stream(index, 0, min(SNIFF_SIZE, file.size))])
-                fetch.prefixes[file.path] = head
-                violation = judge(file.path, head, self.config.policy)
-                if violation is not None:
-                    raise UnsafeModelError(violation.message)
-            async for chunk in torrent.stream(index, start, stop):
+            if file.path in fetch.prefixes:
+                ahead: list[bytes] = []
+            elif start == 0:
+                ahead = await _first_bytes(chunks, min(SNIFF_SIZE, file.size))
+                self._sniffed(fetch, file, b"".join(ahead)[:SNIFF_SIZE])
+            else:  # the file's first bytes and the range's, fetched side by side
+                first = asyncio.ensure_future(anext(chunks, b""))
+                try:
+                    head = b"".join([c async for c in torrent.stream(index, 0, min(SNIFF_SIZE, file.size))])
+                    self._sniffed(fetch, file, head)
+                    ahead = [await first]
+                finally:
+                    first.cancel()
+            for chunk in ahead:
+                yield chunk
+            async for chunk in chunks:
                 yield chunk
         finally:
+            await chunks.aclose()
             fetch.readers -= 1
             fetch.after_read(file.path)
+
+    def _sniffed(self, fetch: ModelFetch, file: RepoFile, head: bytes) -> None:
+        """The file's first bytes: kept for later snapshots, judged by the unsafe-format policy now."""
+        fetch.prefixes[file.path] = head
+        violation = judge(file.path, head, self.config.policy)
+        if violation is not None:
+            raise UnsafeModelError(violation.message)
+
+
+async def _first_bytes(chunks: AsyncIterator[bytes], count: int) -> list[bytes]:
+    """Chunks from ``chunks`` until they hold ``count`` bytes (or it ends); the iterator stays open."""
+    taken: list[bytes] = []
+    got = 0
+    while got < count:
+        chunk = await anext(chunks, None)
+        if chunk is None:
+            break
+        taken.append(chunk)
+        got += len(chunk)
+    return taken
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

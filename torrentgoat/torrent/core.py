@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,7 +335,7 @@ class Torrent:
         torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
         self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
 
-    def stream(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
+    def stream(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
         """The verified bytes ``[start, stop)`` of file ``file_index``, in order, as their pieces arrive:
         the pieces ahead of the reader are fetched first (:mod:`torrentgoat.torrent.streaming`).  Close
         the iterator (``aclose``) to give up early; TorrentGoatError when the torrent stops first."""

@@ -30,7 +30,7 @@ torrent want data it will not write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import NoReturn, TypeVar
 
@@ -137,7 +137,7 @@ class Streams:
         """Pieces in a reader's window for this torrent's piece length."""
         return max(MIN_WINDOW, min(MAX_WINDOW, -(-self.readahead // info.piece_length)))
 
-    async def read(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncIterator[bytes]:
+    async def read(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
         """The verified bytes ``[start, stop)`` of file ``file_index`` (``stop`` None: its end), in order.
 
         Chunks are at most :attr:`chunk` bytes and never cross a piece boundary.  Waits for metadata,
