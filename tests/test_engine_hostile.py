@@ -38,6 +38,7 @@ import pytest
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.config import IOConfig
 from torrentgoat.magnet import Magnet
+from torrentgoat.mse import MSEConfig
 from torrentgoat.picker import PickerConfig
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
@@ -760,7 +761,11 @@ async def test_requests_without_fast_extension_for_missing_piece_drop_the_peer(t
 
 async def test_bad_handshakes_are_closed(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 1 * MiB + 1, piece_length=256 * 1024, seed=61)
-    config = dataclasses.replace(loopback_config(seed=1), wire=WireConfig(handshake_timeout=1.0))
+    config = dataclasses.replace(
+        loopback_config(seed=1),
+        wire=WireConfig(handshake_timeout=1.0),
+        encryption=MSEConfig(handshake_timeout=1.0),  # garbage may be the start of an MSE handshake
+    )
     async with Session(config) as target:
         await _seed(target, payload)
         port = target.listen_port

@@ -4,7 +4,8 @@ Runs in its own process so that it never shares a GIL with the torrentgoat code 
 
     python tools/lt_peer.py seed  --torrent T --dir D --port P [--upload-limit BPS]
     python tools/lt_peer.py leech --torrent T --dir D --port P [--peer HOST:PORT ...] [--magnet URI]
-    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--report S] [--timeout S])
+    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--report S] [--timeout S]
+           [--utp-only] [--socket-buffer BYTES])
 
 It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
 listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` seconds,
@@ -12,7 +13,7 @@ listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` sec
 ``{"event": "finished", "seconds": S, "bytes": N}`` when a leech completes, and exits after
 ``--exit-after-finish`` (leech) or when stdin closes / SIGTERM arrives (seed).
 Settings follow ../shared/INTEROP-NOTES.md: explicit 127.0.0.1 listen address, no port fallback,
-DHT/LSD/UPnP/NAT-PMP/uTP off unless asked, ``num_want = 0`` for a seeder (a seeder that learns its
+DHT/LSD/UPnP/NAT-PMP/uTP off unless asked (``--utp-only``: uTP on, TCP off both ways), ``num_want = 0`` for a seeder (a seeder that learns its
 own address from a tracker connects to itself and bans 127.0.0.1).
 """
 
@@ -75,6 +76,25 @@ def make_session(args: argparse.Namespace) -> Any:
                 "dht_announce_interval": 5,
             }
         )
+    if args.force_encryption:  # MSE/PE with RC4 only, both ways (INTEROP-NOTES)
+        settings.update(
+            {
+                "in_enc_policy": lt.enc_policy.forced,
+                "out_enc_policy": lt.enc_policy.forced,
+                "allowed_enc_level": lt.enc_level.rc4,
+            }
+        )
+    if args.utp_only:
+        settings.update(
+            {
+                "enable_incoming_utp": True,
+                "enable_outgoing_utp": True,
+                "enable_incoming_tcp": False,
+                "enable_outgoing_tcp": False,
+            }
+        )
+    if args.socket_buffer:
+        settings.update({"recv_socket_buffer_size": args.socket_buffer, "send_socket_buffer_size": args.socket_buffer})
     ses = lt.session(settings)
     for node in filter(None, args.dht.split(",")):
         host, _, port = node.strip().rpartition(":")
@@ -95,10 +115,15 @@ def main() -> int:
     parser.add_argument("--download-limit", type=int, default=0)
     parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
     parser.add_argument("--no-encryption", action="store_true")
+    parser.add_argument(
+        "--force-encryption", action="store_true", help="MSE with RC4 only, in and out (enc_policy.forced)"
+    )
     parser.add_argument("--report", type=float, default=0.5)
     parser.add_argument("--exit-after-finish", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
+    parser.add_argument("--utp-only", action="store_true", help="uTP (BEP 29) on, TCP off in and out")
+    parser.add_argument("--socket-buffer", type=int, default=0, help="SO_RCVBUF/SO_SNDBUF bytes (0: default)")
     args = parser.parse_args()
 
     ses = make_session(args)
