@@ -91,6 +91,20 @@ async def test_clients_share_one_download_and_leave_cleanly(tmp_path: Path) -> N
     async with streaming(tmp_path) as (payload, swarm, gateway), aiohttp.ClientSession() as http:
         data = (payload.root / NAME).read_bytes()
         url = f"{gateway.url}/org/big/resolve/main/{NAME}"
+        # a client that asks for a range and leaves before its first byte came (the file's first
+        # bytes, for the pickle check, and the range's are being fetched side by side)
+        await wait_until(lambda: bool(list(swarm.fetches())), timeout=20, what="the mapped torrent")
+        fetch = _fetch(swarm)
+        _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        target = f"/org/big/resolve/main/{NAME}"
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nRange: bytes={SIZE - 100}-\r\n\r\n".encode())
+        await writer.drain()
+        await wait_until(lambda: fetch.readers == 1, timeout=20, what="the ranged reader")
+        writer.transport.abort()
+        await wait_until(lambda: fetch.readers == 0, timeout=20, what="the ranged reader to leave")
+        assert fetch.torrent is not None
+        assert fetch.torrent.streams.readers == 0 and fetch.torrent.streams.raised == {}
+
         # a client that reads one chunk and vanishes
         response = await http.get(url)
         await response.content.readany()

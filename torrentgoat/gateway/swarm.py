@@ -455,7 +455,9 @@ class SwarmSource:
                     self._sniffed(fetch, file, head)
                     ahead = [await first]
                 finally:
-                    first.cancel()
+                    if not first.done():
+                        first.cancel()
+                        await asyncio.gather(first, return_exceptions=True)  # before closing ``chunks``
             for chunk in ahead:
                 yield chunk
             async for chunk in chunks:
