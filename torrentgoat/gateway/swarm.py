@@ -21,13 +21,15 @@ Mapped torrents are asked first, then the collections in the order they were fol
 metadata (a mapped magnet's metadata is fetched at start; a request arriving before it waits at most
 ``metadata_wait`` seconds, then gets a 503 the client retries).
 
-Reading (:meth:`SwarmSource.read`): a file checked complete on disk is read from disk; otherwise its
-model's torrent is started or joined (:class:`~torrentgoat.gateway.fetch.ModelFetch`) and the bytes are
-streamed as verified pieces arrive, the pieces ahead of the reader first
-(:meth:`Torrent.stream <torrentgoat.torrent.core.Torrent.stream>`).  Before the first byte of a file
-whose first bytes are not known yet, they are fetched first and judged by the unsafe-format policy, so
-a pickle in disguise is refused before anything is sent.  A reader that goes away (``aclose``) lets go
-of its priorities and waits at once.
+Reading (:meth:`SwarmSource.read`): a file checked complete on disk is read from disk (one that
+changed since is noticed before a byte is sent, and the model's torrent checks its pieces again and
+repairs it from the swarm); otherwise its model's torrent is started or joined
+(:class:`~torrentgoat.gateway.fetch.ModelFetch`) and the bytes are streamed as verified pieces
+arrive, the pieces ahead of the reader first (:meth:`Torrent.stream
+<torrentgoat.torrent.core.Torrent.stream>`).  The first bytes of a file are judged by the
+unsafe-format policy before anything of it is sent (for a range further in, they are fetched side by
+side with the range's first piece), so a pickle in disguise is refused with a 403.  A reader that
+goes away (``aclose``) lets go of its priorities and waits at once.
 """
 
 from __future__ import annotations
