@@ -68,3 +68,28 @@ async def test_checked_files_survive_a_restart_and_damage_is_repaired(tmp_path: 
             assert uploaded < seed.uploaded <= uploaded + 2 * PIECE
             await wait_until(lambda: fetch.local(NAME) is not None, timeout=60, what="the file checked again")
             assert local.path.read_bytes() == data
+
+
+async def test_without_seeding_a_reader_outlives_the_torrent(tmp_path: Path) -> None:
+    """``--no-seed``: the torrent stops once complete; a client still reading goes on from disk."""
+    payload = make_file_payload(tmp_path, 8 * MiB, name=NAME, piece_length=PIECE, seed=10)
+    data = (payload.root / NAME).read_bytes()
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as session:
+        seed = await seeder.add(payload.metainfo, payload.root, seed=True)
+        await asyncio.wait_for(seed.wait_complete(), 30)
+        config = SwarmConfig(
+            cache_dir=tmp_path / "cache", peers=(f"127.0.0.1:{seeder.listen_port}",), seed=False
+        )
+        async with SwarmSource(session, config) as swarm:
+            await swarm.add_torrent("org/m", payload.metainfo)
+            async with (
+                Gateway([swarm], GatewayConfig(port=0, upstream=None)) as server,
+                aiohttp.ClientSession() as http,
+                http.get(f"{server.url}/org/m/resolve/main/{NAME}") as response,
+            ):
+                first = await response.content.readany()
+                [fetch] = list(swarm.fetches())
+                assert fetch.torrent is not None
+                await asyncio.wait_for(fetch.torrent.wait_stopped(), 60)
+                assert fetch.torrent.stop_reason == "complete"
+                assert first + await response.read() == data

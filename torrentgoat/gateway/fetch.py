@@ -131,6 +131,7 @@ class ModelFetch:
         self._saving = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._loaded: asyncio.Future[dict[str, LocalFile]] | None = None
 
     # ------------------------------------------------------------------ what is on disk
 
@@ -149,6 +150,18 @@ class ModelFetch:
 
     def _disk_path(self, info: InfoDict, path: str) -> Path:
         return self.version.dest / info.name if info.single_file else self.version.dest / info.name / path
+
+    def finished_path(self, path: str) -> Path | None:
+        """Where ``path`` is on disk when the torrent completed and then stopped cleanly (it does not
+        seed): every piece of it verified, its final check still to come.  None otherwise."""
+        torrent, info = self.torrent, self._info()
+        if torrent is None or info is None or torrent.error is not None:
+            return None
+        if not torrent.stopping or torrent.stop_reason != "complete":  # not stopped by anything else
+            return None
+        if not torrent.is_complete or not self.file_complete(path):
+            return None
+        return self._disk_path(info, path)
 
     def local(self, path: str) -> LocalFile | None:
         """The file checked complete on disk, or None (not yet, or never)."""
@@ -180,11 +193,12 @@ class ModelFetch:
         return [p for p in self.version.snapshot.files if judge(p, b"", self.policy) is None]
 
     async def load(self) -> None:
-        """Read ``verified.json``: files checked by an earlier run that did not change since."""
-        found = await asyncio.to_thread(self._load)
-        self._local.update(found)
-        if found:
-            log.debug("%s: %d files complete on disk", self.label, len(found))
+        """Read ``verified.json`` once: files checked by an earlier run that did not change since."""
+        if self._loaded is None:
+            self._loaded = asyncio.ensure_future(asyncio.to_thread(self._load))
+        found = await asyncio.shield(self._loaded)
+        for path, local in found.items():
+            self._local.setdefault(path, local)
 
     def _load(self) -> dict[str, LocalFile]:
         try:

@@ -163,7 +163,8 @@ class SwarmSource:
         """Serve a torrent as ``repo_id`` (a magnet's metadata is fetched in the background)."""
         loaded = await self.session.load(source)
         if isinstance(loaded, Metainfo):
-            self._map(repo_type, repo_id, loaded)
+            version = self._map(repo_type, repo_id, loaded)
+            await self._fetch(version).load()
             return
         if loaded.info_hash is None:
             raise ConfigError(f"--torrent {repo_id}: a magnet with an info-hash (xt=urn:btih:), not a key")
@@ -178,13 +179,14 @@ class SwarmSource:
         repo_type, repo_id, source = parse_torrent_spec(spec)
         await self.add_torrent(repo_id, source, repo_type=repo_type)
 
-    def _map(self, repo_type: RepoType, repo_id: str, metainfo: Metainfo) -> None:
+    def _map(self, repo_type: RepoType, repo_id: str, metainfo: Metainfo) -> ModelVersion:
         if self._mapped.catalog.holds(repo_type, repo_id):
             raise ConfigError(f"--torrent {repo_id}: mapped twice")
         dest = self.config.cache_dir / "torrents" / metainfo.info_hash.hex
         version = version_of_torrent(repo_type, repo_id, metainfo, dest=dest, created=time.time())
         self._mapped.catalog.add(version)
         self._spawn(self._known(version))
+        return version
 
     async def _fetch_metadata(self, repo_type: RepoType, repo_id: str, magnet: Magnet) -> None:
         """A mapped magnet: fetch its metadata (BEP 9), keep the .torrent, stop until a file is asked."""
@@ -425,6 +427,7 @@ class SwarmSource:
     ) -> AsyncIterator[bytes]:
         version = self._version(snapshot)
         fetch = self._fetch(version)
+        await fetch.load()
         reason = fetch.refusal(file.path)
         if reason is not None:
             raise UnsafeModelError(reason) if "SHA-256" not in reason else VerificationError(reason)
@@ -440,10 +443,16 @@ class SwarmSource:
                 if sent:
                     raise
                 await fetch.recheck(file.path)  # then from the torrent, which checks every piece again
+        finished = fetch.finished_path(file.path)
+        if finished is not None:  # the torrent completed and stopped (no seeding); the check is to come
+            async for chunk in read_local_range(finished, None, start, stop):
+                yield chunk
+            return
         torrent = await fetch.start()
         index = await fetch.index_of(torrent, file.path, file.size)
         fetch.readers += 1
         chunks = torrent.stream(index, start, stop)
+        position = start
         try:
             if file.path in fetch.prefixes:
                 ahead: list[bytes] = []
@@ -461,9 +470,18 @@ class SwarmSource:
                         first.cancel()
                         await asyncio.gather(first, return_exceptions=True)  # before closing ``chunks``
             for chunk in ahead:
+                position += len(chunk)
                 yield chunk
-            async for chunk in chunks:
-                yield chunk
+            try:
+                async for chunk in chunks:
+                    position += len(chunk)
+                    yield chunk
+            except TorrentGoatError:
+                finished = fetch.finished_path(file.path)
+                if finished is None:
+                    raise
+                async for chunk in read_local_range(finished, None, position, stop):  # completed, stopped
+                    yield chunk
         finally:
             await chunks.aclose()
             fetch.readers -= 1
