@@ -164,6 +164,11 @@ async def test_snapshot_download_model_info_and_a_new_version(tmp_path: Path) ->
         assert new_folder.name == C2
         for name in expected:
             assert filecmp.cmp(model / name, new_folder / name, shallow=False), name
+        # the files v2 shares with v1 were linked from the checked v1 copy: only changes crossed
+        changed = (model / "model-00002-of-00002.safetensors").stat().st_size
+        v2 = next(f for f in swarm.fetches() if f.version.snapshot.commit == C2)
+        assert v2.torrent is not None
+        assert v2.torrent.downloaded <= changed + 4 * PIECE, v2.torrent.downloaded
         assert await swarm.refresh() == [False]  # the same version again: nothing changes
 
 

@@ -30,11 +30,12 @@ import glob
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torrentgoat.collection.store import link_or_copy
 from torrentgoat.errors import ConfigError, TorrentGoatError, VerificationError
 from torrentgoat.gateway.catalog import ModelVersion, file_paths
 from torrentgoat.gateway.local import FileSignature
@@ -113,8 +114,11 @@ class ModelFetch:
         policy: Policy,
         peers: Sequence[str] = (),
         seed: bool = True,
+        reuse: Callable[[str], Path | None] | None = None,
     ) -> None:
         self.version = version
+        self.reuse = reuse
+        """SHA-256 -> a file verified with that content elsewhere in the cache (another version)."""
         self.session = session
         self.policy = policy
         self.peers = tuple(peers)
@@ -274,19 +278,62 @@ class ModelFetch:
             if existing is not None and not existing.stopping:
                 torrent = existing
             else:
+                if not self.done:
+                    reused = await asyncio.to_thread(self._link_reusable)
+                    if reused:
+                        log.info("%s: %s already held (files of another version)", self.label, _size(reused))
                 source = self.version.metainfo or self.version.magnet
                 torrent = await self.session.add(
                     source, self.version.dest, seed=self.seed, files=self._globs(), peers=self.peers
                 )
                 log.info(
-                    "%s: fetching %s from the swarm (%s)",
+                    "%s: %s %s (%s)",
                     self.label,
+                    "seeding" if self.done else "fetching",
                     _size(self.version.size),
                     self.version.origin,
                 )
             self.torrent = torrent
             self._spawn(self._watch(torrent))
             return torrent
+
+    def _link_reusable(self) -> int:
+        """Hard-link files of other versions with the same SHA-256 into place before the torrent
+        starts (blocking): its check counts their pieces, so only changed files cross the network
+        (what ``collection update`` does).  Bytes reused."""
+        info = self._info()
+        if self.reuse is None or info is None:
+            return 0
+        reused = 0
+        wanted = set(self._wanted_paths())
+        for path, sha256 in self.version.sha256.items():
+            entry = self.version.snapshot.files.get(path)
+            target = self._disk_path(info, path)
+            if entry is None or path not in wanted or os.path.lexists(target):
+                continue
+            source = self.reuse(sha256)
+            if source is None:
+                continue
+            try:
+                if os.stat(source).st_size != entry.size:
+                    continue
+                link_or_copy(source, target)
+            except OSError as exc:
+                log.debug("%s: cannot reuse %s for %s: %s", self.label, source, path, exc)
+                continue
+            reused += entry.size
+        return reused
+
+    def verified_with(self, sha256: str) -> Path | None:
+        """A file of this version checked to hold that SHA-256 and unchanged since, or None."""
+        for local in self._local.values():
+            if local.sha256 == sha256:
+                try:
+                    if FileSignature.of(os.stat(local.path)) == local.signature:
+                        return local.path
+                except OSError:
+                    continue
+        return None
 
     def _globs(self) -> list[str]:
         """Patterns of the files to fetch: none (every file) unless the policy refuses some by name."""
@@ -326,8 +373,8 @@ class ModelFetch:
         info = self._info()
         if info is None:
             return
-        await asyncio.gather(*(self.check(path) for path in self._wanted_paths()))
-        if self.done:
+        checked = await asyncio.gather(*(self.check(path) for path in self._wanted_paths()))
+        if any(checked) and self.done:
             log.info("%s: every file verified (%s), served from disk", self.label, _size(self.version.size))
 
     def file_complete(self, path: str) -> bool:
@@ -350,14 +397,15 @@ class ModelFetch:
         if path not in self._local and path not in self._checking and self.file_complete(path):
             self._spawn(self.check(path))
 
-    async def check(self, path: str) -> None:
-        """Check one complete file (see :func:`check_file`) and record the outcome."""
+    async def check(self, path: str) -> bool:
+        """Check one complete file (see :func:`check_file`) and record the outcome; whether it passed
+        now (False: it did not, it is not complete, or it was checked before)."""
         info = self._info()
         if info is None or path in self._local or path in self._checking or path in self._refused:
-            return
+            return False
         entry = self.version.snapshot.files.get(path)
         if entry is None or not self.file_complete(path):
-            return
+            return False
         self._checking.add(path)
         try:
             disk = self._disk_path(info, path)
@@ -366,7 +414,7 @@ class ModelFetch:
                 local, reason = await asyncio.to_thread(check_file, disk, path, entry.size, sha, self.policy)
             except OSError as exc:
                 log.warning("%s: cannot check %s: %s", self.label, path, exc)
-                return
+                return False
             if reason is not None:
                 self._refused[path] = reason
                 log.error("%s: %s: refused: %s", self.label, path, reason)
@@ -379,6 +427,8 @@ class ModelFetch:
                         log.warning(
                             "%s: cannot record the checked files in %s: %s", self.label, self.record, exc
                         )
+                return True
+            return False
         finally:
             self._checking.discard(path)
 

@@ -326,6 +326,7 @@ class SwarmSource:
                 policy=self.config.policy,
                 peers=self.config.peers,
                 seed=self.config.seed,
+                reuse=self._verified_with,
             )
             self._fetches[version.info_hash.raw] = fetch
         return fetch
@@ -339,6 +340,14 @@ class SwarmSource:
                 await fetch.start()
             except TorrentGoatError as exc:
                 log.warning("%s: cannot seed it: %s", version.label, exc)
+
+    def _verified_with(self, sha256: str) -> Path | None:
+        """A file anywhere in the cache checked to hold that SHA-256 (for a new version's torrent)."""
+        for fetch in self.fetches():
+            found = fetch.verified_with(sha256)
+            if found is not None:
+                return found
+        return None
 
     def fetches(self) -> Iterator[ModelFetch]:
         return iter(list(self._fetches.values()))
