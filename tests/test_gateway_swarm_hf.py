@@ -37,6 +37,7 @@ from torrentgoat.gateway.swarm import SwarmConfig, SwarmSource
 from torrentgoat.keys import SigningKey
 from torrentgoat.session import Session
 from torrentgoat.testing.hub import FakeHub
+from torrentgoat.testing.swarm import loopback_config
 
 C1 = "1" * 40
 C2 = "2" * 40
@@ -266,3 +267,74 @@ async def _get(http: aiohttp.ClientSession, url: str) -> bytes:
     async with http.get(url) as response:
         assert response.status == 200
         return await response.read()
+
+
+async def test_the_hub_is_a_web_seed_and_main_follows_by_itself(tmp_path: Path) -> None:
+    """A publisher that uploads slowly: the manifest's url-list (the hub) serves the bytes too.  With a
+    short ``refresh``, the gateway picks up a new version on its own."""
+    model = make_model(tmp_path / "src" / "tiny", shard_size=2 * 1024 * 1024, pickle=False)
+    specs = [ModelSpec(name="tiny", path=model, hf_repo="org/tiny", commit=C1)]
+    async with published(tmp_path, specs, upload_limit=64 * 1024) as world:
+        world.hub.add_repo("org/tiny", C1, model)
+        async with Session(session_config(world.boot, seed=9)) as session:
+            swarm = SwarmSource(session, SwarmConfig(cache_dir=tmp_path / "gw", refresh=0.5))
+            swarm.follow(world.magnet)
+            async with swarm, Gateway([swarm], GatewayConfig(port=0, upstream=None)) as gateway:
+                folder = await asyncio.to_thread(
+                    huggingface_hub.snapshot_download,
+                    "org/tiny",
+                    cache_dir=tmp_path / "c",
+                    endpoint=gateway.url,
+                )
+                for name in _files(model):
+                    assert filecmp.cmp(model / name, Path(folder) / name, shallow=False), name
+                assert world.hub.bytes_served() > 1024 * 1024  # most of it came from the web seed
+
+                (model / "config.json").write_text('{"version": 2}\n')
+                await asyncio.to_thread(
+                    build_collection,
+                    "zoo",
+                    [ModelSpec(name="tiny", path=model, hf_repo="org/tiny", commit=C2)],
+                    world.root,
+                    world.key.public_key,
+                    hub=world.hub.url,
+                    piece_length=PIECE,
+                )
+                await world.publisher.publish()
+                api = HfApi(endpoint=gateway.url)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 60
+                while (await asyncio.to_thread(api.model_info, "org/tiny")).sha != C2:
+                    assert loop.time() < deadline, "the gateway did not pick up seq 2"
+                    await asyncio.sleep(0.2)
+
+
+async def test_a_restarted_gateway_serves_what_it_holds_offline(tmp_path: Path) -> None:
+    """The version held on disk (verified again under the magnet's key) and the checked files are
+    enough: a gateway restarted without the DHT serves the model with nothing crossing the network."""
+    model = make_model(tmp_path / "src" / "tiny", shard_size=1024 * 1024, pickle=False)
+    specs = [ModelSpec(name="tiny", path=model, hf_repo="org/tiny", commit=C1)]
+    async with published(tmp_path, specs) as world:
+        async with gateway_for(world, tmp_path) as (swarm, gateway):
+            await asyncio.to_thread(
+                huggingface_hub.snapshot_download, "org/tiny", cache_dir=tmp_path / "c1", endpoint=gateway.url
+            )
+            await asyncio.wait_for(_done(next(swarm.fetches())), 60)
+        uploaded = sum(t.uploaded for t in world.pub_session.torrents.values())
+        async with Session(loopback_config(seed=5)) as offline:  # no DHT: it cannot resolve anything
+            swarm = SwarmSource(offline, SwarmConfig(cache_dir=tmp_path / "gateway-cache", refresh=3600.0))
+            follower = swarm.follow(world.magnet)
+            async with swarm:
+                assert await swarm.wait_ready(30) == []
+                assert follower.manifest is not None and follower.manifest.seq == 1
+                async with Gateway([swarm], GatewayConfig(port=0, upstream=None)) as again:
+                    folder = await asyncio.to_thread(
+                        huggingface_hub.snapshot_download,
+                        "org/tiny",
+                        cache_dir=tmp_path / "c2",
+                        endpoint=again.url,
+                    )
+                for name in _files(model):
+                    assert filecmp.cmp(model / name, Path(folder) / name, shallow=False), name
+                assert all(f.torrent is None or f.done for f in swarm.fetches())
+        assert sum(t.uploaded for t in world.pub_session.torrents.values()) == uploaded

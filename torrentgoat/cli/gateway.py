@@ -58,6 +58,9 @@ __all__ = ["ORDER", "parse_repo_spec", "progress_line", "register"]
 
 ORDER = 40
 
+STARTUP_WAIT = 60.0
+"""Seconds the command waits for its collections' first resolution before it starts serving (repos
+asked for before they are known would be passed upstream)."""
 PROGRESS_EVERY = 5.0
 """Seconds between progress lines while models are being fetched."""
 
@@ -266,6 +269,9 @@ async def _swarm(args: argparse.Namespace, policy: Policy, stack: contextlib.Asy
     for spec in args.torrent:
         await swarm.add_torrent_spec(spec)
     await stack.enter_async_context(swarm)
+    unresolved = await swarm.wait_ready(STARTUP_WAIT)
+    if unresolved and not args.quiet:
+        print(f"still resolving: {', '.join(unresolved)} (served once resolved)", file=sys.stderr)
     if not args.quiet:
         print(
             f"swarm: peers on port {session.listen_port}, models kept in {cache}; following "

@@ -159,30 +159,34 @@ class CollectionFollower:
         """
         async with self._lock:
             try:
-                held = await asyncio.to_thread(self.client.held)
-                resolved = await self.client.resolve(self.magnet)
-                plan = admit(resolved, held, self.store)
+                changed = await self._refresh()
             except TorrentGoatError as exc:
                 self.error = str(exc)
                 raise
             finally:
-                self.attempted.set()
+                self.attempted.set()  # once the catalog has the version, or it failed
             self.error = None
-            if plan is None:
-                await self._keep_item_alive()
-                return False
-            manifest = resolved.manifest
-            for warning in plan.warnings:
-                log.warning("%s: %s", manifest.collection, warning)
-            state = held[0] if held is not None else None
-            item = await self._signed_item(manifest, resolved.info_hash)
-            await asyncio.to_thread(self._commit, resolved, state, item)
-            self.manifest = manifest
-            self.changed(manifest, dict(resolved.torrents))
-            previous = f" (held: seq {held[1].seq})" if held is not None else ""
-            log.info("%s: signed version seq %d verified%s", manifest.collection, manifest.seq, previous)
-            await self._seed_manifest(resolved.info_hash)
-            return True
+            return changed
+
+    async def _refresh(self) -> bool:
+        held = await asyncio.to_thread(self.client.held)
+        resolved = await self.client.resolve(self.magnet)
+        plan = admit(resolved, held, self.store)
+        if plan is None:
+            await self._keep_item_alive()
+            return False
+        manifest = resolved.manifest
+        for warning in plan.warnings:
+            log.warning("%s: %s", manifest.collection, warning)
+        state = held[0] if held is not None else None
+        item = await self._signed_item(manifest, resolved.info_hash)
+        await asyncio.to_thread(self._commit, resolved, state, item)
+        self.manifest = manifest
+        self.changed(manifest, dict(resolved.torrents))
+        previous = f" (held: seq {held[1].seq})" if held is not None else ""
+        log.info("%s: signed version seq %d verified%s", manifest.collection, manifest.seq, previous)
+        await self._seed_manifest(resolved.info_hash)
+        return True
 
     def _commit(
         self, resolved: Resolved, state: CollectionState | None, item: tuple[int, bytes, bytes] | None

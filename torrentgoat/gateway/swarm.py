@@ -154,7 +154,7 @@ class SwarmSource:
         )
         self._followers.append((follower, catalog))
         if self._started:
-            self._spawn(self._follow(follower))
+            self._spawn(self._follow(follower, load=True))
         return follower
 
     async def add_torrent(
@@ -273,13 +273,18 @@ class SwarmSource:
             return
         self._started = True
         for follower, _ in self._followers:
+            await self._load_held(follower)
             self._spawn(self._follow(follower))
 
-    async def _follow(self, follower: CollectionFollower) -> None:
+    async def _load_held(self, follower: CollectionFollower) -> None:
         try:
             await follower.load_held()
         except TorrentGoatError as exc:
             log.error("%s: the version held on disk is refused: %s", follower.store.root, exc)
+
+    async def _follow(self, follower: CollectionFollower, *, load: bool = False) -> None:
+        if load:
+            await self._load_held(follower)
         while True:
             try:
                 await follower.refresh()
@@ -290,6 +295,25 @@ class SwarmSource:
             except TorrentGoatError as exc:
                 log.warning("%s: resolving failed (will retry): %s", follower.name, exc)
             await asyncio.sleep(self.config.refresh)
+
+    async def wait_ready(self, timeout: float) -> list[str]:
+        """Wait (at most ``timeout`` seconds) until every followed collection has a version to serve or
+        its first resolution failed, and every mapped magnet's metadata came or failed.  The names of
+        what is still unresolved (empty: everything is ready)."""
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(follower.attempted.wait())
+            for follower, _ in self._followers
+            if follower.manifest is None and not follower.attempted.is_set()
+        ]
+        waits += [asyncio.ensure_future(asyncio.shield(task)) for task in self._mapped.pending.values()]
+        if waits:
+            try:
+                await asyncio.wait(waits, timeout=timeout)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        pending = [f"collection {f.name}" for f, _ in self._followers if f.manifest is None and f.error is None]
+        return pending + [f"torrent for {repo_id}" for _, repo_id in self._mapped.pending]
 
     async def refresh(self) -> list[bool]:
         """Resolve every followed collection now; whether each accepted a new version.  Raises what
