@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_helpers import ROOT, hf_env, hf_legacy_versions, require_hf_legacy, run_hf_client
+from torrentgoat.cli import main
+from torrentgoat.cli.gateway import progress_line
 from torrentgoat.creation import create_torrent
 from torrentgoat.errors import ConfigError
 from torrentgoat.gateway.catalog import parse_torrent_spec
+from torrentgoat.gateway.fetch import FetchStatus
 from torrentgoat.session import Session
 from torrentgoat.testing.swarm import MiB, loopback_config, make_model_payload
 
@@ -111,3 +114,50 @@ async def test_the_command_serves_huggingface_hub_0_2x(legacy: Path | None, tmp_
         require_hf_legacy()
         return
     await _exercise(str(legacy), tmp_path)
+
+
+def test_progress_lines() -> None:
+    mib = 1 << 20
+    fetching = FetchStatus(
+        label="org/m@01234567",
+        state="downloading",
+        verified_bytes=int(256 * mib * 0.37),
+        wanted_bytes=256 * mib,
+        download_rate=12.3 * mib,
+        upload_rate=0.0,
+        peers=4,
+        readers=2,
+    )
+    assert progress_line(fetching) == "org/m@01234567: 37% of 256.0 MiB, 12.3 MiB/s, 4 peers, 2 clients"
+    waiting = FetchStatus(
+        label="datasets/org/d@89abcdef",
+        state="metadata",
+        verified_bytes=0,
+        wanted_bytes=mib,
+        download_rate=0.0,
+        upload_rate=0.0,
+        peers=1,
+        readers=0,
+    )
+    assert progress_line(waiting) == "datasets/org/d@89abcdef: 0% of 1.0 MiB (metadata), idle, 1 peer"
+
+
+def test_bad_swarm_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = [
+        "--port",
+        "0",
+        "--peer-port",
+        "0",
+        "--peer-listen",
+        "127.0.0.1",
+        "--no-dht",
+        "-q",
+        "-o",
+        str(tmp_path),
+    ]
+    assert main(["gateway", "--torrent", "no-equals-sign", *common]) == 2
+    assert "ORG/NAME=MAGNET_OR_TORRENT" in capsys.readouterr().err
+    assert main(["gateway", "--follow", "magnet:?xt=urn:btih:" + "a" * 40, *common]) == 2
+    assert "--follow takes a collection's magnet" in capsys.readouterr().err
+    assert main(["gateway", "--torrent", f"org/m={tmp_path / 'missing.torrent'}", *common]) == 2
+    assert "missing.torrent" in capsys.readouterr().err
