@@ -36,10 +36,12 @@ def _online(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @contextlib.asynccontextmanager
-async def streaming(tmp_path: Path) -> AsyncIterator[tuple[Payload, SwarmSource, Gateway]]:
-    payload = make_file_payload(tmp_path, SIZE, name=NAME, piece_length=256 * 1024, seed=5)
+async def streaming(
+    tmp_path: Path, *, size: int = SIZE, rate: int = RATE
+) -> AsyncIterator[tuple[Payload, SwarmSource, Gateway]]:
+    payload = make_file_payload(tmp_path, size, name=NAME, piece_length=256 * 1024, seed=5)
     async with (
-        Session(loopback_config(upload_limit=RATE, seed=1)) as seeder,
+        Session(loopback_config(upload_limit=rate, seed=1)) as seeder,
         Session(loopback_config(seed=2)) as session,
     ):
         seed = await seeder.add(payload.metainfo, payload.root, seed=True)
@@ -91,20 +93,6 @@ async def test_clients_share_one_download_and_leave_cleanly(tmp_path: Path) -> N
     async with streaming(tmp_path) as (payload, swarm, gateway), aiohttp.ClientSession() as http:
         data = (payload.root / NAME).read_bytes()
         url = f"{gateway.url}/org/big/resolve/main/{NAME}"
-        # a client that asks for a range and leaves before its first byte came (the file's first
-        # bytes, for the pickle check, and the range's are being fetched side by side)
-        await wait_until(lambda: bool(list(swarm.fetches())), timeout=20, what="the mapped torrent")
-        fetch = _fetch(swarm)
-        _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-        target = f"/org/big/resolve/main/{NAME}"
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nRange: bytes={SIZE - 100}-\r\n\r\n".encode())
-        await writer.drain()
-        await wait_until(lambda: fetch.readers == 1, timeout=20, what="the ranged reader")
-        writer.transport.abort()
-        await wait_until(lambda: fetch.readers == 0, timeout=20, what="the ranged reader to leave")
-        assert fetch.torrent is not None
-        assert fetch.torrent.streams.readers == 0 and fetch.torrent.streams.raised == {}
-
         # a client that reads one chunk and vanishes
         response = await http.get(url)
         await response.content.readany()
@@ -139,3 +127,24 @@ async def _read(http: aiohttp.ClientSession, url: str) -> bytes:
     async with http.get(url) as response:
         assert response.status == 200
         return await response.read()
+
+
+async def test_a_client_leaving_before_its_first_byte_lets_go(tmp_path: Path) -> None:
+    """The file's first bytes (for the pickle check) and the range's are being fetched side by side,
+    from a seeder so slow that neither can have come, when the client hangs up."""
+    size = 4 * MiB
+    async with streaming(tmp_path, size=size, rate=32 * 1024) as (_payload, swarm, gateway):
+        fetch = _fetch(swarm)
+        _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        target = f"/org/big/resolve/main/{NAME}"
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nRange: bytes={size - 100}-\r\n\r\n".encode())
+        await writer.drain()
+        await wait_until(lambda: fetch.readers == 1, timeout=30, what="the ranged reader")
+        torrent = fetch.torrent
+        assert torrent is not None
+        await wait_until(lambda: torrent.streams.readers == 2, timeout=30, what="both reads waiting")
+        assert len(torrent.streams.raised) >= 2  # the first piece and the last one, at least
+        writer.transport.abort()
+        await wait_until(lambda: fetch.readers == 0, timeout=30, what="the ranged reader to leave")
+        assert torrent.streams.readers == 0 and torrent.streams.raised == {}
+        assert not torrent.streams._waiting
