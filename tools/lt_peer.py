@@ -4,7 +4,7 @@ Runs in its own process so that it never shares a GIL with the torrentgoat code 
 
     python tools/lt_peer.py seed  --torrent T --dir D --port P [--upload-limit BPS]
     python tools/lt_peer.py leech --torrent T --dir D --port P [--peer HOST:PORT ...] [--magnet URI]
-    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--report S] [--timeout S])
+    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--lsd] [--report S] [--timeout S])
 
 It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
 listen socket is up, ``{"event": "progress", ...}`` about every ``--report`` seconds,
@@ -41,7 +41,7 @@ def make_session(args: argparse.Namespace) -> Any:
         "max_retry_port_bind": 0,
         "listen_system_port_fallback": False,
         "enable_dht": bool(args.dht),
-        "enable_lsd": False,
+        "enable_lsd": args.lsd,
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_outgoing_utp": False,
@@ -95,6 +95,7 @@ def main() -> int:
     parser.add_argument("--download-limit", type=int, default=0)
     parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
     parser.add_argument("--no-encryption", action="store_true")
+    parser.add_argument("--lsd", action="store_true", help="local service discovery (BEP 14) on --host's interface")
     parser.add_argument("--report", type=float, default=0.5)
     parser.add_argument("--exit-after-finish", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)
@@ -144,8 +145,10 @@ def main() -> int:
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.peer_connect_alert | lt.peer_disconnected_alert | lt.peer_ban_alert):
                 emit(event="peer", what=type(alert).__name__, message=alert.message())
-            elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert):
+            elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert | lt.lsd_error_alert):
                 emit(event="error", message=alert.message())
+            elif type(alert).__name__ == "lsd_peer_alert":  # not exported by every binding version
+                emit(event="lsd_peer", message=alert.message())
         status = handle.status()
         now = time.monotonic()
         if now - last_report >= args.report:

@@ -70,12 +70,13 @@ class LSDConfig:
     """Larger received datagrams are dropped unread."""
     max_info_hashes: int = 64
     """Received announces naming more info-hashes are dropped."""
-    accept_rate: float = 20.0
+    accept_rate: float = 50.0
     """Datagrams per second accepted from all sources together (flood guard)."""
-    accept_burst: int = 100
-    accept_rate_per_source: float = 1.0
-    """Datagrams per second accepted from one source address."""
-    accept_burst_per_source: int = 10
+    accept_burst: int = 200
+    accept_rate_per_source: float = 5.0
+    """Datagrams per second accepted from one source address (generous: every process of a host
+    -- the workers of one GPU node -- announces from the same address)."""
+    accept_burst_per_source: int = 50
     found_rate_per_torrent: float = 2.0
     """Peers per second reported for one info-hash (a flood of forged sources cannot fill its pool)."""
     found_burst_per_torrent: int = 50
