@@ -16,6 +16,7 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "DataChangedError",
     "DiskFullError",
     "EncryptionError",
     "EntryNotFoundError",
@@ -167,3 +168,8 @@ class InvalidRequestError(GatewayError):
 
 class UpstreamError(GatewayError):
     """The upstream hub could not be reached or answered something unusable: HTTP 502."""
+
+
+class DataChangedError(StorageError):
+    """A file holding verified pieces changed on disk (removed, truncated, rewritten) since they were
+    verified: its pieces are taken back and checked again (BEP 54 ``lt_donthave`` tells peers)."""
