@@ -96,6 +96,9 @@ def main() -> int:
     parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
     parser.add_argument("--no-encryption", action="store_true")
     parser.add_argument("--lsd", action="store_true", help="local service discovery (BEP 14) on --host's interface")
+    parser.add_argument(
+        "--report-peers", action="store_true", help="progress lines list each peer's port and piece count"
+    )
     parser.add_argument("--report", type=float, default=0.5)
     parser.add_argument("--exit-after-finish", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)
@@ -147,13 +150,21 @@ def main() -> int:
                 emit(event="peer", what=type(alert).__name__, message=alert.message())
             elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert | lt.lsd_error_alert):
                 emit(event="error", message=alert.message())
+            elif isinstance(alert, lt.hash_failed_alert):
+                emit(event="hash_failed", piece=int(alert.piece_index))
             elif type(alert).__name__ == "lsd_peer_alert":  # not exported by every binding version
                 emit(event="lsd_peer", message=alert.message())
         status = handle.status()
         now = time.monotonic()
         if now - last_report >= args.report:
             last_report = now
+            extra: dict[str, Any] = {}
+            if args.report_peers:
+                extra["peer_pieces"] = [
+                    {"port": p.ip[1], "pieces": sum(1 for bit in p.pieces if bit)} for p in handle.get_peer_info()
+                ]
             emit(
+                **extra,
                 event="progress",
                 state=str(status.state),
                 progress=status.progress,
