@@ -121,6 +121,7 @@ async def test_altered_piece_is_taken_back_never_served_and_fetched_again(tmp_pa
         )
         views = [wp.pieces() for wp in leech.peers.values()]
         assert views and all(v is not None and 5 not in v for v in views)
+        assert leech.picker is not None and leech.picker.availability(5) == 0  # it heard lt_donthave
         honest = await honest_session.add(payload.metainfo, payload.root, seed=True)
         await _complete(honest)
         leech.add_peers([PeerAddress("127.0.0.1", honest_session.listen_port)], "manual")

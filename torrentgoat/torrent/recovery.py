@@ -148,6 +148,8 @@ class Recovery:
             if uploader is not None:
                 uploader.cache.invalidate(index)
         self.checking.update(suspects)
+        if swarm.superseeding is not None:
+            swarm.superseeding.finish()  # BEP 16 views assume every piece: seed normally from now on
         self._tell_peers(suspects)
         self.host.emit(DataLost(pieces=len(suspects), reason=reason))
         self.host.spawn(self._recheck(suspects))
