@@ -225,8 +225,13 @@ class Session:
             log.warning("local service discovery is off: %s", exc)
             return
         # its own generator: the cookie must not be predictable, nor shift the session's sequence
-        self.lsd = LSDService(port=self.listen_port, rng=random.Random(os.urandom(16)), **where)
-        await self.lsd.start()
+        lsd = LSDService(port=self.listen_port, rng=random.Random(os.urandom(16)), **where)
+        await lsd.start()
+        if not lsd.groups:  # no group could be joined: not a peer source at all
+            log.warning("local service discovery is off: %s", "; ".join(lsd.errors.values()))
+            lsd.close()
+            return
+        self.lsd = lsd
 
     async def _listen(self, port: int) -> None:
         """Accept peers on ``port`` (TCP, IPv4 and best-effort IPv6) and bind the DHT's UDP socket to

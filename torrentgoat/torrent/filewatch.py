@@ -53,10 +53,7 @@ class FileWatch:
         self.enabled = isinstance(storage, FileStorage)
         self._signatures: dict[int, Signature] = {}
         files = layout.files
-        self._files_of = [
-            [f for f in layout.piece_files(piece) if not files[f].pad and not storage.is_file_skipped(f)]
-            for piece in range(layout.num_pieces)
-        ]
+        self._real = [not entry.pad and not storage.is_file_skipped(f) for f, entry in enumerate(files)]
         self._needed = [len(layout.file_pieces(f)) for f in range(len(files))]
         self._verified = [0] * len(files)
 
@@ -64,23 +61,23 @@ class FileWatch:
 
     def files_of(self, piece: int) -> list[int]:
         """The real (not pad, not skipped) files piece ``piece`` has bytes in."""
-        return self._files_of[piece]
+        return [f for f in self.layout.piece_files(piece) if self._real[f]]
 
     def pieces_of(self, files: Iterable[int]) -> set[int]:
         return {piece for f in files for piece in self.layout.file_pieces(f)}
 
     def count(self, have: Bitfield) -> list[int]:
         """Start counting from ``have`` (after the check); returns the complete files."""
-        self._verified = [0] * len(self._verified)
-        for piece in have:
-            for f in self._files_of[piece]:
-                self._verified[f] += 1
+        self._verified = [
+            sum(1 for piece in self.layout.file_pieces(f) if piece in have) if real else 0
+            for f, real in enumerate(self._real)
+        ]
         return [f for f, n in enumerate(self._verified) if n and n == self._needed[f]]
 
     def piece_added(self, piece: int) -> list[int]:
         """Piece ``piece`` is verified; returns the files that became complete with it."""
         done = []
-        for f in self._files_of[piece]:
+        for f in self.files_of(piece):
             self._verified[f] += 1
             if self._verified[f] == self._needed[f]:
                 done.append(f)
@@ -88,7 +85,7 @@ class FileWatch:
 
     def piece_removed(self, piece: int) -> None:
         """Piece ``piece`` left the have-set: its files are incomplete and no longer watched."""
-        for f in self._files_of[piece]:
+        for f in self.files_of(piece):
             self._verified[f] -= 1
             self._signatures.pop(f, None)
 
