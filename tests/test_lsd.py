@@ -14,7 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.interop_helpers import MiB, loopback_config, make_shard_torrent, wait_until
+from tests.conftest import require_libtorrent
+from tests.interop_helpers import (
+    MiB,
+    ProcessGroup,
+    assert_same_files,
+    loopback_config,
+    make_shard_torrent,
+    processes,
+    wait_until,
+)
 from torrentgoat.aio.lsd import LSDService, lsd_interface
 from torrentgoat.creation import create_torrent
 from torrentgoat.errors import RemoteProtocolError
@@ -32,6 +41,8 @@ from torrentgoat.lsd import (
 from torrentgoat.primitives import InfoHash, PeerAddress
 from torrentgoat.session import Session
 from torrentgoat.torrent.sources import LSDSource
+
+__all__ = ["processes"]  # the fixture, imported for pytest
 
 IH = InfoHash(bytes(range(1, 21)))
 IH2 = InfoHash(bytes(range(21, 41)))
@@ -357,3 +368,60 @@ async def test_private_torrents_are_never_announced(tmp_path: Path) -> None:
 async def test_lsd_off_means_no_service(tmp_path: Path) -> None:
     async with Session(loopback_config()) as session:
         assert session.lsd is None
+
+
+async def test_a_flood_of_junk_on_the_group_does_not_stop_discovery() -> None:
+    """Hostile datagrams on the multicast group (garbage, oversized, forged announces for other
+    torrents) are dropped and counted; the real neighbour is still found."""
+    import socket
+
+    ih = InfoHash(random.randbytes(20))
+    where = lsd_interface("127.0.0.1", None)
+    a = LSDService(port=41011, rng=random.Random(), **where)
+    b = LSDService(port=41012, rng=random.Random(), **where)
+    found: list[PeerAddress] = []
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    try:
+        await a.start()
+        await b.start()
+        a.add(ih, found.append)
+        group = (LSD_GROUP4.address, LSD_GROUP4.port)
+        junk = [random.randbytes(random.randint(0, 1400)) for _ in range(200)]
+        junk += [b"BT-SEARCH * HTTP/1.1\r\nPort: 1\r\n" + b"X: y\r\n" * 3000]  # 18 KB
+        junk += [encode_announce(LSD_GROUP4, 9, [InfoHash(random.randbytes(20))]) for _ in range(100)]
+        for data in junk:
+            sender.sendto(data, group)
+        b.add(ih, lambda address: None)
+        await wait_until(
+            lambda: PeerAddress("127.0.0.1", 41012) in found, timeout=15, what="the real neighbour"
+        )
+        assert a.engine is not None
+        stats = a.engine.stats
+        assert stats.malformed + stats.rate_limited + stats.unknown >= 100, stats
+        assert all(address.port == 41012 for address in found)
+    finally:
+        sender.close()
+        a.close()
+        b.close()
+
+
+@pytest.mark.interop
+async def test_libtorrent_on_loopback_finds_a_session_by_lsd(tmp_path: Path, processes: ProcessGroup) -> None:
+    """Same host, same port 6771 (SO_REUSEADDR on both sides), multicast on ``lo``: libtorrent hears
+    our announce and dials us; no tracker, DHT or peer address."""
+    require_libtorrent()
+    shared = make_shard_torrent(
+        tmp_path, 3 * MiB + 7, piece_length=256 * 1024, seed=random.randrange(1 << 16)
+    )
+    dest = tmp_path / "lt"
+    dest.mkdir()
+    async with Session(replace(loopback_config(seed=True), enable_lsd=True)) as session:
+        seeding = await session.add(shared.metainfo, shared.root)
+        await asyncio.wait_for(seeding.wait_complete(), 20)
+        leech = await processes.libtorrent(
+            "leech", directory=dest, torrent=shared.torrent_path, extra=["--lsd"]
+        )
+        await leech.wait_event("finished", timeout=60)
+        assert seeding.uploaded >= shared.size
+    assert_same_files(shared.metainfo, shared.root, dest)
