@@ -34,6 +34,7 @@ from torrentgoat.lsd import (
     LSDConfig,
     LSDEngine,
     PeerFound,
+    TokenBucket,
     encode_announce,
     encode_announces,
     parse_announce,
@@ -191,6 +192,13 @@ def test_overall_send_limit_holds_back_and_catches_up() -> None:
         for data, _ in e.datagrams_to_send(now):
             announced.update(parse_announce(data).info_hashes)
     assert len(announced) == 5
+
+
+def test_token_bucket_asking_when_changes_nothing() -> None:
+    bucket = TokenBucket(1.0, 2, 0.0)
+    assert bucket.take(0.0) and bucket.take(0.0) and not bucket.take(0.0)
+    assert bucket.ready_at(0.0) == 1.0 and bucket.ready_at(5.0) == 5.0  # asking twice: no credit
+    assert bucket.take(1.0) and not bucket.take(1.0)
 
 
 def test_found_peers_are_reported_for_our_torrents_only() -> None:

@@ -19,7 +19,7 @@ from torrentgoat.lsd.announce import (
     encode_announces,
     parse_announce,
 )
-from torrentgoat.lsd.engine import LSDConfig, LSDEngine, LSDStats, PeerFound
+from torrentgoat.lsd.engine import LSDConfig, LSDEngine, LSDStats, PeerFound, TokenBucket
 
 __all__ = [
     "LSD_GROUP4",
@@ -32,6 +32,7 @@ __all__ = [
     "LSDEngine",
     "LSDStats",
     "PeerFound",
+    "TokenBucket",
     "encode_announce",
     "encode_announces",
     "parse_announce",

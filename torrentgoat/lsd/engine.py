@@ -137,7 +137,7 @@ class TokenBucket:
     def _refill(self, now: float) -> None:
         if now > self.updated:
             self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
+            self.updated = now
 
     def take(self, now: float) -> bool:
         self._refill(now)
@@ -147,11 +147,13 @@ class TokenBucket:
         return False
 
     def ready_at(self, now: float) -> float:
-        """When one token will be there (``now`` if one is)."""
-        self._refill(now)
-        if self.tokens >= 1.0:
+        """When one token will be there (``now`` if one is); changes nothing."""
+        tokens = self.tokens
+        if now > self.updated:
+            tokens = min(self.burst, tokens + (now - self.updated) * self.rate)
+        if tokens >= 1.0:
             return now
-        return now + (1.0 - self.tokens) / self.rate
+        return now + (1.0 - tokens) / self.rate
 
 
 @dataclass(slots=True)
