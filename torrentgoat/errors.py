@@ -21,6 +21,8 @@ __all__ = [
     "EncryptionError",
     "EntryNotFoundError",
     "GatewayError",
+    "HybridMismatchError",
+    "InvalidHashesError",
     "InvalidRequestError",
     "KRPCError",
     "ListenError",
@@ -37,8 +39,11 @@ __all__ = [
     "StorageError",
     "TorrentGoatError",
     "TrackerError",
+    "UTPError",
+    "UTPPacketError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UnsupportedV2Error",
     "UpstreamError",
     "VerificationError",
     "WebSeedError",
@@ -168,6 +173,29 @@ class InvalidRequestError(GatewayError):
 
 class UpstreamError(GatewayError):
     """The upstream hub could not be reached or answered something unusable: HTTP 502."""
+
+
+class UTPPacketError(RemoteProtocolError):
+    """A datagram that is not a well-formed uTP packet (BEP 29): the packet is dropped."""
+
+
+class UTPError(TorrentGoatError, ConnectionError):
+    """A uTP connection failed: refused, reset by the peer, timed out, or the endpoint is closed."""
+
+
+class HybridMismatchError(MetainfoError):
+    """A hybrid torrent (BEP 52 "Upgrade Path") whose v1 and v2 halves do not describe the same files:
+    a v1 and a v2 peer would verify different data, so it is refused (the message names the mismatch)."""
+
+
+class UnsupportedV2Error(TorrentGoatError):
+    """A BitTorrent v2 torrent (BEP 52) reached code that cannot handle it yet; the message starts with
+    ``v2 torrent:`` and says what is missing."""
+
+
+class InvalidHashesError(RemoteProtocolError):
+    """A BEP 52 ``hashes`` message whose hashes or proof do not lead to the file's ``pieces root``, or
+    that answers no request we made: the peer is at fault (drop it, like one sending bad data)."""
 
 
 class DataChangedError(StorageError):

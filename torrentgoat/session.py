@@ -27,6 +27,7 @@ from torrentgoat.aio.lsd import LSDService, lsd_interface
 from torrentgoat.aio.mse import EncryptedListener
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
 from torrentgoat.errors import (
     ConfigError,
@@ -35,6 +36,7 @@ from torrentgoat.errors import (
     MagnetError,
     MetainfoError,
     TorrentGoatError,
+    UTPError,
 )
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
@@ -73,6 +75,13 @@ class SessionConfig:
     """Session-wide upload limit in bytes per second (0: unlimited)."""
     download_limit: int = 0
     """Session-wide download limit in bytes per second (0: unlimited)."""
+    enable_utp: bool = True
+    """Speak uTP (BEP 29) as well as TCP: accept uTP connections on the listen port (one UDP socket
+    with the DHT) and dial over uTP when TCP fails, or first for public addresses (see
+    :class:`~torrentgoat.torrent.connections.Connections`)."""
+    utp_first: bool | None = None
+    """Which transport a dial tries first: None (uTP to public addresses, TCP on the LAN), True (uTP
+    always), False (TCP always); the other one is the fallback."""
     enable_dht: bool = True
     """Run a mainline DHT node (BEP 5) to find peers for trackerless magnets."""
     dht_bootstrap: tuple[tuple[str, int], ...] = DEFAULT_DHT_ROUTERS
@@ -151,6 +160,8 @@ class Session:
         self.dht: Any = None
         self.lsd: LSDService | None = None
         """Local Service Discovery (BEP 14), when enabled and started."""
+        self.utp: UTPEndpoint | None = None
+        """The UDP endpoint carrying uTP connections (BEP 29) and the DHT on the listen port."""
         self._servers: list[asyncio.AbstractServer] = []
         self._incoming = _Incoming(self)
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
@@ -253,6 +264,16 @@ class Session:
                 log.info("no IPv6 listener on [%s]:%d: %s", self.config.listen_ipv6, self.listen_port, exc)
             else:
                 self._servers.append(server6)
+        shared: Any = None
+        if self.config.enable_utp:  # one UDP socket for uTP and the DHT, told apart by the first byte
+            endpoint = UTPEndpoint(host=host, port=self.listen_port)
+            try:
+                await endpoint.start()
+            except UTPError as exc:
+                raise ListenError(str(exc)) from None
+            endpoint.serve(self._listener)
+            self.utp = endpoint
+            shared = endpoint.dht_transport
         if self.config.enable_dht:
             from torrentgoat.aio.dht import DHTNode
 
@@ -261,6 +282,7 @@ class Session:
                 port=self.listen_port,
                 node_cache=self.config.dht_state,
                 rng=random.Random(self.rng.random()),
+                datagram_transport=shared,
             )
             try:
                 await dht.start()
@@ -277,6 +299,9 @@ class Session:
         if self.dht is not None:
             await self.dht.close()
             self.dht = None
+        if self.utp is not None:
+            await self.utp.close()
+            self.utp = None
 
     async def _close_pools(self) -> None:
         if self._hasher is not None:
@@ -435,6 +460,8 @@ class Session:
             download_limit=self._download,
             add_dht_node=self._add_dht_node if self.dht is not None else None,
             encryption=self.config.encryption,
+            utp=self.utp,
+            utp_first=self.config.utp_first,
             max_open_files=self.config.io.max_open_files,
         )
         sources: list[PeerSource] = []

@@ -60,6 +60,13 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
         help="message stream encryption (MSE): prefer = accept both, dial encrypted first and fall back "
         "to plain (default); require = RC4-encrypted connections only; disable = plain only",
     )
+    net.add_argument(
+        "--utp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also speak uTP (BEP 29) on the listen port: accept it, and dial it first to public "
+        "addresses, TCP first on the LAN (default: on)",
+    )
     net.add_argument("--no-dht", action="store_true", help="do not use the DHT (BEP 5)")
     net.add_argument(
         "--dht-bootstrap",
@@ -100,6 +107,7 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
         upload_limit=parse_size(args.upload_limit, what="rate"),
         download_limit=parse_size(args.download_limit, what="rate"),
         enable_dht=not args.no_dht,
+        enable_utp=args.utp,
         dht_bootstrap=routers or DEFAULT_DHT_ROUTERS,
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,

@@ -47,7 +47,6 @@ from torrentgoat.errors import (
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PiecePicker
-from torrentgoat.picker.layout import PieceLayout
 from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress
 from torrentgoat.storage import FileStorage, Layout, Storage
 from torrentgoat.torrent.blocks import BlockFlow
@@ -528,7 +527,7 @@ class Torrent:
                 "peers with"
             )
         swarm.picker = PiecePicker(
-            PieceLayout(piece_length=info.piece_length, total_length=info.total_length),
+            info.geometry,
             rng=self.ctx.rng,
             config=self.config.picker,
             have=have,

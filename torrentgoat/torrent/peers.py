@@ -21,6 +21,8 @@ class Candidate:
     last_error: str = ""
     plain: bool = False
     """It dropped our MSE handshake once and spoke plain BitTorrent: dial it plain from now on."""
+    transport: str = ""
+    """``tcp`` or ``utp``: what reached it last time (tried first from now on); empty: not known."""
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ class SuperSeeding:
     def __init__(self, num_pieces: int, have: Callable[[], Bitfield | None], rng: random.Random) -> None:
         self.engine = SuperSeeder(num_pieces, rng=random.Random(rng.random()))
         self.num_pieces = num_pieces
-        self.active = True
+        self.active = num_pieces > 1  # one piece: its lone ``have`` would get us dropped (superseed.py)
         self._have = have
         self._shown: dict[PeerConnection, Bitfield] = {}
         self._states: dict[PeerConnection, WirePeer] = {}
