@@ -145,8 +145,9 @@ def test_selection_matching_nothing_exits_two(payload: Payload, tmp_path: Path) 
 
 def test_get_without_any_peer_source_fails_at_once(payload: Payload, tmp_path: Path) -> None:
     result = run_cli(
-        "get", str(payload.torrent_path), "-o", str(tmp_path / "down"), "--no-dht", "--port", "0", timeout=60
-    )
+        "get", str(payload.torrent_path), "-o", str(tmp_path / "down"), "--no-dht", "--no-lsd", "--port", "0",
+        timeout=60,
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     no_traceback(result)
     assert "no peer sources" in result.stderr and "--peer" in result.stderr

@@ -259,6 +259,27 @@ class AvailabilityIndex:
         if hv is not None:
             self._make_seed(peer_key, hv)
 
+    def peer_lost(self, peer_key: PeerKey, index: int) -> None:
+        """The peer no longer has piece ``index`` (BEP 54 ``lt_donthave``): availability goes down; a
+        seed becomes a peer with every piece but this one.  A piece it did not have is ignored.  Its
+        requests for the piece are released by the caller (:meth:`request_cancelled`)."""
+        self._check_index(index)
+        try:
+            hv = self._peers[peer_key]
+        except KeyError:
+            raise LocalProtocolError(f"lt_donthave from unknown peer {peer_key!r}") from None
+        if hv is None:
+            self._seeds -= 1
+            hv = self._peers[peer_key] = Bitfield(self._n, full=True)
+            avail = self._avail
+            for i in range(self._n):
+                avail[i] += 1
+                self._sync(i)
+        if not hv.discard(index):
+            return
+        self._avail[index] -= 1
+        self._sync(index)
+
     def _make_seed(self, peer_key: PeerKey, hv: Bitfield) -> None:
         avail = self._avail
         for i in hv:
