@@ -33,7 +33,13 @@ MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SESSION_COMMANDS = ("get", "seed", "collection", "publish", "update")
+"""Commands that run a session: the tests keep them on loopback (no LSD multicast on a real NIC)."""
+
+
 def run_cli(*args: str, timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if args and args[0] in SESSION_COMMANDS and "--listen" not in args and "--help" not in args:
+        args = (*args, "--listen", "127.0.0.1", "--listen6", "")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "torrentgoat", *args],
