@@ -170,6 +170,7 @@ def test_create_options(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
                 str(out),
                 "--no-pad",
                 "--no-date",
+                "--force",
                 "--piece-size",
                 "auto",
                 "--format",

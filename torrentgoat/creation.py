@@ -66,7 +66,7 @@ from typing import Literal
 
 from torrentgoat import __version__, bencode
 from torrentgoat.bencode import BValue
-from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.errors import ConfigError, StorageError, UnsafePathError
 from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.merkle import BLOCK_SIZE, block_hashes, fold, tree_height
 from torrentgoat.metainfo import (
@@ -122,6 +122,24 @@ class SourceFile:
     executable: bool = False
 
 
+def _refuse_case_duplicates(sources: Sequence[SourceFile]) -> None:
+    """Names equal but for ASCII case are one file on macOS and Windows; every client then stores the
+    second under another name (metainfo's renaming rule), so this folder could not seed its own
+    torrent: refuse, naming both."""
+    fold = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    seen: dict[str, str] = {}
+    for source in sources:
+        parts = source.components
+        for depth in range(1, len(parts) + 1):
+            shown = "/".join(parts[:depth])
+            other = seen.setdefault(shown.translate(fold), shown)
+            if other != shown:
+                raise UnsafePathError(
+                    f"{other!r} and {shown!r} differ only in case: one file on case-insensitive file "
+                    "systems (macOS, Windows); rename one of them"
+                )
+
+
 def auto_piece_length(total_length: int) -> int:
     """``total_length / 2048`` rounded up to a power of two, clamped to [16 KiB, 16 MiB]."""
     piece = MIN_PIECE_LENGTH
@@ -138,11 +156,12 @@ def _utf8_name(name: str, where: Path) -> str:
     return name
 
 
-def _symlink_refused(path: Path) -> StorageError:
-    return StorageError(
-        f"{os.fsdecode(path)!r} is a symbolic link; refusing to follow it "
-        "(pass follow_symlinks=True / --follow-symlinks to include its target)"
-    )
+class SymlinkRefusedError(StorageError):
+    """A symbolic link in the folder being shared while links are not followed (``follow_symlinks``)."""
+
+
+def _symlink_refused(path: Path) -> SymlinkRefusedError:
+    return SymlinkRefusedError(f"{os.fsdecode(path)!r} is a symbolic link; links are not followed")
 
 
 def scan_files(path: str | os.PathLike[str], *, follow_symlinks: bool = False) -> list[SourceFile]:
@@ -427,6 +446,7 @@ def create_torrent(
     if name is None:
         name = _utf8_name(Path(os.path.abspath(root)).name, root)
     check_path_component(name, f"torrent name {name!r}")
+    _refuse_case_duplicates(sources)
     total_data = sum(f.length for f in sources)
     if total_data == 0:
         raise ConfigError(f"nothing to share: {os.fsdecode(root)!r} holds no bytes")

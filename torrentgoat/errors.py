@@ -16,6 +16,7 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "DataChangedError",
     "DiskFullError",
     "EncryptionError",
     "EntryNotFoundError",
@@ -195,6 +196,11 @@ class UnsupportedV2Error(TorrentGoatError):
 class InvalidHashesError(RemoteProtocolError):
     """A BEP 52 ``hashes`` message whose hashes or proof do not lead to the file's ``pieces root``, or
     that answers no request we made: the peer is at fault (drop it, like one sending bad data)."""
+
+
+class DataChangedError(StorageError):
+    """A file holding verified pieces changed on disk (removed, truncated, rewritten) since they were
+    verified: its pieces are taken back and checked again (BEP 54 ``lt_donthave`` tells peers)."""
 
 
 class SourceUnavailableError(GatewayError):

@@ -31,6 +31,17 @@ Validation (each failure a :class:`~torrentgoat.errors.MetainfoError`, paths an
   (``a`` and ``a/b``).  BEP 47 pad files (``attr`` contains ``p``) are exempt from the collision
   rules: they are never written to disk, and libtorrent reuses ``.pad/<size>`` for equal-sized pads.
 
+Paths that differ only in ASCII case (``U`` and ``u``, ``Model.bin`` and ``model.bin``) are one file
+on a case-insensitive file system (macOS, Windows), so they are *renamed*, not refused, exactly as
+libtorrent does on every OS (the same download directory then works for both clients): in torrent
+order, a file whose path equals an earlier file's or directory's path ignoring ASCII case gets
+``.1`` (then ``.2``, ...) inserted before its extension (``u`` -> ``u.1``, ``Model.bin`` ->
+``Model.1.bin``); pad files take part, two equal-sized pads may share a name; more than
+:data:`MAX_NAME_COLLISIONS` taken candidate names is an error (a torrent built to make this slow).
+:attr:`FileEntry.path` is the renamed path (where the file lives on disk) and
+:attr:`FileEntry.renamed_from` the torrent's own (for BEP 19 web seed URLs).  Non-ASCII case pairs
+(``É``/``é``) and Unicode normalization forms are not folded, as in libtorrent.
+
 Every other key is ignored, as BEP 3 asks of unknown keys.
 
 **v2 and hybrid** (BEP 52; ``meta version`` is checked first, a newer one is refused as such): the
@@ -66,10 +77,19 @@ from torrentgoat.geometry import PieceGeometry
 from torrentgoat.infohashes import InfoHashes, InfoHashV2, TorrentFormat
 from torrentgoat.metainfo_v2 import InfoV2, file_entries, match_hybrid, parse_piece_layers, walk_file_tree
 from torrentgoat.primitives import InfoHash
-from torrentgoat.torrentfiles import PAD_DIR, FileEntry, check_path_component, path_components, symlink_target
+from torrentgoat.torrentfiles import (
+    MAX_NAME_COLLISIONS,
+    PAD_DIR,
+    FileEntry,
+    check_path_component,
+    path_components,
+    rename_case_duplicates,
+    symlink_target,
+)
 
 __all__ = [
     "MAX_FILES",
+    "MAX_NAME_COLLISIONS",
     "MAX_PIECES",
     "MAX_PIECE_LENGTH",
     "MAX_TORRENT_SIZE",
@@ -355,7 +375,7 @@ def _parse_info_value(info: BValue, raw: bytes) -> InfoDict:
         name=name,
         piece_length=piece_length,
         pieces=pieces,
-        files=tuple(files),
+        files=tuple(rename_case_duplicates(files)),
         single_file=single,
         private=private,
         raw=raw,
@@ -428,7 +448,7 @@ def _parse_v2_info(
         name=name,
         piece_length=piece_length,
         pieces=pieces,
-        files=tuple(entries),
+        files=tuple(rename_case_duplicates(entries)),
         single_file=single,
         private=private,
         raw=raw,
@@ -501,6 +521,8 @@ def _parse_files(value: BValue, name: str) -> list[FileEntry]:
         files.append(FileEntry(path=path, length=length, offset=offset, attr=attr, symlink=symlink))
         offset += length
     return files
+
+
 
 
 def _explain_bad_path(entry: dict[bytes, BValue], what: str) -> None:

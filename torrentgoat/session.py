@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,9 +23,11 @@ from typing import Any
 
 from torrentgoat.aio.disk import DiskExecutor
 from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.lsd import LSDService, lsd_interface
 from torrentgoat.aio.mse import EncryptedListener
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.torrentfile import fetch_torrent_bytes
 from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
 from torrentgoat.errors import (
@@ -32,7 +35,6 @@ from torrentgoat.errors import (
     DHTError,
     ListenError,
     MagnetError,
-    MetainfoError,
     TorrentGoatError,
     UTPError,
 )
@@ -42,7 +44,7 @@ from torrentgoat.mse import MSEConfig, StreamKeys
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
 from torrentgoat.torrent.handle import PeerSource
-from torrentgoat.torrent.sources import DHTSource, TrackerSource
+from torrentgoat.torrent.sources import DHTSource, LSDSource, TrackerSource
 from torrentgoat.torrent.webseed import WebSeedSource
 from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
@@ -51,8 +53,6 @@ __all__ = ["Session", "SessionConfig"]
 
 log = logging.getLogger("torrentgoat.session")
 
-MAX_TORRENT_DOWNLOAD = 32 * 1024 * 1024
-"""Largest .torrent accepted from a URL."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +90,13 @@ class SessionConfig:
     """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
     enable_pex: bool = True
     """Peer exchange (BEP 11) on public torrents."""
+    enable_lsd: bool = True
+    """Local Service Discovery (BEP 14): announce public torrents on the local network's multicast
+    groups and dial the neighbours that announce them -- peers with no tracker or DHT, e.g. the nodes
+    of one cluster.  It runs where the listen addresses are: a loopback ``listen_host`` keeps it on
+    ``lo``, no ``listen_ipv6`` means no IPv6 announces."""
+    lsd_interface: str | None = None
+    """Network interface (name) for LSD instead of the one the listen addresses pick."""
     enable_web_seeds: bool = True
     """Fetch pieces over HTTP from the torrent's ``url-list`` / the magnet's ``ws=`` (BEP 19)."""
     torrent: TorrentConfig = field(default_factory=TorrentConfig)
@@ -149,6 +156,8 @@ class Session:
         self.torrents: dict[bytes, Torrent] = {}
         self.listen_port = self.config.listen_port
         self.dht: Any = None
+        self.lsd: LSDService | None = None
+        """Local Service Discovery (BEP 14), when enabled and started."""
         self.utp: UTPEndpoint | None = None
         """The UDP endpoint carrying uTP connections (BEP 29) and the DHT on the listen port."""
         self._servers: list[asyncio.AbstractServer] = []
@@ -213,6 +222,25 @@ class Session:
             raise ListenError(f"{errors[0]}{tried}")
         if self.dht is not None:
             self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+        if self.config.enable_lsd:
+            await self._start_lsd()
+
+    async def _start_lsd(self) -> None:
+        """BEP 14 on the interface(s) we listen on; a failure leaves LSD off (said in its status)."""
+        config = self.config
+        try:
+            where = lsd_interface(config.listen_host, config.listen_ipv6, config.lsd_interface)
+        except OSError as exc:
+            log.warning("local service discovery is off: %s", exc)
+            return
+        # its own generator: the cookie must not be predictable, nor shift the session's sequence
+        lsd = LSDService(port=self.listen_port, rng=random.Random(os.urandom(16)), **where)
+        await lsd.start()
+        if not lsd.groups:  # no group could be joined: not a peer source at all
+            log.warning("local service discovery is off: %s", "; ".join(lsd.errors.values()))
+            lsd.close()
+            return
+        self.lsd = lsd
 
     async def _listen(self, port: int) -> None:
         """Accept peers on ``port`` (TCP, IPv4 and best-effort IPv6) and bind the DHT's UDP socket to
@@ -330,6 +358,9 @@ class Session:
         if self._bootstrap is not None:
             self._bootstrap.cancel()
             await asyncio.gather(self._bootstrap, return_exceptions=True)
+        if self.lsd is not None:
+            self.lsd.close()
+            self.lsd = None
         await self._close_listeners()
         if self._http is not None:
             await self._http.close()
@@ -350,19 +381,7 @@ class Session:
         return load_metainfo(Path(text))
 
     async def _fetch_torrent(self, url: str) -> bytes:
-        import aiohttp
-
-        session = await self.http()
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                if response.status != 200:
-                    raise MetainfoError(f"fetching {url}: HTTP {response.status}")
-                body: bytes = await response.content.read(MAX_TORRENT_DOWNLOAD + 1)
-        except aiohttp.ClientError as exc:
-            raise MetainfoError(f"fetching {url}: {exc}") from exc
-        if len(body) > MAX_TORRENT_DOWNLOAD:
-            raise MetainfoError(f"{url}: torrent file larger than {MAX_TORRENT_DOWNLOAD} bytes")
-        return body
+        return await fetch_torrent_bytes(url, await self.http())
 
     async def http(self) -> Any:
         """The shared aiohttp client session (trackers, web seeds, .torrent URLs)."""
@@ -445,6 +464,8 @@ class Session:
         private = metainfo is not None and metainfo.info.private
         if self.dht is not None and not private:
             sources.append(DHTSource(self.dht, ready=self._bootstrap))
+        if self.lsd is not None and not private:
+            sources.append(LSDSource(self.lsd))
         torrent = Torrent(
             ctx,
             info_hash=info_hash,

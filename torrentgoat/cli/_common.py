@@ -83,6 +83,11 @@ def add_session_options(parser: argparse.ArgumentParser, *, socket_prefix: str =
     net.add_argument("--dht-state", type=Path, default=None, help="file keeping the DHT node cache")
     net.add_argument("--no-trackers", action="store_true", help="do not announce to trackers")
     net.add_argument("--no-pex", action="store_true", help="no peer exchange (BEP 11)")
+    net.add_argument(
+        "--no-lsd",
+        action="store_true",
+        help="no local service discovery (BEP 14: finding peers on the local network by multicast)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -116,6 +121,7 @@ def session_config(
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,
         enable_pex=not args.no_pex,
+        enable_lsd=not args.no_lsd,
         encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
         torrent=with_optimistic_unchoke(torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke),
     )
@@ -168,7 +174,7 @@ def report_stop(torrent: Torrent) -> int:
         print(f"torrentgoat: error: {torrent.name}: {error}", file=sys.stderr)
         if isinstance(error, NoPeerSourcesError):
             print(
-                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers",
+                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers / --no-lsd",
                 file=sys.stderr,
             )
         return code_for(error, during_work=True)

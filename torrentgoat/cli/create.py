@@ -20,10 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from torrentgoat.creation import FORMATS, create_torrent
-from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.creation import FORMATS, SymlinkRefusedError, create_torrent
+from torrentgoat.errors import ConfigError, StorageError, TrackerError
 from torrentgoat.magnet import Magnet
+from torrentgoat.tracker.urls import parse_tracker_url
 from torrentgoat.units import parse_size
 
 __all__ = ["ORDER", "register"]
@@ -45,6 +47,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("path", metavar="PATH", help="file or directory to share")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.torrent", help="torrent file to write")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT.torrent if it exists")
     parser.add_argument(
         "--piece-size",
         default="auto",
@@ -91,7 +94,18 @@ def run(args: argparse.Namespace) -> int:
             f"the output {args.output!r} lies inside the directory being shared; write it elsewhere "
             "(an older copy would otherwise end up in the torrent)"
         )
+    if output.exists() and not args.force:
+        raise ConfigError(f"{args.output} exists; pass --force to overwrite it")
     trackers = [[u.strip() for u in value.split(",") if u.strip()] for value in args.tracker]
+    for url in (u for tier in trackers for u in tier):
+        try:
+            parse_tracker_url(url)
+        except TrackerError as exc:
+            raise ConfigError(f"--tracker: {exc}") from None
+    for url in args.web_seed:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--web-seed must be an http(s) URL, got {url!r}")
     show_bar = not args.quiet and sys.stderr.isatty()
     bar: Any = None
     if show_bar:
@@ -120,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             format=args.format,
         )
+    except SymlinkRefusedError as exc:
+        raise ConfigError(f"{exc}; pass --follow-symlinks to include its target") from None
     finally:
         if bar is not None:
             bar.close()

@@ -58,7 +58,7 @@ import json
 from typing import Any
 
 from torrentgoat.magnet import Magnet, parse_magnet
-from torrentgoat.metainfo import Metainfo, load_metainfo
+from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
 
 __all__ = ["ORDER", "magnet_json", "register", "torrent_json"]
 
@@ -202,7 +202,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_magnet(magnet)
         return 0
-    metainfo = load_metainfo(source)
+    if source[:8].lower().startswith(("http://", "https://")):
+        from torrentgoat.aio.torrentfile import fetch_torrent_bytes
+        from torrentgoat.cli._run import run as run_async
+
+        metainfo = parse_metainfo(run_async(fetch_torrent_bytes(source)))
+    else:
+        metainfo = load_metainfo(source)
     if args.json:
         print(json.dumps(torrent_json(metainfo), indent=2))
     else:

@@ -70,6 +70,7 @@ from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.recovery import Recovery
 from torrentgoat.torrent.selection import skipped_files
 from torrentgoat.torrent.streaming import Streams
 from torrentgoat.torrent.superseeding import SuperSeeding
@@ -152,6 +153,9 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.recovery = Recovery(
+            self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
+        )
         self.streams = Streams(self.swarm, self)
         for text in config.extra_peers:
             self.connections.pool.add(PeerAddress.parse(text), "manual")
@@ -330,9 +334,10 @@ class Torrent:
         return task
 
     def data_lost(self, index: int, exc: BaseException) -> None:
-        """Piece ``index`` was verified but cannot be read back: the files changed under us.  The
-        torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
-        self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
+        """Piece ``index`` was verified but cannot be read back, or its file changed: the pieces of
+        its files are taken back (BEP 54), checked again, and what is gone is fetched again
+        (:mod:`torrentgoat.torrent.recovery`)."""
+        self.recovery.lost(index, exc)
 
     def stream(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
         """The verified bytes ``[start, stop)`` of file ``file_index``, in order, as their pieces arrive:
@@ -537,7 +542,8 @@ class Torrent:
             have=have,
             priorities=[1 if i in wanted else 0 for i in range(info.num_pieces)],
         )
-        self.exchange.uploader = Uploader(self, info, storage)
+        self.recovery.start()
+        self.exchange.uploader = Uploader(self, info, storage, watch=self.recovery.watch)
         if self.config.super_seed and have.complete:
             swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
         self.blocks.joined_picker()
@@ -566,8 +572,22 @@ class Torrent:
             self.swarm.superseeding.peer_ready(wp)
 
     def _piece_verified(self, index: int) -> None:
+        self.recovery.piece_verified(index)
         self.streams.piece_verified(index)
         self.exchange.announce(index)
+        picker = self.swarm.picker
+        if picker is not None and picker.is_complete and not self.blocks.verifying:
+            self._mark_complete()
+
+    def _reopen(self) -> None:
+        """Verified pieces of a complete torrent vanished and are fetched again: downloading again."""
+        if self._complete.is_set() and not self._stop.is_set():
+            self._complete.clear()
+            self.completed_at = None
+            self._lifecycle.advance(TorrentState.DOWNLOADING)
+
+    def _settled(self) -> None:
+        """Pieces taken back were checked again: complete again if nothing is missing."""
         picker = self.swarm.picker
         if picker is not None and picker.is_complete and not self.blocks.verifying:
             self._mark_complete()
