@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from torrentgoat.errors import ConfigError, TorrentGoatError
+from torrentgoat.errors import ConfigError, DataChangedError, TorrentGoatError
 from torrentgoat.picker import MAX_PRIORITY
 from torrentgoat.session import Session
 from torrentgoat.testing.swarm import MiB, Payload, loopback_config, make_file_payload, wait_until
@@ -125,3 +125,20 @@ async def test_complete_data_and_bad_arguments(payload: Payload, tmp_path: Path)
             await anext(seed.stream(0, 0, SIZE + 1))
         with pytest.raises(ConfigError, match="out of range"):
             await anext(seed.stream(1))
+
+
+async def test_a_reader_waits_through_a_recheck(payload: Payload, tmp_path: Path) -> None:
+    """A piece taken back after a change on disk (torrent/recovery.py) and found good again by the
+    re-check wakes the reader waiting for it, though it was never downloaded."""
+    async with seeded(payload, tmp_path, rate=0) as (seed, _torrent, data):
+        piece = 5
+        seed.data_lost(piece, DataChangedError("test: pretend the file changed"))
+        assert seed.have is not None and piece not in seed.have
+        chunks = seed.stream(0, piece * PIECE, (piece + 1) * PIECE)
+        body = b"".join(await asyncio.wait_for(_collect(chunks), 30))
+        assert body == data[piece * PIECE : (piece + 1) * PIECE]
+        assert seed.streams.readers == 0 and not seed.streams._waiting
+
+
+async def _collect(chunks: AsyncIterator[bytes]) -> list[bytes]:
+    return [chunk async for chunk in chunks]

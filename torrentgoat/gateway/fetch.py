@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from torrentgoat.collection.store import link_or_copy
-from torrentgoat.errors import ConfigError, TorrentGoatError, VerificationError
+from torrentgoat.errors import ConfigError, DataChangedError, TorrentGoatError, VerificationError
 from torrentgoat.gateway.catalog import ModelVersion, file_paths
 from torrentgoat.gateway.local import FileSignature
 from torrentgoat.metainfo import InfoDict
@@ -176,17 +176,24 @@ class ModelFetch:
         return self._refused.get(path)
 
     async def recheck(self, path: str) -> None:
-        """``path`` changed on disk since it was checked: forget it, and stop the torrent so that the
-        next start checks every piece again (damaged pieces are fetched again from the swarm)."""
-        log.warning("%s: %s changed on disk since it was checked; checking the model again", self.label, path)
+        """``path`` changed on disk since it was checked: forget it, and have the torrent take back the
+        pieces of that file and check them again (damaged ones are fetched again from the swarm,
+        :mod:`torrentgoat.torrent.recovery`); a torrent not running checks every piece when it starts."""
+        log.warning("%s: %s changed on disk since it was checked; checking it again", self.label, path)
         self._local.pop(path, None)
         async with self._saving:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self._save)
-        async with self._lock:
-            torrent = self.torrent
-            if torrent is not None and not torrent.stopping:
-                torrent.stop("a file changed on disk; checking again")
+        torrent, info = self.torrent, self._info()
+        if torrent is None or torrent.stopping or info is None or torrent.have is None:
+            return
+        index = file_paths(info).get(path)
+        if index is None:
+            return
+        entry = info.files[index]
+        first = entry.offset // info.piece_length
+        if first in torrent.have:
+            torrent.data_lost(first, DataChangedError(f"{path} changed on disk since it was checked"))
 
     @property
     def done(self) -> bool:

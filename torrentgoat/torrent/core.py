@@ -588,6 +588,7 @@ class Torrent:
 
     def _settled(self) -> None:
         """Pieces taken back were checked again: complete again if nothing is missing."""
+        self.streams.have_changed()
         picker = self.swarm.picker
         if picker is not None and picker.is_complete and not self.blocks.verifying:
             self._mark_complete()

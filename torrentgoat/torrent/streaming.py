@@ -15,8 +15,9 @@ reader only moves its next pieces to the front:
   highest first".  Several readers raise a piece to the highest priority any of them wants; the
   window slides as the reader moves on.
 * **Notification, not polling.**  The torrent calls :meth:`Streams.piece_verified` after each piece
-  is written and added to the have-set; a reader waiting for that piece wakes up and reads it from
-  storage on the disk pool (the page cache usually still holds it).
+  is written and added to the have-set (and :meth:`Streams.have_changed` when pieces taken back by
+  :mod:`torrentgoat.torrent.recovery` come back after their re-check); a reader waiting for that
+  piece wakes up and reads it from storage on the disk pool (the page cache usually still holds it).
 * **Letting go.**  A reader that finishes, fails or is closed early (``aclose``: the HTTP client left)
   withdraws its window -- each piece goes back to the priority it had before any reader raised it --
   and stops waiting.  When the torrent stops, every reader raises
@@ -108,6 +109,13 @@ class Streams:
         waiting = self._waiting.pop(index, None)
         if waiting is not None:
             waiting.event.set()
+
+    def have_changed(self) -> None:
+        """Pieces came back into the have-set without being downloaded (taken back after a change on
+        disk, then found good by the re-check): every waiting reader looks again."""
+        waiting, self._waiting = self._waiting, {}
+        for entry in waiting.values():
+            entry.event.set()
 
     def close(self, reason: str) -> None:
         """The torrent stops: every reader fails with ``reason``; priorities are left as they are."""
