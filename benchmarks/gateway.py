@@ -121,7 +121,7 @@ async def _seeder(torrent: Path, folder: Path) -> tuple[asyncio.subprocess.Proce
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "torrentgoat", "seed", str(torrent), str(folder),
-        "--listen", "127.0.0.1", "--listen6", "", "--port", str(port), "--no-dht", "--no-trackers", "--no-utp", "-q",
+        "--listen", "127.0.0.1", "--listen6", "", "--port", str(port), "--no-dht", "--no-trackers", "--no-lsd", "--no-utp", "-q",
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while True:  # it listens once it has checked the data

@@ -71,7 +71,7 @@ async def gateways(magnet: str, boot_port: int, base: Path) -> AsyncIterator[lis
                 "--port", "0",
                 "--peer-port", "0", "--peer-listen", "127.0.0.1", "--peer-listen6", "",
                 "--dht-bootstrap", f"127.0.0.1:{boot_port}",
-                "--no-trackers", "--no-web-seeds", "--upstream", "none",
+                "--no-trackers", "--no-lsd", "--no-web-seeds", "--upstream", "none",
                 "--optimistic-unchoke", "least-progress",
                 "--refresh", "3600",
                 env=env,
@@ -151,6 +151,7 @@ async def test_a_model_enters_the_cluster_once(tmp_path: Path) -> None:
             dht_bootstrap=(("127.0.0.1", boot.address.port),),
             enable_trackers=False,
             enable_web_seeds=False,
+            enable_lsd=False,  # the gateways find each other through the DHT here
             seed=1,
             torrent=TorrentConfig(super_seed=True, max_peers=20),
         )

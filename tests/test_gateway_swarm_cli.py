@@ -56,7 +56,7 @@ async def _exercise(pythonpath: str | None, tmp_path: Path) -> None:
             "--peer", f"127.0.0.1:{seeder.listen_port}",
             "-o", str(tmp_path / "cache"),
             "--port", "0", "--peer-port", "0", "--peer-listen", "127.0.0.1", "--peer-listen6", "",
-            "--no-dht", "--no-trackers", "--upstream", "none",
+            "--no-dht", "--no-trackers", "--no-lsd", "--upstream", "none",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:

@@ -13,7 +13,7 @@ import contextlib
 import filecmp
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -29,15 +29,22 @@ from huggingface_hub.errors import (
 from safetensors import safe_open
 
 from tests.gateway_helpers import InterruptingSource, hf_offline_off, make_model
-from tests.test_collection_e2e import local_dht, rewrite_shard, session_config
+from tests.test_collection_e2e import local_dht, rewrite_shard
+from tests.test_collection_e2e import session_config as collection_config
 from torrentgoat.aio.dht import DHTNode
 from torrentgoat.collection import ModelSpec, Publisher, build_collection
 from torrentgoat.gateway import Gateway, GatewayConfig
 from torrentgoat.gateway.swarm import SwarmConfig, SwarmSource
 from torrentgoat.keys import SigningKey
-from torrentgoat.session import Session
+from torrentgoat.session import Session, SessionConfig
 from torrentgoat.testing.hub import FakeHub
 from torrentgoat.testing.swarm import loopback_config
+
+
+def session_config(boot: DHTNode, *, upload_limit: int = 0, seed: int = 0) -> SessionConfig:
+    """The collection tests' loopback session with a local DHT, without LSD (no cross-talk)."""
+    return replace(collection_config(boot, upload_limit=upload_limit, seed=seed), enable_lsd=False)
+
 
 C1 = "1" * 40
 C2 = "2" * 40
