@@ -16,8 +16,9 @@ default, as the gateway has no authentication).  The swarm's socket -- the optio
 ``--listen`` / ``--port`` -- is ``--peer-listen`` / ``--peer-port`` here (all interfaces by default, so
 the other gateways of a cluster can fetch from this one; the DHT uses the same port over UDP).
 
-A cluster: run a gateway on every node with the same ``--follow`` (and ``--dht-bootstrap`` /
-``--peer`` pointing at each other on a LAN); a model then enters the cluster once.  Pickle-based
+A cluster: run a gateway on every node with the same ``--follow``; they find each other through
+Local Service Discovery on the LAN, the DHT (``--dht-bootstrap`` another node on an isolated LAN) or
+``--peer``, so a model enters the cluster once.  Pickle-based
 weights are refused (``--allow-pickle`` to serve them).  One progress line per model being fetched
 (``--quiet`` for none).  Stops on Ctrl-C or SIGTERM.
 """
