@@ -53,6 +53,7 @@ from torrentgoat.collection._common import (
     Say,
     quiet,
     read_manifest_tree,
+    wait_dht,
 )
 from torrentgoat.collection.hfcache import place_in_hf_cache
 from torrentgoat.collection.store import CollectionState, InstalledModel, Store, link_or_copy
@@ -652,6 +653,7 @@ class CollectionClient:
             salt=state.salt,
         )
         item.verify()
+        await wait_dht(self.session)  # a session just started may not know a node yet
         current = await self.session.dht.get_mutable(state.public_key, state.salt)
         if current is not None and current.seq > seq:
             self.say(f"the DHT holds a newer version (seq {current.seq}); run update")
