@@ -5,6 +5,10 @@ recommended change before its owner makes it (``TG_EXPERIMENT=name[,name]`` in `
   instead of once per received block (``Torrent._on_block`` -> ``_fill_requests``).
 * ``read-into``: the uploader's read cache reads into recycled buffers
   (``ReadCache(reader_into=...)``) instead of ``storage.read`` (fresh buffer + a ``bytes`` copy).
+* ``mse-rc4`` / ``mse-plaintext``: Message Stream Encryption before the session integration lands --
+  the session's listener wrapped in :class:`~torrentgoat.aio.mse.EncryptedListener` and the torrent's
+  dials through :func:`~torrentgoat.aio.mse.open_encrypted_connection`, with RC4 required, or with an
+  MSE handshake that selects a plaintext payload (to measure the cost of RC4 itself).
 """
 
 from __future__ import annotations
@@ -68,7 +72,55 @@ def _read_into() -> None:
     upload.Uploader.__init__ = init  # type: ignore[method-assign]
 
 
-EXPERIMENTS = {"batch-fill": _batch_fill, "read-into": _read_into}
+def _mse(config: Any) -> None:
+    from torrentgoat.aio import mse
+    from torrentgoat.mse import req2_hash
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import connections
+
+    original_accept = Session._accept
+
+    def accept(self: Any) -> Any:
+        listener = self.__dict__.get("_mse_listener")
+        if listener is None:
+
+            def lookup(req2: bytes) -> Any:
+                for torrent in self.torrents.values():
+                    if req2_hash(torrent.info_hash.raw) == req2:
+                        return torrent.info_hash
+                return None
+
+            listener = mse.EncryptedListener(
+                lambda: original_accept(self), info_hash_for_req2=lookup, config=config
+            )
+            self.__dict__["_mse_listener"] = listener
+        return listener()
+
+    async def dial(address: Any, engine: Any, handler: Any, **kwargs: Any) -> Any:
+        return await mse.open_encrypted_connection(address, engine, handler, config=config, **kwargs)
+
+    Session._accept = accept  # type: ignore[method-assign]
+    connections.open_peer_connection = dial  # type: ignore[assignment]
+
+
+def _mse_rc4() -> None:
+    from torrentgoat.mse import EncryptionPolicy, MSEConfig
+
+    _mse(MSEConfig(policy=EncryptionPolicy.REQUIRE))
+
+
+def _mse_plaintext() -> None:
+    from torrentgoat.mse import CryptoMethod, MSEConfig
+
+    _mse(MSEConfig(allowed=CryptoMethod.PLAINTEXT))
+
+
+EXPERIMENTS = {
+    "batch-fill": _batch_fill,
+    "read-into": _read_into,
+    "mse-rc4": _mse_rc4,
+    "mse-plaintext": _mse_plaintext,
+}
 
 
 def apply(names: str) -> None:

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torrentgoat.picker import strategy_names
+from torrentgoat.choker import ChokerConfig
+from torrentgoat.picker import PickerConfig, strategy_names
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.torrent import TorrentConfig
 from torrentgoat.units import parse_size
@@ -67,10 +68,9 @@ async def run(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
         seed=stay,
         pex=False,
-        upload_slots=args.upload_slots,
-        strategy=args.strategy,
+        choker=ChokerConfig(upload_slots=args.upload_slots, optimistic_mode=args.optimistic_unchoke),
+        picker=PickerConfig(strategy=args.strategy),
         super_seed=args.super_seed,
-        optimistic_unchoke=args.optimistic_unchoke,
     )
     config = SessionConfig(
         upload_limit=parse_size(args.upload_limit, what="rate"),
@@ -80,6 +80,7 @@ async def run(args: argparse.Namespace) -> int:
         enable_dht=False,
         enable_trackers=False,
         enable_pex=False,
+        enable_lsd=False,
         torrent=tconfig,
     )
     loop = asyncio.get_running_loop()
@@ -178,8 +179,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
     parser.add_argument("--upload-limit", default="0", help="bytes/s or 20MB-style rate (0 = unlimited)")
-    parser.add_argument("--upload-slots", type=int, default=TorrentConfig().upload_slots)
-    parser.add_argument("--strategy", default=TorrentConfig().strategy, help="piece strategy (lab ones too)")
+    parser.add_argument("--upload-slots", type=int, default=TorrentConfig().choker.upload_slots)
+    parser.add_argument("--strategy", default=TorrentConfig().picker.strategy, help="piece strategy (lab ones too)")
     parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     parser.add_argument("--optimistic-unchoke", choices=("random", "least-progress"), default="random")

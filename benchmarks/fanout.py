@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing); +ss: the seed super-seeds "
         "(tg+ss, lt+ss); +lp: least-progress optimistic unchokes (tg+ss+lp)",
     )
-    parser.add_argument("--slots", type=int, default=TorrentConfig().upload_slots, help="tg upload slots")
+    parser.add_argument("--slots", type=int, default=TorrentConfig().choker.upload_slots, help="tg upload slots")
     parser.add_argument("--dir", default="/tmp/tgfanout")
     parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
     parser.add_argument("--timeout", type=float, default=600.0, help="per client, seconds")
@@ -406,7 +406,7 @@ def _run(
         f"every upload capped at {cap / 1e6:g} MB/s, downloads unlimited -> T* = {bound:.1f} s",
         flush=True,
     )
-    default = TorrentConfig().strategy
+    default = TorrentConfig().picker.strategy
     # the simulator's prediction per (piece strategy, upload slots); libtorrent is compared with
     # rarest-first and its own default of 8 unchoke slots
     predictions: dict[str, tuple[list[float], float]] = {}
@@ -421,7 +421,7 @@ def _run(
                 cap=cap,
                 slots=int(slots),
                 strategy=strategy,
-                endgame=TorrentConfig().endgame,
+                endgame=TorrentConfig().picker.endgame,
                 sub_blocks=args.sim_sub_blocks,
                 super_seed=ss == "ss",
                 optimistic="least-progress" if lp == "lp" else "random",

@@ -38,6 +38,8 @@ import pytest
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.config import IOConfig
 from torrentgoat.magnet import Magnet
+from torrentgoat.mse import MSEConfig
+from torrentgoat.picker import PickerConfig
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
 from torrentgoat.testing.hostile import (
@@ -339,7 +341,7 @@ async def test_magnet_metadata_from_a_lying_peer_is_refused(tmp_path: Path, lie:
 @pytest.mark.slow
 async def test_seed_teasing_one_block_per_piece_cannot_exhaust_piece_memory(tmp_path: Path) -> None:
     """A seed answers only the first block of every piece: partial pieces pile up only to
-    ``TorrentConfig.piece_memory`` (bounded memory whatever the remote does)."""
+    ``TorrentConfig.picker.max_partial_bytes`` (bounded memory whatever the remote does)."""
     piece_length = 1 * MiB
     payload = make_file_payload(tmp_path, 24 * MiB, piece_length=piece_length, seed=50)
     info = payload.metainfo.info
@@ -350,7 +352,7 @@ async def test_seed_teasing_one_block_per_piece_cannot_exhaust_piece_memory(tmp_
         only_offsets=range(16384, piece_length, 16384),  # silent except for block 0
     )
     async with teaser, Session(loopback_config(seed=2)) as leecher:
-        config = TorrentConfig(piece_memory=2 * MiB)
+        config = TorrentConfig(picker=PickerConfig(max_partial_bytes=2 * MiB))
         torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[teaser.address], config=config)
         await _wait(lambda: teaser.stats.blocks_sent > 0, 10, lambda: describe(torrent))
         await asyncio.sleep(1.0)
@@ -758,7 +760,11 @@ async def test_requests_without_fast_extension_for_missing_piece_drop_the_peer(t
 
 async def test_bad_handshakes_are_closed(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 1 * MiB + 1, piece_length=256 * 1024, seed=61)
-    config = dataclasses.replace(loopback_config(seed=1), wire=WireConfig(handshake_timeout=1.0))
+    config = dataclasses.replace(
+        loopback_config(seed=1),
+        wire=WireConfig(handshake_timeout=1.0),
+        encryption=MSEConfig(handshake_timeout=1.0),  # garbage may be the start of an MSE handshake
+    )
     async with Session(config) as target:
         await _seed(target, payload)
         port = target.listen_port

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from torrentgoat.choker import ChokerConfig
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
@@ -132,7 +133,7 @@ async def test_leechers_that_only_know_the_seeder_meet_through_pex(tmp_path: Pat
 
 async def test_freed_upload_slot_is_given_to_a_waiting_leecher_at_once(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=15)
-    seeder = loopback_config(seed=0, torrent=TorrentConfig(upload_slots=1))
+    seeder = loopback_config(seed=0, torrent=TorrentConfig(choker=ChokerConfig(upload_slots=1)))
     async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="none", seeder_config=seeder) as swarm:
         await swarm.wait_complete(timeout=5)  # unthrottled loopback: a fraction of a second of work
     for directory in swarm.leecher_dirs:
@@ -333,7 +334,7 @@ async def test_sequential_strategy_completes(tmp_path: Path) -> None:
         torrent = await leecher.add(
             payload.torrent_path, dest, sequential=True, peers=[f"127.0.0.1:{seeder.listen_port}"]
         )
-        assert torrent.config.strategy == "sequential"
+        assert torrent.config.picker.strategy == "sequential"
         await _complete(torrent)
         assert torrent.hash_failures == 0
     assert_same_files(payload.metainfo, payload.root, dest)

@@ -51,7 +51,7 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
     rows = csv_path.read_text().splitlines()
     assert rows[0] == "who,min,median,p90,max,t_star,seed_copies"
     whos = [r.split(",")[0] for r in rows[1:]]
-    sim = f"sim:{TorrentConfig().strategy}/{TorrentConfig().upload_slots}"
+    sim = f"sim:{TorrentConfig().picker.strategy}/{TorrentConfig().choker.upload_slots}"
     assert whos == ["T*", f"{sim}/-/-", f"{sim}/ss/lp", "tg", "tg+ss+lp"]
     for row in rows[-2:]:
         assert all(float(x) > 0 for x in row.split(",")[1:])

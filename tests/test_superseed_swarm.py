@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import require_libtorrent
 from tests.interop_helpers import ProcessGroup, free_port, make_shard_torrent, processes, wait_listening
+from torrentgoat.choker import ChokerConfig
 from torrentgoat.errors import ConfigError
 from torrentgoat.session import Session
 from torrentgoat.testing.hostile import RawPeer
@@ -121,7 +122,7 @@ async def test_swarm_completes_and_super_seeding_ends(tmp_path: Path) -> None:
 
 async def test_cluster_push_recipe(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 8 * MiB + 1, piece_length=256 * 1024, seed=6)
-    nodes = TorrentConfig(seed=True, optimistic_unchoke="least-progress")
+    nodes = TorrentConfig(seed=True, choker=ChokerConfig(optimistic_mode="least-progress"))
     async with local_swarm(
         payload,
         tmp_path,
@@ -131,14 +132,14 @@ async def test_cluster_push_recipe(tmp_path: Path) -> None:
     ) as swarm:
         await swarm.wait_complete(timeout=60)
         for torrent in swarm.torrents:
-            assert torrent._choker.choker.config.optimistic_mode == "least-progress"
+            assert torrent.exchange.choking.choker.config.optimistic_mode == "least-progress"
     for directory in swarm.leecher_dirs:
         assert_same_files(payload.metainfo, payload.root, directory)
 
 
 def test_optimistic_unchoke_is_validated() -> None:
     with pytest.raises(ConfigError):
-        TorrentConfig(optimistic_unchoke="loudest")  # type: ignore[arg-type]
+        ChokerConfig(optimistic_mode="loudest")  # type: ignore[arg-type]
 
 
 @pytest.mark.interop

@@ -1,9 +1,13 @@
-"""Discrete-event swarm simulator driving the real picker and choker.
+"""Discrete-event swarm simulator driving the client's own picker, choker and torrent policy.
 
 Every request decision is made by :class:`torrentgoat.picker.PiecePicker` (one per peer, with the
 strategy taken from the registry by name) and every unchoke by :class:`torrentgoat.choker.Choker`
-(one per peer, a round every 10 s with the 30 s optimistic rotation); the simulator only moves bytes
-and keeps the virtual clock.
+(one per peer, a round every 10 s with the 30 s optimistic rotation); the torrent-level rules between
+them -- how many requests to keep in flight (``queue_time`` seconds of the connection's rate, clamped),
+which blocks to ask for, interest, the immediate unchoke of a newly interested peer, the choker's view
+of a peer -- are the client's pure :mod:`torrentgoat.torrent.policy`, with the client's
+:class:`~torrentgoat.torrent.TorrentConfig`.  The simulator keeps only its clock, its bandwidth model
+and its peers.
 
 Granularity: *flow-level transfers per chunk*.  The picker runs on a scaled layout in which one picker
 block stands for one chunk of ``piece_size / sub_blocks`` real bytes (``sub_blocks=1``: a whole piece per
@@ -17,8 +21,9 @@ peers would be 6.5e8 calls; per piece it is 6.4e5 flows.
 
 Seeds may super-seed (BEP 16) with the client's own :class:`torrentgoat.superseed.SuperSeeder`.
 
-Requests are pipelined (``pipeline`` chunks per connection): the sender serves its queue for one
-receiver in order, the first byte of a request arrives one round trip after it was sent.  A choke drops
+Requests are pipelined (the client's queue target, in chunks; or a fixed ``pipeline``): the sender
+serves its queue for one receiver in order, the first byte of a request arrives one round trip after
+it was sent.  A choke drops
 queued requests (BEP 3) but lets the chunk in flight finish (with 16 KiB blocks a choked peer keeps the
 blocks it already has).  As in the client's :mod:`torrentgoat.torrent.choking`, a peer that becomes
 interested while a regular slot is free is unchoked at once; otherwise it waits for the next round.
@@ -31,14 +36,27 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.choker import Choker, ChokerConfig, PeerStats
-from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
+from torrentgoat.choker import Choker, ChokerConfig
+from torrentgoat.geometry import PieceGeometry
+from torrentgoat.picker import PickerConfig, PiecePicker
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.rates import RateMeter
 from torrentgoat.superseed import SuperSeeder
+from torrentgoat.torrent import TorrentConfig
+from torrentgoat.torrent.policy import (
+    RequestState,
+    admits_at_once,
+    block_arrived,
+    choke_stats,
+    pick_requests,
+    request_budget,
+    wants_pieces,
+)
+from torrentgoat.wire.connection import WireConfig
 
 __all__ = ["PeerResult", "PeerSpec", "SimConfig", "SimResult", "Simulator", "fluid_bound", "simulate"]
 
@@ -83,8 +101,10 @@ class SimConfig:
     sub_blocks: int = 1
     """Picker blocks (flows) per piece; 1 = per-piece flows."""
 
-    pipeline: int = 2
-    """Chunks requested ahead per connection."""
+    pipeline: int | None = None
+    """Chunks requested ahead per connection; None: the client's adaptive queue
+    (:func:`torrentgoat.torrent.policy.queue_target`: ``queue_time`` seconds of the connection's rate,
+    within ``[min_queue, max_queue]`` blocks, capped by the peer's ``reqq``)."""
 
     upload_slots: int = 4
     degree: int = 25
@@ -198,7 +218,9 @@ class _Conn:
         "down",
         "interested",
         "last_unchoked",
+        "meter",
         "queue",
+        "requests",
         "rtt",
         "shown",
         "start_pending",
@@ -221,6 +243,8 @@ class _Conn:
         self.starved = False
         self.rtt = 2 * (up.spec.latency + down.spec.latency)
         self.shown: Bitfield | None = None  # a super-seeding sender's pieces revealed to ``down``
+        self.meter = RateMeter(time_constant=5.0)  # what ``down`` receives on this connection
+        self.requests = RequestState(last_block_at=now)  # the request rules' memory (client's policy)
 
     def offered(self) -> Bitfield:
         """What ``down`` believes ``up`` has."""
@@ -296,18 +320,29 @@ class Simulator:
         m = config.sub_blocks
         if m < 1 or ps % m:
             raise ValueError("sub_blocks must divide the piece size")
-        self.layout = PieceLayout.uniform(self.num_pieces, m * BLOCK_SIZE)
-        self.picker_config = PickerConfig(
-            strategy=config.strategy,
-            endgame=config.endgame,
-            window_pieces=config.window_pieces,
-            # the cap the client would apply to real pieces of this size
-            max_partial_pieces=PickerConfig().partial_cap(ps),
+        self.layout = PieceGeometry.uniform(self.num_pieces, m * BLOCK_SIZE)
+        self.unit = ps // m
+        """Bytes one request (one chunk) stands for."""
+        self.client = TorrentConfig(
+            picker=PickerConfig(
+                strategy=config.strategy, endgame=config.endgame, window_pieces=config.window_pieces
+            ),
+            choker=ChokerConfig(
+                upload_slots=config.upload_slots,
+                optimistic_mode="least-progress" if config.optimistic_mode == "least-progress" else "random",
+            ),
         )
-        self.choker_config = ChokerConfig(
-            upload_slots=config.upload_slots,
-            optimistic_mode="least-progress" if config.optimistic_mode == "least-progress" else "random",
+        """The client's configuration for this run: its piece, choke and request rules."""
+        if config.pipeline is not None:  # a fixed pipeline, as a clamp of the client's queue
+            depth = max(1, -(-config.pipeline * self.unit // BLOCK_SIZE))
+            self.client = replace(self.client, min_queue=depth, max_queue=depth)
+        # the picker runs on a scaled layout: apply the partial-piece cap the client would for real pieces
+        self.picker_config = replace(
+            self.client.picker, max_partial_pieces=self.client.picker.partial_cap(ps)
         )
+        self.choker_config = self.client.choker
+        self.request_limit = max(1, WireConfig().max_peer_requests * BLOCK_SIZE // self.unit)
+        """A torrentgoat peer's ``reqq`` (BEP 10), in chunks."""
         self.peers = [_Peer(i, s) for i, s in enumerate(specs)]
         self.heap: list[tuple[float, int, int, Any]] = []
         self.seq = 0
@@ -422,13 +457,22 @@ class Simulator:
         d = c.down
         if c.unchoked_since is None or not c.interested or d.done is not None:
             return
-        room = self.cfg.pipeline - len(c.queue) - (c.active is not None)
+        now = self.now
+        room = request_budget(
+            c.requests,
+            self.client,
+            rate=c.meter.rate(now),
+            outstanding=len(c.queue) + (c.active is not None),
+            limit=self.request_limit,
+            now=now,
+            unit=self.unit,
+        )
         if room <= 0:
             return
         assert d.picker is not None
         picker = d.picker
         offer = c.offered()
-        blocks = picker.pick(c.up.idx, offer, room, now=self.now)
+        blocks = pick_requests(picker, c.up.idx, offer, room, now=now)
         if blocks:
             c.starved = False
             ready = self.now + c.rtt
@@ -439,7 +483,7 @@ class Simulator:
         # own completions is pointless (the bucket walk is the picker's costliest path): wait for a
         # ``have`` from the sender, a release of our requests, or endgame.
         c.starved = len(picker.partial_pieces) < picker.partial_cap
-        if not c.queue and c.active is None and not picker.interesting(offer):
+        if not c.queue and c.active is None and not wants_pieces(picker, offer):
             self._lost_interest(c)
 
     def _lost_interest(self, c: _Conn) -> None:
@@ -505,7 +549,7 @@ class Simulator:
         assert u.choker is not None
         opt = u.choker.optimistic
         regular = sum(1 for o in u.tup.values() if o.unchoked_since is not None and o.down.idx != opt)
-        if regular < self.choker_config.upload_slots:
+        if admits_at_once(regular_unchoked=regular, config=self.choker_config):
             self._unchoke(c)
 
     def _rechoke(self, u: _Peer, *, scheduled: bool) -> None:
@@ -530,7 +574,7 @@ class Simulator:
         if scheduled and u.done is None:  # refresh our interest in each neighbour
             for c in list(u.tdown.values()):
                 if c.interested and not c.queue and c.active is None:
-                    if not u.picker.interesting(c.offered()):
+                    if not wants_pieces(u.picker, c.offered()):
                         self._lost_interest(c)
         dt = max(1e-9, now - u.last_rechoke)
         stats = []
@@ -538,16 +582,15 @@ class Simulator:
             sent = c.transferred(now)
             got = u.tdown[n].transferred(now)
             stats.append(
-                PeerStats(
-                    key=n,
+                choke_stats(
+                    n,
                     interested=c.interested,
                     upload_rate=(sent - u.snap_up.get(n, 0.0)) / dt,
                     download_rate=(got - u.snap_down.get(n, 0.0)) / dt,
-                    is_seed=c.down.done is not None,
+                    have=c.down.have,
                     connected_at=c.connected_at,
                     unchoked_since=c.unchoked_since,
                     last_unchoked=c.last_unchoked,
-                    progress=c.down.have.count / self.num_pieces if c.down.have is not None else 0.0,
                 )
             )
             if scheduled:
@@ -578,9 +621,9 @@ class Simulator:
                 c.shown = Bitfield(self.num_pieces)  # BEP 16: "masquerades as a client with no data"
         a.picker.peer_joined(b.idx, ba.offered())
         b.picker.peer_joined(a.idx, ab.offered())
-        if b.done is None and b.picker.interesting(ab.offered()):
+        if wants_pieces(b.picker, ab.offered()):
             self._became_interested(ab)
-        if a.done is None and a.picker.interesting(ba.offered()):
+        if wants_pieces(a.picker, ba.offered()):
             self._became_interested(ba)
         for c in (ab, ba):
             ss = c.up.superseed
@@ -705,6 +748,8 @@ class Simulator:
         f.remaining = 0.0
         self._stop_flow(f)
         self.last_progress = self.now
+        c.meter.add(f.size, self.now)
+        block_arrived(c.requests, self.now)
         u.uploaded += f.size
         assert d.picker is not None
         arrival = d.picker.block_received(u.idx, f.block)

@@ -34,10 +34,17 @@ __all__ = [
     "WRITE_NOW",
     "PeerDriver",
     "PeerHandler",
+    "next_peer_key",
     "open_peer_connection",
 ]
 
 _ids = itertools.count(1)
+
+
+def next_peer_key() -> int:
+    """A process-unique key for a peer: every :class:`PeerDriver` takes one, and so does any other
+    kind of peer (a web seed), so one key type names them all in the picker."""
+    return next(_ids)
 
 WRITE_NOW = 256 * 1024
 """Pending output at which :meth:`PeerDriver.flush` writes at once instead of at the end of the
@@ -79,7 +86,7 @@ class PeerDriver(asyncio.Protocol):
         outgoing: bool,
         download_limit: TokenBucket | None = None,
     ) -> None:
-        self.id = next(_ids)
+        self.id = next_peer_key()
         """Process-unique key of this connection (the picker's opaque peer key)."""
         self.engine = engine
         self.handler = handler

@@ -10,31 +10,36 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
+from torrentgoat.choker import OptimisticMode
+from torrentgoat.cli._exit import DONE, FAILED, INTERRUPTED, code_for
+from torrentgoat.cli._progress import follow
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
+from torrentgoat.errors import NoPeerSourcesError
+from torrentgoat.mse import EncryptionPolicy, MSEConfig
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import SessionConfig
-from torrentgoat.torrent import (
-    CheckProgressed,
-    Completed,
-    MetadataReceived,
-    PeerBanned,
-    PieceFailed,
-    ProgressReported,
-    Torrent,
-    TorrentConfig,
-    TrackerFailed,
-)
-from torrentgoat.units import format_rate, parse_size
+from torrentgoat.torrent import Torrent, TorrentConfig
+from torrentgoat.units import parse_size
 
-__all__ = ["add_session_options", "follow", "on_signals", "session_config", "stop_on_signals"]
+__all__ = [
+    "add_session_options",
+    "follow",
+    "on_signals",
+    "report_stop",
+    "session_config",
+    "stop_on_signals",
+]
 
 
 def add_session_options(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("network")
     net.add_argument(
-        "--port", type=int, default=6881, help="TCP port for peers and UDP port for the DHT (0: any)"
+        "--port",
+        type=int,
+        default=None,
+        help="TCP port for peers and UDP port for the DHT (default: 6881, or the next free one; "
+        "an explicit port must be free; 0: any)",
     )
     net.add_argument("--listen", default="0.0.0.0", help="IPv4 address to listen on (default 0.0.0.0)")
     net.add_argument("--listen6", default="::", help="IPv6 address to listen on ('' for none)")
@@ -48,6 +53,20 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     )
     net.add_argument("--upload-limit", default="0", help="bytes per second, e.g. 20MB (0: unlimited)")
     net.add_argument("--download-limit", default="0", help="bytes per second (0: unlimited)")
+    net.add_argument(
+        "--encryption",
+        choices=("prefer", "require", "disable"),
+        default="prefer",
+        help="message stream encryption (MSE): prefer = accept both, dial encrypted first and fall back "
+        "to plain (default); require = RC4-encrypted connections only; disable = plain only",
+    )
+    net.add_argument(
+        "--utp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also speak uTP (BEP 29) on the listen port: accept it, and dial it first to public "
+        "addresses, TCP first on the LAN (default: on)",
+    )
     net.add_argument("--no-dht", action="store_true", help="do not use the DHT (BEP 5)")
     net.add_argument(
         "--dht-bootstrap",
@@ -59,7 +78,21 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--dht-state", type=Path, default=None, help="file keeping the DHT node cache")
     net.add_argument("--no-trackers", action="store_true", help="do not announce to trackers")
     net.add_argument("--no-pex", action="store_true", help="no peer exchange (BEP 11)")
+    net.add_argument(
+        "--no-lsd",
+        action="store_true",
+        help="no local service discovery (BEP 14: finding peers on the local network by multicast)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+DEFAULT_PORT = 6881
+DEFAULT_PORT_FALLBACK = 10
+
+
+def with_optimistic_unchoke(config: TorrentConfig, mode: OptimisticMode) -> TorrentConfig:
+    """``config`` with the choker's optimistic-unchoke mode set (``--optimistic-unchoke``)."""
+    return dataclasses.replace(config, choker=dataclasses.replace(config.choker, optimistic_mode=mode))
 
 
 def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = None) -> SessionConfig:
@@ -69,17 +102,19 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
     return SessionConfig(
         listen_host=args.listen,
         listen_ipv6=args.listen6 or None,
-        listen_port=args.port,
+        listen_port=DEFAULT_PORT if args.port is None else args.port,
+        port_fallback=DEFAULT_PORT_FALLBACK if args.port is None else 0,
         upload_limit=parse_size(args.upload_limit, what="rate"),
         download_limit=parse_size(args.download_limit, what="rate"),
         enable_dht=not args.no_dht,
+        enable_utp=args.utp,
         dht_bootstrap=routers or DEFAULT_DHT_ROUTERS,
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,
         enable_pex=not args.no_pex,
-        torrent=dataclasses.replace(
-            torrent or TorrentConfig(max_peers=args.max_peers), optimistic_unchoke=args.optimistic_unchoke
-        ),
+        enable_lsd=not args.no_lsd,
+        encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
+        torrent=with_optimistic_unchoke(torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke),
     )
 
 
@@ -113,62 +148,26 @@ def stop_on_signals(torrents: list[Torrent]) -> Iterator[None]:
         yield
 
 
-async def follow(torrent: Torrent, *, quiet: bool, label: str | None = None, position: int = 0) -> None:
-    """Show a tqdm progress bar (stderr) for ``torrent`` until it stops; log notable events."""
-    bar: Any = None
-    if not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=0,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=label or torrent.name[:28],
-            position=position,
-            leave=True,
+def report_stop(torrent: Torrent) -> int:
+    """Say in one line why ``torrent`` stopped, and return the command's exit code."""
+    if torrent.is_complete:
+        return DONE
+    reason = torrent.stop_reason or "stopped"
+    error = torrent.error
+    if reason == "interrupted":
+        print(
+            f"torrentgoat: {torrent.name}: interrupted; verified pieces stay on disk and the same command "
+            "resumes",
             file=sys.stderr,
-            dynamic_ncols=True,
         )
-    try:
-        async for event in torrent.events():
-            match event:
-                case CheckProgressed(done_bytes=done, total_bytes=total) if bar is not None:
-                    bar.set_description_str(f"checking {label or torrent.name[:20]}")
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-                case MetadataReceived(name=name, total_size=size):
-                    if bar is not None:
-                        bar.set_description_str(label or name[:28])
-                        bar.total = size
-                        bar.refresh()
-                case ProgressReported() if bar is not None:
-                    bar.set_description_str(label or torrent.name[:28])
-                    bar.total = event.wanted_bytes
-                    bar.n = event.verified_bytes
-                    eta = event.eta
-                    bar.set_postfix_str(
-                        f"{event.state} peers={event.peers} down={format_rate(event.download_rate)} "
-                        f"up={format_rate(event.upload_rate)}" + (f" eta={eta:.0f}s" if eta else ""),
-                        refresh=True,
-                    )
-                case Completed(seconds=seconds):
-                    if bar is not None:
-                        bar.n = bar.total
-                        bar.refresh()
-                    print(f"{torrent.name}: complete and verified in {seconds:.1f} s", file=sys.stderr)
-                case PieceFailed(index=index) if not quiet:
-                    print(
-                        f"{torrent.name}: piece {index} failed its hash check, fetching it again",
-                        file=sys.stderr,
-                    )
-                case PeerBanned(address=address, reason=reason):
-                    print(f"{torrent.name}: banned {address}: {reason}", file=sys.stderr)
-                case TrackerFailed(url=url, reason=reason) if not quiet:
-                    print(f"{torrent.name}: tracker {url}: {reason}", file=sys.stderr)
-                case _:
-                    pass
-    finally:
-        if bar is not None:
-            bar.close()
+        return INTERRUPTED
+    if error is not None:
+        print(f"torrentgoat: error: {torrent.name}: {error}", file=sys.stderr)
+        if isinstance(error, NoPeerSourcesError):
+            print(
+                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers / --no-lsd",
+                file=sys.stderr,
+            )
+        return code_for(error, during_work=True)
+    print(f"torrentgoat: {torrent.name}: stopped before completion ({reason})", file=sys.stderr)
+    return FAILED

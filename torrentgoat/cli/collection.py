@@ -42,7 +42,7 @@ from torrentgoat.collection import (
     build_collection,
     default_hf_cache,
 )
-from torrentgoat.collection.build import read_spec_file
+from torrentgoat.collection.build import load_draft, read_spec_file
 from torrentgoat.collection.client import SyncReport
 from torrentgoat.errors import ConfigError
 from torrentgoat.keys import SigningKey
@@ -219,10 +219,15 @@ def _build_main(args: argparse.Namespace) -> int:
 # -- publish -------------------------------------------------------------------------------------------
 
 
-def add_publish_parser(commands: Any, name: str = "publish") -> None:
+def _short_form(help_text: str, name: str, short: bool) -> str:
+    """Help of a top-level short form of ``collection NAME``."""
+    return f"short for 'collection {name}': {help_text}" if short else help_text
+
+
+def add_publish_parser(commands: Any, name: str = "publish", *, short: bool = False) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
         name,
-        help="sign the built version, put it in the DHT (BEP 46) and seed it",
+        help=_short_form("sign the built version, put it in the DHT (BEP 46) and seed it", name, short),
         description=(
             "Signs OUT's draft (or re-publishes the held version), makes the manifest torrent, puts the "
             "BEP 46 item (seq bumped), prints the btpk magnet on stdout, then seeds the manifest and every "
@@ -297,9 +302,9 @@ def add_get_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--timeout", type=float, default=0.0, help="seconds allowed per torrent (0: no limit)")
 
 
-def add_update_parser(commands: Any, name: str = "update") -> None:
+def add_update_parser(commands: Any, name: str = "update", *, short: bool = False) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
-        name, help="update a collection directory to the latest signed version"
+        name, help=_short_form("update a collection directory to the latest signed version", name, short)
     )
     p.add_argument("directory", type=Path, help="collection directory (from get)")
     add_get_options(p)
@@ -394,9 +399,9 @@ def _print_report(report: SyncReport, root: Path) -> None:
 # -- ls / seed / verify ----------------------------------------------------------------------------------
 
 
-def add_ls_parser(commands: Any, name: str = "ls") -> None:
+def add_ls_parser(commands: Any, name: str = "ls", *, short: bool = False) -> None:
     p: argparse.ArgumentParser = commands.add_parser(
-        name, help="list the models of a collection directory or of a btpk magnet"
+        name, help=_short_form("list the models of a collection directory or of a btpk magnet", name, short)
     )
     p.add_argument("source", help="collection directory, or a btpk magnet (resolved through the DHT)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -415,11 +420,19 @@ def _ls_main(args: argparse.Namespace) -> int:
         store = Store(args.source)
         state = store.load_state()
         held = store.held_manifest()
-        if state is None or held is None:
-            raise ConfigError(f"{args.source} holds no collection")
-        manifest = verify_manifest(held[0], parse_signature(held[1]), state.public_key)
-        installed = {name: m.info_hash.hex for name, m in state.models.items()}
-        magnet = state.magnet
+        draft = load_draft(store)
+        if (state is None or held is None) and draft is None:
+            raise ConfigError(f"{args.source} holds no collection (neither published nor built)")
+        if state is not None and held is not None:
+            manifest = verify_manifest(held[0], parse_signature(held[1]), state.public_key)
+            installed = {name: m.info_hash.hex for name, m in state.models.items()}
+            _print_manifest(manifest, installed, state.magnet, as_json=args.json)
+        if draft is not None:  # a publisher's next version, built but not yet signed and published
+            if not args.json:
+                gap = "\n" if state is not None and held is not None else ""
+                print(f"{gap}draft (built, not yet published: collection publish {args.source})")
+            _print_manifest(draft, {}, "", as_json=args.json, draft=True)
+        return 0
     _print_manifest(manifest, installed, magnet, as_json=args.json)
     return 0
 
@@ -434,9 +447,12 @@ async def _resolve_for_ls(args: argparse.Namespace) -> Manifest:
     return resolved.manifest
 
 
-def _print_manifest(manifest: Manifest, installed: dict[str, str], magnet: str, *, as_json: bool) -> None:
+def _print_manifest(
+    manifest: Manifest, installed: dict[str, str], magnet: str, *, as_json: bool, draft: bool = False
+) -> None:
     if as_json:
         doc = {
+            "draft": draft,
             "collection": manifest.collection,
             "publisher": manifest.publisher.hex(),
             "seq": manifest.seq,
@@ -460,7 +476,8 @@ def _print_manifest(manifest: Manifest, installed: dict[str, str], magnet: str, 
         print(json.dumps(doc, indent=1))
         return
     print(f"collection {manifest.collection}  seq {manifest.seq}  publisher {manifest.publisher.hex()}")
-    print(f"magnet {magnet}")
+    if magnet:
+        print(f"magnet {magnet}")
     print(f"{'NAME':<28} {'FORMAT':<12} {'SIZE':>10} {'FILES':>5}  {'STATE':<10} SOURCE")
     for m in manifest.models:
         if m.yanked is not None:

@@ -3,8 +3,10 @@
     torrentgoat dht put --key KEYFILE [--salt S] --info-hash HEX [--seq N] --dht-bootstrap HOST:PORT ...
     torrentgoat dht get PUBKEY_HEX [--salt S] --dht-bootstrap HOST:PORT ...
     torrentgoat dht put-immutable VALUE        torrentgoat dht get-immutable TARGET_HEX
-    torrentgoat dht get-peers INFO_HASH        torrentgoat dht announce INFO_HASH --port P
+    torrentgoat dht get-peers INFO_HASH        torrentgoat dht announce INFO_HASH --peer-port P
 
+The node's options are those of every command that runs a session: ``--listen`` (IPv4 address),
+``--port`` (UDP port, default any), ``--dht-state`` (node cache file), ``--dht-bootstrap``.
 ``put`` publishes a BEP 46 pointer ``{"ih": info-hash}`` under the key (and salt); ``--seq``
 defaults to one more than the item currently found, else 1.  ``get`` prints the info-hash and the
 ``magnet:?xs=urn:btpk:...`` link.  ``--dht-bootstrap`` is repeatable and defaults to
@@ -44,9 +46,7 @@ def _with_node(args: argparse.Namespace, body: Callable[[DHTNode], Awaitable[int
     async def main() -> int:
         # A short-lived node: BEP 43 read-only, so others do not keep a soon-dead node in their tables.
         config = DHTConfig(read_only=True)
-        async with DHTNode(
-            host=args.dht_bind, port=args.dht_port, node_cache=args.node_cache, config=config
-        ) as node:
+        async with DHTNode(host=args.listen, port=args.port, node_cache=args.dht_state, config=config) as node:
             await node.bootstrap(dht_routers(args))
             return await body(node)
 
@@ -146,7 +146,7 @@ def _announce(args: argparse.Namespace) -> int:
     info_hash = InfoHash.parse(args.info_hash)
 
     async def body(node: DHTNode) -> int:
-        stored = await node.announce(info_hash, args.port, implied_port=args.implied_port)
+        stored = await node.announce(info_hash, args.peer_port, implied_port=args.implied_port)
         print(f"announced to {stored} nodes")
         return 0 if stored else 1
 
@@ -154,16 +154,19 @@ def _announce(args: argparse.Namespace) -> int:
 
 
 def add_dht_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dht-bootstrap HOST:PORT`` (repeatable), ``--dht-bind``, ``--dht-port``, ``--node-cache``."""
+    """``--dht-bootstrap HOST:PORT`` (repeatable), ``--listen``, ``--port``, ``--dht-state``: the same
+    names as the network options of every command that runs a session."""
     parser.add_argument(
         "--dht-bootstrap",
         action="append",
         metavar="HOST:PORT",
         help="bootstrap node (repeatable; default: the well-known mainline routers)",
     )
-    parser.add_argument("--dht-bind", default="0.0.0.0", help="address to bind (default: %(default)s)")
-    parser.add_argument("--dht-port", type=int, default=0, help="UDP port (default: any)")
-    parser.add_argument("--node-cache", metavar="PATH", help="routing-table cache file (read and updated)")
+    parser.add_argument("--listen", default="0.0.0.0", help="IPv4 address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="UDP port of our node (default: any)")
+    parser.add_argument(
+        "--dht-state", type=Path, default=None, help="file keeping the DHT node cache (read and updated)"
+    )
 
 
 def register(sub: Any) -> None:
@@ -205,7 +208,7 @@ def register(sub: Any) -> None:
 
     p = cmds.add_parser("announce", help="announce a peer port for an info-hash (BEP 5)")
     p.add_argument("info_hash", metavar="INFO_HASH")
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--peer-port", type=int, required=True, help="the TCP port peers should dial")
     p.add_argument("--implied-port", action="store_true", help="let nodes use our UDP source port")
     add_dht_arguments(p)
     p.set_defaults(func=_announce)

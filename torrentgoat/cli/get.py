@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
-from torrentgoat.cli._common import add_session_options, follow, session_config, stop_on_signals
+from torrentgoat.cli._common import (
+    add_session_options,
+    follow,
+    report_stop,
+    session_config,
+    stop_on_signals,
+)
 from torrentgoat.cli._run import run
 from torrentgoat.cli.collection import add_get_options, run_collection_get
 from torrentgoat.collection import NotACollection, is_btpk
+from torrentgoat.errors import TorrentGoatError
+from torrentgoat.magnet import check_swarm_support
+from torrentgoat.picker import PickerConfig
 from torrentgoat.session import Session
 from torrentgoat.torrent import TorrentConfig
 
@@ -76,13 +84,16 @@ def main(args: argparse.Namespace) -> int:
 async def _get(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
         max_peers=args.max_peers,
-        strategy=args.strategy or ("sequential" if args.sequential else "rarest-first"),
+        picker=PickerConfig(strategy=args.strategy or ("sequential" if args.sequential else "rarest-first")),
         seed=args.seed,
         seed_ratio=args.seed_ratio,
         seed_time=args.seed_time,
+        require_peer_sources=True,
     )
     async with Session(session_config(args, tconfig)) as session:
-        torrent = await session.add(args.source, args.output, files=args.files, peers=args.peer)
+        source = await session.load(args.source)
+        check_swarm_support(source)  # a v2-only magnet or .torrent without piece layers: say so up front
+        torrent = await session.add(source, args.output, files=args.files, peers=args.peer)
         watcher = asyncio.create_task(follow(torrent, quiet=args.quiet))
         with stop_on_signals([torrent]):
             try:
@@ -92,14 +103,9 @@ async def _get(args: argparse.Namespace) -> int:
                     await torrent.wait_complete()
             except TimeoutError:
                 torrent.stop(f"timed out after {args.timeout:.0f} s")
-            except Exception as exc:  # the torrent stopped: report below
-                if not args.quiet:
-                    print(f"torrentgoat: {exc}", file=sys.stderr)
+            except TorrentGoatError:
+                pass  # the torrent stopped: reported below
             if torrent.is_complete and args.seed:
                 await torrent.wait_stopped()
-        complete = torrent.is_complete
-        interrupted = torrent.stop_reason == "interrupted"
     await watcher
-    if complete:
-        return 0
-    return 130 if interrupted else 1
+    return report_stop(torrent)

@@ -12,4 +12,4 @@ ORDER = 33
 
 
 def register(sub: Any) -> None:
-    add_ls_parser(sub)
+    add_ls_parser(sub, short=True)

@@ -12,4 +12,4 @@ ORDER = 31
 
 
 def register(sub: Any) -> None:
-    add_publish_parser(sub)
+    add_publish_parser(sub, short=True)

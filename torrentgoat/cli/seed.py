@@ -1,7 +1,9 @@
 """``python -m torrentgoat seed TORRENT DIR``: verify the data in DIR, then seed it until stopped.
 
-Pieces that fail verification are fetched from peers first (like ``get --seed``).  Stops on Ctrl-C
-or SIGTERM (trackers are told ``stopped``), or after ``--seed-ratio`` / ``--seed-time``.
+DIR is the directory that *contains* the torrent's file or folder (the ``-o`` of ``get``).  Pieces that
+fail verification are fetched from peers first (like ``get --seed``); a DIR where none of the data is
+found is refused at once, with a hint.  Stops on Ctrl-C or SIGTERM (trackers are told ``stopped``), or
+after ``--seed-ratio`` / ``--seed-time``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from torrentgoat.cli._common import add_session_options, follow, session_config, stop_on_signals
+from torrentgoat.cli._common import (
+    add_session_options,
+    follow,
+    report_stop,
+    session_config,
+    stop_on_signals,
+)
+from torrentgoat.cli._exit import DONE
 from torrentgoat.cli._run import run
+from torrentgoat.errors import ConfigError
 from torrentgoat.session import Session
-from torrentgoat.torrent import TorrentConfig
+from torrentgoat.torrent import CheckCompleted, Torrent, TorrentConfig
 
 __all__ = ["ORDER", "register"]
 
@@ -50,7 +60,23 @@ def main(args: argparse.Namespace) -> int:
     return run(_seed(args))
 
 
+async def _refuse_empty(torrent: Torrent, directory: Path) -> None:
+    """Stop ``torrent`` when the check finds none of its data in ``directory``."""
+    async for event in torrent.events():
+        if isinstance(event, CheckCompleted):
+            if event.wanted_bytes and not event.verified_bytes:
+                where = directory / torrent.name
+                hint = (
+                    f"nothing at {str(where)!r}" if not where.exists() else f"no verified data at {str(where)!r}"
+                )
+                message = f"{hint}; DIR is the directory that contains {torrent.name!r}"
+                torrent.stop(message, error=ConfigError(message))
+            return
+
+
 async def _seed(args: argparse.Namespace) -> int:
+    if not args.directory.is_dir():
+        raise ConfigError(f"{str(args.directory)!r} is not a directory (DIR holds the torrent's data)")
     tconfig = TorrentConfig(
         max_peers=args.max_peers,
         seed=True,
@@ -60,6 +86,7 @@ async def _seed(args: argparse.Namespace) -> int:
     )
     async with Session(session_config(args, tconfig)) as session:
         torrent = await session.add(args.torrent, args.directory, peers=args.peer)
+        guard = asyncio.create_task(_refuse_empty(torrent, args.directory))
         watcher = asyncio.create_task(follow(torrent, quiet=args.quiet))
         with stop_on_signals([torrent]):
             if not args.quiet:
@@ -68,9 +95,10 @@ async def _seed(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             await torrent.wait_stopped()
-        complete = torrent.is_complete
-        reason = torrent.stop_reason
+        guard.cancel()
     await watcher
-    if not args.quiet:
-        print(f"stopped: {reason}", file=sys.stderr)
-    return 0 if complete else 1
+    if torrent.is_complete:
+        if not args.quiet:
+            print(f"stopped: {torrent.stop_reason}", file=sys.stderr)
+        return DONE
+    return report_stop(torrent)

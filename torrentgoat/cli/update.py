@@ -12,4 +12,4 @@ ORDER = 32
 
 
 def register(sub: Any) -> None:
-    add_update_parser(sub)
+    add_update_parser(sub, short=True)

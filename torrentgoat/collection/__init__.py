@@ -2,8 +2,12 @@
 
 * :mod:`~torrentgoat.collection.build` -- model folders -> model torrents + the unsigned next version;
 * :mod:`~torrentgoat.collection.publisher` -- sign it, ship it as a torrent, point the key at it (BEP 46);
-* :mod:`~torrentgoat.collection.client` -- resolve the latest signed version, get / update models
-  with SHA-256 and unsafe-format checks, reuse unchanged files;
+* :mod:`~torrentgoat.collection.client` -- get / update a collection: what to fetch against the held
+  version, commit, seed, keep the publisher's item alive;
+* :mod:`~torrentgoat.collection.resolve` -- a BEP 46 key -> the latest signed version, verified;
+* :mod:`~torrentgoat.collection.install` -- one model fetched with SHA-256 and unsafe-format checks,
+  reusing unchanged files, then installed;
+* :mod:`~torrentgoat.collection.runner` -- the client's downloads: extra peers, time limit, watcher;
 * :mod:`~torrentgoat.collection.store` -- the on-disk layout shared by both sides;
 * :mod:`~torrentgoat.collection.hfcache` -- the Hugging Face cache layout.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,15 +35,11 @@ def quiet(_: str) -> None:
 
 
 async def wait_dht(session: Session, timeout: float = 30.0) -> None:
-    """Wait until the session's DHT node knows at least one other node (DHTError otherwise)."""
+    """Wait until the session's DHT node knows at least one other node (DHTError at once when the
+    bootstrap failed, or after ``timeout`` seconds)."""
     if session.dht is None:
         raise DHTError("collections are published through the DHT (BEP 46); it is turned off")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while session.dht.routing_table_size == 0:
-        if loop.time() > deadline:
-            raise DHTError(f"the DHT found no node to talk to within {timeout:.0f} s (bootstrap failed?)")
-        await asyncio.sleep(0.05)
+    await session.wait_dht(timeout)
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:

@@ -32,119 +32,47 @@ file against the policy (content sniffing for pickles, safetensors headers valid
 The publisher's signed BEP 46 item of the held version is kept in the state: BEP 44 lets anyone store
 a signed item again, so seeding consumers keep the btpk magnet resolvable while the publisher is
 offline (DHT nodes forget items after about two hours); nobody but the key holder can change it.
+
+Modules: :mod:`~torrentgoat.collection.resolve` (steps 1-3: the key -> a verified version),
+:mod:`~torrentgoat.collection.install` (step 5 and after: one model fetched, checked, installed),
+:mod:`~torrentgoat.collection.runner` (the downloads' peers, time limit and watcher).  This module's
+own job is the sync: what to fetch against the held version (step 4), committing the new state,
+seeding, and storing the publisher's item again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import tempfile
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from torrentgoat import bencode
-from torrentgoat.collection._common import (
-    MAX_MANIFEST_TORRENT,
-    TORRENTS_DIR,
-    Say,
-    quiet,
-    read_manifest_tree,
-    wait_dht,
-)
-from torrentgoat.collection.hfcache import place_in_hf_cache
-from torrentgoat.collection.store import CollectionState, InstalledModel, Store, link_or_copy
+from torrentgoat.collection._common import Say, quiet, wait_dht
+from torrentgoat.collection.install import ModelInstaller, ModelResult, ReusableFiles
+from torrentgoat.collection.resolve import NotACollection, Resolved, fetch_version, is_btpk, key_and_salt
+from torrentgoat.collection.runner import TorrentRunner, Watch
+from torrentgoat.collection.store import CollectionState, InstalledModel, Store
 from torrentgoat.dht.items import MutableItem, info_hash_value
-from torrentgoat.errors import ConfigError, ManifestError, SignatureError, TorrentGoatError
+from torrentgoat.errors import ConfigError, ManifestError, TorrentGoatError
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.manifest import (
-    MANIFEST_FILENAME,
     SIGNATURE_FILENAME,
     Manifest,
     ModelEntry,
-    SignedManifest,
     UpdatePlan,
     check_update,
     parse_signature,
-    read_manifest_folder,
     verify_manifest,
 )
-from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
-from torrentgoat.modelcheck import scan_model_dir, sha256_file, verify_files_sha256
+from torrentgoat.metainfo import load_metainfo
 from torrentgoat.primitives import InfoHash
-from torrentgoat.safety import Policy, judge
+from torrentgoat.safety import Policy
 from torrentgoat.session import Session
 from torrentgoat.torrent import Torrent
 
-T = TypeVar("T")
-
 __all__ = ["CollectionClient", "ModelResult", "NotACollection", "Resolved", "SyncReport", "Watch", "is_btpk"]
-
-Watch = Callable[[Torrent, str], None]
-"""Called with every torrent the client starts and a label (``"manifest"`` or the model name)."""
-
-
-class NotACollection(TorrentGoatError):
-    """The btpk magnet points at a torrent that is not a collection manifest torrent."""
-
-    def __init__(self, message: str, info_hash: InfoHash) -> None:
-        super().__init__(message)
-        self.info_hash = info_hash
-
-
-def is_btpk(source: str) -> bool:
-    """Whether ``source`` is a BEP 46 magnet naming a key and no info-hash."""
-    if not source.startswith("magnet:"):
-        return False
-    try:
-        magnet = parse_magnet(source)
-    except TorrentGoatError:
-        return False
-    return magnet.public_key is not None and magnet.info_hash is None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resolved:
-    """A verified collection version, as fetched (nothing written to the root yet)."""
-
-    signed: SignedManifest
-    info_hash: InfoHash
-    """The manifest torrent's info-hash (what the BEP 46 item points at)."""
-    metainfo: Metainfo
-    """The manifest torrent."""
-    files: dict[str, bytes]
-    """The manifest torrent's files, relative path -> content."""
-    torrents: dict[str, Metainfo]
-    """Model name -> its torrent (checked against the manifest's info-hash)."""
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.signed.manifest
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelResult:
-    """What happened to one model during a sync."""
-
-    name: str
-    status: str
-    """``installed``, ``updated``, ``unchanged``, ``refused``, ``failed`` or ``skipped``."""
-    message: str = ""
-    downloaded: int = 0
-    """Bytes that crossed the network for this model (peers and web seeds)."""
-    reused: int = 0
-    """Bytes of files found locally (verified SHA-256) and linked into the new version."""
-    size: int = 0
-    path: Path | None = None
-    """``ROOT/<model>`` once installed."""
-    hf_snapshot: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("installed", "updated", "unchanged", "skipped")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,18 +91,6 @@ class SyncReport:
     @property
     def downloaded(self) -> int:
         return sum(r.downloaded for r in self.results)
-
-
-@dataclass(slots=True)
-class _Reuse:
-    """Where bytes with a given SHA-256 can be found locally (installed models)."""
-
-    by_sha: dict[str, list[Path]] = field(default_factory=dict)
-
-    def add(self, store: Store, model: InstalledModel) -> None:
-        base = store.installed_dir(model)
-        for f in model.files:
-            self.by_sha.setdefault(f.sha256, []).append(base / f.path)
 
 
 class CollectionClient:
@@ -199,27 +115,13 @@ class CollectionClient:
         """Seconds allowed for each torrent (manifest or model); None: no limit."""
         self.watch = watch
 
-    # -- resolving --------------------------------------------------------------------------------------
+    def _runner(self) -> TorrentRunner:
+        return TorrentRunner(session=self.session, peers=self.peers, timeout=self.timeout, watch=self.watch)
 
-    def _key_and_salt(
-        self, source: str | Magnet | None, state: CollectionState | None
-    ) -> tuple[bytes, bytes]:
-        if source is None:
-            if state is None:
-                raise ConfigError(f"{self.store.root} follows no collection yet: 'get' a btpk magnet first")
-            return state.public_key, state.salt
-        magnet = parse_magnet(source) if isinstance(source, str) else source
-        if magnet.public_key is None:
-            raise ConfigError(
-                "a collection is named by a BEP 46 magnet: magnet:?xs=urn:btpk:<key>&s=<salt hex>"
-            )
-        if state is not None and (magnet.public_key, magnet.salt) != (state.public_key, state.salt):
-            raise SignatureError(
-                f"{self.store.root} follows collection {state.collection!r} of key {state.public_key.hex()} "
-                f"(salt {state.salt.hex()}); refusing a magnet for key {magnet.public_key.hex()} "
-                f"(salt {magnet.salt.hex()})"
-            )
-        return magnet.public_key, magnet.salt
+    def _installer(self) -> ModelInstaller:
+        return ModelInstaller(runner=self._runner(), store=self.store, say=self.say)
+
+    # -- resolving --------------------------------------------------------------------------------------
 
     async def resolve(self, source: str | Magnet | None = None) -> Resolved:
         """The latest version published under the magnet's key (or the held key), verified.
@@ -228,74 +130,8 @@ class CollectionClient:
         found is not authentic or not well formed.  Writes nothing under the root.
         """
         state = await asyncio.to_thread(self.store.load_state)
-        public_key, salt = self._key_and_salt(source, state)
-        info_hash = await self.session.resolve_btpk(Magnet(public_key=public_key, salt=salt))
-        self.say(f"key {public_key.hex()[:16]}... points at manifest torrent {info_hash.hex}")
-        if state is not None and state.manifest_info_hash == info_hash and state.manifest_torrent_name:
-            folder = self.store.manifest_dest(info_hash) / state.manifest_torrent_name
-            if await asyncio.to_thread(folder.is_dir):
-                files = await asyncio.to_thread(read_manifest_tree, folder)
-                metainfo = await asyncio.to_thread(load_metainfo, self.store.manifest_torrent_path)
-                return self._verify(files, public_key, salt, info_hash, metainfo)
-        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="torrentgoat-manifest-"))
-        try:
-            torrent = await self.session.add(Magnet(info_hash=info_hash), work, seed=False, peers=self.peers)
-            if self.watch is not None:
-                self.watch(torrent, "manifest")
-            try:
-                info = await self._wait(torrent.wait_metadata(), torrent, "the manifest torrent's metadata")
-                names = {"/".join(f.path[1:]) for f in info.files if not info.single_file}
-                if MANIFEST_FILENAME not in names or SIGNATURE_FILENAME not in names:
-                    raise NotACollection(
-                        f"torrent {info_hash.hex} ({info.name!r}) is not a collection manifest torrent",
-                        info_hash,
-                    )
-                if info.total_length > MAX_MANIFEST_TORRENT or len(info.files) > 4 * 4096 + 16:
-                    torrent.stop("manifest torrent too large")
-                    raise ManifestError(
-                        f"the manifest torrent holds {info.total_length} bytes in {len(info.files)} files; "
-                        f"refusing more than {MAX_MANIFEST_TORRENT} bytes"
-                    )
-                await self._wait(torrent.wait_complete(), torrent, "the manifest torrent")
-            finally:
-                torrent.stop("manifest fetched")
-                await torrent.wait_stopped()
-            assert torrent.metainfo is not None
-            metainfo = torrent.metainfo
-            files = await asyncio.to_thread(read_manifest_tree, work / metainfo.info.name)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, work, True)
-        return self._verify(files, public_key, salt, info_hash, metainfo)
-
-    def _verify(
-        self, files: dict[str, bytes], public_key: bytes, salt: bytes, info_hash: InfoHash, metainfo: Metainfo
-    ) -> Resolved:
-        signed = read_manifest_folder(files, public_key)
-        manifest = signed.manifest
-        if salt and salt != manifest.collection.encode():
-            raise ManifestError(
-                f"the key's item with salt {salt!r} points at collection {manifest.collection!r}; refusing it"
-            )
-        torrents: dict[str, Metainfo] = {}
-        for entry in manifest.models:
-            raw = files.get(f"{TORRENTS_DIR}/{entry.name}.torrent")
-            if raw is None:
-                continue  # fetched by info-hash (BEP 9) instead
-            meta = parse_metainfo(raw)
-            if meta.info_hash != entry.info_hash:
-                raise ManifestError(
-                    f"model {entry.name!r}: the manifest torrent's .torrent has info-hash {meta.info_hash.hex}, "
-                    f"the manifest says {entry.info_hash.hex}"
-                )
-            torrents[entry.name] = meta
-        return Resolved(signed=signed, info_hash=info_hash, metainfo=metainfo, files=files, torrents=torrents)
-
-    async def _wait(self, awaitable: Awaitable[T], torrent: Torrent, what: str) -> T:
-        try:
-            return await asyncio.wait_for(awaitable, timeout=self.timeout)
-        except TimeoutError:
-            torrent.stop(f"timed out after {self.timeout:.0f} s")
-            raise TorrentGoatError(f"{what}: no data within {self.timeout:.0f} s (no peers?)") from None
+        public_key, salt = key_and_salt(source, state, self.store.root)
+        return await fetch_version(self._runner(), self.store, state, public_key, salt, self.say)
 
     # -- checking a version against the held one -------------------------------------------------------
 
@@ -399,12 +235,13 @@ class CollectionClient:
 
         installed = dict(state.models) if state is not None else {}
         self._list(manifest, chosen, installed)
-        reuse = _Reuse()
+        reuse = ReusableFiles()
+        installer = self._installer()
         for model in installed.values():
             reuse.add(self.store, model)
         results = await asyncio.gather(
             *(
-                self._fetch(entry, resolved, installed.get(entry.name), reuse, policy, hf_cache, seed)
+                installer.install(entry, resolved, installed.get(entry.name), reuse, policy, hf_cache, seed)
                 for entry in chosen
             )
         )
@@ -478,112 +315,6 @@ class CollectionClient:
             manifest=manifest, previous_seq=previous_seq, results=tuple(results), warnings=tuple(warnings)
         )
 
-    async def _fetch(
-        self,
-        entry: ModelEntry,
-        resolved: Resolved,
-        current: InstalledModel | None,
-        reuse: _Reuse,
-        policy: Policy,
-        hf_cache: Path | None,
-        seed: bool,
-    ) -> ModelResult:
-        store = self.store
-        size = sum(f.size for f in entry.files)
-        if current is not None and current.info_hash == entry.info_hash:
-            link_ok = await asyncio.to_thread(store.link_path(entry.name).is_dir)
-            if link_ok:
-                snapshot = None
-                if hf_cache is not None and entry.source is not None:
-                    snapshot = await asyncio.to_thread(
-                        place_in_hf_cache, store.installed_dir(current), entry, hf_cache
-                    )
-                if seed:
-                    await self._seed_model(current)
-                return ModelResult(
-                    name=entry.name,
-                    status="unchanged",
-                    size=size,
-                    path=store.link_path(entry.name),
-                    hf_snapshot=snapshot,
-                )
-        # the unsafe-format policy on names: refuse before fetching a byte
-        for f in entry.files:
-            violation = judge(f.path, b"", policy)
-            if violation is not None:
-                return ModelResult(name=entry.name, status="refused", message=violation.message, size=size)
-        metainfo = resolved.torrents.get(entry.name)
-        source: Metainfo | Magnet = metainfo or Magnet(
-            info_hash=entry.info_hash, display_name=entry.name, web_seeds=entry.web_seeds
-        )
-        dest = store.model_dest(entry.name, entry.info_hash)
-        try:
-            await asyncio.to_thread(store.check_link_free, entry.name)
-            if metainfo is not None:
-                _check_torrent_files(entry, metainfo)
-                reused = await asyncio.to_thread(self._link_reusable, entry, dest / metainfo.info.name, reuse)
-            else:
-                reused = 0
-            torrent = await self.session.add(source, dest, seed=seed, peers=self.peers)
-            if self.watch is not None:
-                self.watch(torrent, entry.name)
-            try:
-                info = await self._wait(torrent.wait_metadata(), torrent, f"model {entry.name}")
-                if metainfo is None:
-                    assert torrent.metainfo is not None
-                    _check_torrent_files(entry, torrent.metainfo)
-                    metainfo = torrent.metainfo
-                    await asyncio.to_thread(
-                        store.write_file, store.torrent_path(entry.info_hash), metainfo.to_bytes()
-                    )
-                del info
-                await self._wait(torrent.wait_complete(), torrent, f"model {entry.name}")
-            except BaseException:
-                torrent.stop("failed")
-                raise
-            downloaded = torrent.downloaded
-            model_dir = dest / metainfo.info.name
-            problems = await asyncio.to_thread(_post_check, model_dir, entry, policy)
-            if problems:
-                torrent.stop("refused")
-                await torrent.wait_stopped()
-                await asyncio.to_thread(shutil.rmtree, dest, True)
-                status = (
-                    "refused"
-                    if any("pickle" in p or "safetensors" in p or "GGUF" in p for p in problems)
-                    else "failed"
-                )
-                return ModelResult(
-                    name=entry.name,
-                    status=status,
-                    message="; ".join(problems),
-                    downloaded=downloaded,
-                    reused=reused,
-                    size=size,
-                )
-            installed = InstalledModel(
-                name=entry.name, info_hash=entry.info_hash, torrent_name=metainfo.info.name, files=entry.files
-            )
-            await asyncio.to_thread(store.point_link, installed)
-            snapshot = None
-            if hf_cache is not None and entry.source is not None:
-                snapshot = await asyncio.to_thread(place_in_hf_cache, model_dir, entry, hf_cache)
-            elif hf_cache is not None:
-                self.say(
-                    f"warning: model {entry.name!r} names no Hugging Face repo; not placed in the HF cache"
-                )
-        except (TorrentGoatError, OSError) as exc:
-            return ModelResult(name=entry.name, status="failed", message=str(exc), size=size)
-        return ModelResult(
-            name=entry.name,
-            status="installed" if current is None else "updated",
-            downloaded=downloaded,
-            reused=reused,
-            size=size,
-            path=store.link_path(entry.name),
-            hf_snapshot=snapshot,
-        )
-
     def _list(
         self, manifest: Manifest, chosen: list[ModelEntry], installed: dict[str, InstalledModel]
     ) -> None:
@@ -600,27 +331,6 @@ class CollectionClient:
                 what = "not followed"
             size = format_size(sum(f.size for f in entry.files))
             self.say(f"  {entry.name:<24} {entry.format:<12} {size:>10}  {what}")
-
-    def _link_reusable(self, entry: ModelEntry, model_dir: Path, reuse: _Reuse) -> int:
-        """Hard-link locally held files with the right SHA-256 into ``model_dir``; bytes reused."""
-        reused = 0
-        for f in entry.files:
-            target = model_dir / f.path
-            if target.is_file() and target.stat().st_size == f.size:
-                continue  # a previous attempt's file: the torrent's check decides
-            for candidate in reuse.by_sha.get(f.sha256, ()):
-                try:
-                    if (
-                        candidate.is_file()
-                        and candidate.stat().st_size == f.size
-                        and sha256_file(candidate) == f.sha256
-                    ):
-                        link_or_copy(candidate, target)
-                        reused += f.size
-                        break
-                except OSError:
-                    continue
-        return reused
 
     # -- keeping the BEP 46 item alive -----------------------------------------------------------------------
 
@@ -682,29 +392,18 @@ class CollectionClient:
         metainfo = await asyncio.to_thread(load_metainfo, self.store.manifest_torrent_path)
         return await self.session.add(metainfo, self.store.manifest_dest(metainfo.info_hash), seed=True)
 
-    async def _seed_model(self, model: InstalledModel) -> Torrent:
-        existing = self.session.torrents.get(model.info_hash.raw)
-        if existing is not None:
-            return existing
-        path = self.store.torrent_path(model.info_hash)
-        source: Metainfo | Magnet
-        if await asyncio.to_thread(path.is_file):
-            source = await asyncio.to_thread(load_metainfo, path)
-        else:
-            source = Magnet(info_hash=model.info_hash, display_name=model.name)
-        return await self.session.add(source, self.store.model_dest(model.name, model.info_hash), seed=True)
-
     async def seed(self) -> list[Torrent]:
         """Seed the held manifest torrent and every installed model (peers find us through the DHT)."""
         state = await asyncio.to_thread(self.store.load_state)
         if state is None:
             raise ConfigError(f"{self.store.root} holds no collection")
         out: list[Torrent] = []
+        installer = self._installer()
         manifest_torrent = await self._seed_manifest(state)
         if manifest_torrent is not None:
             out.append(manifest_torrent)
         for model in state.models.values():
-            out.append(await self._seed_model(model))
+            out.append(await installer.seed_model(model))
         return out
 
 
@@ -718,34 +417,6 @@ def _salt_of(source: str | Magnet | None, manifest: Manifest) -> bytes:
 def _torrent_name_on_disk(store: Store, entry: ModelEntry) -> str:
     meta = load_metainfo(store.torrent_path(entry.info_hash))
     return meta.info.name
-
-
-def _check_torrent_files(entry: ModelEntry, metainfo: Metainfo) -> None:
-    """The torrent must hold exactly the manifest's files (paths and sizes, pad files aside)."""
-    info = metainfo.info
-    if info.info_hash != entry.info_hash:
-        raise ManifestError(
-            f"model {entry.name!r}: torrent info-hash {info.info_hash.hex} is not the manifest's"
-        )
-    got = [("/".join(f.path[1:]), f.length) for f in info.files if not f.pad]
-    want = [(f.path, f.size) for f in entry.files]
-    if info.single_file or got != want:
-        raise ManifestError(f"model {entry.name!r}: the torrent's files differ from the manifest's list")
-
-
-def _post_check(model_dir: Path, entry: ModelEntry, policy: Policy) -> list[str]:
-    """Every file's SHA-256 against the manifest, then the unsafe-format policy on the content.
-
-    Files are hashed in parallel threads (hashlib releases the GIL), one file per thread.
-    """
-    workers = max(1, min(len(entry.files), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tg-sha256") as pool:
-        found = pool.map(lambda f: verify_files_sha256(model_dir, [f]), entry.files)
-        problems = [m.message for mismatches in found for m in mismatches]
-    if problems:
-        return problems
-    _, violations = scan_model_dir(model_dir, [f.path for f in entry.files], policy)
-    return [v.message for v in violations]
 
 
 def _describe(result: ModelResult) -> str:
@@ -762,8 +433,3 @@ def _describe(result: ModelResult) -> str:
             return f"{result.name}: unchanged"
         case _:
             return f"{result.name}: {result.status}: {result.message}"
-
-
-def held_manifest_bytes(store: Store) -> tuple[bytes, bytes] | None:
-    """``(manifest, signature file)`` held in ``store`` (re-exported for the CLI's ``ls``)."""
-    return store.held_manifest()

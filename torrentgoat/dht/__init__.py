@@ -2,7 +2,9 @@
 
 Modules: :mod:`.krpc` (codec), :mod:`.routing` (k-buckets), :mod:`.lookup` (iterative lookups),
 :mod:`.tokens`, :mod:`.peer_store`, :mod:`.items` (BEP 44 signatures, BEP 46 values),
-:mod:`.item_store`, :mod:`.responder` (answers queries), :mod:`.config`, :mod:`.ratelimit`, :mod:`.security` (BEP 42 node ids), :mod:`.events`, :mod:`.engine` (:class:`DHTEngine`).
+:mod:`.item_store`, :mod:`.responder` (answers queries), :mod:`.config`, :mod:`.ratelimit`, :mod:`.security` (BEP 42 node ids), :mod:`.events`,
+:mod:`.transactions` (our pending queries), :mod:`.operations` (the transition table, queries and completions),
+:mod:`.engine` (:class:`DHTEngine`).
 The asyncio driver is :mod:`torrentgoat.aio.dht`.
 """
 

@@ -11,10 +11,15 @@
 
 Operations (``bootstrap``, ``get_peers``, ``announce``, ``get_immutable``, ``put_immutable``,
 ``get_mutable``, ``put_mutable``, ``ping``) return an id; each ends with one completion event
-(:mod:`torrentgoat.dht.events`).  ``_KINDS`` below is the engine's transition table: for each
-operation kind, the query its lookup sends, what the store phase sends, and the completion event.
-Queries from others are answered by :class:`~torrentgoat.dht.responder.Responder`; configuration
-and counters live in :mod:`torrentgoat.dht.config`.
+(:mod:`torrentgoat.dht.events`).  The engine's transition table is
+:data:`~torrentgoat.dht.operations.KINDS`: for each operation kind, the query its lookup sends, what
+the store phase sends, and the completion event.
+
+The engine routes datagrams and time between its parts, one job each: the routing table
+(:mod:`.routing`), our pending queries (:mod:`.transactions`), the operations and the queries and
+events they build (:mod:`.operations`), iterative lookups (:mod:`.lookup`), answers to others'
+queries (:class:`~torrentgoat.dht.responder.Responder`), rate limiting (:mod:`.ratelimit`) and BEP 42
+(:mod:`.security`).  Configuration and counters live in :mod:`torrentgoat.dht.config`.
 
 Hostile input: datagrams are rate-limited per source before decoding; malformed queries get a KRPC
 error only when a transaction id could be read; responses and errors are never answered; responses
@@ -26,94 +31,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import heapq
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from torrentgoat import bencode
 from torrentgoat.bencode import BValue
 from torrentgoat.dht import krpc
 from torrentgoat.dht.config import DHTConfig, DHTStats
-from torrentgoat.dht.events import (
-    AnnounceCompleted,
-    BootstrapCompleted,
-    Event,
-    GetItemCompleted,
-    GetPeersCompleted,
-    LookupStats,
-    PeersFound,
-    PingCompleted,
-    PutItemCompleted,
-)
-from torrentgoat.dht.item_store import ItemStore
-from torrentgoat.dht.items import (
-    MAX_VALUE_SIZE,
-    ImmutableItem,
-    MutableItem,
-    immutable_target,
-    mutable_target,
-)
+from torrentgoat.dht.events import Event, PeersFound, PingCompleted
+from torrentgoat.dht.items import MAX_VALUE_SIZE, MutableItem, immutable_target, mutable_target
 from torrentgoat.dht.krpc import Addr, MalformedKRPC, NodeInfo
 from torrentgoat.dht.lookup import Lookup
+from torrentgoat.dht.operations import KINDS, Operation
 from torrentgoat.dht.peer_store import PeerStore
 from torrentgoat.dht.ratelimit import RateLimiter
 from torrentgoat.dht.responder import Responder
 from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
 from torrentgoat.dht.security import ExternalIPVoter, is_exempt, node_id_matches, secure_node_id
-from torrentgoat.dht.tokens import TokenManager
-from torrentgoat.errors import DHTError, LocalProtocolError, SignatureError
+from torrentgoat.dht.transactions import PendingQuery, TransactionTable
+from torrentgoat.errors import DHTError, LocalProtocolError
 from torrentgoat.primitives import dialable_host
 
 __all__ = ["DHTConfig", "DHTEngine", "DHTStats"]
-
-
-@dataclass(slots=True)
-class _Pending:
-    addr: Addr
-    op: int
-    deadline: float
-    store: bool = False
-    slow_at: float | None = None
-
-
-@dataclass(slots=True)
-class _Op:
-    id: int
-    kind: str
-    target: bytes
-    lookup: Lookup | None = None
-    notify: bool = True
-    store_phase: bool = False
-    store_pending: int = 0
-    stored: int = 0
-    errors: list[str] = field(default_factory=list)
-    peers: dict[Addr, None] = field(default_factory=dict)
-    item: ImmutableItem | MutableItem | None = None
-    port: int = 0
-    implied_port: bool = False
-    value: BValue | None = None
-    put_item: MutableItem | None = None
-    cas: int | None = None
-    public_key: bytes = b""
-    salt: bytes = b""
-    routers: list[Addr] = field(default_factory=list)
-    ping_addr: Addr | None = None
-
-
-# The transition table: operation kind -> (query its lookup sends, store phase, completion).
-_KINDS: dict[str, tuple[str, str | None, str]] = {
-    "ping": ("ping", None, "PingCompleted"),
-    "bootstrap": ("find_node", None, "BootstrapCompleted"),
-    "refresh": ("find_node", None, "-"),
-    "get_peers": ("get_peers", None, "GetPeersCompleted"),
-    "announce": ("get_peers", "announce_peer", "AnnounceCompleted"),
-    "get_immutable": ("get", None, "GetItemCompleted"),
-    "get_mutable": ("get", None, "GetItemCompleted"),
-    "put_immutable": ("get", "put", "PutItemCompleted"),
-    "put_mutable": ("get", "put", "PutItemCompleted"),
-}
 
 
 class DHTEngine:
@@ -148,14 +88,11 @@ class DHTEngine:
         self.ip_voter = ExternalIPVoter()
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[Event] = deque()
-        self._pending: dict[bytes, _Pending] = {}
-        self._deadlines: list[tuple[float, bytes]] = []
-        self._slow: list[tuple[float, bytes]] = []
-        self._ops: dict[int, _Op] = {}
+        self._pending = TransactionTable(first_tid=rng.randrange(1 << 16))
+        self._ops: dict[int, Operation] = {}
         self._starved: set[int] = set()
         self._pinging: set[Addr] = set()
         self._next_op = 1
-        self._next_tid = rng.randrange(1 << 16)
         self._next_maintenance = now + cfg.maintenance_interval
 
     # -- the sans-IO surface ------------------------------------------------------------------------
@@ -168,40 +105,16 @@ class DHTEngine:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float:
-        when = self._next_maintenance
-        while self._deadlines:
-            deadline, tid = self._deadlines[0]
-            p = self._pending.get(tid)
-            if p is not None and p.deadline == deadline:
-                when = min(when, deadline)
-                break
-            heapq.heappop(self._deadlines)
-        while self._slow:
-            slow_at, tid = self._slow[0]
-            p = self._pending.get(tid)
-            if p is not None and p.slow_at == slow_at:
-                when = min(when, slow_at)
-                break
-            heapq.heappop(self._slow)
-        return when
+        when = self._pending.next_timer()
+        return self._next_maintenance if when is None else min(self._next_maintenance, when)
 
     def handle_timer(self, now: float) -> None:
-        while self._slow and self._slow[0][0] <= now:
-            slow_at, tid = heapq.heappop(self._slow)
-            p = self._pending.get(tid)
-            if p is None or p.slow_at != slow_at:
-                continue
-            p.slow_at = None
+        while (p := self._pending.pop_slow(now)) is not None:
             op = self._ops.get(p.op)
             if op is not None and op.lookup is not None and not p.store:
                 op.lookup.slow(p.addr)
                 self._advance(op, now)
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, tid = heapq.heappop(self._deadlines)
-            p = self._pending.get(tid)
-            if p is None or p.deadline != deadline:
-                continue
-            del self._pending[tid]
+        while (p := self._pending.pop_expired(now)) is not None:
             self.stats.timeouts += 1
             self.table.failed_addr(p.addr, now)
             op = self._ops.get(p.op)
@@ -242,12 +155,12 @@ class DHTEngine:
 
     # -- operations ---------------------------------------------------------------------------------
 
-    def _new_op(self, kind: str, target: bytes, *, notify: bool = True) -> _Op:
-        if kind not in _KINDS:
+    def _new_op(self, kind: str, target: bytes, *, notify: bool = True) -> Operation:
+        if kind not in KINDS:
             raise LocalProtocolError(f"unknown DHT operation {kind!r}")
         if len(self._ops) >= self.config.max_operations:
             raise DHTError(f"too many DHT operations running ({len(self._ops)})")
-        op = _Op(self._next_op, kind, target, notify=notify)
+        op = Operation(self._next_op, kind, target, notify=notify)
         self._next_op += 1
         self._ops[op.id] = op
         return op
@@ -263,7 +176,9 @@ class DHTEngine:
             max_queries=cfg.max_lookup_queries,
         )
 
-    def _start_lookup(self, op: _Op, now: float, seeds: Iterable[tuple[bytes | None, Addr]] = ()) -> int:
+    def _start_lookup(
+        self, op: Operation, now: float, seeds: Iterable[tuple[bytes | None, Addr]] = ()
+    ) -> int:
         op.lookup = lookup = self._new_lookup(op.target)
         for node in self.table.closest(op.target, self.config.k * 2, now):
             lookup.add(node.id, node.addr, 0)
@@ -282,10 +197,6 @@ class DHTEngine:
             op.routers = []
             return self._start_lookup(op, now, seeds)
         return self._start_lookup(op, now)
-
-    def find_node(self, target: bytes, now: float) -> int:
-        """A lookup converging on ``target`` (completes with BootstrapCompleted)."""
-        return self._start_lookup(self._new_op("bootstrap", target), now)
 
     def get_peers(self, info_hash: bytes, now: float) -> int:
         """Look up peers for ``info_hash`` (BEP 5 ``get_peers``); PeersFound events as they come."""
@@ -413,14 +324,6 @@ class DHTEngine:
                 message = dataclasses.replace(message, ip=addr)  # BEP 42: tell the node its address
         self._out.append((krpc.encode(message), addr))
 
-    def _tid(self) -> bytes:
-        for _ in range(1 << 16):
-            self._next_tid = (self._next_tid + 1) & 0xFFFF
-            tid = self._next_tid.to_bytes(2, "big")
-            if tid not in self._pending:
-                return tid
-        raise DHTError("no free transaction id")  # pragma: no cover - max_pending is far below 65536
-
     def _send_query(
         self,
         build: Callable[[bytes], krpc.Message],
@@ -430,30 +333,20 @@ class DHTEngine:
         *,
         store: bool = False,
     ) -> None:
-        tid = self._tid()
+        tid = self._pending.new_tid()
         message = build(tid)
-        deadline = now + self.config.query_timeout
-        pending = self._pending[tid] = _Pending(addr, op_id, deadline, store)
-        heapq.heappush(self._deadlines, (deadline, tid))
+        pending = PendingQuery(addr, op_id, now + self.config.query_timeout, store)
         if not store and self.config.slow_timeout < self.config.query_timeout:
             op = self._ops.get(op_id)
             if op is not None and op.lookup is not None:
                 pending.slow_at = now + self.config.slow_timeout
-                heapq.heappush(self._slow, (pending.slow_at, tid))
+        self._pending.add(tid, pending)
         self.stats.queries_sent += 1
         self._out.append((krpc.encode(message), addr))
 
-    def _lookup_query(self, op: _Op, addr: Addr, now: float) -> None:
-        ro = self.config.read_only
-        me = self.node_id
-        method = _KINDS[op.kind][0]
-        target = op.target
-        if method == "find_node":
-            self._send_query(lambda t: krpc.FindNode(t=t, id=me, target=target, ro=ro), addr, op.id, now)
-        elif method == "get_peers":
-            self._send_query(lambda t: krpc.GetPeers(t=t, id=me, info_hash=target, ro=ro), addr, op.id, now)
-        else:
-            self._send_query(lambda t: krpc.Get(t=t, id=me, target=target, ro=ro), addr, op.id, now)
+    def _lookup_query(self, op: Operation, addr: Addr, now: float) -> None:
+        build = functools.partial(op.lookup_query, node_id=self.node_id, ro=self.config.read_only)
+        self._send_query(build, addr, op.id, now)
 
     def _ping_node(self, node: RoutingNode | None, now: float) -> None:
         """Ping a questionable node of a full bucket (BEP 5): it stays only if it answers."""
@@ -475,12 +368,10 @@ class DHTEngine:
 
     # -- answers to our queries ---------------------------------------------------------------------
 
-    def _take_pending(self, t: bytes, addr: Addr) -> _Pending | None:
-        p = self._pending.get(t)
-        if p is None or p.addr != addr:
+    def _take_pending(self, t: bytes, addr: Addr) -> PendingQuery | None:
+        p = self._pending.take(t, addr)
+        if p is None:
             self.stats.unmatched += 1
-            return None
-        del self._pending[t]
         return p
 
     def _on_response(self, r: krpc.Response, addr: Addr, now: float) -> None:
@@ -507,31 +398,16 @@ class DHTEngine:
         nodes = [n for n in (r.nodes6 if self.ipv6 else r.nodes) if dialable_host(n.host)]
         lookup.responded(addr, r.id, token=r.token, nodes=nodes)
         if r.values and op.kind in ("get_peers", "announce"):
-            room = self.config.max_peers_per_lookup - len(op.peers)
-            new = [v for v in r.values if v not in op.peers][: max(room, 0)]
-            if new:
-                op.peers.update(dict.fromkeys(new))
-                if op.notify:
-                    self._events.append(PeersFound(op=op.id, info_hash=op.target, peers=tuple(new)))
+            new = op.add_peers(r.values, self.config.max_peers_per_lookup)
+            if new and op.notify:
+                self._events.append(PeersFound(op=op.id, info_hash=op.target, peers=new))
         elif r.v is not None and op.kind == "get_immutable":
-            if immutable_target(r.v) == op.target:
-                op.item = ImmutableItem(value=r.v)
+            if op.accept_immutable(r.v):
                 self._lookup_done(op, now)  # BEP 44: an immutable item is final once found
                 return
         elif r.v is not None and op.kind in ("get_mutable", "put_mutable"):
-            self._consider_mutable(op, r)
+            op.accept_mutable(r)
         self._advance(op, now)
-
-    def _consider_mutable(self, op: _Op, r: krpc.Response) -> None:
-        if r.k != op.public_key or r.sig is None or r.seq is None or r.v is None:
-            return
-        item = MutableItem(public_key=r.k, seq=r.seq, value=r.v, signature=r.sig, salt=op.salt)
-        try:
-            item.verify()
-        except (SignatureError, DHTError):
-            return
-        if not isinstance(op.item, MutableItem) or item.seq > op.item.seq:
-            op.item = item
 
     def _on_error(self, e: krpc.Error, addr: Addr, now: float) -> None:
         p = self._take_pending(e.t, addr)
@@ -543,7 +419,7 @@ class DHTEngine:
             text = e.message.decode("utf-8", "replace")
             self._op_failed(op, p, f"{addr[0]}:{addr[1]} refused: {e.code} {text}", now)
 
-    def _op_failed(self, op: _Op, p: _Pending, reason: str, now: float) -> None:
+    def _op_failed(self, op: Operation, p: PendingQuery, reason: str, now: float) -> None:
         if p.store:
             op.store_pending -= 1
             op.errors.append(reason)
@@ -556,7 +432,7 @@ class DHTEngine:
 
     # -- lookup progress ----------------------------------------------------------------------------
 
-    def _advance(self, op: _Op, now: float) -> None:
+    def _advance(self, op: Operation, now: float) -> None:
         lookup = op.lookup
         if lookup is None or op.store_phase or op.id not in self._ops:
             return
@@ -574,120 +450,42 @@ class DHTEngine:
             if op is not None:
                 self._advance(op, now)
 
-    def _stats(self, op: _Op) -> LookupStats:
-        lk = op.lookup
-        if lk is None:
-            return LookupStats(queries=0, responses=0, rounds=0)
-        return LookupStats(queries=lk.queries, responses=lk.responses, rounds=lk.rounds)
-
-    def _lookup_done(self, op: _Op, now: float) -> None:
+    def _lookup_done(self, op: Operation, now: float) -> None:
         lookup = op.lookup
         assert lookup is not None
-        kind = op.kind
-        if kind == "bootstrap":
-            if lookup.responses == 0 and op.routers:
-                seeds: list[tuple[bytes | None, Addr]] = [(None, r) for r in op.routers]
-                op.routers = []
-                for s in seeds:
-                    lookup.add(*s, 0)
-                self._advance(op, now)
-                return
-            self._finish(op, BootstrapCompleted(op=op.id, nodes=len(self.table), stats=self._stats(op)))
-        elif kind == "refresh":
-            self._finish(op, None)
-        elif kind == "get_peers":
-            self._finish(
-                op,
-                GetPeersCompleted(
-                    op=op.id, info_hash=op.target, peers=tuple(op.peers), stats=self._stats(op)
-                ),
-            )
-        elif kind in ("get_immutable", "get_mutable"):
-            self._finish(
-                op, GetItemCompleted(op=op.id, target=op.target, item=op.item, stats=self._stats(op))
-            )
+        if op.kind == "bootstrap" and lookup.responses == 0 and op.routers:
+            seeds: list[tuple[bytes | None, Addr]] = [(None, r) for r in op.routers]
+            op.routers = []
+            for s in seeds:
+                lookup.add(*s, 0)
+            self._advance(op, now)
+            return
+        if KINDS[op.kind].store is None:
+            self._finish(op, op.lookup_completed(len(self.table)))
         else:
             self._store_phase(op, now)
 
-    def _store_phase(self, op: _Op, now: float) -> None:
+    def _store_phase(self, op: Operation, now: float) -> None:
         lookup = op.lookup
         assert lookup is not None
         op.store_phase = True
-        item = op.put_item
-        if (
-            op.kind == "put_mutable"
-            and item is not None
-            and isinstance(op.item, MutableItem)
-            and op.item.seq > item.seq
-        ):
-            op.errors.append(f"a newer item is already stored (seq {op.item.seq} > {item.seq})")
+        refused = op.newer_item_stored()
+        if refused is not None:
+            op.errors.append(refused)
             self._maybe_finish_store(op)
             return
+        me, ro = self.node_id, self.config.read_only
         for c in lookup.closest_responded(with_token=True):
-            self._send_query(
-                functools.partial(self._store_message, op, c.token or b""), c.addr, op.id, now, store=True
-            )
+            build = functools.partial(op.store_query, token=c.token or b"", node_id=me, ro=ro)
+            self._send_query(build, c.addr, op.id, now, store=True)
             op.store_pending += 1
         self._maybe_finish_store(op)
 
-    def _store_message(self, op: _Op, token: bytes, t: bytes) -> krpc.Message:
-        """The store-phase query of ``op`` (``announce_peer`` or ``put``) with a node's write token."""
-        me, ro = self.node_id, self.config.read_only
-        if op.kind == "announce":
-            return krpc.AnnouncePeer(
-                t=t,
-                id=me,
-                info_hash=op.target,
-                port=op.port or 1,
-                token=token,
-                implied_port=op.implied_port,
-                ro=ro,
-            )
-        item = op.put_item
-        if item is not None:
-            return krpc.Put(
-                t=t,
-                id=me,
-                token=token,
-                v=item.value,
-                k=item.public_key,
-                sig=item.signature,
-                seq=item.seq,
-                salt=item.salt,
-                cas=op.cas,
-                ro=ro,
-            )
-        return krpc.Put(t=t, id=me, token=token, v=op.value if op.value is not None else b"", ro=ro)
+    def _maybe_finish_store(self, op: Operation) -> None:
+        if op.store_pending <= 0:
+            self._finish(op, op.store_completed())
 
-    def _maybe_finish_store(self, op: _Op) -> None:
-        if op.store_pending > 0:
-            return
-        if op.kind == "announce":
-            self._finish(
-                op,
-                AnnounceCompleted(
-                    op=op.id,
-                    info_hash=op.target,
-                    peers=tuple(op.peers),
-                    stored=op.stored,
-                    stats=self._stats(op),
-                ),
-            )
-        else:
-            if op.stored == 0 and not op.errors:
-                op.errors.append("no DHT node returned a write token")
-            self._finish(
-                op,
-                PutItemCompleted(
-                    op=op.id,
-                    target=op.target,
-                    stored=op.stored,
-                    errors=tuple(op.errors),
-                    stats=self._stats(op),
-                ),
-            )
-
-    def _finish(self, op: _Op, event: Event | None) -> None:
+    def _finish(self, op: Operation, event: Event | None) -> None:
         if self._ops.pop(op.id, None) is None:
             return
         if op.ping_addr is not None:
@@ -719,16 +517,8 @@ class DHTEngine:
             self._start_lookup(op, now)
 
     @property
-    def tokens(self) -> TokenManager:
-        return self.responder.tokens
-
-    @property
     def peer_store(self) -> PeerStore:
         return self.responder.peer_store
-
-    @property
-    def item_store(self) -> ItemStore:
-        return self.responder.item_store
 
     @property
     def pending_count(self) -> int:

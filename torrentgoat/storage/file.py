@@ -5,6 +5,10 @@ and each time a file is opened its real path (symlinks resolved) must lie inside
 the final component is opened with ``O_NOFOLLOW``.  A symlink planted inside the root that points
 outside is therefore refused with :class:`StorageError`; symlinks that stay inside the root are fine.
 
+A torrent's own BEP 47 symlinks are created (as relative links) only when both the link's directory and
+its target resolve inside the root, and never over an existing file; otherwise they are skipped with a
+warning (see :class:`~torrentgoat.storage.base.SpanStorage`).
+
 Files are created lazily on their first write and made sparse with ``ftruncate`` to their full length.
 A read-only storage (seeding, verification) never creates anything; a missing file reads as absent.
 At most ``max_open_files`` descriptors stay cached (least recently used closed first); a descriptor in
@@ -23,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from torrentgoat.errors import StorageError
+from torrentgoat.errors import DiskFullError, StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage.base import SpanStorage
 from torrentgoat.storage.layout import Layout
@@ -34,6 +38,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclass(slots=True)
@@ -232,7 +237,10 @@ class FileStorage(SpanStorage):
                     raise StorageError(f"cannot write {self._paths[file_index]}: no progress")
                 done += written
         except OSError as exc:
-            raise StorageError(f"cannot write {self._paths[file_index]}: {exc.strerror or exc}") from exc
+            path = self._paths[file_index]
+            if exc.errno in _NO_SPACE:
+                raise DiskFullError(f"no space left on the device of {path}") from None
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
         finally:
             self._release(handle)
 
@@ -252,7 +260,78 @@ class FileStorage(SpanStorage):
         assert handle is not None
         self._release(handle)
 
+    def _inside(self, real: str) -> bool:
+        root = self._real_root.rstrip(os.sep) + os.sep
+        return real.startswith(root)
+
+    def _create_symlink(self, file_index: int) -> str | None:
+        entry = self._layout.files[file_index]
+        if entry.symlink is None:
+            return "its 'symlink path' is missing or not a safe relative path"
+        for part in entry.symlink:
+            _check_component(part, entry.symlink)
+        link = self._paths[file_index]
+        target = os.path.join(self._real_root, *entry.symlink)
+        if os.path.realpath(target) == os.path.realpath(link):
+            return "it points at itself"
+        if not self._inside(os.path.realpath(target)):
+            return f"its target {'/'.join(entry.symlink)} resolves outside the download directory"
+        parent = os.path.dirname(link)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            if not self._inside(os.path.realpath(parent) + os.sep):
+                return "its directory resolves outside the download directory"
+            relative = os.path.relpath(target, os.path.realpath(parent))
+            if os.path.lexists(link):
+                if os.path.islink(link) and os.readlink(link) == relative:
+                    return None  # made by an earlier run
+                return "something else already exists at its path"
+            os.symlink(relative, link)
+        except OSError as exc:
+            return f"cannot create it: {exc.strerror or exc}"
+        return None
+
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Refuse, before any network traffic, a download that cannot be written: a download
+        directory that is not a writable directory, a path component that is a file where the torrent
+        needs a directory (or the reverse), a name longer than the file system allows.  Read-only
+        storage checks nothing."""
+        if self._read_only:
+            return
+        existing = self.root
+        while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise StorageError(f"{existing} is not a directory (the download directory is {self.root})")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(f"the download directory {existing} is not writable")
+        try:
+            name_max = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            name_max = 255
+        checked: set[str] = set()
+        for index, entry in enumerate(self._layout.files):
+            if entry.pad or index in self._skipped:
+                continue
+            for part in entry.path:
+                if len(os.fsencode(part)) > name_max:
+                    raise StorageError(
+                        f"file name too long for this file system ({len(os.fsencode(part))} bytes, the "
+                        f"limit is {name_max}): {part[:60]!r}"
+                    )
+            where = self.root
+            for part in entry.path[:-1]:
+                where = os.path.join(where, part)
+                if where in checked:
+                    continue
+                checked.add(where)
+                if os.path.lexists(where) and not os.path.isdir(where):
+                    raise StorageError(f"{where} is not a directory: a file is where the torrent needs a folder")
+            path = self._paths[index]
+            if os.path.isdir(path):
+                raise StorageError(f"{path} is a directory where the torrent needs a file")
 
     def trim_oversized(self) -> list[str]:
         """Cut wanted files that are longer on disk than the torrent says (left over from another
@@ -262,7 +341,7 @@ class FileStorage(SpanStorage):
         if self._read_only:
             return trimmed
         for index, entry in enumerate(self._layout.files):
-            if entry.pad or index in self._skipped or not self.file_exists(index):
+            if entry.pad or entry.is_symlink or index in self._skipped or not self.file_exists(index):
                 continue
             path = self._resolved(index)
             try:

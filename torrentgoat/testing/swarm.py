@@ -64,7 +64,7 @@ def loopback_config(
     seed: int | None = None,
     torrent: TorrentConfig | None = None,
 ) -> SessionConfig:
-    """A session on 127.0.0.1 only: any free port, no IPv6 listener, no DHT, no trackers."""
+    """A session on 127.0.0.1 only: any free port, no IPv6 listener, no DHT, no trackers, no LSD."""
     return SessionConfig(
         listen_host="127.0.0.1",
         listen_ipv6=None,
@@ -72,6 +72,7 @@ def loopback_config(
         enable_dht=False,
         dht_bootstrap=(),
         enable_trackers=False,
+        enable_lsd=False,
         upload_limit=upload_limit,
         download_limit=download_limit,
         seed=seed,

@@ -3,29 +3,43 @@
 from __future__ import annotations
 
 from torrentgoat.torrent.config import TorrentConfig
-from torrentgoat.torrent.core import PeerSource, Torrent, TorrentContext
+from torrentgoat.torrent.core import Torrent
 from torrentgoat.torrent.events import (
+    CheckCompleted,
     CheckProgressed,
     Completed,
+    DataLost,
+    DataRechecked,
     MetadataReceived,
     PeerBanned,
     PeerConnected,
     PeerDisconnected,
+    PeersMissing,
     PieceFailed,
     ProgressReported,
     Stopped,
     TorrentEvent,
     TrackerFailed,
 )
+from torrentgoat.torrent.handle import PeerSource, TorrentContext, TorrentHandle
+from torrentgoat.torrent.lifecycle import Counters, TorrentState
+from torrentgoat.torrent.peer import Peer, PeerKey
 
 __all__ = [
+    "CheckCompleted",
     "CheckProgressed",
     "Completed",
+    "Counters",
+    "DataLost",
+    "DataRechecked",
     "MetadataReceived",
+    "Peer",
     "PeerBanned",
     "PeerConnected",
     "PeerDisconnected",
+    "PeerKey",
     "PeerSource",
+    "PeersMissing",
     "PieceFailed",
     "ProgressReported",
     "Stopped",
@@ -33,5 +47,7 @@ __all__ = [
     "TorrentConfig",
     "TorrentContext",
     "TorrentEvent",
+    "TorrentHandle",
+    "TorrentState",
     "TrackerFailed",
 ]

@@ -2,30 +2,29 @@
 
 Every ``rechoke_interval`` seconds (BEP 3: "every ten seconds") the choker decides who is unchoked
 from the peers' transfer rates; this class gathers those statistics and sends ``choke`` /
-``unchoke``.  Between rounds, a peer that becomes interested while a regular slot is free is
-unchoked at once, so a new leecher does not wait up to ten seconds for its first block.
+``unchoke``.  Between rounds, a peer that becomes interested while a regular slot is free is unchoked
+at once (:func:`~torrentgoat.torrent.policy.admits_at_once`), so a new leecher does not wait up to ten
+seconds for its first block.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
-from torrentgoat.choker import Choker, ChokerConfig, OptimisticMode, PeerStats
+from torrentgoat.choker import Choker, ChokerConfig
+from torrentgoat.torrent.policy import admits_at_once
+from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.messages import Choke, Unchoke
-
-if TYPE_CHECKING:
-    from torrentgoat.torrent.core import Torrent
-    from torrentgoat.torrent.peers import PeerState
 
 __all__ = ["ChokeScheduler"]
 
 
 class ChokeScheduler:
-    """Runs :class:`~torrentgoat.choker.Choker` rounds and applies their decisions."""
+    """Runs :class:`~torrentgoat.choker.Choker` rounds over wire peers and applies their decisions."""
 
-    def __init__(self, *, slots: int, rng: random.Random, optimistic_mode: OptimisticMode = "random") -> None:
-        self.choker = Choker(ChokerConfig(upload_slots=slots, optimistic_mode=optimistic_mode))
+    def __init__(self, config: ChokerConfig, *, rng: random.Random) -> None:
+        self.choker = Choker(config)
         self.rng = rng
 
     @property
@@ -33,55 +32,30 @@ class ChokeScheduler:
         return self.choker.config.rechoke_interval
 
     @staticmethod
-    def set_choked(ps: PeerState, choked: bool, now: float) -> None:
-        engine = ps.driver.engine
+    def set_choked(wp: WirePeer, choked: bool, now: float) -> None:
+        engine = wp.driver.engine
         if choked and not engine.am_choking:
             engine.send(Choke())
-            ps.unchoked_since = None
+            wp.unchoked_since = None
         elif not choked and engine.am_choking:
             engine.send(Unchoke())
-            ps.unchoked_since = now
-            ps.last_unchoked = now
+            wp.unchoked_since = now
+            wp.last_unchoked = now
 
-    def peer_interested(self, torrent: Torrent, ps: PeerState, now: float) -> None:
-        if torrent.have is None or not ps.driver.engine.am_choking:
+    def peer_interested(self, wp: WirePeer, peers: Iterable[WirePeer], now: float) -> None:
+        """``wp`` became interested: unchoke it at once if a regular slot is free."""
+        if not wp.driver.engine.am_choking:
             return
         optimistic = self.choker.optimistic
-        regular = sum(
-            1
-            for other in torrent.peers.values()
-            if other.unchoked_since is not None and other.key != optimistic
-        )
-        if regular < self.choker.config.upload_slots:
-            self.set_choked(ps, False, now)
+        regular = sum(1 for other in peers if other.unchoked_since is not None and other.key != optimistic)
+        if admits_at_once(regular_unchoked=regular, config=self.choker.config):
+            self.set_choked(wp, False, now)
 
-    def run(self, torrent: Torrent, now: float) -> None:
-        if torrent.have is None:
-            return
-        live = [
-            ps
-            for ps in torrent.peers.values()
-            if not ps.driver.closed and ps.driver.engine.handshake_complete
-        ]
-        stats = []
-        for ps in live:
-            engine = ps.driver.engine
-            have = engine.peer_have
-            stats.append(
-                PeerStats(
-                    key=ps.key,
-                    interested=engine.peer_interested,
-                    download_rate=ps.down.rate(now),
-                    upload_rate=ps.up.rate(now),
-                    snubbed=ps.snubbed,
-                    is_seed=engine.peer_has_all or (have is not None and have.complete),
-                    connected_at=ps.connected_at,
-                    unchoked_since=ps.unchoked_since,
-                    last_unchoked=ps.last_unchoked,
-                    progress=have.count / have.length if have is not None and have.length else 0.0,
-                )
-            )
-        decision = self.choker.rechoke(stats, seeding=torrent.is_complete, now=now, rng=self.rng)
-        for ps in live:
-            self.set_choked(ps, ps.key not in decision.unchoke, now)
-            ps.driver.flush()
+    def run(self, peers: Iterable[WirePeer], *, seeding: bool, now: float) -> None:
+        """One choker round over the live connections."""
+        live = [wp for wp in peers if wp.live]
+        stats = [wp.choke_stats(now) for wp in live]
+        decision = self.choker.rechoke(stats, seeding=seeding, now=now, rng=self.rng)
+        for wp in live:
+            self.set_choked(wp, wp.key not in decision.unchoke, now)
+            wp.driver.flush()

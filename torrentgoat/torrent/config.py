@@ -4,28 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torrentgoat.choker import OptimisticMode
+from torrentgoat.choker import ChokerConfig
 from torrentgoat.errors import ConfigError
+from torrentgoat.picker import PickerConfig
 
 __all__ = ["TorrentConfig"]
 
 
+MIN_PIECE_MEMORY = 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TorrentConfig:
-    """Per-torrent behaviour; the session fills it from its own config and the ``add`` options."""
+    """Per-torrent behaviour; the session fills it from its own config and the ``add`` options.
 
-    strategy: str = "rarest-first"
-    """Piece strategy name (``rarest-first``, ``sequential``, ``random``, ``windowed-rarest``)."""
-    endgame: bool = True
-    """Request the last blocks from several peers and cancel the duplicates (BEP 3 "End Game")."""
+    The piece picker's and the choker's knobs are their own typed configs, nested here (not copied):
+    ``picker.strategy``, ``picker.endgame``, ``picker.max_partial_bytes`` (the memory held by pieces
+    being downloaded, which bounds RSS whatever the file size), ``choker.upload_slots``,
+    ``choker.optimistic_mode`` ...  The CLI and :meth:`Session.add` keep their flat options.
+    """
+
+    picker: PickerConfig = field(default_factory=PickerConfig)
+    """Piece picking: strategy (``rarest-first``, ``sequential``, ``random``, ``windowed-rarest``),
+    endgame (BEP 3 "End Game"), and ``max_partial_bytes``: bytes of piece buffers held for pieces
+    being downloaded (at least 1 MiB)."""
+    choker: ChokerConfig = field(default_factory=ChokerConfig)
+    """Choking (BEP 3): regular upload slots (plus one optimistic unchoke), the optimistic mode
+    (``random``, or ``least-progress`` for cooperative swarms such as a cluster receiving a
+    checkpoint, where a free rider in a public swarm would exploit it), rechoke intervals."""
     max_peers: int = 50
     """Connections kept open for this torrent (incoming and outgoing)."""
     max_half_open: int = 8
     """Outgoing connection attempts in progress at once."""
-    upload_slots: int = 4
-    """Regular unchoke slots (plus one optimistic unchoke)."""
-    piece_memory: int = 96 * 1024 * 1024
-    """Bytes of piece buffers held for pieces being downloaded (bounds RSS whatever the file size)."""
     read_cache: int = 32 * 1024 * 1024
     """Bytes of recently read data kept to serve block requests."""
     read_chunk: int = 1024 * 1024
@@ -49,11 +59,6 @@ class TorrentConfig:
     file_globs: tuple[str, ...] = ()
     """Glob patterns (``fnmatch``) of file paths to download, relative to the torrent's folder;
     combined with ``selected_files``.  Empty with ``selected_files=None``: everything."""
-    optimistic_unchoke: OptimisticMode = "random"
-    """``random`` (BEP 3) or ``least-progress``: the optimistic unchoke goes every round to the
-    interested peer holding the fewest pieces.  For cooperative swarms such as a cluster receiving a
-    checkpoint, where it keeps a node that has nothing to trade from trailing the rest; a public swarm's
-    free riders would exploit it (see :class:`torrentgoat.choker.ChokerConfig`)."""
     super_seed: bool = False
     """BEP 16 super-seeding when the torrent is complete at start: reveal pieces one peer at a time so
     that every piece is uploaded once before any is uploaded twice (an initial seed pushing a new
@@ -62,15 +67,24 @@ class TorrentConfig:
     """Exchange peers (BEP 11); off for private torrents (BEP 27) whatever this says."""
     extra_peers: tuple[str, ...] = field(default_factory=tuple)
     """``HOST:PORT`` peers to dial at start (``--peer``, magnet ``x.pe``)."""
+    require_peer_sources: bool = False
+    """After the check, stop with :class:`~torrentgoat.errors.NoPeerSourcesError` when pieces are
+    missing and nothing can find a peer (no tracker, DHT, web seed or peer address): a command-line
+    download would otherwise wait forever.  A library user who adds peers later leaves it off."""
+    refetch_lost: bool = True
+    """When verified data vanishes or changes on disk, fetch the pieces that no longer check out
+    again from peers (False, seeding only: drop them from what the torrent wants and serve the rest)."""
+    file_check_interval: float = 10.0
+    """Seconds between checks that the files of verified pieces did not change on disk (a ``stat``
+    per complete file; reads for serving check their files too); 0: only at reads."""
+    check_free_space: bool = True
+    """After the check of what is on disk, refuse to download more than the download directory's
+    file system has free (:class:`~torrentgoat.errors.DiskFullError`), instead of failing midway."""
 
     def __post_init__(self) -> None:
-        if self.optimistic_unchoke not in ("random", "least-progress"):
-            raise ConfigError(
-                f"optimistic_unchoke must be 'random' or 'least-progress', got {self.optimistic_unchoke!r}"
-            )
         if self.max_peers < 1:
             raise ConfigError(f"max_peers must be >= 1, got {self.max_peers}")
-        if self.piece_memory < 1024 * 1024:
-            raise ConfigError("piece_memory must be at least 1 MiB")
-        if self.upload_slots < 0:
-            raise ConfigError("upload_slots must be >= 0")
+        if self.picker.max_partial_bytes < MIN_PIECE_MEMORY:
+            raise ConfigError("picker.max_partial_bytes (piece memory) must be at least 1 MiB")
+        if self.min_queue < 1 or self.max_queue < self.min_queue:
+            raise ConfigError(f"need 1 <= min_queue <= max_queue, got {self.min_queue} and {self.max_queue}")

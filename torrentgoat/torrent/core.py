@@ -1,160 +1,97 @@
-"""One torrent being downloaded and/or seeded (level L5): the orchestration of the pure engines.
+"""One torrent being downloaded and/or seeded (level L5): the composition of its parts.
 
-The :class:`Torrent` owns, for one info-hash: the wire engines of its peers (through their
-:class:`~torrentgoat.aio.peer.PeerDriver` s), the piece picker, the choker, piece buffers, storage
-and the peer sources (magnet/``--peer`` addresses, trackers, DHT, PEX).  Everything protocol-shaped is
-decided by the sans-IO engines; this module only routes their events and awaits disk, hash threads
-and sockets.
+The :class:`Torrent` owns, for one info-hash, the parts that each do one job -- see
+``docs/ARCHITECTURE.md`` for the whole picture:
 
-Invariants kept here (issue 3, "Verified pieces only"):
+* :class:`~torrentgoat.torrent.connections.Connections`: dialling, admitting, evicting connections;
+* :class:`~torrentgoat.torrent.exchange.PeerExchange`: every wire event, requests and interest (the
+  pure rules of :mod:`torrentgoat.torrent.policy`), metadata (BEP 9), PEX;
+* :class:`~torrentgoat.torrent.blocks.BlockFlow`: blocks in, verified pieces out, bans;
+* the :class:`~torrentgoat.torrent.upload.Uploader` and the
+  :class:`~torrentgoat.torrent.choking.ChokeScheduler`;
+* the peer sources (trackers, the DHT, web seeds), which see it only as a
+  :class:`~torrentgoat.torrent.handle.TorrentHandle`.
 
-* a piece is announced (``have``), served, counted and reported only after its SHA-1 matched and
-  it was written; a failed piece is dropped and fetched again, and its contributors get a strike
-  (a sole contributor is banned at once; with several, only those whose blocks differ from the
-  piece once it verifies -- :mod:`torrentgoat.torrent.smartban`);
-* memory held by pieces in flight is bounded by ``TorrentConfig.piece_memory`` (the picker's
-  partial-piece cap);
-* a peer that breaks the protocol is dropped; nothing a peer sends can stop the torrent.
+They share one :class:`~torrentgoat.torrent.swarm.Swarm` record.  This class runs the lifecycle
+(:mod:`torrentgoat.torrent.lifecycle`): metadata, storage and the check of what is on disk, the
+periodic work, completion and shutdown, and it is the public face users await.
+
+Invariants (issue 3, "Verified pieces only"): a piece is announced, served, counted and reported only
+after its hash matched and it was written; a peer that breaks the protocol is dropped; nothing a peer
+sends can stop the torrent; memory held by pieces in flight is bounded by
+``TorrentConfig.picker.max_partial_bytes``.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
-import fnmatch
-import ipaddress
 import logging
-import random
+import os
+import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from torrentgoat.aio.disk import DiskExecutor
-from torrentgoat.aio.hasher import PieceHasher
-from torrentgoat.aio.peer import PeerDriver, open_peer_connection
-from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import (
-    ConfigError,
+    DiskFullError,
     LocalProtocolError,
+    NoPeerSourcesError,
     RemoteProtocolError,
     StorageError,
     TorrentGoatError,
 )
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
-from torrentgoat.picker import PickerConfig, PiecePicker
-from torrentgoat.picker.layout import PieceLayout
-from torrentgoat.primitives import BLOCK_SIZE, BlockRef, InfoHash, PeerAddress, PeerId
-from torrentgoat.rates import RateMeter
+from torrentgoat.picker import PiecePicker
+from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress
 from torrentgoat.storage import FileStorage, Layout, Storage
+from torrentgoat.torrent.blocks import BlockFlow
 from torrentgoat.torrent.choking import ChokeScheduler
 from torrentgoat.torrent.config import TorrentConfig
+from torrentgoat.torrent.connections import Connections
 from torrentgoat.torrent.events import (
+    CheckCompleted,
     CheckProgressed,
     Completed,
     MetadataReceived,
-    PeerBanned,
-    PeerConnected,
-    PeerDisconnected,
-    PieceFailed,
+    PeersMissing,
     ProgressReported,
     Stopped,
     TorrentEvent,
 )
-from torrentgoat.torrent.peers import CandidatePool, PeerState
+from torrentgoat.torrent.exchange import PeerExchange
+from torrentgoat.torrent.handle import PeerSource, TorrentContext
+from torrentgoat.torrent.lifecycle import Counters, Lifecycle, TorrentState
+from torrentgoat.torrent.opening import Opening
+from torrentgoat.torrent.peer import Peer
+from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
-from torrentgoat.torrent.smartban import SmartBan
+from torrentgoat.torrent.recovery import Recovery
+from torrentgoat.torrent.selection import skipped_files
 from torrentgoat.torrent.superseeding import SuperSeeding
+from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.upload import Uploader
-from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
-from torrentgoat.wire.events import (
-    AllowedFastReceived,
-    BitfieldReceived,
-    BlockReceived,
-    BlockRequested,
-    ConnectionTimedOut,
-    Event,
-    ExtensionHandshakeReceived,
-    HandshakeReceived,
-    HaveReceived,
-    MetadataPieceReceived,
-    MetadataRejected,
-    MetadataRequested,
-    PeerChoked,
-    PeerInterested,
-    PeerNotInterested,
-    PeerUnchoked,
-    PexReceived,
-    PortReceived,
-    RequestRejected,
-)
-from torrentgoat.wire.messages import (
-    Cancel,
-    Have,
-    Interested,
-    MetadataRequest,
-    NotInterested,
-)
-from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
+from torrentgoat.torrent.wirepeer import WirePeer
+from torrentgoat.units import format_size
 
 __all__ = ["PeerSource", "Torrent", "TorrentContext"]
 
 log = logging.getLogger("torrentgoat.torrent")
 
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class PeerSource(abc.ABC):
-    """Something that finds peers for a torrent over time (trackers, the DHT).
-
-    ``run(torrent)`` runs until cancelled and calls ``torrent.add_peers``; ``completed()`` and
-    ``stopped()`` are hooks for tracker events (BEP 3 ``completed`` / ``stopped``).
-    """
-
-    name = "source"
-
-    @abc.abstractmethod
-    async def run(self, torrent: Torrent) -> None:
-        """Find peers (or fetch blocks) for ``torrent`` until cancelled."""
-
-    def completed(self) -> None:  # noqa: B027 - an optional hook, empty by default
-        """The download finished."""
-
-    async def stopped(self) -> None:  # noqa: B027 - an optional hook, empty by default
-        """The torrent is stopping: say goodbye (best effort, short)."""
-
-
-@dataclass(slots=True, kw_only=True)
-class TorrentContext:
-    """What the session lends each torrent."""
-
-    peer_id: PeerId
-    listen_port: int
-    hasher: PieceHasher
-    disk: DiskExecutor
-    rng: random.Random
-    wire: WireConfig = field(default_factory=WireConfig)
-    upload_limit: TokenBucket = field(default_factory=lambda: TokenBucket(0))
-    download_limit: TokenBucket = field(default_factory=lambda: TokenBucket(0))
-    add_dht_node: Callable[[PeerAddress], None] | None = None
-    """Called with ``(peer ip, port)`` when a peer sends a BEP 5 ``port`` message."""
-    max_open_files: int = 128
-    """File descriptors one torrent's storage keeps open at once."""
-    storage_factory: Callable[[Path, Layout, frozenset[int]], Storage] | None = None
-    """Builds storage for a torrent (default: :class:`FileStorage` under the download directory)."""
+LONELY_FIRST = 15.0
+"""Seconds without a peer (while pieces are missing) before :class:`PeersMissing` is emitted."""
+LONELY_AGAIN = 60.0
+"""Seconds between later :class:`PeersMissing` events."""
 
 
 class Torrent:
-    """A torrent in a session.  Create through :meth:`Session.add`; see the README for the API."""
+    """A torrent in a session.  Create through :meth:`Session.add`; see the README for the API.
+
+    It implements :class:`~torrentgoat.torrent.handle.TorrentHandle` for its helpers."""
 
     def __init__(
         self,
@@ -174,76 +111,148 @@ class Torrent:
         self.metainfo = metainfo
         self.magnet = magnet
         self.sources = list(sources or [])
-        self.info: InfoDict | None = metainfo.info if metainfo is not None else None
+        self.swarm = Swarm(info=metainfo.info if metainfo is not None else None)
+        info = self.swarm.info
         self.name = (
-            self.info.name
-            if self.info
-            else (magnet.display_name if magnet and magnet.display_name else info_hash.hex)
+            info.name if info else (magnet.display_name if magnet and magnet.display_name else info_hash.hex)
         )
-        self.state = "starting"
         self.error: BaseException | None = None
-        self.peers: dict[int, PeerState] = {}
-        self.pool = CandidatePool()
-        self.have: Bitfield | None = None
-        self.picker: PiecePicker | None = None
-        self.storage: Storage | None = None
-        self.buffers = PieceBuffers()
-        self.uploader: Uploader | None = None
-        self.superseeding: SuperSeeding | None = None
-        """BEP 16 state while super-seeding (``config.super_seed`` and complete when checked)."""
-        """Serves block requests once the data is known (after the check)."""
-        self.uploaded = 0
-        self.downloaded = 0
-        self.wasted = 0
-        self.hash_failures = 0
         self.started_at = time.monotonic()
         self.completed_at: float | None = None
+        self._lifecycle = Lifecycle()
         self._loop = asyncio.get_running_loop()
-        self._smartban = SmartBan()
-        self._block_sources: dict[Hashable, Callable[[int], None]] = {}
-        self._full_have: Bitfield | None = None
-        self._source_meter = RateMeter(time_constant=5.0)
-        self._verifying: set[int] = set()
-        self._connecting = 0
-        self._wake_connector = asyncio.Event()
         self._stop = asyncio.Event()
         self._complete = asyncio.Event()
         self._stopped = asyncio.Event()
+        self._metadata_ready = asyncio.Event()
+        if info is not None:
+            self._metadata_ready.set()
+        self._stop_reason = ""
+        self._lonely_since: float | None = None
+        self._lonely_reported = 0.0
         self._subscribers: list[asyncio.Queue[TorrentEvent | None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._fetcher = MetadataFetcher(info_hash) if self.info is None else None
-        self._metadata = MetadataServer(self.info.raw if self.info else None)
-        self._metadata_ready = asyncio.Event()
-        if self.info is not None:
-            self._metadata_ready.set()
-        self._choker = ChokeScheduler(
-            slots=config.upload_slots, rng=ctx.rng, optimistic_mode=config.optimistic_unchoke
+        self.opening = Opening(self.swarm, self)
+        self.blocks = BlockFlow(
+            self.swarm,
+            self,
+            ban=lambda key, address, reason: self.connections.ban(key, address, reason),
+            piece_verified=self._piece_verified,
+            piece_retry=lambda: self.exchange.refill_all(),
+            write_failed=self._write_failed,
         )
-        self._down_meter_total = 0
-        self._wanted_bytes = 0
-        self._verified_bytes = 0
-        self._stop_reason = ""
-        self._private = bool(self.info and self.info.private)
+        self.exchange = PeerExchange(
+            self.swarm,
+            self,
+            blocks=self.blocks,
+            choking=ChokeScheduler(config.choker, rng=ctx.rng),
+            metadata_received=self._on_metadata,
+        )
+        self.connections = Connections(
+            self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
+        )
+        self.exchange.connections = self.connections
+        self.recovery = Recovery(
+            self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
+        )
         for text in config.extra_peers:
-            self.pool.add(PeerAddress.parse(text), "manual")
+            self.connections.pool.add(PeerAddress.parse(text), "manual")
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------ what it is and where it is
+
+    @property
+    def info(self) -> InfoDict | None:
+        return self.swarm.info
+
+    @property
+    def state(self) -> TorrentState:
+        return self._lifecycle.state
 
     @property
     def is_complete(self) -> bool:
         return self._complete.is_set()
 
     @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def counters(self) -> Counters:
+        return self.swarm.counters
+
+    @property
+    def have(self) -> Bitfield | None:
+        return self.swarm.have
+
+    @property
+    def picker(self) -> PiecePicker | None:
+        return self.swarm.picker
+
+    @property
+    def storage(self) -> Storage | None:
+        return self.swarm.storage
+
+    @property
+    def superseeding(self) -> SuperSeeding | None:
+        return self.swarm.superseeding
+
+    @property
+    def super_seeding(self) -> bool:
+        ss = self.swarm.superseeding
+        return ss is not None and ss.active
+
+    @property
+    def peers(self) -> dict[int, WirePeer]:
+        """Live wire connections by key."""
+        return self.swarm.peers
+
+    @property
     def num_peers(self) -> int:
-        return len(self.peers)
+        return len(self.swarm.peers)
+
+    @property
+    def pool(self) -> CandidatePool:
+        """Addresses we may dial, and the banned ones."""
+        return self.connections.pool
+
+    @property
+    def buffers(self) -> PieceBuffers:
+        return self.blocks.buffers
+
+    @property
+    def uploader(self) -> Uploader | None:
+        return self.exchange.uploader
+
+    @property
+    def uploaded(self) -> int:
+        return self.swarm.counters.uploaded
+
+    @property
+    def downloaded(self) -> int:
+        return self.swarm.counters.downloaded
+
+    @property
+    def wasted(self) -> int:
+        return self.swarm.counters.wasted
+
+    @property
+    def hash_failures(self) -> int:
+        return self.swarm.counters.hash_failures
 
     @property
     def verified_bytes(self) -> int:
-        return self._verified_bytes
+        return self.swarm.counters.verified
 
     @property
     def wanted_bytes(self) -> int:
-        return self._wanted_bytes
+        return self.swarm.counters.wanted
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the torrent stopped ("complete", "interrupted", "seed ratio reached", an error ...)."""
+        return self._stop_reason
+
+    # ------------------------------------------------------------------ awaiting it
 
     async def wait_complete(self) -> None:
         """Return once every selected piece is verified; raise if the torrent stopped before that."""
@@ -259,11 +268,6 @@ class Torrent:
                 raise TorrentGoatError(f"{self.name}: {self.error}") from self.error
             raise TorrentGoatError(f"{self.name}: stopped before completion ({self._stop_reason})")
 
-    @property
-    def stop_reason(self) -> str:
-        """Why the torrent stopped ("complete", "interrupted", "seed ratio reached", an error ...)."""
-        return self._stop_reason
-
     async def wait_stopped(self) -> None:
         """Return once the torrent has fully stopped (peers closed, storage flushed)."""
         await self._stopped.wait()
@@ -274,7 +278,10 @@ class Torrent:
         return self.info
 
     async def events(self) -> AsyncIterator[TorrentEvent]:
-        """Progress and notifications until the torrent stops (a bounded queue per subscriber)."""
+        """Progress and notifications until the torrent stops (a bounded queue per subscriber);
+        nothing when it has stopped already."""
+        if self._stopped.is_set():
+            return
         queue: asyncio.Queue[TorrentEvent | None] = asyncio.Queue(maxsize=1000)
         self._subscribers.append(queue)
         try:
@@ -287,64 +294,31 @@ class Torrent:
             if queue in self._subscribers:
                 self._subscribers.remove(queue)
 
-    def add_peers(self, addresses: list[PeerAddress], source: str) -> int:
-        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.
+    def emit(self, event: TorrentEvent) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # drop the oldest: observers must not stall the torrent
+            queue.put_nowait(event)
 
-        Our own listen port on a loopback address is never dialled (trackers hand our own address
-        back; dialling it only ends in "connected to ourselves")."""
-        port = self.ctx.listen_port
-        added = sum(
-            1
-            for address in addresses
-            if not (address.port == port and _is_loopback(address.host)) and self.pool.add(address, source)
-        )
-        if added:
-            self._wake_connector.set()
-        return added
+    # ------------------------------------------------------------------ acting on it
 
-    def stop(self, reason: str = "stopped") -> None:
+    def add_peers(self, addresses: Sequence[PeerAddress], source: str) -> int:
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new."""
+        return self.connections.add(addresses, source)
+
+    def adopt(self, driver: PeerDriver) -> bool:
+        """Take over an incoming connection whose handshake asked for our info-hash."""
+        return self.connections.adopt(driver)
+
+    def stop(self, reason: str = "stopped", *, error: BaseException | None = None) -> None:
+        """Stop the torrent (verified pieces stay on disk); with ``error``, it stopped because of it
+        (``error`` is kept, and ``wait_complete`` raises with it)."""
         if not self._stop.is_set():
             self._stop_reason = reason
+            if error is not None and self.error is None:
+                self.error = error
             self._stop.set()
-
-    # ------------------------------------------------------------------ running
-
-    async def run(self) -> None:
-        """Run until stopped (or until complete, when not seeding)."""
-        try:
-            self.spawn(self._connector())
-            self.spawn(self._ticker())
-            for source in self.sources:
-                self.spawn(source.run(self))
-            if self.info is None:
-                self.state = "metadata"
-                waiter = self.spawn(self._metadata_ready.wait())
-                stopper = self.spawn(self._stop.wait())
-                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                if self._stop.is_set():
-                    return
-            await self._prepare()
-            if not self._stop.is_set():
-                self.spawn(self._choke_loop())
-                await self._stop.wait()
-        except StorageError as exc:
-            self._fail(f"storage error: {exc}", exc)
-        except TorrentGoatError as exc:  # e.g. a file selection that matches nothing
-            self._fail(str(exc), exc)
-        finally:
-            await self._shutdown()
-
-    def data_lost(self, index: int, exc: BaseException) -> None:
-        """Piece ``index`` was verified but cannot be read back: the files changed under us.  The
-        torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
-        self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
-
-    def _fail(self, reason: str, exc: BaseException) -> None:
-        """Stop because of ``exc``; ``wait_complete`` raises with ``reason``."""
-        if self.error is None:
-            self.error = exc
-        log.error("%s: %s", self.name, reason)
-        self.stop(reason)
 
     def now(self) -> float:
         """The event loop's clock (the ``now`` given to the pure engines)."""
@@ -356,6 +330,74 @@ class Torrent:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def data_lost(self, index: int, exc: BaseException) -> None:
+        """Piece ``index`` was verified but cannot be read back, or its file changed: the pieces of
+        its files are taken back (BEP 54), checked again, and what is gone is fetched again
+        (:mod:`torrentgoat.torrent.recovery`)."""
+        self.recovery.lost(index, exc)
+
+    # --- blocks for peers that are not wire connections (TorrentHandle) ---------------------------
+
+    def attach_peer(self, peer: Peer) -> None:
+        self.blocks.attach(peer)
+
+    def detach_peer(self, peer: Peer) -> None:
+        self.blocks.detach(peer)
+
+    def pick_blocks(self, peer: Peer, count: int) -> list[BlockRef]:
+        return self.blocks.pick(peer, count)
+
+    def deliver_block(self, peer: Peer, block: BlockRef, data: bytes | memoryview) -> bool:
+        return self.blocks.take(peer, block, data)
+
+    def release_blocks(self, peer: Peer, blocks: Sequence[BlockRef] | None = None) -> None:
+        self.blocks.release(peer, blocks)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run until stopped (or until complete, when not seeding)."""
+        try:
+            if self.info is not None:  # a storage problem is reported before any network traffic
+                self._open_storage(self.info)
+            self.spawn(self.connections.run())
+            self.spawn(self._ticker())
+            for source in self.sources:
+                self.spawn(source.run(self))
+            if self.info is None:
+                self._lifecycle.advance(TorrentState.METADATA)
+                waiter = self.spawn(self._metadata_ready.wait())
+                stopper = self.spawn(self._stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if self._stop.is_set():
+                    return
+                self._open_storage(await self.wait_metadata())
+            await self._prepare()
+            if not self._stop.is_set():
+                self.spawn(self._choke_loop())
+                await self._stop.wait()
+        except StorageError as exc:
+            self._fail(f"storage error: {exc}", exc)
+        except TorrentGoatError as exc:  # e.g. a file selection that matches nothing
+            self._fail(str(exc), exc)
+        finally:
+            await self._shutdown()
+
+    def _fail(self, reason: str, exc: BaseException) -> None:
+        """Stop because of ``exc``; ``wait_complete`` raises with ``reason`` (the first one only)."""
+        if self.error is not None:
+            return
+        self.error = exc
+        log.info("%s: %s", self.name, reason)  # the error is the torrent's: error, wait_complete()
+        self.stop(reason)
+
+    def _write_failed(self, index: int, exc: StorageError) -> None:
+        """A verified piece could not be written: stop (what was verified before stays verified)."""
+        if isinstance(exc, DiskFullError):
+            left = self.swarm.counters.left
+            exc = DiskFullError(f"{exc}: {format_size(left)} still to download")
+        self._fail(str(exc), exc)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -369,7 +411,7 @@ class Torrent:
             self.stop(f"internal error: {exc!r}")
 
     async def _shutdown(self) -> None:
-        self.state = "stopping"
+        self._lifecycle.advance(TorrentState.STOPPING)
         self._stop.set()
         for source in self.sources:
             with contextlib.suppress(TimeoutError, OSError, TorrentGoatError):
@@ -379,33 +421,24 @@ class Torrent:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for ps in list(self.peers.values()):
-            ps.driver.close("torrent stopped")
-        if self.storage is not None:
+        self.connections.close_all("torrent stopped")
+        storage = self.swarm.storage
+        if storage is not None:
             try:
-                await self.ctx.disk.run(self.storage.flush)
+                await self.ctx.disk.run(storage.flush)
             except StorageError as exc:
                 log.warning("%s: flush failed: %s", self.name, exc)
-            await self.ctx.disk.run(self.storage.close)
-        self.buffers.clear()
-        self.state = "stopped"
+            await self.ctx.disk.run(storage.close)
+        self.blocks.buffers.clear()
+        self._lifecycle.advance(TorrentState.STOPPED)
         self._stopped.set()
-        self._emit(Stopped(reason=self._stop_reason or "stopped"))
+        self.emit(Stopped(reason=self._stop_reason or "stopped"))
         for queue in self._subscribers:
             try:
                 queue.put_nowait(None)
             except asyncio.QueueFull:
                 queue.get_nowait()
                 queue.put_nowait(None)
-
-    def _emit(self, event: TorrentEvent) -> None:
-        for queue in self._subscribers:
-            if queue.full():
-                try:
-                    queue.get_nowait()  # drop the oldest: observers must not stall the torrent
-                except asyncio.QueueEmpty:
-                    pass
-            queue.put_nowait(event)
 
     # ------------------------------------------------------------------ metadata and storage
 
@@ -421,766 +454,201 @@ class Torrent:
             return
         if info.info_hash != self.info_hash:  # the fetcher checked already; defence in depth
             raise LocalProtocolError("metadata does not match the info-hash")
-        self.info = info
+        self.swarm.info = info
         self.name = info.name
-        self._private = info.private
-        self._metadata.set_metadata(info.raw)
+        self.exchange.metadata.set_metadata(info.raw)
+        self.exchange.fetcher = None
         self.metainfo = Metainfo(info=info)
-        self._fetcher = None
-        self._emit(MetadataReceived(name=info.name, total_size=info.total_length))
+        self.emit(MetadataReceived(name=info.name, total_size=info.total_length))
         self._metadata_ready.set()
 
-    def _files_skipped(self, info: InfoDict) -> frozenset[int]:
-        """Files not selected by index (BEP 53 ``so=``, API) or by ``--files`` glob; pads never count."""
-        selected = self.config.selected_files
-        globs = self.config.file_globs
-        if selected is None and not globs:
-            return frozenset()
-        chosen: set[int] = set(selected or ())
-        for index, entry in enumerate(info.files):
-            relative = "/".join(entry.path[1:]) if not info.single_file else entry.path_str
-            if any(fnmatch.fnmatchcase(relative, g) or fnmatch.fnmatchcase(entry.path_str, g) for g in globs):
-                chosen.add(index)
-        if not any(i in chosen for i, f in enumerate(info.files) if not f.pad):
-            raise ConfigError(f"no file of {info.name!r} matches the selection")
-        return frozenset(i for i in range(len(info.files)) if i not in chosen)
+    def _open_storage(self, info: InfoDict) -> None:
+        """Storage for the selected files, checked before use (:meth:`FileStorage.preflight`)."""
+        layout = Layout.from_info(info)
+        skipped = skipped_files(info, self.config.selected_files, self.config.file_globs)
+        if self.ctx.storage_factory is not None:
+            self.swarm.storage = self.ctx.storage_factory(self.dest, layout, skipped)
+            return
+        storage = FileStorage(self.dest, layout, skipped=skipped, max_open_files=self.ctx.max_open_files)
+        self.swarm.storage = storage
+        storage.preflight()
+
+    def _check_free_space(self) -> None:
+        """Refuse to start downloading what the download directory's file system cannot hold."""
+        storage = self.swarm.storage
+        left = self.swarm.counters.left
+        if not self.config.check_free_space or not isinstance(storage, FileStorage) or not left:
+            return
+        where = storage.root
+        while not os.path.isdir(where) and os.path.dirname(where) != where:
+            where = os.path.dirname(where)
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            return
+        if free < left:
+            raise DiskFullError(
+                f"not enough free space in {storage.root}: {format_size(left)} still to download, "
+                f"{format_size(free)} free"
+            )
 
     async def _prepare(self) -> None:
         """Open storage, verify what is on disk (resume), build the picker, start exchanging pieces."""
         info = self.info
         assert info is not None
-        self.state = "checking"
-        layout = Layout.from_info(info)
-        skipped = self._files_skipped(info)
-        if self.ctx.storage_factory is not None:
-            storage = self.ctx.storage_factory(self.dest, layout, skipped)
-        else:
-            storage = FileStorage(self.dest, layout, skipped=skipped, max_open_files=self.ctx.max_open_files)
-        self.storage = storage
+        swarm = self.swarm
+        self._lifecycle.advance(TorrentState.CHECKING)
+        storage = swarm.storage
+        assert storage is not None
         wanted = storage.wanted_pieces()
-        self._wanted_bytes = sum(info.piece_size(i) for i in wanted)
+        swarm.counters.wanted = sum(info.piece_size(i) for i in wanted)
 
         def progress(done: int, total: int) -> None:
-            self._emit(CheckProgressed(done_bytes=done, total_bytes=total))
+            self.emit(CheckProgressed(done_bytes=done, total_bytes=total))
 
         if isinstance(storage, FileStorage):
             for path in await self.ctx.disk.run(storage.trim_oversized):
                 log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
+        started = time.monotonic()
         have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
-        self.have = have
-        self._verified_bytes = sum(info.piece_size(i) for i in have)
-        priorities = [1 if i in wanted else 0 for i in range(info.num_pieces)]
-        piece_memory = self.config.piece_memory
-        self.picker = PiecePicker(
-            PieceLayout(piece_length=info.piece_length, total_length=info.total_length),
-            rng=self.ctx.rng,
-            config=PickerConfig(
-                strategy=self.config.strategy,
-                endgame=self.config.endgame,
-                max_partial_bytes=piece_memory,
-            ),
-            have=have,
-            priorities=priorities,
-        )
-        self.uploader = Uploader(self, info, storage)
-        if self.config.super_seed and have.complete:
-            self.superseeding = SuperSeeding(info.num_pieces, self._have_fn, self.ctx.rng)
-        for key in self._block_sources:
-            self.picker.peer_have_all(key)
-        geometry = PieceGeometry.from_info(info)
-        for ps in list(self.peers.values()):
-            engine = ps.driver.engine
-            if engine.geometry is None:
-                try:
-                    source = self._have_source()
-                    engine.set_metadata(geometry, source, metadata_size=len(info.raw))
-                    if self.superseeding is not None:
-                        self.superseeding.attach(engine, source)
-                        self.superseeding.peer_ready(ps)
-                except RemoteProtocolError as exc:
-                    ps.driver.close(f"protocol violation: {exc}")
-                    continue
-            if engine.handshake_complete and self.superseeding is None:
-                # the peer met us while we were checking (our opening said "have none"): tell it now
-                for index in have:
-                    engine.send(Have(index=index))
-            self._join(ps)
-            ps.driver.pump()
-        self.state = "downloading"
-        if self.picker.is_complete:
-            self._mark_complete()
-        for ps in list(self.peers.values()):
-            self._update_interest(ps)
-            self._fill_requests(ps)
-            ps.driver.flush()
-
-    def _have_fn(self) -> Bitfield | None:
-        return self.have
-
-    def _have_source(self) -> Callable[[], Bitfield | None]:
-        """What a new connection advertises and serves: our have-set, or while super-seeding (BEP 16)
-        only the pieces revealed on that connection (then :meth:`SuperSeeding.attach` the engine)."""
-        ss = self.superseeding
-        return ss.view() if ss is not None and ss.active else self._have_fn
-
-    # ------------------------------------------------------------------ connections
-
-    def _new_engine(self, address: PeerAddress | None) -> PeerConnection:
-        info = self.info
-        peer_ip = None
-        if address is not None:
-            try:
-                peer_ip = ipaddress.ip_address(address.host).packed
-            except ValueError:
-                peer_ip = None
-        wire = self.ctx.wire
-        if self._private and wire.ut_pex:
-            wire = replace(wire, ut_pex=False)
-        ready = info is not None and self.have is not None
-        source = self._have_source() if ready else None
-        engine = PeerConnection(
-            peer_id=self.ctx.peer_id,
-            now=self._loop.time(),
-            info_hash=self.info_hash,
-            have=source,
-            geometry=PieceGeometry.from_info(info) if info is not None and self.have is not None else None,
-            metadata_size=len(info.raw) if info is not None else None,
-            listen_port=self.ctx.listen_port or None,
-            peer_ip=peer_ip,
-            config=wire,
-        )
-        if source is not None and self.superseeding is not None:
-            self.superseeding.attach(engine, source)
-        return engine
-
-    def adopt(self, driver: PeerDriver) -> bool:
-        """Take over an incoming connection whose handshake asked for our info-hash."""
-        if self._stop.is_set():
-            driver.close("torrent stopped")
-            return False
-        if len(self.peers) >= self.config.max_peers and not self._evict_useless_peer():
-            driver.close("too many peers")
-            return False
-        address = driver.address
-        if address is not None and address in self.pool.banned:
-            driver.close("banned")
-            return False
-        handshake = driver.engine.peer_handshake
-        if handshake is not None and handshake.peer_id == self.ctx.peer_id:
-            driver.close("connected to ourselves")
-            return False
-        ready = self.info is not None and self.have is not None
-        driver.handler = self
-        source = self._have_source() if ready else None
-        driver.engine.accept(
-            info_hash=self.info_hash,
-            have=source,
-            geometry=PieceGeometry.from_info(self.info) if ready and self.info is not None else None,
-            metadata_size=len(self.info.raw) if self.info is not None else None,
-        )
-        if source is not None and self.superseeding is not None:
-            self.superseeding.attach(driver.engine, source)
-        self._register(driver)
-        ps = self.peers[driver.id]
-        if self.superseeding is not None:
-            self.superseeding.peer_ready(ps)
-        driver.flush()
-        return self._survives_duplicate(ps)
-
-    def _evict_useless_peer(self, grace: float = 2.0) -> bool:
-        """Make room for a newcomer by closing a connection that gives us nothing (libtorrent does the
-        same): a snubbed peer first, else one where neither side is interested, else one that has
-        choked us for a minute while we wanted its pieces and wants nothing of ours.  Connections
-        younger than ``grace`` seconds are left alone."""
-        now = self._loop.time()
-
-        def uselessness(ps: PeerState) -> int:
-            engine = ps.driver.engine
-            if ps.snubbed:
-                return 3
-            if not engine.peer_interested and not engine.am_interested:
-                return 2
-            if engine.peer_choking and not engine.peer_interested and now - ps.last_block_at > 60.0:
-                return 1
-            return 0
-
-        scored = [
-            (uselessness(ps), -max(ps.last_block_at, ps.connected_at), ps)
-            for ps in self.peers.values()
-            if not ps.driver.closed and now - ps.connected_at > grace
-        ]
-        scored = [item for item in scored if item[0] > 0]
-        if not scored:
-            return False
-        victim = max(scored, key=lambda item: (item[0], item[1]))[2]
-        victim.driver.close("evicted to make room for a more useful peer")
-        return True
-
-    def _survives_duplicate(self, ps: PeerState) -> bool:
-        """Keep one connection per remote peer id; close the other (returns whether ``ps`` stays).
-
-        When two peers dial each other at the same moment, each sees two connections.  Both sides
-        must drop the *same* one, so the rule depends only on the two peer ids: keep the connection
-        initiated by the greater peer id (libtorrent's rule); an exact tie keeps the older one.
-        """
-        handshake = ps.driver.engine.peer_handshake
-        if handshake is None:
-            return True
-        theirs = handshake.peer_id.raw
-        ours = self.ctx.peer_id.raw
-        for other in list(self.peers.values()):
-            h = other.driver.engine.peer_handshake
-            if other is ps or other.driver.closed or h is None or h.peer_id.raw != theirs:
-                continue
-            initiator_new = ours if ps.driver.outgoing else theirs
-            initiator_old = ours if other.driver.outgoing else theirs
-            if initiator_new > initiator_old:
-                other.driver.close("duplicate connection to the same peer id")
-                return True
-            ps.driver.close("duplicate connection to the same peer id")
-            return False
-        return True
-
-    def _register(self, driver: PeerDriver) -> None:
-        """Track a connection from its creation on, so that none of its events is missed."""
-        self.peers[driver.id] = PeerState(driver, self._loop.time())
-        if driver.address is not None and not driver.outgoing:
-            self._emit(PeerConnected(address=driver.address, client="", outgoing=False))
-
-    async def _connector(self) -> None:
-        """Dial candidate addresses while below the peer and half-open limits."""
-        while not self._stop.is_set():
-            now = self._loop.time()
-            free = self.config.max_peers - len(self.peers) - self._connecting
-            if (
-                free <= 0
-                and self._connecting == 0
-                and not self.is_complete_and_idle()
-                and self.pool.ready(now)
-                and self._evict_useless_peer()
-            ):
-                free = 1
-            if free > 0 and not self.is_complete_and_idle():
-                connected = {ps.address for ps in self.peers.values()}
-                for candidate in self.pool.ready(now):
-                    if free <= 0 or self._connecting >= self.config.max_half_open:
-                        break
-                    if candidate.address in connected:
-                        continue
-                    candidate.connected = True
-                    self._connecting += 1
-                    free -= 1
-                    self.spawn(self._dial(candidate.address))
-            self._wake_connector.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_connector.wait(), timeout=2.0)
-
-    def is_complete_and_idle(self) -> bool:
-        """A finished torrent that does not seed dials nobody."""
-        return self.is_complete and not self.config.seed
-
-    async def _dial(self, address: PeerAddress) -> None:
-        try:
-            engine = self._new_engine(address)
-            await open_peer_connection(
-                address, engine, self, download_limit=self.ctx.download_limit, on_created=self._register
+        swarm.have = have
+        swarm.counters.verified = sum(info.piece_size(i) for i in have)
+        self.emit(
+            CheckCompleted(
+                verified_bytes=swarm.counters.verified,
+                wanted_bytes=swarm.counters.wanted,
+                seconds=time.monotonic() - started,
             )
-        except ConnectionError as exc:
-            log.debug("%s: %s", self.name, exc)
-            self.pool.failed(address, self._loop.time())
-        finally:
-            self._connecting -= 1
-            self._wake_connector.set()
-
-    # ------------------------------------------------------------------ PeerHandler
-
-    def peer_closed(self, peer: PeerDriver, reason: str) -> None:
-        ps = self.peers.pop(peer.id, None)
-        if ps is None:
-            return
-        log.debug("%s: peer %s closed: %s", self.name, peer.address, reason)
-        if self.picker is not None and ps.joined:
-            self.picker.peer_left(ps.key)
-        elif self.picker is not None:
-            self.picker.release_peer(ps.key)
-        if self._fetcher is not None:
-            self._fetcher.remove_peer(ps.key)
-        if self.superseeding is not None:
-            self.superseeding.peer_closed(ps)
-        ps.upload_queue.clear()
-        ps.writable.set()
-        if ps.unchoked_since is not None and self.have is not None and not self._stop.is_set():
-            self._choker.run(self, self._loop.time())  # its upload slot goes to someone else now
-        if peer.address is not None and peer.outgoing:
-            candidate = self.pool.candidates.get(peer.address)
-            if candidate is not None:
-                candidate.connected = False
-                if not peer.engine.handshake_complete or "protocol" in reason:
-                    self.pool.failed(peer.address, self._loop.time())
-                else:
-                    candidate.next_try = self._loop.time() + 10.0
-        if peer.address is not None:
-            self._emit(PeerDisconnected(address=peer.address, reason=reason))
-        self._wake_connector.set()
-
-    def peer_pumped(self, peer: PeerDriver) -> None:
-        """After all events of one socket read: refill the peer's request pipeline once (asking the
-        picker for many blocks at a time costs far less than one call per received block)."""
-        ps = self.peers.get(peer.id)
-        if ps is not None and ps.got_blocks:
-            ps.got_blocks = False
-            self._fill_requests(ps)
-
-    def peer_writable(self, peer: PeerDriver) -> None:
-        ps = self.peers.get(peer.id)
-        if ps is not None:
-            ps.writable.set()
-
-    def peer_event(self, peer: PeerDriver, event: Event) -> None:
-        ps = self.peers.get(peer.id)
-        if ps is None:
-            return
-        engine = peer.engine
-        match event:
-            case BlockReceived(index=index, begin=begin, data=data):
-                self._on_block(ps, index, begin, data)
-            case BlockRequested(index=index, begin=begin, length=length):
-                if self.uploader is not None:
-                    self.uploader.on_request(ps, BlockRef(index, begin, length))
-            case HaveReceived(index=index):
-                if self.superseeding is not None:
-                    self.superseeding.peer_have(ps, index)
-                if self.picker is not None:
-                    if ps.joined:
-                        self.picker.peer_have(ps.key, index)
-                    else:
-                        self._join(ps)
-                    self._update_interest(ps)
-                    self._fill_requests(ps)
-                self._maybe_drop_seed(ps)
-            case BitfieldReceived():
-                if self.superseeding is not None:
-                    self.superseeding.peer_ready(ps)
-                if self.uploader is not None:
-                    self.uploader.offer_allowed_fast(ps)
-                if self.picker is not None:
-                    if ps.joined:
-                        self.picker.peer_left(ps.key)
-                        ps.joined = False
-                    self._join(ps)
-                    self._update_interest(ps)
-                self._maybe_drop_seed(ps)
-            case PeerUnchoked() | AllowedFastReceived():
-                self._fill_requests(ps)
-            case PeerChoked(dropped=dropped):
-                if self.picker is not None:
-                    for block in dropped:
-                        self.picker.request_cancelled(ps.key, block)
-            case RequestRejected(index=index, begin=begin, length=length):
-                if self.picker is not None:
-                    self.picker.request_rejected(ps.key, BlockRef(index, begin, length))
-                # BEP 6 lets a peer refuse requests.  Rejects right after a choke only echo the choke;
-                # otherwise do not ask this peer for that piece again for a while (other pieces are
-                # fine), and if it refuses everything, back off from it altogether (no request storm).
-                now = self._loop.time()
-                if not engine.peer_choking and len(ps.refused) < 4096:
-                    ps.refused[index] = now
-                ps.reject_streak += 1
-                if ps.reject_streak > 64:
-                    ps.hold_until = now + min(30.0, 2.0 ** min(5, ps.reject_streak // 64))
-            case PeerInterested():
-                self._choker.peer_interested(self, ps, self._loop.time())
-            case PeerNotInterested():
-                if ps.unchoked_since is not None:
-                    self._choker.run(self, self._loop.time())  # give the freed slot away at once
-            case HandshakeReceived(handshake=handshake):
-                if handshake.peer_id == self.ctx.peer_id:
-                    if peer.address is not None:
-                        self.pool.ourselves.add(peer.address)
-                        self.pool.candidates.pop(peer.address, None)
-                    peer.close("connected to ourselves")
-                    return
-                if not self._survives_duplicate(ps):
-                    return
-                if self.superseeding is not None:
-                    self.superseeding.peer_ready(ps)
-                if peer.address is not None:
-                    self._emit(PeerConnected(address=peer.address, client="", outgoing=True))
-            case ExtensionHandshakeReceived(handshake=ext):
-                ps.client = ext.v or ""
-                if self._fetcher is not None and ext.metadata_size and "ut_metadata" in engine.peer_ext_ids:
-                    if self._fetcher.add_peer(ps.key, ext.metadata_size):
-                        self._request_metadata(ps)
-            case MetadataRequested(piece=piece):
-                engine.send(self._metadata.respond(piece))
-            case MetadataPieceReceived(piece=piece, total_size=total, data=data):
-                if self._fetcher is not None:
-                    raw = self._fetcher.on_data(ps.key, piece, total, data)
-                    if raw is not None:
-                        self._on_metadata(raw)
-                    else:
-                        self._request_metadata(ps)
-            case MetadataRejected(piece=piece):
-                if self._fetcher is not None:
-                    self._fetcher.on_reject(ps.key, piece)
-            case PexReceived(added=added):
-                if not self._private and self.config.pex:
-                    self.add_peers([p.address for p in added], "pex")
-            case PortReceived(port=port):
-                if self.ctx.add_dht_node is not None and peer.address is not None and 0 < port < 65536:
-                    self.ctx.add_dht_node(PeerAddress(peer.address.host, port))
-            case ConnectionTimedOut(reason=reason):
-                peer.close(reason)
-            case _:
-                pass
-
-    # ------------------------------------------------------------------ downloading
-
-    def _peer_have(self, ps: PeerState) -> Bitfield | None:
-        engine = ps.driver.engine
-        if engine.peer_have is not None:
-            return engine.peer_have
-        if engine.peer_has_all and self.info is not None:
-            return Bitfield(self.info.num_pieces, full=True)
-        return None
-
-    def _join(self, ps: PeerState) -> None:
-        assert self.picker is not None
-        have = self._peer_have(ps)
-        if have is None:
-            return
-        self.picker.peer_joined(ps.key, have)
-        ps.joined = True
-
-    def _update_interest(self, ps: PeerState) -> None:
-        if self.picker is None or ps.driver.closed or not ps.driver.engine.handshake_complete:
-            return
-        have = self._peer_have(ps)
-        interested = have is not None and not self.picker.is_complete and self.picker.interesting(have)
-        engine = ps.driver.engine
-        if interested and not engine.am_interested:
-            engine.send(Interested())
-        elif not interested and engine.am_interested:
-            engine.send(NotInterested())
-
-    def _queue_target(self, ps: PeerState, now: float) -> int:
-        """Requests to keep in flight: ``queue_time`` seconds of the peer's rate (libtorrent style)."""
-        rate = ps.down.rate(now)
-        target = int(rate * self.config.queue_time / BLOCK_SIZE)
-        return max(self.config.min_queue, min(self.config.max_queue, target))
-
-    def _fill_requests(self, ps: PeerState) -> None:
-        picker = self.picker
-        if picker is None or ps.snubbed:
-            return
-        engine = ps.driver.engine
-        if not engine.am_interested or ps.driver.closed:
-            return
-        if engine.peer_choking and not engine.peer_allowed_fast:
-            return
-        have = self._peer_have(ps)
-        if have is None:
-            return
-        now = self._loop.time()
-        if now < ps.hold_until:
-            return
-        limit = min(self._queue_target(ps, now), engine.request_limit)
-        want = limit - engine.outstanding_count
-        if want <= 0:
-            return
-        if engine.peer_choking:  # BEP 6: only its allowed-fast pieces may be requested now
-            have = Bitfield.from_indices(have.length, (i for i in engine.peer_allowed_fast if i in have))
-        if ps.refused:
-            have = have.copy()
-            for index in ps.refused:
-                have.discard(index)
-        for block in picker.pick(ps.key, have, want, now=now):
-            if not engine.can_request(block.piece):
-                picker.request_cancelled(ps.key, block)
+        )
+        self._check_free_space()
+        if self.config.require_peer_sources and swarm.counters.left and not self.source_report():
+            raise NoPeerSourcesError(
+                f"no peer sources for {self.name}: no tracker, DHT, web seed or peer address to find "
+                "peers with"
+            )
+        swarm.picker = PiecePicker(
+            info.geometry,
+            rng=self.ctx.rng,
+            config=self.config.picker,
+            have=have,
+            priorities=[1 if i in wanted else 0 for i in range(info.num_pieces)],
+        )
+        self.recovery.start()
+        self.exchange.uploader = Uploader(self, info, storage, watch=self.recovery.watch)
+        if self.config.super_seed and have.complete:
+            swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
+        self.blocks.joined_picker()
+        for wp in list(swarm.peers.values()):
+            try:
+                self.opening.metadata_known(wp)
+            except RemoteProtocolError as exc:
+                wp.driver.close(f"protocol violation: {exc}")
                 continue
-            engine.send_request(block.piece, block.begin, block.length)
-        if ps.last_request_at is None:
-            ps.last_request_at = now
+            self.exchange.join(wp)
+            wp.driver.pump()
+        self._lifecycle.advance(TorrentState.DOWNLOADING)
+        if swarm.picker.is_complete:
+            self._mark_complete()
+        for wp in list(swarm.peers.values()):
+            self.exchange.update_interest(wp)
+            self.exchange.fill_requests(wp)
+            wp.driver.flush()
 
-    def _on_block(self, ps: PeerState, index: int, begin: int, data: Any) -> None:
-        now = self._loop.time()
-        ps.down.add(len(data), now)
-        ps.last_block_at = now
-        ps.snubbed = False
-        ps.reject_streak = 0
-        ps.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
-        self._store_block(ps.key, index, begin, data)
+    # ------------------------------------------------------------------ pieces
 
-    def _store_block(self, key: Hashable, index: int, begin: int, data: Any) -> bool:
-        """One block from a peer or a web seed: keep it if the picker wants it; hash full pieces."""
-        picker = self.picker
-        info = self.info
-        length = len(data)
-        self.downloaded += length
-        if picker is None or info is None:
-            return False
-        arrival = picker.block_received(key, BlockRef(index, begin, length))
-        if not arrival.new:
-            self.wasted += length
-            return False
-        self.buffers.write(index, info.piece_size(index), begin, data)
-        for other_key in arrival.cancel:
-            other = self.peers.get(other_key)  # type: ignore[call-overload]
-            if other is not None:
-                other.driver.engine.send(Cancel(index=index, begin=begin, length=length))
-                other.driver.flush()
-        if arrival.piece_complete:
-            self._verifying.add(index)
-            self.spawn(self._verify(index))
-        return True
+    def _admitted(self, wp: WirePeer) -> None:
+        """An incoming connection joined: a super-seed reveals its first pieces to it."""
+        if self.swarm.superseeding is not None:
+            self.swarm.superseeding.peer_ready(wp)
 
-    # ------------------------------------------------------------------ non-peer sources (web seeds)
-
-    def register_source(self, key: Hashable, on_piece_failed: Callable[[int], None]) -> None:
-        """A block source that is not a wire peer (a BEP 19 web seed) joins as a seed named ``key``.
-
-        ``on_piece_failed(index)`` is called when a piece it contributed to fails its hash check.
-        """
-        self._block_sources[key] = on_piece_failed
-        if self.picker is not None:
-            self.picker.peer_have_all(key)  # a seed: counts in every piece's availability
-
-    def unregister_source(self, key: Hashable) -> None:
-        if self._block_sources.pop(key, None) is not None and self.picker is not None:
-            self.picker.peer_left(key)
-
-    def source_pick(self, key: Hashable, count: int) -> list[BlockRef]:
-        """Up to ``count`` blocks for a source that has every piece (recorded as requested by it)."""
-        if self.picker is None or self.info is None or self._stop.is_set():
-            return []
-        full = self._full_have
-        if full is None or full.length != self.info.num_pieces:
-            full = self._full_have = Bitfield(self.info.num_pieces, full=True)
-        picker = self.picker
-        picked = picker.pick(key, full, count, now=self._loop.time())
-        if not picker.in_endgame:
-            return picked
-        # An HTTP range cannot be cancelled: in endgame a source takes no block already in flight
-        # elsewhere (it would only duplicate a peer's work), and runs only over blocks nobody has.
-        mine = []
-        for block in picked:
-            if picker.requesters(block) - {key}:
-                picker.request_cancelled(key, block)
-            else:
-                mine.append(block)
-        return mine
-
-    def source_block(self, key: Hashable, block: BlockRef, data: bytes | memoryview) -> bool:
-        """A block a source fetched; returns whether it was new.  Verified like any other block."""
-        if len(data) != block.length:
-            raise LocalProtocolError(f"source delivered {len(data)} bytes for {block}")
-        self._source_meter.add(len(data), self._loop.time())
-        return self._store_block(key, block.piece, block.begin, data)
-
-    def source_release(self, key: Hashable, blocks: list[BlockRef] | None = None) -> None:
-        """The source will not deliver these blocks (all of its blocks when ``None``)."""
-        if self.picker is None:
-            return
-        if blocks is None:
-            self.picker.release_peer(key)
-        else:
-            for block in blocks:
-                self.picker.request_cancelled(key, block)
-
-    async def _verify(self, index: int) -> None:
-        """Hash a completed piece; write it and announce it only if the SHA-1 matches (BEP 3)."""
-        info, picker, storage = self.info, self.picker, self.storage
-        assert info is not None and picker is not None and storage is not None and self.have is not None
-        buf = self.buffers.get(index)
-        try:
-            if buf is None:
-                picker.piece_failed(index)
-                return
-            ok = await self.ctx.hasher.verify_piece(info, index, buf)
-            if not ok:
-                self._piece_failed(index, buf)
-                return
-            for culprit in self._smartban.piece_passed(index, buf):
-                self._ban_address(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")
-            await self.ctx.disk.write_piece(storage, index, buf)
-        finally:
-            self._verifying.discard(index)
-            self.buffers.drop(index)
-        if self._stop.is_set():
-            return
-        picker.piece_verified(index)
-        self.have.add(index)
-        self._verified_bytes += info.piece_size(index)
-        for ps in list(self.peers.values()):
-            engine = ps.driver.engine
-            if ps.driver.closed or not engine.handshake_complete or engine.geometry is None:
-                continue
-            engine.send(Have(index=index))
-            self._update_interest(ps)
-            self._fill_requests(ps)
-            ps.driver.flush()
-        if picker.is_complete and not self._verifying:
+    def _piece_verified(self, index: int) -> None:
+        self.recovery.piece_verified(index)
+        self.exchange.announce(index)
+        picker = self.swarm.picker
+        if picker is not None and picker.is_complete and not self.blocks.verifying:
             self._mark_complete()
 
-    def _piece_failed(self, index: int, data: bytearray) -> None:
-        """A piece failed its hash check: fetch it again, and find out who to blame.
+    def _reopen(self) -> None:
+        """Verified pieces of a complete torrent vanished and are fetched again: downloading again."""
+        if self._complete.is_set() and not self._stop.is_set():
+            self._complete.clear()
+            self.completed_at = None
+            self._lifecycle.advance(TorrentState.DOWNLOADING)
 
-        A sole contributor is certainly at fault and banned at once.  With several contributors the
-        blocks are remembered (:class:`SmartBan`) and only the senders of blocks that differ from the
-        piece once it verifies are banned.  Web seeds get their own callback (BEP 19: drop the URL).
-        """
-        assert self.picker is not None
-        senders = self.picker.contributors(index)
-        contributors = self.picker.piece_failed(index)
-        self.hash_failures += 1
-        self._emit(PieceFailed(index=index))
-        log.warning("%s: piece %d failed its hash check (from %d peers)", self.name, index, len(contributors))
-        witnesses: dict[int, tuple[Hashable, PeerAddress | None]] = {}
-        for block, key in senders.items():
-            ps = self.peers.get(key)  # type: ignore[call-overload]
-            witnesses[block] = (key, ps.address if ps is not None else None)
-        self._smartban.piece_failed(index, data, witnesses)
-        for key in contributors:
-            on_failed = self._block_sources.get(key)
-            if on_failed is not None:
-                on_failed(index)
-            elif len(contributors) == 1:
-                ps = self.peers.get(key)  # type: ignore[call-overload]
-                self._ban_address(
-                    key,
-                    ps.address if ps is not None else None,
-                    f"sent piece {index}, which failed its hash check",
-                )
-        for ps in list(self.peers.values()):
-            self._fill_requests(ps)
-            ps.driver.flush()
-
-    def _ban_address(self, key: Hashable, address: PeerAddress | None, reason: str) -> None:
-        """Ban a peer (by connection key, and by address so it is never dialled or admitted again)."""
-        if key in self._block_sources:
-            return
-        ps = self.peers.get(key)  # type: ignore[call-overload]
-        if address is None and ps is not None:
-            address = ps.address
-        if address is not None and address not in self.pool.banned:
-            self.pool.ban(address)
-            self._emit(PeerBanned(address=address, reason=reason))
-        if ps is not None:
-            ps.driver.close(f"banned: {reason}")
+    def _settled(self) -> None:
+        """Pieces taken back were checked again: complete again if nothing is missing."""
+        picker = self.swarm.picker
+        if picker is not None and picker.is_complete and not self.blocks.verifying:
+            self._mark_complete()
 
     def _mark_complete(self) -> None:
         if self._complete.is_set():
             return
         self.completed_at = time.monotonic()
-        self.state = "seeding"
+        self._lifecycle.advance(TorrentState.SEEDING)
         self._complete.set()
-        self._emit(Completed(seconds=self.completed_at - self.started_at))
+        self.emit(Completed(seconds=self.completed_at - self.started_at))
         for source in self.sources:
             source.completed()
-        for ps in list(self.peers.values()):
-            self._update_interest(ps)
-            self._maybe_drop_seed(ps)
-            ps.driver.flush()
+        self.exchange.completed()
         if not self.config.seed:
             self.stop("complete")
 
-    def _maybe_drop_seed(self, ps: PeerState) -> None:
-        """Two seeds have nothing to say to each other."""
-        if not self.is_complete or ps.driver.closed:
+    def _report_missing_peers(self, now: float) -> None:
+        """Say what was tried when no peer is connected for a while and pieces are missing."""
+        if self.swarm.peers or self.is_complete or self.state not in ("metadata", "downloading"):
+            self._lonely_since = None
             return
-        have = self._peer_have(ps)
-        if have is not None and have.complete:
-            ps.driver.close("both sides are seeds")
+        if self._lonely_since is None:
+            self._lonely_since = self._lonely_reported = now
+            return
+        waited = now - self._lonely_since
+        due = LONELY_FIRST if self._lonely_reported == self._lonely_since else LONELY_AGAIN
+        if now - self._lonely_reported >= due:
+            self._lonely_reported = now
+            self.emit(PeersMissing(seconds=waited, sources=tuple(self.source_report())))
 
-    def _request_metadata(self, ps: PeerState) -> None:
-        fetcher = self._fetcher
-        if fetcher is None:
-            return
-        now = self._loop.time()
-        while (piece := fetcher.next_request(ps.key, now)) is not None:
-            ps.driver.engine.send(MetadataRequest(piece=piece))
+    def source_report(self) -> list[str]:
+        """One line per way of finding peers, saying what it tried (empty: there is none)."""
+        lines = [source.status() for source in self.sources]
+        pool = self.connections.pool.describe()
+        if pool is not None:
+            lines.append(pool)
+        return lines
 
     # ------------------------------------------------------------------ periodic work
 
     async def _choke_loop(self) -> None:
         while not self._stop.is_set():
-            self._choker.run(self, self._loop.time())
-            await asyncio.sleep(self._choker.interval)
+            self.exchange.rechoke()
+            await asyncio.sleep(self.exchange.choking.interval)
 
     async def _ticker(self) -> None:
         """Once a second: snub detection, metadata retries, PEX, progress, seeding limits."""
         while not self._stop.is_set():
             await asyncio.sleep(1.0)
-            now = self._loop.time()
-            self._tick(now)
-
-    @staticmethod
-    def _listen_address(ps: PeerState) -> PeerAddress | None:
-        """Where others can reach a peer (BEP 11): the address we dialled, or for an incoming peer
-        its IP with the listen port from its extension handshake (BEP 10 ``p``)."""
-        address = ps.address
-        if address is None or ps.driver.outgoing:
-            return address
-        ext = ps.driver.engine.peer_extensions
-        if ext is None or not ext.p or not 0 < ext.p < 65536:
-            return None
-        return PeerAddress(address.host, ext.p)
+            self._tick(self._loop.time())
 
     def _tick(self, now: float) -> None:
-        picker = self.picker
-        down_rate = self._source_meter.rate(now)
-        up_rate = 0.0
-        for ps in list(self.peers.values()):
-            if ps.driver.closed:
-                continue
-            engine = ps.driver.engine
-            down_rate += ps.down.rate(now)
-            up_rate += ps.up.rate(now)
-            if picker is not None and engine.outstanding_count and not ps.snubbed:
-                if now - max(ps.last_block_at, ps.last_request_at or 0.0) > self.config.snub_timeout:
-                    ps.snubbed = True
-                    picker.peer_snubbed(ps.key)
-                    log.debug("%s: peer %s snubbed", self.name, ps.address)
-            if ps.refused:
-                for index in [i for i, at in ps.refused.items() if now - at > 60.0]:
-                    del ps.refused[index]
-            if picker is not None:
-                self._fill_requests(ps)
-            if self._fetcher is not None:
-                self._fetcher.expire(now)
-                self._request_metadata(ps)
-            if (
-                self.config.pex
-                and not self._private
-                and engine.handshake_complete
-                and "ut_pex" in engine.peer_ext_ids
-                and ps.pex.due(now)
-            ):
-                current = {
-                    address: 0x10 if other.driver.outgoing else 0
-                    for other in self.peers.values()
-                    if other is not ps and (address := self._listen_address(other)) is not None
-                }
-                message = ps.pex.next_message(current, now)
-                if message is not None:
-                    with contextlib.suppress(LocalProtocolError):
-                        engine.send(message)
-            ps.driver.flush()
-        state = self.state
-        self._emit(
+        down_rate, up_rate = self.exchange.tick(now)
+        down_rate += self.blocks.meter.rate(now)
+        counters = self.swarm.counters
+        self.emit(
             ProgressReported(
-                verified_bytes=self._verified_bytes,
-                wanted_bytes=self._wanted_bytes,
+                verified_bytes=counters.verified,
+                wanted_bytes=counters.wanted,
                 download_rate=down_rate,
                 upload_rate=up_rate,
-                peers=len(self.peers),
-                uploaded=self.uploaded,
-                downloaded=self.downloaded,
-                state=state,
+                peers=len(self.swarm.peers),
+                uploaded=counters.uploaded,
+                downloaded=counters.downloaded,
+                state=self.state,
             )
         )
-        if self.is_complete and self.config.seed and self.info is not None:
-            if self.config.seed_ratio and self.uploaded >= self.config.seed_ratio * self.info.total_length:
+        self._report_missing_peers(now)
+        info = self.info
+        if self.is_complete and self.config.seed and info is not None:
+            if self.config.seed_ratio and counters.uploaded >= self.config.seed_ratio * info.total_length:
                 self.stop("seed ratio reached")
             if self.config.seed_time and self.completed_at is not None:
                 if time.monotonic() - self.completed_at >= self.config.seed_time:

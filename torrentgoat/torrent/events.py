@@ -12,12 +12,16 @@ from typing import TypeAlias
 from torrentgoat.primitives import PeerAddress
 
 __all__ = [
+    "CheckCompleted",
     "CheckProgressed",
     "Completed",
+    "DataLost",
+    "DataRechecked",
     "MetadataReceived",
     "PeerBanned",
     "PeerConnected",
     "PeerDisconnected",
+    "PeersMissing",
     "PieceFailed",
     "ProgressReported",
     "Stopped",
@@ -40,6 +44,18 @@ class CheckProgressed:
 
     done_bytes: int
     total_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckCompleted:
+    """The data already on disk was verified (at start, or after a magnet's metadata arrived)."""
+
+    verified_bytes: int
+    """Bytes of selected pieces found complete and correct."""
+    wanted_bytes: int
+    """Bytes of all selected pieces."""
+    seconds: float
+    """How long the check took."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +82,16 @@ class ProgressReported:
         if left <= 0:
             return 0.0
         return left / self.download_rate if self.download_rate > 0 else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeersMissing:
+    """No peer is connected while pieces are missing, for ``seconds`` now (said after 15 s, then
+    every minute, the way aria2 reports what it tried)."""
+
+    seconds: float
+    sources: tuple[str, ...]
+    """What each peer source tried and how it went, one line each."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,10 +140,30 @@ class Stopped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataLost:
+    """Verified data vanished or changed on disk: ``pieces`` were taken back (peers were told with
+    BEP 54 ``lt_donthave``) and are being checked again."""
+
+    pieces: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataRechecked:
+    """The pieces taken back were checked again: ``verified`` of the ``pieces`` are still good (and
+    announced again); the others are fetched again (or dropped when seeding only)."""
+
+    pieces: int
+    verified: int
+
+
 TorrentEvent: TypeAlias = (
     MetadataReceived
     | CheckProgressed
+    | CheckCompleted
     | ProgressReported
+    | PeersMissing
     | PeerConnected
     | PeerDisconnected
     | PeerBanned
@@ -125,4 +171,6 @@ TorrentEvent: TypeAlias = (
     | TrackerFailed
     | Completed
     | Stopped
+    | DataLost
+    | DataRechecked
 )

@@ -1,4 +1,5 @@
-"""Peer sources of a torrent (level L5): tracker tiers and the DHT, over their asyncio drivers."""
+"""Peer sources of a torrent (level L5): tracker tiers, the DHT and Local Service Discovery, over their
+asyncio drivers."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 from torrentgoat.aio.tracker import TrackerAnnouncer
 from torrentgoat.errors import TorrentGoatError
 from torrentgoat.primitives import PeerAddress
-from torrentgoat.torrent.core import PeerSource, Torrent
 from torrentgoat.torrent.events import TrackerFailed
+from torrentgoat.torrent.handle import PeerSource, TorrentHandle
 
 if TYPE_CHECKING:
     from torrentgoat.aio.dht import DHTNode
+    from torrentgoat.aio.lsd import LSDService
 
-__all__ = ["DHTSource", "TrackerSource"]
+__all__ = ["DHTSource", "LSDSource", "TrackerSource"]
 
 log = logging.getLogger("torrentgoat.sources")
 
@@ -32,10 +34,11 @@ class TrackerSource(PeerSource):
         self.announcer: TrackerAnnouncer | None = None
         self._completed = False
 
-    async def run(self, torrent: Torrent) -> None:
+    async def run(self, torrent: TorrentHandle) -> None:
         def stats() -> tuple[int, int, int]:
-            left = max(0, torrent.wanted_bytes - torrent.verified_bytes) if torrent.info is not None else 1
-            return torrent.uploaded, torrent.downloaded, left
+            counters = torrent.counters
+            left = counters.left if torrent.info is not None else 1
+            return counters.uploaded, counters.downloaded, left
 
         def on_peers(url: str, peers: tuple[PeerAddress, ...]) -> None:
             torrent.add_peers(list(peers), "tracker")
@@ -52,20 +55,34 @@ class TrackerSource(PeerSource):
             session=await self.session.http(),
         )
         for url, reason in self.announcer.rejected.items():
-            torrent._emit(TrackerFailed(url=url, reason=reason))
+            torrent.emit(TrackerFailed(url=url, reason=reason))
         self.announcer.start()
         last_error = None
         while True:
             await asyncio.sleep(1.0)
             error = self.announcer.last_error
             if error and error != last_error:
-                torrent._emit(TrackerFailed(url="", reason=error))
+                torrent.emit(TrackerFailed(url="", reason=error))
             last_error = error
 
     def completed(self) -> None:
         self._completed = True
         if self.announcer is not None:
             self.announcer.completed()
+
+    def status(self) -> str:
+        urls = [url for tier in self.tiers for url in tier]
+        announcer = self.announcer
+        if announcer is None:
+            return f"trackers ({len(urls)}): not started yet"
+        parts = [f"{url}: {reason}" for url, reason in announcer.rejected.items()]
+        if announcer.last_error:
+            parts.append(announcer.last_error)
+        elif announcer.announce_count:
+            parts.append(f"{announcer.announce_count} announces answered")
+        else:
+            parts.append("no answer yet")
+        return f"trackers ({len(urls)}): " + "; ".join(parts)
 
     async def stopped(self) -> None:
         if self.announcer is not None:
@@ -96,8 +113,12 @@ class DHTSource(PeerSource):
         self.interval = interval
         self.retry = retry
         self.max_retry = max_retry
+        self.rounds = 0
+        self.last_found = 0
+        self.last_stored = 0
+        self.last_error = ""
 
-    async def run(self, torrent: Torrent) -> None:
+    async def run(self, torrent: TorrentHandle) -> None:
         if self.ready is not None:
             await asyncio.wait([self.ready])  # never cancels the shared bootstrap task
         failures = 0
@@ -108,8 +129,12 @@ class DHTSource(PeerSource):
                     torrent.info_hash, port=torrent.ctx.listen_port
                 )
                 found = torrent.add_peers(list(peers), "dht")
+                self.last_error = ""
             except TorrentGoatError as exc:
                 log.debug("%s: DHT: %s", torrent.name, exc)
+                self.last_error = str(exc)
+            self.rounds += 1
+            self.last_found, self.last_stored = found, stored
             starving = torrent.num_peers < 3 and not torrent.is_complete
             if stored and not (starving and not found):
                 failures = 0
@@ -118,3 +143,49 @@ class DHTSource(PeerSource):
                 failures += 1
                 wait = min(self.max_retry, self.retry * 2 ** min(failures - 1, 5))
             await asyncio.sleep(wait)
+
+    def status(self) -> str:
+        nodes = self.dht.routing_table_size
+        if not self.rounds:
+            return f"DHT: {nodes} nodes, first lookup pending"
+        if self.last_error:
+            return f"DHT: {nodes} nodes, last lookup failed: {self.last_error}"
+        return (
+            f"DHT: {nodes} nodes, last lookup found {self.last_found} new peers"
+            f" and {self.last_stored} nodes took our announce"
+        )
+
+
+class LSDSource(PeerSource):
+    """Announces the torrent on the local network and dials the neighbours that announce it (BEP 14).
+
+    The session's :class:`~torrentgoat.aio.lsd.LSDService` does the multicast; this source registers
+    the torrent's info-hash with it for as long as the torrent runs, and adds every neighbour it
+    reports as a candidate to dial (like a tracker's peer: the BEP 3 handshake decides).  Private
+    torrents are never announced (BEP 27): the session does not give them this source, and a magnet
+    whose metadata turns out private stops announcing at once.
+    """
+
+    name = "lsd"
+
+    def __init__(self, service: LSDService) -> None:
+        self.service = service
+        self.found = 0
+
+    async def run(self, torrent: TorrentHandle) -> None:
+        def on_peer(address: PeerAddress) -> None:
+            self.found += torrent.add_peers([address], "lsd")
+
+        info_hash = torrent.info_hash
+        self.service.add(info_hash, on_peer)
+        try:
+            info = torrent.info or await torrent.wait_metadata()
+            if info.private:
+                self.service.remove(info_hash)
+                return
+            await asyncio.Event().wait()  # until the torrent stops (cancelled)
+        finally:
+            self.service.remove(info_hash)
+
+    def status(self) -> str:
+        return self.service.status()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.superseed import SuperSeeder
-from torrentgoat.torrent.peers import PeerState
+from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.connection import PeerConnection
 from torrentgoat.wire.messages import Have
 
@@ -33,7 +33,7 @@ class SuperSeeding:
         self.active = num_pieces > 1  # one piece: its lone ``have`` would get us dropped (superseed.py)
         self._have = have
         self._shown: dict[PeerConnection, Bitfield] = {}
-        self._states: dict[PeerConnection, PeerState] = {}
+        self._states: dict[PeerConnection, WirePeer] = {}
         self._pending: dict[Callable[[], Bitfield | None], Bitfield] = {}
 
     def view(self) -> Callable[[], Bitfield | None]:
@@ -52,7 +52,7 @@ class SuperSeeding:
         if shown is not None:
             self._shown[engine] = shown
 
-    def peer_ready(self, ps: PeerState) -> None:
+    def peer_ready(self, ps: WirePeer) -> None:
         """Our opening went out (handshakes done) or the peer's bitfield arrived: reveal to it."""
         engine = ps.driver.engine
         if not self.active or engine not in self._shown or not engine.handshake_complete:
@@ -61,12 +61,12 @@ class SuperSeeding:
         have = engine.peer_have if engine.peer_have is not None else Bitfield(self.num_pieces)
         self._announce(engine, self.engine.peer_joined(ps.key, have))
 
-    def peer_have(self, ps: PeerState, index: int) -> None:
+    def peer_have(self, ps: WirePeer, index: int) -> None:
         engine = ps.driver.engine
         if self.active and engine in self._states:
             self._announce(engine, self.engine.peer_have(ps.key, index))
 
-    def peer_closed(self, ps: PeerState) -> None:
+    def peer_closed(self, ps: WirePeer) -> None:
         engine = ps.driver.engine
         self._shown.pop(engine, None)
         if self._states.pop(engine, None) is not None and self.active:
@@ -82,16 +82,20 @@ class SuperSeeding:
 
     def finish(self) -> None:
         """Leave super-seeding: announce to every peer the pieces it was not told of; seed normally
-        (connections opened from now on get our full bitfield)."""
+        (connections opened from now on get our full bitfield).  Also called when verified data
+        vanished from disk: only pieces still in our have-set are announced."""
         if not self.active:
             return
         self.active = False
         self.engine.finish()
+        have = self._have()
         for engine, ps in self._states.items():
             if ps.driver.closed:
                 continue
             shown, theirs = self._shown[engine], engine.peer_have
             for index in range(self.num_pieces):
+                if have is not None and index not in have:
+                    continue
                 if index not in shown and (theirs is None or index not in theirs):
                     engine.send(Have(index=index))
             ps.driver.flush()

@@ -5,25 +5,27 @@ One task per requesting peer answers its queue in order.  Data comes from the
 session's upload token bucket, and is handed to the wire engine by reference.  When the socket's
 write buffer is full the task waits for the transport to drain (backpressure), so memory stays
 bounded whatever the peer asks.  Only pieces in our verified have-set are ever served (the wire
-engine refuses requests for others before they get here).
+engine refuses requests for others before they get here).  With a
+:class:`~torrentgoat.torrent.filewatch.FileWatch`, every read from disk also checks that the files
+under it did not change since their pieces were verified; a read that fails or finds a changed file
+hands the piece to the torrent's ``data_lost`` (which takes it back, BEP 54) and serving goes on with
+the peer's other requests.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from torrentgoat.errors import StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import BlockRef
 from torrentgoat.storage import Storage
+from torrentgoat.torrent.filewatch import FileWatch
+from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.pieces import ReadCache
+from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.fast import allowed_fast_set
 from torrentgoat.wire.messages import AllowedFast
-
-if TYPE_CHECKING:
-    from torrentgoat.torrent.core import Torrent
-    from torrentgoat.torrent.peers import PeerState
 
 __all__ = ["Uploader"]
 
@@ -37,10 +39,13 @@ ALLOWED_FAST = 10
 class Uploader:
     """Answers one torrent's block requests."""
 
-    def __init__(self, torrent: Torrent, info: InfoDict, storage: Storage) -> None:
+    def __init__(
+        self, torrent: TorrentHandle, info: InfoDict, storage: Storage, *, watch: FileWatch | None = None
+    ) -> None:
         self.torrent = torrent
         self.info = info
         self.storage = storage
+        self.watch = watch if watch is not None and watch.enabled else None
         config = torrent.config
         self.cache = ReadCache(
             self._read,
@@ -50,49 +55,53 @@ class Uploader:
         )
 
     async def _read(self, piece: int, begin: int, length: int) -> bytes:
-        return await self.torrent.ctx.disk.read(self.storage, piece, begin, length)
+        buf = bytearray(length)
+        await self._read_into(piece, begin, buf)
+        return bytes(buf)
 
     async def _read_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> None:
-        await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
+        if self.watch is not None:
+            await self.torrent.ctx.disk.run(self.watch.read_into, piece, begin, buf)
+        else:
+            await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
 
-    def offer_allowed_fast(self, ps: PeerState) -> None:
+    def offer_allowed_fast(self, wp: WirePeer) -> None:
         """BEP 6: tell a starting peer (fewer than ``ALLOWED_FAST`` pieces) with the fast extension which
         pieces of its canonical allowed-fast set we have; it may request those while we choke it, so a
         newcomer gets its first pieces to trade without waiting for an unchoke.  Once per connection;
         never while super-seeding (it would reveal pieces)."""
-        engine = ps.driver.engine
+        engine = wp.driver.engine
         have = self.torrent.have
-        address = ps.address
-        if ps.allowed_fast_sent or not engine.fast or have is None or address is None:
+        address = wp.address
+        if wp.allowed_fast_sent or not engine.fast or have is None or address is None:
             return
-        superseeding = self.torrent.superseeding
-        if superseeding is not None and superseeding.active:
+        if self.torrent.super_seeding:
             return
         theirs = engine.peer_have
         if theirs is not None and theirs.count >= ALLOWED_FAST:
             return
-        ps.allowed_fast_sent = True
+        wp.allowed_fast_sent = True
         for index in allowed_fast_set(address.host, self.info.info_hash, self.info.num_pieces, ALLOWED_FAST):
             if index in have and (theirs is None or index not in theirs):
                 engine.send(AllowedFast(index=index))
 
-    def on_request(self, ps: PeerState, block: BlockRef) -> None:
+    def on_request(self, wp: WirePeer, block: BlockRef) -> None:
         have = self.torrent.have
         if have is None or block.piece not in have:
             return  # the engine already refused requests for pieces we lack
-        ps.upload_queue.append(block)
-        if not ps.serving:
-            ps.serving = True
-            self.torrent.spawn(self._serve(ps))
+        wp.upload_queue.append(block)
+        if not wp.serving:
+            wp.serving = True
+            self.torrent.spawn(self._serve(wp))
 
-    async def _serve(self, ps: PeerState) -> None:
+    async def _serve(self, wp: WirePeer) -> None:
         """Answer one peer's requests in order (read cache, rate limit, backpressure)."""
         torrent, info, cache = self.torrent, self.info, self.cache
-        engine = ps.driver.engine
+        engine = wp.driver.engine
         limit = torrent.ctx.upload_limit
         try:
-            while ps.upload_queue and not ps.driver.closed:
-                block = ps.upload_queue.popleft()
+            while wp.upload_queue and not wp.driver.closed:
+                block = wp.upload_queue.popleft()
                 if not engine.has_peer_request(block.piece, block.begin, block.length):
                     continue  # cancelled, or dropped by our choke
                 try:
@@ -100,19 +109,21 @@ class Uploader:
                         block.piece, block.begin, block.length, info.piece_size(block.piece)
                     )
                 except StorageError as exc:
-                    # Verified data that cannot be read back was changed or removed under us: stop
-                    # claiming anything (libtorrent puts the torrent in an error state likewise).
+                    # Verified data that cannot be read back (or whose file changed) was altered
+                    # under us: the torrent takes the piece back, which withdraws this request.
                     torrent.data_lost(block.piece, exc)
-                    return
+                    continue
+                if not engine.has_peer_request(block.piece, block.begin, block.length):
+                    continue  # cancelled meanwhile, or its piece was taken back
                 await limit.acquire(block.length)
-                if ps.driver.closed:
+                if wp.driver.closed:
                     return
                 if engine.send_piece(block.piece, block.begin, data):
-                    ps.up.add(block.length, torrent.now())
-                    torrent.uploaded += block.length
-                    ps.driver.flush()
-                if not ps.driver.writable:
-                    ps.writable.clear()
-                    await ps.writable.wait()
+                    wp.up.add(block.length, torrent.now())
+                    torrent.counters.uploaded += block.length
+                    wp.driver.flush()
+                if not wp.driver.writable:
+                    wp.writable.clear()
+                    await wp.writable.wait()
         finally:
-            ps.serving = False
+            wp.serving = False

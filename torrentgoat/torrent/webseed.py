@@ -1,17 +1,18 @@
 """Web seeds as a block source of a torrent (level L5): BEP 19 over :mod:`torrentgoat.aio.webseed`.
 
-A :class:`WebSeedSource` serves a :class:`~torrentgoat.torrent.core.Torrent` from its ``url-list``
-(or a magnet's ``ws=``).  Each URL joins the torrent's picker as a seed (BEP 19: "the server acts as
-a permanently unchoked seed") under the key ``("webseed", url)`` through the torrent's block-source
-hooks, and a few workers per URL loop:
+A :class:`WebSeedSource` serves a torrent from its ``url-list`` (or a magnet's ``ws=``).  Each URL is a
+:class:`WebSeedPeer`, one more implementation of :class:`~torrentgoat.torrent.peer.Peer` beside the
+wire connections: it joins the torrent's picker as a seed (BEP 19: "the server acts as a permanently
+unchoked seed") through :meth:`TorrentHandle.attach_peer`, and a few workers per URL loop:
 
-1. pick up to ``request_bytes`` worth of blocks (:meth:`Torrent.source_pick`: started pieces first,
-   then whole new pieces in the torrent's strategy order);
+1. pick up to ``request_bytes`` worth of blocks (:meth:`TorrentHandle.pick_blocks`: started pieces
+   first, then whole new pieces in the torrent's strategy order; in endgame nothing already in flight
+   elsewhere, since an HTTP range cannot be cancelled);
 2. merge the blocks into runs of consecutive torrent bytes and fetch each run with range requests
    (pad files are filled with zeros locally, never requested);
-3. deliver the blocks (:meth:`Torrent.source_block`): they are hashed, written and announced like a
-   peer's; blocks not delivered (HTTP error, back-off) go back to the picker
-   (:meth:`Torrent.source_release`) for peers or other URLs.
+3. deliver the blocks (:meth:`TorrentHandle.deliver_block`): they are hashed, written and announced
+   like a wire peer's; blocks not delivered (HTTP error, back-off) go back to the picker
+   (:meth:`TorrentHandle.release_blocks`) for peers or other URLs.
 
 A URL is dropped for this torrent when a piece it contributed to fails its hash check (BEP 19), or
 when it breaks a rule (:class:`~torrentgoat.aio.webseed.WebSeedRejected`).  The source returns when
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 
+from torrentgoat.aio.peer import next_peer_key
 from torrentgoat.aio.webseed import (
     WebSeedClient,
     WebSeedConfig,
@@ -35,12 +37,13 @@ from torrentgoat.aio.webseed import (
     WebSeedRetryLater,
     WebSeedStats,
 )
+from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import ConfigError, WebSeedError
 from torrentgoat.metainfo import InfoDict
-from torrentgoat.primitives import BLOCK_SIZE, BlockRef
-from torrentgoat.torrent.core import PeerSource, Torrent
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef, PeerAddress
+from torrentgoat.torrent.handle import PeerSource, TorrentHandle
 
-__all__ = ["HTTPSessionSource", "WebSeedSource", "block_runs"]
+__all__ = ["HTTPSessionSource", "WebSeedPeer", "WebSeedSource", "block_runs"]
 
 log = logging.getLogger("torrentgoat.webseed")
 
@@ -66,13 +69,13 @@ def block_runs(info: InfoDict, blocks: Sequence[BlockRef], *, max_bytes: int) ->
     Blocks of one piece picked together are consecutive, and so are the end of a piece and the
     start of the next: each run is one range request per file it touches.
     """
-    plen = info.piece_length
+    geometry = info.geometry
     ordered = sorted(blocks, key=lambda b: (b.piece, b.begin))
     runs: list[_Run] = []
     current: list[BlockRef] = []
     start = end = 0
     for block in ordered:
-        offset = block.piece * plen + block.begin
+        offset = geometry.piece_offset(block.piece) + block.begin
         if current and offset == end and end + block.length - start <= max_bytes:
             current.append(block)
             end += block.length
@@ -86,23 +89,42 @@ def block_runs(info: InfoDict, blocks: Sequence[BlockRef], *, max_bytes: int) ->
     return runs
 
 
-def _join(torrent: Torrent, key: Hashable) -> None:
-    """Count the URL as a seed in the picker's availability (idempotent).
+class WebSeedPeer:
+    """One web seed URL as a :class:`~torrentgoat.torrent.peer.Peer` of a torrent: it has every piece,
+    its requests cannot be cancelled, and a piece it contributed to that fails its hash check drops
+    the URL (BEP 19: its data will not get better)."""
 
-    Without it, rarest-first never opens a piece no *peer* has, so a download from web seeds
-    alone would stall.  (Belongs in ``Torrent.register_source`` once the picker exists; harmless
-    if it moves there: ``peer_have_all`` is idempotent.)
-    """
-    picker = torrent.picker
-    if picker is not None:
-        picker.peer_have_all(key)
+    cancellable = False
+    address: PeerAddress | None = None
 
+    def __init__(self, client: WebSeedClient, on_dropped: Callable[[WebSeedPeer, str], None]) -> None:
+        self.key = next_peer_key()
+        self.client = client
+        self._full = Bitfield(client.info.num_pieces, full=True)
+        self._on_dropped = on_dropped
 
-def _leave(torrent: Torrent, key: Hashable) -> None:
-    """The URL stops: no longer a seed, its blocks go back to the picker, its callback is removed."""
-    if torrent.picker is not None:
-        torrent.picker.peer_left(key)
-    torrent.unregister_source(key)
+    @property
+    def url(self) -> str:
+        return self.client.url
+
+    def pieces(self) -> Bitfield:
+        return self._full
+
+    def cancel(self, block: BlockRef) -> None:
+        pass  # an HTTP range, once asked, is fetched whole
+
+    def piece_failed(self, index: int, *, sole: bool) -> bool:
+        self.close(f"piece {index} it contributed to failed its hash check")
+        return False
+
+    def close(self, reason: str) -> None:
+        if not self.client.dropped:
+            log.warning("web seed %s dropped: %s (BEP 19)", self.url, reason)
+            self.client.drop(reason)
+        self._on_dropped(self, reason)
+
+    def __repr__(self) -> str:
+        return f"<WebSeedPeer #{self.key} {self.url}>"
 
 
 class WebSeedSource(PeerSource):
@@ -140,7 +162,7 @@ class WebSeedSource(PeerSource):
         self.clients: dict[str, WebSeedClient] = {}
         """The URLs in use (and dropped ones, with ``dropped`` set), once metadata is known."""
         self._workers: dict[str, list[asyncio.Task[None]]] = {}
-        self._torrent: Torrent | None = None
+        self._torrent: TorrentHandle | None = None
         self._completed = False
 
     # ------------------------------------------------------------------ PeerSource
@@ -162,7 +184,14 @@ class WebSeedSource(PeerSource):
         """URLs dropped for this torrent and why."""
         return {url: c.dropped for url, c in self.clients.items() if c.dropped}
 
-    async def run(self, torrent: Torrent) -> None:
+    def status(self) -> str:
+        dropped = self.dropped()
+        text = f"web seeds ({len(self.urls)}): {len(self.clients) - len(dropped)} in use"
+        if dropped:
+            text += "; dropped " + "; ".join(f"{url}: {why}" for url, why in dropped.items())
+        return text
+
+    async def run(self, torrent: TorrentHandle) -> None:
         """Serve ``torrent`` from the web seeds until it is complete or every URL is dropped."""
         if not self.urls:
             return
@@ -181,11 +210,11 @@ class WebSeedSource(PeerSource):
         workers = len(self.clients) * self.connections_per_url
         chunk = max(BLOCK_SIZE, min(self.request_bytes, self.max_in_flight_bytes // workers))
         count = max(1, chunk // BLOCK_SIZE)
-        for url, client in self.clients.items():
-            key = ("webseed", url)
-            torrent.register_source(key, self._failure_callback(url))
-            self._workers[url] = [
-                asyncio.ensure_future(self._worker(torrent, client, key, count, chunk))
+        peers = [WebSeedPeer(client, self._dropped) for client in self.clients.values()]
+        for peer in peers:
+            torrent.attach_peer(peer)
+            self._workers[peer.url] = [
+                asyncio.ensure_future(self._worker(torrent, peer, count, chunk))
                 for _ in range(self.connections_per_url)
             ]
         try:
@@ -198,32 +227,25 @@ class WebSeedSource(PeerSource):
                         raise error  # a bug: let the torrent see it
         finally:
             await self.stopped()
-            for url in self.clients:
-                _leave(torrent, ("webseed", url))
+            for peer in peers:
+                torrent.detach_peer(peer)
 
     # ------------------------------------------------------------------ workers
 
-    def _failure_callback(self, url: str) -> Callable[[int], None]:
-        def on_piece_failed(index: int) -> None:
-            client = self.clients[url]
-            if not client.dropped:
-                reason = f"piece {index} it contributed to failed its hash check"
-                log.warning("web seed %s dropped: %s (BEP 19)", url, reason)
-                client.drop(reason)
-            for task in self._workers.get(url, ()):
+    def _dropped(self, peer: WebSeedPeer, reason: str) -> None:
+        """A URL is dropped for this torrent: its workers stop and its blocks go back to the picker."""
+        for task in self._workers.get(peer.url, ()):
+            if task is not asyncio.current_task():
                 task.cancel()
-            if self._torrent is not None:
-                _leave(self._torrent, ("webseed", url))
-
-        return on_piece_failed
+        if self._torrent is not None:
+            self._torrent.detach_peer(peer)
 
     @staticmethod
-    def _stopping(torrent: Torrent) -> bool:
-        return torrent.is_complete or torrent.state in ("stopping", "stopped")
+    def _stopping(torrent: TorrentHandle) -> bool:
+        return torrent.is_complete or torrent.stopping
 
-    async def _worker(
-        self, torrent: Torrent, client: WebSeedClient, key: Hashable, count: int, chunk: int
-    ) -> None:
+    async def _worker(self, torrent: TorrentHandle, peer: WebSeedPeer, count: int, chunk: int) -> None:
+        client = peer.client
         loop = asyncio.get_running_loop()
         idle = _IDLE_MIN
         while not client.dropped and not self._stopping(torrent):
@@ -231,19 +253,19 @@ class WebSeedSource(PeerSource):
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            _join(torrent, key)
-            blocks = torrent.source_pick(key, count)
+            blocks = torrent.pick_blocks(peer, count)
             if not blocks:
                 # not ready yet (checking), or every missing block is in flight elsewhere
                 await asyncio.sleep(idle)
                 idle = min(idle * 2, _IDLE_MAX)
                 continue
             idle = _IDLE_MIN
-            await self._fetch(torrent, client, key, blocks, chunk)
+            await self._fetch(torrent, peer, blocks, chunk)
 
     async def _fetch(
-        self, torrent: Torrent, client: WebSeedClient, key: Hashable, blocks: list[BlockRef], chunk: int
+        self, torrent: TorrentHandle, peer: WebSeedPeer, blocks: list[BlockRef], chunk: int
     ) -> None:
+        client = peer.client
         info = client.info
         runs = block_runs(info, blocks, max_bytes=chunk)
         undelivered = list(blocks)
@@ -265,13 +287,13 @@ class WebSeedSource(PeerSource):
                 view = memoryview(data)
                 pos = 0
                 for block in run.blocks:
-                    torrent.source_block(key, block, view[pos : pos + block.length])
+                    torrent.deliver_block(peer, block, view[pos : pos + block.length])
                     pos += block.length
                 delivered = set(run.blocks)
                 undelivered = [b for b in undelivered if b not in delivered]
         finally:
-            if torrent.state not in ("stopping", "stopped"):
+            if not torrent.stopping:
                 if client.dropped:
-                    _leave(torrent, key)  # gives back every block of this URL
+                    torrent.detach_peer(peer)  # gives back every block of this URL
                 elif undelivered:
-                    torrent.source_release(key, undelivered)
+                    torrent.release_blocks(peer, undelivered)

@@ -1,0 +1,199 @@
+"""Blocks in, verified pieces out (level L5): the one path every received block takes.
+
+A block from a wire peer or a web seed is offered to the picker; a new one is copied into its
+piece's buffer (:class:`~torrentgoat.torrent.pieces.PieceBuffers`), duplicates are counted as waste,
+and peers that still had it requested are told ``cancel`` (BEP 3 endgame).  A complete piece is
+hashed on the hash pool; only if it matches is it written and announced (issue 3, "Verified pieces
+only").  A failed piece is fetched again and its contributors are blamed: a sole contributor at once,
+several through :class:`~torrentgoat.torrent.smartban.SmartBan` once the piece verifies; a web seed
+drops its URL (BEP 19).  Memory held by pieces in flight is bounded by the picker's partial-piece cap
+(``TorrentConfig.picker.max_partial_bytes``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.errors import LocalProtocolError, StorageError
+from torrentgoat.primitives import BlockRef, PeerAddress
+from torrentgoat.rates import RateMeter
+from torrentgoat.torrent.events import PieceFailed
+from torrentgoat.torrent.handle import TorrentHandle
+from torrentgoat.torrent.peer import Peer
+from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.policy import pick_requests
+from torrentgoat.torrent.smartban import SmartBan
+from torrentgoat.torrent.swarm import Swarm
+
+__all__ = ["BlockFlow"]
+
+log = logging.getLogger("torrentgoat.torrent")
+
+Ban = Callable[[Hashable, PeerAddress | None, str], None]
+"""Ban a peer by key and address, with a reason."""
+
+
+class BlockFlow:
+    """Stores, verifies and writes one torrent's blocks; picks for peers that are not wire peers."""
+
+    def __init__(
+        self,
+        swarm: Swarm,
+        host: TorrentHandle,
+        *,
+        ban: Ban,
+        piece_verified: Callable[[int], None],
+        piece_retry: Callable[[], None],
+        write_failed: Callable[[int, StorageError], None],
+    ) -> None:
+        self.swarm = swarm
+        self.host = host
+        self.buffers = PieceBuffers()
+        self.verifying: set[int] = set()
+        """Pieces being hashed or written."""
+        self.meter = RateMeter(time_constant=5.0)
+        """Download rate from peers that are not wire connections (web seeds)."""
+        self._ban = ban
+        self._piece_verified = piece_verified
+        self._piece_retry = piece_retry
+        self._write_failed = write_failed
+        self._smartban = SmartBan()
+        self._full_have: Bitfield | None = None
+
+    # ------------------------------------------------------------------ every block
+
+    def deliver(self, key: Hashable, index: int, begin: int, data: Any) -> bool:
+        """One block from peer ``key``: keep it if the picker wants it; hash complete pieces."""
+        swarm = self.swarm
+        picker, info = swarm.picker, swarm.info
+        length = len(data)
+        counters = swarm.counters
+        counters.downloaded += length
+        if picker is None or info is None:
+            return False
+        arrival = picker.block_received(key, BlockRef(index, begin, length))
+        if not arrival.new:
+            counters.wasted += length
+            return False
+        self.buffers.write(index, info.piece_size(index), begin, data)
+        for other_key in arrival.cancel:
+            other = swarm.peer(other_key)
+            if other is not None:
+                other.cancel(BlockRef(index, begin, length))
+        if arrival.piece_complete:
+            self.verifying.add(index)
+            self.host.spawn(self._verify(index))
+        return True
+
+    async def _verify(self, index: int) -> None:
+        """Hash a completed piece; write it and announce it only if it matches (BEP 3)."""
+        swarm, host = self.swarm, self.host
+        info, picker, storage = swarm.info, swarm.picker, swarm.storage
+        assert info is not None and picker is not None and storage is not None and swarm.have is not None
+        buf = self.buffers.get(index)
+        try:
+            if buf is None:
+                picker.piece_failed(index)
+                return
+            ok = await host.ctx.hasher.verify_piece(info, index, buf)
+            if not ok:
+                self._piece_failed(index, buf)
+                return
+            for culprit in self._smartban.piece_passed(index, buf):
+                self._ban(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")
+            try:
+                await host.ctx.disk.write_piece(storage, index, buf)
+            except StorageError as exc:  # a full disk, a vanished directory: the piece stays missing
+                picker.piece_failed(index)
+                self._write_failed(index, exc)
+                return
+        finally:
+            self.verifying.discard(index)
+            self.buffers.drop(index)
+        if host.stopping:
+            return
+        picker.piece_verified(index)
+        swarm.have.add(index)
+        swarm.counters.verified += info.piece_size(index)
+        self._piece_verified(index)
+
+    def _piece_failed(self, index: int, data: bytearray) -> None:
+        """A piece failed its hash check: fetch it again, and find out who to blame."""
+        swarm = self.swarm
+        picker = swarm.picker
+        assert picker is not None
+        senders = picker.contributors(index)
+        contributors = picker.piece_failed(index)
+        swarm.counters.hash_failures += 1
+        self.host.emit(PieceFailed(index=index))
+        log.warning(
+            "%s: piece %d failed its hash check (from %d peers)", self.host.name, index, len(contributors)
+        )
+        witnesses: dict[int, tuple[Hashable, PeerAddress | None]] = {}
+        for block, key in senders.items():
+            peer = swarm.peer(key)
+            witnesses[block] = (key, peer.address if peer is not None else None)
+        self._smartban.piece_failed(index, data, witnesses)
+        sole = len(contributors) == 1
+        for key in contributors:
+            peer = swarm.peer(key)
+            if peer is not None and peer.piece_failed(index, sole=sole):
+                self._ban(peer.key, peer.address, f"sent piece {index}, which failed its hash check")
+        self._piece_retry()
+
+    # ------------------------------------------------------------------ peers that are not wire peers
+
+    def attach(self, peer: Peer) -> None:
+        """A web seed joins: a seed counted in every piece's availability (BEP 19: "the server acts as
+        a permanently unchoked seed"), or it would never be asked for a piece no wire peer has."""
+        self.swarm.others[peer.key] = peer
+        if self.swarm.picker is not None:
+            self.swarm.picker.peer_have_all(peer.key)
+
+    def detach(self, peer: Peer) -> None:
+        if self.swarm.others.pop(peer.key, None) is not None and self.swarm.picker is not None:
+            self.swarm.picker.peer_left(peer.key)
+
+    def joined_picker(self) -> None:
+        """The picker exists now (after the check): count the attached peers in it."""
+        picker = self.swarm.picker
+        assert picker is not None
+        for key in self.swarm.others:
+            picker.peer_have_all(key)
+
+    def pick(self, peer: Peer, count: int) -> list[BlockRef]:
+        """Up to ``count`` blocks for an attached peer (recorded as requested by it)."""
+        swarm = self.swarm
+        picker, info = swarm.picker, swarm.info
+        if picker is None or info is None or self.host.stopping or peer.key not in swarm.others:
+            return []
+        pieces = peer.pieces()
+        if pieces is None:
+            full = self._full_have
+            if full is None or full.length != info.num_pieces:
+                full = self._full_have = Bitfield(info.num_pieces, full=True)
+            pieces = full
+        return pick_requests(
+            picker, peer.key, pieces, count, now=self.host.now(), cancellable=peer.cancellable
+        )
+
+    def take(self, peer: Peer, block: BlockRef, data: bytes | memoryview) -> bool:
+        """A block an attached peer fetched; returns whether it was new."""
+        if len(data) != block.length:
+            raise LocalProtocolError(f"{peer!r} delivered {len(data)} bytes for {block}")
+        self.meter.add(len(data), self.host.now())
+        return self.deliver(peer.key, block.piece, block.begin, data)
+
+    def release(self, peer: Peer, blocks: Sequence[BlockRef] | None = None) -> None:
+        """The peer will not deliver these blocks (all of its blocks when ``None``)."""
+        picker = self.swarm.picker
+        if picker is None:
+            return
+        if blocks is None:
+            picker.release_peer(peer.key)
+        else:
+            for block in blocks:
+                picker.request_cancelled(peer.key, block)
