@@ -108,6 +108,23 @@ async def test_a_taken_port_falls_back_to_the_next_one() -> None:
             assert second.listen_port != taken and second.listen_port != 0
 
 
+async def test_a_picked_port_taken_for_udp_is_picked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port 0: the system's free TCP port may be taken for UDP (uTP, DHT) by another process; seen
+    on a busy machine as "cannot bind the uTP socket ... Address already in use"."""
+    real_listen = Session._listen
+    tried: list[int] = []
+
+    async def listen(self: Session, port: int) -> None:
+        tried.append(port)
+        if len(tried) == 1:
+            raise ListenError(f"cannot bind the uTP socket to 127.0.0.1:{port}: Address already in use")
+        await real_listen(self, port)
+
+    monkeypatch.setattr(Session, "_listen", listen)
+    async with Session(loopback_config(seed=1)) as session:
+        assert session.listen_port != 0 and tried == [0, 0]
+
+
 async def test_an_explicit_taken_port_is_a_clear_error() -> None:
     async with Session(loopback_config(seed=1)) as first:
         strict = SessionConfig(

@@ -205,7 +205,8 @@ class Session:
             candidates += [p for p in range(first + 1, first + 1 + self.config.port_fallback) if p < 65536]
             candidates.append(0)
         errors = []
-        for port in candidates:
+        # a port the system picks is free for TCP, not necessarily for UDP (uTP, DHT): pick again
+        for port in candidates + [0, 0] * (candidates[-1] == 0):
             try:
                 await self._listen(port)
             except ListenError as exc:

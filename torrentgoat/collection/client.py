@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torrentgoat import bencode
-from torrentgoat.collection._common import Say, quiet
+from torrentgoat.collection._common import Say, quiet, wait_dht
 from torrentgoat.collection.install import ModelInstaller, ModelResult, ReusableFiles
 from torrentgoat.collection.resolve import NotACollection, Resolved, fetch_version, is_btpk, key_and_salt
 from torrentgoat.collection.runner import TorrentRunner, Watch
@@ -363,6 +363,7 @@ class CollectionClient:
             salt=state.salt,
         )
         item.verify()
+        await wait_dht(self.session)  # a session just started may not know a node yet
         current = await self.session.dht.get_mutable(state.public_key, state.salt)
         if current is not None and current.seq > seq:
             self.say(f"the DHT holds a newer version (seq {current.seq}); run update")
