@@ -137,3 +137,8 @@ class EncryptionError(RemoteProtocolError):
     method, oversized padding or initial payload, too much data, or no handshake before the deadline.
     The connection is dropped (under the ``prefer`` policy an outgoing one is retried in plain text).
     """
+
+
+class ResumeDataError(StorageError):
+    """Resume data that cannot be trusted: missing, truncated, corrupt (checksum), of another format
+    version or of another torrent.  Never fatal: the torrent checks every piece instead."""

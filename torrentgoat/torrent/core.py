@@ -71,6 +71,7 @@ from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.resume import ResumeKeeper
 from torrentgoat.torrent.selection import skipped_files
 from torrentgoat.torrent.superseeding import SuperSeeding
 from torrentgoat.torrent.swarm import Swarm
@@ -152,6 +153,8 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.resume = ResumeKeeper(self.swarm, self, self.dest)
+        """Fast-resume data: read at the check, written periodically and on stop."""
         for text in config.extra_peers:
             self.connections.pool.add(PeerAddress.parse(text), "manual")
 
@@ -331,6 +334,7 @@ class Torrent:
     def data_lost(self, index: int, exc: BaseException) -> None:
         """Piece ``index`` was verified but cannot be read back: the files changed under us.  The
         torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
+        self.resume.invalidate()
         self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
 
     # --- blocks for peers that are not wire connections (TorrentHandle) ---------------------------
@@ -424,6 +428,7 @@ class Torrent:
                 await self.ctx.disk.run(storage.flush)
             except StorageError as exc:
                 log.warning("%s: flush failed: %s", self.name, exc)
+            await self.resume.save()
             await self.ctx.disk.run(storage.close)
         self.blocks.buffers.clear()
         self._lifecycle.advance(TorrentState.STOPPED)
@@ -506,7 +511,8 @@ class Torrent:
             for path in await self.ctx.disk.run(storage.trim_oversized):
                 log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
         started = time.monotonic()
-        have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
+        have = await self.resume.check(info, storage, wanted=wanted, progress=progress)
+        self.spawn(self.resume.run())
         swarm.have = have
         swarm.counters.verified = sum(info.piece_size(i) for i in have)
         self.emit(
