@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import shutil
 import signal
@@ -262,6 +263,11 @@ async def _held_version(
         report.failures.append(f"{what}: holds seq {seq} after a kill, expected one of {sorted(allowed)}")
         return seq
     if state is not None:
+        store = Store(root)
+        for model in state.models.values():  # what users load: ROOT/<model> must be the held version
+            if os.path.realpath(store.link_path(model.name)) != os.path.realpath(store.installed_dir(model)):
+                report.failures.append(f"{what}: {model.name} does not lead to the version held (seq {seq})")
+                return seq
         code, output = await _run(_command("collection", "verify", str(root)))
         if code != 0:
             report.failures.append(
