@@ -343,8 +343,8 @@ async def test_cli_get_killed_with_sigkill_resumes_byte_identical(tmp_path: Path
         await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == -signal.SIGKILL
         kept = load_resume(resume).have
-        trusted, to_check = _plan_now(payload, dest)
-        assert trusted > 0 and trusted + to_check < info.num_pieces  # not a full check
+        trusted, _ = _plan_now(payload, dest)
+        assert trusted > 0  # files untouched since the last resume data are not read again
         served_before = source.uploaded
     async with Session(loopback_config(seed=2)) as fast:
         source = await fast.add(payload.metainfo, payload.root, seed=True)
@@ -357,3 +357,95 @@ async def test_cli_get_killed_with_sigkill_resumes_byte_identical(tmp_path: Path
     missing = info.num_pieces - kept.count
     assert fetched <= missing * info.piece_length, f"fetched {fetched} bytes, {missing} pieces were missing"
     assert_same_files(payload.metainfo, payload.root, dest)
+
+
+# --------------------------------------------------------------------------- SIGKILL of collection update
+
+
+@pytest.mark.slow
+async def test_collection_update_killed_with_sigkill_resumes_from_its_resume_data(tmp_path: Path) -> None:
+    """``collection update`` killed while a new model downloads: the directory still holds the old
+    version (``collection verify`` accepts it), the model's resume data names what was verified, and
+    the rerun trusts it, fetches only what was missing and installs the new version."""
+    from tests.test_collection_e2e import local_dht, session_config
+    from torrentgoat.collection import CollectionClient, ModelSpec, Publisher, Store, build_collection
+    from torrentgoat.keys import SigningKey
+    from torrentgoat.metainfo import load_metainfo
+    from torrentgoat.testing.shards import write_model_folder
+
+    key = SigningKey(b"\x05" * 32)
+    src, pub_root, root = tmp_path / "src", tmp_path / "pub", tmp_path / "models"
+    specs = [
+        ModelSpec(name="alpha", path=write_model_folder(src / "alpha", shards=1, shard_size=MiB, seed=1))
+    ]
+    build_collection("zoo", specs, pub_root, key.public_key, piece_length=64 * 1024, hub="http://127.0.0.1:9")
+    async with local_dht() as nodes:
+        boot = nodes[0]
+        port = boot.address.port
+        async with Session(session_config(boot, upload_limit=2 * MiB, seed=1)) as pub_session:
+            publisher = Publisher(pub_session, pub_root, key)
+            first = await publisher.publish()
+            async with Session(session_config(boot, seed=2)) as consumer:
+                assert (await CollectionClient(consumer, root, timeout=60).sync(first.magnet)).ok
+            beta = write_model_folder(src / "beta", shards=2, shard_size=4 * MiB, seed=2)
+            specs.append(ModelSpec(name="beta", path=beta))
+            v2 = build_collection(
+                "zoo", specs, pub_root, key.public_key, piece_length=64 * 1024, hub="http://127.0.0.1:9"
+            )
+            await publisher.publish()
+            entry = v2.model("beta")
+            assert entry is not None
+            store = Store(root)
+            dest = store.model_dest("beta", entry.info_hash)
+            resume = dest / RESUME_DIR / f"{entry.info_hash.hex}.resume"
+            update = [
+                "collection", "update", str(root), "--listen", "127.0.0.1", "--listen6", "", "--port", "0",
+                "--dht-bootstrap", f"127.0.0.1:{port}", "--no-trackers", "-q",
+            ]  # fmt: skip
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _FAST_RESUME, *update, cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            size = sum(f.size for f in entry.files)
+
+            def progressed() -> bool:
+                try:
+                    return (
+                        proc.returncode is not None or load_resume(resume).have.count * 64 * 1024 >= size // 3
+                    )
+                except Exception:
+                    return False
+
+            await wait_until(progressed, timeout=90, what="a third of beta in its resume data", step=0.1)
+            assert proc.returncode is None, "finished before the kill"
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            state = store.load_state()
+            assert state is not None and state.seq == 1 and "beta" not in state.models  # still v1
+            verify = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "torrentgoat", "collection", "verify", str(root), cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await verify.communicate()
+            assert verify.returncode == 0, err.decode()
+            kept = load_resume(resume).have
+            torrent_file = Store(pub_root).torrent_path(entry.info_hash)
+            metainfo = load_metainfo(torrent_file)
+            payload = Payload(root=dest, metainfo=metainfo, torrent_path=torrent_file)
+            trusted, _ = _plan_now(payload, dest)
+            assert trusted > 0  # files untouched since the last resume data are not read again
+            sent_before = sum(t.uploaded for t in pub_session.torrents.values())
+            rerun = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "torrentgoat", *update, cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(rerun.communicate(), 90)
+            assert rerun.returncode == 0, (out + err).decode()
+            sent = sum(t.uploaded for t in pub_session.torrents.values()) - sent_before
+    info = metainfo.info
+    missing = sum(info.piece_size(i) for i in range(info.num_pieces) if i not in kept)
+    assert 0 < sent <= missing + 64 * 1024, f"sent {sent} bytes, {missing} were missing"
+    state = Store(root).load_state()
+    assert state is not None and state.seq == 2 and "beta" in state.models
+    for f in entry.files:
+        assert (root / "beta" / f.path).read_bytes() == (beta / f.path).read_bytes()

@@ -151,7 +151,7 @@ class ResumeKeeper:
         if self._storage() is None:
             return
         while True:
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(min(TICK, self.host.config.resume_interval))
             if self.due(self.host.now()):
                 await self.save()
 
