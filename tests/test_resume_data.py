@@ -28,10 +28,12 @@ from torrentgoat.storage.resume import (
     ResumeData,
     ResumeIdentity,
     ResumePlan,
+    keep_foreign_changes,
     load_resume,
     plan_check,
     save_resume,
     stamp_files,
+    written_since,
 )
 
 PIECE = 16
@@ -264,6 +266,22 @@ def test_pad_files_never_count_as_changed() -> None:
     stamps = list(_stamps(layout))
     stamps[1] = FileStamp(size=12, mtime_ns=1)  # someone created a file where the pad is: ignored
     assert _plan(layout, _resume(layout, "****"), stamps=stamps).changed_files == ()
+
+
+def test_only_our_writes_move_a_stamp_forward() -> None:
+    layout = _layout(32, 40, 24)  # f0: 0-1, f1: 2-4 (piece 4 shared with f2), f2: 4-5
+    old = _stamps(layout)
+    now = tuple(_changed(stamp, mtime_ns=stamp.mtime_ns + 7) for stamp in old)
+    before = Bitfield.from_indices(6, [0, 1])
+    have = Bitfield.from_indices(6, [0, 1, 4])  # piece 4 verified and written since: f1 and f2 are ours
+    written, part_written = written_since(layout, have, before)
+    assert written == {1, 2} and part_written
+    old_part, new_part = FileStamp(size=96, mtime_ns=1), FileStamp(size=96, mtime_ns=2)
+    files, part = keep_foreign_changes((old, old_part), (now, new_part), written, part_written)
+    assert files == (old[0], now[1], now[2])  # f0 changed though we wrote nothing there: old stamp kept
+    assert part == new_part
+    assert keep_foreign_changes((old, old_part), (now, new_part), written, False)[1] == old_part
+    assert written_since(layout, before, before) == (frozenset(), False)
 
 
 # --------------------------------------------------------------------------- files on disk

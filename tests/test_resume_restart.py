@@ -162,6 +162,40 @@ async def test_shortened_file_is_rechecked_and_only_its_pieces_fetched(
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
+async def test_a_file_changed_under_a_running_seed_is_rechecked_after_its_stop(
+    tmp_path: Path, reads: Counter[int]
+) -> None:
+    """Only our own writes move a stamp forward: a shard rewritten by someone else while the torrent
+    seeds keeps its old stamp in the resume data written at stop, so the next start checks it (and
+    finds the damage) instead of trusting it."""
+    payload = make_model_payload(tmp_path, shards=2, shard_size=1 * MiB, seed=13)
+    info = payload.metainfo.info
+    dest = tmp_path / "copy"
+    shutil.copytree(payload.root, dest)
+    await _start(payload, dest, seed=1)
+    shard = _shards(info)[0]
+    async with Session(loopback_config(seed=2)) as session:
+        torrent = await session.add(payload.metainfo, dest, seed=True)
+        await _complete(torrent)
+        path = _path(payload, dest, shard)
+        with path.open("r+b") as handle:  # same size, other bytes, a new mtime
+            handle.seek(info.files[shard].length // 2)
+            handle.write(b"\xff" * 1000)
+        torrent.stop("test")
+        await asyncio.wait_for(torrent.wait_stopped(), 10)
+    reads.clear()
+    async with Session(loopback_config(seed=3)) as session:
+        again = await session.add(payload.metainfo, dest)
+        await wait_until(
+            lambda: again.resume.plan is not None and again.have is not None, timeout=20, what="check"
+        )
+        plan = again.resume.plan
+        assert plan is not None and plan.changed_files == (shard,)
+        assert set(reads) == {shard}
+        assert again.have is not None and not again.have.complete  # the damaged piece is missing
+        again.stop("test")
+
+
 # --------------------------------------------------------------------------- unusable resume data
 
 

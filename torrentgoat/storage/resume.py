@@ -28,7 +28,10 @@ fsync, rename, directory fsync): a kill at any moment leaves the old file or the
   re-checked if either changed, and a piece straddling files also depends on the part file;
 * the pieces of a changed file are **checked** (hashed), and only those;
 * a wanted piece not in ``have`` whose files did not change is **missing** without being read: the
-  bytes it needs were not verified when the stamps were taken, and nothing wrote them since.
+  bytes it needs were not verified when the stamps were taken, and nothing wrote them since;
+* only our own writes move a stamp forward: a file that changed while the torrent ran although it
+  wrote nothing there keeps its previous stamp in the next resume data (:func:`keep_foreign_changes`),
+  so the next start re-checks it rather than trusting whatever is there now.
 """
 
 from __future__ import annotations
@@ -57,11 +60,14 @@ __all__ = [
     "ResumeData",
     "ResumeIdentity",
     "ResumePlan",
+    "Stamps",
+    "keep_foreign_changes",
     "load_resume",
     "plan_check",
     "resume_path",
     "save_resume",
     "stamp_files",
+    "written_since",
 ]
 
 RESUME_DIR = ".torrentgoat-resume"
@@ -105,6 +111,9 @@ class FileStamp:
 
 ABSENT = FileStamp(size=-1)
 UNKNOWN = FileStamp(size=-2)
+
+Stamps = tuple[tuple[FileStamp, ...], FileStamp]
+"""Every file's stamp (in torrent order) and the part file's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -328,7 +337,7 @@ def _stamp(path: str) -> FileStamp:
     return FileStamp(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, ctime_ns=st.st_ctime_ns)
 
 
-def stamp_files(storage: FileStorage) -> tuple[tuple[FileStamp, ...], FileStamp]:
+def stamp_files(storage: FileStorage) -> Stamps:
     """Stamps of every file of ``storage`` (pad files: absent) and of its part file, as they are now."""
     files = storage.layout.files
     stamps = tuple(
@@ -349,29 +358,68 @@ def load_resume(path: str | os.PathLike[str]) -> ResumeData:
     return ResumeData.decode(data)
 
 
+def written_since(layout: Layout, have: Bitfield, before: Bitfield) -> tuple[frozenset[int], bool]:
+    """Files holding bytes of pieces in ``have`` but not in ``before`` (the pieces we wrote since),
+    and whether any of those pieces straddles files (its skipped bytes may be in the part file)."""
+    files: set[int] = set()
+    part = False
+    for index in have:
+        if index in before:
+            continue
+        touched = [i for i in layout.piece_files(index) if not layout.files[i].pad]
+        files.update(touched)
+        part = part or len(touched) > 1
+    return frozenset(files), part
+
+
+def keep_foreign_changes(
+    previous: Stamps, current: Stamps, written: frozenset[int], part_written: bool
+) -> Stamps:
+    """The stamps to record: the current one of every file we wrote since ``previous`` was taken; the
+    previous one of a file that changed although we wrote nothing to it (someone else did), so that
+    the next start sees the change and re-checks that file instead of trusting it."""
+    old_files, old_part = previous
+    new_files, new_part = current
+    files = tuple(
+        new if i in written or new.matches(old) else old
+        for i, (old, new) in enumerate(zip(old_files, new_files, strict=True))
+    )
+    return files, (new_part if part_written or new_part.matches(old_part) else old_part)
+
+
 def save_resume(
     path: str | os.PathLike[str],
     storage: FileStorage,
     *,
     identity: ResumeIdentity,
     have: Bitfield,
+    previous: Stamps | None = None,
+    before: Bitfield | None = None,
 ) -> ResumeData:
     """Flush ``storage``, stamp its files, and write resume data saying ``have`` atomically.
 
     ``have`` must be taken *before* this call: every piece in it is then written before the flush,
     and the stamps are taken after it, so the data of every trusted piece is durable and older than
     the stamps (a piece written meanwhile is at worst not in ``have``: fetched again, never trusted).
+    With ``previous`` (the stamps recorded last, when the verified pieces were ``before``), a file
+    that changed although none of the new pieces is in it keeps its previous stamp
+    (:func:`keep_foreign_changes`): only our own writes move a stamp forward.
     """
     storage.flush()
-    stamps, part = stamp_files(storage)
+    stamps = stamp_files(storage)
     layout = storage.layout
+    if previous is not None and len(previous[0]) == len(stamps[0]):
+        written, part_written = written_since(
+            layout, have, before if before is not None else Bitfield(have.length)
+        )
+        stamps = keep_foreign_changes(previous, stamps, written, part_written)
     data = ResumeData(
         identity=identity,
         piece_length=layout.piece_length,
         num_pieces=layout.num_pieces,
         have=have,
-        files=stamps,
-        part_file=part,
+        files=stamps[0],
+        part_file=stamps[1],
         skipped=storage.skipped_files,
         saved_ns=time.time_ns(),
     )

@@ -41,6 +41,7 @@ from torrentgoat.storage.resume import (
     ResumeData,
     ResumeIdentity,
     ResumePlan,
+    Stamps,
     load_resume,
     plan_check,
     resume_path,
@@ -73,6 +74,10 @@ class ResumeKeeper:
         self.saves = 0
         """Resume files written so far."""
         self._identity: ResumeIdentity | None = None
+        self._stamped: Stamps | None = None
+        """The stamps recorded last (at the check, then by each write) ..."""
+        self._stamped_have: Bitfield | None = None
+        """... and the verified pieces they went with: files of pieces verified since are ours to restamp."""
         self._saved_count = -1
         self._saved_at = 0.0
         self._generation = 0
@@ -98,7 +103,8 @@ class ResumeKeeper:
         if file_storage is None:
             return await ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
         identity = self._identity = ResumeIdentity.of(info)
-        plan = self.plan = await ctx.disk.run(self._plan, file_storage, identity, wanted)
+        plan, stamps = await ctx.disk.run(self._plan, file_storage, identity, wanted)
+        self.plan = plan
         log.info(
             "%s: %s: %d pieces trusted, %d to check",
             self.host.name,
@@ -113,20 +119,23 @@ class ResumeKeeper:
         have = plan.trusted.copy()
         for index in good:
             have.add(index)
+        self._stamped, self._stamped_have = stamps, have.copy()  # what the files looked like for ``have``
         if plan.to_check.count or not plan.used:
             await self.save(have)  # a kill from now on does not cost this check again
         else:
             self._saved_count, self._saved_at = have.count, self.host.now()
         return have
 
-    def _plan(self, storage: FileStorage, identity: ResumeIdentity, wanted: Bitfield) -> ResumePlan:
+    def _plan(
+        self, storage: FileStorage, identity: ResumeIdentity, wanted: Bitfield
+    ) -> tuple[ResumePlan, Stamps]:
         resume: ResumeData | None
         try:
             resume, problem = load_resume(self.path), ""
         except ResumeDataError as exc:
             resume, problem = None, str(exc)
         stamps, part = stamp_files(storage)
-        return plan_check(
+        plan = plan_check(
             resume,
             identity=identity,
             layout=storage.layout,
@@ -136,6 +145,7 @@ class ResumeKeeper:
             wanted=wanted,
             problem=problem,
         )
+        return plan, (stamps, part)
 
     # ------------------------------------------------------------------ writing it
 
@@ -179,7 +189,15 @@ class ResumeKeeper:
             if generation <= self._written_generation or not self.enabled:
                 return
             assert self._identity is not None
-            save_resume(self.path, storage, identity=self._identity, have=have)
+            data = save_resume(
+                self.path,
+                storage,
+                identity=self._identity,
+                have=have,
+                previous=self._stamped,
+                before=self._stamped_have,
+            )
+            self._stamped, self._stamped_have = (data.files, data.part_file), have
             self._written_generation = generation
             self.saves += 1
             if not self.enabled:  # invalidated while this write ran
