@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--slots", type=int, default=TorrentConfig().choker.upload_slots, help="tg upload slots")
     parser.add_argument("--dir", default="/tmp/tgfanout")
+    parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
     parser.add_argument("--timeout", type=float, default=600.0, help="per client, seconds")
     parser.add_argument("--csv", default="")
     parser.add_argument(
@@ -379,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, clients, size, piece, cap, torrent, source, work)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if not args.keep:  # the payload is big: gone unless asked for
+            for path in (source, torrent):
+                path.unlink(missing_ok=True)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -1,6 +1,11 @@
 """Hash-check throughput: torrentgoat's pipeline against the machine's raw ``hashlib`` ceiling.
 
-Run: ``python -m benchmarks.hashing [--size 2GiB] [--piece-size 4MiB] [--dir /tmp] [--threads N]``.
+Run: ``python -m benchmarks.hashing [--size 2GiB] [--piece-size 4MiB] [--dir /tmp] [--threads N]
+[--format v1|v2|hybrid|all]``.
+
+``--format`` picks the torrent format (default ``v1``; ``all`` runs the three in turn and ends with one
+summary table).  The raw ceiling does the same work with bare ``hashlib``: SHA-1 of each piece (v1),
+SHA-256 of each 16 KiB block folded into the piece's merkle node (v2, BEP 52), or both (hybrid).
 
 1. Writes a model-like safetensors file of ``--size`` (reused when already there: ``--keep``), makes its
    .torrent with :func:`torrentgoat.creation.create_torrent`, and warms the page cache.
@@ -38,6 +43,7 @@ from pathlib import Path
 from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.config import IOConfig
 from torrentgoat.creation import create_torrent
+from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage import FileStorage
 from torrentgoat.testing.shards import parse_size, write_safetensors_shard
@@ -45,21 +51,43 @@ from torrentgoat.testing.shards import parse_size, write_safetensors_shard
 __all__ = ["main", "raw_hash"]
 
 
+def _merkle_node(view: memoryview, data_length: int, width: int | None) -> bytes:
+    """Bare-hashlib BEP 52 piece node: SHA-256 per 16 KiB block, zero-padded, folded pairwise."""
+    sha256 = hashlib.sha256
+    layer = [sha256(view[j : j + 16384]).digest() for j in range(0, data_length, 16384)]
+    size = width if width is not None else 1 << (len(layer) - 1).bit_length()
+    pad = bytes(32)
+    while size > 1:
+        if len(layer) % 2:
+            layer.append(pad)
+        layer = [sha256(layer[k] + layer[k + 1]).digest() for k in range(0, len(layer), 2)]
+        pad = sha256(pad + pad).digest()
+        size //= 2
+    return layer[0]
+
+
 def raw_hash(path: Path, info: InfoDict, threads: int) -> float:
-    """Seconds to pread + SHA-1 + compare every piece on ``threads`` plain threads."""
+    """Seconds to pread + hash + compare every piece on ``threads`` plain threads (SHA-1, merkle or both
+    as the torrent's format asks)."""
     fd = os.open(path, os.O_RDONLY)
     piece_length = info.piece_length
     n = info.num_pieces
     counter = itertools.count()
     bad: list[int] = []
+    v1 = info.has_v1
+    checks = [info.v2.piece_check(i) for i in range(n)] if info.v2 is not None else None
 
     def worker() -> None:
         buf = bytearray(piece_length)
         view = memoryview(buf)
         while (i := next(counter)) < n:
             got = os.preadv(fd, [view], i * piece_length)
-            if hashlib.sha1(view[:got]).digest() != info.piece_hash(i):
+            if v1 and hashlib.sha1(view[:got]).digest() != info.piece_hash(i):
                 bad.append(i)
+            if checks is not None:
+                check = checks[i]
+                if _merkle_node(view, check.data_length, check.width) != check.expected:
+                    bad.append(i)
 
     try:
         with ThreadPoolExecutor(threads) as pool:
@@ -199,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cold", action="store_true", help="also measure cold reads (the file dropped from the page cache)"
     )
+    parser.add_argument(
+        "--format",
+        default="v1",
+        choices=["v1", "v2", "hybrid", "all"],
+        help="torrent format to check (default v1; all: each in turn, then a summary)",
+    )
     args = parser.parse_args(argv)
     work = Path(args.dir) / "torrentgoat-hashbench"
     work.mkdir(parents=True, exist_ok=True)
@@ -211,15 +245,47 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         write_safetensors_shard(data, size, seed=1)
         print(f"wrote {data} ({size / 1e6:.0f} MB) in {time.perf_counter() - start:.1f} s")
+    formats: list[TorrentFormat] = ["v1", "v2", "hybrid"] if args.format == "all" else [args.format]
+    summary: list[tuple[str, float, float, float]] = []
+    for fmt in formats:
+        summary.append(bench(fmt, args, data, work, size, piece_length, threads))
+    if len(summary) > 1:
+        print()
+        print(
+            f"{'format':8} {'raw ceiling MB/s':>17} {'check_existing MB/s':>20} {'x ceiling':>9} {'x v1 ceiling':>12}"
+        )
+        v1_ceiling = summary[0][1]
+        for fmt, ceiling_rate, check_rate, _ in summary:
+            print(
+                f"{fmt:8} {ceiling_rate:17.0f} {check_rate:20.0f} {check_rate / ceiling_rate:9.2f}"
+                f" {check_rate / v1_ceiling:12.2f}"
+            )
+    if not args.keep:
+        data.unlink()
+    return 0
+
+
+def bench(
+    fmt: TorrentFormat,
+    args: argparse.Namespace,
+    data: Path,
+    work: Path,
+    size: int,
+    piece_length: int,
+    threads: int,
+) -> tuple[str, float, float, float]:
+    """Every measure for one format; returns (format, ceiling MB/s, best check_existing MB/s, x ceiling)."""
     start = time.perf_counter()
-    metainfo = create_torrent(data, piece_length=piece_length, creation_date=None, threads=threads)
+    metainfo = create_torrent(
+        data, piece_length=piece_length, creation_date=None, threads=threads, format=fmt
+    )
     created = time.perf_counter() - start
     info = metainfo.info
-    torrent = work / f"bench-{size}-{piece_length}.torrent"
+    torrent = work / f"bench-{size}-{piece_length}-{fmt}.torrent"
     torrent.write_bytes(metainfo.to_bytes())
     warmed = warm(data)
     print(
-        f"data {size / 2**30:.2f} GiB, {info.num_pieces} pieces of {piece_length / 2**20:g} MiB,"
+        f"[{fmt}] data {size / 2**30:.2f} GiB, {info.num_pieces} pieces of {piece_length / 2**20:g} MiB,"
         f" {threads} threads (cores: {os.cpu_count()}), window {args.window}, best of {args.repeat}"
     )
     print(
@@ -291,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         " byte / ours) are robust to other load on a shared machine"
     )
     if not args.keep:
-        data.unlink()
         torrent.unlink()
-    return 0
+    best_check = min(min(timings["check_existing (uvloop)"]), min(timings["check_existing (asyncio)"]))
+    return fmt, size / ceiling / 1e6, size / best_check / 1e6, ceiling / best_check
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ import random
 import time
 
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
+from torrentgoat.geometry import PieceGeometry
+from torrentgoat.picker import PickerConfig, PiecePicker
 
 
 def build(args: argparse.Namespace, strategy: str, seed: int = 1) -> tuple[PiecePicker, list[Bitfield]]:
     rng = random.Random(seed)
-    layout = PieceLayout.uniform(args.pieces, args.piece_kib * 1024)
+    layout = PieceGeometry.uniform(args.pieces, args.piece_kib * 1024)
     picker = PiecePicker(layout, rng=random.Random(seed), config=PickerConfig(strategy=strategy))
     haves = []
     for k in range(args.peers):

@@ -33,6 +33,7 @@ Run: ``python -m benchmarks.throughput [--size 1GiB] [--piece-size 4MiB] [--dir 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -291,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1GiB")
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tgbench"))
+    parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
     parser.add_argument("--only", default=",".join(PAIRS), help="comma-separated pairs: " + ",".join(PAIRS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per pair; the fastest is reported")
     parser.add_argument("--timeout", type=float, default=600.0)
@@ -322,45 +324,52 @@ def main(argv: list[str] | None = None) -> int:
     if not data.exists() or data.stat().st_size != size:
         print(f"writing {data} ({size / 2**30:.2f} GiB) ...", flush=True)
         write_safetensors_shard(data, size, seed=0)
-    torrent = work / f"model-{size}-{piece}.torrent"
-    if not torrent.exists():
-        print(f"creating {torrent} ...", flush=True)
-        meta = create_torrent(data, piece_length=piece)
-        torrent.write_bytes(meta.to_bytes())
-    payload = size
-    print(f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
-          f"repeat {args.repeat}", flush=True)
-    variants: list[tuple[str, Path, dict[str, str]]] = [
-        ("", REPO, {"TG_EXPERIMENT": args.experiment} if args.experiment else {})
-    ]
-    for spec in args.compare:
-        label, _, rest = spec.partition("=")
-        root_text, _, experiment = rest.partition(":")
-        root = Path(root_text) if root_text else REPO
-        variants.append((label, root, {"TG_EXPERIMENT": experiment} if experiment else {}))
-    jobs = [(pair, v) for pair in pairs for v in (variants if "tg" in pair else variants[:1])]
-    best: dict[str, RunResult] = {}
-    order: list[str] = []
-    for i in range(args.repeat):  # round robin: load from elsewhere hits every variant alike
-        for pair, (label, root, env) in jobs:
-            r = run_pair(pair, torrent, data, work, payload, args.timeout, env, root, label)
-            print(
-                f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
-                f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
-                f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB)",
-                flush=True,
-            )
-            if r.pair not in best:
-                order.append(r.pair)
-            if r.pair not in best or r.seconds < best[r.pair].seconds:
-                best[r.pair] = r
-    results = [best[name] for name in order]
-    print()
-    print_table(results)
-    if args.csv:
-        write_csv(args.csv, results)
-        print(f"\nwrote {args.csv}")
-    return 0
+    try:
+        torrent = work / f"model-{size}-{piece}.torrent"
+        if not torrent.exists():
+            print(f"creating {torrent} ...", flush=True)
+            meta = create_torrent(data, piece_length=piece)
+            torrent.write_bytes(meta.to_bytes())
+        payload = size
+        print(f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
+              f"repeat {args.repeat}", flush=True)
+        variants: list[tuple[str, Path, dict[str, str]]] = [
+            ("", REPO, {"TG_EXPERIMENT": args.experiment} if args.experiment else {})
+        ]
+        for spec in args.compare:
+            label, _, rest = spec.partition("=")
+            root_text, _, experiment = rest.partition(":")
+            root = Path(root_text) if root_text else REPO
+            variants.append((label, root, {"TG_EXPERIMENT": experiment} if experiment else {}))
+        jobs = [(pair, v) for pair in pairs for v in (variants if "tg" in pair else variants[:1])]
+        best: dict[str, RunResult] = {}
+        order: list[str] = []
+        for i in range(args.repeat):  # round robin: load from elsewhere hits every variant alike
+            for pair, (label, root, env) in jobs:
+                r = run_pair(pair, torrent, data, work, payload, args.timeout, env, root, label)
+                print(
+                    f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
+                    f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
+                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB)",
+                    flush=True,
+                )
+                if r.pair not in best:
+                    order.append(r.pair)
+                if r.pair not in best or r.seconds < best[r.pair].seconds:
+                    best[r.pair] = r
+        results = [best[name] for name in order]
+        print()
+        print_table(results)
+        if args.csv:
+            write_csv(args.csv, results)
+            print(f"\nwrote {args.csv}")
+        return 0
+    finally:
+        if not args.keep:  # the payload is big: gone unless asked for
+            for path in (data, work / f"model-{size}-{piece}.torrent"):
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                seed_dir.rmdir()
 
 
 if __name__ == "__main__":

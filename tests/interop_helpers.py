@@ -4,7 +4,9 @@ Every reference client (libtorrent through ``tools/lt_peer.py``, ``aria2c``, ``t
 runs in its own process on 127.0.0.1 with an explicit free port and its own temp directories.
 Processes are started through the :func:`processes` fixture, whose teardown terminates (then kills)
 every one of them, whatever the test did.  Output is kept so that a failing assertion can show
-what the reference client said (:meth:`RefProcess.tail`).
+what the reference client said (:meth:`RefProcess.tail`).  Every wait here is for an event (a JSON
+line, a listening port, a tracker count) and takes a deadline that suits an idle machine; it is
+stretched by the machine's load (:func:`torrentgoat.testing.timing.scaled`), never slept through.
 
 Quirks this module works around are measured facts from ``INTEROP-NOTES.md``: aria2 has no
 "connect to this peer" option (it needs a tracker), transmission never dials 127.x peers, a
@@ -41,6 +43,7 @@ from torrentgoat.metainfo import Metainfo
 from torrentgoat.primitives import InfoHash
 from torrentgoat.session import SessionConfig
 from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import TorrentConfig
 
 __all__ = [
@@ -75,13 +78,14 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
 
 
 def loopback_config(**torrent: Any) -> SessionConfig:
-    """A session on 127.0.0.1 only: any port, no IPv6 listener, no DHT (never the public routers)."""
+    """A session on 127.0.0.1 only: any port, no IPv6 listener, no DHT (never the public routers), no LSD."""
     return SessionConfig(
         listen_host="127.0.0.1",
         listen_ipv6=None,
         listen_port=0,
         enable_dht=False,
         dht_bootstrap=(),
+        enable_lsd=False,
         torrent=TorrentConfig(**torrent),
     )
 
@@ -175,7 +179,8 @@ def assert_same_files(metainfo: Metainfo, source_root: Path, copy_root: Path) ->
 
 
 async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, step: float = 0.1) -> None:
-    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds (:func:`scaled`)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -184,7 +189,8 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str
 
 
 async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] = ()) -> None:
-    """``torrent.wait_complete()`` within ``timeout``; on failure say where the torrent stood."""
+    """``torrent.wait_complete()`` within ``timeout`` (:func:`scaled`); on failure say where the torrent stood."""
+    timeout = scaled(timeout)
     try:
         await asyncio.wait_for(torrent.wait_complete(), timeout=timeout)
     except TimeoutError:
@@ -210,6 +216,7 @@ async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] 
 
 async def wait_listening(port: int, *, timeout: float, host: str = "127.0.0.1") -> None:
     """Until something accepts TCP connections on ``host:port``."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -235,6 +242,7 @@ async def wait_scrape(
     timeout: float = 10.0,
 ) -> None:
     """Poll a tracker's scrape (BEP 48 / BEP 15) until its counts match the given ones."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -325,9 +333,17 @@ class RefProcess:
         return None if self.process is None else self.process.returncode
 
     def tail(self, n: int = 25) -> str:
-        return f"--- last output of {self.name} ({' '.join(self.argv[:3])} ...) ---\n" + "\n".join(
-            self.lines[-n:]
-        )
+        """The last ``n`` lines of output; periodic ``progress`` lines count as one (the last), so
+        that connects, disconnects and errors before a long stall stay in view."""
+        shown: list[str] = []
+        progress = ""
+        for line in self.lines:
+            if line.startswith('{"event": "progress"'):
+                progress = line
+            else:
+                shown.append(line)
+        shown = shown[-n:] + ([progress] if progress else [])
+        return f"--- last output of {self.name} ({' '.join(self.argv[:3])} ...) ---\n" + "\n".join(shown)
 
     async def wait_event(
         self,
@@ -337,6 +353,7 @@ class RefProcess:
         predicate: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """The first JSON line with ``"event": event`` (and matching ``predicate``)."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
@@ -357,6 +374,7 @@ class RefProcess:
 
     async def wait_line(self, needle: str, *, timeout: float) -> str:
         """The first output line containing ``needle``."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             for line in self.lines:
@@ -377,6 +395,7 @@ class RefProcess:
 
     async def wait_exit(self, *, timeout: float) -> int:
         assert self.process is not None
+        timeout = scaled(timeout)
         try:
             code = await asyncio.wait_for(self.process.wait(), timeout)
         except TimeoutError:

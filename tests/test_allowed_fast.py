@@ -15,6 +15,7 @@ from torrentgoat.bitfield import Bitfield
 from torrentgoat.session import Session
 from torrentgoat.testing.hostile import RawPeer
 from torrentgoat.testing.swarm import MiB, Payload, describe, loopback_config, make_file_payload
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Torrent, TorrentConfig
 from torrentgoat.wire import codec
 from torrentgoat.wire.fast import allowed_fast_set
@@ -27,7 +28,7 @@ PLAIN = codec.make_reserved(extensions=False, fast=False)
 async def _seed(session: Session, payload: Payload, config: TorrentConfig | None = None) -> Torrent:
     torrent = await session.add(payload.metainfo, payload.root, seed=True, config=config)
     try:
-        await asyncio.wait_for(torrent.wait_complete(), 20)
+        await asyncio.wait_for(torrent.wait_complete(), scaled(20))
     except TimeoutError:
         raise AssertionError(describe(torrent)) from None
     return torrent

@@ -33,7 +33,13 @@ MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SESSION_COMMANDS = ("get", "seed", "collection", "publish", "update")
+"""Commands that run a session: the tests keep them on loopback (no LSD multicast on a real NIC)."""
+
+
 def run_cli(*args: str, timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if args and args[0] in SESSION_COMMANDS and "--listen" not in args and "--help" not in args:
+        args = (*args, "--listen", "127.0.0.1", "--listen6", "")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "torrentgoat", *args],
@@ -145,8 +151,9 @@ def test_selection_matching_nothing_exits_two(payload: Payload, tmp_path: Path) 
 
 def test_get_without_any_peer_source_fails_at_once(payload: Payload, tmp_path: Path) -> None:
     result = run_cli(
-        "get", str(payload.torrent_path), "-o", str(tmp_path / "down"), "--no-dht", "--port", "0", timeout=60
-    )
+        "get", str(payload.torrent_path), "-o", str(tmp_path / "down"), "--no-dht", "--no-lsd", "--port", "0",
+        timeout=60,
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     no_traceback(result)
     assert "no peer sources" in result.stderr and "--peer" in result.stderr
@@ -355,3 +362,75 @@ def test_offline_publish_says_it_once_and_soon(built_collection: tuple[Path, Pat
     assert result.returncode == 1, result.stderr
     no_traceback(result)
     assert result.stderr.count("DHT bootstrap failed") == 1, result.stderr
+
+
+# ---------------------------------------------------------------- create and info
+
+
+def test_create_refuses_to_overwrite_without_force(
+    payload: Payload, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = payload.torrent_path.parent / "again.torrent"
+    out.write_bytes(b"keep me")
+    assert main(["create", str(payload.root / payload.metainfo.info.name), "-o", str(out), "-q"]) == 2
+    assert "pass --force" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert (
+        main(["create", str(payload.root / payload.metainfo.info.name), "-o", str(out), "-q", "--force"]) == 0
+    )
+    assert out.read_bytes() != b"keep me"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--tracker", "notaurl", "--tracker"),
+        ("--tracker", "http://", "no host"),
+        ("--web-seed", "ftp://x/y", "http(s)"),
+    ],
+)
+def test_create_validates_urls(
+    payload: Payload,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    message: str,
+) -> None:
+    source = payload.root / payload.metainfo.info.name
+    assert main(["create", str(source), "-o", str(tmp_path / "x.torrent"), option, value, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("torrentgoat: error:") and message in err
+
+
+def test_create_names_the_cli_option_for_symlinks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.safetensors").write_bytes(b"\0" * 1000)
+    (folder / "link").symlink_to(folder / "weights.safetensors")
+    assert main(["create", str(folder), "-o", str(tmp_path / "m.torrent"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--follow-symlinks" in err and "follow_symlinks=True" not in err
+
+
+async def test_info_reads_a_torrent_url(payload: Payload) -> None:
+    from aiohttp import web
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=payload.torrent_path.read_bytes())
+
+    app = web.Application()
+    app.router.add_get("/x.torrent", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        result = await asyncio.to_thread(run_cli, "info", f"http://127.0.0.1:{port}/x.torrent", "--json")
+        missing = await asyncio.to_thread(run_cli, "info", f"http://127.0.0.1:{port}/nope.torrent")
+    finally:
+        await runner.cleanup()
+    assert result.returncode == 0, result.stderr
+    assert payload.metainfo.info_hash.hex in result.stdout
+    assert missing.returncode == 2 and "HTTP 404" in missing.stderr
+    no_traceback(missing)

@@ -18,6 +18,10 @@ TORRENT_KEYS = {
     "type",
     "name",
     "info_hash",
+    "format",
+    "info_hash_v1",
+    "info_hash_v2",
+    "piece_layers",
     "piece_length",
     "num_pieces",
     "total_size",
@@ -34,6 +38,8 @@ MAGNET_KEYS = {
     "type",
     "name",
     "info_hash",
+    "info_hash_v2",
+    "format",
     "trackers",
     "web_seeds",
     "peers",
@@ -102,26 +108,77 @@ def test_create_then_info(data: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert report["trackers"] == [["http://127.0.0.1:1/a", "http://127.0.0.1:2/a"], ["udp://127.0.0.1:3"]]
     assert report["web_seeds"] == ["http://127.0.0.1:4/"] and report["comment"] == "hello"
     assert isinstance(report["creation_date"], int) and report["created_by"].startswith("torrentgoat/")
-    assert [set(f) for f in report["files"]] == [{"path", "size", "offset", "pad"}] * len(m.info.files)
+    file_keys = {"path", "size", "offset", "pad", "symlink", "pieces_root"}
+    assert [set(f) for f in report["files"]] == [file_keys] * len(m.info.files)
+    # the default format is hybrid: libtorrent 2.x's layout, a pad after every misaligned file
     assert [(f["path"], f["size"], f["offset"], f["pad"]) for f in report["files"]] == [
         ("renamed/config.json", 200, 0, False),
         ("renamed/.pad/16184", 16184, 200, True),
         ("renamed/sub/weights.bin", 76800, 16384, False),
+        ("renamed/.pad/5120", 5120, 93184, True),
     ]
+    assert report["format"] == "hybrid" and report["piece_layers"] == "complete"
+    assert report["info_hash_v1"] == m.info_hash.hex == m.info_hashes.v1.hex  # type: ignore[union-attr]
+    assert report["info_hash_v2"] == m.info_hashes.v2.hex  # type: ignore[union-attr]
+    assert f"info-hash v2: {report['info_hash_v2']}" in captured.out
+    assert [f["pieces_root"] is not None for f in report["files"]] == [True, False, True, False]
+    assert all(f["symlink"] is None for f in report["files"])
 
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert m.info_hash.hex in text and "renamed/.pad/16184 [pad]" in text and "[tier 1] udp://" in text
+    assert "format:       hybrid" in text and report["info_hash_v2"] in text
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2", "hybrid"])
+def test_create_formats(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    """``--format v1`` keeps exactly the info-hash of the library's v1 torrents; v2 has no SHA-1 half."""
+    from torrentgoat.creation import create_torrent
+
+    out = tmp_path / "f.torrent"
+    assert main(["create", str(data), "-o", str(out), "--format", fmt, "--no-date", "-q"]) == 0
+    captured = capsys.readouterr().out
+    m = load_metainfo(out)
+    assert m.info.format == fmt
+    same = create_torrent(data, creation_date=None, format=fmt)  # type: ignore[arg-type]
+    assert m.info_hashes == same.info_hashes
+    if fmt == "v1":
+        assert m.info.v2 is None and "info-hash v2" not in captured
+    else:
+        assert m.info_hashes.v2 is not None and f"info-hash v2: {m.info_hashes.v2.hex}" in captured
+    if fmt == "v2":
+        assert m.info.pieces == b"" and m.info_hash == m.info_hashes.v2.truncated  # type: ignore[union-attr]
+        magnet = parse_magnet(captured.split("magnet: ", 1)[1].strip())
+        assert magnet.info_hash is None and magnet.info_hash_v2 == m.info_hashes.v2
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["format"] == fmt
 
 
 def test_create_options(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "a.torrent"
-    assert main(["create", str(data), "-o", str(out), "--no-pad", "--no-date", "-q"]) == 0
+    assert main(["create", str(data), "-o", str(out), "--no-pad", "--no-date", "-q", "--format", "v1"]) == 0
     assert capsys.readouterr().err == ""
     m = load_metainfo(out)
     assert not any(f.pad for f in m.info.files) and m.creation_date is None and m.info.piece_length == 16384
     first = out.read_bytes()
-    assert main(["create", str(data), "-o", str(out), "--no-pad", "--no-date", "--piece-size", "auto"]) == 0
+    assert (
+        main(
+            [
+                "create",
+                str(data),
+                "-o",
+                str(out),
+                "--no-pad",
+                "--no-date",
+                "--force",
+                "--piece-size",
+                "auto",
+                "--format",
+                "v1",
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes() == first  # reproducible without a date
 
 
@@ -136,7 +193,8 @@ def test_create_options(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
         (["info", "{tmp}/missing.torrent"], "cannot read"),
         (["info", "{data}/config.json"], "not a torrent"),
         (["info", "magnet:?xt=urn:btih:nothex"], "info-hash"),
-        (["info", "magnet:?xt=urn:btmh:1220" + "00" * 32], "v2"),
+        (["info", "magnet:?xt=urn:btmh:1220" + "00" * 31], "btmh"),
+        (["create", "{data}", "-o", "{out}", "--no-pad"], "pad files cannot be off"),
     ],
 )
 def test_bad_input_exits_2(
@@ -162,6 +220,8 @@ def test_info_magnet(capsys: pytest.CaptureFixture[str]) -> None:
         "type": "magnet",
         "name": "Model",
         "info_hash": "0123456789abcdef0123456789abcdef01234567",
+        "info_hash_v2": None,
+        "format": "v1",
         "trackers": ["http://127.0.0.1:1/a"],
         "web_seeds": ["http://127.0.0.1:2/"],
         "peers": ["[::1]:6881"],
@@ -191,3 +251,15 @@ def test_module_entry_point(data: Path, tmp_path: Path) -> None:
         timeout=60,
     )
     assert json.loads(info.stdout)["info_hash"] == load_metainfo(out).info_hash.hex
+
+
+def test_info_json_of_libtorrent_v2_symlinks(capsys: pytest.CaptureFixture[str]) -> None:
+    path = Path(__file__).parent / "data" / "libtorrent" / "v2_symlinks.torrent"
+    assert main(["info", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "v2" and report["info_hash_v1"] is None
+    assert report["info_hash"] == report["info_hash_v2"][:40] and report["piece_layers"] == "complete"
+    links = {f["path"]: f["symlink"] for f in report["files"] if f["symlink"] is not None}
+    assert links["SDL2.framework/Headers"] == "SDL2.framework/Versions/Current/Headers"
+    assert all(f["pieces_root"] is None for f in report["files"] if f["pad"] or f["symlink"] is not None)
+    assert sum(f["pieces_root"] is not None for f in report["files"]) == 3

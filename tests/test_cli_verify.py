@@ -112,3 +112,37 @@ def test_symlink_escaping_the_directory_exits_two(
     config.symlink_to(secret)
     assert main(["verify", str(torrent), str(downloads), "-q"]) == 2
     assert "outside the download directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["v2", "hybrid"])
+def test_verify_v2_and_hybrid(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    downloads = tmp_path / "downloads"
+    folder = write_model_folder(downloads / "tiny-model", shards=2, shard_size=200_000, seed=5)
+    metainfo = create_torrent(folder, piece_length=16 * 1024, creation_date=None, format=fmt)  # type: ignore[arg-type]
+    torrent = tmp_path / f"{fmt}.torrent"
+    torrent.write_bytes(metainfo.to_bytes())
+    assert main(["verify", str(torrent), str(downloads)]) == 0
+    out = capsys.readouterr().out
+    assert f"({fmt}; " in out and metainfo.info_hashes.v2 is not None and metainfo.info_hashes.v2.hex in out
+    assert "0 bad, 0 missing" in out
+    shard = downloads / "tiny-model" / "model-00001-of-00002.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[50_000] ^= 1
+    shard.write_bytes(bytes(data))
+    assert main(["verify", str(torrent), str(downloads)]) == 1
+    assert "model-00001-of-00002.safetensors: 1 bad, 0 missing" in capsys.readouterr().out
+
+
+def test_verify_v2_without_piece_layers_checks_whole_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from torrentgoat import bencode
+
+    downloads = tmp_path / "downloads"
+    folder = write_model_folder(downloads / "tiny-model", shards=2, shard_size=200_000, seed=5)
+    metainfo = create_torrent(folder, piece_length=16 * 1024, creation_date=None, format="v2")
+    torrent = tmp_path / "bare.torrent"
+    torrent.write_bytes(bencode.encode({b"info": bencode.decode(metainfo.info.raw)}))
+    assert main(["verify", str(torrent), str(downloads)]) == 0
+    out = capsys.readouterr().out
+    assert "0 bad, 0 missing" in out and "verified whole against their pieces root" in out

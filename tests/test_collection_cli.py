@@ -14,6 +14,7 @@ import pytest
 
 from tests.test_collection_e2e import local_dht
 from torrentgoat.testing.shards import write_model_folder
+from torrentgoat.testing.timing import scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +30,7 @@ async def cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
         cwd=ROOT,
         env={**os.environ, "TORRENTGOAT_NO_UVLOOP": "1"},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), scaled(timeout))
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -77,7 +78,7 @@ async def test_keygen_build_publish_get_ls_update(tmp_path: Path) -> None:
         )  # fmt: skip
         try:
             assert publisher.stdout is not None
-            line = await asyncio.wait_for(publisher.stdout.readline(), 30)
+            line = await asyncio.wait_for(publisher.stdout.readline(), scaled(30))
             magnet = line.decode().strip()
             assert magnet == f"magnet:?xs=urn:btpk:{public}&s={b'goats'.hex()}"
 
@@ -126,7 +127,7 @@ async def test_keygen_build_publish_get_ls_update(tmp_path: Path) -> None:
             assert code == 1 and "SHA-256" in err
         finally:
             publisher.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(publisher.wait(), 30)
+            await asyncio.wait_for(publisher.wait(), scaled(30))
         assert publisher.returncode == 0
 
 

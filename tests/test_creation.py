@@ -273,6 +273,20 @@ def test_unsafe_or_undecodable_names_refused(tmp_path: Path) -> None:
         create_torrent(tmp_path / "d" / "ok", name="../evil")
 
 
+@pytest.mark.parametrize(
+    ("files", "names"),
+    [(["README.md", "readme.md"], "'README.md' and 'readme.md'"), (["W/x", "w"], "'W' and 'w'")],
+)
+def test_names_equal_ignoring_case_refused(tmp_path: Path, files: list[str], names: str) -> None:
+    """One file on macOS / Windows, and renamed by every client (metainfo): the folder could not
+    seed its own torrent."""
+    root = tmp_path / "d"
+    for name in files:
+        write(root / name, 10)
+    with pytest.raises(UnsafePathError, match=f"{names} differ only in case"):
+        create_torrent(root)
+
+
 def test_file_changing_while_hashed_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "f"
     write(path, 20 * MiB)

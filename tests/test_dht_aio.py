@@ -19,6 +19,7 @@ from torrentgoat.cli import main as cli_main
 from torrentgoat.dht import DHTConfig, SigningKey
 from torrentgoat.errors import ConfigError, DHTError, SignatureError
 from torrentgoat.primitives import InfoHash, PeerAddress
+from torrentgoat.testing.swarm import wait_until
 
 CONFIG = DHTConfig(query_timeout=0.5)
 
@@ -115,10 +116,7 @@ async def test_add_node_and_ping() -> None:
     async with DHTNode(host="127.0.0.1", config=CONFIG) as a, DHTNode(host="127.0.0.1", config=CONFIG) as b:
         assert await a.ping(b.address) == b.node_id
         b.add_node(a.address)
-        for _ in range(50):
-            if b.routing_table_size:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: b.routing_table_size > 0, timeout=5, what="a in b's table", step=0.01)
         assert a.node_id in b.engine.table
 
 
@@ -203,9 +201,6 @@ async def test_node_cache_is_saved_periodically(tmp_path: Path) -> None:
         node = DHTNode(host="127.0.0.1", config=CONFIG, node_cache=cache, cache_save_interval=0.05)
         async with node:
             await node.bootstrap([nodes[0].address])
-            for _ in range(100):
-                if cache.exists():
-                    break
-                await asyncio.sleep(0.02)
-            assert cache.exists()  # written while the node is still running
+            # written while the node is still running
+            await wait_until(cache.exists, timeout=5, what="the node cache", step=0.02)
             assert node.load_node_cache() >= 1

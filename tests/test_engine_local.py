@@ -47,6 +47,7 @@ from torrentgoat.testing.swarm import (
     make_file_payload,
     make_model_payload,
 )
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Completed, MetadataReceived, TorrentConfig, TorrentEvent
 
 
@@ -54,6 +55,7 @@ async def _complete(torrent: object, timeout: float = 20.0) -> None:
     from torrentgoat.torrent import Torrent
 
     assert isinstance(torrent, Torrent)
+    timeout = scaled(timeout)
     try:
         await asyncio.wait_for(torrent.wait_complete(), timeout)
     except TimeoutError:
@@ -152,7 +154,7 @@ async def test_many_torrents_between_two_sessions_into_one_directory(tmp_path: P
         torrents = [
             await leecher.add(p.metainfo, dest, peers=[f"127.0.0.1:{seeder.listen_port}"]) for p in payloads
         ]
-        await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in torrents)), 30)
+        await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in torrents)), scaled(30))
     for payload in payloads:
         assert_same_files(payload.metainfo, payload.root, dest)
     assert files_on_disk(dest) == {p.name for p in payloads}
@@ -182,13 +184,13 @@ async def test_magnet_metadata_over_bep9_from_torrentgoat_seeder(tmp_path: Path)
                 events.append(event)
 
         watcher = asyncio.create_task(watch())
-        info = await asyncio.wait_for(torrent.wait_metadata(), 10)
+        info = await asyncio.wait_for(torrent.wait_metadata(), scaled(10))
         assert info.raw == payload.metainfo.info.raw
         assert info.info_hash == payload.metainfo.info_hash
         await _complete(torrent)
         assert torrent.hash_failures == 0
-        await asyncio.wait_for(torrent.wait_stopped(), 10)  # not seeding: stops once complete
-        await asyncio.wait_for(watcher, 5)
+        await asyncio.wait_for(torrent.wait_stopped(), scaled(10))  # not seeding: stops once complete
+        await asyncio.wait_for(watcher, scaled(5))
     assert torrent.stop_reason == "complete"
     kinds = [type(e) for e in events]
     assert MetadataReceived in kinds and Completed in kinds
@@ -217,7 +219,7 @@ async def test_magnet_with_multi_piece_metadata_and_hundreds_of_files(tmp_path: 
             Magnet.from_metainfo(metainfo), peers=(PeerAddress("127.0.0.1", seeder.listen_port),)
         )
         torrent = await leecher.add(magnet.to_uri(), tmp_path / "down")
-        info = await asyncio.wait_for(torrent.wait_metadata(), 10)
+        info = await asyncio.wait_for(torrent.wait_metadata(), scaled(10))
         assert info.raw == metainfo.info.raw
         await _complete(torrent, 30)
     assert assert_same_files(metainfo, root, tmp_path / "down") == 700
@@ -283,8 +285,8 @@ async def test_selection_matching_no_file_is_reported(tmp_path: Path, selection:
         except ConfigError:
             return  # refused up front: fine too
         with pytest.raises(TorrentGoatError, match="selection"):
-            await asyncio.wait_for(torrent.wait_complete(), 10)
-        await asyncio.wait_for(torrent.wait_stopped(), 5)
+            await asyncio.wait_for(torrent.wait_complete(), scaled(10))
+        await asyncio.wait_for(torrent.wait_stopped(), scaled(5))
         assert isinstance(torrent.error, ConfigError)
         assert "selection" in torrent.stop_reason
     assert not (tmp_path / "down").exists() or not files_on_disk(tmp_path / "down")
@@ -373,7 +375,7 @@ async def test_cli_get_from_in_test_seeder_exits_zero(tmp_path: Path) -> None:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), 40)
+            out, err = await asyncio.wait_for(proc.communicate(), scaled(40))
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -407,7 +409,7 @@ async def test_cli_get_exit_codes_without_peers_bad_input_and_ctrl_c(tmp_path: P
     results = {}
     for name, proc in (("timed", timed), ("missing", missing), ("interrupted", interrupted)):
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), 20)
+            out, err = await asyncio.wait_for(proc.communicate(), scaled(20))
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -429,7 +431,7 @@ def _free_port() -> int:
 
 
 async def _until_listening(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while True:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)

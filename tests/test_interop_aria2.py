@@ -40,6 +40,7 @@ from tests.interop_helpers import (
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.magnet import Magnet
 from torrentgoat.session import Session
+from torrentgoat.testing.timing import scaled
 from torrentgoat.testing.tracker import LoopbackTracker, OpenTracker
 from torrentgoat.testing.wire import make_pair
 from torrentgoat.torrent import TorrentConfig
@@ -105,7 +106,7 @@ async def test_aria2_downloads_from_torrentgoat_seeder(
         dest.mkdir()
         async with Session(loopback_config()) as session:
             torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
             await wait_scrape(url, shared.metainfo.info_hash, complete=1)  # we announced as a seed
             leech = await processes.aria2("leech", torrent=shared.torrent_path, directory=dest, binary=binary)
             code = await leech.wait_exit(timeout=25)
@@ -127,7 +128,7 @@ async def test_aria2_downloads_from_super_seeding_torrentgoat(tmp_path: Path, pr
         dest.mkdir()
         async with Session(loopback_config()) as session:
             torrent = await session.add(shared.torrent_path, shared.root, config=config)
-            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
             assert torrent.superseeding is not None
             await wait_scrape(url, shared.metainfo.info_hash, complete=1)
             leech = await processes.aria2("leech", torrent=shared.torrent_path, directory=dest, binary=binary)
@@ -189,7 +190,7 @@ async def test_aria2_joins_torrentgoat_seeder_by_magnet(tmp_path: Path, processe
         dest.mkdir()
         async with Session(loopback_config()) as session:
             torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
             await wait_scrape(url, shared.metainfo.info_hash, complete=1)
             magnet = Magnet(info_hash=shared.metainfo.info_hash, trackers=(url,)).to_uri()
             leech = await processes.aria2(
@@ -217,7 +218,7 @@ async def test_torrentgoat_joins_aria2_seeder_by_magnet(tmp_path: Path, processe
         async with Session(loopback_config()) as session:
             magnet = Magnet(info_hash=shared.metainfo.info_hash, trackers=(url,)).to_uri()
             torrent = await session.add(magnet, dest)
-            info = await asyncio.wait_for(torrent.wait_metadata(), timeout=15)
+            info = await asyncio.wait_for(torrent.wait_metadata(), timeout=scaled(15))
             assert info.raw == shared.metainfo.info.raw
             await complete(torrent, timeout=20, peers=[seeder])
     assert_same_files(shared.metainfo, shared.root, dest)

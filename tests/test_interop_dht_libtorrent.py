@@ -22,6 +22,7 @@ from torrentgoat.aio.dht import DHTNode
 from torrentgoat.dht import DHTConfig, SigningKey, info_hash_value, parse_info_hash_value
 from torrentgoat.dht.items import immutable_target
 from torrentgoat.primitives import InfoHash
+from torrentgoat.testing.timing import scaled
 
 pytestmark = [pytest.mark.interop, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -75,7 +76,7 @@ def _lt_session(lt: Any, port: int, bootstrap: str, listen: str | None = None) -
 async def _wait_alert(
     session: Any, kind: Any, pred: Callable[[Any], bool] = lambda a: True, timeout: float = 20.0
 ) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         for alert in session.pop_alerts():
             if isinstance(alert, kind) and pred(alert):
@@ -100,7 +101,7 @@ class Net:
 
 
 async def _join(node: DHTNode, port: int, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while True:
         try:
             await node.bootstrap([(host, port)])
@@ -149,7 +150,7 @@ async def test_bootstrap_from_libtorrent_and_find_its_dht_only_seeder(net: Net, 
     seeder.add_torrent({"ti": info, "save_path": str(tmp_path)})  # no tracker: the DHT is the only way
     try:
         peers: list[Any] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while not peers and time.monotonic() < deadline:
             peers = await net.node.get_peers(InfoHash(info_hash))
             if not peers:
@@ -247,7 +248,7 @@ async def test_ipv6_peers_both_ways_bep32() -> None:
             lt_hash = hashlib.sha1(b"over ipv6 from libtorrent").digest()
             session.dht_announce(lt.sha1_hash(lt_hash), 5151, 0)
             peers: list[Any] = []
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + scaled(20)
             while ("::1", 5151) not in peers and time.monotonic() < deadline:
                 await asyncio.sleep(0.3)
                 peers = [(p.host, p.port) for p in await node.get_peers(lt_hash)]

@@ -18,6 +18,7 @@ Files are compared byte for byte with the originals after each transfer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import subprocess
 import sys
@@ -41,11 +42,13 @@ from tests.interop_helpers import (
     wait_listening,
     wait_until,
 )
+from torrentgoat import bencode
 from torrentgoat.creation import create_torrent
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
 from torrentgoat.testing.shards import write_safetensors_shard
+from torrentgoat.testing.timing import scaled
 
 pytestmark = pytest.mark.interop
 
@@ -84,10 +87,10 @@ async def test_download_magnet_with_peer_from_libtorrent_seeder(
     dest = tmp_path / "down"
     async with Session(loopback_config()) as session:
         torrent = await session.add(magnet, dest)
-        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=10)
+        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=scaled(10))
         assert info.info_hash == shared.metainfo.info_hash
         assert info.raw == shared.metainfo.info.raw
-        await asyncio.wait_for(torrent.wait_complete(), timeout=25)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(25))
         assert torrent.hash_failures == 0
     assert_same_files(shared.metainfo, shared.root, dest)
 
@@ -99,7 +102,7 @@ async def test_libtorrent_downloads_from_torrentgoat_seeder(tmp_path: Path, proc
     dest.mkdir()
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.metainfo, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)  # checked: everything is there
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))  # checked: everything is there
         assert torrent.state != "stopped"
         leech = await processes.libtorrent(
             "leech",
@@ -120,7 +123,7 @@ def _cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "torrentgoat", *args],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=scaled(timeout),
         check=False,
     )
 
@@ -152,7 +155,7 @@ async def test_libtorrent_joins_torrentgoat_seeder_by_magnet(tmp_path: Path, pro
     dest.mkdir()
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         magnet = Magnet(info_hash=shared.metainfo.info_hash).to_uri()
         leech = await processes.libtorrent(
             "leech", directory=dest, magnet=magnet, peers=[f"127.0.0.1:{session.listen_port}"]
@@ -340,6 +343,37 @@ async def test_odd_folder_both_directions(tmp_path: Path, processes: ProcessGrou
         assert_same_files(metainfo, root.parent, copy_root)
 
 
+async def test_names_equal_but_for_case_land_where_libtorrent_puts_them(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
+    """``U`` and ``u`` in one torrent: libtorrent stores the second as ``u.1`` and so do we (metainfo),
+    so a folder either client filled serves the other."""
+    require_libtorrent()
+    contents = {"U": b"upper" * 5000, "u": b"lower" * 7000}
+    stream = b"".join(contents.values())
+    piece = 16384
+    info = {
+        b"name": b"cases",
+        b"piece length": piece,
+        b"files": [{b"length": len(data), b"path": [name.encode()]} for name, data in contents.items()],
+        b"pieces": b"".join(hashlib.sha1(stream[i : i + piece]).digest() for i in range(0, len(stream), piece)),
+    }
+    torrent_path = tmp_path / "cases.torrent"
+    torrent_path.write_bytes(bencode.encode({b"info": info}))
+    seed_dir = tmp_path / "seed"
+    (seed_dir / "cases").mkdir(parents=True)
+    (seed_dir / "cases" / "U").write_bytes(contents["U"])
+    (seed_dir / "cases" / "u.1").write_bytes(contents["u"])  # where libtorrent looks for "u"
+    seeder = await processes.libtorrent("seed", directory=seed_dir, torrent=torrent_path)
+    dest = tmp_path / "down"
+    async with Session(loopback_config()) as session:
+        torrent = await session.add(torrent_path, dest, peers=[f"127.0.0.1:{seeder.port}"])
+        await complete(torrent, timeout=25, peers=[seeder])
+    assert sorted(p.name for p in (dest / "cases").iterdir()) == ["U", "u.1"]
+    assert (dest / "cases" / "U").read_bytes() == contents["U"]
+    assert (dest / "cases" / "u.1").read_bytes() == contents["u"]
+
+
 async def test_seeder_churn_mid_download(tmp_path: Path, processes: ProcessGroup) -> None:
     """The only (slow) seeder dies mid-download; a second libtorrent seeder appears and we finish
     from it: requests in flight to the dead peer are not lost."""
@@ -370,7 +404,7 @@ async def test_seeder_serves_six_libtorrent_leeches_at_once(tmp_path: Path, proc
     shared = make_shard_torrent(tmp_path, 6 * MiB + 8, seed=13)
     async with Session(loopback_config()) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         dests = [tmp_path / f"lt-{i}" for i in range(6)]
         leeches = []
         for dest in dests:
@@ -402,7 +436,7 @@ async def test_rate_limit_holds_against_libtorrent(
     async with Session(config) as session:
         if direction == "upload":
             torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
             dest = tmp_path / "lt-down"
             dest.mkdir()
             started = time.monotonic()

@@ -40,6 +40,7 @@ from tests.interop_helpers import (
 )
 from torrentgoat.magnet import Magnet
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.testing.timing import scaled
 from torrentgoat.testing.tracker import LoopbackTracker, OpenTracker
 from torrentgoat.torrent import TorrentConfig
 from torrentgoat.tracker.messages import AnnounceEvent
@@ -62,7 +63,7 @@ async def test_libtorrent_finds_torrentgoat_seeder_through_tracker(
         async with Session(loopback_config()) as session:
             ours = session.peer_id
             torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-            await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
             started = await tracker.wait_for(lambda a: a.request.peer_id == ours, timeout=10)
             assert started.transport == transport
             assert started.request.port == session.listen_port
@@ -130,7 +131,7 @@ async def test_opentracker_both_directions(tmp_path: Path, processes: ProcessGro
         dest = tmp_path / "down"
         async with Session(loopback_config(seed=True)) as session:
             torrent = await session.add(shared.torrent_path, dest)  # no peers: only the tracker
-            await asyncio.wait_for(torrent.wait_complete(), timeout=25)
+            await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(25))
             assert_same_files(shared.metainfo, shared.root, dest)
             await wait_scrape(tracker.udp_url, ih, complete=2)  # we announced "completed"
             await seeder.stop()  # its "stopped" may or may not reach the tracker: a dead address stays
@@ -176,14 +177,14 @@ async def test_swarm_of_torrentgoat_sessions_and_libtorrent(tmp_path: Path, proc
             Session(leech_config) as two,
         ):
             origin = await seeder.add(shared.torrent_path, shared.root)
-            await asyncio.wait_for(origin.wait_complete(), timeout=10)
+            await asyncio.wait_for(origin.wait_complete(), timeout=scaled(10))
             await tracker.wait_for(lambda a: a.request.peer_id == seeder.peer_id, timeout=10)
             leeches = [await s.add(shared.torrent_path, d) for s, d in zip((one, two), dests, strict=True)]
             lt = await processes.libtorrent(
                 "leech", directory=lt_dest, torrent=shared.torrent_path, extra=["--exit-after-finish", "60"]
             )
             try:
-                await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in leeches)), timeout=25)
+                await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in leeches)), timeout=scaled(25))
                 await lt.wait_event("finished", timeout=max(1.0, 25 - (time.monotonic() - started)))
             except (TimeoutError, AssertionError) as exc:
                 state = [
@@ -253,7 +254,7 @@ async def test_magnet_with_tracker_finds_libtorrent_and_fetches_metadata(
         dest = tmp_path / "down"
         async with Session(loopback_config()) as session:
             torrent = await session.add(magnet, dest)
-            info = await asyncio.wait_for(torrent.wait_metadata(), timeout=15)
+            info = await asyncio.wait_for(torrent.wait_metadata(), timeout=scaled(15))
             assert info.raw == shared.metainfo.info.raw
             await complete(torrent, timeout=20, peers=[seeder])
     assert_same_files(shared.metainfo, shared.root, dest)
@@ -276,7 +277,7 @@ async def test_download_that_stops_at_completion_still_reports_completed(
             ours = session.peer_id
             torrent = await session.add(shared.torrent_path, tmp_path / "down")
             await complete(torrent, timeout=20, peers=[seeder])
-            await asyncio.wait_for(torrent.wait_stopped(), timeout=10)
+            await asyncio.wait_for(torrent.wait_stopped(), timeout=scaled(10))
         events = [a.request.event for a in tracker.announces if a.request.peer_id == ours]
         assert events[0] is AnnounceEvent.STARTED
         assert AnnounceEvent.COMPLETED in events, f"our announces: {[e.name for e in events]}"
@@ -329,7 +330,7 @@ async def test_libtorrent_finds_torrentgoat_seeder_through_dht(
     shared = make_shard_torrent(tmp_path, 4 * MiB + 3, seed=19)
     async with Session(_dht_config()) as node, Session(_dht_config(node.listen_port)) as seeding:
         torrent = await seeding.add(shared.torrent_path, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         try:  # the seeder's first announce may go out before its bootstrap; the next must come soon
             await wait_until(
                 lambda: node.dht.engine.peer_store.info_hash_count > 0, timeout=12, what="our DHT announce"
@@ -387,7 +388,7 @@ async def test_our_pex_introduces_libtorrent_leeches(tmp_path: Path, processes: 
     config = replace(loopback_config(), upload_limit=2 * MiB)
     async with Session(config) as session:
         torrent = await session.add(shared.torrent_path, shared.root, seed=True)
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         ours = f"127.0.0.1:{session.listen_port}"
         leeches = []
         for name in ("lt-1", "lt-2"):

@@ -37,6 +37,7 @@ from tests.interop_helpers import (
 from torrentgoat.magnet import Magnet
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
+from torrentgoat.testing.timing import scaled
 
 pytestmark = pytest.mark.interop
 
@@ -65,7 +66,7 @@ async def test_torrentgoat_downloads_from_transmission_seeder(
     ).to_uri()
     async with Session(loopback_config()) as session:
         torrent = await session.add(magnet, dest)
-        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=10)
+        info = await asyncio.wait_for(torrent.wait_metadata(), timeout=scaled(10))
         assert info.raw == shared.metainfo.info.raw
         await complete(torrent, timeout=28, peers=[seeder])
         print(
@@ -96,7 +97,7 @@ async def test_transmission_downloads_from_torrentgoat_seeder(
         torrent = await session.add(
             shared.torrent_path, shared.root, seed=True, peers=[f"127.0.0.1:{leech.port}"]
         )
-        await asyncio.wait_for(torrent.wait_complete(), timeout=10)
+        await asyncio.wait_for(torrent.wait_complete(), timeout=scaled(10))
         try:
             await wait_until(finished.exists, timeout=28, what="transmission to finish")
         except AssertionError as exc:

@@ -130,3 +130,28 @@ def test_bad_arguments() -> None:
     assert ss.peer_have("unknown", 1) == []
     ss.peer_joined("a", empty(5))
     assert ss.peer_have("a", 99) == []
+
+
+@pytest.mark.parametrize(("n", "per_peer"), [(2, 1), (3, 2), (3, 1), (7, 2), (33, 2), (33, 3)])
+def test_the_last_piece_is_never_revealed_alone(n: int, per_peer: int) -> None:
+    """The ``have`` that completes a peer's view of us must not be the only one for a piece it lacks
+    (libtorrent drops a seed it is not interested in right then); whatever order the peer finishes."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        ss = SuperSeeder(n, per_peer=per_peer, rng=rng)
+        batches = [ss.peer_joined("a", empty(n))]
+        pending = list(batches[0])
+        while pending:
+            pending.remove(done := rng.choice(pending))
+            batch = ss.peer_have("a", done)
+            batches.append(batch)
+            pending += batch
+        assert sorted(i for b in batches for i in b) == list(range(n))
+        completing = [b for b in batches if b][-1]
+        assert len(completing) >= 2, f"seed {seed}: batches {batches}"
+
+
+def test_a_last_piece_the_peer_holds_is_not_revealed() -> None:
+    ss = SuperSeeder(3, per_peer=1, rng=random.Random(12))
+    shown = ss.peer_joined("a", Bitfield.from_indices(3, [0]))
+    assert len(shown) == 1 and 0 not in shown  # piece 0 is the one left unrevealed: it holds it

@@ -39,6 +39,7 @@ from torrentgoat.testing.swarm import (
     loopback_config,
     make_file_payload,
 )
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Torrent, TorrentConfig
 from torrentgoat.wire import codec
 from torrentgoat.wire.messages import (
@@ -58,6 +59,7 @@ SUPER = TorrentConfig(seed=True, super_seed=True)
 
 
 async def _complete(torrent: Torrent, timeout: float = 30.0) -> None:
+    timeout = scaled(timeout)
     try:
         await asyncio.wait_for(torrent.wait_complete(), timeout)
     except TimeoutError:
@@ -163,6 +165,30 @@ async def test_libtorrent_leeches_from_super_seed(tmp_path: Path, processes: Pro
         await asyncio.gather(*(leech.wait_event("finished", timeout=40) for leech in leeches))
     for dest in dests:
         assert_same_files(shared.metainfo, shared.root, dest)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("pieces", [1, 3])
+async def test_lone_libtorrent_leech_gets_the_last_piece(
+    tmp_path: Path, processes: ProcessGroup, pieces: int
+) -> None:
+    """libtorrent drops a seed whose ``have`` completes its view while it is not interested (it checks
+    for a redundant seed before updating its interest).  Three pieces: the first two are revealed at
+    once, and the third, revealed alone once libtorrent had both, got us dropped one piece short; one
+    piece: the lone ``have`` did.  The last piece now goes out with another (superseed.py), and one
+    piece is seeded normally."""
+    require_libtorrent()
+    shared = make_shard_torrent(tmp_path, pieces * 16384 - 100, piece_length=16384, seed=9)
+    async with Session(loopback_config(torrent=SUPER)) as session:
+        torrent = await session.add(shared.metainfo, shared.root, config=SUPER)
+        await _complete(torrent)
+        dest = tmp_path / "lt"
+        dest.mkdir()
+        leech = await processes.libtorrent(
+            "leech", directory=dest, torrent=shared.torrent_path, peers=[f"127.0.0.1:{session.listen_port}"]
+        )
+        await leech.wait_event("finished", timeout=40)
+    assert_same_files(shared.metainfo, shared.root, dest)
 
 
 @pytest.mark.interop

@@ -255,10 +255,10 @@ def test_young_connections_are_never_evicted() -> None:
 @pytest.mark.parametrize(
     ("ours", "theirs", "new_outgoing", "old_outgoing", "keeps_new"),
     [
-        (b"a", b"b", True, False, True),  # we (smaller id) initiated the new one: keep it
-        (b"a", b"b", False, True, False),  # we initiated the old one: keep the old
-        (b"b", b"a", True, False, False),  # they (smaller) initiated the old one
-        (b"b", b"a", False, True, True),
+        (b"b", b"a", True, False, True),  # we (greater id) initiated the new one: keep it
+        (b"b", b"a", False, True, False),  # we initiated the old one: keep the old
+        (b"a", b"b", True, False, False),  # they (greater) initiated the old one
+        (b"a", b"b", False, True, True),
         (b"a", b"b", True, True, False),  # same initiator: the older one stays
     ],
 )

@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from torrentgoat.aio.tracker import TrackerAnnouncer, UDPTrackerSocket, announce, scrape
 from torrentgoat.errors import TrackerError
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
+from torrentgoat.testing.timing import scaled
 from torrentgoat.testing.tracker import LoopbackTracker, RecordedAnnounce
 from torrentgoat.tracker.messages import AnnounceEvent, AnnounceRequest, TrackerFailure
 from torrentgoat.tracker.tiers import AnnounceConfig
@@ -194,7 +195,7 @@ async def test_announcer_events_started_completed_stopped(transport: str) -> Non
         async with announcer:
             started: RecordedAnnounce = await tracker.wait_for(is_event(ALICE, AnnounceEvent.STARTED))  # type: ignore[arg-type]
             assert started.request.left == 100 and started.request.port == 4321
-            peer = await asyncio.wait_for(announcer.peers.get(), 5)
+            peer = await asyncio.wait_for(announcer.peers.get(), scaled(5))
             assert peer == PeerAddress("127.0.0.9", 9999)
             left[0] = 0
             announcer.completed()
@@ -260,7 +261,7 @@ async def test_announcer_reannounces_after_interval_and_backs_off() -> None:
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(scaled(timeout)):
         while not condition():
             await asyncio.sleep(0.005)
 

@@ -14,6 +14,7 @@ from torrentgoat import bencode
 from torrentgoat.aio.tracker import announce, scrape
 from torrentgoat.errors import TrackerError
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
+from torrentgoat.testing.timing import scaled
 from torrentgoat.testing.tracker import LoopbackTracker, OpenTracker, free_port
 from torrentgoat.tracker.messages import AnnounceEvent, AnnounceRequest, TrackerFailure
 
@@ -129,7 +130,7 @@ async def test_libtorrent_announces_to_our_tracker_and_peers_flow_both_ways(
             assert record.request.event is AnnounceEvent.STARTED
             assert record.request.port == lt_port and record.request.left == 16384
             # tracker -> libtorrent: it dials the peer it got from our tracker.
-            lt_peer_id = await asyncio.wait_for(seen, 20)
+            lt_peer_id = await asyncio.wait_for(seen, scaled(20))
             assert lt_peer_id.startswith(b"-LT")  # libtorrent 2 uses a fresh peer id per connection
             # tracker -> us: we get libtorrent's address.
             reply = await announce(url, req(info_hash, BOB, 40003), timeout=10)

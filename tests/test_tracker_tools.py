@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torrentgoat.aio.tracker import announce
 from torrentgoat.primitives import InfoHash, PeerId
+from torrentgoat.testing.timing import scaled
 from torrentgoat.tracker.messages import AnnounceRequest
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "tracker.py"
@@ -20,7 +21,7 @@ async def test_tool_serves_http_and_udp_until_sigterm() -> None:
     )
     try:
         assert proc.stdout is not None
-        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), scaled(20)))
         assert ready["event"] == "listening"
         request = AnnounceRequest(
             info_hash=InfoHash(b"\x42" * 20), peer_id=PeerId(b"-TG0001-toolsaaaaaaa"), port=9
@@ -30,6 +31,6 @@ async def test_tool_serves_http_and_udp_until_sigterm() -> None:
             assert reply.interval == 60
     finally:
         proc.terminate()
-        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        out, _ = await asyncio.wait_for(proc.communicate(), scaled(20))
     assert proc.returncode == 0
     assert json.loads(out.decode().strip().splitlines()[-1]) == {"event": "stopped", "announces": 2}

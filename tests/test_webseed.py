@@ -61,6 +61,7 @@ from torrentgoat.session import Session, SessionConfig
 from torrentgoat.testing.hub import FakeHub, parse_range_header
 from torrentgoat.testing.shards import make_info, write_model_folder, write_safetensors_shard
 from torrentgoat.testing.swarm import MiB, assert_same_files, describe, files_on_disk, loopback_config
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Torrent
 from torrentgoat.torrent.webseed import WebSeedSource, block_runs
 
@@ -123,6 +124,7 @@ async def _webseeds(torrent: Torrent, source: WebSeedSource) -> AsyncIterator[as
 
 
 async def _complete(torrent: Torrent, timeout: float = 20.0) -> None:
+    timeout = scaled(timeout)
     try:
         await asyncio.wait_for(torrent.wait_complete(), timeout)
     except TimeoutError:
@@ -172,6 +174,13 @@ def test_file_url_multi_file_encodes_each_component() -> None:
     assert file_url(base, info, 1) == f"{base}{COMMIT}/%C3%BCn%C3%AF/x%25y.bin"
     # a multi-file URL without the trailing slash names the same directory
     assert file_url(base.rstrip("/"), info, 2) == f"{base}{COMMIT}/plain.txt"
+
+
+def test_file_url_of_a_renamed_file_uses_the_torrents_name() -> None:
+    """``u`` is stored as ``u.1`` next to ``U`` (metainfo's case rule); the web seed has it as ``u``."""
+    info, _ = make_info("t", [("U", b"1"), ("u", b"2")])
+    assert info.files[1].path == ("t", "u.1")
+    assert file_url("http://h/", info, 1) == "http://h/t/u"
 
 
 def test_map_range_splits_per_file_and_marks_pads() -> None:
@@ -507,7 +516,7 @@ async def test_download_from_web_seeds_alone(tmp_path: Path) -> None:
             torrent = await session.add(metainfo, tmp_path / "down")
             source = _wired_source(torrent)  # Session.add made it from the url-list
             await _complete(torrent)
-            await asyncio.wait_for(torrent.wait_stopped(), 10)
+            await asyncio.wait_for(torrent.wait_stopped(), scaled(10))
         assert torrent.error is None
         assert torrent.hash_failures == 0
         assert source.dropped() == {}
@@ -720,7 +729,7 @@ async def test_libtorrent_downloads_the_same_snapshot_torrent_from_the_fake_hub(
         params.ti = lt.torrent_info(str(torrent_file))
         params.save_path = str(tmp_path / "lt")
         handle = session.add_torrent(params)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while not handle.status().is_seeding:
             assert time.monotonic() < deadline, f"libtorrent stuck: {handle.status().state}"
             await asyncio.sleep(0.1)

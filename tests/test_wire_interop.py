@@ -21,6 +21,7 @@ from tests.conftest import require_libtorrent
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.primitives import BLOCK_SIZE, InfoHash, PeerId
+from torrentgoat.testing.timing import scaled
 from torrentgoat.wire.connection import PeerConnection, PieceGeometry
 from torrentgoat.wire.events import (
     BitfieldReceived,
@@ -74,7 +75,7 @@ def start_seed(lt: Any, directory: Path, payload: bytes) -> tuple[Any, Any, byte
     params.ti = info
     params.save_path = str(directory)
     handle = session.add_torrent(params)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + scaled(5)
     while not handle.status().is_seeding:
         assert time.monotonic() < deadline, "libtorrent seed did not finish checking"
         time.sleep(0.05)
@@ -106,7 +107,7 @@ async def talk(port: int, info_hash: InfoHash, payload: bytes) -> list[Event]:
     try:
         while block is None:
             writer.write(conn.data_to_send())
-            data = await asyncio.wait_for(reader.read(65536), timeout=5)
+            data = await asyncio.wait_for(reader.read(65536), timeout=scaled(5))
             assert data, "libtorrent closed the connection"
             conn.receive_data(data)
             while (event := conn.next_event()) is not None:
@@ -143,7 +144,7 @@ def test_libtorrent_seed_handshake_metadata_and_block(tmp_path: Path) -> None:
     session, handle, raw_info, port = start_seed(lt, tmp_path, payload)
     try:
         info_hash = InfoHash(hashlib.sha1(raw_info).digest())
-        events = asyncio.run(asyncio.wait_for(talk(port, info_hash, payload), timeout=8))
+        events = asyncio.run(asyncio.wait_for(talk(port, info_hash, payload), timeout=scaled(8)))
     finally:
         session.remove_torrent(handle)
         del session
@@ -264,7 +265,7 @@ def test_libtorrent_downloads_magnet_from_our_engine(tmp_path: Path) -> None:
             session.remove_torrent(handle)
         return stats
 
-    stats = asyncio.run(asyncio.wait_for(main(), timeout=9))
+    stats = asyncio.run(asyncio.wait_for(main(), timeout=scaled(9)))
     name = lt.torrent_info(lt.bdecode(b"d4:info" + raw_info + b"e")).name()
     assert (leech_dir / name).read_bytes() == payload
     assert stats["metadata"] >= 1 and stats["blocks"] >= len(payload) // BLOCK_SIZE

@@ -1,8 +1,22 @@
-"""Creating v1 torrents from files on disk, level L3 (blocking file I/O and hashing threads, no asyncio).
+"""Creating torrents from files on disk, level L3 (blocking file I/O and hashing threads, no asyncio).
 
 :func:`create_torrent` walks a file or a directory, lays the files out in one byte stream (with BEP 47
-pad files between them), hashes every piece with SHA-1 (BEP 3) on all cores and returns the validated
-:class:`~torrentgoat.metainfo.Metainfo`; ``metainfo.to_bytes()`` is the .torrent file.
+pad files between them), hashes every piece on all cores and returns the validated
+:class:`~torrentgoat.metainfo.Metainfo`; ``metainfo.to_bytes()`` is the .torrent file.  Three formats:
+
+* ``v1`` (the library default) -- BEP 3: SHA-1 piece hashes, pads *before* each misaligned file; the
+  same info-hash as before BEP 52 support;
+* ``v2`` -- BEP 52 only: a ``file tree`` with each file's ``pieces root`` (SHA-256 merkle tree of its
+  16 KiB blocks) and the ``piece layers`` of files larger than one piece;
+* ``hybrid`` -- both halves describing the same files (BEP 52 "Upgrade Path", what libtorrent 2.x and
+  qBittorrent create by default): the v1 ``files`` list gets a pad *after* every misaligned non-empty
+  file, the last one included (libtorrent's tail padding), when the torrent holds more than one file.
+
+For ``v2`` and ``hybrid`` the info dictionary has exactly libtorrent 2.x's keys and order (``attr`` of a
+single file, ``file tree``, ``files``, ``length``, ``meta version``, ``name``, ``piece length``,
+``pieces``, ``private``), so the same files and piece length give libtorrent's info-hashes wherever the
+two file orders agree (see *Order*).  Every piece holds the bytes of exactly one file in these formats,
+so one read pass computes both SHA-1 of the piece and the SHA-256 leaves of its file bytes.
 
 Layout rules, chosen so the same tree always yields the same info-hash:
 
@@ -46,13 +60,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from torrentgoat import __version__, bencode
 from torrentgoat.bencode import BValue
-from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.errors import ConfigError, StorageError, UnsafePathError
+from torrentgoat.infohashes import TorrentFormat
+from torrentgoat.merkle import BLOCK_SIZE, block_hashes, fold, tree_height
 from torrentgoat.metainfo import (
     MAX_FILES,
     MAX_PIECE_LENGTH,
@@ -61,11 +77,13 @@ from torrentgoat.metainfo import (
     check_path_component,
     parse_info,
 )
+from torrentgoat.metainfo_v2 import TreeFile, build_file_tree
 
 __all__ = [
     "AUTO_MAX_PIECE_LENGTH",
     "AUTO_TARGET_PIECES",
     "DEFAULT_CREATED_BY",
+    "FORMATS",
     "ProgressCallback",
     "SourceFile",
     "auto_piece_length",
@@ -84,6 +102,9 @@ AUTO_MAX_PIECE_LENGTH = 16 * 1024 * 1024
 _CHUNK_BYTES = 4 * 1024 * 1024
 _MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
 
+FORMATS: tuple[TorrentFormat, ...] = ("hybrid", "v1", "v2")
+"""What :func:`create_torrent` can make (``format=``)."""
+
 ProgressCallback = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``, called from the creating thread after each hashed chunk;
 the byte counts include pad bytes."""
@@ -99,6 +120,24 @@ class SourceFile:
     """Path inside the torrent, below its name (empty for a single-file torrent)."""
     length: int
     executable: bool = False
+
+
+def _refuse_case_duplicates(sources: Sequence[SourceFile]) -> None:
+    """Names equal but for ASCII case are one file on macOS and Windows; every client then stores the
+    second under another name (metainfo's renaming rule), so this folder could not seed its own
+    torrent: refuse, naming both."""
+    fold = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+    seen: dict[str, str] = {}
+    for source in sources:
+        parts = source.components
+        for depth in range(1, len(parts) + 1):
+            shown = "/".join(parts[:depth])
+            other = seen.setdefault(shown.translate(fold), shown)
+            if other != shown:
+                raise UnsafePathError(
+                    f"{other!r} and {shown!r} differ only in case: one file on case-insensitive file "
+                    "systems (macOS, Windows); rename one of them"
+                )
 
 
 def auto_piece_length(total_length: int) -> int:
@@ -117,11 +156,12 @@ def _utf8_name(name: str, where: Path) -> str:
     return name
 
 
-def _symlink_refused(path: Path) -> StorageError:
-    return StorageError(
-        f"{os.fsdecode(path)!r} is a symbolic link; refusing to follow it "
-        "(pass follow_symlinks=True / --follow-symlinks to include its target)"
-    )
+class SymlinkRefusedError(StorageError):
+    """A symbolic link in the folder being shared while links are not followed (``follow_symlinks``)."""
+
+
+def _symlink_refused(path: Path) -> SymlinkRefusedError:
+    return SymlinkRefusedError(f"{os.fsdecode(path)!r} is a symbolic link; links are not followed")
 
 
 def scan_files(path: str | os.PathLike[str], *, follow_symlinks: bool = False) -> list[SourceFile]:
@@ -263,12 +303,30 @@ class _OpenFile:
         self.file.close()
 
 
-def _hash_chunk(buffer: bytearray, size: int, piece_length: int) -> bytes:
+_PieceSpec = tuple[int, int | None]
+"""For v2 hashing, per piece: (bytes of file data at its start, merkle width for :func:`fold`: blocks per
+piece for a file of several pieces, ``None`` for a one-piece file whose own width is used)."""
+
+
+def _hash_chunk(
+    buffer: bytearray, size: int, piece_length: int, v1: bool, specs: Sequence[_PieceSpec] | None
+) -> tuple[bytes, list[bytes]]:
+    """SHA-1 of each piece (``v1``) and, with ``specs``, each piece's merkle node: the piece layer entry,
+    or the pieces root of a one-piece file (BEP 52)."""
     view = memoryview(buffer)
-    return b"".join(
-        hashlib.sha1(view[start : min(start + piece_length, size)]).digest()
-        for start in range(0, size, piece_length)
-    )
+    starts = range(0, size, piece_length)
+    sha1 = b""
+    if v1:
+        sha1 = b"".join(
+            hashlib.sha1(view[start : min(start + piece_length, size)]).digest() for start in starts
+        )
+    nodes: list[bytes] = []
+    if specs is not None:
+        for start, (data_length, width) in zip(starts, specs, strict=True):
+            leaves = block_hashes(view[start : start + data_length])
+            count = len(leaves) // 32
+            nodes.append(fold(leaves, 0, width if width is not None else 1 << tree_height(count)))
+    return sha1, nodes
 
 
 def _hash_stream(
@@ -277,14 +335,19 @@ def _hash_stream(
     piece_length: int,
     threads: int,
     progress: ProgressCallback | None,
-) -> bytes:
+    *,
+    v1: bool = True,
+    specs: Sequence[_PieceSpec] | None = None,
+) -> tuple[bytes, list[bytes]]:
     chunk_size = max(1, _CHUNK_BYTES // piece_length) * piece_length
+    per_chunk = chunk_size // piece_length
     workers = threads if threads > 0 else (os.cpu_count() or 1)
     window = max(2, min(2 * workers, _MAX_INFLIGHT_BYTES // chunk_size))
     stream = _Stream(segments)
     digests: list[bytes] = []
+    nodes: list[bytes] = []
     free: list[bytearray] = []
-    pending: deque[tuple[Future[bytes], bytearray, int]] = deque()
+    pending: deque[tuple[Future[tuple[bytes, list[bytes]]], bytearray, int]] = deque()
     offset = done = 0
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="torrentgoat-hash") as pool:
@@ -293,17 +356,22 @@ def _hash_stream(
                     size = min(chunk_size, total - offset)
                     buffer = free.pop() if free else bytearray(min(chunk_size, total))
                     stream.readinto(memoryview(buffer)[:size])
-                    pending.append((pool.submit(_hash_chunk, buffer, size, piece_length), buffer, size))
+                    first = offset // piece_length
+                    chunk_specs = specs[first : first + per_chunk] if specs is not None else None
+                    job = pool.submit(_hash_chunk, buffer, size, piece_length, v1, chunk_specs)
+                    pending.append((job, buffer, size))
                     offset += size
                 future, buffer, size = pending.popleft()
-                digests.append(future.result())
+                sha1, chunk_nodes = future.result()
+                digests.append(sha1)
+                nodes.extend(chunk_nodes)
                 free.append(buffer)
                 done += size
                 if progress is not None:
                     progress(done, total)
     finally:
         stream.close()
-    return b"".join(digests)
+    return b"".join(digests), nodes
 
 
 # ------------------------------------------------------------------------------------------ creation
@@ -340,20 +408,24 @@ def create_torrent(
     threads: int = 0,
     follow_symlinks: bool = False,
     progress: ProgressCallback | None = None,
+    format: TorrentFormat = "v1",
 ) -> Metainfo:
-    """Hash the file or directory at ``path`` into a v1 torrent (BEP 3); blocking, uses threads.
+    """Hash the file or directory at ``path`` into a torrent; blocking, uses threads.
 
     ``piece_length``: a power of two in [16 KiB, 128 MiB], or ``None`` for the automatic rule of the
     module docstring.  ``trackers``: tiers of announce URLs (BEP 12; a bare string is a tier of one).
     ``web_seeds``: BEP 19 URLs.  ``private``: BEP 27 flag.  ``name``: the torrent's name (default: the
     file or directory name).  ``creation_date``: seconds since the epoch, ``"now"``, or ``None`` to
-    omit it.  ``pad``: BEP 47 pad files between files of a multi-file torrent.  ``threads``: hashing
-    threads, 0 for one per core.  ``progress(done_bytes, total_bytes)`` is called as chunks finish.
+    omit it.  ``pad``: BEP 47 pad files between files of a multi-file v1 torrent (v2 and hybrid need
+    them).  ``threads``: hashing threads, 0 for one per core.  ``progress(done_bytes, total_bytes)`` is
+    called as chunks finish.  ``format``: ``v1``, ``v2`` or ``hybrid`` (see the module docstring).
 
     Raises :class:`~torrentgoat.errors.ConfigError` for bad arguments or nothing to hash,
     :class:`~torrentgoat.errors.StorageError` for unreadable, special or changing files and refused
     symlinks, :class:`~torrentgoat.errors.UnsafePathError` for names that are not safe paths.
     """
+    if format not in FORMATS:
+        raise ConfigError(f"torrent format must be one of {', '.join(FORMATS)}, got {format!r}")
     if piece_length is not None and (
         piece_length <= 0
         or piece_length & (piece_length - 1)
@@ -365,11 +437,16 @@ def create_torrent(
         )
     if threads < 0:
         raise ConfigError(f"threads must be 0 (one per core) or more, got {threads}")
+    if format != "v1" and not pad:
+        raise ConfigError(
+            f"a {format} torrent aligns every file to a piece (BEP 52): pad files cannot be off"
+        )
     root = Path(path)
     sources = scan_files(root, follow_symlinks=follow_symlinks)
     if name is None:
         name = _utf8_name(Path(os.path.abspath(root)).name, root)
     check_path_component(name, f"torrent name {name!r}")
+    _refuse_case_duplicates(sources)
     total_data = sum(f.length for f in sources)
     if total_data == 0:
         raise ConfigError(f"nothing to share: {os.fsdecode(root)!r} holds no bytes")
@@ -377,14 +454,63 @@ def create_torrent(
     if piece_length is None:
         piece_length = auto_piece_length(total_data)
 
+    v1 = format != "v2"
+    v2 = format != "v1"
+    segments, entries, specs = _lay_out(sources, piece_length, single=single, pad=pad, v2=v2)
+    total = sum(length for _, length in segments)
+    pieces, nodes = _hash_stream(segments, total, piece_length, threads, progress, v1=v1, specs=specs)
+    info: dict[bytes, BValue] = {b"name": name.encode("utf-8"), b"piece length": piece_length}
+    if v1:
+        info[b"pieces"] = pieces
+        if single:
+            info[b"length"] = sources[0].length
+            if sources[0].executable:
+                info[b"attr"] = b"x"
+        else:
+            info[b"files"] = entries
+    layers: dict[bytes, bytes] = {}
+    if v2:
+        info[b"meta version"] = 2
+        info[b"file tree"] = _file_tree(sources, nodes, piece_length, name if single else None, layers)
+    if private:
+        info[b"private"] = 1
+    parsed = parse_info(bencode.encode(info))
+    if parsed.v2 is not None and layers:
+        parsed = replace(parsed, v2=parsed.v2.with_piece_layers(layers))
+    date: int | None = int(time.time()) if creation_date == "now" else creation_date
+    return Metainfo(
+        info=parsed,
+        announce_tiers=_tiers(trackers),
+        web_seeds=tuple(dict.fromkeys(u.strip() for u in web_seeds if u.strip())),
+        comment=comment,
+        created_by=created_by,
+        creation_date=date,
+    )
+
+
+def _pad_entry(size: int) -> dict[bytes, BValue]:
+    return {b"attr": b"p", b"length": size, b"path": [b".pad", str(size).encode()]}
+
+
+def _lay_out(
+    sources: list[SourceFile], piece_length: int, *, single: bool, pad: bool, v2: bool
+) -> tuple[list[tuple[Path | None, int]], list[BValue], list[_PieceSpec] | None]:
+    """The byte stream (segments, ``None`` for pad zeros), the v1 ``files`` entries and, for v2 hashing,
+    one :data:`_PieceSpec` per piece.
+
+    v1: a pad *before* each misaligned non-empty file.  v2/hybrid: a pad *after* each misaligned
+    non-empty file, the last one included, when there is more than one file (libtorrent 2.x).
+    """
     segments: list[tuple[Path | None, int]] = []
     entries: list[BValue] = []
+    specs: list[_PieceSpec] | None = [] if v2 else None
     offset = 0
+    blocks_per_piece = piece_length // BLOCK_SIZE
     for source in sources:
         gap = -offset % piece_length
-        if pad and not single and source.length > 0 and gap:
+        if not v2 and pad and not single and source.length > 0 and gap:
             segments.append((None, gap))
-            entries.append({b"attr": b"p", b"length": gap, b"path": [b".pad", str(gap).encode()]})
+            entries.append(_pad_entry(gap))
             offset += gap
         segments.append((source.source, source.length))
         entry: dict[bytes, BValue] = {
@@ -395,27 +521,48 @@ def create_torrent(
             entry[b"attr"] = b"x"
         entries.append(entry)
         offset += source.length
+        if specs is not None and source.length > 0:
+            count = -(-source.length // piece_length)
+            width = blocks_per_piece if count > 1 else None
+            specs.extend((min(piece_length, source.length - i * piece_length), width) for i in range(count))
+            gap = -offset % piece_length
+            if gap and len(sources) > 1:
+                segments.append((None, gap))
+                entries.append(_pad_entry(gap))
+                offset += gap
+    return segments, entries, specs
 
-    pieces = _hash_stream(segments, offset, piece_length, threads, progress)
-    info: dict[bytes, BValue] = {
-        b"name": name.encode("utf-8"),
-        b"piece length": piece_length,
-        b"pieces": pieces,
-    }
-    if single:
-        info[b"length"] = sources[0].length
-        if sources[0].executable:
-            info[b"attr"] = b"x"
-    else:
-        info[b"files"] = entries
-    if private:
-        info[b"private"] = 1
-    date: int | None = int(time.time()) if creation_date == "now" else creation_date
-    return Metainfo(
-        info=parse_info(bencode.encode(info)),
-        announce_tiers=_tiers(trackers),
-        web_seeds=tuple(dict.fromkeys(u.strip() for u in web_seeds if u.strip())),
-        comment=comment,
-        created_by=created_by,
-        creation_date=date,
-    )
+
+def _file_tree(
+    sources: list[SourceFile],
+    nodes: list[bytes],
+    piece_length: int,
+    single_name: str | None,
+    layers: dict[bytes, bytes],
+) -> dict[bytes, BValue]:
+    """The BEP 52 ``file tree`` from the per-piece merkle nodes; fills ``layers`` (root -> piece layer)."""
+    height = (piece_length // BLOCK_SIZE).bit_length() - 1
+    tree_files: list[TreeFile] = []
+    at = 0
+    for source in sources:
+        components = (single_name,) if single_name is not None else source.components
+        root: bytes | None = None
+        if source.length > 0:
+            count = -(-source.length // piece_length)
+            file_nodes = nodes[at : at + count]
+            at += count
+            if count == 1:
+                root = file_nodes[0]
+            else:
+                layer = b"".join(file_nodes)
+                root = fold(layer, height, 1 << tree_height(count))
+                layers[root] = layer
+        tree_files.append(
+            TreeFile(
+                components=tuple(c.encode("utf-8") for c in components),
+                length=source.length,
+                attr="x" if source.executable else "",
+                pieces_root=root,
+            )
+        )
+    return build_file_tree(tree_files)

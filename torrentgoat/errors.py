@@ -16,8 +16,14 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "DataChangedError",
     "DiskFullError",
     "EncryptionError",
+    "EntryNotFoundError",
+    "GatewayError",
+    "HybridMismatchError",
+    "InvalidHashesError",
+    "InvalidRequestError",
     "KRPCError",
     "ListenError",
     "LocalProtocolError",
@@ -27,12 +33,18 @@ __all__ = [
     "NoPeerSourcesError",
     "ProtocolError",
     "RemoteProtocolError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
     "SignatureError",
     "StorageError",
     "TorrentGoatError",
     "TrackerError",
+    "UTPError",
+    "UTPPacketError",
     "UnsafeModelError",
     "UnsafePathError",
+    "UnsupportedV2Error",
+    "UpstreamError",
     "VerificationError",
     "WebSeedError",
 ]
@@ -137,6 +149,58 @@ class EncryptionError(RemoteProtocolError):
     method, oversized padding or initial payload, too much data, or no handshake before the deadline.
     The connection is dropped (under the ``prefer`` policy an outgoing one is retried in plain text).
     """
+
+
+class GatewayError(TorrentGoatError):
+    """A request to the Hugging Face gateway that cannot be answered as asked (the HTTP answer says why)."""
+
+
+class RepoNotFoundError(GatewayError):
+    """No source holds the repository (the Hub's ``X-Error-Code: RepoNotFound``)."""
+
+
+class RevisionNotFoundError(GatewayError):
+    """The repository is held, but not at that branch, tag or commit (``X-Error-Code: RevisionNotFound``)."""
+
+
+class EntryNotFoundError(GatewayError):
+    """The revision holds no such file or folder (``X-Error-Code: EntryNotFound``)."""
+
+
+class InvalidRequestError(GatewayError):
+    """A request path or parameter that is malformed or unsafe (``..``, backslashes, bad repo id): HTTP 400."""
+
+
+class UpstreamError(GatewayError):
+    """The upstream hub could not be reached or answered something unusable: HTTP 502."""
+
+
+class UTPPacketError(RemoteProtocolError):
+    """A datagram that is not a well-formed uTP packet (BEP 29): the packet is dropped."""
+
+
+class UTPError(TorrentGoatError, ConnectionError):
+    """A uTP connection failed: refused, reset by the peer, timed out, or the endpoint is closed."""
+
+
+class HybridMismatchError(MetainfoError):
+    """A hybrid torrent (BEP 52 "Upgrade Path") whose v1 and v2 halves do not describe the same files:
+    a v1 and a v2 peer would verify different data, so it is refused (the message names the mismatch)."""
+
+
+class UnsupportedV2Error(TorrentGoatError):
+    """A BitTorrent v2 torrent (BEP 52) reached code that cannot handle it yet; the message starts with
+    ``v2 torrent:`` and says what is missing."""
+
+
+class InvalidHashesError(RemoteProtocolError):
+    """A BEP 52 ``hashes`` message whose hashes or proof do not lead to the file's ``pieces root``, or
+    that answers no request we made: the peer is at fault (drop it, like one sending bad data)."""
+
+
+class DataChangedError(StorageError):
+    """A file holding verified pieces changed on disk (removed, truncated, rewritten) since they were
+    verified: its pieces are taken back and checked again (BEP 54 ``lt_donthave`` tells peers)."""
 
 
 class ResumeDataError(StorageError):

@@ -1,17 +1,22 @@
-"""Magnet URIs, level L1: BEP 9 (``xt``, ``dn``, ``tr``, ``ws``, ``x.pe``), BEP 53 (``so``), BEP 46 (``xs``).
+"""Magnet URIs, level L1: BEP 9 (``xt``, ``dn``, ``tr``, ``ws``, ``x.pe``), BEP 53 (``so``), BEP 46 (``xs``),
+BEP 52 (``xt=urn:btmh:``).
 
 A magnet names a torrent by its info-hash (``xt=urn:btih:`` with 40 hex or 32 base32 characters,
-BEP 9) or, for a mutable torrent, by the ed25519 public key it is published under
-(``xs=urn:btpk:<64 hex>`` and an optional ``s=<salt hex>``, BEP 46); at least one of the two is needed.
+BEP 9), by its v2 info-hash (``xt=urn:btmh:1220`` + 64 hex digits: a SHA-256 multihash, BEP 52), by
+both (a hybrid torrent), or, for a mutable torrent, by the ed25519 public key it is published under
+(``xs=urn:btpk:<64 hex>`` and an optional ``s=<salt hex>``, BEP 46); at least one is needed.
 
 * ``dn`` display name, ``tr`` trackers (every one, in order), ``ws`` web seeds (BEP 19),
   ``x.pe`` peer addresses ``host:port`` / ``[v6]:port`` with IP literals (BEP 9);
 * ``so`` file selection ``0,2,4-6`` (BEP 53), kept as a sorted tuple of file indices;
-* ``xt=urn:btmh:`` (BitTorrent v2, BEP 52) is not supported: a magnet holding only a v2 hash is refused
-  with a :class:`~torrentgoat.errors.MagnetError`; a hybrid magnet (``btih`` and ``btmh``) is read
-  through its v1 hash;
 * parameters may carry a numeric suffix (``tr.1``, ``xt.2``) as some generators emit; other
   parameters are ignored.
+
+Read liberally where it is safe (what real magnets hold, issue 12): an ``xt`` of another kind
+(``urn:ed2k:``, ``urn:tree:tiger:``, ``urn:sha1:``, a ``btmh`` of another hash function) next to a known
+one is ignored; a malformed ``x.pe`` entry is dropped, not the magnet; repeated ``so`` are merged
+(``so=2-4&so=1`` is files 1-4).  A malformed ``btih``/``btmh``, or two different ones, still refuse it:
+those name what gets verified.
 
 Values are percent-decoded with ``+`` read as a space (the query form encoding); :meth:`Magnet.to_uri`
 percent-encodes every reserved character, so ``parse_magnet(m.to_uri()) == m``.
@@ -24,11 +29,19 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_plus
 
-from torrentgoat.errors import MagnetError
+from torrentgoat.errors import MagnetError, UnsupportedV2Error
+from torrentgoat.infohashes import InfoHashes, InfoHashV2
 from torrentgoat.metainfo import MAX_FILES, Metainfo
 from torrentgoat.primitives import InfoHash, PeerAddress
 
-__all__ = ["MAX_MAGNET_LENGTH", "Magnet", "format_selection", "parse_magnet", "parse_selection"]
+__all__ = [
+    "MAX_MAGNET_LENGTH",
+    "Magnet",
+    "check_swarm_support",
+    "format_selection",
+    "parse_magnet",
+    "parse_selection",
+]
 
 MAX_MAGNET_LENGTH = 64 * 1024
 """Longest magnet URI accepted (real ones with dozens of trackers stay under 8 KiB)."""
@@ -44,7 +57,7 @@ class Magnet:
     """What a magnet URI holds; build one with :func:`parse_magnet` or directly, emit with :meth:`to_uri`."""
 
     info_hash: InfoHash | None = None
-    """BEP 9 ``xt=urn:btih:``; ``None`` only for a BEP 46 magnet naming a public key alone."""
+    """BEP 9 ``xt=urn:btih:`` (SHA-1); ``None`` for a v2-only magnet or a BEP 46 key-only one."""
     display_name: str = ""
     """``dn``: a name to show until the metadata arrives (never trusted as a path)."""
     trackers: tuple[str, ...] = ()
@@ -59,10 +72,14 @@ class Magnet:
     """BEP 46 ``xs=urn:btpk:``: the 32-byte ed25519 key the torrent's info-hash is published under."""
     salt: bytes = b""
     """BEP 46 ``s``: the salt of the BEP 44 mutable item."""
+    info_hash_v2: InfoHashV2 | None = None
+    """BEP 52 ``xt=urn:btmh:`` (SHA-256 of a v2 or hybrid torrent's ``info``)."""
 
     def __post_init__(self) -> None:
-        if self.info_hash is None and self.public_key is None:
-            raise MagnetError("a magnet needs an info-hash (xt=urn:btih:) or a public key (xs=urn:btpk:)")
+        if self.info_hash is None and self.info_hash_v2 is None and self.public_key is None:
+            raise MagnetError(
+                "a magnet needs an info-hash (xt=urn:btih: or xt=urn:btmh:) or a public key (xs=urn:btpk:)"
+            )
         if self.public_key is not None and len(self.public_key) != 32:
             raise MagnetError(f"BEP 46 public key must be 32 bytes, got {len(self.public_key)}")
         if len(self.salt) > MAX_SALT_LENGTH:
@@ -72,11 +89,25 @@ class Magnet:
         ):
             raise MagnetError(f"select_only must be sorted distinct indices below {MAX_FILES}")
 
+    @property
+    def info_hashes(self) -> InfoHashes | None:
+        """The v1 and v2 info-hashes named (``None`` for a key-only BEP 46 magnet)."""
+        if self.info_hash is None and self.info_hash_v2 is None:
+            return None
+        return InfoHashes(v1=self.info_hash, v2=self.info_hash_v2)
+
+    @property
+    def v2_only(self) -> bool:
+        """Names a torrent by its v2 info-hash alone (``xt=urn:btmh:`` without ``btih``)."""
+        return self.info_hash is None and self.info_hash_v2 is not None
+
     def to_uri(self) -> str:
-        """The magnet URI; parameters in the order xt, dn, tr, ws, x.pe, so, xs, s."""
+        """The magnet URI; parameters in the order xt (btih, btmh), dn, tr, ws, x.pe, so, xs, s."""
         params: list[str] = []
         if self.info_hash is not None:
             params.append(f"xt=urn:btih:{self.info_hash.hex}")
+        if self.info_hash_v2 is not None:
+            params.append(f"xt=urn:btmh:{self.info_hash_v2.multihash}")
         if self.display_name:
             params.append(f"dn={_quote(self.display_name)}")
         params.extend(f"tr={_quote(url)}" for url in self.trackers)
@@ -92,9 +123,11 @@ class Magnet:
 
     @classmethod
     def from_metainfo(cls, metainfo: Metainfo) -> Magnet:
-        """The magnet of a torrent: its info-hash, name, trackers and web seeds."""
+        """The magnet of a torrent: its info-hash(es), name, trackers and web seeds."""
+        hashes = metainfo.info_hashes
         return cls(
-            info_hash=metainfo.info_hash,
+            info_hash=hashes.v1,
+            info_hash_v2=hashes.v2,
             display_name=metainfo.info.name,
             trackers=metainfo.trackers,
             web_seeds=metainfo.web_seeds,
@@ -168,12 +201,13 @@ def parse_magnet(uri: str) -> Magnet:
         raise MagnetError(f"not a magnet URI (must start with 'magnet:?'): {uri[:40]!r}")
     query = uri[8:].split("#", 1)[0]
     info_hash: InfoHash | None = None
-    saw_v2 = False
+    info_hash_v2: InfoHashV2 | None = None
+    unknown_xt: list[str] = []
     name = ""
     trackers: list[str] = []
     web_seeds: list[str] = []
     peers: list[PeerAddress] = []
-    select: tuple[int, ...] = ()
+    select: set[int] = set()
     public_key: bytes | None = None
     salt = b""
     for item in query.split("&"):
@@ -197,10 +231,13 @@ def parse_magnet(uri: str) -> Magnet:
                 if info_hash is not None and parsed != info_hash:
                     raise MagnetError("magnet names two different info-hashes (xt=urn:btih:)")
                 info_hash = parsed
-            elif lowered.startswith("urn:btmh:"):
-                saw_v2 = True
+            elif lowered.startswith("urn:btmh:") and lowered[9:13] == "1220":
+                parsed_v2 = InfoHashV2.from_multihash(value[9:].lower())
+                if info_hash_v2 is not None and parsed_v2 != info_hash_v2:
+                    raise MagnetError("magnet names two different v2 info-hashes (xt=urn:btmh:)")
+                info_hash_v2 = parsed_v2
             else:
-                raise MagnetError(f"xt: unsupported URN {value[:60]!r} (expected urn:btih:)")
+                unknown_xt.append(value[:60])  # urn:ed2k:, urn:tree:tiger:, another multihash...
         elif key == "dn":
             name = value
         elif key == "tr":
@@ -210,29 +247,33 @@ def parse_magnet(uri: str) -> Magnet:
             if value and value not in web_seeds:
                 web_seeds.append(value)
         elif key == "x.pe":
-            peer = _peer(value)
+            try:
+                peer = _peer(value)
+            except MagnetError:
+                continue  # one bad peer address does not spoil the magnet
             if peer not in peers:
                 peers.append(peer)
         elif key == "so":
-            select = parse_selection(value)
+            select.update(parse_selection(value))
         elif key == "xs":
             if value.lower().startswith("urn:btpk:"):
                 public_key = _hex(value[9:], "xs=urn:btpk: public key", 32)
         elif key == "s":
             salt = _hex(value, "s (salt)", None)
-    if info_hash is None and public_key is None:
-        if saw_v2:
+    if info_hash is None and info_hash_v2 is None and public_key is None:
+        if unknown_xt:
             raise MagnetError(
-                "magnet holds only a BitTorrent v2 hash (xt=urn:btmh:); v2 torrents are not supported"
+                f"xt: unsupported URN {unknown_xt[0]!r} (expected urn:btih: or urn:btmh:1220...) and no other"
             )
-        raise MagnetError("magnet has neither xt=urn:btih: nor xs=urn:btpk:")
+        raise MagnetError("magnet has neither xt=urn:btih: / xt=urn:btmh: nor xs=urn:btpk:")
     return Magnet(
         info_hash=info_hash,
+        info_hash_v2=info_hash_v2,
         display_name=name,
         trackers=tuple(trackers),
         web_seeds=tuple(web_seeds),
         peers=tuple(peers),
-        select_only=select,
+        select_only=tuple(sorted(select)),
         public_key=public_key,
         salt=salt,
     )
@@ -255,3 +296,35 @@ def _hex(text: str, what: str, size: int | None) -> bytes:
     if size is not None and len(data) != size:
         raise MagnetError(f"{what} must be {size} bytes ({2 * size} hex digits), got {len(data)}")
     return data
+
+
+def check_swarm_support(source: Metainfo | Magnet) -> None:
+    """Raise :class:`~torrentgoat.errors.UnsupportedV2Error` ("v2 torrent: ...") for what the swarm code
+    cannot download yet (BEP 52 phase 1: formats everywhere, wire and swarm later).
+
+    * a v2-only magnet (``btmh`` without ``btih``): its metadata is checked by SHA-256 and its piece layers
+      come from peers by hash requests, neither wired into the torrent yet;
+    * a v2-only .torrent that lacks piece layers: same reason.
+
+    A hybrid torrent or magnet is fine: it joins the v1 swarm (SHA-1 info-hash) and its pieces are checked
+    against both halves.  A v2-only .torrent with all its piece layers is fine too (the v2 swarm is joined
+    with the truncated SHA-256; hash requests from peers are not answered yet).
+    """
+    if isinstance(source, Magnet):
+        if source.v2_only:
+            raise UnsupportedV2Error(
+                "v2 torrent: a v2-only magnet (xt=urn:btmh: without xt=urn:btih:) needs its metadata checked"
+                " by SHA-256 and its piece layers fetched from peers (BEP 52), which the swarm does not do"
+                " yet; use its .torrent file, or a hybrid magnet"
+            )
+        return
+    v2 = source.info.v2
+    if v2 is not None and not source.info.has_v1:
+        missing = v2.missing_piece_layers()
+        if missing:
+            names = ", ".join(source.info.files[f.index].path_str for f in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise UnsupportedV2Error(
+                f"v2 torrent: the .torrent lacks the piece layers of {len(missing)} file(s) ({names}{more});"
+                " they would have to come from peers by BEP 52 hash requests, which the swarm does not send yet"
+            )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,23 +23,28 @@ from typing import Any
 
 from torrentgoat.aio.disk import DiskExecutor
 from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.lsd import LSDService, lsd_interface
+from torrentgoat.aio.mse import EncryptedListener
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.torrentfile import fetch_torrent_bytes
+from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
 from torrentgoat.errors import (
     ConfigError,
     DHTError,
     ListenError,
     MagnetError,
-    MetainfoError,
     TorrentGoatError,
+    UTPError,
 )
 from torrentgoat.magnet import Magnet, parse_magnet
 from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
+from torrentgoat.mse import MSEConfig, StreamKeys
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
 from torrentgoat.torrent.handle import PeerSource
-from torrentgoat.torrent.sources import DHTSource, TrackerSource
+from torrentgoat.torrent.sources import DHTSource, LSDSource, TrackerSource
 from torrentgoat.torrent.webseed import WebSeedSource
 from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
@@ -47,8 +53,6 @@ __all__ = ["Session", "SessionConfig"]
 
 log = logging.getLogger("torrentgoat.session")
 
-MAX_TORRENT_DOWNLOAD = 32 * 1024 * 1024
-"""Largest .torrent accepted from a URL."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +73,13 @@ class SessionConfig:
     """Session-wide upload limit in bytes per second (0: unlimited)."""
     download_limit: int = 0
     """Session-wide download limit in bytes per second (0: unlimited)."""
+    enable_utp: bool = True
+    """Speak uTP (BEP 29) as well as TCP: accept uTP connections on the listen port (one UDP socket
+    with the DHT) and dial over uTP when TCP fails, or first for public addresses (see
+    :class:`~torrentgoat.torrent.connections.Connections`)."""
+    utp_first: bool | None = None
+    """Which transport a dial tries first: None (uTP to public addresses, TCP on the LAN), True (uTP
+    always), False (TCP always); the other one is the fallback."""
     enable_dht: bool = True
     """Run a mainline DHT node (BEP 5) to find peers for trackerless magnets."""
     dht_bootstrap: tuple[tuple[str, int], ...] = DEFAULT_DHT_ROUTERS
@@ -79,6 +90,13 @@ class SessionConfig:
     """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
     enable_pex: bool = True
     """Peer exchange (BEP 11) on public torrents."""
+    enable_lsd: bool = True
+    """Local Service Discovery (BEP 14): announce public torrents on the local network's multicast
+    groups and dial the neighbours that announce them -- peers with no tracker or DHT, e.g. the nodes
+    of one cluster.  It runs where the listen addresses are: a loopback ``listen_host`` keeps it on
+    ``lo``, no ``listen_ipv6`` means no IPv6 announces."""
+    lsd_interface: str | None = None
+    """Network interface (name) for LSD instead of the one the listen addresses pick."""
     enable_web_seeds: bool = True
     """Fetch pieces over HTTP from the torrent's ``url-list`` / the magnet's ``ws=`` (BEP 19)."""
     torrent: TorrentConfig = field(default_factory=TorrentConfig)
@@ -87,6 +105,12 @@ class SessionConfig:
     """Hashing and disk thread pools."""
     wire: WireConfig = field(default_factory=WireConfig)
     """Peer wire protocol tunables."""
+    encryption: MSEConfig = field(default_factory=lambda: MSEConfig(prefer_rc4=False))
+    """Message Stream Encryption: ``policy`` ``prefer`` (the default, as libtorrent and qBittorrent:
+    accept plain and encrypted connections, dial encrypted first and fall back to plain), ``require``
+    (RC4-encrypted connections only, both ways) or ``disable``.  When both sides allow either, the
+    payload after the obfuscated handshake stays plain (``prefer_rc4=False``, libtorrent's default):
+    RC4 costs about 1.2 CPU s/GB per side."""
     seed: int | None = None
     """Seed of the session's random generator (peer id, picker tie-breaks); None: from the OS."""
 
@@ -132,6 +156,10 @@ class Session:
         self.torrents: dict[bytes, Torrent] = {}
         self.listen_port = self.config.listen_port
         self.dht: Any = None
+        self.lsd: LSDService | None = None
+        """Local Service Discovery (BEP 14), when enabled and started."""
+        self.utp: UTPEndpoint | None = None
+        """The UDP endpoint carrying uTP connections (BEP 29) and the DHT on the listen port."""
         self._servers: list[asyncio.AbstractServer] = []
         self._incoming = _Incoming(self)
         self._tasks: dict[bytes, asyncio.Task[None]] = {}
@@ -144,6 +172,12 @@ class Session:
         self._bootstrap: asyncio.Task[None] | None = None
         self.dht_error: TorrentGoatError | None = None
         """Why the DHT bootstrap failed (None: it did not, or has not finished)."""
+        self.stream_keys = StreamKeys()
+        """The MSE stream keys (info-hashes) incoming encrypted handshakes may name."""
+        self._listener = EncryptedListener(
+            self._accept, info_hash_for_req2=self.stream_keys, config=self.config.encryption
+        )
+        """Sniffs each incoming connection: plain BitTorrent, or an MSE handshake for any torrent."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -188,6 +222,25 @@ class Session:
             raise ListenError(f"{errors[0]}{tried}")
         if self.dht is not None:
             self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+        if self.config.enable_lsd:
+            await self._start_lsd()
+
+    async def _start_lsd(self) -> None:
+        """BEP 14 on the interface(s) we listen on; a failure leaves LSD off (said in its status)."""
+        config = self.config
+        try:
+            where = lsd_interface(config.listen_host, config.listen_ipv6, config.lsd_interface)
+        except OSError as exc:
+            log.warning("local service discovery is off: %s", exc)
+            return
+        # its own generator: the cookie must not be predictable, nor shift the session's sequence
+        lsd = LSDService(port=self.listen_port, rng=random.Random(os.urandom(16)), **where)
+        await lsd.start()
+        if not lsd.groups:  # no group could be joined: not a peer source at all
+            log.warning("local service discovery is off: %s", "; ".join(lsd.errors.values()))
+            lsd.close()
+            return
+        self.lsd = lsd
 
     async def _listen(self, port: int) -> None:
         """Accept peers on ``port`` (TCP, IPv4 and best-effort IPv6) and bind the DHT's UDP socket to
@@ -195,7 +248,7 @@ class Session:
         loop = asyncio.get_running_loop()
         host = self.config.listen_host
         try:
-            server = await loop.create_server(self._accept, host, port, reuse_address=True)
+            server = await loop.create_server(self._listener, host, port, reuse_address=True)
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._servers.append(server)
@@ -203,12 +256,22 @@ class Session:
         if self.config.listen_ipv6:
             try:
                 server6 = await loop.create_server(
-                    self._accept, self.config.listen_ipv6, self.listen_port, reuse_address=True
+                    self._listener, self.config.listen_ipv6, self.listen_port, reuse_address=True
                 )
             except OSError as exc:
                 log.info("no IPv6 listener on [%s]:%d: %s", self.config.listen_ipv6, self.listen_port, exc)
             else:
                 self._servers.append(server6)
+        shared: Any = None
+        if self.config.enable_utp:  # one UDP socket for uTP and the DHT, told apart by the first byte
+            endpoint = UTPEndpoint(host=host, port=self.listen_port)
+            try:
+                await endpoint.start()
+            except UTPError as exc:
+                raise ListenError(str(exc)) from None
+            endpoint.serve(self._listener)
+            self.utp = endpoint
+            shared = endpoint.dht_transport
         if self.config.enable_dht:
             from torrentgoat.aio.dht import DHTNode
 
@@ -217,6 +280,7 @@ class Session:
                 port=self.listen_port,
                 node_cache=self.config.dht_state,
                 rng=random.Random(self.rng.random()),
+                datagram_transport=shared,
             )
             try:
                 await dht.start()
@@ -233,6 +297,9 @@ class Session:
         if self.dht is not None:
             await self.dht.close()
             self.dht = None
+        if self.utp is not None:
+            await self.utp.close()
+            self.utp = None
 
     async def _close_pools(self) -> None:
         if self._hasher is not None:
@@ -285,11 +352,15 @@ class Session:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for server in self._servers:
             server.close()
+        self._listener.close()
         for driver in list(self._incoming.pending):
             driver.close("session closed")
         if self._bootstrap is not None:
             self._bootstrap.cancel()
             await asyncio.gather(self._bootstrap, return_exceptions=True)
+        if self.lsd is not None:
+            self.lsd.close()
+            self.lsd = None
         await self._close_listeners()
         if self._http is not None:
             await self._http.close()
@@ -310,19 +381,7 @@ class Session:
         return load_metainfo(Path(text))
 
     async def _fetch_torrent(self, url: str) -> bytes:
-        import aiohttp
-
-        session = await self.http()
-        try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as response:
-                if response.status != 200:
-                    raise MetainfoError(f"fetching {url}: HTTP {response.status}")
-                body: bytes = await response.content.read(MAX_TORRENT_DOWNLOAD + 1)
-        except aiohttp.ClientError as exc:
-            raise MetainfoError(f"fetching {url}: {exc}") from exc
-        if len(body) > MAX_TORRENT_DOWNLOAD:
-            raise MetainfoError(f"{url}: torrent file larger than {MAX_TORRENT_DOWNLOAD} bytes")
-        return body
+        return await fetch_torrent_bytes(url, await self.http())
 
     async def http(self) -> Any:
         """The shared aiohttp client session (trackers, web seeds, .torrent URLs)."""
@@ -386,6 +445,9 @@ class Session:
             upload_limit=self._upload,
             download_limit=self._download,
             add_dht_node=self._add_dht_node if self.dht is not None else None,
+            encryption=self.config.encryption,
+            utp=self.utp,
+            utp_first=self.config.utp_first,
             max_open_files=self.config.io.max_open_files,
         )
         sources: list[PeerSource] = []
@@ -402,6 +464,8 @@ class Session:
         private = metainfo is not None and metainfo.info.private
         if self.dht is not None and not private:
             sources.append(DHTSource(self.dht, ready=self._bootstrap))
+        if self.lsd is not None and not private:
+            sources.append(LSDSource(self.lsd))
         torrent = Torrent(
             ctx,
             info_hash=info_hash,
@@ -412,6 +476,7 @@ class Session:
             sources=sources,
         )
         self.torrents[info_hash.raw] = torrent
+        self.stream_keys.add(info_hash)
         task = asyncio.create_task(self._run(torrent), name=f"torrent {info_hash.hex}")
         self._tasks[info_hash.raw] = task
         return torrent
@@ -441,6 +506,7 @@ class Session:
         finally:
             self.torrents.pop(torrent.info_hash.raw, None)
             self._tasks.pop(torrent.info_hash.raw, None)
+            self.stream_keys.remove(torrent.info_hash)
 
     def _add_dht_node(self, address: PeerAddress) -> None:
         if self.dht is not None:

@@ -15,6 +15,13 @@ Rules (after BEP 16, with libtorrent's relaxed pacing):
 * Each peer holds at most ``per_peer`` revealed pieces it does not have yet.  When it announces one of
   them (``have``), it gets the next one -- BEP 16's stricter rule (wait until the piece is seen at a
   *third* peer) stalls a lone leecher and is not used.
+* The last piece a peer lacks is never revealed alone: once a batch would leave exactly one piece
+  unrevealed to a peer, that piece joins the batch.  A ``have`` that completes a peer's view of us
+  makes us a seed in its eyes; libtorrent 2 then drops us as an "uninteresting upload-only peer" if it
+  was not interested in us just before -- it checks for a redundant seed *before* it updates its
+  interest for that very ``have`` -- and does not dial us again for a minute.  A peer that had finished
+  its other revealed pieces before the last reveal arrived (a loaded seed answers late) stalled so,
+  one piece short.  In a batch, the first ``have`` (a piece it lacks) makes it interested in time.
 * The next piece for a peer is the one revealed to the fewest peers so far, then the one the fewest
   connected peers hold, among the pieces the peer lacks; ties are broken by a per-seeder shuffle, so
   two seeders in one swarm do not reveal the same order.
@@ -153,11 +160,19 @@ class SuperSeeder:
             piece = self._choose(st)
             if piece is None:
                 break
-            st.revealed.add(piece)
-            st.outstanding.add(piece)
-            self._move(piece, +1)
-            out.append(piece)
+            self._reveal(st, piece, out)
+        if out and len(st.revealed) == self.num_pieces - 1:
+            # never the last piece alone (module docstring): it goes out with this batch
+            last = next(i for i in range(self.num_pieces) if i not in st.revealed)
+            if last not in st.have:
+                self._reveal(st, last, out)
         return out
+
+    def _reveal(self, st: _PeerState, piece: int, out: list[int]) -> None:
+        st.revealed.add(piece)
+        st.outstanding.add(piece)
+        self._move(piece, +1)
+        out.append(piece)
 
     def _choose(self, st: _PeerState) -> int | None:
         """Fewest reveals first, then fewest holders, among pieces the peer lacks and was not told of."""

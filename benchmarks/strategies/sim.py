@@ -41,7 +41,8 @@ from typing import Any
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.choker import Choker, ChokerConfig
-from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
+from torrentgoat.geometry import PieceGeometry
+from torrentgoat.picker import PickerConfig, PiecePicker
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
 from torrentgoat.rates import RateMeter
 from torrentgoat.superseed import SuperSeeder
@@ -319,7 +320,7 @@ class Simulator:
         m = config.sub_blocks
         if m < 1 or ps % m:
             raise ValueError("sub_blocks must divide the piece size")
-        self.layout = PieceLayout.uniform(self.num_pieces, m * BLOCK_SIZE)
+        self.layout = PieceGeometry.uniform(self.num_pieces, m * BLOCK_SIZE)
         self.unit = ps // m
         """Bytes one request (one chunk) stands for."""
         self.client = TorrentConfig(

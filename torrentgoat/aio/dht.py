@@ -20,7 +20,9 @@ Public API (everything else in torrentgoat talks to the DHT through this)::
 
 * ``DHTNode(...)``: ``host``/``port`` to bind (an IPv6 literal gives a BEP 32 IPv6 node), ``config``
   (:class:`~torrentgoat.dht.engine.DHTConfig`), ``node_id`` (20 bytes, default random or the cached
-  one), ``node_cache`` (path: loaded by ``start()``, saved every ``cache_save_interval`` seconds
+  one), ``datagram_transport`` (a callable that takes the node's ``DatagramProtocol`` and returns
+  a transport on a socket shared with another protocol, e.g. ``UTPEndpoint.dht_transport``; the
+  node then binds nothing itself), ``node_cache`` (path: loaded by ``start()``, saved every ``cache_save_interval`` seconds
   (600) and by ``close()``; with a populated cache
   ``bootstrap()`` does not contact the routers unless no cached node answers), ``rng``.
 * ``start()`` / ``close()`` or ``async with``; ``address`` is the bound :class:`PeerAddress`,
@@ -45,7 +47,7 @@ import contextlib
 import os
 import random
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -80,6 +82,12 @@ from torrentgoat.primitives import InfoHash, PeerAddress
 __all__ = ["DHTNode"]
 
 RouterLike = PeerAddress | tuple[str, int] | str
+
+
+PUT_ATTEMPTS = 2
+"""Tries of a put whose lookup collected no write token (every query timed out)."""
+NO_TOKEN = "no DHT node returned a write token"
+"""The engine's error for that case (:mod:`torrentgoat.dht.operations`)."""
 
 
 def _as_addr(value: RouterLike) -> tuple[str, int]:
@@ -122,6 +130,7 @@ class DHTNode:
         node_cache: str | os.PathLike[str] | None = None,
         rng: random.Random | None = None,
         cache_save_interval: float = 600.0,
+        datagram_transport: Callable[[asyncio.DatagramProtocol], asyncio.DatagramTransport] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -139,6 +148,7 @@ class DHTNode:
         self._queues: dict[int, asyncio.Queue[PeersFound | None]] = {}
         self.cache_save_interval = cache_save_interval
         self._autosave: asyncio.TimerHandle | None = None
+        self._datagram_transport = datagram_transport
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -180,6 +190,16 @@ class DHTNode:
         )
         if cached_nodes:
             self._engine.import_nodes(decode_nodes(cached_nodes, ipv6=self.ipv6), loop.time())
+        if self._datagram_transport is not None:
+            # a socket shared with uTP (one port for both, told apart by the first byte)
+            self._transport = self._datagram_transport(_Protocol(self))
+        else:
+            self._transport = await self._bind(loop)
+        if self.node_cache is not None and self.cache_save_interval > 0:
+            self._autosave = loop.call_later(self.cache_save_interval, self._save_periodically)
+        self._pump()
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.DatagramTransport:
         family = socket.AF_INET6 if self.ipv6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -192,10 +212,7 @@ class DHTNode:
             sock.close()
             raise DHTError(f"cannot bind the DHT socket to {self.host}:{self.port}: {exc.strerror}") from None
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
-        self._transport = transport
-        if self.node_cache is not None and self.cache_save_interval > 0:
-            self._autosave = loop.call_later(self.cache_save_interval, self._save_periodically)
-        self._pump()
+        return transport
 
     def _save_periodically(self) -> None:
         """Save the node cache every ``cache_save_interval`` seconds, so a crash loses little."""
@@ -440,12 +457,18 @@ class DHTNode:
         return event.item.value if isinstance(event.item, ImmutableItem) else None
 
     async def put_immutable(self, value: BValue) -> bytes:
-        """Store ``value``; returns its target (SHA-1 of the bencoding).  DHTError if no node stored it."""
-        event = await self._wait(self.engine.put_immutable(value, self._now()))
-        assert isinstance(event, PutItemCompleted)
-        if not event.stored:
-            raise DHTError("immutable put failed: " + "; ".join(event.errors))
-        return event.target
+        """Store ``value``; returns its target (SHA-1 of the bencoding).  DHTError if no node stored it
+        (after a second try when the first lookup collected no write token)."""
+        errors: list[str] = []
+        for _attempt in range(PUT_ATTEMPTS):
+            event = await self._wait(self.engine.put_immutable(value, self._now()))
+            assert isinstance(event, PutItemCompleted)
+            if event.stored:
+                return event.target
+            errors = list(event.errors)
+            if not any(NO_TOKEN in error for error in errors):
+                break
+        raise DHTError("immutable put failed: " + "; ".join(errors))
 
     async def get_mutable(self, public_key: bytes, salt: bytes = b"") -> MutableItem | None:
         """The mutable item with the highest verified seq, or None."""
@@ -454,12 +477,19 @@ class DHTNode:
         return event.item if isinstance(event.item, MutableItem) else None
 
     async def put_signed(self, item: MutableItem, cas: int | None = None) -> MutableItem:
-        """Store an already signed item (SignatureError if it does not verify)."""
-        event = await self._wait(self.engine.put_mutable(item, self._now(), cas=cas))
-        assert isinstance(event, PutItemCompleted)
-        if not event.stored:
-            raise DHTError("mutable put failed: " + "; ".join(event.errors))
-        return item
+        """Store an already signed item (SignatureError if it does not verify).  A put whose lookup
+        collected no write token at all (every query timed out: a lossy network, a busy node) is
+        tried once more before :class:`DHTError`."""
+        errors: list[str] = []
+        for _attempt in range(PUT_ATTEMPTS):
+            event = await self._wait(self.engine.put_mutable(item, self._now(), cas=cas))
+            assert isinstance(event, PutItemCompleted)
+            if event.stored:
+                return item
+            errors = list(event.errors)
+            if not any(NO_TOKEN in error for error in errors):
+                break
+        raise DHTError("mutable put failed: " + "; ".join(errors))
 
     async def put_mutable(
         self,

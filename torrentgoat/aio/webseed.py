@@ -188,7 +188,7 @@ def file_url(base: str, info: InfoDict, index: int) -> str:
     if not base.endswith("/"):
         base += "/"
     entry = info.files[index]
-    return base + "/".join(quote(part) for part in entry.path)
+    return base + "/".join(quote(part) for part in entry.renamed_from or entry.path)  # the torrent's names
 
 
 def _quote(component: str) -> str:

@@ -16,6 +16,7 @@ from torrentgoat.cli._exit import DONE, FAILED, INTERRUPTED, code_for
 from torrentgoat.cli._progress import follow
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
 from torrentgoat.errors import NoPeerSourcesError
+from torrentgoat.mse import EncryptionPolicy, MSEConfig
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import SessionConfig
 from torrentgoat.torrent import Torrent, TorrentConfig
@@ -52,6 +53,20 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     )
     net.add_argument("--upload-limit", default="0", help="bytes per second, e.g. 20MB (0: unlimited)")
     net.add_argument("--download-limit", default="0", help="bytes per second (0: unlimited)")
+    net.add_argument(
+        "--encryption",
+        choices=("prefer", "require", "disable"),
+        default="prefer",
+        help="message stream encryption (MSE): prefer = accept both, dial encrypted first and fall back "
+        "to plain (default); require = RC4-encrypted connections only; disable = plain only",
+    )
+    net.add_argument(
+        "--utp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also speak uTP (BEP 29) on the listen port: accept it, and dial it first to public "
+        "addresses, TCP first on the LAN (default: on)",
+    )
     net.add_argument("--no-dht", action="store_true", help="do not use the DHT (BEP 5)")
     net.add_argument(
         "--dht-bootstrap",
@@ -63,6 +78,11 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--dht-state", type=Path, default=None, help="file keeping the DHT node cache")
     net.add_argument("--no-trackers", action="store_true", help="do not announce to trackers")
     net.add_argument("--no-pex", action="store_true", help="no peer exchange (BEP 11)")
+    net.add_argument(
+        "--no-lsd",
+        action="store_true",
+        help="no local service discovery (BEP 14: finding peers on the local network by multicast)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -87,10 +107,13 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
         upload_limit=parse_size(args.upload_limit, what="rate"),
         download_limit=parse_size(args.download_limit, what="rate"),
         enable_dht=not args.no_dht,
+        enable_utp=args.utp,
         dht_bootstrap=routers or DEFAULT_DHT_ROUTERS,
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,
         enable_pex=not args.no_pex,
+        enable_lsd=not args.no_lsd,
+        encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
         torrent=with_optimistic_unchoke(torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke),
     )
 
@@ -142,7 +165,7 @@ def report_stop(torrent: Torrent) -> int:
         print(f"torrentgoat: error: {torrent.name}: {error}", file=sys.stderr)
         if isinstance(error, NoPeerSourcesError):
             print(
-                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers",
+                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers / --no-lsd",
                 file=sys.stderr,
             )
         return code_for(error, during_work=True)

@@ -8,7 +8,12 @@ For a .torrent file::
     {
       "type": "torrent",
       "name": str,                 # info 'name'
-      "info_hash": str,            # 40 lowercase hex digits (SHA-1 of the info bytes, BEP 3)
+      "info_hash": str,            # 40 lowercase hex digits: the swarm id (SHA-1 of the info bytes, BEP 3;
+                                   #   for a v2-only torrent the SHA-256 truncated to 20 bytes, BEP 52)
+      "format": str,               # "v1", "v2" or "hybrid" (BEP 52)
+      "info_hash_v1": str | null,  # 40 hex digits, SHA-1 (v1 and hybrid torrents)
+      "info_hash_v2": str | null,  # 64 hex digits, SHA-256 (v2 and hybrid torrents)
+      "piece_layers": str | null,  # v2/hybrid: "complete", or "incomplete" (some must come from peers)
       "piece_length": int,
       "num_pieces": int,
       "total_size": int,           # bytes, pad files included
@@ -19,18 +24,23 @@ For a .torrent file::
       "created_by": str,
       "creation_date": int | null, # seconds since the epoch
       "magnet": str,               # magnet URI of the torrent
-      "files": [{"path": str, "size": int, "offset": int, "pad": bool}, ...]
+      "files": [{"path": str, "size": int, "offset": int, "pad": bool,
+                 "symlink": str | null, "pieces_root": str | null}, ...]
     }
 
 ``files[].path`` is '/'-joined and includes the torrent name; ``offset`` is the file's first byte in
-the torrent's concatenated data; ``pad`` marks BEP 47 pad files.
+the torrent's concatenated data; ``pad`` marks BEP 47 pad files (for v2, the implied ones that align
+each file to a piece); ``symlink`` is a BEP 47 symlink's target ('/'-joined, "" when unusable);
+``pieces_root`` the file's BEP 52 merkle root in hex.
 
 For a magnet URI::
 
     {
       "type": "magnet",
       "name": str,                 # dn ("" when absent)
-      "info_hash": str | null,     # 40 lowercase hex digits; null for a BEP 46 key-only magnet
+      "info_hash": str | null,     # 40 lowercase hex digits (btih); null for a v2-only or a key-only magnet
+      "info_hash_v2": str | null,  # 64 hex digits (btmh, BEP 52)
+      "format": str | null,        # "v1", "v2", "hybrid"; null for a BEP 46 key-only magnet
       "trackers": [str, ...],      # tr, in order
       "web_seeds": [str, ...],     # ws
       "peers": [str, ...],         # x.pe, "host:port" / "[v6]:port"
@@ -48,7 +58,7 @@ import json
 from typing import Any
 
 from torrentgoat.magnet import Magnet, parse_magnet
-from torrentgoat.metainfo import Metainfo, load_metainfo
+from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
 
 __all__ = ["ORDER", "magnet_json", "register", "torrent_json"]
 
@@ -66,12 +76,25 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _layers_state(metainfo: Metainfo) -> str | None:
+    v2 = metainfo.info.v2
+    if v2 is None:
+        return None
+    return "complete" if v2.has_piece_layers else "incomplete"
+
+
 def torrent_json(metainfo: Metainfo) -> dict[str, Any]:
     info = metainfo.info
+    hashes = info.info_hashes
+    roots = {f.index: f.root.hex() for f in info.v2.files} if info.v2 is not None else {}
     return {
         "type": "torrent",
         "name": info.name,
         "info_hash": metainfo.info_hash.hex,
+        "format": info.format,
+        "info_hash_v1": hashes.v1.hex if hashes.v1 is not None else None,
+        "info_hash_v2": hashes.v2.hex if hashes.v2 is not None else None,
+        "piece_layers": _layers_state(metainfo),
         "piece_length": info.piece_length,
         "num_pieces": info.num_pieces,
         "total_size": info.total_length,
@@ -83,7 +106,15 @@ def torrent_json(metainfo: Metainfo) -> dict[str, Any]:
         "creation_date": metainfo.creation_date,
         "magnet": Magnet.from_metainfo(metainfo).to_uri(),
         "files": [
-            {"path": f.path_str, "size": f.length, "offset": f.offset, "pad": f.pad} for f in info.files
+            {
+                "path": f.path_str,
+                "size": f.length,
+                "offset": f.offset,
+                "pad": f.pad,
+                "symlink": ("/".join(f.symlink) if f.symlink else "") if f.is_symlink else None,
+                "pieces_root": roots.get(index),
+            }
+            for index, f in enumerate(info.files)
         ],
     }
 
@@ -93,6 +124,8 @@ def magnet_json(magnet: Magnet) -> dict[str, Any]:
         "type": "magnet",
         "name": magnet.display_name,
         "info_hash": magnet.info_hash.hex if magnet.info_hash is not None else None,
+        "info_hash_v2": magnet.info_hash_v2.hex if magnet.info_hash_v2 is not None else None,
+        "format": magnet.info_hashes.format if magnet.info_hashes is not None else None,
         "trackers": list(magnet.trackers),
         "web_seeds": list(magnet.web_seeds),
         "peers": [str(p) for p in magnet.peers],
@@ -114,9 +147,12 @@ def _size(n: int) -> str:
 
 def _print_torrent(metainfo: Metainfo) -> None:
     info = metainfo.info
+    hashes = info.info_hashes
     lines = [
         f"name:         {info.name}",
-        f"info-hash:    {metainfo.info_hash.hex}",
+        f"format:       {info.format}" + (f" (piece layers {_layers_state(metainfo)})" if info.v2 else ""),
+        f"info-hash:    {metainfo.info_hash.hex}" + (" (v2, truncated)" if info.format == "v2" else ""),
+        *([f"info-hash v2: {hashes.v2.hex}"] if hashes.v2 is not None else []),
         f"piece length: {_size(info.piece_length)}",
         f"pieces:       {info.num_pieces}",
         f"total size:   {_size(info.total_length)}",
@@ -133,6 +169,8 @@ def _print_torrent(metainfo: Metainfo) -> None:
     lines.append(f"files:        {len(real)} (+{len(info.files) - len(real)} pad)")
     for f in info.files:
         mark = " [pad]" if f.pad else ""
+        if f.is_symlink:
+            mark = f" -> {'/'.join(f.symlink)}" if f.symlink else " [symlink, unusable target: skipped]"
         lines.append(f"  {f.length:>15}  {f.path_str}{mark}")
     print("\n".join(lines))
 
@@ -142,6 +180,8 @@ def _print_magnet(magnet: Magnet) -> None:
         f"name:         {magnet.display_name or '(none)'}",
         f"info-hash:    {magnet.info_hash.hex if magnet.info_hash else '(none)'}",
     ]
+    if magnet.info_hash_v2 is not None:
+        lines.append(f"info-hash v2: {magnet.info_hash_v2.hex}")
     lines.extend(f"tracker:      {url}" for url in magnet.trackers)
     lines.extend(f"web seed:     {url}" for url in magnet.web_seeds)
     lines.extend(f"peer:         {peer}" for peer in magnet.peers)
@@ -162,7 +202,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_magnet(magnet)
         return 0
-    metainfo = load_metainfo(source)
+    if source[:8].lower().startswith(("http://", "https://")):
+        from torrentgoat.aio.torrentfile import fetch_torrent_bytes
+        from torrentgoat.cli._run import run as run_async
+
+        metainfo = parse_metainfo(run_async(fetch_torrent_bytes(source)))
+    else:
+        metainfo = load_metainfo(source)
     if args.json:
         print(json.dumps(torrent_json(metainfo), indent=2))
     else:

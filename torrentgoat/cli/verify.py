@@ -1,5 +1,8 @@
 """``torrentgoat verify TORRENT DIR [--quiet] [--files GLOB ...]``: hash-check data already on disk.
 
+v1 pieces are checked by SHA-1, v2 pieces against their file's merkle tree, hybrid pieces by both (see
+:mod:`torrentgoat.aio.hasher`); a v2 file whose piece layer the torrent lacks is verified as a whole.
+
 ``DIR`` is the download directory: a file's path is ``DIR/<torrent name>/...`` (or ``DIR/<name>`` for a
 single-file torrent), exactly where ``get -o DIR`` puts it.  Nothing is created or written.
 
@@ -120,7 +123,13 @@ def _summary(info: InfoDict, files: list[int], result: CheckResult, quiet: bool)
     )
     if quiet:
         return [line]
-    lines = [f"torrent  {info.name} ({info.info_hash.hex})", line]
+    ident = info.info_hash.hex if info.v2 is None else f"{info.format}; {info.info_hashes}"
+    lines = [f"torrent  {info.name} ({ident})", line]
+    if result.piece_layers:
+        lines.append(
+            f"piece layers of {len(result.piece_layers)} file(s) were not in the torrent: those files were"
+            " verified whole against their pieces root (BEP 52)"
+        )
     incomplete = []
     for index in files:
         entry = info.files[index]
@@ -157,11 +166,12 @@ def _main(args: argparse.Namespace) -> int:
     result = run(verify(info, args.directory, files=files, config=config, quiet=args.quiet))
     for line in _summary(info, files, result, args.quiet):
         print(line)
+    top = info.files[0].path[0] if info.files else info.name
     if result.checked.count and result.missing.count == result.checked.count:
-        if not os.path.lexists(os.path.join(args.directory, info.name)):
+        if not os.path.lexists(os.path.join(args.directory, top)):
             print(
-                f"torrentgoat: hint: nothing at {os.path.join(args.directory, info.name)!r}; DIR is the"
-                f" directory that contains {info.name!r}",
+                f"torrentgoat: hint: nothing at {os.path.join(args.directory, top)!r}; DIR is the"
+                f" directory that contains {top!r}",
                 file=sys.stderr,
             )
     return 0 if result.all_good else 1

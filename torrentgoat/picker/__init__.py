@@ -1,13 +1,16 @@
 """Piece picking (level L2, pure): which blocks to request from which peer, and how many.
 
-See :mod:`torrentgoat.picker.picker` for the rules, :mod:`torrentgoat.picker.strategy` for the
-strategy Protocol and registry, :mod:`torrentgoat.picker.request_queue` for per-peer queue sizing and
-snub detection.  A driver (or a simulator) uses it like this::
+See :mod:`torrentgoat.picker.picker` for the rules (its parts: :mod:`torrentgoat.picker.availability`,
+who has what and the candidate pieces; :mod:`torrentgoat.picker.blocks`, partial pieces and request
+outcomes), :mod:`torrentgoat.picker.strategy` for the strategy Protocol and registry,
+:mod:`torrentgoat.picker.request_queue` for per-peer queue sizing and snub detection.  A driver (or a
+simulator) uses it like this::
 
     >>> import random
     >>> from torrentgoat.bitfield import Bitfield
-    >>> from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker, RequestTracker
-    >>> picker = PiecePicker(PieceLayout(32768, 40000), rng=random.Random(1),
+    >>> from torrentgoat.geometry import PieceGeometry
+    >>> from torrentgoat.picker import PickerConfig, PiecePicker, RequestTracker
+    >>> picker = PiecePicker(PieceGeometry(32768, 40000), rng=random.Random(1),
     ...                      config=PickerConfig(strategy="rarest-first"))
     >>> seed_have = Bitfield(picker.num_pieces, full=True)
     >>> picker.peer_joined("peer-A", seed_have)          # its bitfield (BEP 3) or have-all (BEP 6)
@@ -31,6 +34,7 @@ from torrentgoat.picker.config import PickerConfig
 from torrentgoat.picker.layout import (
     MAX_PRIORITY,
     FileSpan,
+    PieceGeometry,
     PieceLayout,
     SpanLike,
     file_priorities_to_piece_priorities,
@@ -60,6 +64,7 @@ __all__ = [
     "PeerKey",
     "PickerConfig",
     "PickerView",
+    "PieceGeometry",
     "PieceLayout",
     "PiecePicker",
     "PieceStrategy",

@@ -1,9 +1,7 @@
-"""Piece and block geometry, and file priorities mapped to piece priorities (level L2, pure).
+"""File priorities mapped to piece priorities, and BEP 53 file selections (level L2, pure).
 
-A torrent is one concatenated byte stream cut into pieces of ``piece length`` bytes; every piece has
-that length except possibly the last, which is truncated (BEP 3, info dictionary).  Pieces are
-requested in blocks of :data:`~torrentgoat.primitives.BLOCK_SIZE` bytes (BEP 3, ``request``: current
-implementations use 2^14), the last block of a piece shorter when the piece is not a multiple of it.
+The piece and block arithmetic itself is :class:`torrentgoat.geometry.PieceGeometry` (re-exported
+here under its old name ``PieceLayout``).
 """
 
 from __future__ import annotations
@@ -13,11 +11,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from torrentgoat.errors import ConfigError, MagnetError
-from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.geometry import PieceGeometry
 
 __all__ = [
     "MAX_PRIORITY",
     "FileSpan",
+    "PieceGeometry",
     "PieceLayout",
     "SpanLike",
     "file_priorities_to_piece_priorities",
@@ -56,53 +55,8 @@ class FileSpan:
     """BEP 47 pad file: zeros never downloaded nor written, so it never makes a piece wanted."""
 
 
-@dataclass(frozen=True, slots=True)
-class PieceLayout:
-    """How ``total_length`` bytes split into pieces and blocks."""
-
-    piece_length: int
-    total_length: int
-
-    def __post_init__(self) -> None:
-        if self.piece_length <= 0:
-            raise ConfigError(f"piece length must be positive, got {self.piece_length}")
-        if self.total_length < 0:
-            raise ConfigError(f"total length must be >= 0, got {self.total_length}")
-
-    @classmethod
-    def uniform(cls, num_pieces: int, piece_length: int = BLOCK_SIZE) -> PieceLayout:
-        """``num_pieces`` pieces all exactly ``piece_length`` bytes (handy for tests and simulators)."""
-        return cls(piece_length, num_pieces * piece_length)
-
-    @property
-    def num_pieces(self) -> int:
-        return -(-self.total_length // self.piece_length)
-
-    def piece_size(self, index: int) -> int:
-        """Bytes in piece ``index``: ``piece_length`` except for the shorter last piece."""
-        if not 0 <= index < self.num_pieces:
-            raise IndexError(f"piece index {index} out of range 0..{self.num_pieces - 1}")
-        return min(self.piece_length, self.total_length - index * self.piece_length)
-
-    def blocks_in_piece(self, index: int) -> int:
-        return -(-self.piece_size(index) // BLOCK_SIZE)
-
-    def block(self, index: int, block_index: int) -> BlockRef:
-        """The ``block_index``-th block of piece ``index`` (the last block may be shorter)."""
-        size = self.piece_size(index)
-        begin = block_index * BLOCK_SIZE
-        if not 0 <= begin < size:
-            raise IndexError(f"block {block_index} out of range for piece {index} of {size} bytes")
-        return BlockRef(index, begin, min(BLOCK_SIZE, size - begin))
-
-    def blocks(self, index: int) -> list[BlockRef]:
-        return [self.block(index, b) for b in range(self.blocks_in_piece(index))]
-
-    def pieces_of_span(self, offset: int, length: int) -> range:
-        """Indices of the pieces overlapping bytes ``[offset, offset + length)`` (empty when length is 0)."""
-        if length <= 0:
-            return range(0)
-        return range(offset // self.piece_length, (offset + length - 1) // self.piece_length + 1)
+PieceLayout = PieceGeometry
+"""Old name of :class:`torrentgoat.geometry.PieceGeometry` (same class), kept for existing callers."""
 
 
 def _span(span: SpanLike | tuple[int, int, bool]) -> tuple[int, int, bool]:
@@ -113,7 +67,7 @@ def _span(span: SpanLike | tuple[int, int, bool]) -> tuple[int, int, bool]:
 
 
 def file_priorities_to_piece_priorities(
-    layout: PieceLayout,
+    layout: PieceGeometry,
     spans: Sequence[SpanLike | tuple[int, int, bool]],
     file_priorities: Sequence[int],
 ) -> list[int]:

@@ -7,7 +7,11 @@ files -- lives here once, in :class:`SpanStorage`.
 
 Semantics every backend shares (documented choices):
 
-* **Pad files** (BEP 47) are never created or written; their bytes read as zeros.
+* **Pad files** (BEP 47) are never created or written; their bytes read as zeros.  This covers the pads
+  implied by BitTorrent v2's per-file piece alignment (BEP 52), which are pad entries of the layout.
+* **Symlinks** (BEP 47 ``attr`` ``l``) hold no payload; :meth:`flush` creates each wanted one as a link
+  (``_create_symlink``), never as a regular file, and only when its target stays inside the download
+  directory -- otherwise it is skipped with a warning (:attr:`SpanStorage.skipped_symlinks`).
 * **Skipped files** are never created by a write: the spans of a write that fall into a skipped file
   are dropped, the rest of the piece is written.  A skipped file that already exists is still read.
 * **Missing data**: :meth:`Storage.read` / :meth:`Storage.read_into` (serving a peer, a piece we
@@ -21,6 +25,7 @@ Semantics every backend shares (documented choices):
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from typing import Protocol, Self, runtime_checkable
@@ -30,6 +35,8 @@ from torrentgoat.errors import StorageError
 from torrentgoat.storage.layout import FileSpan, Layout
 
 __all__ = ["BytesLike", "SpanStorage", "Storage"]
+
+log = logging.getLogger("torrentgoat.storage")
 
 BytesLike = bytes | bytearray | memoryview
 """Anything exposing a contiguous byte buffer."""
@@ -113,6 +120,9 @@ class SpanStorage:
         self._skipped: set[int] = set()
         self._skip_lock = threading.Lock()
         self._closed = False
+        self._symlinks_done: set[int] = set()
+        self.skipped_symlinks: list[tuple[str, str]] = []
+        """``(path, reason)`` of each BEP 47 symlink that was not created (target unusable or outside)."""
         for index in skipped:
             self.set_file_skipped(index, True)
 
@@ -164,6 +174,10 @@ class SpanStorage:
 
     def _create_empty(self, file_index: int) -> None:
         raise NotImplementedError
+
+    def _create_symlink(self, file_index: int) -> str | None:
+        """Create the BEP 47 symlink of entry ``file_index``; a reason string when it was skipped."""
+        return "this storage does not create symlinks"
 
     def _read_part_into(self, offset: int, view: memoryview) -> int:
         """Read the *part file* at torrent byte ``offset`` (bytes read, ``-1`` if there is none)."""
@@ -279,7 +293,14 @@ class SpanStorage:
             return
         for index, entry in enumerate(self._layout.files):
             if entry.length == 0 and not entry.pad and index not in self._skipped:
-                self._create_empty(index)
+                if not entry.is_symlink:
+                    self._create_empty(index)
+                elif index not in self._symlinks_done:
+                    self._symlinks_done.add(index)
+                    reason = self._create_symlink(index)
+                    if reason is not None:
+                        self.skipped_symlinks.append((entry.path_str, reason))
+                        log.warning("symlink %s skipped: %s", entry.path_str, reason)
 
     def flush(self) -> None:
         self._create_empty_files()

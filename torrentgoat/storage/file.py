@@ -5,6 +5,10 @@ and each time a file is opened its real path (symlinks resolved) must lie inside
 the final component is opened with ``O_NOFOLLOW``.  A symlink planted inside the root that points
 outside is therefore refused with :class:`StorageError`; symlinks that stay inside the root are fine.
 
+A torrent's own BEP 47 symlinks are created (as relative links) only when both the link's directory and
+its target resolve inside the root, and never over an existing file; otherwise they are skipped with a
+warning (see :class:`~torrentgoat.storage.base.SpanStorage`).
+
 Files are created lazily on their first write and made sparse with ``ftruncate`` to their full length.
 A read-only storage (seeding, verification) never creates anything; a missing file reads as absent.
 At most ``max_open_files`` descriptors stay cached (least recently used closed first); a descriptor in
@@ -256,6 +260,37 @@ class FileStorage(SpanStorage):
         assert handle is not None
         self._release(handle)
 
+    def _inside(self, real: str) -> bool:
+        root = self._real_root.rstrip(os.sep) + os.sep
+        return real.startswith(root)
+
+    def _create_symlink(self, file_index: int) -> str | None:
+        entry = self._layout.files[file_index]
+        if entry.symlink is None:
+            return "its 'symlink path' is missing or not a safe relative path"
+        for part in entry.symlink:
+            _check_component(part, entry.symlink)
+        link = self._paths[file_index]
+        target = os.path.join(self._real_root, *entry.symlink)
+        if os.path.realpath(target) == os.path.realpath(link):
+            return "it points at itself"
+        if not self._inside(os.path.realpath(target)):
+            return f"its target {'/'.join(entry.symlink)} resolves outside the download directory"
+        parent = os.path.dirname(link)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            if not self._inside(os.path.realpath(parent) + os.sep):
+                return "its directory resolves outside the download directory"
+            relative = os.path.relpath(target, os.path.realpath(parent))
+            if os.path.lexists(link):
+                if os.path.islink(link) and os.readlink(link) == relative:
+                    return None  # made by an earlier run
+                return "something else already exists at its path"
+            os.symlink(relative, link)
+        except OSError as exc:
+            return f"cannot create it: {exc.strerror or exc}"
+        return None
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def preflight(self) -> None:
@@ -306,7 +341,7 @@ class FileStorage(SpanStorage):
         if self._read_only:
             return trimmed
         for index, entry in enumerate(self._layout.files):
-            if entry.pad or index in self._skipped or not self.file_exists(index):
+            if entry.pad or entry.is_symlink or index in self._skipped or not self.file_exists(index):
                 continue
             path = self._resolved(index)
             try:

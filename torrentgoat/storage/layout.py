@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.errors import StorageError
+from torrentgoat.errors import ConfigError, StorageError
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.metainfo import FileEntry, InfoDict
 
 __all__ = ["FileSpan", "Layout"]
@@ -47,7 +48,7 @@ class Layout:
     Lookups are ``O(log files + spans)`` with :mod:`bisect` over the file offsets.
     """
 
-    __slots__ = ("_ends", "_starts", "files", "num_pieces", "piece_length", "total_length")
+    __slots__ = ("_ends", "_starts", "files", "geometry")
 
     def __init__(
         self, files: Sequence[FileEntry], piece_length: int, *, num_pieces: int | None = None
@@ -63,12 +64,14 @@ class Layout:
                     f" expected offset {offset}"
                 )
             offset = entry.end
-        self.total_length = offset
-        self.piece_length = piece_length
-        computed = -(-offset // piece_length)
-        if num_pieces is not None and num_pieces != computed:
-            raise StorageError(f"{num_pieces} piece hashes for {offset} bytes of {piece_length}-byte pieces")
-        self.num_pieces = computed
+        try:
+            geometry = PieceGeometry(piece_length, offset, num_pieces=num_pieces)
+        except ConfigError:
+            raise StorageError(
+                f"{num_pieces} piece hashes for {offset} bytes of {piece_length}-byte pieces"
+            ) from None
+        self.geometry = geometry
+        """Piece arithmetic of the torrent's byte stream (BEP 3)."""
         # Non-empty files only, so bisect never lands on a zero-length file.
         self._starts = [e.offset for e in self.files if e.length > 0]
         self._ends = [i for i, e in enumerate(self.files) if e.length > 0]
@@ -77,13 +80,24 @@ class Layout:
     def from_info(cls, info: InfoDict) -> Layout:
         return cls(info.files, info.piece_length, num_pieces=info.num_pieces)
 
+    @property
+    def piece_length(self) -> int:
+        return self.geometry.piece_length
+
+    @property
+    def total_length(self) -> int:
+        return self.geometry.total_length
+
+    @property
+    def num_pieces(self) -> int:
+        return self.geometry.num_pieces
+
     def piece_size(self, index: int) -> int:
         """Length of piece ``index``; only the last piece may be shorter (BEP 3)."""
-        if not 0 <= index < self.num_pieces:
-            raise StorageError(f"piece index {index} out of range 0..{self.num_pieces - 1}")
-        if index == self.num_pieces - 1:
-            return self.total_length - index * self.piece_length
-        return self.piece_length
+        try:
+            return self.geometry.piece_size(index)
+        except IndexError:
+            raise StorageError(f"piece index {index} out of range 0..{self.num_pieces - 1}") from None
 
     def spans(self, piece: int, begin: int = 0, length: int | None = None) -> list[FileSpan]:
         """File spans covering ``length`` bytes at ``begin`` inside ``piece``, in order, pads included.
@@ -96,7 +110,7 @@ class Layout:
             length = size - begin
         if begin < 0 or length < 0 or begin + length > size:
             raise StorageError(f"range {begin}+{length} outside piece {piece} of {size} bytes")
-        return self.range_spans(piece * self.piece_length + begin, length)
+        return self.range_spans(self.geometry.piece_offset(piece) + begin, length)
 
     def range_spans(self, offset: int, length: int) -> list[FileSpan]:
         """File spans covering ``length`` bytes at torrent offset ``offset``."""
@@ -128,9 +142,7 @@ class Layout:
     def file_pieces(self, file_index: int) -> range:
         """Pieces holding at least one byte of file ``file_index`` (empty for empty files)."""
         entry = self.files[file_index]
-        if entry.length == 0:
-            return range(0)
-        return range(entry.offset // self.piece_length, (entry.end - 1) // self.piece_length + 1)
+        return self.geometry.pieces_of_span(entry.offset, entry.length)
 
     def piece_files(self, piece: int) -> list[int]:
         """Indices of the files (pads included) holding bytes of ``piece``."""

@@ -27,6 +27,8 @@ class MemoryStorage(SpanStorage):
         self.files: dict[int, bytearray] = {}
         self.part: bytearray | None = None
         """Bytes of skipped files inside pieces shared with wanted ones (the part file)."""
+        self.symlinks: dict[int, tuple[str, ...]] = {}
+        """BEP 47 symlinks "created": file index -> target path (relative to the download directory)."""
         self._lock = threading.Lock()
         super().__init__(layout, read_only=read_only, skipped=skipped)
 
@@ -80,3 +82,11 @@ class MemoryStorage(SpanStorage):
     def _create_empty(self, file_index: int) -> None:
         with self._lock:
             self.files.setdefault(file_index, bytearray())
+
+    def _create_symlink(self, file_index: int) -> str | None:
+        target = self._layout.files[file_index].symlink
+        if target is None:
+            return "its 'symlink path' is missing or not a safe relative path"
+        with self._lock:
+            self.symlinks[file_index] = target
+        return None

@@ -127,9 +127,12 @@ class ResumeIdentity:
 
     @classmethod
     def of(cls, info: InfoDict) -> ResumeIdentity:
-        """The identity of a torrent.  (BEP 52 torrents: pass ``v2=info.info_hashes.v2.raw`` as well
-        once the v2 metainfo lands; the format carries it already.)"""
-        return cls(v1=info.info_hash.raw)
+        """The identity of a torrent: v1, v2 or both (hybrid)."""
+        hashes = info.info_hashes
+        return cls(
+            v1=hashes.v1.raw if hashes.v1 is not None else None,
+            v2=hashes.v2.raw if hashes.v2 is not None else None,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,24 +18,34 @@ Routes:
 * ``GET /cdn/{token}/{sha256}`` -- valid for ``token_ttl`` seconds after the redirect, then
   ``403`` (as an expired signed URL is).
 
-Both serve ``Range: bytes=a-b`` (also ``a-`` and ``-n``) with ``206`` and ``Content-Range``, and
-a request without ``Range`` with ``200``.  Every request is logged (:attr:`FakeHub.requests`) with the
+* ``GET /api/models/{org}/{repo}[/revision/{revision}]`` and ``.../tree/{revision}[/{path}]`` --
+  repo info (``sha``, ``siblings``) and listings (``recursive``, ``page_size`` entries per page with a
+  ``Link: <...>; rel="next"`` cursor), for clients such as the torrentgoat gateway's pass-through.
+
+Unknown repos, revisions and files get the Hub's ``X-Error-Code`` (``RepoNotFound``,
+``RevisionNotFound``, ``EntryNotFound``).  ``xet=True`` adds what the real Hub adds for Xet-backed
+files (``X-Xet-Hash``, ``Link: <...>; rel="xet-auth"``, ``xetHash`` in listings), which a proxy must
+not pass on.  Both file routes serve ``Range: bytes=a-b`` (also ``a-`` and ``-n``) with ``206`` and
+``Content-Range``, and a request without ``Range`` with ``200``.  Every request is logged (:attr:`FakeHub.requests`) with the
 repo path, the range asked for, the status and the body bytes sent, so tests can assert exactly what
 was asked.  Failure injection: :meth:`FakeHub.fail_next` (``503`` + ``Retry-After``),
 :meth:`FakeHub.corrupt` (bytes of one file served wrong), ``ignore_range`` (always ``200``),
-``response_delay`` (slow CDN).  Nothing here leaves loopback.
+``response_delay`` (slow CDN), ``cdn_host`` (another host name for the CDN URLs, e.g.
+``localhost``, so that they are another origin than the hub's).  Nothing here leaves loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 __all__ = ["FakeHub", "HubFile", "HubRequest", "parse_range_header"]
 
@@ -132,6 +142,9 @@ class FakeHub:
         response_delay: float = 0.0,
         ignore_range: bool = False,
         host: str = "127.0.0.1",
+        page_size: int = 1000,
+        xet: bool = False,
+        cdn_host: str | None = None,
     ) -> None:
         self.token_ttl = token_ttl
         self.lfs_suffixes = lfs_suffixes
@@ -139,12 +152,17 @@ class FakeHub:
         self.response_delay = response_delay
         self.ignore_range = ignore_range
         self.host = host
+        self.page_size = page_size
+        self.xet = xet
+        self.cdn_host = cdn_host
         self.port = 0
         self.requests: list[HubRequest] = []
         self.files: dict[tuple[str, str, str], HubFile] = {}
         """(repo, commit, path) -> file."""
         self.refs: dict[tuple[str, str], str] = {}
         """(repo, ref name) -> commit."""
+        self.authorizations: list[tuple[str, str | None]] = []
+        """(request path, its ``Authorization`` header) of every request, in arrival order."""
         self.expired_hits = 0
         """Requests refused because their CDN token had expired."""
         self._by_sha: dict[str, HubFile] = {}
@@ -166,9 +184,18 @@ class FakeHub:
         await self.close()
 
     async def start(self) -> None:
-        app = web.Application()
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            self.authorizations.append((request.path, request.headers.get("Authorization")))
+            return await handler(request)
+
+        app = web.Application(middlewares=[record])
         app.router.add_get("/cdn/{token}/{blob}", self._cdn)
         app.router.add_get("/{org}/{name}/resolve/{revision}/{path:.+}", self._resolve)
+        app.router.add_get("/api/models/{org}/{name}", self._api_info)
+        app.router.add_get("/api/models/{org}/{name}/revision/{revision}", self._api_info)
+        app.router.add_get("/api/models/{org}/{name}/tree/{revision}", self._api_tree)
+        app.router.add_get("/api/models/{org}/{name}/tree/{revision}/{path:.+}", self._api_tree)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
@@ -297,17 +324,20 @@ class FakeHub:
         entry = self.files.get((repo, commit, path))
         if entry is None:
             self._log("resolve", repo, path, 404)
-            return web.Response(
-                status=404, text="Entry not found\n", headers={"X-Error-Code": "EntryNotFound"}
-            )
+            return self._not_found(repo, commit, path)
         headers = {"X-Repo-Commit": commit, "ETag": f'"{entry.sha256}"'}
+        if self.xet and entry.lfs:
+            headers["X-Xet-Hash"] = entry.sha256
+            headers["Link"] = f'<{self.url}/api/models/{repo}/xet-read-token/{commit}>; rel="xet-auth"'
         if entry.lfs:
             self._token_counter += 1
             token = f"t{self._token_counter:06d}"
             self._tokens[token] = _Token(file=entry, expires=time.monotonic() + self.token_ttl)
             expires = int(time.time() + self.token_ttl)
-            headers["Location"] = f"{self.url}/cdn/{token}/{entry.sha256}?expires={expires}"
+            cdn = f"http://{self.cdn_host}:{self.port}" if self.cdn_host else self.url
+            headers["Location"] = f"{cdn}/cdn/{token}/{entry.sha256}?expires={expires}"
             headers["X-Linked-Size"] = str(entry.size)
+            headers["X-Linked-Etag"] = f'"{entry.sha256}"'
             self._log("resolve", repo, path, 302)
             return web.Response(status=302, headers=headers)
         return await self._serve(request, "resolve", entry, headers)
@@ -354,3 +384,100 @@ class FakeHub:
         status = 206 if rng is not None else 200
         self._log(route, entry.repo, entry.path, status, len(data), (first, last) if size else None)
         return web.Response(status=status, body=bytes(data), headers=headers)
+
+    # ------------------------------------------------------------------ errors and API
+
+    def _not_found(self, repo: str, commit: str, path: str) -> web.Response:
+        """The Hub's answer for an unknown repo, revision or file (its ``X-Error-Code``)."""
+        if not any(key[0] == repo for key in self.files):
+            code, headers = "RepoNotFound", dict[str, str]()
+        elif not any(key[0] == repo and key[1] == commit for key in self.files):
+            code, headers = "RevisionNotFound", {}
+        else:
+            code, headers = "EntryNotFound", {"X-Repo-Commit": commit}
+        message = f"{code}: {repo}@{commit[:12]} {path}".strip()
+        return web.Response(
+            status=404,
+            text=json.dumps({"error": message}),
+            content_type="application/json",
+            headers={"X-Error-Code": code, "X-Error-Message": message, **headers},
+        )
+
+    def _snapshot(self, request: web.Request) -> tuple[str, str, list[HubFile]] | web.Response:
+        repo = f"{request.match_info['org']}/{request.match_info['name']}"
+        commit = self.refs.get((repo, request.match_info.get("revision", "main")), "")
+        commit = commit or request.match_info.get("revision", "")
+        files = [f for (r, c, _), f in sorted(self.files.items()) if r == repo and c == commit]
+        if not files:
+            self._log("api", repo, "", 404)
+            return self._not_found(repo, commit, "")
+        return repo, commit, files
+
+    async def _api_info(self, request: web.Request) -> web.Response:
+        found = self._snapshot(request)
+        if isinstance(found, web.Response):
+            return found
+        repo, commit, files = found
+        blobs = request.query.get("blobs", "").lower() == "true"
+        siblings = []
+        for f in files:
+            sibling: dict[str, object] = {"rfilename": f.path}
+            if blobs:
+                sibling.update(size=f.size, blobId=f.sha256[:40])
+                if f.lfs:
+                    sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
+            siblings.append(sibling)
+        document = {
+            "id": repo,
+            "modelId": repo,
+            "sha": commit,
+            "private": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "siblings": siblings,
+        }
+        self._log("api", repo, "", 200)
+        return web.json_response(document)
+
+    async def _api_tree(self, request: web.Request) -> web.Response:
+        found = self._snapshot(request)
+        if isinstance(found, web.Response):
+            return found
+        repo, commit, files = found
+        folder = request.match_info.get("path", "")
+        recursive = request.query.get("recursive", "").lower() == "true"
+        prefix = f"{folder}/" if folder else ""
+        entries: list[dict[str, object]] = []
+        folders: set[str] = set()
+        for f in files:
+            if not f.path.startswith(prefix):
+                continue
+            rest = f.path[len(prefix) :]
+            parts = rest.split("/")
+            for depth in range(1, len(parts)):
+                if depth == 1 or recursive:
+                    folders.add(prefix + "/".join(parts[:depth]))
+            if len(parts) == 1 or recursive:
+                entry: dict[str, object] = {
+                    "type": "file",
+                    "oid": f.sha256[:40],
+                    "size": f.size,
+                    "path": f.path,
+                }
+                if f.lfs:
+                    entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+                if self.xet and f.lfs:
+                    entry["xetHash"] = f.sha256
+                entries.append(entry)
+        entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(folders)]
+        if folder and not entries:
+            return self._not_found(repo, commit, folder)
+        start = int(request.query.get("cursor", "0"))
+        page = entries[start : start + self.page_size]
+        headers = {}
+        if start + self.page_size < len(entries):
+            next_url = request.url.update_query(cursor=str(start + self.page_size))
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        self._log("api", repo, folder, 200)
+        return web.json_response(page, headers=headers)

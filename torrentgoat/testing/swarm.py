@@ -37,6 +37,7 @@ from torrentgoat.session import Session, SessionConfig
 from torrentgoat.storage.file import PARTS_DIR
 from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Torrent, TorrentConfig
 
 __all__ = [
@@ -64,7 +65,7 @@ def loopback_config(
     seed: int | None = None,
     torrent: TorrentConfig | None = None,
 ) -> SessionConfig:
-    """A session on 127.0.0.1 only: any free port, no IPv6 listener, no DHT, no trackers."""
+    """A session on 127.0.0.1 only: any free port, no IPv6 listener, no DHT, no trackers, no LSD."""
     return SessionConfig(
         listen_host="127.0.0.1",
         listen_ipv6=None,
@@ -72,6 +73,7 @@ def loopback_config(
         enable_dht=False,
         dht_bootstrap=(),
         enable_trackers=False,
+        enable_lsd=False,
         upload_limit=upload_limit,
         download_limit=download_limit,
         seed=seed,
@@ -184,7 +186,9 @@ def files_on_disk(root: Path, *, parts: bool = False) -> set[str]:
 async def wait_until(
     predicate: Callable[[], bool], *, timeout: float, what: str, step: float = 0.05
 ) -> None:
-    """Poll ``predicate`` until it is true; raise :class:`AssertionError` naming ``what`` after ``timeout``."""
+    """Poll ``predicate`` until it is true; raise :class:`AssertionError` naming ``what`` after ``timeout``
+    (stretched on a loaded machine, :func:`~torrentgoat.testing.timing.scaled`)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -220,7 +224,9 @@ class Swarm:
         return f"127.0.0.1:{self.seeder.listen_port}"
 
     async def wait_complete(self, *, timeout: float) -> None:
-        """Wait until every leecher's torrent is complete; fail with every torrent's state otherwise."""
+        """Wait until every leecher's torrent is complete; fail with every torrent's state otherwise.
+        ``timeout`` suits an idle machine (:func:`~torrentgoat.testing.timing.scaled`)."""
+        timeout = scaled(timeout)
         try:
             await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in self.torrents)), timeout)
         except TimeoutError:
@@ -252,7 +258,7 @@ async def local_swarm(
     async with contextlib.AsyncExitStack() as stack:
         seeder = await stack.enter_async_context(Session(seeder_config or loopback_config(seed=0)))
         seed_torrent = await seeder.add(payload.metainfo, payload.root, seed=True)
-        await asyncio.wait_for(seed_torrent.wait_complete(), timeout=30)  # checked: all there
+        await asyncio.wait_for(seed_torrent.wait_complete(), timeout=scaled(30))  # checked: all there
         sessions = [
             await stack.enter_async_context(Session(leecher_config or loopback_config(seed=k + 1)))
             for k in range(leechers)

@@ -20,6 +20,7 @@ import socket
 import ssl
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -479,7 +480,35 @@ class OpenTracker:
             if time.monotonic() > deadline:
                 raise TrackerError(f"opentracker did not listen on {self.host}:{self.http_port}")
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # it loads the whitelist in a thread after binding
+        # it loads the whitelist in a thread after binding: until then it refuses every info-hash
+        while self.info_hashes and not await self._serves(self.info_hashes[0]):
+            if time.monotonic() > deadline:
+                raise TrackerError(f"opentracker did not load its whitelist within {timeout} s")
+            await asyncio.sleep(0.05)
+
+    async def _serves(self, info_hash: InfoHash) -> bool:
+        """Whether an announce for ``info_hash`` is accepted: a made-up seed on port 1 announces
+        ``started`` and, if accepted, ``stopped`` at once, so the swarm is empty again."""
+        peer_id = "-TGPROBE-" + "".join(random.choice("0123456789") for _ in range(11))
+        query = (
+            f"info_hash={urllib.parse.quote_from_bytes(info_hash.raw)}&peer_id={peer_id}&port=1"
+            "&uploaded=0&downloaded=0&left=0&compact=1&numwant=0&event="
+        )
+        accepted = b"failure reason" not in await self._http_get(f"/announce?{query}started")
+        if accepted:
+            await self._http_get(f"/announce?{query}stopped")
+        return accepted
+
+    async def _http_get(self, target: str) -> bytes:
+        reader, writer = await asyncio.open_connection(self.host, self.http_port)
+        try:
+            writer.write(f"GET {target} HTTP/1.0\r\nHost: {self.host}\r\n\r\n".encode())
+            await writer.drain()
+            return await asyncio.wait_for(reader.read(), 5.0)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     async def close(self) -> None:
         if self._process is not None and self._process.returncode is None:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torrentgoat.bitfield import Bitfield
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import InfoHash, PeerId
-from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
+from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
 
 __all__ = ["ConnectionPair", "make_pair"]
@@ -101,7 +102,7 @@ def make_pair(
     geometry: PieceGeometry | None = None
     if num_pieces is not None:
         total = total_length if total_length is not None else num_pieces * piece_length
-        geometry = PieceGeometry(num_pieces=num_pieces, piece_length=piece_length, total_length=total)
+        geometry = PieceGeometry(piece_length, total, num_pieces=num_pieces)
         a_have = a_have if a_have is not None else Bitfield(num_pieces)
         b_have = b_have if b_have is not None else Bitfield(num_pieces)
     a = PeerConnection(

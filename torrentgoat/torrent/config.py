@@ -71,6 +71,12 @@ class TorrentConfig:
     """After the check, stop with :class:`~torrentgoat.errors.NoPeerSourcesError` when pieces are
     missing and nothing can find a peer (no tracker, DHT, web seed or peer address): a command-line
     download would otherwise wait forever.  A library user who adds peers later leaves it off."""
+    refetch_lost: bool = True
+    """When verified data vanishes or changes on disk, fetch the pieces that no longer check out
+    again from peers (False, seeding only: drop them from what the torrent wants and serve the rest)."""
+    file_check_interval: float = 10.0
+    """Seconds between checks that the files of verified pieces did not change on disk (a ``stat``
+    per complete file; reads for serving check their files too); 0: only at reads."""
     check_free_space: bool = True
     """After the check of what is on disk, refuse to download more than the download directory's
     file system has free (:class:`~torrentgoat.errors.DiskFullError`), instead of failing midway."""

@@ -1,5 +1,11 @@
 """A torrent's wire connections (level L5): dialling, admitting, evicting, one per remote peer.
 
+Each dial picks a transport and an encryption: TCP or uTP (BEP 29) -- an address on the public internet
+is tried over uTP first (it passes NATs and yields to the user's other traffic, LEDBAT), a private,
+loopback or link-local one over TCP first (a cluster's LAN: kernel TCP costs far less CPU than uTP in
+Python), each falling back to the other, and an address remembers what worked; then MSE first with a
+plain fallback, or as the session's policy says (:mod:`torrentgoat.aio.mse`).
+
 Addresses come from every peer source into a bounded :class:`~torrentgoat.torrent.peers.CandidatePool`;
 :meth:`Connections.run` dials them while the torrent is below ``max_peers`` and ``max_half_open``
 connection attempts, backing off from addresses that fail.  Incoming connections whose handshake named
@@ -15,13 +21,18 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
+from typing import Any
 
-from torrentgoat.aio.peer import PeerDriver, PeerHandler, open_peer_connection
+from torrentgoat.aio.mse import Connector, open_encrypted_connection, tcp_connector
+from torrentgoat.aio.peer import PeerDriver, PeerHandler
+from torrentgoat.aio.utp import utp_connector
+from torrentgoat.mse import EncryptionPolicy
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.torrent.events import PeerBanned, PeerConnected, PeerDisconnected
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.opening import Opening
-from torrentgoat.torrent.peers import CandidatePool
+from torrentgoat.torrent.peers import Candidate, CandidatePool
 from torrentgoat.torrent.policy import eviction_victim, keeps_new_connection
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.wirepeer import WirePeer
@@ -39,6 +50,19 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_local(host: str) -> bool:
+    """Loopback, private or link-local: a LAN (TCP first), not the public internet (uTP first)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+UTP_DIAL_TIMEOUT = 3.0
+"""Seconds a uTP dial may take before the other transport is tried (a SYN and two retries)."""
 
 
 class Connections:
@@ -137,16 +161,54 @@ class Connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
 
+    def _connector(self, address: PeerAddress, candidate: Candidate | None) -> Connector:
+        """How to reach ``address``: TCP and/or uTP in the order described in the module docstring."""
+        tcp = tcp_connector(address.host, address.port)
+        endpoint = self.host.ctx.utp
+        if endpoint is None:
+            return tcp
+        utp = utp_connector(endpoint, address.host, address.port, timeout=UTP_DIAL_TIMEOUT)
+        known = candidate.transport if candidate is not None else ""  # what worked last time
+        default = self.host.ctx.utp_first
+        if default is None:
+            default = not _is_local(address.host)
+        utp_first = known == "utp" if known else default
+        order = [("utp", utp), ("tcp", tcp)] if utp_first else [("tcp", tcp), ("utp", utp)]
+
+        async def connect(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.BaseTransport, Any]:
+            failures = []
+            for name, dial in order:
+                try:
+                    connected = await dial(factory)
+                except (OSError, TimeoutError) as exc:
+                    failures.append(f"{name}: {exc or type(exc).__name__}")
+                    continue
+                if candidate is not None:
+                    candidate.transport = name
+                return connected
+            raise ConnectionError("; ".join(failures))
+
+        return connect
+
     async def _dial(self, address: PeerAddress) -> None:
+        encryption = self.host.ctx.encryption
+        candidate = self.pool.candidates.get(address)
+        if candidate is not None and candidate.plain and encryption.policy is EncryptionPolicy.PREFER:
+            encryption = replace(encryption, policy=EncryptionPolicy.DISABLE)  # it dropped MSE before
         try:
             engine = self.opening.outgoing(address)
-            await open_peer_connection(
+            driver = await open_encrypted_connection(
                 address,
                 engine,
                 self.handler,
+                config=encryption,
                 download_limit=self.host.ctx.download_limit,
                 on_created=self.register,
+                connect=self._connector(address, candidate),
             )
+            transport = driver.transport
+            if candidate is not None and transport is not None and transport.get_extra_info("mse") is None:
+                candidate.plain = True  # next time, plain at once (libtorrent remembers this too)
         except ConnectionError as exc:
             log.debug("%s: %s", self.host.name, exc)
             reason = str(exc.__cause__ or exc)
@@ -228,6 +290,13 @@ class Connections:
             if candidate is not None:
                 candidate.connected = False
                 now = self.host.now()
+                if not driver.engine.handshake_complete:
+                    # the transport connected but no BitTorrent handshake got through (libtorrent with
+                    # TCP off still accepts TCP, then closes): next time, the other transport first,
+                    # and no conclusion about MSE
+                    if candidate.transport and self.host.ctx.utp is not None:
+                        candidate.transport = "utp" if candidate.transport == "tcp" else "tcp"
+                    candidate.plain = False
                 if not driver.engine.handshake_complete or "protocol" in reason:
                     self.pool.failed(address, now)
                 else:

@@ -47,7 +47,6 @@ from torrentgoat.errors import (
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PiecePicker
-from torrentgoat.picker.layout import PieceLayout
 from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress
 from torrentgoat.storage import FileStorage, Layout, Storage
 from torrentgoat.torrent.blocks import BlockFlow
@@ -71,6 +70,7 @@ from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.recovery import Recovery
 from torrentgoat.torrent.resume import ResumeKeeper
 from torrentgoat.torrent.selection import skipped_files
 from torrentgoat.torrent.superseeding import SuperSeeding
@@ -153,6 +153,9 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.recovery = Recovery(
+            self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
+        )
         self.resume = ResumeKeeper(self.swarm, self, self.dest)
         """Fast-resume data: read at the check, written periodically and on stop."""
         for text in config.extra_peers:
@@ -332,10 +335,10 @@ class Torrent:
         return task
 
     def data_lost(self, index: int, exc: BaseException) -> None:
-        """Piece ``index`` was verified but cannot be read back: the files changed under us.  The
-        torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
-        self.resume.invalidate()
-        self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
+        """Piece ``index`` was verified but cannot be read back, or its file changed: the pieces of
+        its files are taken back (BEP 54), checked again, and what is gone is fetched again
+        (:mod:`torrentgoat.torrent.recovery`)."""
+        self.recovery.lost(index, exc)
 
     # --- blocks for peers that are not wire connections (TorrentHandle) ---------------------------
 
@@ -529,13 +532,14 @@ class Torrent:
                 "peers with"
             )
         swarm.picker = PiecePicker(
-            PieceLayout(piece_length=info.piece_length, total_length=info.total_length),
+            info.geometry,
             rng=self.ctx.rng,
             config=self.config.picker,
             have=have,
             priorities=[1 if i in wanted else 0 for i in range(info.num_pieces)],
         )
-        self.exchange.uploader = Uploader(self, info, storage)
+        self.recovery.start()
+        self.exchange.uploader = Uploader(self, info, storage, watch=self.recovery.watch)
         if self.config.super_seed and have.complete:
             swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
         self.blocks.joined_picker()
@@ -563,7 +567,21 @@ class Torrent:
             self.swarm.superseeding.peer_ready(wp)
 
     def _piece_verified(self, index: int) -> None:
+        self.recovery.piece_verified(index)
         self.exchange.announce(index)
+        picker = self.swarm.picker
+        if picker is not None and picker.is_complete and not self.blocks.verifying:
+            self._mark_complete()
+
+    def _reopen(self) -> None:
+        """Verified pieces of a complete torrent vanished and are fetched again: downloading again."""
+        if self._complete.is_set() and not self._stop.is_set():
+            self._complete.clear()
+            self.completed_at = None
+            self._lifecycle.advance(TorrentState.DOWNLOADING)
+
+    def _settled(self) -> None:
+        """Pieces taken back were checked again: complete again if nothing is missing."""
         picker = self.swarm.picker
         if picker is not None and picker.is_complete and not self.blocks.verifying:
             self._mark_complete()

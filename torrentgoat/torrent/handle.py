@@ -21,8 +21,10 @@ from typing import Any, Protocol
 from torrentgoat.aio.disk import DiskExecutor
 from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.metainfo import InfoDict
+from torrentgoat.mse import MSEConfig
 from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress, PeerId
 from torrentgoat.storage import Layout, Storage
 from torrentgoat.torrent.config import TorrentConfig
@@ -52,6 +54,13 @@ class TorrentContext:
     """File descriptors one torrent's storage keeps open at once."""
     storage_factory: Callable[[Path, Layout, frozenset[int]], Storage] | None = None
     """Builds storage for a torrent (default: :class:`FileStorage` under the download directory)."""
+    utp: UTPEndpoint | None = None
+    """The session's uTP endpoint (BEP 29), None when uTP is off."""
+    utp_first: bool | None = None
+    """Dial over uTP first: None (to public addresses only), True (always), False (never)."""
+    encryption: MSEConfig = field(default_factory=MSEConfig)
+    """How outgoing connections are dialled: MSE first with a plain fallback (``prefer``), MSE only
+    (``require``) or plain only (``disable``)."""
 
 
 class TorrentHandle(Protocol):

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from torrentgoat.bitfield import Bitfield
+from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.wirepeer import WirePeer
-from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
+from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.messages import Have
 
 __all__ = ["Opening"]
@@ -64,7 +65,7 @@ class Opening:
 
     def _geometry(self) -> PieceGeometry | None:
         info = self.swarm.info
-        return PieceGeometry.from_info(info) if info is not None and self.swarm.have is not None else None
+        return info.geometry if info is not None and self.swarm.have is not None else None
 
     def _metadata_size(self) -> int | None:
         info = self.swarm.info

@@ -19,6 +19,10 @@ class Candidate:
     next_try: float = 0.0
     connected: bool = False
     last_error: str = ""
+    plain: bool = False
+    """It dropped our MSE handshake once and spoke plain BitTorrent: dial it plain from now on."""
+    transport: str = ""
+    """``tcp`` or ``utp``: what reached it last time (tried first from now on); empty: not known."""
 
 
 @dataclass(slots=True)

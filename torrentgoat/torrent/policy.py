@@ -250,11 +250,11 @@ def eviction_victim(peers: Iterable[EvictionCandidate], now: float, *, grace: fl
 def keeps_new_connection(*, ours: bytes, theirs: bytes, new_outgoing: bool, old_outgoing: bool) -> bool:
     """Two connections to one remote peer id (both dialled at the same moment): whether the new one
     survives.  Both sides must drop the *same* connection, so the rule depends only on the two peer
-    ids: keep the connection initiated by the smaller peer id (as libtorrent does); an exact tie
-    keeps the older one."""
+    ids: keep the connection initiated by the greater peer id (libtorrent's rule,
+    ``bt_peer_connection.cpp``, so both clients agree); an exact tie keeps the older one."""
     initiator_new = ours if new_outgoing else theirs
     initiator_old = ours if old_outgoing else theirs
-    return initiator_new < initiator_old
+    return initiator_new > initiator_old
 
 
 # ---------------------------------------------------------------------------------------- choking

@@ -13,8 +13,8 @@ decides when:
   seconds while pieces are being verified (not on every piece), and within a second of completion;
 * **on stop** (:meth:`ResumeKeeper.save`, from the shutdown, after the storage flush and before it
   closes); never when the check did not finish (the previous file stays as it was);
-* :meth:`ResumeKeeper.invalidate` removes it when a verified piece cannot be read back, so the next
-  start checks everything again.
+* **within a second** when verified pieces were taken back (data lost on disk,
+  :mod:`torrentgoat.torrent.recovery`), so a kill soon after never trusts them.
 
 Writing it flushes the storage first and stamps the files after (see
 :func:`~torrentgoat.storage.resume.save_resume`), so a piece it calls verified is durable and older
@@ -25,9 +25,7 @@ storage other than :class:`~torrentgoat.storage.FileStorage` always get a full c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -78,7 +76,8 @@ class ResumeKeeper:
         """The stamps recorded last (at the check, then by each write) ..."""
         self._stamped_have: Bitfield | None = None
         """... and the verified pieces they went with: files of pieces verified since are ours to restamp."""
-        self._saved_count = -1
+        self._saved_have: Bitfield | None = None
+        """The have-set the last resume data says."""
         self._saved_at = 0.0
         self._generation = 0
         self._written_generation = 0
@@ -123,7 +122,7 @@ class ResumeKeeper:
         if plan.to_check.count or not plan.used:
             await self.save(have)  # a kill from now on does not cost this check again
         else:
-            self._saved_count, self._saved_at = have.count, self.host.now()
+            self._saved_have, self._saved_at = have.copy(), self.host.now()
         return have
 
     def _plan(
@@ -150,10 +149,14 @@ class ResumeKeeper:
     # ------------------------------------------------------------------ writing it
 
     def due(self, now: float) -> bool:
-        """New pieces since the last write, and either the interval passed or the torrent is complete."""
-        have = self.swarm.have
-        if have is None or have.count == self._saved_count:
+        """The have-set changed since the last write, and the interval passed, or the torrent is
+        complete, or pieces were taken back (verified data lost: written out at the next tick, so
+        that a kill soon after never trusts them)."""
+        have, saved = self.swarm.have, self._saved_have
+        if have is None or have == saved:
             return False
+        if saved is not None and int.from_bytes(saved.to_bytes()) & ~int.from_bytes(have.to_bytes()):
+            return True  # pieces taken back
         return self.host.is_complete or now - self._saved_at >= self.host.config.resume_interval
 
     async def run(self) -> None:
@@ -181,7 +184,7 @@ class ResumeKeeper:
                 self._warned = True
                 log.warning("%s: cannot write resume data to %s: %s", self.host.name, self.path, exc)
             return
-        self._saved_count, self._saved_at = snapshot.count, self.host.now()
+        self._saved_have, self._saved_at = snapshot, self.host.now()
 
     def _write(self, storage: FileStorage, have: Bitfield, generation: int) -> None:
         # a periodic write still running in its thread when the final one starts must not land after it
@@ -200,12 +203,3 @@ class ResumeKeeper:
             self._stamped, self._stamped_have = (data.files, data.part_file), have
             self._written_generation = generation
             self.saves += 1
-            if not self.enabled:  # invalidated while this write ran
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
-
-    def invalidate(self) -> None:
-        """Data we verified is gone: remove the resume file and write no more (next start: full check)."""
-        self.enabled = False
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)

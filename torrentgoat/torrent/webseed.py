@@ -69,13 +69,13 @@ def block_runs(info: InfoDict, blocks: Sequence[BlockRef], *, max_bytes: int) ->
     Blocks of one piece picked together are consecutive, and so are the end of a piece and the
     start of the next: each run is one range request per file it touches.
     """
-    plen = info.piece_length
+    geometry = info.geometry
     ordered = sorted(blocks, key=lambda b: (b.piece, b.begin))
     runs: list[_Run] = []
     current: list[BlockRef] = []
     start = end = 0
     for block in ordered:
-        offset = block.piece * plen + block.begin
+        offset = geometry.piece_offset(block.piece) + block.begin
         if current and offset == end and end + block.length - start <= max_bytes:
             current.append(block)
             end += block.length

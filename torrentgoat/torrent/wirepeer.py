@@ -134,6 +134,19 @@ class WirePeer:
             connected_at=self.connected_at,
         )
 
+    @property
+    def transport(self) -> str:
+        """``utp`` or ``tcp``: what carries the connection."""
+        transport = self.driver.transport
+        return "utp" if transport is not None and transport.get_extra_info("utp") else "tcp"
+
+    @property
+    def encryption(self) -> str:
+        """``rc4`` or ``plaintext`` after an MSE handshake (BEP 8 / MSE), ``none`` without one."""
+        transport = self.driver.transport
+        info = transport.get_extra_info("mse") if transport is not None else None
+        return "none" if info is None else str(info.method.name).lower()
+
     def listen_address(self) -> PeerAddress | None:
         """Where others can reach the peer (BEP 11): the address we dialled, or for an incoming peer
         its IP with the listen port from its extension handshake (BEP 10 ``p``)."""

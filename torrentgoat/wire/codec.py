@@ -26,6 +26,7 @@ from torrentgoat.wire.messages import (
     Buffer,
     Cancel,
     Choke,
+    DontHave,
     Extended,
     ExtendedHandshake,
     Handshake,
@@ -34,6 +35,7 @@ from torrentgoat.wire.messages import (
     HaveNone,
     Interested,
     KeepAlive,
+    MessageId,
     MetadataData,
     MetadataReject,
     MetadataRequest,
@@ -68,10 +70,12 @@ __all__ = [
     "MSG_REQUEST",
     "MSG_SUGGEST_PIECE",
     "MSG_UNCHOKE",
+    "decode_dont_have",
     "decode_extended_handshake",
     "decode_handshake",
     "decode_message",
     "decode_metadata_message",
+    "encode_dont_have",
     "encode_extended_handshake",
     "encode_handshake",
     "encode_message",
@@ -93,22 +97,23 @@ METADATA_PIECE_SIZE = 16 * 1024
 MAX_METADATA_SIZE = 16 * 1024 * 1024
 """Default cap on a peer-announced ``metadata_size`` (bounded memory for magnet downloads)."""
 
-MSG_CHOKE = 0
-MSG_UNCHOKE = 1
-MSG_INTERESTED = 2
-MSG_NOT_INTERESTED = 3
-MSG_HAVE = 4
-MSG_BITFIELD = 5
-MSG_REQUEST = 6
-MSG_PIECE = 7
-MSG_CANCEL = 8
-MSG_PORT = 9
-MSG_SUGGEST_PIECE = 0x0D
-MSG_HAVE_ALL = 0x0E
-MSG_HAVE_NONE = 0x0F
-MSG_REJECT_REQUEST = 0x10
-MSG_ALLOWED_FAST = 0x11
-MSG_EXTENDED = 20
+# Old names of the :class:`~torrentgoat.wire.messages.MessageId` members, kept for existing callers.
+MSG_CHOKE = MessageId.CHOKE
+MSG_UNCHOKE = MessageId.UNCHOKE
+MSG_INTERESTED = MessageId.INTERESTED
+MSG_NOT_INTERESTED = MessageId.NOT_INTERESTED
+MSG_HAVE = MessageId.HAVE
+MSG_BITFIELD = MessageId.BITFIELD
+MSG_REQUEST = MessageId.REQUEST
+MSG_PIECE = MessageId.PIECE
+MSG_CANCEL = MessageId.CANCEL
+MSG_PORT = MessageId.PORT
+MSG_SUGGEST_PIECE = MessageId.SUGGEST_PIECE
+MSG_HAVE_ALL = MessageId.HAVE_ALL
+MSG_HAVE_NONE = MessageId.HAVE_NONE
+MSG_REJECT_REQUEST = MessageId.REJECT_REQUEST
+MSG_ALLOWED_FAST = MessageId.ALLOWED_FAST
+MSG_EXTENDED = MessageId.EXTENDED
 
 _U32 = struct.Struct(">I")
 _HEADER = struct.Struct(">IB")
@@ -251,7 +256,7 @@ _EMPTY_MESSAGES: dict[int, WireMessage] = {
     MSG_HAVE_NONE: HaveNone(),
 }
 
-_NAMES = {
+_NAMES: dict[int, str] = {
     MSG_CHOKE: "choke",
     MSG_UNCHOKE: "unchoke",
     MSG_INTERESTED: "interested",
@@ -437,3 +442,24 @@ def decode_metadata_message(
     if msg_type == 2:
         return MetadataReject(piece=piece)
     return None
+
+
+# --- BEP 54 lt_donthave -----------------------------------------------------------------------------
+
+_DONT_HAVE = struct.Struct(">I")
+
+
+def encode_dont_have(message: DontHave) -> bytes:
+    """Payload of an ``lt_donthave`` extension message (BEP 54): the piece index, 4 bytes big-endian."""
+    if not 0 <= message.index < 1 << 32:
+        raise ValueError(f"piece index out of range: {message.index}")
+    return _DONT_HAVE.pack(message.index)
+
+
+def decode_dont_have(payload: Buffer) -> DontHave:
+    """Decode an ``lt_donthave`` payload: exactly 4 bytes (whether the index is in range is the
+    connection's check, which knows the piece count)."""
+    if len(payload) != 4:
+        raise RemoteProtocolError(f"lt_donthave payload of {len(payload)} bytes, expected 4")
+    (index,) = _DONT_HAVE.unpack(payload)
+    return DontHave(index=index)

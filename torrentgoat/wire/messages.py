@@ -1,12 +1,13 @@
 """Peer wire messages as data (level L2): one frozen dataclass per message, named by its BEP noun.
 
 BEP 3 (core), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension protocol), BEP 9
-(``ut_metadata``) and BEP 11 (``ut_pex``).  These are pure values; :mod:`torrentgoat.wire.codec`
+(``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``).  These are pure values; :mod:`torrentgoat.wire.codec`
 turns them into bytes and back, :mod:`torrentgoat.wire.connection` decides when each is allowed.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -19,6 +20,7 @@ __all__ = [
     "Buffer",
     "Cancel",
     "Choke",
+    "DontHave",
     "Extended",
     "ExtendedHandshake",
     "ExtensionMessage",
@@ -29,6 +31,7 @@ __all__ = [
     "Interested",
     "KeepAlive",
     "Message",
+    "MessageId",
     "MetadataData",
     "MetadataReject",
     "MetadataRequest",
@@ -49,6 +52,30 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 
 PROTOCOL = b"BitTorrent protocol"
 """BEP 3 handshake protocol string (preceded by its length byte, 19)."""
+
+
+class MessageId(enum.IntEnum):
+    """The id byte after a message's length prefix (BEP 3 "messages"; BEP 5, BEP 6, BEP 10 add ids)."""
+
+    CHOKE = 0
+    UNCHOKE = 1
+    INTERESTED = 2
+    NOT_INTERESTED = 3
+    HAVE = 4
+    BITFIELD = 5
+    REQUEST = 6
+    PIECE = 7
+    CANCEL = 8
+    PORT = 9
+    """BEP 5: the sender's DHT port."""
+    SUGGEST_PIECE = 0x0D
+    """BEP 6 (Fast extension) ids 0x0D..0x11."""
+    HAVE_ALL = 0x0E
+    HAVE_NONE = 0x0F
+    REJECT_REQUEST = 0x10
+    ALLOWED_FAST = 0x11
+    EXTENDED = 20
+    """BEP 10: extension protocol messages (sub-id in the first payload byte)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -271,6 +298,14 @@ class Pex:
     dropped: tuple[PeerAddress, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DontHave:
+    """BEP 54 ``lt_donthave``: the sender no longer has piece ``index`` (the opposite of ``have``);
+    requests for it that it has not answered will not be answered with data."""
+
+    index: int
+
+
 WireMessage: TypeAlias = (
     KeepAlive
     | Choke
@@ -292,7 +327,9 @@ WireMessage: TypeAlias = (
 )
 """A length-prefixed message of the message phase (everything but the handshake)."""
 
-ExtensionMessage: TypeAlias = ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex
+ExtensionMessage: TypeAlias = (
+    ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex | DontHave
+)
 """A decoded BEP 10 extension message; the connection wraps it in :class:`Extended` with the peer's id."""
 
 Message: TypeAlias = Handshake | WireMessage | ExtensionMessage

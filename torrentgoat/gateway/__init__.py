@@ -1,0 +1,32 @@
+"""The swarm as a Hugging Face endpoint (level L5): ``HF_ENDPOINT=http://127.0.0.1:8080``.
+
+:class:`Gateway` is an aiohttp server that speaks the part of the Hub's HTTP API ``huggingface_hub``
+uses to download (file resolve with ranges, repo info, tree listings, the Hub's error codes) over
+:class:`RepoSource` s -- complete local copies (:class:`FolderSource`, :class:`HFCacheSource`) today --
+and passes the rest through to an upstream hub (:class:`UpstreamHub`).  Modules:
+
+* :mod:`.source` -- the :class:`RepoSource` protocol and the snapshot/file records (pure);
+* :mod:`.routes` -- request targets and byte ranges (pure); :mod:`.hubjson` -- repo info and tree
+  documents, git tree ids (pure); :mod:`.answers` -- headers and error answers (pure);
+* :mod:`.local` -- the local sources; :mod:`.upstream` -- the pass-through; :mod:`.streaming` --
+  bounded, cancellation-safe body sending; :mod:`.server` -- :class:`Gateway` itself.
+"""
+
+from torrentgoat.gateway.local import FolderSource, HFCacheSource
+from torrentgoat.gateway.server import DEFAULT_UPSTREAM, Gateway, GatewayConfig, GatewayStats
+from torrentgoat.gateway.source import RepoFile, RepoSnapshot, RepoSource, RepoType
+from torrentgoat.gateway.upstream import UpstreamHub
+
+__all__ = [
+    "DEFAULT_UPSTREAM",
+    "FolderSource",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayStats",
+    "HFCacheSource",
+    "RepoFile",
+    "RepoSnapshot",
+    "RepoSource",
+    "RepoType",
+    "UpstreamHub",
+]
