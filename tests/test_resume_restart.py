@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.creation import create_torrent
+from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.session import Session
 from torrentgoat.storage import FileStorage, Layout
@@ -120,6 +123,35 @@ async def test_complete_torrent_restarts_without_reading_the_payload(
     plan = second.resume.plan
     assert plan is not None and plan.used and plan.trusted.complete and plan.to_check.count == 0
     assert second.verified_bytes == second.wanted_bytes == info.total_length  # counted in whole pieces
+
+
+@pytest.mark.parametrize("fmt", ["v2", "hybrid"])
+async def test_v2_and_hybrid_torrents_restart_from_resume_data(
+    tmp_path: Path, reads: Counter[int], fmt: TorrentFormat
+) -> None:
+    """BEP 52: the resume data names the torrent by its v2 info-hash (and its v1 one for a hybrid);
+    a v1 torrent of the same files cannot use it."""
+    payload = make_model_payload(tmp_path, shards=2, shard_size=1 * MiB, seed=14)
+    metainfo = create_torrent(payload.root / payload.name, creation_date=None, format=fmt)
+    v2 = Payload(root=payload.root, metainfo=metainfo, torrent_path=tmp_path / "v2.torrent")
+    await _start(v2, payload.root, seed=1)
+    data = load_resume(payload.root / RESUME_DIR / f"{metainfo.info_hash.hex}.resume")
+    hashes = metainfo.info_hashes
+    assert hashes.v2 is not None and data.identity.v2 == hashes.v2.raw
+    assert data.identity.v1 == (hashes.v1.raw if hashes.v1 is not None else None)
+    reads.clear()
+    again = await _start(v2, payload.root, seed=2)
+    assert sum(reads.values()) == 0 and again.is_complete
+    plan = plan_check(
+        data,
+        identity=ResumeIdentity(v1=payload.metainfo.info_hash.raw),
+        layout=Layout.from_info(payload.metainfo.info),
+        stamps=data.files[: len(payload.metainfo.info.files)],
+        part_file=data.part_file,
+        skipped=frozenset(),
+        wanted=Bitfield(payload.metainfo.info.num_pieces, full=True),
+    )
+    assert not plan.used  # the v1 torrent is another torrent
 
 
 async def test_touched_file_is_rechecked_alone(tmp_path: Path, reads: Counter[int]) -> None:
