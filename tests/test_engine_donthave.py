@@ -139,7 +139,10 @@ async def test_altered_piece_is_taken_back_never_served_and_fetched_again(tmp_pa
         rechecked = [e for e in recorder.events if isinstance(e, DataRechecked)]
         assert lost and lost[0].pieces == info.num_pieces  # a one-file torrent: every piece is suspect
         assert rechecked and rechecked[0].verified == info.num_pieces - 1
-        assert "downloading" in recorder.states and recorder.states[-1] == "seeding"
+        assert "downloading" in recorder.states
+        await wait_until(  # the recorder hears states through the event queue, a moment after they change
+            lambda: recorder.states[-1] == "seeding", timeout=10, what="the recorder to hear 'seeding'"
+        )
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
     assert_same_files(payload.metainfo, payload.root, tmp_path / "broken")
 
