@@ -206,3 +206,8 @@ class DataChangedError(StorageError):
 class SourceUnavailableError(GatewayError):
     """A source holds the repository but cannot answer yet (a torrent's metadata still on its way):
     HTTP 503 with ``Retry-After``, which clients retry."""
+
+
+class ResumeDataError(StorageError):
+    """Resume data that cannot be trusted: missing, truncated, corrupt (checksum), of another format
+    version or of another torrent.  Never fatal: the torrent checks every piece instead."""

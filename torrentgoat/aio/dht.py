@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Any
 
 from torrentgoat import bencode
+from torrentgoat.atomicwrite import write_atomic
 from torrentgoat.bencode import BValue
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
 from torrentgoat.dht.engine import DHTConfig, DHTEngine
@@ -278,9 +279,7 @@ class DHTNode:
         nodes = engine.export_nodes(self._now())
         data = bencode.encode({b"id": engine.node_id, b"nodes": encode_nodes(nodes)})
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        write_atomic(target, data)
 
     def load_node_cache(self, path: str | os.PathLike[str] | None = None) -> int:
         """Add the nodes of a cache file to the routing table; returns how many were read."""

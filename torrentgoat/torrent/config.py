@@ -81,6 +81,16 @@ class TorrentConfig:
     """After the check of what is on disk, refuse to download more than the download directory's
     file system has free (:class:`~torrentgoat.errors.DiskFullError`), instead of failing midway."""
 
+    resume_data: bool = True
+    """Fast resume: write which pieces are verified, with each file's size and mtime, to
+    ``<download dir>/.torrentgoat-resume/<info-hash>.resume`` (on stop, on completion and every
+    ``resume_interval`` seconds while pieces arrive), and at the next start hash only the pieces of
+    files that changed since (:mod:`torrentgoat.storage.resume`).  Off: every start hashes everything."""
+    resume_interval: float = 30.0
+    """Seconds between writes of resume data while pieces are being verified."""
+    resume_dir: str | None = None
+    """Folder for resume files instead of the download directory's ``.torrentgoat-resume``."""
+
     def __post_init__(self) -> None:
         if self.max_peers < 1:
             raise ConfigError(f"max_peers must be >= 1, got {self.max_peers}")
@@ -88,3 +98,5 @@ class TorrentConfig:
             raise ConfigError("picker.max_partial_bytes (piece memory) must be at least 1 MiB")
         if self.min_queue < 1 or self.max_queue < self.min_queue:
             raise ConfigError(f"need 1 <= min_queue <= max_queue, got {self.min_queue} and {self.max_queue}")
+        if not self.resume_interval > 0:
+            raise ConfigError(f"resume_interval must be > 0 seconds, got {self.resume_interval}")

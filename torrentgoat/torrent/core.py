@@ -71,6 +71,7 @@ from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
 from torrentgoat.torrent.recovery import Recovery
+from torrentgoat.torrent.resume import ResumeKeeper
 from torrentgoat.torrent.selection import skipped_files
 from torrentgoat.torrent.streaming import Streams
 from torrentgoat.torrent.superseeding import SuperSeeding
@@ -157,6 +158,8 @@ class Torrent:
             self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
         )
         self.streams = Streams(self.swarm, self)
+        self.resume = ResumeKeeper(self.swarm, self, self.dest)
+        """Fast-resume data: read at the check, written periodically and on stop."""
         for text in config.extra_peers:
             self.connections.pool.add(PeerAddress.parse(text), "manual")
 
@@ -437,6 +440,7 @@ class Torrent:
                 await self.ctx.disk.run(storage.flush)
             except StorageError as exc:
                 log.warning("%s: flush failed: %s", self.name, exc)
+            await self.resume.save()
             await self.ctx.disk.run(storage.close)
         self.blocks.buffers.clear()
         self._lifecycle.advance(TorrentState.STOPPED)
@@ -519,7 +523,8 @@ class Torrent:
             for path in await self.ctx.disk.run(storage.trim_oversized):
                 log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
         started = time.monotonic()
-        have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
+        have = await self.resume.check(info, storage, wanted=wanted, progress=progress)
+        self.spawn(self.resume.run())
         swarm.have = have
         swarm.counters.verified = sum(info.piece_size(i) for i in have)
         self.emit(
