@@ -202,12 +202,9 @@ class CollectionFollower:
                 store.write_file(target, content)
         for meta in resolved.torrents.values():
             store.write_file(store.torrent_path(meta.info_hash), meta.to_bytes())
-        store.write_file(store.manifest_torrent_path, resolved.metainfo.to_bytes())
-        store.write_file(store.manifest_path, resolved.signed.data)
-        store.write_file(store.signature_path, resolved.files[SIGNATURE_FILENAME])
         manifest = resolved.manifest
         assert self.magnet.public_key is not None
-        store.save_state(
+        store.commit(  # one atomic switch to the new version (collection/store.py)
             CollectionState(
                 public_key=self.magnet.public_key,
                 salt=self.magnet.salt,
@@ -218,7 +215,10 @@ class CollectionFollower:
                 selection=state.selection if state is not None else None,
                 models=state.models if state is not None else {},
                 item=item if item is not None else (state.item if state is not None else None),
-            )
+            ),
+            manifest=resolved.signed.data,
+            signature=resolved.files[SIGNATURE_FILENAME],
+            manifest_torrent=resolved.metainfo.to_bytes(),
         )
         if state is not None and state.manifest_info_hash not in (None, resolved.info_hash):
             assert state.manifest_info_hash is not None
