@@ -59,7 +59,9 @@ _HASH_BUFFER = 1024 * 1024
 _HASH_WORKERS = 2
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+_SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".torrentgoat-parts", ".torrentgoat-resume"})
+"""Folders never served: version control, and torrentgoat's own part files and resume data when a
+folder is a download directory."""
 _MAX_TREE_CACHE = 64 * 1024 * 1024
 
 
