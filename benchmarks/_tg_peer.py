@@ -80,6 +80,7 @@ async def run(args: argparse.Namespace) -> int:
         enable_dht=False,
         enable_trackers=False,
         enable_pex=False,
+        enable_lsd=False,
         torrent=tconfig,
     )
     loop = asyncio.get_running_loop()

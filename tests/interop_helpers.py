@@ -78,13 +78,14 @@ def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
 
 
 def loopback_config(**torrent: Any) -> SessionConfig:
-    """A session on 127.0.0.1 only: any port, no IPv6 listener, no DHT (never the public routers)."""
+    """A session on 127.0.0.1 only: any port, no IPv6 listener, no DHT (never the public routers), no LSD."""
     return SessionConfig(
         listen_host="127.0.0.1",
         listen_ipv6=None,
         listen_port=0,
         enable_dht=False,
         dht_bootstrap=(),
+        enable_lsd=False,
         torrent=TorrentConfig(**torrent),
     )
 

@@ -33,7 +33,13 @@ MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SESSION_COMMANDS = ("get", "seed", "collection", "publish", "update")
+"""Commands that run a session: the tests keep them on loopback (no LSD multicast on a real NIC)."""
+
+
 def run_cli(*args: str, timeout: float = 120.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if args and args[0] in SESSION_COMMANDS and "--listen" not in args and "--help" not in args:
+        args = (*args, "--listen", "127.0.0.1", "--listen6", "")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "torrentgoat", *args],
@@ -102,6 +108,23 @@ async def test_a_taken_port_falls_back_to_the_next_one() -> None:
             assert second.listen_port != taken and second.listen_port != 0
 
 
+async def test_a_picked_port_taken_for_udp_is_picked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Port 0: the system's free TCP port may be taken for UDP (uTP, DHT) by another process; seen
+    on a busy machine as "cannot bind the uTP socket ... Address already in use"."""
+    real_listen = Session._listen
+    tried: list[int] = []
+
+    async def listen(self: Session, port: int) -> None:
+        tried.append(port)
+        if len(tried) == 1:
+            raise ListenError(f"cannot bind the uTP socket to 127.0.0.1:{port}: Address already in use")
+        await real_listen(self, port)
+
+    monkeypatch.setattr(Session, "_listen", listen)
+    async with Session(loopback_config(seed=1)) as session:
+        assert session.listen_port != 0 and tried == [0, 0]
+
+
 async def test_an_explicit_taken_port_is_a_clear_error() -> None:
     async with Session(loopback_config(seed=1)) as first:
         strict = SessionConfig(
@@ -145,8 +168,9 @@ def test_selection_matching_nothing_exits_two(payload: Payload, tmp_path: Path) 
 
 def test_get_without_any_peer_source_fails_at_once(payload: Payload, tmp_path: Path) -> None:
     result = run_cli(
-        "get", str(payload.torrent_path), "-o", str(tmp_path / "down"), "--no-dht", "--port", "0", timeout=60
-    )
+        "get", str(payload.torrent_path), "-o", str(tmp_path / "down"), "--no-dht", "--no-lsd", "--port", "0",
+        timeout=60,
+    )  # fmt: skip
     assert result.returncode == 2, result.stderr
     no_traceback(result)
     assert "no peer sources" in result.stderr and "--peer" in result.stderr

@@ -13,7 +13,7 @@ import pytest
 from torrentgoat.cli import main as cli_main
 from torrentgoat.collection import ModelSpec, Store, build_collection, build_model, place_in_hf_cache
 from torrentgoat.collection.build import load_draft, read_spec_file
-from torrentgoat.collection.store import InstalledModel
+from torrentgoat.collection.store import CollectionState, InstalledModel
 from torrentgoat.errors import ConfigError, StorageError
 from torrentgoat.keys import SigningKey
 from torrentgoat.manifest import parse_manifest
@@ -126,7 +126,7 @@ def test_build_refuses_another_key_or_collection_in_the_same_root(tmp_path: Path
     from torrentgoat.collection.build import installed_from_manifest, state_for
 
     state = state_for(manifest, None)
-    store.save_state(state)
+    store.commit(state, manifest=b"", signature=b"", manifest_torrent=b"")
     with pytest.raises(ConfigError, match="not of key"):
         build_collection("zoo", [ModelSpec(name="m", path=folder)], store.root, b"\x01" * 32)
     with pytest.raises(ConfigError, match="not 'other'"):
@@ -146,14 +146,66 @@ def test_store_state_round_trip_and_damage(tmp_path: Path) -> None:
     store = Store(tmp_path)
     assert store.load_state() is None
     store.meta.mkdir()
-    store.state_path.write_text("{not json")
+    legacy = store.meta / "state.json"  # a root written before the single commit point is still read
+    legacy.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         store.load_state()
-    store.state_path.write_text(
-        json.dumps({"format": "torrentgoat-collection-state/1", "models": {"../x": {}}})
-    )
+    legacy.write_text(json.dumps({"format": "torrentgoat-collection-state/1", "models": {"../x": {}}}))
     with pytest.raises(ConfigError, match=r"bad model name|damaged"):
         store.load_state()
+
+
+def _state(seq: int, *models: InstalledModel) -> CollectionState:
+    return CollectionState(
+        public_key=KEY.public_key,
+        salt=b"zoo",
+        collection="zoo",
+        seq=seq,
+        models={m.name: m for m in models},
+    )
+
+
+def test_commit_switches_state_manifest_and_every_link_at_once(tmp_path: Path) -> None:
+    from torrentgoat.primitives import InfoHash
+
+    store = Store(tmp_path)
+    a1 = InstalledModel(name="a", info_hash=InfoHash(b"\x01" * 20), torrent_name="t", files=())
+    b1 = InstalledModel(name="b", info_hash=InfoHash(b"\x02" * 20), torrent_name="t", files=())
+    a2 = InstalledModel(name="a", info_hash=InfoHash(b"\x03" * 20), torrent_name="t", files=())
+    for model in (a1, b1, a2):
+        store.installed_dir(model).mkdir(parents=True)
+        (store.installed_dir(model) / "f").write_text(model.info_hash.hex)
+    store.commit(_state(1, a1, b1), manifest=b"m1", signature=b"s1", manifest_torrent=b"t1")
+    assert os.readlink(tmp_path / "a") == ".torrentgoat/current/a"
+    assert (tmp_path / "a" / "f").read_text() == a1.info_hash.hex
+    assert store.load_state() == _state(1, a1, b1)
+    assert store.held_manifest() == (b"m1", b"s1")
+    assert store.link_problem(a1) is None and store.link_problem(a2) is not None
+
+    store.commit(_state(2, a2, b1), manifest=b"m2", signature=b"s2", manifest_torrent=b"t2")
+    assert (tmp_path / "a" / "f").read_text() == a2.info_hash.hex
+    assert store.load_state() == _state(2, a2, b1)
+    assert (store.held_manifest(), store.manifest_torrent_path.read_bytes()) == ((b"m2", b"s2"), b"t2")
+    assert [p.name for p in (store.meta / "versions").iterdir()] == [os.readlink(store.meta / "current")[9:]]
+    assert not list(tmp_path.glob(".*.tmp")) and not list(store.meta.glob(".*.tmp"))
+
+
+def test_commit_moves_a_root_of_the_older_layout(tmp_path: Path) -> None:
+    from torrentgoat.primitives import InfoHash
+
+    store = Store(tmp_path)
+    model = InstalledModel(name="ok", info_hash=InfoHash(b"\x01" * 20), torrent_name="t", files=())
+    store.installed_dir(model).mkdir(parents=True)
+    (store.meta / "state.json").write_text(json.dumps(_state(1, model).to_json()))
+    (store.meta / "collection.yaml").write_bytes(b"m1")
+    (store.meta / "collection.yaml.sig").write_bytes(b"s1")
+    os.symlink(f".torrentgoat/models/ok/{'01' * 20}/t", tmp_path / "ok")
+    assert store.load_state() == _state(1, model) and store.held_manifest() == (b"m1", b"s1")
+    assert store.link_problem(model) is None
+    store.commit(_state(2, model), manifest=b"m2", signature=b"s2", manifest_torrent=b"t2")
+    assert os.readlink(tmp_path / "ok") == ".torrentgoat/current/ok"
+    assert store.load_state() == _state(2, model) and store.link_problem(model) is None
+    assert not (store.meta / "state.json").exists() and not (store.meta / "collection.yaml").exists()
 
 
 def test_model_link_never_replaces_a_users_directory(tmp_path: Path) -> None:
@@ -161,13 +213,9 @@ def test_model_link_never_replaces_a_users_directory(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     with pytest.raises(StorageError, match="not a torrentgoat model link"):
         store.check_link_free("mine")
-    from torrentgoat.primitives import InfoHash
-
-    model = InstalledModel(name="ok", info_hash=InfoHash(b"\x01" * 20), torrent_name="t", files=())
-    store.installed_dir(model).mkdir(parents=True)
-    store.point_link(model)
-    assert os.readlink(tmp_path / "ok") == f".torrentgoat/models/ok/{'01' * 20}/t"
-    store.point_link(model)  # idempotent, atomic replacement
+    store.ensure_link("ok")
+    assert os.readlink(tmp_path / "ok") == ".torrentgoat/current/ok"
+    store.ensure_link("ok")  # idempotent
 
 
 def test_hf_cache_layout_is_what_huggingface_hub_reads(tmp_path: Path) -> None:

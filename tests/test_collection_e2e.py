@@ -39,6 +39,7 @@ from torrentgoat.manifest import SignedManifest
 from torrentgoat.modelcheck import sha256_file
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import TorrentConfig
 
 SHARD = 1024 * 1024
@@ -48,7 +49,7 @@ PIECE = 64 * 1024
 @contextlib.asynccontextmanager
 async def local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
     nodes = [
-        DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=0.5), rng=random.Random(i))
+        DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=scaled(0.5)), rng=random.Random(i))
         for i in range(count)
     ]
     for node in nodes:

@@ -140,9 +140,12 @@ async def test_stopped_leecher_resumes_in_a_new_session_and_fetches_only_the_res
             await _complete(torrent, 30)
             assert torrent.hash_failures == 0
             downloaded, wasted = torrent.downloaded, torrent.wasted
+            plan = torrent.resume.plan
             await asyncio.sleep(0)
-        kinds = recorder.kinds()
-        assert CheckProgressed in kinds or verified_at_stop == 0
+        # the resume data written at stop vouches for what was verified: nothing is read again
+        assert plan is not None and plan.used and plan.to_check.count == 0
+        assert plan.trusted == pieces_at_stop
+        assert CheckProgressed not in recorder.kinds()
         assert downloaded < info.total_length
         assert downloaded - wasted <= info.total_length - verified_at_stop
         assert seed_torrent.uploaded - uploaded_before <= info.total_length - verified_at_stop + wasted
@@ -397,6 +400,7 @@ async def test_longer_file_on_disk_is_cut_to_the_torrents_length(tmp_path: Path)
 
 
 async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: Path) -> None:
+    """It takes the pieces back (BEP 54) instead of stopping; whatever it claims again, it verified."""
     payload = make_file_payload(tmp_path, 4 * MiB, piece_length=256 * 1024, seed=80)
     info = payload.metainfo.info
     seed_dir = tmp_path / "seed-copy"
@@ -416,8 +420,13 @@ async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: 
         await _seed(honest, payload)
         torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
         await _complete(torrent)  # the honest seed makes up for it
-        lost = [i for i in range(info.num_pieces) if seeding.have is not None and i in seeding.have]
-        assert seeding.error is not None or not lost, f"the seed still claims {len(lost)} lost pieces"
+        claimed = [i for i in range(info.num_pieces) if seeding.have is not None and i in seeding.have]
+        assert seeding.error is None, seeding.error
+        original = (payload.root / info.name).read_bytes()
+        on_disk = (seed_dir / info.name).read_bytes()
+        size = info.piece_length
+        wrong = [i for i in claimed if on_disk[i * size : (i + 1) * size] != original[i * size : (i + 1) * size]]
+        assert not wrong, f"the seed claims {len(wrong)} pieces it does not hold"
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 

@@ -115,7 +115,7 @@ async def _join(node: DHTNode, port: int, host: str = "127.0.0.1") -> None:
 @pytest.fixture
 async def net() -> AsyncIterator[Net]:
     lt = require_libtorrent()
-    config = DHTConfig(query_timeout=1.0)
+    config = DHTConfig(query_timeout=scaled(1.0))
     async with (
         DHTNode(host="127.0.0.1", config=config) as node,
         DHTNode(host="127.0.0.1", config=config) as helper,
@@ -231,7 +231,7 @@ def _free_port6() -> int:
 
 async def test_ipv6_peers_both_ways_bep32() -> None:
     lt = require_libtorrent()
-    config = DHTConfig(query_timeout=1.0)
+    config = DHTConfig(query_timeout=scaled(1.0))
     async with DHTNode(host="::1", config=config) as node, DHTNode(host="::1", config=config) as helper:
         port = _free_port6()
         session = _lt_session(lt, port, f"[::1]:{node.address.port}", listen=f"[::1]:{port}")

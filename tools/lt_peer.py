@@ -4,7 +4,7 @@ Runs in its own process so that it never shares a GIL with the torrentgoat code 
 
     python tools/lt_peer.py seed  --torrent T --dir D --port P [--upload-limit BPS]
     python tools/lt_peer.py leech --torrent T --dir D --port P [--peer HOST:PORT ...] [--magnet URI]
-    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--report S] [--timeout S]
+    (both: [--host 127.0.0.1 | ::1] [--no-encryption] [--dht H:P,...] [--lsd] [--report S] [--timeout S]
            [--utp-only] [--socket-buffer BYTES])
 
 It prints one JSON object per line on stdout: ``{"event": "listening", "port": P}`` once the
@@ -45,7 +45,7 @@ def make_session(args: argparse.Namespace) -> Any:
         "max_retry_port_bind": 0,
         "listen_system_port_fallback": False,
         "enable_dht": bool(args.dht),
-        "enable_lsd": False,
+        "enable_lsd": args.lsd,
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_outgoing_utp": False,
@@ -119,6 +119,10 @@ def main() -> int:
     parser.add_argument("--download-limit", type=int, default=0)
     parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
     parser.add_argument("--no-encryption", action="store_true")
+    parser.add_argument("--lsd", action="store_true", help="local service discovery (BEP 14) on --host's interface")
+    parser.add_argument(
+        "--report-peers", action="store_true", help="progress lines list each peer's port and piece count"
+    )
     parser.add_argument(
         "--force-encryption", action="store_true", help="MSE with RC4 only, in and out (enc_policy.forced)"
     )
@@ -174,8 +178,12 @@ def main() -> int:
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.peer_connect_alert | lt.peer_disconnected_alert | lt.peer_ban_alert):
                 emit(event="peer", what=type(alert).__name__, message=alert.message())
-            elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert):
+            elif isinstance(alert, lt.torrent_error_alert | lt.file_error_alert | lt.lsd_error_alert):
                 emit(event="error", message=alert.message())
+            elif isinstance(alert, lt.hash_failed_alert):
+                emit(event="hash_failed", piece=int(alert.piece_index))
+            elif type(alert).__name__ == "lsd_peer_alert":  # not exported by every binding version
+                emit(event="lsd_peer", message=alert.message())
             elif isinstance(alert, lt.cache_flushed_alert) and flushing and finished_at is None:
                 finished_at = time.monotonic()
                 emit(event="finished", seconds=finished_at - started, bytes=handle.status().total_wanted)
@@ -183,7 +191,13 @@ def main() -> int:
         now = time.monotonic()
         if now - last_report >= args.report:
             last_report = now
+            extra: dict[str, Any] = {}
+            if args.report_peers:
+                extra["peer_pieces"] = [
+                    {"port": p.ip[1], "pieces": sum(1 for bit in p.pieces if bit)} for p in handle.get_peer_info()
+                ]
             emit(
+                **extra,
                 event="progress",
                 state=str(status.state),
                 progress=status.progress,

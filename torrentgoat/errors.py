@@ -16,6 +16,7 @@ __all__ = [
     "BencodeError",
     "ConfigError",
     "DHTError",
+    "DataChangedError",
     "DiskFullError",
     "EncryptionError",
     "EntryNotFoundError",
@@ -195,3 +196,18 @@ class UnsupportedV2Error(TorrentGoatError):
 class InvalidHashesError(RemoteProtocolError):
     """A BEP 52 ``hashes`` message whose hashes or proof do not lead to the file's ``pieces root``, or
     that answers no request we made: the peer is at fault (drop it, like one sending bad data)."""
+
+
+class DataChangedError(StorageError):
+    """A file holding verified pieces changed on disk (removed, truncated, rewritten) since they were
+    verified: its pieces are taken back and checked again (BEP 54 ``lt_donthave`` tells peers)."""
+
+
+class SourceUnavailableError(GatewayError):
+    """A source holds the repository but cannot answer yet (a torrent's metadata still on its way):
+    HTTP 503 with ``Retry-After``, which clients retry."""
+
+
+class ResumeDataError(StorageError):
+    """Resume data that cannot be trusted: missing, truncated, corrupt (checksum), of another format
+    version or of another torrent.  Never fatal: the torrent checks every piece instead."""

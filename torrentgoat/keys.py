@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from torrentgoat.atomicwrite import write_atomic
 from torrentgoat.errors import ConfigError, SignatureError
 
 __all__ = [
@@ -94,41 +95,19 @@ class SigningKey:
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the seed to ``path`` atomically with mode 0600 (ConfigError if it exists and not ``overwrite``).
 
-        The seed goes to a temporary file in the same directory (created 0600, fsynced), which is then
-        linked into place (refusing an existing file) or renamed over it when ``overwrite``.
+        :func:`torrentgoat.atomicwrite.write_atomic`: the seed goes to a temporary file in the same
+        directory (created 0600, fsynced), which is then linked into place (refusing an existing file)
+        or renamed over it when ``overwrite``, and the directory is fsynced.
         """
         target = Path(path)
         if not overwrite and os.path.lexists(target):
             raise ConfigError(f"key file {target} exists; refusing to overwrite it (use --force)")
-        directory = target.parent
-        tmp = directory / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        except OSError as exc:
-            raise ConfigError(f"cannot create key file in {directory}: {exc.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                if hasattr(os, "fchmod"):
-                    os.fchmod(handle.fileno(), 0o600)  # whatever the umask
-                handle.write(self.seed)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if overwrite:
-                os.replace(tmp, target)
-            else:
-                try:
-                    os.link(tmp, target)
-                except FileExistsError:
-                    raise ConfigError(
-                        f"key file {target} exists; refusing to overwrite it (use --force)"
-                    ) from None
-                os.unlink(tmp)
+            write_atomic(target, self.seed, mode=0o600, overwrite=overwrite)
+        except FileExistsError:
+            raise ConfigError(f"key file {target} exists; refusing to overwrite it (use --force)") from None
         except OSError as exc:
             raise ConfigError(f"cannot write key file {target}: {exc.strerror}") from None
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-        _fsync_directory(directory)
         return target
 
     @classmethod
@@ -168,19 +147,6 @@ def _seed_from_file(data: bytes, source: Path) -> bytes:
     if len(seed) != SEED_SIZE:
         raise ConfigError(f"key file {source} holds {len(seed)} bytes; an ed25519 seed is {SEED_SIZE}")
     return seed
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> None:

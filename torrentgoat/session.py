@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from typing import Any
 
 from torrentgoat.aio.disk import DiskExecutor
 from torrentgoat.aio.hasher import PieceHasher
+from torrentgoat.aio.lsd import LSDService, lsd_interface
 from torrentgoat.aio.mse import EncryptedListener
 from torrentgoat.aio.peer import PeerDriver
 from torrentgoat.aio.ratelimit import TokenBucket
@@ -42,7 +44,7 @@ from torrentgoat.mse import MSEConfig, StreamKeys
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
 from torrentgoat.torrent import Torrent, TorrentConfig, TorrentContext
 from torrentgoat.torrent.handle import PeerSource
-from torrentgoat.torrent.sources import DHTSource, TrackerSource
+from torrentgoat.torrent.sources import DHTSource, LSDSource, TrackerSource
 from torrentgoat.torrent.webseed import WebSeedSource
 from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
@@ -88,6 +90,13 @@ class SessionConfig:
     """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
     enable_pex: bool = True
     """Peer exchange (BEP 11) on public torrents."""
+    enable_lsd: bool = True
+    """Local Service Discovery (BEP 14): announce public torrents on the local network's multicast
+    groups and dial the neighbours that announce them -- peers with no tracker or DHT, e.g. the nodes
+    of one cluster.  It runs where the listen addresses are: a loopback ``listen_host`` keeps it on
+    ``lo``, no ``listen_ipv6`` means no IPv6 announces."""
+    lsd_interface: str | None = None
+    """Network interface (name) for LSD instead of the one the listen addresses pick."""
     enable_web_seeds: bool = True
     """Fetch pieces over HTTP from the torrent's ``url-list`` / the magnet's ``ws=`` (BEP 19)."""
     torrent: TorrentConfig = field(default_factory=TorrentConfig)
@@ -147,6 +156,8 @@ class Session:
         self.torrents: dict[bytes, Torrent] = {}
         self.listen_port = self.config.listen_port
         self.dht: Any = None
+        self.lsd: LSDService | None = None
+        """Local Service Discovery (BEP 14), when enabled and started."""
         self.utp: UTPEndpoint | None = None
         """The UDP endpoint carrying uTP connections (BEP 29) and the DHT on the listen port."""
         self._servers: list[asyncio.AbstractServer] = []
@@ -194,7 +205,8 @@ class Session:
             candidates += [p for p in range(first + 1, first + 1 + self.config.port_fallback) if p < 65536]
             candidates.append(0)
         errors = []
-        for port in candidates:
+        # a port the system picks is free for TCP, not necessarily for UDP (uTP, DHT): pick again
+        for port in candidates + [0, 0] * (candidates[-1] == 0):
             try:
                 await self._listen(port)
             except ListenError as exc:
@@ -211,6 +223,25 @@ class Session:
             raise ListenError(f"{errors[0]}{tried}")
         if self.dht is not None:
             self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
+        if self.config.enable_lsd:
+            await self._start_lsd()
+
+    async def _start_lsd(self) -> None:
+        """BEP 14 on the interface(s) we listen on; a failure leaves LSD off (said in its status)."""
+        config = self.config
+        try:
+            where = lsd_interface(config.listen_host, config.listen_ipv6, config.lsd_interface)
+        except OSError as exc:
+            log.warning("local service discovery is off: %s", exc)
+            return
+        # its own generator: the cookie must not be predictable, nor shift the session's sequence
+        lsd = LSDService(port=self.listen_port, rng=random.Random(os.urandom(16)), **where)
+        await lsd.start()
+        if not lsd.groups:  # no group could be joined: not a peer source at all
+            log.warning("local service discovery is off: %s", "; ".join(lsd.errors.values()))
+            lsd.close()
+            return
+        self.lsd = lsd
 
     async def _listen(self, port: int) -> None:
         """Accept peers on ``port`` (TCP, IPv4 and best-effort IPv6) and bind the DHT's UDP socket to
@@ -328,6 +359,9 @@ class Session:
         if self._bootstrap is not None:
             self._bootstrap.cancel()
             await asyncio.gather(self._bootstrap, return_exceptions=True)
+        if self.lsd is not None:
+            self.lsd.close()
+            self.lsd = None
         await self._close_listeners()
         if self._http is not None:
             await self._http.close()
@@ -431,6 +465,8 @@ class Session:
         private = metainfo is not None and metainfo.info.private
         if self.dht is not None and not private:
             sources.append(DHTSource(self.dht, ready=self._bootstrap))
+        if self.lsd is not None and not private:
+            sources.append(LSDSource(self.lsd))
         torrent = Torrent(
             ctx,
             info_hash=info_hash,

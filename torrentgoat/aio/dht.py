@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import Any
 
 from torrentgoat import bencode
+from torrentgoat.atomicwrite import write_atomic
 from torrentgoat.bencode import BValue
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
 from torrentgoat.dht.engine import DHTConfig, DHTEngine
@@ -81,6 +82,12 @@ from torrentgoat.primitives import InfoHash, PeerAddress
 __all__ = ["DHTNode"]
 
 RouterLike = PeerAddress | tuple[str, int] | str
+
+
+PUT_ATTEMPTS = 2
+"""Tries of a put whose lookup collected no write token (every query timed out)."""
+NO_TOKEN = "no DHT node returned a write token"
+"""The engine's error for that case (:mod:`torrentgoat.dht.operations`)."""
 
 
 def _as_addr(value: RouterLike) -> tuple[str, int]:
@@ -272,9 +279,7 @@ class DHTNode:
         nodes = engine.export_nodes(self._now())
         data = bencode.encode({b"id": engine.node_id, b"nodes": encode_nodes(nodes)})
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        write_atomic(target, data)
 
     def load_node_cache(self, path: str | os.PathLike[str] | None = None) -> int:
         """Add the nodes of a cache file to the routing table; returns how many were read."""
@@ -452,12 +457,18 @@ class DHTNode:
         return event.item.value if isinstance(event.item, ImmutableItem) else None
 
     async def put_immutable(self, value: BValue) -> bytes:
-        """Store ``value``; returns its target (SHA-1 of the bencoding).  DHTError if no node stored it."""
-        event = await self._wait(self.engine.put_immutable(value, self._now()))
-        assert isinstance(event, PutItemCompleted)
-        if not event.stored:
-            raise DHTError("immutable put failed: " + "; ".join(event.errors))
-        return event.target
+        """Store ``value``; returns its target (SHA-1 of the bencoding).  DHTError if no node stored it
+        (after a second try when the first lookup collected no write token)."""
+        errors: list[str] = []
+        for _attempt in range(PUT_ATTEMPTS):
+            event = await self._wait(self.engine.put_immutable(value, self._now()))
+            assert isinstance(event, PutItemCompleted)
+            if event.stored:
+                return event.target
+            errors = list(event.errors)
+            if not any(NO_TOKEN in error for error in errors):
+                break
+        raise DHTError("immutable put failed: " + "; ".join(errors))
 
     async def get_mutable(self, public_key: bytes, salt: bytes = b"") -> MutableItem | None:
         """The mutable item with the highest verified seq, or None."""
@@ -466,12 +477,19 @@ class DHTNode:
         return event.item if isinstance(event.item, MutableItem) else None
 
     async def put_signed(self, item: MutableItem, cas: int | None = None) -> MutableItem:
-        """Store an already signed item (SignatureError if it does not verify)."""
-        event = await self._wait(self.engine.put_mutable(item, self._now(), cas=cas))
-        assert isinstance(event, PutItemCompleted)
-        if not event.stored:
-            raise DHTError("mutable put failed: " + "; ".join(event.errors))
-        return item
+        """Store an already signed item (SignatureError if it does not verify).  A put whose lookup
+        collected no write token at all (every query timed out: a lossy network, a busy node) is
+        tried once more before :class:`DHTError`."""
+        errors: list[str] = []
+        for _attempt in range(PUT_ATTEMPTS):
+            event = await self._wait(self.engine.put_mutable(item, self._now(), cas=cas))
+            assert isinstance(event, PutItemCompleted)
+            if event.stored:
+                return item
+            errors = list(event.errors)
+            if not any(NO_TOKEN in error for error in errors):
+                break
+        raise DHTError("mutable put failed: " + "; ".join(errors))
 
     async def put_mutable(
         self,

@@ -32,17 +32,22 @@ __all__ = [
 ]
 
 
-def add_session_options(parser: argparse.ArgumentParser) -> None:
+def add_session_options(parser: argparse.ArgumentParser, *, socket_prefix: str = "") -> None:
+    """The network options of a command that runs a session.  ``socket_prefix`` (e.g. ``"peer-"``)
+    renames the peer socket's ``--port`` / ``--listen`` / ``--listen6`` for a command whose own
+    ``--port`` means something else (the gateway's HTTP port)."""
     net = parser.add_argument_group("network")
     net.add_argument(
-        "--port",
+        f"--{socket_prefix}port",
         type=int,
         default=None,
         help="TCP port for peers and UDP port for the DHT (default: 6881, or the next free one; "
         "an explicit port must be free; 0: any)",
     )
-    net.add_argument("--listen", default="0.0.0.0", help="IPv4 address to listen on (default 0.0.0.0)")
-    net.add_argument("--listen6", default="::", help="IPv6 address to listen on ('' for none)")
+    net.add_argument(
+        f"--{socket_prefix}listen", default="0.0.0.0", help="IPv4 address to listen on for peers (default 0.0.0.0)"
+    )
+    net.add_argument(f"--{socket_prefix}listen6", default="::", help="IPv6 address to listen on ('' for none)")
     net.add_argument("--max-peers", type=int, default=50, help="connections per torrent")
     net.add_argument(
         "--optimistic-unchoke",
@@ -78,6 +83,11 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--dht-state", type=Path, default=None, help="file keeping the DHT node cache")
     net.add_argument("--no-trackers", action="store_true", help="do not announce to trackers")
     net.add_argument("--no-pex", action="store_true", help="no peer exchange (BEP 11)")
+    net.add_argument(
+        "--no-lsd",
+        action="store_true",
+        help="no local service discovery (BEP 14: finding peers on the local network by multicast)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -90,15 +100,19 @@ def with_optimistic_unchoke(config: TorrentConfig, mode: OptimisticMode) -> Torr
     return dataclasses.replace(config, choker=dataclasses.replace(config.choker, optimistic_mode=mode))
 
 
-def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = None) -> SessionConfig:
+def session_config(
+    args: argparse.Namespace, torrent: TorrentConfig | None = None, *, socket_prefix: str = ""
+) -> SessionConfig:
     routers = tuple(
         (address.host, address.port) for address in (PeerAddress.parse(text) for text in args.dht_bootstrap)
     )
+    dest = socket_prefix.replace("-", "_")
+    port = getattr(args, f"{dest}port")
     return SessionConfig(
-        listen_host=args.listen,
-        listen_ipv6=args.listen6 or None,
-        listen_port=DEFAULT_PORT if args.port is None else args.port,
-        port_fallback=DEFAULT_PORT_FALLBACK if args.port is None else 0,
+        listen_host=getattr(args, f"{dest}listen"),
+        listen_ipv6=getattr(args, f"{dest}listen6") or None,
+        listen_port=DEFAULT_PORT if port is None else port,
+        port_fallback=DEFAULT_PORT_FALLBACK if port is None else 0,
         upload_limit=parse_size(args.upload_limit, what="rate"),
         download_limit=parse_size(args.download_limit, what="rate"),
         enable_dht=not args.no_dht,
@@ -107,6 +121,7 @@ def session_config(args: argparse.Namespace, torrent: TorrentConfig | None = Non
         dht_state=args.dht_state,
         enable_trackers=not args.no_trackers,
         enable_pex=not args.no_pex,
+        enable_lsd=not args.no_lsd,
         encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
         torrent=with_optimistic_unchoke(torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke),
     )
@@ -159,7 +174,7 @@ def report_stop(torrent: Torrent) -> int:
         print(f"torrentgoat: error: {torrent.name}: {error}", file=sys.stderr)
         if isinstance(error, NoPeerSourcesError):
             print(
-                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers",
+                "torrentgoat: hint: give a peer with --peer HOST:PORT, or drop --no-dht / --no-trackers / --no-lsd",
                 file=sys.stderr,
             )
         return code_for(error, during_work=True)

@@ -20,6 +20,8 @@ from torrentgoat.torrent import (
     CheckCompleted,
     CheckProgressed,
     Completed,
+    DataLost,
+    DataRechecked,
     MetadataReceived,
     PeerBanned,
     PeersMissing,
@@ -152,6 +154,12 @@ class ProgressLine:
                 print(f"{self.name}: complete and verified in {seconds:.1f} s", file=sys.stderr)
             case PieceFailed(index=index) if not self.quiet:
                 self.notice(f"{self.name}: piece {index} failed its hash check, fetching it again")
+            case DataLost(pieces=pieces, reason=reason):
+                self.notice(f"{self.name}: {reason}: {pieces} pieces taken back, checking them again")
+            case DataRechecked(pieces=pieces, verified=verified):
+                lost = pieces - verified
+                tail = f"{lost} lost" if lost else "none lost"
+                self.notice(f"{self.name}: checked again: {verified} of {pieces} pieces still good, {tail}")
             case PeerBanned(address=address, reason=reason):
                 self.notice(f"{self.name}: banned {address}: {reason}")
             case PeersMissing(seconds=seconds, sources=sources) if not self.quiet:

@@ -517,6 +517,9 @@ def _verify_main(args: argparse.Namespace) -> int:
     for model in state.models.values():
         folder = store.installed_dir(model)
         problems = [m.message for m in verify_files_sha256(folder, model.files)]
+        link = store.link_problem(model)
+        if link is not None:
+            problems.append(link)
         if not problems:
             problems = [v.message for v in scan_model_dir(folder, [f.path for f in model.files], policy)[1]]
         if problems:

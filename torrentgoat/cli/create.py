@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from torrentgoat.atomicwrite import write_atomic
 from torrentgoat.creation import FORMATS, SymlinkRefusedError, create_torrent
 from torrentgoat.errors import ConfigError, StorageError, TrackerError
 from torrentgoat.magnet import Magnet
@@ -155,16 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, temp = tempfile.mkstemp(prefix=".torrentgoat-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), 0o644)
-                handle.write(data)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        write_atomic(path, data)
     except OSError as exc:
         raise StorageError(f"cannot write {os.fsdecode(path)!r}: {exc.strerror or exc}") from None

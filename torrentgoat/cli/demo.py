@@ -239,7 +239,7 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
             first = await publisher.publish()
             v1_copy = work / "v1-manifest-copy"
             shutil.copytree(pub_root / META_DIR / "manifest" / first.manifest_info_hash.hex, v1_copy)
-            manifest_text = (pub_root / META_DIR / "collection.yaml").read_text().splitlines()
+            manifest_text = Store(pub_root).manifest_path.read_text().splitlines()
             _detail("collection.yaml (signed, detached signature beside it):")
             for line in manifest_text[:12]:
                 _detail(f"  | {line}")
@@ -253,7 +253,10 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
             ok &= report.ok
             _detail(f"the hub served {format_size(hub.bytes_served())} as a BEP 19 web seed, peers the rest")
             llama_result = report.results[0]
-            _detail(f"{a_root / 'tiny-llama'} -> {os.readlink(a_root / 'tiny-llama')}")
+            _detail(
+                f"{a_root / 'tiny-llama'} -> {os.readlink(a_root / 'tiny-llama')} -> "
+                f"{os.path.relpath(os.path.realpath(a_root / 'tiny-llama'), a_root)}"
+            )
             _detail(f"HF cache snapshot: {llama_result.hf_snapshot}")
             try:
                 import huggingface_hub

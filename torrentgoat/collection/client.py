@@ -27,7 +27,9 @@ with the right SHA-256 (the previous version, or another model) are verified and
 the new version's directory so the torrent's resume check counts them and only new bytes cross the
 network; after the torrent completes, every file's SHA-256 is checked against the manifest and every
 file against the policy (content sniffing for pickles, safetensors headers validated).  Only then is
-``ROOT/<model>`` switched to the new version (see :mod:`torrentgoat.collection.store`).
+the new version committed -- the state, the signed manifest and every ``ROOT/<model>`` switch in one
+atomic step (:meth:`~torrentgoat.collection.store.Store.commit`): a kill at any moment leaves the
+old version or the new one, never a mix.
 
 The publisher's signed BEP 46 item of the held version is kept in the state: BEP 44 lets anyone store
 a signed item again, so seeding consumers keep the btpk magnet resolvable while the publisher is
@@ -49,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torrentgoat import bencode
-from torrentgoat.collection._common import Say, quiet
+from torrentgoat.collection._common import Say, quiet, wait_dht
 from torrentgoat.collection.install import ModelInstaller, ModelResult, ReusableFiles
 from torrentgoat.collection.resolve import NotACollection, Resolved, fetch_version, is_btpk, key_and_salt
 from torrentgoat.collection.runner import TorrentRunner, Watch
@@ -260,7 +262,8 @@ class CollectionClient:
                 torrent.stop("superseded by a new version")
                 await torrent.wait_stopped()
 
-        # commit: the held manifest, the manifest torrent (shared from now on) and the state
+        # commit: the manifest torrent's files (shared from now on), then the held version in one
+        # atomic switch (Store.commit), then the versions it replaced are removed
         def commit() -> CollectionState:
             store = self.store
             store.meta.mkdir(parents=True, exist_ok=True)
@@ -270,10 +273,8 @@ class CollectionClient:
                 target = folder / name
                 if not target.is_file() or target.read_bytes() != content:
                     store.write_file(target, content)
-            store.write_file(store.manifest_torrent_path, resolved.metainfo.to_bytes())
-            store.write_file(store.manifest_path, resolved.signed.data)
-            store.write_file(store.signature_path, resolved.files[SIGNATURE_FILENAME])
             new_models = dict(installed)
+            replaced: list[InstalledModel] = []
             for result, entry in zip(results, chosen, strict=True):
                 if result.status in ("installed", "updated"):
                     old = new_models.get(entry.name)
@@ -290,9 +291,7 @@ class CollectionClient:
                             store.torrent_path(entry.info_hash), resolved.torrents[entry.name].to_bytes()
                         )
                     if old is not None and old.info_hash != entry.info_hash:
-                        store.remove_version(entry.name, old.info_hash)
-            if state is not None and state.manifest_info_hash not in (None, resolved.info_hash):
-                shutil.rmtree(store.manifest_dest(state.manifest_info_hash), ignore_errors=True)
+                        replaced.append(old)
             new_state = CollectionState(
                 public_key=manifest.publisher,
                 salt=state.salt if state is not None else _salt_of(source, manifest),
@@ -304,7 +303,16 @@ class CollectionClient:
                 models=new_models,
                 item=item if item is not None else (state.item if state is not None else None),
             )
-            store.save_state(new_state)
+            store.commit(
+                new_state,
+                manifest=resolved.signed.data,
+                signature=resolved.files[SIGNATURE_FILENAME],
+                manifest_torrent=resolved.metainfo.to_bytes(),
+            )
+            for old in replaced:
+                store.remove_version(old.name, old.info_hash)
+            if state is not None and state.manifest_info_hash not in (None, resolved.info_hash):
+                shutil.rmtree(store.manifest_dest(state.manifest_info_hash), ignore_errors=True)
             return new_state
 
         item = await self._signed_item(manifest, resolved.info_hash)
@@ -363,6 +371,7 @@ class CollectionClient:
             salt=state.salt,
         )
         item.verify()
+        await wait_dht(self.session)  # a session just started may not know a node yet
         current = await self.session.dht.get_mutable(state.public_key, state.salt)
         if current is not None and current.seq > seq:
             self.say(f"the DHT holds a newer version (seq {current.seq}); run update")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torrentgoat.atomicwrite import replace_atomic, temp_path_for, write_atomic
 from torrentgoat.collection.store import link_or_copy
 from torrentgoat.errors import ConfigError
 from torrentgoat.manifest import ModelEntry
@@ -66,12 +67,10 @@ def place_in_hf_cache(model_dir: Path, entry: ModelEntry, cache_dir: Path, *, re
         link.parent.mkdir(parents=True, exist_ok=True)
         depth = f.path.count("/")
         target = os.path.join(*([".."] * (depth + 2)), "blobs", f.sha256)
-        tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+        tmp = temp_path_for(link)
         os.symlink(target, tmp)
-        os.replace(tmp, link)
+        replace_atomic(tmp, link)
     refs = repo / "refs"
     refs.mkdir(parents=True, exist_ok=True)
-    (refs / ref).write_text(commit)
+    write_atomic(refs / ref, commit.encode())
     return snapshot

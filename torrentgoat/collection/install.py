@@ -1,13 +1,15 @@
-"""Installing one model of a collection (level L5): fetch it, verify every byte, switch ``ROOT/<model>``.
+"""Installing one model of a collection (level L5): fetch it, verify every byte, ready for the switch.
 
 Step 5 of the order of trust in :mod:`torrentgoat.collection.client` and what follows it: the model
 torrent must hold exactly the manifest's files; file names are judged by the unsafe-format policy
 before any byte is fetched; files already held locally with the right SHA-256 (the previous version,
 or another model) are hard-linked into the new version's directory so only new bytes cross the
 network; after the torrent completes every file's SHA-256 is checked against the manifest and every
-file against the policy (content sniffing for pickles, safetensors headers validated).  Only then is
-``ROOT/<model>`` switched to the new version, and the Hugging Face cache snapshot placed
-(:mod:`torrentgoat.collection.hfcache`).
+file against the policy (content sniffing for pickles, safetensors headers validated).  Only then
+does the model count as installed, and the Hugging Face cache snapshot is placed
+(:mod:`torrentgoat.collection.hfcache`); ``ROOT/<model>`` switches with the whole collection when the
+client commits the new version (:meth:`~torrentgoat.collection.store.Store.commit`).  A download
+interrupted here (even by ``SIGKILL``) resumes at the next run from its resume data.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class ModelInstaller:
 
         Unchanged models are left alone (seeded when ``seed``).  File names are judged by ``policy``
         before a byte is fetched, locally held files with the right SHA-256 are linked in first, and
-        ``ROOT/<model>`` only switches to the new version once every file passed :func:`post_check`.
+        the model counts as installed only once every file passed :func:`post_check` (the client's
+        commit then switches ``ROOT/<model>`` with the rest of the collection).
         """
         store = self.store
         size = sum(f.size for f in entry.files)
@@ -163,10 +166,6 @@ class ModelInstaller:
                     reused=reused,
                     size=size,
                 )
-            installed = InstalledModel(
-                name=entry.name, info_hash=entry.info_hash, torrent_name=metainfo.info.name, files=entry.files
-            )
-            await asyncio.to_thread(store.point_link, installed)
             snapshot = None
             if hf_cache is not None and entry.source is not None:
                 snapshot = await asyncio.to_thread(place_in_hf_cache, model_dir, entry, hf_cache)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from torrentgoat.atomicwrite import write_atomic
 from torrentgoat.collection._common import TORRENTS_DIR, Say, quiet, wait_dht
 from torrentgoat.collection.build import installed_from_manifest, load_draft, state_for
 from torrentgoat.collection.store import Store
@@ -29,7 +30,13 @@ from torrentgoat.dht.items import SigningKey as DHTSigningKey
 from torrentgoat.dht.items import btpk_magnet
 from torrentgoat.errors import ConfigError, DHTError, TorrentGoatError
 from torrentgoat.keys import SigningKey
-from torrentgoat.manifest import SIGNATURE_FILENAME, SignedManifest, parse_signature, verify_manifest
+from torrentgoat.manifest import (
+    SIGNATURE_FILENAME,
+    Manifest,
+    SignedManifest,
+    parse_signature,
+    verify_manifest,
+)
 from torrentgoat.metainfo import Metainfo, load_metainfo
 from torrentgoat.primitives import InfoHash
 from torrentgoat.session import Session
@@ -85,7 +92,7 @@ class Publisher:
         folder = building / name
         (folder / TORRENTS_DIR).mkdir(parents=True)
         for filename, content in signed.folder_files().items():
-            (folder / filename).write_bytes(content)
+            write_atomic(folder / filename, content)
         for entry in signed.manifest.models:
             shutil.copyfile(
                 store.torrent_path(entry.info_hash), folder / TORRENTS_DIR / f"{entry.name}.torrent"
@@ -96,14 +103,30 @@ class Publisher:
         dest.mkdir(parents=True)
         folder.rename(dest / name)
         shutil.rmtree(building, ignore_errors=True)
-        store.write_file(store.manifest_torrent_path, metainfo.to_bytes())
         return metainfo.info_hash, metainfo
+
+    def _draft_held(self, draft: Manifest) -> bool:
+        """Whether ``draft`` was signed and committed already (a publish killed before it removed the
+        draft): the held version has at least its seq and the same models."""
+        held = self.store.held_manifest()
+        if held is None:
+            return False
+        current = verify_manifest(held[0], parse_signature(held[1]), self.key.public_key)
+        return (
+            current.seq >= draft.seq
+            and current.models == draft.models
+            and current.collection == draft.collection
+            and current.publisher == draft.publisher
+        )
 
     async def publish(self, *, seq: int | None = None) -> Publication:
         """Sign the draft (or re-publish the held version), seed it all and put the BEP 46 item."""
         store = self.store
         state = await asyncio.to_thread(store.load_state)
         draft = await asyncio.to_thread(load_draft, store)
+        if draft is not None and state is not None and await asyncio.to_thread(self._draft_held, draft):
+            await asyncio.to_thread(store.draft_path.unlink)
+            draft = None
         if draft is None and state is None:
             raise ConfigError(f"nothing to publish in {store.root}: run 'collection build' first")
         if state is not None and state.public_key != self.key.public_key:
@@ -125,8 +148,6 @@ class Publisher:
             old = state
 
             def commit() -> None:
-                store.write_file(store.manifest_path, signed.data)
-                store.write_file(store.signature_path, signed.folder_files()[SIGNATURE_FILENAME])
                 models = installed_from_manifest(signed.manifest, store)
                 new_state = replace(
                     state_for(signed.manifest, old),
@@ -134,10 +155,13 @@ class Publisher:
                     manifest_torrent_name=signed.torrent_name,
                     models=models,
                 )
-                store.save_state(new_state)
-                store.draft_path.unlink()
-                for model in models.values():
-                    store.point_link(model)
+                store.commit(
+                    new_state,
+                    manifest=signed.data,
+                    signature=signed.folder_files()[SIGNATURE_FILENAME],
+                    manifest_torrent=metainfo.to_bytes(),
+                )
+                store.draft_path.unlink()  # a kill before this line: the next publish drops it (_draft_held)
 
             await asyncio.to_thread(commit)
             self.say(f"signed {collection} v{signed.manifest.seq} ({len(signed.manifest.models)} models)")

@@ -3,26 +3,37 @@
 ::
 
     ROOT/
-      <model>  -> .torrentgoat/models/<model>/<info-hash>/<torrent name>     (a relative symlink)
+      <model>  -> .torrentgoat/current/<model>                (a relative symlink, fixed per model)
       .torrentgoat/
-        state.json                    key, salt, seq, held manifest torrent, installed models
-        collection.yaml               the held (latest accepted) signed manifest ...
-        collection.yaml.sig           ... and its detached signature
+        current -> versions/<seq>.<token>   the held version: ONE symlink, swapped atomically
+        versions/<seq>.<token>/
+          state.json                    key, salt, seq, held manifest torrent, installed models
+          collection.yaml               the held (latest accepted) signed manifest ...
+          collection.yaml.sig           ... and its detached signature
+          manifest.torrent              the manifest torrent
+          <model> -> ../../models/<model>/<info-hash>/<torrent name>
         draft.yaml                    publisher only: the next version, built but not yet signed
         manifest/<info-hash>/<collection>-v<seq>/   the manifest torrent's files (seeded)
-        manifest.torrent              the manifest torrent
         models/<model>/<info-hash>/<torrent name>/  a model torrent's files (seeded)
         torrents/<info-hash>.torrent  every model torrent
 
 A model torrent of a Hugging Face snapshot is named after the commit (BEP 19 web seeds need that),
 so its files cannot sit directly in ``ROOT/<model>``; they sit in a directory of their own per
-version (keyed by info-hash), and ``ROOT/<model>`` is a symlink swapped atomically once a new
-version is complete and verified (the Hugging Face cache does the same with ``snapshots/``).  An
-update therefore never leaves a half-written model behind the name, and the previous version stays
-usable until the new one is in place.
+version (keyed by info-hash).
 
-Everything here is blocking file I/O (run it in a thread from async code).  The state file is ours,
-but it is still read with a size bound and validated.
+**One commit point** (issue 16, kills at any moment): everything that says which version is held --
+the state, the signed manifest and its signature, the manifest torrent and where each model's
+verified files are -- lives in one ``versions/`` directory, and :meth:`Store.commit` switches the
+``current`` symlink to a new one with a single atomic ``rename``.  ``ROOT/<model>`` always goes
+through ``current``, so a ``SIGKILL`` at any moment leaves the old version or the new one, for every
+model at once, never a mix (the Hugging Face cache switches ``snapshots/`` the same way).  New
+versions are written next to the old ones and verified before the switch; old ones are removed
+only after it.  A root written by an older torrentgoat (``state.json`` directly in ``.torrentgoat``)
+is still read, and moves to this layout at its next commit.
+
+Everything here is blocking file I/O (run it in a thread from async code).  Every file is written
+with :func:`torrentgoat.atomicwrite.write_atomic`.  The state file is ours, but it is still read
+with a size bound and validated.
 """
 
 from __future__ import annotations
@@ -35,12 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torrentgoat.atomicwrite import fsync_directory, replace_atomic, temp_path_for, write_atomic
 from torrentgoat.errors import ConfigError, StorageError
 from torrentgoat.manifest import MANIFEST_FILENAME, SIGNATURE_FILENAME, ManifestFile
 from torrentgoat.modelcheck import sha256_file
 from torrentgoat.primitives import InfoHash
 
 __all__ = [
+    "CURRENT",
     "META_DIR",
     "STATE_FORMAT",
     "CollectionState",
@@ -51,6 +64,8 @@ __all__ = [
 
 META_DIR = ".torrentgoat"
 """Directory under the collection root holding state and torrent data."""
+CURRENT = "current"
+"""The symlink (in :data:`META_DIR`) naming the held version's directory under ``versions/``."""
 STATE_FORMAT = "torrentgoat-collection-state/1"
 _MAX_STATE = 64 * 1024 * 1024
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
@@ -183,7 +198,7 @@ def link_or_copy(source: Path, target: Path) -> str:
     except OSError:
         shutil.copyfile(source, tmp)
         how = "copy"
-    os.replace(tmp, target)
+    replace_atomic(tmp, target)
     return how
 
 
@@ -197,16 +212,25 @@ class Store:
     # -- paths --------------------------------------------------------------------------------------
 
     @property
+    def held_dir(self) -> Path:
+        """Where the held version's files are read from: ``.torrentgoat/current`` (or ``.torrentgoat``
+        itself in a root written before the single commit point)."""
+        current = self.meta / CURRENT
+        if not os.path.lexists(current) and (self.meta / "state.json").is_file():
+            return self.meta
+        return current
+
+    @property
     def state_path(self) -> Path:
-        return self.meta / "state.json"
+        return self.held_dir / "state.json"
 
     @property
     def manifest_path(self) -> Path:
-        return self.meta / MANIFEST_FILENAME
+        return self.held_dir / MANIFEST_FILENAME
 
     @property
     def signature_path(self) -> Path:
-        return self.meta / SIGNATURE_FILENAME
+        return self.held_dir / SIGNATURE_FILENAME
 
     @property
     def draft_path(self) -> Path:
@@ -214,7 +238,7 @@ class Store:
 
     @property
     def manifest_torrent_path(self) -> Path:
-        return self.meta / "manifest.torrent"
+        return self.held_dir / "manifest.torrent"
 
     def manifest_dest(self, info_hash: InfoHash) -> Path:
         """Download directory of a manifest torrent (its files are under ``<this>/<torrent name>/``)."""
@@ -256,18 +280,42 @@ class Store:
             raise ConfigError(f"{self.state_path} is not valid JSON: {exc}") from None
         return CollectionState.from_json(value, str(self.state_path))
 
-    def save_state(self, state: CollectionState) -> None:
-        self.write_file(self.state_path, (json.dumps(state.to_json(), indent=1) + "\n").encode())
-
     def write_file(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+        """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, directory fsync)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data)
+
+    def commit(self, state: CollectionState, *, manifest: bytes, signature: bytes, manifest_torrent: bytes) -> None:
+        """Make ``state`` (with its signed manifest, signature and manifest torrent) the held version,
+        in one atomic step (see the module docstring).  Every model it lists must be installed and
+        verified already.  Older version directories are removed afterwards."""
+        versions = self.meta / "versions"
+        versions.mkdir(parents=True, exist_ok=True)
+        token = f"{state.seq}.{os.urandom(4).hex()}"
+        view = versions / token
+        view.mkdir()
+        write_atomic(view / "state.json", (json.dumps(state.to_json(), indent=1) + "\n").encode())
+        write_atomic(view / MANIFEST_FILENAME, manifest)
+        write_atomic(view / SIGNATURE_FILENAME, signature)
+        write_atomic(view / "manifest.torrent", manifest_torrent)
+        for model in state.models.values():
+            os.symlink(os.path.relpath(self.installed_dir(model), view), view / model.name, target_is_directory=True)
+            if not os.path.lexists(self.link_path(model.name)):
+                self.ensure_link(model.name)  # a new model: its link dangles until the switch
+        fsync_directory(view)
+        fsync_directory(versions)
+        switch = temp_path_for(self.meta / CURRENT)
+        os.symlink(f"versions/{token}", switch, target_is_directory=True)
+        replace_atomic(switch, self.meta / CURRENT)  # the commit point
+        for model in state.models.values():
+            self.ensure_link(model.name)  # links of a root of the older layout
+        for entry in os.scandir(versions):
+            if entry.name != token:
+                shutil.rmtree(entry.path, ignore_errors=True)
+        for name in ("state.json", MANIFEST_FILENAME, SIGNATURE_FILENAME, "manifest.torrent"):
+            legacy = self.meta / name
+            if legacy.is_file() and not legacy.is_symlink():
+                legacy.unlink()
 
     def held_manifest(self) -> tuple[bytes, bytes] | None:
         """``(manifest bytes, signature file bytes)`` of the held version, or None."""
@@ -278,25 +326,39 @@ class Store:
 
     # -- models -------------------------------------------------------------------------------------
 
+    def _link_target(self, name: str) -> str:
+        return f"{META_DIR}/{CURRENT}/{name}"
+
     def check_link_free(self, name: str) -> None:
         """StorageError when ``ROOT/<name>`` exists and is not one of our model links."""
         link = self.link_path(name)
         if os.path.lexists(link):
-            if not link.is_symlink() or not os.readlink(link).startswith(f"{META_DIR}/models/{name}/"):
+            target = os.readlink(link) if link.is_symlink() else ""
+            if target != self._link_target(name) and not target.startswith(f"{META_DIR}/models/{name}/"):
                 raise StorageError(
                     f"{link} exists and is not a torrentgoat model link; move it away to install model {name!r}"
                 )
 
-    def point_link(self, model: InstalledModel) -> None:
-        """Point ``ROOT/<model>`` at the installed version, atomically (symlink + rename)."""
-        self.check_link_free(model.name)
-        target = os.path.relpath(self.installed_dir(model), self.root)
-        link = self.link_path(model.name)
-        tmp = self.root / f".{model.name}.{os.getpid()}.link"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    def ensure_link(self, name: str) -> None:
+        """Point ``ROOT/<model>`` at ``.torrentgoat/current/<model>`` (atomically; nothing to do when
+        it does already)."""
+        self.check_link_free(name)
+        link = self.link_path(name)
+        target = self._link_target(name)
+        if link.is_symlink() and os.readlink(link) == target:
+            return
+        tmp = temp_path_for(link)
         os.symlink(target, tmp, target_is_directory=True)
-        os.replace(tmp, link)
+        replace_atomic(tmp, link)
+
+    def link_problem(self, model: InstalledModel) -> str | None:
+        """Why ``ROOT/<model>`` does not lead to the installed version's files (None: it does)."""
+        link = self.link_path(model.name)
+        if not link.is_symlink():
+            return f"{link} is missing"
+        if os.path.realpath(link) != os.path.realpath(self.installed_dir(model)):
+            return f"{link} does not lead to the installed version ({model.info_hash.hex})"
+        return None
 
     def remove_version(self, name: str, info_hash: InfoHash) -> None:
         """Delete one stored version of a model (never the directory a link points at)."""

@@ -2,19 +2,25 @@
 
 :class:`Gateway` is an aiohttp server that speaks the part of the Hub's HTTP API ``huggingface_hub``
 uses to download (file resolve with ranges, repo info, tree listings, the Hub's error codes) over
-:class:`RepoSource` s -- complete local copies (:class:`FolderSource`, :class:`HFCacheSource`) today --
-and passes the rest through to an upstream hub (:class:`UpstreamHub`).  Modules:
+:class:`RepoSource` s -- the swarm (:class:`SwarmSource`: followed collections and mapped torrents,
+fetched on demand and streamed as verified pieces arrive) and complete local copies
+(:class:`FolderSource`, :class:`HFCacheSource`) -- and passes the rest through to an upstream hub
+(:class:`UpstreamHub`).  Modules:
 
 * :mod:`.source` -- the :class:`RepoSource` protocol and the snapshot/file records (pure);
 * :mod:`.routes` -- request targets and byte ranges (pure); :mod:`.hubjson` -- repo info and tree
   documents, git tree ids (pure); :mod:`.answers` -- headers and error answers (pure);
 * :mod:`.local` -- the local sources; :mod:`.upstream` -- the pass-through; :mod:`.streaming` --
-  bounded, cancellation-safe body sending; :mod:`.server` -- :class:`Gateway` itself.
+  bounded, cancellation-safe body sending; :mod:`.server` -- :class:`Gateway` itself;
+* the swarm source: :mod:`.catalog` -- which repos at which commits (pure); :mod:`.follow` -- one
+  followed collection, verified like ``collection get``; :mod:`.fetch` -- one model's torrent and its
+  checked files; :mod:`.swarm` -- :class:`SwarmSource`.
 """
 
 from torrentgoat.gateway.local import FolderSource, HFCacheSource
 from torrentgoat.gateway.server import DEFAULT_UPSTREAM, Gateway, GatewayConfig, GatewayStats
 from torrentgoat.gateway.source import RepoFile, RepoSnapshot, RepoSource, RepoType
+from torrentgoat.gateway.swarm import SwarmConfig, SwarmSource
 from torrentgoat.gateway.upstream import UpstreamHub
 
 __all__ = [
@@ -28,5 +34,7 @@ __all__ = [
     "RepoSnapshot",
     "RepoSource",
     "RepoType",
+    "SwarmConfig",
+    "SwarmSource",
     "UpstreamHub",
 ]

@@ -28,6 +28,7 @@ from torrentgoat.errors import (
     InvalidRequestError,
     RepoNotFoundError,
     RevisionNotFoundError,
+    SourceUnavailableError,
     UpstreamError,
 )
 from torrentgoat.gateway.source import RepoFile, RepoSnapshot
@@ -80,6 +81,8 @@ def error_answer(error: GatewayError, *, commit: str | None = None) -> Answer:
                 headers["X-Repo-Commit"] = commit
         case InvalidRequestError():
             status = 400
+        case SourceUnavailableError():
+            status, headers["Retry-After"] = 503, "5"
         case UpstreamError():
             status = 502
         case _:

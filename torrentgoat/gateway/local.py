@@ -49,7 +49,7 @@ from torrentgoat.gateway.source import (
 )
 from torrentgoat.safety import SNIFF_SIZE, sniff, zip_pickle_members
 
-__all__ = ["FolderSource", "HFCacheSource", "read_local_range", "repo_folder_name"]
+__all__ = ["FileSignature", "FolderSource", "HFCacheSource", "read_local_range", "repo_folder_name"]
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,14 @@ _HASH_BUFFER = 1024 * 1024
 _HASH_WORKERS = 2
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+_SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".torrentgoat-parts", ".torrentgoat-resume"})
+"""Folders never served: version control, and torrentgoat's own part files and resume data when a
+folder is a download directory."""
 _MAX_TREE_CACHE = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class _Signature:
+class FileSignature:
     """What must not change between indexing a file and serving it."""
 
     size: int
@@ -72,7 +74,7 @@ class _Signature:
     inode: int
 
     @classmethod
-    def of(cls, st: os.stat_result) -> _Signature:
+    def of(cls, st: os.stat_result) -> FileSignature:
         return cls(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
@@ -81,7 +83,7 @@ class _Located:
     """Where a snapshot file's bytes are, and the signature they had when indexed."""
 
     path: Path
-    signature: _Signature
+    signature: FileSignature
 
 
 def repo_folder_name(repo_type: RepoType, repo_id: str) -> str:
@@ -93,7 +95,7 @@ def repo_folder_name(repo_type: RepoType, repo_id: str) -> str:
 
 
 async def read_local_range(
-    located: Path, signature: _Signature | None, start: int, stop: int, *, chunk_size: int = CHUNK_SIZE
+    located: Path, signature: FileSignature | None, start: int, stop: int, *, chunk_size: int = CHUNK_SIZE
 ) -> AsyncIterator[bytes]:
     """Bytes ``[start, stop)`` of a local file in ``chunk_size`` pieces, read in a worker thread.
 
@@ -104,7 +106,7 @@ async def read_local_range(
     try:
         if signature is not None:
             st = os.fstat(fd)
-            if _Signature.of(st) != signature:
+            if FileSignature.of(st) != signature:
                 raise VerificationError(
                     f"{located.name} changed on disk since it was indexed; not serving it"
                 )
@@ -233,7 +235,7 @@ class FolderSource:
                 prefix=prefix,
                 pickle_members=members,
             )
-            return entry, _Located(real, _Signature.of(st))
+            return entry, _Located(real, FileSignature.of(st))
 
         try:
             indexed = await asyncio.gather(*(index(*item) for item in listing))
@@ -276,7 +278,7 @@ class FolderSource:
 
 @dataclass(frozen=True, slots=True)
 class _CachedFile:
-    signature: _Signature
+    signature: FileSignature
     entry: RepoFile
 
 
@@ -328,7 +330,7 @@ class HFCacheSource:
         for relative, real, st in listing:
             entry = self._entry(relative, real, st)
             files[relative] = entry
-            located[relative] = _Located(real, _Signature.of(st))
+            located[relative] = _Located(real, FileSignature.of(st))
         listed = self._tree_listing(repo_dir, commit)
         if listed is not None:
             missing = sorted(set(listed) - set(files))
@@ -362,7 +364,7 @@ class HFCacheSource:
         return text if _HEX40.fullmatch(text) else None
 
     def _entry(self, relative: str, real: Path, st: os.stat_result) -> RepoFile:
-        signature = _Signature.of(st)
+        signature = FileSignature.of(st)
         cached = self._files.get(real)
         if cached is not None and cached.signature == signature and cached.entry.path == relative:
             return cached.entry

@@ -59,7 +59,10 @@ from torrentgoat.errors import (
     InvalidRequestError,
     RepoNotFoundError,
     RevisionNotFoundError,
+    StorageError,
     TorrentGoatError,
+    UnsafeModelError,
+    VerificationError,
 )
 from torrentgoat.gateway import hubjson
 from torrentgoat.gateway.answers import Answer, error_answer, file_headers, header_safe, refusal_answer
@@ -341,11 +344,16 @@ class Gateway:
         label = f"{route.repo_id}/{route.path}"
         with self._transfer():
             async with _closing(source.read(snapshot, entry, start, stop)) as chunks:
+                try:  # the first chunk before the headers: a source may still refuse the file
+                    first = await anext(chunks, b"")
+                except TorrentGoatError as exc:
+                    self.stats.refused += isinstance(exc, UnsafeModelError)
+                    return _send(_unreadable(exc, label))
                 await response.prepare(request)
                 sent = await send_chunks(
                     request,
                     response,
-                    chunks,
+                    _prepend(first, chunks),
                     expected=stop - start,
                     stall_timeout=self.config.stall_timeout,
                     label=label,
@@ -421,6 +429,30 @@ async def _closing(chunks: AsyncIterator[bytes]) -> AsyncGenerator[AsyncIterator
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``first``, then the rest of the chunks (closing ``rest`` is the caller's job)."""
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _unreadable(error: TorrentGoatError, label: str) -> Answer:
+    """A source that failed before the first byte: the policy's refusal, the Hub's error, or 503."""
+    if isinstance(error, UnsafeModelError):
+        log.warning("%s: refused: %s", label, error)
+        return refusal_answer(str(error))
+    if isinstance(error, GatewayError):
+        return error_answer(error)
+    log.warning("%s: cannot be read: %s", label, error)
+    message = header_safe(f"torrentgoat gateway: {label}: {error}")
+    headers = {"X-Error-Message": message, "Content-Type": "application/json"}
+    lasting = isinstance(error, VerificationError | StorageError)  # retrying will not help
+    if not lasting:
+        headers["Retry-After"] = "5"
+    return Answer(status=500 if lasting else 503, headers=headers, body=json.dumps({"error": message}).encode())
 
 
 def _if_range_matches(if_range: str | None, etag: str) -> bool:

@@ -201,7 +201,7 @@ class RepoSnapshot:
 
 @runtime_checkable
 class RepoSource(Protocol):
-    """Where repositories come from (see the module docstring).  Phase 2 adds a swarm-backed one."""
+    """Where repositories come from (see the module docstring): local copies, the swarm."""
 
     async def resolve(self, repo_type: RepoType, repo_id: str, revision: str) -> RepoSnapshot:
         """The snapshot ``revision`` names: a branch or tag name (``main``, ``refs/pr/1``, ``v1.0``) or a

@@ -1,8 +1,10 @@
 """Piece picking (level L2, pure): which blocks to request from which peer, and how many.
 
-See :mod:`torrentgoat.picker.picker` for the rules, :mod:`torrentgoat.picker.strategy` for the
-strategy Protocol and registry, :mod:`torrentgoat.picker.request_queue` for per-peer queue sizing and
-snub detection.  A driver (or a simulator) uses it like this::
+See :mod:`torrentgoat.picker.picker` for the rules (its parts: :mod:`torrentgoat.picker.availability`,
+who has what and the candidate pieces; :mod:`torrentgoat.picker.blocks`, partial pieces and request
+outcomes), :mod:`torrentgoat.picker.strategy` for the strategy Protocol and registry,
+:mod:`torrentgoat.picker.request_queue` for per-peer queue sizing and snub detection.  A driver (or a
+simulator) uses it like this::
 
     >>> import random
     >>> from torrentgoat.bitfield import Bitfield

@@ -35,6 +35,7 @@ from torrentgoat.creation import create_torrent
 from torrentgoat.metainfo import Metainfo
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.storage.file import PARTS_DIR
+from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
 from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import Torrent, TorrentConfig
@@ -64,7 +65,7 @@ def loopback_config(
     seed: int | None = None,
     torrent: TorrentConfig | None = None,
 ) -> SessionConfig:
-    """A session on 127.0.0.1 only: any free port, no IPv6 listener, no DHT, no trackers."""
+    """A session on 127.0.0.1 only: any free port, no IPv6 listener, no DHT, no trackers, no LSD."""
     return SessionConfig(
         listen_host="127.0.0.1",
         listen_ipv6=None,
@@ -72,6 +73,7 @@ def loopback_config(
         enable_dht=False,
         dht_bootstrap=(),
         enable_trackers=False,
+        enable_lsd=False,
         upload_limit=upload_limit,
         download_limit=download_limit,
         seed=seed,
@@ -170,13 +172,14 @@ def files_on_disk(root: Path, *, parts: bool = False) -> set[str]:
     """Relative paths (``/``-separated) of every regular file under ``root``.
 
     The storage's part files (:data:`~torrentgoat.storage.file.PARTS_DIR`, where the bytes of
-    unselected files that share a piece with selected ones are kept) are left out unless ``parts``.
+    unselected files that share a piece with selected ones are kept) and resume data
+    (:data:`~torrentgoat.storage.resume.RESUME_DIR`) are left out unless ``parts``.
     """
     if not root.exists():
         return set()
     found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     if not parts:
-        found = {f for f in found if f.split("/", 1)[0] != PARTS_DIR}
+        found = {f for f in found if f.split("/", 1)[0] not in (PARTS_DIR, RESUME_DIR)}
     return found
 
 

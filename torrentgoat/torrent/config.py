@@ -71,9 +71,25 @@ class TorrentConfig:
     """After the check, stop with :class:`~torrentgoat.errors.NoPeerSourcesError` when pieces are
     missing and nothing can find a peer (no tracker, DHT, web seed or peer address): a command-line
     download would otherwise wait forever.  A library user who adds peers later leaves it off."""
+    refetch_lost: bool = True
+    """When verified data vanishes or changes on disk, fetch the pieces that no longer check out
+    again from peers (False, seeding only: drop them from what the torrent wants and serve the rest)."""
+    file_check_interval: float = 10.0
+    """Seconds between checks that the files of verified pieces did not change on disk (a ``stat``
+    per complete file; reads for serving check their files too); 0: only at reads."""
     check_free_space: bool = True
     """After the check of what is on disk, refuse to download more than the download directory's
     file system has free (:class:`~torrentgoat.errors.DiskFullError`), instead of failing midway."""
+
+    resume_data: bool = True
+    """Fast resume: write which pieces are verified, with each file's size and mtime, to
+    ``<download dir>/.torrentgoat-resume/<info-hash>.resume`` (on stop, on completion and every
+    ``resume_interval`` seconds while pieces arrive), and at the next start hash only the pieces of
+    files that changed since (:mod:`torrentgoat.storage.resume`).  Off: every start hashes everything."""
+    resume_interval: float = 30.0
+    """Seconds between writes of resume data while pieces are being verified."""
+    resume_dir: str | None = None
+    """Folder for resume files instead of the download directory's ``.torrentgoat-resume``."""
 
     def __post_init__(self) -> None:
         if self.max_peers < 1:
@@ -82,3 +98,5 @@ class TorrentConfig:
             raise ConfigError("picker.max_partial_bytes (piece memory) must be at least 1 MiB")
         if self.min_queue < 1 or self.max_queue < self.min_queue:
             raise ConfigError(f"need 1 <= min_queue <= max_queue, got {self.min_queue} and {self.max_queue}")
+        if not self.resume_interval > 0:
+            raise ConfigError(f"resume_interval must be > 0 seconds, got {self.resume_interval}")

@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,10 @@ from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.recovery import Recovery
+from torrentgoat.torrent.resume import ResumeKeeper
 from torrentgoat.torrent.selection import skipped_files
+from torrentgoat.torrent.streaming import Streams
 from torrentgoat.torrent.superseeding import SuperSeeding
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.upload import Uploader
@@ -151,6 +154,12 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.recovery = Recovery(
+            self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
+        )
+        self.streams = Streams(self.swarm, self)
+        self.resume = ResumeKeeper(self.swarm, self, self.dest)
+        """Fast-resume data: read at the check, written periodically and on stop."""
         for text in config.extra_peers:
             self.connections.pool.add(PeerAddress.parse(text), "manual")
 
@@ -328,9 +337,16 @@ class Torrent:
         return task
 
     def data_lost(self, index: int, exc: BaseException) -> None:
-        """Piece ``index`` was verified but cannot be read back: the files changed under us.  The
-        torrent stops with the error (a new session re-checks and re-fetches what is gone)."""
-        self._fail(f"verified piece {index} can no longer be read from disk: {exc}", exc)
+        """Piece ``index`` was verified but cannot be read back, or its file changed: the pieces of
+        its files are taken back (BEP 54), checked again, and what is gone is fetched again
+        (:mod:`torrentgoat.torrent.recovery`)."""
+        self.recovery.lost(index, exc)
+
+    def stream(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
+        """The verified bytes ``[start, stop)`` of file ``file_index``, in order, as their pieces arrive:
+        the pieces ahead of the reader are fetched first (:mod:`torrentgoat.torrent.streaming`).  Close
+        the iterator (``aclose``) to give up early; TorrentGoatError when the torrent stops first."""
+        return self.streams.read(file_index, start, stop)
 
     # --- blocks for peers that are not wire connections (TorrentHandle) ---------------------------
 
@@ -408,6 +424,7 @@ class Torrent:
     async def _shutdown(self) -> None:
         self._lifecycle.advance(TorrentState.STOPPING)
         self._stop.set()
+        self.streams.close(self._stop_reason or "stopped")
         for source in self.sources:
             with contextlib.suppress(TimeoutError, OSError, TorrentGoatError):
                 await asyncio.wait_for(source.stopped(), timeout=3.0)
@@ -423,6 +440,7 @@ class Torrent:
                 await self.ctx.disk.run(storage.flush)
             except StorageError as exc:
                 log.warning("%s: flush failed: %s", self.name, exc)
+            await self.resume.save()
             await self.ctx.disk.run(storage.close)
         self.blocks.buffers.clear()
         self._lifecycle.advance(TorrentState.STOPPED)
@@ -505,7 +523,8 @@ class Torrent:
             for path in await self.ctx.disk.run(storage.trim_oversized):
                 log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
         started = time.monotonic()
-        have = await self.ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
+        have = await self.resume.check(info, storage, wanted=wanted, progress=progress)
+        self.spawn(self.resume.run())
         swarm.have = have
         swarm.counters.verified = sum(info.piece_size(i) for i in have)
         self.emit(
@@ -528,10 +547,12 @@ class Torrent:
             have=have,
             priorities=[1 if i in wanted else 0 for i in range(info.num_pieces)],
         )
-        self.exchange.uploader = Uploader(self, info, storage)
+        self.recovery.start()
+        self.exchange.uploader = Uploader(self, info, storage, watch=self.recovery.watch)
         if self.config.super_seed and have.complete:
             swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
         self.blocks.joined_picker()
+        self.streams.ready()
         for wp in list(swarm.peers.values()):
             try:
                 self.opening.metadata_known(wp)
@@ -556,7 +577,23 @@ class Torrent:
             self.swarm.superseeding.peer_ready(wp)
 
     def _piece_verified(self, index: int) -> None:
+        self.recovery.piece_verified(index)
+        self.streams.piece_verified(index)
         self.exchange.announce(index)
+        picker = self.swarm.picker
+        if picker is not None and picker.is_complete and not self.blocks.verifying:
+            self._mark_complete()
+
+    def _reopen(self) -> None:
+        """Verified pieces of a complete torrent vanished and are fetched again: downloading again."""
+        if self._complete.is_set() and not self._stop.is_set():
+            self._complete.clear()
+            self.completed_at = None
+            self._lifecycle.advance(TorrentState.DOWNLOADING)
+
+    def _settled(self) -> None:
+        """Pieces taken back were checked again: complete again if nothing is missing."""
+        self.streams.have_changed()
         picker = self.swarm.picker
         if picker is not None and picker.is_complete and not self.blocks.verifying:
             self._mark_complete()

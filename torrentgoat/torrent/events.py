@@ -15,6 +15,8 @@ __all__ = [
     "CheckCompleted",
     "CheckProgressed",
     "Completed",
+    "DataLost",
+    "DataRechecked",
     "MetadataReceived",
     "PeerBanned",
     "PeerConnected",
@@ -138,6 +140,24 @@ class Stopped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataLost:
+    """Verified data vanished or changed on disk: ``pieces`` were taken back (peers were told with
+    BEP 54 ``lt_donthave``) and are being checked again."""
+
+    pieces: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataRechecked:
+    """The pieces taken back were checked again: ``verified`` of the ``pieces`` are still good (and
+    announced again); the others are fetched again (or dropped when seeding only)."""
+
+    pieces: int
+    verified: int
+
+
 TorrentEvent: TypeAlias = (
     MetadataReceived
     | CheckProgressed
@@ -151,4 +171,6 @@ TorrentEvent: TypeAlias = (
     | TrackerFailed
     | Completed
     | Stopped
+    | DataLost
+    | DataRechecked
 )

@@ -42,6 +42,7 @@ from torrentgoat.wire.events import (
     BlockReceived,
     BlockRequested,
     ConnectionTimedOut,
+    DontHaveReceived,
     Event,
     ExtensionHandshakeReceived,
     HandshakeReceived,
@@ -132,6 +133,14 @@ class PeerExchange:
                     self.join(wp)
                     self.update_interest(wp)
                 self._drop_if_both_seeds(wp)
+            case DontHaveReceived(index=index, dropped=dropped):
+                if swarm.picker is not None:  # BEP 54: availability down, its requests given up
+                    if wp.joined:
+                        swarm.picker.peer_lost(wp.key, index)
+                    for block in dropped:
+                        swarm.picker.request_cancelled(wp.key, block)
+                    self.update_interest(wp)
+                    self.fill_requests(wp)
             case PeerUnchoked() | AllowedFastReceived():
                 self.fill_requests(wp)
             case PeerChoked(dropped=dropped):

@@ -8,9 +8,10 @@ compare with the plain names.
 
 ::
 
-    STARTING -> METADATA (magnet: waiting for BEP 9 metadata) -> CHECKING -> DOWNLOADING -> SEEDING
+    STARTING -> METADATA (magnet: waiting for BEP 9 metadata) -> CHECKING -> DOWNLOADING <-> SEEDING
          \\________________________________/                                      ^
                                                       (complete at check) ________/
+    (SEEDING -> DOWNLOADING: verified data vanished from disk and is fetched again)
     any state -> STOPPING -> STOPPED
 """
 
@@ -50,7 +51,7 @@ TRANSITIONS: dict[TorrentState, frozenset[TorrentState]] = {
     _S.METADATA: frozenset({_S.CHECKING, _S.STOPPING}),
     _S.CHECKING: frozenset({_S.DOWNLOADING, _S.SEEDING, _S.STOPPING}),
     _S.DOWNLOADING: frozenset({_S.SEEDING, _S.STOPPING}),
-    _S.SEEDING: frozenset({_S.STOPPING}),
+    _S.SEEDING: frozenset({_S.DOWNLOADING, _S.STOPPING}),
     _S.STOPPING: frozenset({_S.STOPPED}),
     _S.STOPPED: frozenset(),
 }

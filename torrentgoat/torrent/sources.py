@@ -1,4 +1,5 @@
-"""Peer sources of a torrent (level L5): tracker tiers and the DHT, over their asyncio drivers."""
+"""Peer sources of a torrent (level L5): tracker tiers, the DHT and Local Service Discovery, over their
+asyncio drivers."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from torrentgoat.torrent.handle import PeerSource, TorrentHandle
 
 if TYPE_CHECKING:
     from torrentgoat.aio.dht import DHTNode
+    from torrentgoat.aio.lsd import LSDService
 
-__all__ = ["DHTSource", "TrackerSource"]
+__all__ = ["DHTSource", "LSDSource", "TrackerSource"]
 
 log = logging.getLogger("torrentgoat.sources")
 
@@ -152,3 +154,38 @@ class DHTSource(PeerSource):
             f"DHT: {nodes} nodes, last lookup found {self.last_found} new peers"
             f" and {self.last_stored} nodes took our announce"
         )
+
+
+class LSDSource(PeerSource):
+    """Announces the torrent on the local network and dials the neighbours that announce it (BEP 14).
+
+    The session's :class:`~torrentgoat.aio.lsd.LSDService` does the multicast; this source registers
+    the torrent's info-hash with it for as long as the torrent runs, and adds every neighbour it
+    reports as a candidate to dial (like a tracker's peer: the BEP 3 handshake decides).  Private
+    torrents are never announced (BEP 27): the session does not give them this source, and a magnet
+    whose metadata turns out private stops announcing at once.
+    """
+
+    name = "lsd"
+
+    def __init__(self, service: LSDService) -> None:
+        self.service = service
+        self.found = 0
+
+    async def run(self, torrent: TorrentHandle) -> None:
+        def on_peer(address: PeerAddress) -> None:
+            self.found += torrent.add_peers([address], "lsd")
+
+        info_hash = torrent.info_hash
+        self.service.add(info_hash, on_peer)
+        try:
+            info = torrent.info or await torrent.wait_metadata()
+            if info.private:
+                self.service.remove(info_hash)
+                return
+            await asyncio.Event().wait()  # until the torrent stops (cancelled)
+        finally:
+            self.service.remove(info_hash)
+
+    def status(self) -> str:
+        return self.service.status()

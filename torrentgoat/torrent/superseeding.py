@@ -82,16 +82,20 @@ class SuperSeeding:
 
     def finish(self) -> None:
         """Leave super-seeding: announce to every peer the pieces it was not told of; seed normally
-        (connections opened from now on get our full bitfield)."""
+        (connections opened from now on get our full bitfield).  Also called when verified data
+        vanished from disk: only pieces still in our have-set are announced."""
         if not self.active:
             return
         self.active = False
         self.engine.finish()
+        have = self._have()
         for engine, ps in self._states.items():
             if ps.driver.closed:
                 continue
             shown, theirs = self._shown[engine], engine.peer_have
             for index in range(self.num_pieces):
+                if have is not None and index not in have:
+                    continue
                 if index not in shown and (theirs is None or index not in theirs):
                     engine.send(Have(index=index))
             ps.driver.flush()

@@ -5,7 +5,11 @@ One task per requesting peer answers its queue in order.  Data comes from the
 session's upload token bucket, and is handed to the wire engine by reference.  When the socket's
 write buffer is full the task waits for the transport to drain (backpressure), so memory stays
 bounded whatever the peer asks.  Only pieces in our verified have-set are ever served (the wire
-engine refuses requests for others before they get here).
+engine refuses requests for others before they get here).  With a
+:class:`~torrentgoat.torrent.filewatch.FileWatch`, every read from disk also checks that the files
+under it did not change since their pieces were verified; a read that fails or finds a changed file
+hands the piece to the torrent's ``data_lost`` (which takes it back, BEP 54) and serving goes on with
+the peer's other requests.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torrentgoat.errors import StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import BlockRef
 from torrentgoat.storage import Storage
+from torrentgoat.torrent.filewatch import FileWatch
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.pieces import ReadCache
 from torrentgoat.torrent.wirepeer import WirePeer
@@ -34,10 +39,13 @@ ALLOWED_FAST = 10
 class Uploader:
     """Answers one torrent's block requests."""
 
-    def __init__(self, torrent: TorrentHandle, info: InfoDict, storage: Storage) -> None:
+    def __init__(
+        self, torrent: TorrentHandle, info: InfoDict, storage: Storage, *, watch: FileWatch | None = None
+    ) -> None:
         self.torrent = torrent
         self.info = info
         self.storage = storage
+        self.watch = watch if watch is not None and watch.enabled else None
         config = torrent.config
         self.cache = ReadCache(
             self._read,
@@ -47,10 +55,15 @@ class Uploader:
         )
 
     async def _read(self, piece: int, begin: int, length: int) -> bytes:
-        return await self.torrent.ctx.disk.read(self.storage, piece, begin, length)
+        buf = bytearray(length)
+        await self._read_into(piece, begin, buf)
+        return bytes(buf)
 
     async def _read_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> None:
-        await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
+        if self.watch is not None:
+            await self.torrent.ctx.disk.run(self.watch.read_into, piece, begin, buf)
+        else:
+            await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
 
     def offer_allowed_fast(self, wp: WirePeer) -> None:
         """BEP 6: tell a starting peer (fewer than ``ALLOWED_FAST`` pieces) with the fast extension which
@@ -96,10 +109,12 @@ class Uploader:
                         block.piece, block.begin, block.length, info.piece_size(block.piece)
                     )
                 except StorageError as exc:
-                    # Verified data that cannot be read back was changed or removed under us: stop
-                    # claiming anything (libtorrent puts the torrent in an error state likewise).
+                    # Verified data that cannot be read back (or whose file changed) was altered
+                    # under us: the torrent takes the piece back, which withdraws this request.
                     torrent.data_lost(block.piece, exc)
-                    return
+                    continue
+                if not engine.has_peer_request(block.piece, block.begin, block.length):
+                    continue  # cancelled meanwhile, or its piece was taken back
                 await limit.acquire(block.length)
                 if wp.driver.closed:
                     return

@@ -1,5 +1,5 @@
 """Peer wire protocol, sans-IO (level L2): BEP 3 framing, BEP 5 port, BEP 6 Fast, BEP 10
-extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``.
+extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``, BEP 54 ``lt_donthave``.
 
 Modules: :mod:`.messages` (one frozen dataclass per message, :class:`MessageId`), :mod:`.codec`
 (bytes <-> messages), :mod:`.events` (past-tense notifications), :mod:`.config` (:class:`WireConfig`),
@@ -42,7 +42,8 @@ The loop (aioquic vocabulary)::
 
 * Once both handshakes are through, the engine itself queues our opening message (``have all`` /
   ``have none`` with BEP 6, else a ``bitfield`` unless we have nothing) and our BEP 10 handshake
-  (``m = {"ut_metadata": 1, "ut_pex": 2}``, ``p``, ``v``, ``yourip``, ``reqq``, ``metadata_size``).
+  (``m = {"ut_metadata": 1, "ut_pex": 2, "lt_donthave": 7}``, ``p``, ``v``, ``yourip``, ``reqq``,
+  ``metadata_size``).
   ``send()`` before the peer's handshake raises :class:`LocalProtocolError`.
 * ``send(message)`` checks the transition table and the request bookkeeping and raises
   :class:`LocalProtocolError` for what is forbidden: requests while choked (unless allowed-fast),
@@ -51,7 +52,9 @@ The loop (aioquic vocabulary)::
   not announce.  ``Choke``/``Unchoke``/``Interested``/``NotInterested`` are idempotent.  Choking
   with BEP 6 rejects the peer's pending requests (except allowed-fast ones); without it they are
   discarded.  ``send(Cancel)`` of an already answered request is a no-op.  ``send(MetadataRequest
-  | MetadataData | MetadataReject | Pex | ExtendedHandshake)`` wraps the payload with the peer's id.
+  | MetadataData | MetadataReject | Pex | DontHave | ExtendedHandshake)`` wraps the payload with the
+  peer's id.  ``retract(index)`` takes back a piece that left our have-set (BEP 54: ``lt_donthave``
+  when the peer offered it, its pending requests for the piece withdrawn and, with BEP 6, rejected).
 * Receive path: ``bytes`` reads are parsed in place and :class:`BlockReceived` ``data`` is a
   zero-copy memoryview slice of the read (a ``bytearray`` when a block straddles two reads, or
   when the read was a mutable buffer):
@@ -109,13 +112,15 @@ Events: :class:`HandshakeReceived`, :class:`ExtensionHandshakeReceived`, :class:
 :class:`BlockReceived`, :class:`BlockRequested`, :class:`RequestCancelled`,
 :class:`RequestRejected`, :class:`AllowedFastReceived`, :class:`PieceSuggested`,
 :class:`PortReceived`, :class:`MetadataRequested`, :class:`MetadataPieceReceived`,
-:class:`MetadataRejected`, :class:`PexReceived`, :class:`ConnectionTimedOut`.
+:class:`MetadataRejected`, :class:`PexReceived`, :class:`DontHaveReceived` (BEP 54),
+:class:`ConnectionTimedOut`.
 """
 
 from __future__ import annotations
 
 from torrentgoat.wire.connection import (
     CLIENT_VERSION,
+    LT_DONTHAVE_ID,
     UT_METADATA_ID,
     UT_PEX_ID,
     PeerConnection,
@@ -128,6 +133,7 @@ from torrentgoat.wire.events import (
     BlockReceived,
     BlockRequested,
     ConnectionTimedOut,
+    DontHaveReceived,
     Event,
     ExtensionHandshakeReceived,
     HandshakeReceived,
@@ -151,6 +157,7 @@ from torrentgoat.wire.messages import (
     BitfieldMsg,
     Cancel,
     Choke,
+    DontHave,
     Extended,
     ExtendedHandshake,
     Handshake,
@@ -179,6 +186,7 @@ from torrentgoat.wire.pex import PexState
 
 __all__ = [
     "CLIENT_VERSION",
+    "LT_DONTHAVE_ID",
     "UT_METADATA_ID",
     "UT_PEX_ID",
     "AllowedFast",
@@ -190,6 +198,8 @@ __all__ = [
     "Cancel",
     "Choke",
     "ConnectionTimedOut",
+    "DontHave",
+    "DontHaveReceived",
     "Event",
     "Extended",
     "ExtendedHandshake",

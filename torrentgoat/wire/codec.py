@@ -26,6 +26,7 @@ from torrentgoat.wire.messages import (
     Buffer,
     Cancel,
     Choke,
+    DontHave,
     Extended,
     ExtendedHandshake,
     Handshake,
@@ -69,10 +70,12 @@ __all__ = [
     "MSG_REQUEST",
     "MSG_SUGGEST_PIECE",
     "MSG_UNCHOKE",
+    "decode_dont_have",
     "decode_extended_handshake",
     "decode_handshake",
     "decode_message",
     "decode_metadata_message",
+    "encode_dont_have",
     "encode_extended_handshake",
     "encode_handshake",
     "encode_message",
@@ -439,3 +442,24 @@ def decode_metadata_message(
     if msg_type == 2:
         return MetadataReject(piece=piece)
     return None
+
+
+# --- BEP 54 lt_donthave -----------------------------------------------------------------------------
+
+_DONT_HAVE = struct.Struct(">I")
+
+
+def encode_dont_have(message: DontHave) -> bytes:
+    """Payload of an ``lt_donthave`` extension message (BEP 54): the piece index, 4 bytes big-endian."""
+    if not 0 <= message.index < 1 << 32:
+        raise ValueError(f"piece index out of range: {message.index}")
+    return _DONT_HAVE.pack(message.index)
+
+
+def decode_dont_have(payload: Buffer) -> DontHave:
+    """Decode an ``lt_donthave`` payload: exactly 4 bytes (whether the index is in range is the
+    connection's check, which knows the piece count)."""
+    if len(payload) != 4:
+        raise RemoteProtocolError(f"lt_donthave payload of {len(payload)} bytes, expected 4")
+    (index,) = _DONT_HAVE.unpack(payload)
+    return DontHave(index=index)

@@ -1,7 +1,7 @@
 """``PeerConnection``: the sans-IO engine of one peer wire connection (level L2).
 
 BEP 3 (handshake, messages, choking), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension
-protocol) with BEP 9 (``ut_metadata``) and BEP 11 (``ut_pex``).  See the package docstring
+protocol) with BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``).  See the package docstring
 (:mod:`torrentgoat.wire`) for the driver's view of the API.  The engine is split by job:
 
 * :mod:`.states` -- the transition table and the one check both directions run through (h11 style,
@@ -31,7 +31,7 @@ from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
 from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import BlockRef, InfoHash, PeerId
 from torrentgoat.wire import codec
-from torrentgoat.wire.config import CLIENT_VERSION, UT_METADATA_ID, UT_PEX_ID, WireConfig
+from torrentgoat.wire.config import CLIENT_VERSION, LT_DONTHAVE_ID, UT_METADATA_ID, UT_PEX_ID, WireConfig
 from torrentgoat.wire.events import BitfieldReceived, ConnectionTimedOut
 from torrentgoat.wire.framing import frame_caps
 from torrentgoat.wire.messages import (
@@ -40,6 +40,7 @@ from torrentgoat.wire.messages import (
     Buffer,
     Cancel,
     Choke,
+    DontHave,
     Extended,
     ExtendedHandshake,
     Handshake,
@@ -71,6 +72,7 @@ from torrentgoat.wire.states import REQUIRES, TRANSITIONS, Feature, Phase, Side,
 
 __all__ = [
     "CLIENT_VERSION",
+    "LT_DONTHAVE_ID",
     "REQUIRES",
     "TRANSITIONS",
     "UT_METADATA_ID",
@@ -143,6 +145,8 @@ class PeerConnection(MessageReceiver):
         self._late = self._requests.late
         self._peer_requests = self._requests.theirs
         self._opening = PendingOpening()
+        self._retracted: set[int] = set()
+        """Pieces we took back (BEP 54) and have not announced again."""
         self._out: list[Buffer] = []
         self._awaiting_accept = False
         self._sent_since_tick = False
@@ -364,6 +368,8 @@ class PeerConnection(MessageReceiver):
             m["ut_metadata"] = UT_METADATA_ID
         if self.config.ut_pex:
             m["ut_pex"] = UT_PEX_ID
+        if self.config.lt_donthave:
+            m["lt_donthave"] = LT_DONTHAVE_ID
         have = self._have()
         return ExtendedHandshake(
             m=m,
@@ -464,6 +470,7 @@ class PeerConnection(MessageReceiver):
             case Have(index=index):
                 self._check_piece_index(index, "have")
                 self._send_checked(message)
+                self._retracted.discard(index)
             case AllowedFast(index=index):
                 self._check_piece_index(index, "allowed fast")
                 self._send_checked(message)
@@ -487,12 +494,46 @@ class PeerConnection(MessageReceiver):
             case Pex():
                 ext_id = self._ext_id("ut_pex")
                 self._send_checked(Extended(ext_id=ext_id, payload=encode_pex(message)))
+            case DontHave(index=index):
+                self._check_piece_index(index, "lt_donthave")
+                ext_id = self._ext_id("lt_donthave")
+                self._send_checked(Extended(ext_id=ext_id, payload=codec.encode_dont_have(message)))
             case Handshake():
                 raise LocalProtocolError(
                     "the handshake is sent by the engine itself (constructor or accept())"
                 )
             case _:
                 raise LocalProtocolError(f"not a message: {message!r}")
+
+    @property
+    def peer_supports_dont_have(self) -> bool:
+        """The peer offered BEP 54 ``lt_donthave`` (and we did not turn it off)."""
+        return self.config.lt_donthave and self.extensions and bool(self.peer_ext_ids.get("lt_donthave"))
+
+    def retract(self, index: int) -> tuple[bool, tuple[BlockRef, ...]]:
+        """We no longer have piece ``index`` (it already left the have-set this engine reads), BEP 54.
+
+        The peer is told with ``lt_donthave`` when it offered the extension; its pending requests for
+        the piece are withdrawn (never served) and, with BEP 6, rejected.  A later request for the
+        piece from a peer that could not be told is dropped instead of being its protocol error,
+        until :class:`Have` announces the piece again.  Returns whether the peer was told, and its
+        withdrawn requests that could not be rejected (no BEP 6): those stay unanswered, and only
+        closing the connection frees the peer from waiting for them."""
+        self._check_piece_index(index, "lt_donthave")
+        if not self.handshake_complete or self._error is not None:
+            return False, ()
+        told = self.peer_supports_dont_have
+        if told:
+            self.send(DontHave(index=index))
+        self._retracted.add(index)
+        self.our_allowed_fast.discard(index)
+        unanswered: list[BlockRef] = []
+        for key in self._requests.withdraw_piece(index):
+            if self.fast:
+                self._reject(*key)
+            else:
+                unanswered.append(BlockRef(*key))
+        return told, tuple(unanswered)
 
     def _send_flag(self, message: Choke | Unchoke | Interested | NotInterested) -> None:
         """BEP 3 state messages are idempotent.  Choking drops the peer's pending requests (BEP 3);

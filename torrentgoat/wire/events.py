@@ -19,6 +19,7 @@ __all__ = [
     "BlockReceived",
     "BlockRequested",
     "ConnectionTimedOut",
+    "DontHaveReceived",
     "Event",
     "ExtensionHandshakeReceived",
     "HandshakeReceived",
@@ -67,6 +68,16 @@ class HaveReceived:
     """The peer announced piece ``index`` (only emitted when it is new to the peer's have-set)."""
 
     index: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DontHaveReceived:
+    """BEP 54: the peer no longer has piece ``index`` (it had announced it).  Our requests for that
+    piece still pending at this peer will not be answered with data: they are ``dropped`` (oldest
+    first) and become late (a block already on its way is still used)."""
+
+    index: int
+    dropped: tuple[BlockRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +226,7 @@ Event: TypeAlias = (
     | ExtensionHandshakeReceived
     | BitfieldReceived
     | HaveReceived
+    | DontHaveReceived
     | PeerChoked
     | PeerUnchoked
     | PeerInterested

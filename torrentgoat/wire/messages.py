@@ -1,7 +1,7 @@
 """Peer wire messages as data (level L2): one frozen dataclass per message, named by its BEP noun.
 
 BEP 3 (core), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension protocol), BEP 9
-(``ut_metadata``) and BEP 11 (``ut_pex``).  These are pure values; :mod:`torrentgoat.wire.codec`
+(``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``).  These are pure values; :mod:`torrentgoat.wire.codec`
 turns them into bytes and back, :mod:`torrentgoat.wire.connection` decides when each is allowed.
 """
 
@@ -20,6 +20,7 @@ __all__ = [
     "Buffer",
     "Cancel",
     "Choke",
+    "DontHave",
     "Extended",
     "ExtendedHandshake",
     "ExtensionMessage",
@@ -297,6 +298,14 @@ class Pex:
     dropped: tuple[PeerAddress, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DontHave:
+    """BEP 54 ``lt_donthave``: the sender no longer has piece ``index`` (the opposite of ``have``);
+    requests for it that it has not answered will not be answered with data."""
+
+    index: int
+
+
 WireMessage: TypeAlias = (
     KeepAlive
     | Choke
@@ -318,7 +327,9 @@ WireMessage: TypeAlias = (
 )
 """A length-prefixed message of the message phase (everything but the handshake)."""
 
-ExtensionMessage: TypeAlias = ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex
+ExtensionMessage: TypeAlias = (
+    ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex | DontHave
+)
 """A decoded BEP 10 extension message; the connection wraps it in :class:`Extended` with the peer's id."""
 
 Message: TypeAlias = Handshake | WireMessage | ExtensionMessage

@@ -15,7 +15,10 @@ source:
   with a reject, a choke discards nothing, and a reject for a request we never sent is an error;
 * BEP 10: the extension handshake sets the peer's message ids (id 0 disables one); extension
   messages we did not offer are ignored; BEP 9 ``ut_metadata`` and BEP 11 ``ut_pex`` payloads
-  become events.
+  become events;
+* BEP 54: ``lt_donthave`` takes a piece out of the peer's have-set (a redundant one is ignored, as
+  libtorrent does; before a magnet's metadata is known it is ignored too) and our requests for it
+  become late: the peer will not answer them with data.
 
 Not BEP 6, but tolerated: aria2 sends a whole ``bitfield`` (or ``have all``) mid-connection instead of
 ``have`` messages; its pieces are added as if they were haves.
@@ -32,12 +35,13 @@ from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import InfoHash
 from torrentgoat.wire import codec
-from torrentgoat.wire.config import UT_METADATA_ID, UT_PEX_ID, WireConfig
+from torrentgoat.wire.config import LT_DONTHAVE_ID, UT_METADATA_ID, UT_PEX_ID, WireConfig
 from torrentgoat.wire.events import (
     AllowedFastReceived,
     BitfieldReceived,
     BlockReceived,
     BlockRequested,
+    DontHaveReceived,
     ExtensionHandshakeReceived,
     HandshakeReceived,
     HaveReceived,
@@ -121,6 +125,7 @@ class MessageReceiver(FrameReceiver):
     _late: OrderedDict[Key, int]
     _peer_requests: dict[Key, None]
     _opening: PendingOpening
+    _retracted: set[int]
 
     def _handshakes_done(self) -> None:
         """Both handshakes seen: send our opening (PeerConnection)."""
@@ -179,6 +184,8 @@ class MessageReceiver(FrameReceiver):
             if self.fast:  # BEP 6: a request for a piece we lack is rejected
                 self._reject(index, begin, length)
                 return NO_EVENT
+            if index in self._retracted:
+                return NO_EVENT  # we took it back (BEP 54) and could not tell this peer: not its fault
             raise RemoteProtocolError(f"peer requested piece {index}, which we do not have")
         if not geometry.contains(index, begin, length):
             raise RemoteProtocolError(f"peer requested ({index}, {begin}, {length}) outside the piece")
@@ -324,4 +331,17 @@ class MessageReceiver(FrameReceiver):
         if ext_id == UT_PEX_ID and self.config.ut_pex:
             pex = decode_pex(payload)
             return PexReceived(added=pex.added, dropped=pex.dropped)
+        if ext_id == LT_DONTHAVE_ID and self.config.lt_donthave:
+            return self._on_dont_have(codec.decode_dont_have(payload).index)
         return NO_EVENT  # an extension we did not offer: ignored (BEP 10)
+
+    def _on_dont_have(self, index: int) -> Handled:
+        """BEP 54: the peer takes back piece ``index``."""
+        if self._geometry is None:
+            return NO_EVENT  # a magnet's opening is still buffered: requests for it will be rejected
+        self._check_index(index, "lt_donthave")
+        have = self.peer_have
+        if have is None or not have.discard(index):
+            return NO_EVENT  # it never announced the piece: nothing to take back
+        self.peer_has_all = False
+        return DontHaveReceived(index=index, dropped=self._requests.drop_piece(index))

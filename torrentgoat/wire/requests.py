@@ -63,6 +63,23 @@ class RequestBook:
         self.ours.clear()
         return dropped
 
+    def drop_piece(self, index: int) -> tuple[BlockRef, ...]:
+        """BEP 54: the peer no longer has piece ``index``; our requests for it become late and are
+        returned, oldest first."""
+        keys = [key for key in self.ours if key[0] == index]
+        for key in keys:
+            del self.ours[key]
+            self._remember_late(key)
+        return tuple(BlockRef(*key) for key in keys)
+
+    def withdraw_piece(self, index: int) -> list[Key]:
+        """We no longer have piece ``index``: the peer's requests for it are forgotten and returned
+        (to be rejected with BEP 6), oldest first."""
+        keys = [key for key in self.theirs if key[0] == index]
+        for key in keys:
+            del self.theirs[key]
+        return keys
+
     def rejected(self, key: Key) -> bool | None:
         """BEP 6: the peer sent ``reject request``.  True: it was pending (tell the driver); False: it
         was late (already given up, nothing to say); None: we never sent it (a protocol error)."""

@@ -1,0 +1,368 @@
+"""Blocks of the started pieces and what became of our requests (level L2, pure).
+
+:class:`BlockBook` sits between :class:`~torrentgoat.picker.availability.AvailabilityIndex` (who has
+what, the candidate pieces) and :class:`~torrentgoat.picker.PiecePicker` (construction, priorities, our
+have-set, :meth:`~torrentgoat.picker.PiecePicker.pick`).  It owns the per-block state of *partial*
+pieces and every request in flight, per peer and per block:
+
+* taking the free blocks of a started piece for a peer (:meth:`BlockBook._take`): a block is
+  requested from one peer at a time;
+* *endgame* (:meth:`BlockBook._pick_endgame`): once every missing block is in flight, in-flight blocks
+  are requested again from up to ``endgame_max_requesters`` peers, those with the fewest requesters and
+  the oldest requests first (Cohen, "Incentives Build Robustness in BitTorrent" (2003), section 2 "Piece
+  selection", "Endgame Mode"; theory.org "End game"); when one copy arrives
+  :meth:`BlockBook.block_received` names the other requesters, to be sent BEP 3 ``cancel`` ("mostly
+  used during the end of a download");
+* request outcomes: a ``piece`` message (:meth:`BlockBook.block_received`, checked against the
+  piece/block grid), our ``cancel``, a BEP 6 ``reject request``, a choke (BEP 3: the choking side
+  discards pending requests), a timeout or a *snubbed* peer (libtorrent's term: nothing received for too
+  long) -- each gives the peer's blocks back to be picked from others;
+* who delivered each block (:meth:`BlockBook.contributors`), so a piece that fails its hash check can be
+  blamed on the right peers (libtorrent's smart ban).
+
+Memory stays bounded whatever the file size: per-block state exists only for partial pieces, and at
+most ``PickerConfig.partial_cap(piece_length)`` pieces are partial at once.  A base class rather than a
+helper object so that ``pick`` and ``block_received`` reach the block state in one call.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from torrentgoat.bitfield import Bitfield
+from torrentgoat.errors import RemoteProtocolError
+from torrentgoat.geometry import PieceGeometry
+from torrentgoat.picker.availability import AvailabilityIndex, PeerKey
+from torrentgoat.picker.config import PickerConfig
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+
+__all__ = ["BlockArrival", "BlockBook"]
+
+_FREE = 0
+_REQUESTED = 1
+_RECEIVED = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockArrival:
+    """What :meth:`PiecePicker.block_received` learned.  Truthy when the block was new."""
+
+    new: bool
+    """First arrival of this block: the driver stores its bytes.  False for duplicates (endgame races)
+    and for blocks of pieces we already have or never wanted: the driver drops the bytes."""
+
+    cancel: tuple[PeerKey, ...] = ()
+    """Other peers that still had this block requested (endgame): send them ``cancel`` (BEP 3)."""
+
+    piece_complete: bool = False
+    """Every block of the piece is now received: hash it, then call ``piece_verified`` or ``piece_failed``."""
+
+    def __bool__(self) -> bool:
+        return self.new
+
+
+_OLD = BlockArrival(new=False)
+_NEW = BlockArrival(new=True)
+_NEW_COMPLETE = BlockArrival(new=True, piece_complete=True)
+
+
+class _Partial:
+    """Per-block state of one started piece."""
+
+    __slots__ = (
+        "free",
+        "hint",
+        "nblocks",
+        "received",
+        "received_from",
+        "requested_at",
+        "requesters",
+        "size",
+        "state",
+    )
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.nblocks = -(-size // BLOCK_SIZE)
+        self.state = bytearray(self.nblocks)
+        self.free = self.nblocks
+        self.received = 0
+        self.requesters: dict[int, list[PeerKey]] = {}
+        self.requested_at: dict[int, float] = {}
+        self.received_from: dict[int, PeerKey] = {}
+        self.hint = 0
+
+
+class BlockBook(AvailabilityIndex):
+    """Per-block state of partial pieces and requests in flight; see the module docstring.  Base class
+    of :class:`~torrentgoat.picker.PiecePicker`."""
+
+    # Set by the subclass.
+    _config: PickerConfig
+
+    def __init__(self, layout: PieceGeometry, partial_cap: int) -> None:
+        n = layout.num_pieces
+        super().__init__(n)
+        self._layout = layout
+        self._cap = partial_cap
+        """At most this many pieces are partial at once (``PickerConfig.partial_cap``)."""
+        self._partials: dict[int, _Partial] = {}
+        self._open: set[int] = set()
+        """Started pieces with a free block."""
+        # requests in flight per peer, as block ids: piece * blocks-per-piece + block index
+        self._peer_reqs: dict[PeerKey, set[int]] = {}
+        self._bpp = -(-layout.piece_length // BLOCK_SIZE)
+        self._plen = layout.piece_length
+        self._last_size = layout.piece_size(n - 1) if n else 0
+
+    # ------------------------------------------------------------------ read-only view
+
+    @property
+    def partial_pieces(self) -> list[int]:
+        """Started pieces (including those complete and awaiting their hash check), ascending."""
+        return sorted(self._partials)
+
+    @property
+    def partial_cap(self) -> int:
+        return self._cap
+
+    def piece_complete(self, index: int) -> bool:
+        """All blocks of started piece ``index`` received: ready to hash."""
+        part = self._partials.get(index)
+        return part is not None and part.received == part.nblocks
+
+    def outstanding(self, peer_key: PeerKey) -> frozenset[BlockRef]:
+        """Blocks currently requested from ``peer_key`` according to the picker."""
+        return frozenset(self._ref(bid) for bid in self._peer_reqs.get(peer_key, ()))
+
+    def _size(self, index: int) -> int:
+        return self._last_size if index == self._n - 1 else self._plen
+
+    def _ref(self, bid: int) -> BlockRef:
+        index, b = divmod(bid, self._bpp)
+        begin = b * BLOCK_SIZE
+        return BlockRef(index, begin, min(BLOCK_SIZE, self._size(index) - begin))
+
+    def requesters(self, block: BlockRef) -> frozenset[PeerKey]:
+        part = self._partials.get(block.piece)
+        if part is None:
+            return frozenset()
+        return frozenset(part.requesters.get(block.begin // BLOCK_SIZE, ()))
+
+    def block_received_already(self, block: BlockRef) -> bool:
+        if block.piece in self._have:
+            return True
+        part = self._partials.get(block.piece)
+        return part is not None and part.state[block.begin // BLOCK_SIZE] == _RECEIVED
+
+    def contributors(self, index: int) -> dict[int, PeerKey]:
+        """Block index -> peer that delivered it, for started piece ``index`` (for smart banning)."""
+        part = self._partials.get(index)
+        return dict(part.received_from) if part is not None else {}
+
+    # ------------------------------------------------------------------ partial pieces
+
+    def _start(self, index: int) -> _Partial:
+        part = self._partials[index] = _Partial(self._layout.piece_size(index))
+        self._open.add(index)
+        self._sync(index)
+        return part
+
+    def _drop_partial(self, index: int) -> None:
+        part = self._partials.pop(index, None)
+        if part is None:
+            return
+        self._open.discard(index)
+        base = index * self._bpp
+        for b, keys in part.requesters.items():
+            for k in keys:
+                reqs = self._peer_reqs.get(k)
+                if reqs is not None:
+                    reqs.discard(base + b)
+
+    # ------------------------------------------------------------------ taking blocks (from pick)
+
+    def _take(
+        self,
+        index: int,
+        part: _Partial,
+        peer_key: PeerKey,
+        reqs: set[int],
+        out: list[BlockRef],
+        count: int,
+        now: float,
+    ) -> None:
+        base = index * self._bpp
+        state = part.state
+        b = state.find(_FREE, part.hint)
+        size = part.size
+        requesters, requested_at = part.requesters, part.requested_at
+        while b >= 0 and len(out) < count:
+            state[b] = _REQUESTED
+            begin = b * BLOCK_SIZE
+            ref = BlockRef(index, begin, min(BLOCK_SIZE, size - begin))
+            requesters[b] = [peer_key]
+            requested_at[b] = now
+            part.free -= 1
+            reqs.add(base + b)
+            out.append(ref)
+            b = state.find(_FREE, b + 1)
+        part.hint = b if b >= 0 else part.nblocks
+        if not part.free:
+            self._open.discard(index)
+
+    def _pick_endgame(
+        self,
+        peer_key: PeerKey,
+        peer_have: Bitfield,
+        reqs: set[int],
+        out: list[BlockRef],
+        count: int,
+        now: float,
+    ) -> None:
+        # Every in-flight block has its requesters in ``_peer_reqs``: when no other peer has a
+        # request out, each in-flight block is ours alone and there is nothing to duplicate.  This
+        # skips a scan of every partial's blocks per pick (one peer: each pick of the endgame).
+        if not any(reqs_k for k, reqs_k in self._peer_reqs.items() if k != peer_key):
+            return
+        limit = self._config.endgame_max_requesters
+        prio = self._prio
+        cands: list[tuple[int, float, int, int]] = []
+        for i, part in self._partials.items():
+            if not prio[i] or i not in peer_have:
+                continue
+            at = part.requested_at
+            for b, keys in part.requesters.items():
+                if len(keys) < limit and peer_key not in keys:
+                    cands.append((len(keys), at[b], i, b))
+        for _, _, i, b in heapq.nsmallest(count - len(out), cands):
+            part = self._partials[i]
+            part.requesters[b].append(peer_key)
+            begin = b * BLOCK_SIZE
+            ref = BlockRef(i, begin, min(BLOCK_SIZE, part.size - begin))
+            reqs.add(i * self._bpp + b)
+            out.append(ref)
+
+    # ------------------------------------------------------------------ request outcomes
+
+    def _check_block(self, block: BlockRef) -> None:
+        index, begin = block.piece, block.begin
+        if not 0 <= index < self._n:
+            raise RemoteProtocolError(f"block {block} names a piece out of range 0..{self._n - 1}")
+        size = self._last_size if index == self._n - 1 else self._plen
+        if begin % BLOCK_SIZE or not 0 <= begin < size:
+            raise RemoteProtocolError(f"block {block} is not on a block boundary of a {size}-byte piece")
+        if block.length != min(BLOCK_SIZE, size - begin):
+            raise RemoteProtocolError(f"block {block} has the wrong length for a {size}-byte piece")
+
+    def block_received(self, peer_key: PeerKey, block: BlockRef) -> BlockArrival:
+        """A ``piece`` message arrived (BEP 3).  Blocks that do not match the piece/block grid raise
+        :class:`RemoteProtocolError`.  Unrequested blocks of wanted pieces are accepted if a partial
+        slot is free; late blocks after a cancel or timeout count when still missing."""
+        self._check_block(block)
+        index = block.piece
+        b = block.begin // BLOCK_SIZE
+        bid = index * self._bpp + b
+        reqs = self._peer_reqs.get(peer_key)
+        if reqs is not None:
+            reqs.discard(bid)
+        if index in self._have:
+            return _OLD
+        part = self._partials.get(index)
+        if part is None:
+            if not self._prio[index] or len(self._partials) >= self._cap:
+                return _OLD
+            part = self._start(index)
+        state = part.state[b]
+        if state == _RECEIVED:
+            return _OLD
+        keys = part.requesters.pop(b, ())
+        part.requested_at.pop(b, None)
+        if state == _FREE:
+            part.free -= 1
+            if not part.free:
+                self._open.discard(index)
+        part.state[b] = _RECEIVED
+        part.received += 1
+        part.received_from[b] = peer_key
+        complete = part.received == part.nblocks
+        if len(keys) <= 1 and (not keys or keys[0] == peer_key):
+            return _NEW_COMPLETE if complete else _NEW
+        cancel = tuple(k for k in keys if k != peer_key)
+        for k in cancel:
+            other = self._peer_reqs.get(k)
+            if other is not None:
+                other.discard(bid)
+        return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
+
+    def _release(self, peer_key: PeerKey, index: int, b: int) -> bool:
+        part = self._partials.get(index)
+        if part is None:
+            return False
+        keys = part.requesters.get(b)
+        if keys is None or peer_key not in keys:
+            return False
+        keys.remove(peer_key)
+        if not keys:
+            del part.requesters[b]
+            del part.requested_at[b]
+            part.state[b] = _FREE
+            part.free += 1
+            if b < part.hint:
+                part.hint = b
+            self._open.add(index)
+            if not part.received and not part.requesters:
+                self._drop_partial(index)  # nothing invested: give the slot back
+                self._sync(index)
+        return True
+
+    def request_cancelled(self, peer_key: PeerKey, block: BlockRef) -> None:
+        """We cancelled our request (BEP 3 ``cancel``): the block may be picked again."""
+        if not 0 <= block.piece < self._n:
+            return
+        b = block.begin // BLOCK_SIZE
+        reqs = self._peer_reqs.get(peer_key)
+        if reqs is not None:
+            reqs.discard(block.piece * self._bpp + b)
+        self._release(peer_key, block.piece, b)
+
+    def request_rejected(self, peer_key: PeerKey, block: BlockRef) -> None:
+        """The peer rejected our request (BEP 6 ``reject request``): the block may be picked again."""
+        self.request_cancelled(peer_key, block)
+
+    def release_peer(self, peer_key: PeerKey) -> list[BlockRef]:
+        """Release every request of ``peer_key`` so other peers can pick them; returns them ascending.
+        A block the peer still delivers later is accepted by :meth:`block_received` if still missing."""
+        reqs = self._peer_reqs.get(peer_key)
+        if not reqs:
+            return []
+        bids = sorted(reqs)
+        reqs.clear()
+        bpp = self._bpp
+        for bid in bids:
+            self._release(peer_key, *divmod(bid, bpp))
+        return [self._ref(bid) for bid in bids]
+
+    def peer_timed_out(self, peer_key: PeerKey) -> list[BlockRef]:
+        """The peer's requests timed out: release them (returned, so the driver may send cancels)."""
+        return self.release_peer(peer_key)
+
+    def peer_snubbed(self, peer_key: PeerKey) -> list[BlockRef]:
+        """The peer sent nothing for too long while we waited (libtorrent "snubbed"): release its
+        requests to faster peers.  Its requests stay on the wire; late blocks still count."""
+        return self.release_peer(peer_key)
+
+    def peer_choked_us(self, peer_key: PeerKey) -> list[BlockRef]:
+        """The peer choked us: BEP 3 says pending requests are discarded by the choking side (BEP 6
+        peers send ``reject`` per request instead, which lands in :meth:`request_rejected`)."""
+        return self.release_peer(peer_key)
+
+    def peer_left(self, peer_key: PeerKey) -> list[BlockRef]:
+        """The peer disconnected: forget its pieces and release its requests (returned, ascending)."""
+        released = self.release_peer(peer_key)
+        self._peer_reqs.pop(peer_key, None)
+        if peer_key in self._peers:
+            self._forget_pieces(peer_key)
+            del self._peers[peer_key]
+        return released
