@@ -436,3 +436,16 @@ def test_a_model_folder_becomes_a_signed_manifest_entry(tmp_path: Path) -> None:
     shard.write_bytes(bytes(data))
     assert [m.path for m in verify_files_sha256(folder, received.files)] == [shard.name]
     assert {f.path for f in manifest_files_for(folder)} == set(paths)
+
+
+def test_a_large_safetensors_header_whose_length_looks_like_a_pickle_proto_is_safetensors() -> None:
+    """A header length of 0x7d0280 bytes starts with 80 02 7d: PROTO 2 then EMPTY_DICT if read as a
+    pickle; the ``{`` at byte 8 and the zero bytes 4..7 say safetensors (found by the fuzzer's review)."""
+    import struct
+
+    from torrentgoat.safety import sniff
+
+    prefix = struct.pack("<Q", 0x7D0280) + b'{"a":'
+    assert prefix[:3] == b"\x80\x02\x7d"
+    assert sniff(prefix) == "safetensors"
+    assert sniff(b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01u.") == "pickle"

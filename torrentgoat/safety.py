@@ -129,16 +129,19 @@ def sniff(prefix: bytes) -> ContentKind:
     it with :func:`zip_pickle_members`); ``"gguf"``: the GGUF magic; ``"safetensors"``: a plausible
     header length followed by ``{``.  Protocol 0/1 pickles are not recognised by content.
     """
+    if len(prefix) >= 9 and prefix[8:9] == b"{":
+        # first: a safetensors header length can begin with the bytes of a pickle PROTO (a header of
+        # about 2.6 MB or more); no pickle has bytes 4..7 zero and ``{`` at 8 (0x00 is no opcode), so
+        # this order misreads no pickle, and the header is validated in full afterwards anyway
+        (length,) = struct.unpack_from("<Q", prefix)
+        if 2 <= length <= SAFETENSORS_MAX_HEADER:
+            return "safetensors"
     if len(prefix) >= 3 and prefix[0] == 0x80 and 2 <= prefix[1] <= 5 and prefix[2] in _PICKLE_OPCODES:
         return "pickle"
     if prefix.startswith(_ZIP_LOCAL):
         return "zip"
     if prefix.startswith(GGUF_MAGIC):
         return "gguf"
-    if len(prefix) >= 9 and prefix[8:9] == b"{":
-        (length,) = struct.unpack_from("<Q", prefix)
-        if 2 <= length <= SAFETENSORS_MAX_HEADER:
-            return "safetensors"
     return "unknown"
 
 
