@@ -305,3 +305,36 @@ def test_choke_stats(have: str | None, has_all: bool, seed: bool, progress: floa
         last_unchoked=None,
     )
     assert stats.is_seed is seed and stats.progress == progress and stats.key == 7
+
+
+# ---------------------------------------------------------------- saying what was tried
+
+
+def test_peer_search_report_after_15_s_then_every_minute() -> None:
+    from types import SimpleNamespace
+
+    from torrentgoat.torrent import PeersMissing
+    from torrentgoat.torrent.handle import PeerSource
+    from torrentgoat.torrent.peers import CandidatePool
+    from torrentgoat.torrent.peersearch import AGAIN, FIRST, PeerSearchReport
+
+    class Source(PeerSource):
+        async def run(self, torrent: object) -> None:  # type: ignore[override]
+            pass
+
+        def status(self) -> str:
+            return "trackers (1): http://t/announce: timed out"
+
+    emitted: list[PeersMissing] = []
+    host = SimpleNamespace(num_peers=0, is_complete=False, state="downloading", emit=emitted.append)
+    report = PeerSearchReport(host, [Source()], CandidatePool())  # type: ignore[arg-type]
+    for second in range(int(FIRST + AGAIN) + 2):
+        report.tick(NOW + second)
+    assert [round(e.seconds) for e in emitted] == [FIRST, FIRST + AGAIN]
+    assert emitted[0].sources == ("trackers (1): http://t/announce: timed out",)
+    host.num_peers = 1  # a peer came: the clock starts again when it leaves
+    report.tick(NOW + 200)
+    host.num_peers = 0
+    for second in range(201, 201 + int(FIRST) + 1):
+        report.tick(NOW + second)
+    assert len(emitted) == 3 and round(emitted[-1].seconds) == FIRST

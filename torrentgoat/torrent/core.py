@@ -27,8 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from pathlib import Path
@@ -48,17 +46,17 @@ from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PiecePicker
 from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress
-from torrentgoat.storage import FileStorage, Layout, Storage
+from torrentgoat.storage import FileStorage, Storage
 from torrentgoat.torrent.blocks import BlockFlow
 from torrentgoat.torrent.choking import ChokeScheduler
 from torrentgoat.torrent.config import TorrentConfig
 from torrentgoat.torrent.connections import Connections
+from torrentgoat.torrent.datadir import check_free_space, open_storage
 from torrentgoat.torrent.events import (
     CheckCompleted,
     CheckProgressed,
     Completed,
     MetadataReceived,
-    PeersMissing,
     ProgressReported,
     Stopped,
     TorrentEvent,
@@ -69,10 +67,10 @@ from torrentgoat.torrent.lifecycle import Counters, Lifecycle, TorrentState
 from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
+from torrentgoat.torrent.peersearch import PeerSearchReport
 from torrentgoat.torrent.pieces import PieceBuffers
 from torrentgoat.torrent.recovery import Recovery
 from torrentgoat.torrent.resume import ResumeKeeper
-from torrentgoat.torrent.selection import skipped_files
 from torrentgoat.torrent.streaming import Streams
 from torrentgoat.torrent.superseeding import SuperSeeding
 from torrentgoat.torrent.swarm import Swarm
@@ -84,10 +82,6 @@ __all__ = ["PeerSource", "Torrent", "TorrentContext"]
 
 log = logging.getLogger("torrentgoat.torrent")
 
-LONELY_FIRST = 15.0
-"""Seconds without a peer (while pieces are missing) before :class:`PeersMissing` is emitted."""
-LONELY_AGAIN = 60.0
-"""Seconds between later :class:`PeersMissing` events."""
 
 
 class Torrent:
@@ -130,8 +124,6 @@ class Torrent:
         if info is not None:
             self._metadata_ready.set()
         self._stop_reason = ""
-        self._lonely_since: float | None = None
-        self._lonely_reported = 0.0
         self._subscribers: list[asyncio.Queue[TorrentEvent | None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.opening = Opening(self.swarm, self)
@@ -154,6 +146,7 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.peer_search = PeerSearchReport(self, self.sources, self.connections.pool)
         self.recovery = Recovery(
             self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
         )
@@ -371,7 +364,7 @@ class Torrent:
         """Run until stopped (or until complete, when not seeding)."""
         try:
             if self.info is not None:  # a storage problem is reported before any network traffic
-                self._open_storage(self.info)
+                self.swarm.storage = open_storage(self.info, self.dest, self.config, self.ctx)
             self.spawn(self.connections.run())
             self.spawn(self._ticker())
             for source in self.sources:
@@ -383,7 +376,8 @@ class Torrent:
                 await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if self._stop.is_set():
                     return
-                self._open_storage(await self.wait_metadata())
+                info = await self.wait_metadata()
+                self.swarm.storage = open_storage(info, self.dest, self.config, self.ctx)
             await self._prepare()
             if not self._stop.is_set():
                 self.spawn(self._choke_loop())
@@ -475,36 +469,6 @@ class Torrent:
         self.emit(MetadataReceived(name=info.name, total_size=info.total_length))
         self._metadata_ready.set()
 
-    def _open_storage(self, info: InfoDict) -> None:
-        """Storage for the selected files, checked before use (:meth:`FileStorage.preflight`)."""
-        layout = Layout.from_info(info)
-        skipped = skipped_files(info, self.config.selected_files, self.config.file_globs)
-        if self.ctx.storage_factory is not None:
-            self.swarm.storage = self.ctx.storage_factory(self.dest, layout, skipped)
-            return
-        storage = FileStorage(self.dest, layout, skipped=skipped, max_open_files=self.ctx.max_open_files)
-        self.swarm.storage = storage
-        storage.preflight()
-
-    def _check_free_space(self) -> None:
-        """Refuse to start downloading what the download directory's file system cannot hold."""
-        storage = self.swarm.storage
-        left = self.swarm.counters.left
-        if not self.config.check_free_space or not isinstance(storage, FileStorage) or not left:
-            return
-        where = storage.root
-        while not os.path.isdir(where) and os.path.dirname(where) != where:
-            where = os.path.dirname(where)
-        try:
-            free = shutil.disk_usage(where).free
-        except OSError:
-            return
-        if free < left:
-            raise DiskFullError(
-                f"not enough free space in {storage.root}: {format_size(left)} still to download, "
-                f"{format_size(free)} free"
-            )
-
     async def _prepare(self) -> None:
         """Open storage, verify what is on disk (resume), build the picker, start exchanging pieces."""
         info = self.info
@@ -534,7 +498,8 @@ class Torrent:
                 seconds=time.monotonic() - started,
             )
         )
-        self._check_free_space()
+        if self.config.check_free_space:
+            check_free_space(storage, swarm.counters.left)
         if self.config.require_peer_sources and swarm.counters.left and not self.source_report():
             raise NoPeerSourcesError(
                 f"no peer sources for {self.name}: no tracker, DHT, web seed or peer address to find "
@@ -611,27 +576,9 @@ class Torrent:
         if not self.config.seed:
             self.stop("complete")
 
-    def _report_missing_peers(self, now: float) -> None:
-        """Say what was tried when no peer is connected for a while and pieces are missing."""
-        if self.swarm.peers or self.is_complete or self.state not in ("metadata", "downloading"):
-            self._lonely_since = None
-            return
-        if self._lonely_since is None:
-            self._lonely_since = self._lonely_reported = now
-            return
-        waited = now - self._lonely_since
-        due = LONELY_FIRST if self._lonely_reported == self._lonely_since else LONELY_AGAIN
-        if now - self._lonely_reported >= due:
-            self._lonely_reported = now
-            self.emit(PeersMissing(seconds=waited, sources=tuple(self.source_report())))
-
     def source_report(self) -> list[str]:
         """One line per way of finding peers, saying what it tried (empty: there is none)."""
-        lines = [source.status() for source in self.sources]
-        pool = self.connections.pool.describe()
-        if pool is not None:
-            lines.append(pool)
-        return lines
+        return self.peer_search.lines()
 
     # ------------------------------------------------------------------ periodic work
 
@@ -662,7 +609,7 @@ class Torrent:
                 state=self.state,
             )
         )
-        self._report_missing_peers(now)
+        self.peer_search.tick(now)
         info = self.info
         if self.is_complete and self.config.seed and info is not None:
             if self.config.seed_ratio and counters.uploaded >= self.config.seed_ratio * info.total_length:
