@@ -87,3 +87,16 @@ def _import_cycles(package: str) -> list[list[str]]:
 def test_no_import_cycle() -> None:
     """No module of torrentgoat imports itself back through others (issue 10)."""
     assert _import_cycles("torrentgoat") == []
+
+
+MODULE_LINES_LIMIT = 750
+"""No module of torrentgoat/ grows past this (the aim is ~600 lines, one job per module; issue 10)."""
+
+
+def test_no_module_is_too_long() -> None:
+    too_long = {
+        str(path.relative_to(ROOT)): lines
+        for path in (ROOT / "torrentgoat").rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MODULE_LINES_LIMIT
+    }
+    assert not too_long, f"modules over {MODULE_LINES_LIMIT} lines (split them by job): {too_long}"
