@@ -49,6 +49,7 @@ from torrentgoat.errors import TorrentGoatError
 from torrentgoat.keys import SigningKey
 from torrentgoat.manifest import SignedManifest
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.storage import FileStorage
 from torrentgoat.testing.hub import FakeHub
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
@@ -238,7 +239,12 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
             publisher = Publisher(pub_session, pub_root, key, say=_detail)
             first = await publisher.publish()
             v1_copy = work / "v1-manifest-copy"
-            shutil.copytree(pub_root / META_DIR / "manifest" / first.manifest_info_hash.hex, v1_copy)
+            # the seeding manifest torrent may be saving its resume data right now: copy only the manifest
+            shutil.copytree(
+                pub_root / META_DIR / "manifest" / first.manifest_info_hash.hex,
+                v1_copy,
+                ignore=shutil.ignore_patterns(RESUME_DIR),
+            )
             manifest_text = Store(pub_root).manifest_path.read_text().splitlines()
             _detail("collection.yaml (signed, detached signature beside it):")
             for line in manifest_text[:12]:
