@@ -42,6 +42,7 @@ from torrentgoat.errors import (
     StorageError,
     TorrentGoatError,
 )
+from torrentgoat.infohashes import InfoHashes
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PiecePicker
@@ -81,7 +82,6 @@ from torrentgoat.units import format_size
 __all__ = ["PeerSource", "Torrent", "TorrentContext"]
 
 log = logging.getLogger("torrentgoat.torrent")
-
 
 
 class Torrent:
@@ -161,6 +161,15 @@ class Torrent:
     @property
     def info(self) -> InfoDict | None:
         return self.swarm.info
+
+    @property
+    def info_hashes(self) -> InfoHashes:
+        """The v1 and/or v2 info-hashes: from the metadata, else the magnet (BEP 52)."""
+        info = self.swarm.info
+        if info is not None:
+            return info.info_hashes
+        named = self.magnet.info_hashes if self.magnet is not None else None
+        return named if named is not None else InfoHashes(v1=self.info_hash)
 
     @property
     def state(self) -> TorrentState:
@@ -459,8 +468,9 @@ class Torrent:
         except TorrentGoatError as exc:
             self._fail(f"the torrent's metadata is invalid: {exc}", exc)
             return
-        if info.info_hash != self.info_hash:  # the fetcher checked already; defence in depth
-            raise LocalProtocolError("metadata does not match the info-hash")
+        named, found = self.info_hashes, info.info_hashes
+        if (named.v1 is not None and found.v1 != named.v1) or (named.v2 is not None and found.v2 != named.v2):
+            raise LocalProtocolError("metadata does not match the info-hash")  # the fetcher checked it
         self.swarm.info = info
         self.name = info.name
         self.exchange.metadata.set_metadata(info.raw)

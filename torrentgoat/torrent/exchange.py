@@ -87,7 +87,9 @@ class PeerExchange:
         self.uploader: Uploader | None = None
         """Serves block requests once the data is known (after the check)."""
         info = swarm.info
-        self.fetcher = MetadataFetcher(host.info_hash) if info is None else None
+        self.fetcher = (
+            MetadataFetcher(host.info_hash, info_hash_v2=host.info_hashes.v2) if info is None else None
+        )
         """BEP 9: fetches a magnet's info dictionary from peers (None once known)."""
         self.metadata = MetadataServer(info.raw if info is not None else None)
         self._metadata_received = metadata_received
