@@ -8,6 +8,10 @@ only").  A failed piece is fetched again and its contributors are blamed: a sole
 several through :class:`~torrentgoat.torrent.smartban.SmartBan` once the piece verifies; a web seed
 drops its URL (BEP 19).  Memory held by pieces in flight is bounded by the picker's partial-piece cap
 (``TorrentConfig.picker.max_partial_bytes``).
+
+Blocks supplied from local data (:meth:`BlockFlow.fill`, a block-level update) take the same path under
+the contributor key :data:`LOCAL`, without counting as downloaded: their piece is hashed like any other
+before it counts.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError, StorageError
+from torrentgoat.picker import BlockArrival
 from torrentgoat.primitives import BlockRef, PeerAddress
 from torrentgoat.rates import RateMeter
 from torrentgoat.torrent.events import PieceFailed
@@ -28,7 +33,10 @@ from torrentgoat.torrent.policy import pick_requests
 from torrentgoat.torrent.smartban import SmartBan
 from torrentgoat.torrent.swarm import Swarm
 
-__all__ = ["BlockFlow"]
+__all__ = ["LOCAL", "BlockFlow"]
+
+LOCAL = "local data"
+"""The contributor key of blocks supplied from local data (never a peer's key)."""
 
 log = logging.getLogger("torrentgoat.torrent")
 
@@ -62,6 +70,8 @@ class BlockFlow:
         self._write_failed = write_failed
         self._smartban = SmartBan()
         self._full_have: Bitfield | None = None
+        self.block_stored: Callable[[int, int], None] | None = None
+        """Called with (piece, begin) after each new block is stored in its piece's buffer."""
 
     # ------------------------------------------------------------------ every block
 
@@ -78,7 +88,24 @@ class BlockFlow:
         if not arrival.new:
             counters.wasted += length
             return False
+        return self._store(index, begin, data, arrival)
+
+    def fill(self, index: int, begin: int, data: bytes | memoryview) -> bool:
+        """A block from local data (see the module docstring); returns whether it was new."""
+        picker, info = self.swarm.picker, self.swarm.info
+        if picker is None or info is None:
+            return False
+        arrival = picker.block_received(LOCAL, BlockRef(index, begin, len(data)))
+        return bool(arrival) and self._store(index, begin, data, arrival)
+
+    def _store(self, index: int, begin: int, data: Any, arrival: BlockArrival) -> bool:
+        swarm = self.swarm
+        info = swarm.info
+        assert info is not None
+        length = len(data)
         self.buffers.write(index, info.piece_size(index), begin, data)
+        if self.block_stored is not None:
+            self.block_stored(index, begin)
         for other_key in arrival.cancel:
             other = swarm.peer(other_key)
             if other is not None:
@@ -134,12 +161,14 @@ class BlockFlow:
         )
         witnesses: dict[int, tuple[Hashable, PeerAddress | None]] = {}
         for block, key in senders.items():
+            if key == LOCAL:
+                continue
             peer = swarm.peer(key)
             witnesses[block] = (key, peer.address if peer is not None else None)
         self._smartban.piece_failed(index, data, witnesses)
         sole = len(contributors) == 1
         for key in contributors:
-            peer = swarm.peer(key)
+            peer = swarm.peer(key) if key != LOCAL else None
             if peer is not None and peer.piece_failed(index, sole=sole):
                 self._ban(peer.key, peer.address, f"sent piece {index}, which failed its hash check")
         self._piece_retry()

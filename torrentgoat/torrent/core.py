@@ -64,6 +64,7 @@ from torrentgoat.torrent.events import (
 from torrentgoat.torrent.exchange import PeerExchange
 from torrentgoat.torrent.handle import PeerSource, TorrentContext
 from torrentgoat.torrent.lifecycle import Counters, Lifecycle, TorrentState
+from torrentgoat.torrent.localfill import LocalBlocks
 from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
@@ -81,7 +82,6 @@ from torrentgoat.units import format_size
 __all__ = ["PeerSource", "Torrent", "TorrentContext"]
 
 log = logging.getLogger("torrentgoat.torrent")
-
 
 
 class Torrent:
@@ -142,6 +142,8 @@ class Torrent:
             choking=ChokeScheduler(config.choker, rng=ctx.rng),
             metadata_received=self._on_metadata,
         )
+        self.local = LocalBlocks(self.swarm, self, self.blocks, refill=lambda: self.exchange.refill_all())
+        """Pieces held for, and filled from, local data (a block-level update)."""
         self.connections = Connections(
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
@@ -419,6 +421,7 @@ class Torrent:
         self._lifecycle.advance(TorrentState.STOPPING)
         self._stop.set()
         self.streams.close(self._stop_reason or "stopped")
+        self.local.close()
         for source in self.sources:
             with contextlib.suppress(TimeoutError, OSError, TorrentGoatError):
                 await asyncio.wait_for(source.stopped(), timeout=3.0)
@@ -517,6 +520,9 @@ class Torrent:
         if self.config.super_seed and have.complete:
             swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
         self.blocks.joined_picker()
+        if self.config.held_files:
+            self.local.hold_files(self.config.held_files)
+        self.local.ready.set()
         self.streams.ready()
         for wp in list(swarm.peers.values()):
             try:
@@ -542,6 +548,7 @@ class Torrent:
             self.swarm.superseeding.peer_ready(wp)
 
     def _piece_verified(self, index: int) -> None:
+        self.local.piece_done(index)
         self.recovery.piece_verified(index)
         self.streams.piece_verified(index)
         self.exchange.announce(index)
