@@ -233,6 +233,13 @@ def check_torrent_files(entry: ModelEntry, metainfo: Metainfo) -> None:
     want = [(f.path, f.size) for f in entry.files]
     if info.single_file or got != want:
         raise ManifestError(f"model {entry.name!r}: the torrent's files differ from the manifest's list")
+    roots = {f.index: f.root.hex() for f in info.v2.files} if info.v2 is not None else {}
+    indices = [i for i, f in enumerate(info.files) if not f.pad]
+    for f, i in zip(entry.files, indices, strict=True):
+        if f.pieces_root is not None and roots.get(i) != f.pieces_root:
+            raise ManifestError(
+                f"model {entry.name!r}: file {f.path!r} has another pieces root in the torrent than in the manifest"
+            )
 
 
 def post_check(model_dir: Path, entry: ModelEntry, policy: Policy) -> list[str]:
