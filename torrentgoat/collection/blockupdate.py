@@ -63,9 +63,9 @@ __all__ = [
 log = logging.getLogger("torrentgoat.collection")
 
 LeafFetcher = Callable[[V2File, int, int], Awaitable[bytes | None]]
-"""``(file, first leaf, count)`` -> ``count`` leaf hashes of ``file`` (concatenated, verified against its
-piece layer with their proof), or None when no peer gives them.  ``count`` is a power of two and
-``first`` a multiple of it (BEP 52 ``hash request``)."""
+"""``(file, first leaf, count)`` -> ``count`` leaf hashes of ``file`` (concatenated, proved against its
+``pieces root``), or None when no peer gives them; the run covers file data only (BEP 52 ``hash
+request`` at base layer 0)."""
 
 HASH_MESSAGE_OVERHEAD = 2 * (4 + 1 + 48)
 """Bytes of a ``hash request`` and the framing of its ``hashes`` reply (BEP 52: length prefix, message
@@ -133,7 +133,7 @@ def leaf_fetcher(torrent: Torrent) -> LeafFetcher | None:
     async def leaves(file: V2File, first: int, count: int) -> bytes | None:
         try:
             hashes = await fetch(file.index, 0, first, count)
-        except TorrentGoatError:
+        except (TorrentGoatError, ValueError):
             return None
         return b"".join(hashes)
 
@@ -330,15 +330,32 @@ class BlockUpdater:
         info = self.torrent.info
         assert info is not None and info.v2 is not None
         per_piece = info.v2.blocks_per_piece
-        count = min(per_piece, 1 << tree_height(file.blocks))
         first = (index - file.first_piece) * per_piece
+        count = min(per_piece, file.blocks - first)
         leaves = await self.fetch_leaves(file, first, count)
         self.stats.hash_requests += 1
         if leaves is None or len(leaves) != count * HASH_SIZE:
             return None
-        uncles = max(0, tree_height(file.blocks) - (count.bit_length() - 1))
-        self.stats.hash_bytes += HASH_MESSAGE_OVERHEAD + len(leaves) + HASH_SIZE * min(uncles, 1)
+        # one reply per power-of-two run, each with the uncles from its subtree up to the root
+        height = tree_height(file.blocks)
+        for _, run in aligned_runs(first, count):
+            uncles = height - (run.bit_length() - 1)
+            self.stats.hash_bytes += HASH_MESSAGE_OVERHEAD + HASH_SIZE * (run + uncles)
         return leaves
+
+
+def aligned_runs(first: int, count: int) -> list[tuple[int, int]]:
+    """``[first, first + count)`` cut into runs whose length is a power of two and divides their start
+    (what one BEP 52 ``hash request`` may ask)."""
+    out = []
+    at, end = first, first + count
+    while at < end:
+        run = at & -at if at else 1 << (end - at).bit_length()
+        while run > end - at:
+            run //= 2
+        out.append((at, run))
+        at += run
+    return out
 
 
 def _read_old_header(fd: int, size: int, name: str) -> SafetensorsHeader:
