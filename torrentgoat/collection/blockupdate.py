@@ -292,11 +292,10 @@ class BlockUpdater:
                     received[b] = got
         wanted = [b for b, state in enumerate(states) if state == "reserved"]
         candidates = await asyncio.to_thread(_candidates, plan, fd, wanted, file_start, data_length, size)
-        if not any(b * BLOCK_SIZE < data_length for b in candidates):
-            if candidates:
-                local.fill(index, candidates)  # pad zeros only
-            else:
-                local.release(index)
+        # pad-only blocks (after the file's end) must be zeros for the piece to verify: never fetched
+        pads = {b: data for b, data in candidates.items() if b * BLOCK_SIZE >= data_length}
+        if len(pads) == len(candidates):
+            local.fill(index, pads)  # and the file's blocks go to the network
             self.stats.pieces_released += 1
             return False
         check = info.v2.piece_check(index)
@@ -310,13 +309,9 @@ class BlockUpdater:
                 self.stats.pieces_local += 1
                 return True
         leaves = await self._leaves(file, index)
-        if leaves is None:
-            local.release(index)
-            self.stats.pieces_released += 1
-            return False
-        good = await asyncio.to_thread(_matching, candidates, leaves, data_length)
-        if not good:
-            local.release(index)
+        good = pads if leaves is None else await asyncio.to_thread(_matching, candidates, leaves, data_length)
+        if len(good) == len(pads):
+            local.fill(index, pads)
             self.stats.pieces_released += 1
             return False
         local.fill(index, good)
