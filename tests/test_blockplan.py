@@ -10,7 +10,6 @@ import pytest
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.blockplan import Segment, assemble, block_sources, plan_safetensors, plan_same_offset
-from torrentgoat.collection.blockupdate import aligned_runs
 from torrentgoat.merkle import BLOCK_SIZE
 from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
 from torrentgoat.primitives import BlockRef
@@ -79,16 +78,6 @@ def test_neighbouring_tensors_coalesce_and_assemble_reads_them() -> None:
     assert sources is not None
     start = old.data_start  # type: ignore[attr-defined]
     assert assemble(lambda at, n: data[at : at + n], sources) == data[start : start + 1000]
-
-
-def test_aligned_runs_are_powers_of_two_dividing_their_start() -> None:
-    assert aligned_runs(0, 16) == [(0, 16)]
-    assert aligned_runs(16, 5) == [(16, 4), (20, 1)]
-    for first in range(40):
-        for count in range(1, 40):
-            runs = aligned_runs(first, count)
-            assert sum(n for _, n in runs) == count and runs[0][0] == first
-            assert all(n & (n - 1) == 0 and at % n == 0 for at, n in runs)
 
 
 # -- held pieces in the picker ------------------------------------------------------------------------

@@ -12,10 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torrentgoat.creation import create_torrent
-from torrentgoat.errors import InvalidHashesError, RemoteProtocolError
+from torrentgoat.errors import InvalidHashesError, LocalProtocolError, RemoteProtocolError
 from torrentgoat.merkle import BLOCK_SIZE, MerkleTree, block_hashes, pad_hash
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
+from torrentgoat.testing.wire import ConnectionPair, make_pair
 from torrentgoat.wire.codec import make_reserved
+from torrentgoat.wire.config import WireConfig
+from torrentgoat.wire.events import HashesReceived, HashRejected, HashRequested
 from torrentgoat.wire.hashes import (
     MSG_HASH_REJECT,
     MSG_HASH_REQUEST,
@@ -307,3 +310,52 @@ def test_v1_torrent_has_nothing_to_fetch_or_serve(tmp_path: Path) -> None:
         HashServer(meta.info)
     hybrid = make_v2(tmp_path / "h", {"a.bin": 100}, fmt="hybrid")
     assert PieceLayerFetcher(hybrid.info).done  # one-piece files need no layer
+
+
+# --------------------------------------------------------------------------- the wire engine
+
+
+def _dispatch_pair(bep52: bool | None) -> ConnectionPair:
+    pair = make_pair(a_config=WireConfig(bep52=True), b_config=WireConfig(bep52=bep52), b_knows_torrent=True)
+    pair.pump()
+    return pair
+
+
+def test_engine_dispatches_hash_messages_on_a_v2_torrent() -> None:
+    pair = _dispatch_pair(True)
+    assert supports_v2(pair.a.peer_handshake.reserved) and supports_v2(pair.b.peer_handshake.reserved)  # type: ignore[union-attr]
+    request = HashRequest(pieces_root=ROOT, base_layer=2, index=0, length=4, proof_layers=3)
+    pair.a.send(request)
+    reply = Hashes(pieces_root=ROOT, base_layer=2, index=0, length=4, proof_layers=3, hashes=bytes(32 * 6))
+    reject = HashReject(pieces_root=ROOT, base_layer=2, index=4, length=4, proof_layers=3)
+    pair.b.send(reply)
+    pair.b.send(reject)
+    pair.pump()
+    assert HashRequested(request=request) in pair.take("b")
+    events = pair.take("a")
+    assert HashesReceived(hashes=reply) in events and HashRejected(reject=reject) in events
+
+
+def test_engine_hash_messages_on_a_v1_torrent_break_the_protocol() -> None:
+    pair = _dispatch_pair(False)
+    assert not supports_v2(pair.b.our_reserved)
+    with pytest.raises(LocalProtocolError):
+        pair.b.send(HashRequest(pieces_root=ROOT, base_layer=0, index=0, length=2, proof_layers=0))
+    pair.a.send(HashRequest(pieces_root=ROOT, base_layer=0, index=0, length=2, proof_layers=0))
+    with pytest.raises(RemoteProtocolError, match="v1 torrent"):
+        pair.pump()
+
+
+def test_engine_ignores_hash_messages_while_the_format_is_unknown() -> None:
+    pair = _dispatch_pair(None)
+    pair.a.send(HashRequest(pieces_root=ROOT, base_layer=0, index=0, length=2, proof_layers=0))
+    pair.pump()
+    assert not [e for e in pair.take("b") if isinstance(e, HashRequested)]
+
+
+def test_engine_refuses_a_hash_request_of_the_wrong_size() -> None:
+    pair = _dispatch_pair(True)
+    pair.b.receive_data(b"\x00\x00\x00\x05\x15" + bytes(4))
+    with pytest.raises(RemoteProtocolError):
+        while pair.b.next_event() is not None:
+            pass

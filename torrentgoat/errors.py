@@ -21,6 +21,7 @@ __all__ = [
     "EncryptionError",
     "EntryNotFoundError",
     "GatewayError",
+    "HashesUnavailableError",
     "HybridMismatchError",
     "InvalidHashesError",
     "InvalidRequestError",
@@ -196,6 +197,11 @@ class UnsupportedV2Error(TorrentGoatError):
 class InvalidHashesError(RemoteProtocolError):
     """A BEP 52 ``hashes`` message whose hashes or proof do not lead to the file's ``pieces root``, or
     that answers no request we made: the peer is at fault (drop it, like one sending bad data)."""
+
+
+class HashesUnavailableError(TorrentGoatError):
+    """No peer answered a BEP 52 hash request with hashes that prove against the file's ``pieces root``
+    in time (each refused, sent bad proofs, or none was connected)."""
 
 
 class DataChangedError(StorageError):

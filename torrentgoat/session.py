@@ -54,7 +54,6 @@ __all__ = ["Session", "SessionConfig"]
 log = logging.getLogger("torrentgoat.session")
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionConfig:
     """Process-wide settings of a :class:`Session`."""
@@ -131,7 +130,7 @@ class _Incoming:
     def peer_event(self, peer: PeerDriver, event: Event) -> None:
         if isinstance(event, HandshakeReceived):
             self.pending.discard(peer)
-            torrent = self.session.torrents.get(event.handshake.info_hash.raw)
+            torrent = self.session.torrent_for(event.handshake.info_hash.raw)
             if torrent is None:
                 peer.close("unknown info-hash")
                 return
@@ -154,6 +153,8 @@ class Session:
         self.rng = random.Random(self.config.seed)
         self.peer_id = PeerId.generate(self.rng)
         self.torrents: dict[bytes, Torrent] = {}
+        self._swarm_ids: dict[bytes, Torrent] = {}
+        """Every 20-byte id a torrent answers to (both of a hybrid's, BEP 52) -> the torrent."""
         self.listen_port = self.config.listen_port
         self.dht: Any = None
         self.lsd: LSDService | None = None
@@ -219,7 +220,9 @@ class Session:
         else:
             await self._close_pools()
             self._started = False
-            tried = f" (also tried {first + 1}-{candidates[-2]} and a free port)" if len(candidates) > 1 else ""
+            tried = (
+                f" (also tried {first + 1}-{candidates[-2]} and a free port)" if len(candidates) > 1 else ""
+            )
             raise ListenError(f"{errors[0]}{tried}")
         if self.dht is not None:
             self._bootstrap = asyncio.create_task(self._bootstrap_dht(), name="dht bootstrap")
@@ -415,11 +418,12 @@ class Session:
         loaded = await self.load(source)
         metainfo = loaded if isinstance(loaded, Metainfo) else None
         magnet = loaded if isinstance(loaded, Magnet) else None
-        if magnet is not None and magnet.info_hash is None:
+        if magnet is not None and magnet.info_hashes is None:
             magnet = replace(magnet, info_hash=await self.resolve_btpk(magnet))
-        info_hash = metainfo.info_hash if metainfo is not None else magnet.info_hash  # type: ignore[union-attr]
-        assert info_hash is not None
-        if info_hash.raw in self.torrents:
+        hashes = metainfo.info_hashes if metainfo is not None else magnet.info_hashes  # type: ignore[union-attr]
+        assert hashes is not None
+        info_hash = metainfo.info_hash if metainfo is not None else hashes.primary
+        if any(swarm_id.raw in self._swarm_ids for swarm_id in hashes.swarm_ids()):
             raise TorrentGoatError(f"torrent {info_hash.hex} is already in the session")
         base = config or self.config.torrent
         extra = tuple(peers) + tuple(str(p) for p in (magnet.peers if magnet is not None else ()))
@@ -477,10 +481,17 @@ class Session:
             sources=sources,
         )
         self.torrents[info_hash.raw] = torrent
-        self.stream_keys.add(info_hash)
+        for swarm_id in hashes.swarm_ids():  # a hybrid answers to both (BEP 52 "Upgrade Path")
+            self._swarm_ids[swarm_id.raw] = torrent
+            self.stream_keys.add(swarm_id)
         task = asyncio.create_task(self._run(torrent), name=f"torrent {info_hash.hex}")
         self._tasks[info_hash.raw] = task
         return torrent
+
+    def torrent_for(self, swarm_id: bytes) -> Torrent | None:
+        """The torrent a handshake's 20-byte info-hash names: its v1 id, or the truncated SHA-256 of a v2 or
+        hybrid torrent (BEP 52)."""
+        return self._swarm_ids.get(swarm_id)
 
     async def resolve_btpk(self, magnet: Magnet) -> InfoHash:
         """BEP 46: the info-hash a publisher's key (and salt) currently points at, via the DHT.
@@ -507,7 +518,10 @@ class Session:
         finally:
             self.torrents.pop(torrent.info_hash.raw, None)
             self._tasks.pop(torrent.info_hash.raw, None)
-            self.stream_keys.remove(torrent.info_hash)
+            for swarm_id in torrent.info_hashes.swarm_ids():
+                if self._swarm_ids.get(swarm_id.raw) is torrent:
+                    del self._swarm_ids[swarm_id.raw]
+                    self.stream_keys.remove(swarm_id)
 
     def _add_dht_node(self, address: PeerAddress) -> None:
         if self.dht is not None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from torrentgoat.blockplan import ReusePlan, assemble, plan_safetensors, plan_same_offset
 from torrentgoat.errors import TorrentGoatError, UnsafeModelError
 from torrentgoat.manifest import ManifestFile, ModelEntry
-from torrentgoat.merkle import BLOCK_SIZE, HASH_SIZE, piece_root, tree_height
+from torrentgoat.merkle import BLOCK_SIZE, HASH_SIZE, piece_root, tree_height, uncle_count
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.metainfo_v2 import V2File
 from torrentgoat.safety import (
@@ -48,6 +48,7 @@ from torrentgoat.safety import (
     validate_safetensors_header,
 )
 from torrentgoat.torrent import Torrent
+from torrentgoat.torrent.hashexchange import aligned_runs
 
 __all__ = [
     "HASH_MESSAGE_OVERHEAD",
@@ -124,16 +125,22 @@ def changed_files(
     return out
 
 
-def leaf_fetcher(torrent: Torrent) -> LeafFetcher | None:
-    """The torrent's BEP 52 hash requests as a :data:`LeafFetcher` (None: this torrent cannot ask)."""
-    fetch = getattr(torrent, "fetch_hashes", None)
-    if fetch is None:
-        return None
+def leaf_fetcher(torrent: Torrent, *, timeout: float = 30.0) -> LeafFetcher:
+    """The torrent's BEP 52 hash requests (:meth:`Torrent.fetch_hashes`, proved against the file's
+    ``pieces root``) as a :data:`LeafFetcher`."""
 
     async def leaves(file: V2File, first: int, count: int) -> bytes | None:
         try:
-            hashes = await fetch(file.index, 0, first, count)
-        except (TorrentGoatError, ValueError):
+            hashes = await torrent.fetch_hashes(file.index, 0, first, count, timeout=timeout)
+        except (TorrentGoatError, ValueError) as exc:
+            log.info(
+                "%s: leaf hashes %d..%d of file %d: %s",
+                torrent.name,
+                first,
+                first + count - 1,
+                file.index,
+                exc,
+            )
             return None
         return b"".join(hashes)
 
@@ -331,26 +338,11 @@ class BlockUpdater:
         self.stats.hash_requests += 1
         if leaves is None or len(leaves) != count * HASH_SIZE:
             return None
-        # one reply per power-of-two run, each with the uncles from its subtree up to the root
+        # what the requests cost: one per aligned run, its reply carrying the run and its proof to the root
         height = tree_height(file.blocks)
-        for _, run in aligned_runs(first, count):
-            uncles = height - (run.bit_length() - 1)
-            self.stats.hash_bytes += HASH_MESSAGE_OVERHEAD + HASH_SIZE * (run + uncles)
+        for _, run in aligned_runs(first, count, 1 << height):
+            self.stats.hash_bytes += HASH_MESSAGE_OVERHEAD + HASH_SIZE * (run + uncle_count(run, height - 1))
         return leaves
-
-
-def aligned_runs(first: int, count: int) -> list[tuple[int, int]]:
-    """``[first, first + count)`` cut into runs whose length is a power of two and divides their start
-    (what one BEP 52 ``hash request`` may ask)."""
-    out = []
-    at, end = first, first + count
-    while at < end:
-        run = at & -at if at else 1 << (end - at).bit_length()
-        while run > end - at:
-            run //= 2
-        out.append((at, run))
-        at += run
-    return out
 
 
 def _read_old_header(fd: int, size: int, name: str) -> SafetensorsHeader:

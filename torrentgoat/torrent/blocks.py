@@ -205,6 +205,10 @@ class BlockFlow:
             if full is None or full.length != info.num_pieces:
                 full = self._full_have = Bitfield(info.num_pieces, full=True)
             pieces = full
+        if swarm.unverifiable:  # BEP 52: pieces without their piece layer cannot be checked yet
+            pieces = pieces.copy()
+            for index in swarm.unverifiable:
+                pieces.discard(index)
         return pick_requests(
             picker, peer.key, pieces, count, now=self.host.now(), cancellable=peer.cancellable
         )

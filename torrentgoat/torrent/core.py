@@ -29,6 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from torrentgoat.errors import (
     StorageError,
     TorrentGoatError,
 )
+from torrentgoat.infohashes import InfoHashes
 from torrentgoat.magnet import Magnet
 from torrentgoat.metainfo import InfoDict, Metainfo, parse_info
 from torrentgoat.picker import PiecePicker
@@ -63,6 +65,7 @@ from torrentgoat.torrent.events import (
 )
 from torrentgoat.torrent.exchange import PeerExchange
 from torrentgoat.torrent.handle import PeerSource, TorrentContext
+from torrentgoat.torrent.hashexchange import HashExchange
 from torrentgoat.torrent.lifecycle import Counters, Lifecycle, TorrentState
 from torrentgoat.torrent.localfill import LocalBlocks
 from torrentgoat.torrent.opening import Opening
@@ -135,10 +138,18 @@ class Torrent:
             piece_retry=lambda: self.exchange.refill_all(),
             write_failed=self._write_failed,
         )
+        self.hashes = HashExchange(
+            self.swarm,
+            self,
+            ban=lambda key, address, reason: self.connections.ban(key, address, reason),
+            layers_changed=self._layers_changed,
+        )
+        """BEP 52: hash requests served, piece layers fetched from peers, :meth:`fetch_hashes`."""
         self.exchange = PeerExchange(
             self.swarm,
             self,
             blocks=self.blocks,
+            hashes=self.hashes,
             choking=ChokeScheduler(config.choker, rng=ctx.rng),
             metadata_received=self._on_metadata,
         )
@@ -163,6 +174,15 @@ class Torrent:
     @property
     def info(self) -> InfoDict | None:
         return self.swarm.info
+
+    @property
+    def info_hashes(self) -> InfoHashes:
+        """The v1 and/or v2 info-hashes: from the metadata, else the magnet (BEP 52)."""
+        info = self.swarm.info
+        if info is not None:
+            return info.info_hashes
+        named = self.magnet.info_hashes if self.magnet is not None else None
+        return named if named is not None else InfoHashes(v1=self.info_hash)
 
     @property
     def state(self) -> TorrentState:
@@ -337,6 +357,22 @@ class Torrent:
         (:mod:`torrentgoat.torrent.recovery`)."""
         self.recovery.lost(index, exc)
 
+    async def fetch_hashes(
+        self, file_index: int, base_layer: int, index: int, length: int, *, timeout: float = 30.0
+    ) -> list[bytes]:
+        """Nodes ``[index, index + length)`` of layer ``base_layer`` of file ``file_index``'s merkle tree
+        (BEP 52; layer 0 holds the SHA-256 of each 16 KiB block, the piece layer is
+        ``log2(piece_length / 16 KiB)``), each 32 bytes, proved against the file's ``pieces root``.
+
+        ``file_index`` indexes :attr:`InfoDict.files <torrentgoat.metainfo.InfoDict.files>` (a non-empty
+        file of a v2 or hybrid torrent); any run inside the layer's data-covering nodes may be asked.
+        Our own tree answers when it can, else peers are asked by ``hash request`` one after another
+        (a peer whose proof fails is banned).  Waits for the metadata first.  Raises ``ValueError`` for a
+        file or range outside the tree, :class:`~torrentgoat.errors.UnsupportedV2Error` on a v1 torrent,
+        :class:`~torrentgoat.errors.HashesUnavailableError` when no peer proved them in ``timeout`` s."""
+        await self.wait_metadata()
+        return await self.hashes.fetch_hashes(file_index, base_layer, index, length, timeout=timeout)
+
     def stream(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
         """The verified bytes ``[start, stop)`` of file ``file_index``, in order, as their pieces arrive:
         the pieces ahead of the reader are fetched first (:mod:`torrentgoat.torrent.streaming`).  Close
@@ -462,8 +498,9 @@ class Torrent:
         except TorrentGoatError as exc:
             self._fail(f"the torrent's metadata is invalid: {exc}", exc)
             return
-        if info.info_hash != self.info_hash:  # the fetcher checked already; defence in depth
-            raise LocalProtocolError("metadata does not match the info-hash")
+        named, found = self.info_hashes, info.info_hashes
+        if (named.v1 is not None and found.v1 != named.v1) or (named.v2 is not None and found.v2 != named.v2):
+            raise LocalProtocolError("metadata does not match the info-hash")  # the fetcher checked it
         self.swarm.info = info
         self.name = info.name
         self.exchange.metadata.set_metadata(info.raw)
@@ -523,6 +560,7 @@ class Torrent:
         if self.config.held_files:
             self.local.hold_files(self.config.held_files)
         self.local.ready.set()
+        self.hashes.start()
         self.streams.ready()
         for wp in list(swarm.peers.values()):
             try:
@@ -541,6 +579,14 @@ class Torrent:
             wp.driver.flush()
 
     # ------------------------------------------------------------------ pieces
+
+    def _layers_changed(self) -> None:
+        """Piece layers arrived from peers (BEP 52): the .torrent we would save holds them, and the pieces
+        they make checkable can be requested."""
+        info = self.swarm.info
+        if info is not None and self.metainfo is not None:
+            self.metainfo = replace(self.metainfo, info=info)
+        self.exchange.refill_all()
 
     def _admitted(self, wp: WirePeer) -> None:
         """An incoming connection joined: a super-seed reveals its first pieces to it."""
@@ -602,6 +648,7 @@ class Torrent:
 
     def _tick(self, now: float) -> None:
         down_rate, up_rate = self.exchange.tick(now)
+        self.hashes.pump_all()
         down_rate += self.blocks.meter.rate(now)
         counters = self.swarm.counters
         self.emit(

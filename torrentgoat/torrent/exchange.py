@@ -23,6 +23,7 @@ from torrentgoat.torrent.choking import ChokeScheduler
 from torrentgoat.torrent.connections import Connections
 from torrentgoat.torrent.events import PeerConnected
 from torrentgoat.torrent.handle import TorrentHandle
+from torrentgoat.torrent.hashexchange import HashExchange
 from torrentgoat.torrent.policy import (
     block_arrived,
     check_snub,
@@ -46,6 +47,9 @@ from torrentgoat.wire.events import (
     Event,
     ExtensionHandshakeReceived,
     HandshakeReceived,
+    HashesReceived,
+    HashRejected,
+    HashRequested,
     HaveReceived,
     MetadataPieceReceived,
     MetadataRejected,
@@ -75,19 +79,24 @@ class PeerExchange:
         host: TorrentHandle,
         *,
         blocks: BlockFlow,
+        hashes: HashExchange,
         choking: ChokeScheduler,
         metadata_received: Callable[[bytes], None],
     ) -> None:
         self.swarm = swarm
         self.host = host
         self.blocks = blocks
+        self.hashes = hashes
+        """BEP 52 hash requests, piece layers from peers (v2 and hybrid torrents)."""
         self.choking = choking
         self.connections: Connections | None = None
         """Set by the torrent right after construction (the two refer to each other)."""
         self.uploader: Uploader | None = None
         """Serves block requests once the data is known (after the check)."""
         info = swarm.info
-        self.fetcher = MetadataFetcher(host.info_hash) if info is None else None
+        self.fetcher = (
+            MetadataFetcher(host.info_hash, info_hash_v2=host.info_hashes.v2) if info is None else None
+        )
         """BEP 9: fetches a magnet's info dictionary from peers (None once known)."""
         self.metadata = MetadataServer(info.raw if info is not None else None)
         self._metadata_received = metadata_received
@@ -120,6 +129,8 @@ class PeerExchange:
                         self.join(wp)
                     self.update_interest(wp)
                     self.fill_requests(wp)
+                if self.hashes.layers_missing:
+                    self.hashes.peer_joined(wp)
                 self._drop_if_both_seeds(wp)
             case BitfieldReceived():
                 if swarm.superseeding is not None:
@@ -132,6 +143,7 @@ class PeerExchange:
                         wp.joined = False
                     self.join(wp)
                     self.update_interest(wp)
+                self.hashes.peer_joined(wp)
                 self._drop_if_both_seeds(wp)
             case DontHaveReceived(index=index, dropped=dropped):
                 if swarm.picker is not None:  # BEP 54: availability down, its requests given up
@@ -190,6 +202,12 @@ class PeerExchange:
                 info = swarm.info
                 if not (info is not None and info.private) and self.host.config.pex:
                     self.host.add_peers([p.address for p in added], "pex")
+            case HashRequested(request=request):
+                self.hashes.on_request(wp, request)
+            case HashesReceived(hashes=hashes):
+                self.hashes.on_hashes(wp, hashes)
+            case HashRejected(reject=reject):
+                self.hashes.on_reject(wp, reject)
             case PortReceived(port=port):
                 add_node = self.host.ctx.add_dht_node
                 if add_node is not None and peer.address is not None and 0 < port < 65536:
@@ -225,6 +243,7 @@ class PeerExchange:
                 swarm.picker.release_peer(wp.key)
         if self.fetcher is not None:
             self.fetcher.remove_peer(wp.key)
+        self.hashes.peer_closed(wp)
         if swarm.superseeding is not None:
             swarm.superseeding.peer_closed(wp)
         wp.upload_queue.clear()
@@ -282,8 +301,11 @@ class PeerExchange:
         )
         if want <= 0:
             return
+        refused = state.refused
+        if self.swarm.unverifiable:  # BEP 52: no piece layer yet, so no way to check them
+            refused = {**refused, **dict.fromkeys(self.swarm.unverifiable, 0.0)}
         pieces = requestable_pieces(
-            have, choked=choked, allowed_fast=engine.peer_allowed_fast, refused=state.refused
+            have, choked=choked, allowed_fast=engine.peer_allowed_fast, refused=refused
         )
         for block in pick_requests(picker, wp.key, pieces, want, now=now):
             if not engine.can_request(block.piece):
@@ -364,6 +386,7 @@ class PeerExchange:
             if self.fetcher is not None:
                 self.fetcher.expire(now)
                 self.request_metadata(wp)
+            self.hashes.pump(wp)
             if pex and engine.handshake_complete and "ut_pex" in engine.peer_ext_ids and wp.pex.due(now):
                 self._send_pex(wp, now)
             wp.driver.flush()

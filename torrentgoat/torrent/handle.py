@@ -23,6 +23,7 @@ from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.bitfield import Bitfield
+from torrentgoat.infohashes import InfoHashes
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.mse import MSEConfig
 from torrentgoat.primitives import BlockRef, InfoHash, PeerAddress, PeerId
@@ -73,6 +74,10 @@ class TorrentHandle(Protocol):
 
     @property
     def info_hash(self) -> InfoHash: ...
+
+    @property
+    def info_hashes(self) -> InfoHashes:
+        """Every id the torrent is known by: v1, v2 or both (a hybrid joins both swarms, BEP 52)."""
 
     @property
     def ctx(self) -> TorrentContext: ...

@@ -1,7 +1,9 @@
 """What a torrent's new wire connections open with (level L5).
 
-Every wire engine of a torrent is set up here: the info-hash, the piece geometry and the metadata size
-once known, the wire options (no PEX on a private torrent, BEP 27), and the have-set the connection
+Every wire engine of a torrent is set up here: the info-hash (an incoming peer of a hybrid torrent gets
+the one it asked for, v1 or v2), the piece geometry and the metadata size once known, the wire options
+(no PEX on a private torrent, BEP 27; BEP 52 hash messages and the v2 handshake bit on a v2 or hybrid
+torrent), and the have-set the connection
 advertises and serves -- ours, or while super-seeding (BEP 16) only the pieces revealed on that
 connection.  Outgoing engines are built with :meth:`Opening.outgoing`, incoming ones (their handshake
 named our info-hash) are completed with :meth:`Opening.accept`, and connections that met us before a
@@ -47,11 +49,22 @@ class Opening:
         """The metadata is known and the check ran: connections can exchange pieces."""
         return self.swarm.info is not None and self.swarm.have is not None
 
+    def _bep52(self) -> bool | None:
+        """Whether the torrent is v2 or hybrid (BEP 52 hash messages); ``None`` while a v1 magnet's
+        metadata is unknown (it may turn out a hybrid)."""
+        info = self.swarm.info
+        if info is not None:
+            return info.v2 is not None
+        return True if self.host.info_hashes.has_v2 else None
+
     def _wire_config(self) -> WireConfig:
         wire = self.host.ctx.wire
         info = self.swarm.info
         if info is not None and info.private and wire.ut_pex:
             wire = replace(wire, ut_pex=False)
+        bep52 = self._bep52()
+        if wire.bep52 != bep52:
+            wire = replace(wire, bep52=bep52)
         return wire
 
     def _have_fn(self) -> Bitfield | None:
@@ -94,13 +107,18 @@ class Opening:
         return engine
 
     def accept(self, engine: PeerConnection) -> None:
-        """Complete an incoming engine whose handshake asked for our info-hash (sends ours)."""
+        """Complete an incoming engine whose handshake asked for one of our info-hashes (sends ours,
+        with the same info-hash: a hybrid answers in the swarm the peer chose, BEP 52)."""
         source = self._have_source() if self.ready else None
+        asked = engine.peer_handshake.info_hash if engine.peer_handshake is not None else None
         engine.accept(
-            info_hash=self.host.info_hash,
+            info_hash=asked
+            if asked is not None and self.host.info_hashes.matches(asked)
+            else self.host.info_hash,
             have=source,
             geometry=self._geometry(),
             metadata_size=self._metadata_size(),
+            config=self._wire_config(),
         )
         self._attach(engine, source)
 
@@ -110,6 +128,7 @@ class Opening:
         :class:`~torrentgoat.errors.RemoteProtocolError` when what it sent so far does not fit."""
         engine = wp.driver.engine
         swarm = self.swarm
+        engine.hash_messages = self._bep52()
         if engine.geometry is None:
             geometry = self._geometry()
             assert geometry is not None

@@ -1,5 +1,6 @@
 """Peer sources of a torrent (level L5): tracker tiers, the DHT and Local Service Discovery, over their
-asyncio drivers."""
+asyncio drivers.  Each announces every swarm id of the torrent: one for v1 or v2, both the SHA-1 and the
+truncated SHA-256 for a hybrid (BEP 52: a hybrid joins both swarms)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class TrackerSource(PeerSource):
         self.tiers = [list(t) for t in tiers]
         self.session = session
         self.announcer: TrackerAnnouncer | None = None
+        """The announcer of the torrent's first swarm id (v1 when there is one)."""
+        self.announcers: list[TrackerAnnouncer] = []
+        """One per swarm id: a hybrid torrent is announced under its v1 and its truncated v2 info-hash
+        (BEP 52), like two torrents at the same address."""
         self._completed = False
 
     async def run(self, torrent: TorrentHandle) -> None:
@@ -43,20 +48,25 @@ class TrackerSource(PeerSource):
         def on_peers(url: str, peers: tuple[PeerAddress, ...]) -> None:
             torrent.add_peers(list(peers), "tracker")
 
-        self.announcer = TrackerAnnouncer(
-            self.tiers,
-            info_hash=torrent.info_hash,
-            peer_id=torrent.ctx.peer_id,
-            port=torrent.ctx.listen_port,
-            stats=stats,
-            on_peers=on_peers,
-            complete=self._completed,
-            rng=torrent.ctx.rng,
-            session=await self.session.http(),
-        )
+        http = await self.session.http()
+        for swarm_id in torrent.info_hashes.swarm_ids():
+            announcer = TrackerAnnouncer(
+                self.tiers,
+                info_hash=swarm_id,
+                peer_id=torrent.ctx.peer_id,
+                port=torrent.ctx.listen_port,
+                stats=stats,
+                on_peers=on_peers,
+                complete=self._completed,
+                rng=torrent.ctx.rng,
+                session=http,
+            )
+            self.announcers.append(announcer)
+        self.announcer = self.announcers[0]
         for url, reason in self.announcer.rejected.items():
             torrent.emit(TrackerFailed(url=url, reason=reason))
-        self.announcer.start()
+        for announcer in self.announcers:
+            announcer.start()
         last_error = None
         while True:
             await asyncio.sleep(1.0)
@@ -67,8 +77,8 @@ class TrackerSource(PeerSource):
 
     def completed(self) -> None:
         self._completed = True
-        if self.announcer is not None:
-            self.announcer.completed()
+        for announcer in self.announcers:
+            announcer.completed()
 
     def status(self) -> str:
         urls = [url for tier in self.tiers for url in tier]
@@ -85,8 +95,7 @@ class TrackerSource(PeerSource):
         return f"trackers ({len(urls)}): " + "; ".join(parts)
 
     async def stopped(self) -> None:
-        if self.announcer is not None:
-            await self.announcer.stop()
+        await asyncio.gather(*(announcer.stop() for announcer in self.announcers))
 
 
 class DHTSource(PeerSource):
@@ -125,10 +134,12 @@ class DHTSource(PeerSource):
         while True:
             found = stored = 0
             try:
-                peers, stored = await self.dht.announce_and_get_peers(
-                    torrent.info_hash, port=torrent.ctx.listen_port
-                )
-                found = torrent.add_peers(list(peers), "dht")
+                for swarm_id in torrent.info_hashes.swarm_ids():  # both of a hybrid's (BEP 52)
+                    peers, count = await self.dht.announce_and_get_peers(
+                        swarm_id, port=torrent.ctx.listen_port
+                    )
+                    found += torrent.add_peers(list(peers), "dht")
+                    stored += count
                 self.last_error = ""
             except TorrentGoatError as exc:
                 log.debug("%s: DHT: %s", torrent.name, exc)
@@ -176,16 +187,19 @@ class LSDSource(PeerSource):
         def on_peer(address: PeerAddress) -> None:
             self.found += torrent.add_peers([address], "lsd")
 
-        info_hash = torrent.info_hash
-        self.service.add(info_hash, on_peer)
+        ids = torrent.info_hashes.swarm_ids()  # both of a hybrid's (BEP 52)
+        for info_hash in ids:
+            self.service.add(info_hash, on_peer)
         try:
             info = torrent.info or await torrent.wait_metadata()
             if info.private:
-                self.service.remove(info_hash)
+                for info_hash in ids:
+                    self.service.remove(info_hash)
                 return
             await asyncio.Event().wait()  # until the torrent stops (cancelled)
         finally:
-            self.service.remove(info_hash)
+            for info_hash in ids:
+                self.service.remove(info_hash)
 
     def status(self) -> str:
         return self.service.status()

@@ -38,6 +38,9 @@ class Swarm:
     storage: Storage | None = None
     superseeding: SuperSeeding | None = None
     """BEP 16 state while super-seeding (``config.super_seed`` and complete when checked)."""
+    unverifiable: frozenset[int] = frozenset()
+    """Pieces that cannot be checked yet: those of a v2-only torrent's files whose piece layer has not
+    arrived from peers (BEP 52 hash requests); they are not requested until it has."""
     counters: Counters = field(default_factory=Counters)
     peers: dict[PeerKey, WirePeer] = field(default_factory=dict)
     """Live wire connections, from their creation on."""

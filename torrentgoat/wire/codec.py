@@ -19,6 +19,16 @@ import struct
 from torrentgoat import bencode
 from torrentgoat.errors import BencodeError, RemoteProtocolError
 from torrentgoat.primitives import InfoHash, PeerId
+from torrentgoat.wire.hashes import (
+    MSG_HASH_REJECT,
+    MSG_HASH_REQUEST,
+    MSG_HASHES,
+    Hashes,
+    HashReject,
+    HashRequest,
+    decode_hash_message,
+    encode_hash_message,
+)
 from torrentgoat.wire.messages import (
     PROTOCOL,
     AllowedFast,
@@ -227,6 +237,8 @@ def encode_message(message: WireMessage) -> bytes:
             )
         case AllowedFast(index=index):
             return _IDX.pack(5, MSG_ALLOWED_FAST, _u32(index, "index"))
+        case HashRequest() | Hashes() | HashReject():
+            return encode_hash_message(message)
         case Extended(ext_id=ext_id, payload=payload):
             if not 0 <= ext_id < 256:
                 raise ValueError(f"extension id out of range: {ext_id}")
@@ -308,6 +320,8 @@ def decode_message(msg_id: int, payload: Buffer) -> WireMessage | None:
     if msg_id == MSG_ALLOWED_FAST:
         _expect(payload, 4, "allowed fast")
         return AllowedFast(index=_U32.unpack_from(payload, 0)[0])
+    if msg_id in (MSG_HASH_REQUEST, MSG_HASHES, MSG_HASH_REJECT):
+        return decode_hash_message(msg_id, payload)  # BEP 52; whether it is allowed is the connection's
     if msg_id == MSG_EXTENDED:
         if len(payload) < 1:
             raise RemoteProtocolError("extended message without an extension id")

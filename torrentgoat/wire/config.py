@@ -38,6 +38,11 @@ class WireConfig:
     """Offer BEP 11; turn off for private torrents (BEP 27)."""
     lt_donthave: bool = True
     """Offer BEP 54: take the peer's ``lt_donthave`` into its have-set (and we may send ours)."""
+    bep52: bool | None = False
+    """The torrent is v2 or hybrid (BEP 52): ``hash request`` / ``hashes`` / ``hash reject`` become
+    events and may be sent, and our handshake sets the v2 reserved bit (``reserved[7] & 0x10``).
+    ``False`` (a v1 torrent): a peer sending them breaks the protocol.  ``None`` (a v1 magnet whose
+    metadata is not known yet, maybe a hybrid): they are ignored."""
     client_version: str = CLIENT_VERSION
     """``v`` of our extension handshake."""
     max_peer_requests: int = 500

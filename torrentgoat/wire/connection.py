@@ -1,7 +1,8 @@
 """``PeerConnection``: the sans-IO engine of one peer wire connection (level L2).
 
 BEP 3 (handshake, messages, choking), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension
-protocol) with BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``).  See the package docstring
+protocol) with BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``), BEP 52
+(``hash request`` / ``hashes`` / ``hash reject`` on v2 and hybrid torrents, and the v2 reserved bit).  See the package docstring
 (:mod:`torrentgoat.wire`) for the driver's view of the API.  The engine is split by job:
 
 * :mod:`.states` -- the transition table and the one check both directions run through (h11 style,
@@ -34,6 +35,7 @@ from torrentgoat.wire import codec
 from torrentgoat.wire.config import CLIENT_VERSION, LT_DONTHAVE_ID, UT_METADATA_ID, UT_PEX_ID, WireConfig
 from torrentgoat.wire.events import BitfieldReceived, ConnectionTimedOut
 from torrentgoat.wire.framing import frame_caps
+from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest, set_v2_bit
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -90,6 +92,14 @@ _REJECT_ID: Final = MessageId.REJECT_REQUEST
 _ACTIVE: Final = Phase.ACTIVE
 
 
+def _reserved(config: WireConfig) -> bytes:
+    """Our handshake's reserved bytes: BEP 10, BEP 6, BEP 5, and BEP 52's v2 bit for a v2/hybrid torrent."""
+    reserved = codec.make_reserved(
+        extensions=config.enable_extensions, fast=config.enable_fast, dht=config.enable_dht
+    )
+    return set_v2_bit(reserved) if config.bep52 else reserved
+
+
 class PeerConnection(MessageReceiver):
     """One peer wire connection: bytes in, events out; messages in, bytes out.
 
@@ -115,9 +125,10 @@ class PeerConnection(MessageReceiver):
         self.info_hash: InfoHash | None = None
         self.listen_port = listen_port
         self.peer_ip = peer_ip
-        self.our_reserved = codec.make_reserved(
-            extensions=self.config.enable_extensions, fast=self.config.enable_fast, dht=self.config.enable_dht
-        )
+        self.our_reserved = _reserved(self.config)
+        self.hash_messages: bool | None = self.config.bep52
+        """BEP 52 hash messages: allowed (True), a protocol error (False) or ignored (None); see
+        :attr:`WireConfig.bep52`.  The driver sets it once a magnet's metadata says."""
         self.peer_handshake: Handshake | None = None
         self.peer_extensions: ExtendedHandshake | None = None
         self.peer_ext_ids: dict[str, int] = {}
@@ -292,9 +303,8 @@ class PeerConnection(MessageReceiver):
             raise LocalProtocolError("accept() with an info-hash the peer did not ask for")
         if config is not None:
             self.config = cfg = config
-            self.our_reserved = codec.make_reserved(
-                extensions=cfg.enable_extensions, fast=cfg.enable_fast, dht=cfg.enable_dht
-            )
+            self.our_reserved = _reserved(cfg)
+            self.hash_messages = cfg.bep52
             self.fast = cfg.enable_fast and handshake.supports_fast
             self.extensions = cfg.enable_extensions and handshake.supports_extensions
             self._requests.max_late = cfg.max_late_requests
@@ -494,6 +504,10 @@ class PeerConnection(MessageReceiver):
             case Pex():
                 ext_id = self._ext_id("ut_pex")
                 self._send_checked(Extended(ext_id=ext_id, payload=encode_pex(message)))
+            case HashRequest() | Hashes() | HashReject():
+                if not self.hash_messages:
+                    raise LocalProtocolError("BEP 52 hash messages need a v2 or hybrid torrent")
+                self._send_checked(message)
             case DontHave(index=index):
                 self._check_piece_index(index, "lt_donthave")
                 ext_id = self._ext_id("lt_donthave")

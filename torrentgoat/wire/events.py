@@ -11,6 +11,7 @@ from typing import TypeAlias
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.primitives import BlockRef, PeerAddress
+from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest
 from torrentgoat.wire.messages import Buffer, ExtendedHandshake, Handshake, PexPeer
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "Event",
     "ExtensionHandshakeReceived",
     "HandshakeReceived",
+    "HashRejected",
+    "HashRequested",
+    "HashesReceived",
     "HaveReceived",
     "MetadataPieceReceived",
     "MetadataRejected",
@@ -221,6 +225,29 @@ class ConnectionTimedOut:
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HashRequested:
+    """BEP 52 ``hash request``: the peer asks for hashes of one file's merkle tree (answer with
+    ``hashes`` or ``hash reject``).  Only on a v2 or hybrid torrent; its fields are not checked yet."""
+
+    request: HashRequest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HashesReceived:
+    """BEP 52 ``hashes``: hashes and their proof; whether we asked for them, and whether they prove
+    against the file's ``pieces root``, is for the driver to check."""
+
+    hashes: Hashes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HashRejected:
+    """BEP 52 ``hash reject``: the peer declines one of our hash requests."""
+
+    reject: HashReject
+
+
 Event: TypeAlias = (
     HandshakeReceived
     | ExtensionHandshakeReceived
@@ -242,5 +269,8 @@ Event: TypeAlias = (
     | MetadataPieceReceived
     | MetadataRejected
     | PexReceived
+    | HashRequested
+    | HashesReceived
+    | HashRejected
     | ConnectionTimedOut
 )

@@ -30,6 +30,7 @@ from typing import Final, Literal
 from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.wire import codec
 from torrentgoat.wire.events import Event
+from torrentgoat.wire.hashes import MAX_HASHES_PAYLOAD
 from torrentgoat.wire.messages import PROTOCOL, Buffer, Handshake, KeepAlive, MessageId, Request, WireMessage
 from torrentgoat.wire.states import Phase, Side
 
@@ -61,8 +62,10 @@ FIXED_PAYLOAD: dict[int, int] = {
     MessageId.HAVE_NONE: 1,
     MessageId.REJECT_REQUEST: 13,
     MessageId.ALLOWED_FAST: 5,
+    MessageId.HASH_REQUEST: 49,
+    MessageId.HASH_REJECT: 49,
 }
-"""Exact frame length (id byte + payload) of the fixed-size messages (BEP 3, BEP 5, BEP 6)."""
+"""Exact frame length (id byte + payload) of the fixed-size messages (BEP 3, BEP 5, BEP 6, BEP 52)."""
 
 # Enum attribute lookups are slow on Python 3.11: the hot path compares with these module constants.
 _PIECE: Final = MessageId.PIECE
@@ -86,6 +89,7 @@ def frame_caps(
     else:
         caps[MessageId.BITFIELD] = 1 + max_bitfield_length
     caps[MessageId.EXTENDED] = 1 + max_extended_length
+    caps[MessageId.HASHES] = 1 + MAX_HASHES_PAYLOAD
     return caps
 
 

@@ -1,7 +1,8 @@
 """Peer wire messages as data (level L2): one frozen dataclass per message, named by its BEP noun.
 
 BEP 3 (core), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension protocol), BEP 9
-(``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``).  These are pure values; :mod:`torrentgoat.wire.codec`
+(``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``); BEP 52's ``hash request``,
+``hashes`` and ``hash reject`` are defined with their rules in :mod:`torrentgoat.wire.hashes`.  These are pure values; :mod:`torrentgoat.wire.codec`
 turns them into bytes and back, :mod:`torrentgoat.wire.connection` decides when each is allowed.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
+from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest
 
 __all__ = [
     "PROTOCOL",
@@ -76,6 +78,10 @@ class MessageId(enum.IntEnum):
     ALLOWED_FAST = 0x11
     EXTENDED = 20
     """BEP 10: extension protocol messages (sub-id in the first payload byte)."""
+    HASH_REQUEST = 21
+    """BEP 52 ids 21..23 (v2 and hybrid torrents only)."""
+    HASHES = 22
+    HASH_REJECT = 23
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,6 +330,9 @@ WireMessage: TypeAlias = (
     | RejectRequest
     | AllowedFast
     | Extended
+    | HashRequest
+    | Hashes
+    | HashReject
 )
 """A length-prefixed message of the message phase (everything but the handshake)."""
 

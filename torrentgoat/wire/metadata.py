@@ -3,7 +3,8 @@
 :class:`MetadataFetcher` downloads the ``info`` dictionary of a magnet link from peers that
 announced ``metadata_size`` in their BEP 10 handshake: 16 KiB pieces, requests tracked per peer
 (peers are opaque hashable keys chosen by the driver), assembly, and the BEP 9 check that the
-SHA-1 of the assembled bytes equals the info-hash.  On a mismatch everything restarts and the peers
+SHA-1 of the assembled bytes equals the info-hash (BEP 52: the SHA-256 for a v2 magnet, both for a
+hybrid one named by both).  On a mismatch everything restarts and the peers
 that contributed are banned.  Memory is bounded by ``max_size`` whatever peers announce.
 
 :class:`MetadataServer` answers other peers' requests from the raw ``info`` bytes, or rejects them
@@ -17,11 +18,16 @@ from collections import Counter
 from collections.abc import Hashable
 
 from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
+from torrentgoat.infohashes import InfoHashV2
 from torrentgoat.primitives import InfoHash
 from torrentgoat.wire.codec import MAX_METADATA_SIZE, METADATA_PIECE_SIZE
 from torrentgoat.wire.messages import MetadataData, MetadataReject
 
 __all__ = ["MetadataFetcher", "MetadataServer", "metadata_piece_count"]
+
+
+def _sha1(raw: bytes) -> bytes:
+    return hashlib.sha1(raw).digest()
 
 
 def metadata_piece_count(size: int) -> int:
@@ -43,12 +49,15 @@ class MetadataFetcher:
         self,
         info_hash: InfoHash,
         *,
+        info_hash_v2: InfoHashV2 | None = None,
         max_size: int = MAX_METADATA_SIZE,
         max_requests_per_peer: int = 4,
         request_timeout: float = 10.0,
         reject_backoff: float = 30.0,
     ) -> None:
         self.info_hash = info_hash
+        self.info_hash_v2 = info_hash_v2
+        """BEP 52: the SHA-256 the metadata must also hash to (a v2 or hybrid magnet's ``btmh``)."""
         self.max_size = max_size
         self.max_requests_per_peer = max_requests_per_peer
         self.request_timeout = request_timeout
@@ -145,6 +154,16 @@ class MetadataFetcher:
         for p, _ in mine:
             del self._requested[p]
 
+    def _matches(self, raw: bytes) -> bool:
+        """BEP 9: the metadata hashes to the info-hash -- the SHA-1, or for a v2-only magnet (whose
+        ``info_hash`` is the truncated SHA-256) the full SHA-256 (BEP 52); a hybrid magnet's to both."""
+        v2 = self.info_hash_v2
+        if v2 is not None and hashlib.sha256(raw).digest() != v2.raw:
+            return False
+        if v2 is not None and self.info_hash == v2.truncated:
+            return True
+        return _sha1(raw) == self.info_hash.raw
+
     def on_data(self, key: Hashable, piece: int, total_size: int, data: bytes) -> bytes | None:
         """Store a piece; return the verified info bytes when the last piece arrives.
 
@@ -172,7 +191,7 @@ class MetadataFetcher:
         if len(self._pieces) < count:
             return None
         raw = b"".join(self._pieces[i] for i in range(count))
-        if hashlib.sha1(raw).digest() == self.info_hash.raw:
+        if self._matches(raw):
             self.result = raw
             self._pieces.clear()
             return raw

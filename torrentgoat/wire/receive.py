@@ -20,6 +20,10 @@ source:
   libtorrent does; before a magnet's metadata is known it is ignored too) and our requests for it
   become late: the peer will not answer them with data.
 
+* BEP 52: ``hash request``, ``hashes`` and ``hash reject`` become events on a v2 or hybrid torrent
+  (their meaning is the driver's: :mod:`torrentgoat.wire.hashes`); on a v1 torrent they break the
+  protocol, and while a v1 magnet's metadata is unknown (it may be a hybrid) they are ignored.
+
 Not BEP 6, but tolerated: aria2 sends a whole ``bitfield`` (or ``have all``) mid-connection instead of
 ``have`` messages; its pieces are added as if they were haves.
 """
@@ -44,6 +48,9 @@ from torrentgoat.wire.events import (
     DontHaveReceived,
     ExtensionHandshakeReceived,
     HandshakeReceived,
+    HashesReceived,
+    HashRejected,
+    HashRequested,
     HaveReceived,
     MetadataPieceReceived,
     MetadataRejected,
@@ -59,6 +66,7 @@ from torrentgoat.wire.events import (
     RequestRejected,
 )
 from torrentgoat.wire.framing import NO_EVENT, FrameReceiver, Handled
+from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -110,6 +118,7 @@ class MessageReceiver(FrameReceiver):
     peer_handshake: Handshake | None
     peer_extensions: ExtendedHandshake | None
     peer_ext_ids: dict[str, int]
+    hash_messages: bool | None
     peer_have: Bitfield | None
     peer_has_all: bool
     peer_allowed_fast: set[int]
@@ -270,7 +279,23 @@ class MessageReceiver(FrameReceiver):
                 return PortReceived(port=port) if port else NO_EVENT
             case Extended(ext_id=ext_id, payload=payload):
                 return self._on_extended(ext_id, payload)
+            case HashRequest() | Hashes() | HashReject():
+                return self._on_hash_message(message)
         return NO_EVENT  # keep-alive; Piece takes the fast path
+
+    def _on_hash_message(self, message: HashRequest | Hashes | HashReject) -> Handled:
+        """BEP 52 messages: events on a v2/hybrid torrent, an error on a v1 one, ignored while unknown."""
+        if self.hash_messages is None:
+            return NO_EVENT
+        if not self.hash_messages:
+            raise RemoteProtocolError(f"peer sent BEP 52 {type(message).__name__} on a v1 torrent")
+        match message:
+            case HashRequest():
+                return HashRequested(request=message)
+            case Hashes():
+                return HashesReceived(hashes=message)
+            case HashReject():
+                return HashRejected(reject=message)
 
     def _on_flag(self, kind: type) -> Handled:
         """The peer's choke/unchoke/interested/not interested (BEP 3; repeats are no-ops).  Without

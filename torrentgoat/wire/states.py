@@ -9,8 +9,8 @@ Phases of each side (BEP 3 "handshake", BEP 6 "Fast Extension"):
 
 * ``HANDSHAKE`` -- the side's 68-byte handshake has not been seen yet;
 * ``OPENING`` -- handshake done; BEP 6: ``bitfield``/``have all``/``have none`` "must" be the first
-  message after the handshake.  ``keep-alive``, ``extended`` and ``port`` do not end the opening
-  (clients send the BEP 10 handshake before or after the bitfield);
+  message after the handshake.  ``keep-alive``, ``extended``, ``port`` and the BEP 52 hash messages
+  do not end the opening (clients send the BEP 10 handshake before or after the bitfield);
 * ``ACTIVE`` -- everything else.
 
 Each side also carries the two BEP 3 flags its messages set: ``choking`` (``choke``/``unchoke``)
@@ -24,6 +24,7 @@ import enum
 from dataclasses import dataclass
 
 from torrentgoat.errors import ProtocolError
+from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -60,7 +61,7 @@ class Feature(enum.Enum):
 
 
 _OPENING_MESSAGES: tuple[type, ...] = (BitfieldMsg, HaveAll, HaveNone)
-_TRANSPARENT_MESSAGES: tuple[type, ...] = (KeepAlive, Extended, Port)
+_TRANSPARENT_MESSAGES: tuple[type, ...] = (KeepAlive, Extended, Port, HashRequest, Hashes, HashReject)
 _ACTIVE_MESSAGES: tuple[type, ...] = (
     Choke,
     Unchoke,
