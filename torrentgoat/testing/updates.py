@@ -33,6 +33,7 @@ __all__ = [
     "Tensor",
     "UpdateMeasure",
     "changed_bytes",
+    "fine_tune_tensor",
     "local_dht",
     "measure_update",
     "model_tensors",
@@ -105,6 +106,35 @@ def changed_bytes(old: Sequence[Tensor], new: Sequence[Tensor]) -> int:
     """Bytes of tensors of ``new`` not found in ``old`` with the same name, dtype, shape and bytes."""
     held = {(t.name, t.dtype, t.shape, t.data) for t in old}
     return sum(len(t.data) for t in new if (t.name, t.dtype, t.shape, t.data) not in held)
+
+
+def fine_tune_tensor(path: Path, *, seed: int, metadata: dict[str, str] | None = None) -> int:
+    """Give the middle tensor (in file order) of a safetensors file new bytes and add ``metadata`` to its
+    header (a few bytes more), written aside and renamed into place as tools do; returns the bytes of
+    the tensor changed.  Streams: memory stays one tensor (and 1 MiB) whatever the file size."""
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        doc = json.loads(handle.read(length))
+    meta = doc.pop("__metadata__", {})
+    order = sorted(doc, key=lambda name: doc[name]["data_offsets"][0])
+    target = order[len(order) // 2]
+    begin, end = (int(x) for x in doc[target]["data_offsets"])
+    raw = json.dumps({"__metadata__": {**meta, **(metadata or {})}, **doc}, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    tmp = path.with_name(path.name + ".tuned")
+    with path.open("rb") as src, tmp.open("wb") as out:
+        out.write(struct.pack("<Q", len(raw)) + raw)
+        src.seek(8 + length)
+        left = begin
+        while left > 0 and (chunk := src.read(min(left, 1 << 20))):
+            out.write(chunk)
+            left -= len(chunk)
+        out.write(random.Random(seed).randbytes(end - begin))
+        src.seek(8 + length + end)
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
+    tmp.replace(path)
+    return end - begin
 
 
 Edit = Callable[[list[Tensor]], tuple[list[Tensor], dict[str, str]]]
