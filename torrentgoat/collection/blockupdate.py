@@ -125,7 +125,7 @@ def changed_files(
     return out
 
 
-def leaf_fetcher(torrent: Torrent, *, timeout: float = 30.0) -> LeafFetcher:
+def leaf_fetcher(torrent: Torrent, *, timeout: float = 15.0) -> LeafFetcher:
     """The torrent's BEP 52 hash requests (:meth:`Torrent.fetch_hashes`, proved against the file's
     ``pieces root``) as a :data:`LeafFetcher`."""
 
@@ -164,6 +164,7 @@ class BlockUpdater:
         self.window = window
         """Pieces filled but not yet verified at once, at most (bounds the piece buffers)."""
         self.stats = UpdateStats()
+        self._no_leaves = False
 
     @property
     def held_files(self) -> tuple[int, ...]:
@@ -233,6 +234,7 @@ class BlockUpdater:
         assert info is not None
         blocks = range(-(-info.piece_size(index) // BLOCK_SIZE))
         await local.wait_blocks(index, blocks)
+        await local.wait_settled(index)
 
     # ------------------------------------------------------------------ planning
 
@@ -327,7 +329,7 @@ class BlockUpdater:
 
     async def _leaves(self, file: V2File, index: int) -> bytes | None:
         """The leaf hashes of piece ``index`` (one per block of the piece's file data)."""
-        if self.fetch_leaves is None:
+        if self.fetch_leaves is None or self._no_leaves:
             return None
         info = self.torrent.info
         assert info is not None and info.v2 is not None
@@ -337,6 +339,7 @@ class BlockUpdater:
         leaves = await self.fetch_leaves(file, first, count)
         self.stats.hash_requests += 1
         if leaves is None or len(leaves) != count * HASH_SIZE:
+            self._no_leaves = True  # no peer gives them: do not wait for each piece again
             return None
         # what the requests cost: one per aligned run, its reply carrying the run and its proof to the root
         height = tree_height(file.blocks)

@@ -239,8 +239,10 @@ async def measure_update(
     tensors: Sequence[Tensor] | None = None,
     piece_length: int = 256 * 1024,
     block_updates: bool = True,
+    before_update: Callable[[Path], None] | None = None,
 ) -> UpdateMeasure:
-    """Publish a model, get it, publish ``EDITS[edit]`` of it and update (see the module docstring)."""
+    """Publish a model, get it, publish ``EDITS[edit]`` of it and update (see the module docstring).
+    ``before_update`` is called with the consumer's installed copy of the model file before it updates."""
     old = list(tensors) if tensors is not None else model_tensors()
     new, metadata = EDITS[edit](old)
     key = SigningKey(bytes(range(32)))
@@ -272,6 +274,8 @@ async def measure_update(
         (tmp / MODEL_FILE).replace(src / MODEL_FILE)
         build_collection("updates", specs, pub_root, key.public_key, piece_length=piece_length, check=False)
         await publisher.publish()
+        if before_update is not None:
+            before_update(root / "goat" / MODEL_FILE)
         report = await client.sync()
         if not report.ok:
             raise AssertionError(f"the update failed: {report}")

@@ -136,6 +136,18 @@ class LocalBlocks:
             self._waiters.setdefault(index, []).append(future)
             await future
 
+    async def wait_settled(self, index: int) -> None:
+        """Return once piece ``index`` holds no buffer any more: verified (or, if it failed, given back to
+        the network and not yet started again); TorrentGoatError if the torrent stops first."""
+        while self.swarm.have is None or index not in self.swarm.have:
+            if self.flow.buffers.get(index) is None and index not in self.flow.verifying:
+                return
+            if self.host.stopping:
+                raise TorrentGoatError("the torrent stopped")
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(index, []).append(future)
+            await future
+
     async def read(self, index: int, begin: int, length: int) -> bytes | None:
         """Bytes ``[begin, begin + length)`` of piece ``index``: from its buffer while it is partial
         (unverified), from storage once verified; None when some block of the range is missing."""
@@ -154,7 +166,7 @@ class LocalBlocks:
         self._wake(index)
 
     def piece_done(self, index: int) -> None:
-        """Piece ``index`` was verified: wake whoever waits on its blocks."""
+        """Piece ``index`` was verified or failed: wake whoever waits on it."""
         self._wake(index)
 
     def _wake(self, index: int) -> None:
