@@ -143,6 +143,16 @@ class HashExchange:
         """Piece-layer runs still to fetch from peers (0 when none is missing)."""
         return self.fetcher.runs_left if self.fetcher is not None else 0
 
+    def speaks_v2(self, wp: WirePeer) -> bool:
+        """Whether the connection is in the torrent's v2 swarm (handshakes with the truncated SHA-256,
+        or a hybrid's v1 handshake upgraded to it, BEP 52), so that hash requests may go to it:
+        libtorrent drops a peer that sends them on a connection it knows as v1."""
+        engine = wp.driver.engine
+        hashes = self.host.info_hashes
+        if hashes.v2 is None or not engine.hash_messages or not engine.handshake_complete:
+            return False
+        return hashes.v1 is None or engine.info_hash == hashes.v2.truncated
+
     # ------------------------------------------------------------------ wire events
 
     def peer_joined(self, wp: WirePeer) -> None:
@@ -221,7 +231,7 @@ class HashExchange:
             return
         engine = wp.driver.engine
         have = wp.pieces()
-        if not engine.hash_messages or not engine.handshake_complete or have is None:
+        if not self.speaks_v2(wp) or have is None:
             return
         now = self.host.now()
         sent = False
@@ -349,8 +359,7 @@ class HashExchange:
         holders: list[WirePeer] = []
         others: list[WirePeer] = []
         for wp in self.swarm.live_peers():
-            engine = wp.driver.engine
-            if wp.key in tried or not engine.hash_messages or not engine.handshake_complete:
+            if wp.key in tried or not self.speaks_v2(wp):
                 continue
             have = wp.pieces()
             if have is not None and all(p in have for p in span):

@@ -18,11 +18,12 @@ from dataclasses import replace
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.geometry import PieceGeometry
-from torrentgoat.primitives import PeerAddress
+from torrentgoat.primitives import InfoHash, PeerAddress
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.connection import PeerConnection, WireConfig
+from torrentgoat.wire.hashes import supports_v2
 from torrentgoat.wire.messages import Have
 
 __all__ = ["Opening"]
@@ -56,6 +57,14 @@ class Opening:
         if info is not None:
             return info.v2 is not None
         return True if self.host.info_hashes.has_v2 else None
+
+    def _upgrade(self) -> InfoHash | None:
+        """A hybrid's truncated v2 info-hash, when connections start on its v1 one (BEP 52 "Upgrade
+        Path": a peer asked with v1 and the v2 bit may answer with it, and we answer such peers with it)."""
+        hashes = self.host.info_hashes
+        if hashes.v1 is None or hashes.v2 is None or self.host.info_hash != hashes.v1:
+            return None
+        return hashes.v2.truncated
 
     def _wire_config(self) -> WireConfig:
         wire = self.host.ctx.wire
@@ -102,6 +111,7 @@ class Opening:
             listen_port=host.ctx.listen_port or None,
             peer_ip=_packed_ip(address),
             config=self._wire_config(),
+            upgrade_info_hash=self._upgrade(),
         )
         self._attach(engine, source)
         return engine
@@ -110,15 +120,20 @@ class Opening:
         """Complete an incoming engine whose handshake asked for one of our info-hashes (sends ours,
         with the same info-hash: a hybrid answers in the swarm the peer chose, BEP 52)."""
         source = self._have_source() if self.ready else None
-        asked = engine.peer_handshake.info_hash if engine.peer_handshake is not None else None
+        handshake = engine.peer_handshake
+        asked = handshake.info_hash if handshake is not None else self.host.info_hash
+        if not self.host.info_hashes.matches(asked):
+            asked = self.host.info_hash
+        upgrade = self._upgrade()
+        if upgrade is not None and not (handshake is not None and supports_v2(handshake.reserved)):
+            upgrade = None
         engine.accept(
-            info_hash=asked
-            if asked is not None and self.host.info_hashes.matches(asked)
-            else self.host.info_hash,
+            info_hash=asked,
             have=source,
             geometry=self._geometry(),
             metadata_size=self._metadata_size(),
             config=self._wire_config(),
+            reply_info_hash=upgrade,
         )
         self._attach(engine, source)
 

@@ -118,11 +118,15 @@ class PeerConnection(MessageReceiver):
         listen_port: int | None = None,
         peer_ip: bytes | None = None,
         config: WireConfig | None = None,
+        upgrade_info_hash: InfoHash | None = None,
     ) -> None:
         super().__init__()
         self.config = config or WireConfig()
         self.our_peer_id = peer_id
         self.info_hash: InfoHash | None = None
+        self.upgrade_info_hash = upgrade_info_hash
+        """BEP 52 "Upgrade Path": a hybrid's truncated v2 info-hash, which the peer may answer our v1
+        handshake with; :attr:`info_hash` then becomes it (the connection is in the v2 swarm)."""
         self.listen_port = listen_port
         self.peer_ip = peer_ip
         self.our_reserved = _reserved(self.config)
@@ -289,8 +293,12 @@ class PeerConnection(MessageReceiver):
         geometry: PieceGeometry | None = None,
         metadata_size: int | None = None,
         config: WireConfig | None = None,
+        reply_info_hash: InfoHash | None = None,
     ) -> None:
         """Responder side: serve ``info_hash`` after :class:`HandshakeReceived`; sends our handshake.
+
+        ``reply_info_hash``: answer with this info-hash instead (BEP 52: a hybrid torrent asked by its
+        v1 info-hash with the v2 bit set answers with its truncated v2 one, upgrading the connection).
 
         ``config`` replaces the engine's configuration for this torrent (e.g. ``ut_pex=False`` for a
         private torrent, BEP 27); our reserved bits are derived from it, since our handshake has not
@@ -310,7 +318,7 @@ class PeerConnection(MessageReceiver):
             self._requests.max_late = cfg.max_late_requests
             self._request_limit = cfg.request_limit(None)  # no extension handshake before ours
         self._awaiting_accept = False
-        self.info_hash = info_hash
+        self.info_hash = reply_info_hash or info_hash
         self._set_torrent(geometry, have, metadata_size)
         self._send_handshake()
         self._handshakes_done()

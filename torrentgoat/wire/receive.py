@@ -113,6 +113,7 @@ class MessageReceiver(FrameReceiver):
     # State owned and initialised by PeerConnection, read and updated here.
     config: WireConfig
     info_hash: InfoHash | None
+    upgrade_info_hash: InfoHash | None
     fast: bool
     extensions: bool
     peer_handshake: Handshake | None
@@ -145,7 +146,9 @@ class MessageReceiver(FrameReceiver):
         raise NotImplementedError
 
     def _on_handshake(self, handshake: Handshake) -> Handled:
-        if self.info_hash is not None and handshake.info_hash != self.info_hash:
+        if handshake.info_hash == self.upgrade_info_hash and self.info_hash is not None:
+            self.info_hash = handshake.info_hash  # BEP 52: the peer upgraded our v1 handshake to v2
+        elif self.info_hash is not None and handshake.info_hash != self.info_hash:
             raise RemoteProtocolError(
                 f"peer handshake for info-hash {handshake.info_hash}, expected {self.info_hash}"
             )
