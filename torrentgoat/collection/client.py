@@ -442,6 +442,8 @@ def _describe(result: ModelResult) -> str:
             text += f" ({format_size(result.downloaded)} downloaded"
             if result.reused:
                 text += f", {format_size(result.reused)} reused from local files"
+            if result.hash_bytes:
+                text += f", {format_size(result.hash_bytes)} of BEP 52 hashes"
             return text + ")"
         case "unchanged":
             return f"{result.name}: unchanged"

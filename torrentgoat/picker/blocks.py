@@ -145,6 +145,10 @@ class BlockBook(AvailabilityIndex):
         """Pieces with blocks held back from requests (:meth:`hold`), ascending."""
         return sorted(self._held)
 
+    def is_held(self, index: int) -> bool:
+        """Piece ``index`` has blocks held back from requests."""
+        return index in self._held
+
     def _busy(self) -> int:
         """Partial slots taken (held pieces take none)."""
         return len(self._partials) - len(self._held)

@@ -72,6 +72,9 @@ class BlockFlow:
         self._full_have: Bitfield | None = None
         self.block_stored: Callable[[int, int], None] | None = None
         """Called with (piece, begin) after each new block is stored in its piece's buffer."""
+        self.piece_settled: Callable[[int], None] | None = None
+        """Called with a piece's index once its hash check (and write) is over and its buffer dropped,
+        whether it passed or not."""
 
     # ------------------------------------------------------------------ every block
 
@@ -140,6 +143,8 @@ class BlockFlow:
         finally:
             self.verifying.discard(index)
             self.buffers.drop(index)
+            if self.piece_settled is not None:
+                self.piece_settled(index)
         if host.stopping:
             return
         picker.piece_verified(index)

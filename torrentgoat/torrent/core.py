@@ -594,7 +594,6 @@ class Torrent:
             self.swarm.superseeding.peer_ready(wp)
 
     def _piece_verified(self, index: int) -> None:
-        self.local.piece_done(index)
         self.recovery.piece_verified(index)
         self.streams.piece_verified(index)
         self.exchange.announce(index)

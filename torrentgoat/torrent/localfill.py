@@ -47,6 +47,7 @@ class LocalBlocks:
         self.ready = asyncio.Event()
         """Set once the picker exists and the held files' pieces are held."""
         flow.block_stored = self._stored
+        flow.piece_settled = self._wake
 
     # ------------------------------------------------------------------ holding
 
@@ -78,7 +79,7 @@ class LocalBlocks:
 
     def is_held(self, index: int) -> bool:
         picker = self.swarm.picker
-        return picker is not None and index in picker.held_pieces
+        return picker is not None and picker.is_held(index)
 
     def block_state(self, index: int, block: int) -> str:
         """``have``, ``received``, ``requested``, ``reserved`` or ``free`` (see the picker)."""
@@ -163,10 +164,6 @@ class LocalBlocks:
         return bytes(buf[begin : begin + length])
 
     def _stored(self, index: int, begin: int) -> None:
-        self._wake(index)
-
-    def piece_done(self, index: int) -> None:
-        """Piece ``index`` was verified or failed: wake whoever waits on it."""
         self._wake(index)
 
     def _wake(self, index: int) -> None:
