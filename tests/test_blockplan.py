@@ -45,6 +45,7 @@ def test_same_offset_plan_covers_the_common_prefix() -> None:
         Segment(new=4 * BLOCK_SIZE, old=4 * BLOCK_SIZE, length=70_000 - 4 * BLOCK_SIZE)
     ]
     assert block_sources(plan, 5) is None
+    assert plan.touches(69_999, 80_000) and not plan.touches(70_000, 80_000)
 
 
 def test_tensors_follow_a_grown_header_and_a_new_order() -> None:
@@ -59,6 +60,7 @@ def test_tensors_follow_a_grown_header_and_a_new_order() -> None:
     got = plan.sources(c_new + 390, c_new + 410)
     assert got is not None and [s.length for s in got] == [10, 10]
     assert plan.sources(c_new - 1, c_new + 1) is None
+    assert plan.touches(c_new - 1, c_new + 1) and not plan.touches(0, c_new)
 
 
 def test_changed_dtype_or_shape_is_not_matched() -> None:

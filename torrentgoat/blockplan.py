@@ -81,6 +81,16 @@ class ReusePlan:
         """New-file bytes the plan expects to find in the old file."""
         return sum(s.length for s in self.segments)
 
+    def touches(self, start: int, end: int) -> bool:
+        """Whether the plan covers some byte of new bytes ``[start, end)``."""
+        k = max(0, bisect_right(self._starts, start) - 1)
+        for s in self.segments[k:]:
+            if s.new >= end:
+                return False
+            if s.new_end > start:
+                return True
+        return False
+
     def sources(self, start: int, end: int) -> list[Segment] | None:
         """The old-file ranges that make new bytes ``[start, end)``, in order; ``None`` when some byte of
         it is not covered."""

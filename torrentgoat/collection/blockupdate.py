@@ -215,6 +215,7 @@ class BlockUpdater:
                 raise ValueError(f"{changed.old_path} is not {changed.old_size} bytes long any more")
             plan = await self._plan(changed, file, fd)
             self.stats.plans[changed.new.path] = plan.how
+            self._release_uncovered(file, plan)  # the network starts on them while the rest is read
             pending: list[int] = []
             for p in range(file.first_piece, file.end_piece):
                 if self.torrent.stopping:
@@ -228,6 +229,18 @@ class BlockUpdater:
                     await self._wait_settled(oldest)
         finally:
             os.close(fd)
+
+    def _release_uncovered(self, file: V2File, plan: ReusePlan) -> None:
+        """Give the network the held pieces of which the plan covers no byte (no I/O needed)."""
+        info, local = self.torrent.info, self.torrent.local
+        assert info is not None
+        plen = info.piece_length
+        for p in range(file.first_piece, file.end_piece):
+            start = (p - file.first_piece) * plen
+            end = min(file.length, start + plen)
+            if local.is_held(p) and not plan.touches(start, end):
+                local.release(p)
+                self.stats.pieces_released += 1
 
     async def _wait_settled(self, index: int) -> None:
         local, info = self.torrent.local, self.torrent.info
