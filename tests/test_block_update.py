@@ -28,6 +28,13 @@ async def test_one_tuned_tensor_moves_little_more_than_its_bytes(tmp_path: Path)
     assert sha256_file(installed) == sha256_file(tmp_path / "src" / "goat" / MODEL_FILE)
 
 
+async def test_an_appended_tensor_moves_itself_and_the_header_not_the_pad(tmp_path: Path) -> None:
+    measure = await measure_update(tmp_path, "tensor appended", piece_length=256 * 1024)
+    assert measure.moved <= 1.05 * measure.changed + 64 * 1024, measure
+    installed = tmp_path / "consumer" / "goat" / MODEL_FILE
+    assert sha256_file(installed) == sha256_file(tmp_path / "src" / "goat" / MODEL_FILE)
+
+
 async def test_reordered_tensors_move_only_the_header(tmp_path: Path) -> None:
     measure = await measure_update(tmp_path, "tensors reordered", piece_length=64 * 1024)
     assert measure.changed == 0

@@ -231,7 +231,8 @@ class BlockUpdater:
             os.close(fd)
 
     def _release_uncovered(self, file: V2File, plan: ReusePlan) -> None:
-        """Give the network the held pieces of which the plan covers no byte (no I/O needed)."""
+        """Give the network the held pieces of which the plan covers no byte (no I/O needed); their pad
+        after the file's end is filled with zeros, never fetched."""
         info, local = self.torrent.info, self.torrent.local
         assert info is not None
         plen = info.piece_length
@@ -239,7 +240,14 @@ class BlockUpdater:
             start = (p - file.first_piece) * plen
             end = min(file.length, start + plen)
             if local.is_held(p) and not plan.touches(start, end):
-                local.release(p)
+                size = info.piece_size(p)
+                first_pad = -(-(end - start) // BLOCK_SIZE)
+                pads = {
+                    b: bytes(min(BLOCK_SIZE, size - b * BLOCK_SIZE))
+                    for b in range(first_pad, -(-size // BLOCK_SIZE))
+                    if local.block_state(p, b) == "reserved"
+                }
+                local.fill(p, pads)
                 self.stats.pieces_released += 1
 
     async def _wait_settled(self, index: int) -> None:
