@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import random
 import struct
+from pathlib import Path
 
 import pytest
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.blockplan import Segment, assemble, block_sources, plan_safetensors, plan_same_offset
+from torrentgoat.creation import create_torrent
+from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.merkle import BLOCK_SIZE
 from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
 from torrentgoat.primitives import BlockRef
 from torrentgoat.safety import validate_safetensors_header
+from torrentgoat.testing.swarm import Payload, assert_same_files, local_swarm
+from torrentgoat.torrent.blocks import pad_ranges
 
 
 def header(tensors: list[tuple[str, str, list[int], int]], meta: str = "") -> tuple[bytes, int]:
@@ -148,3 +153,37 @@ def test_unreserving_an_untouched_piece_makes_it_ordinary(release: bool) -> None
         assert p.partial_pieces == [] and p.held_pieces == []
     else:
         assert p.partial_pieces == [1]
+
+
+# -- pad blocks are never downloaded -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["v1", "hybrid"])
+async def test_pad_bytes_are_never_downloaded(tmp_path: Path, fmt: TorrentFormat) -> None:
+    """A 40-byte config.json and a file ending mid-piece: only their bytes (whole blocks) move, not the
+    BEP 47 pads that align the next file (v1: before it, hybrid: after each file)."""
+    root = tmp_path / "seed" / "m"
+    root.mkdir(parents=True)
+    (root / "a.json").write_bytes(b"{" + b" " * 38 + b"}")
+    (root / "b.bin").write_bytes(random.Random(3).randbytes(300_000))
+    (root / "c.bin").write_bytes(random.Random(4).randbytes(100_000))
+    metainfo = create_torrent(root, piece_length=256 * 1024, format=fmt, creation_date=None)
+    assert sum(f.length for f in metainfo.info.files if f.pad) > 256 * 1024
+    payload = Payload(root=tmp_path / "seed", metainfo=metainfo, torrent_path=tmp_path / "m.torrent")
+    async with local_swarm(payload, tmp_path / "swarm", leechers=1) as swarm:
+        await swarm.wait_complete(timeout=30)
+        [torrent] = swarm.torrents
+        assert torrent.hash_failures == 0
+        blocks = sum(-(-f.length // BLOCK_SIZE) * BLOCK_SIZE for f in metainfo.info.files if not f.pad)
+        assert torrent.downloaded <= blocks, torrent.downloaded
+    assert_same_files(metainfo, payload.root, swarm.leecher_dirs[0])
+
+
+def test_pad_ranges_per_piece(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "a.json").write_bytes(b"x" * 40)
+    (root / "b.bin").write_bytes(b"y" * 100_000)
+    info = create_torrent(root, piece_length=64 * 1024, format="hybrid", creation_date=None).info
+    # hybrid: a pad after each file up to its piece's end
+    assert pad_ranges(info) == {0: [(40, 65536)], 2: [(100_000 - 65536, 65536)]}

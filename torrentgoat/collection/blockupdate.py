@@ -317,7 +317,11 @@ class BlockUpdater:
         for b, state in enumerate(states):
             if state == "received":
                 begin = b * BLOCK_SIZE
-                got = await local.read(index, begin, min(BLOCK_SIZE, size - begin))
+                length = min(BLOCK_SIZE, size - begin)
+                if begin >= data_length:
+                    received[b] = bytes(length)  # pad: zeros, never downloaded
+                    continue
+                got = await local.read(index, begin, length)
                 if got is not None:
                     received[b] = got
         wanted = [b for b, state in enumerate(states) if state == "reserved"]

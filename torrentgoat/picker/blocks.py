@@ -34,7 +34,7 @@ helper object so that ``pick`` and ``block_received`` reach the block state in o
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
@@ -81,6 +81,7 @@ class _Partial:
     __slots__ = (
         "free",
         "hint",
+        "known",
         "nblocks",
         "received",
         "received_from",
@@ -103,6 +104,8 @@ class _Partial:
         self.hint = 0
         self.reserved = 0
         """Blocks held back from requests (:meth:`BlockBook.hold`)."""
+        self.known = 0
+        """Blocks known without a download (BEP 47 pad bytes), counted as received from the start."""
 
 
 class BlockBook(AvailabilityIndex):
@@ -121,6 +124,8 @@ class BlockBook(AvailabilityIndex):
         self._partials: dict[int, _Partial] = {}
         self._held: set[int] = set()
         """Partial pieces with reserved blocks: they take no partial slot."""
+        self._known: dict[int, tuple[int, ...]] = {}
+        """Blocks known without a download, per piece (:meth:`set_known_blocks`)."""
         self._open: set[int] = set()
         """Started pieces with a free block."""
         # requests in flight per peer, as block ids: piece * blocks-per-piece + block index
@@ -198,9 +203,30 @@ class BlockBook(AvailabilityIndex):
 
     # ------------------------------------------------------------------ partial pieces
 
-    def _start(self, index: int) -> _Partial:
+    def set_known_blocks(self, known: Mapping[int, Sequence[int]]) -> None:
+        """Blocks (piece -> block numbers) whose bytes are known without a download -- BEP 47 pad files,
+        zeros -- so they are never requested: they count as received when their piece starts, and the
+        driver supplies their bytes before hashing."""
+        self._known = {i: tuple(blocks) for i, blocks in known.items() if blocks}
+
+    def _new_partial(self, index: int) -> _Partial:
         part = self._partials[index] = _Partial(self._layout.piece_size(index))
-        self._open.add(index)
+        known = self._known.get(index)
+        if known:
+            state = part.state
+            for b in known:
+                state[b] = _RECEIVED
+            part.known = part.received = len(known)
+            part.free -= len(known)
+            part.hint = state.find(_FREE)
+            if part.hint < 0:
+                part.hint = part.nblocks
+        return part
+
+    def _start(self, index: int) -> _Partial:
+        part = self._new_partial(index)
+        if part.free:
+            self._open.add(index)
         self._sync(index)
         return part
 
@@ -224,7 +250,7 @@ class BlockBook(AvailabilityIndex):
             return False
         part = self._partials.get(index)
         if part is None:
-            part = self._partials[index] = _Partial(self._layout.piece_size(index))
+            part = self._new_partial(index)
         state = part.state
         for b in range(part.nblocks):
             if state[b] == _FREE:
@@ -256,7 +282,7 @@ class BlockBook(AvailabilityIndex):
             self._held.discard(index)
         if part.free:
             self._open.add(index)
-        if not part.received and not part.requesters and not part.reserved:
+        if part.received == part.known and not part.requesters and not part.reserved:
             self._drop_partial(index)  # nothing invested: an ordinary piece again
             self._sync(index)
         return freed
@@ -396,7 +422,7 @@ class BlockBook(AvailabilityIndex):
             if b < part.hint:
                 part.hint = b
             self._open.add(index)
-            if not part.received and not part.requesters and not part.reserved:
+            if part.received == part.known and not part.requesters and not part.reserved:
                 self._drop_partial(index)  # nothing invested: give the slot back
                 self._sync(index)
         return True

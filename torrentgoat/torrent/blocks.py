@@ -9,6 +9,10 @@ several through :class:`~torrentgoat.torrent.smartban.SmartBan` once the piece v
 drops its URL (BEP 19).  Memory held by pieces in flight is bounded by the picker's partial-piece cap
 (``TorrentConfig.picker.max_partial_bytes``).
 
+BEP 47 pad bytes are never downloaded: blocks wholly inside pad files count as received when their
+piece starts (:meth:`PiecePicker.set_known_blocks`), and every pad byte of a piece is zeroed in its
+buffer before the piece is hashed.
+
 Blocks supplied from local data (:meth:`BlockFlow.fill`, a block-level update) take the same path under
 the contributor key :data:`LOCAL`, without counting as downloaded: their piece is hashed like any other
 before it counts.
@@ -22,8 +26,9 @@ from typing import Any
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError, StorageError
+from torrentgoat.metainfo import InfoDict
 from torrentgoat.picker import BlockArrival
-from torrentgoat.primitives import BlockRef, PeerAddress
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef, PeerAddress
 from torrentgoat.rates import RateMeter
 from torrentgoat.torrent.events import PieceFailed
 from torrentgoat.torrent.handle import TorrentHandle
@@ -33,7 +38,7 @@ from torrentgoat.torrent.policy import pick_requests
 from torrentgoat.torrent.smartban import SmartBan
 from torrentgoat.torrent.swarm import Swarm
 
-__all__ = ["LOCAL", "BlockFlow"]
+__all__ = ["LOCAL", "BlockFlow", "pad_ranges"]
 
 LOCAL = "local data"
 """The contributor key of blocks supplied from local data (never a peer's key)."""
@@ -42,6 +47,22 @@ log = logging.getLogger("torrentgoat.torrent")
 
 Ban = Callable[[Hashable, PeerAddress | None, str], None]
 """Ban a peer by key and address, with a reason."""
+
+
+def pad_ranges(info: InfoDict) -> dict[int, list[tuple[int, int]]]:
+    """Per piece, the byte ranges ``(begin, end)`` of BEP 47 pad files inside it."""
+    plen = info.piece_length
+    out: dict[int, list[tuple[int, int]]] = {}
+    for entry in info.files:
+        if not entry.pad or entry.length == 0:
+            continue
+        at, end = entry.offset, entry.offset + entry.length
+        while at < end:
+            index = at // plen
+            stop = min(end, (index + 1) * plen)
+            out.setdefault(index, []).append((at - index * plen, stop - index * plen))
+            at = stop
+    return out
 
 
 class BlockFlow:
@@ -72,6 +93,8 @@ class BlockFlow:
         self._full_have: Bitfield | None = None
         self.block_stored: Callable[[int, int], None] | None = None
         """Called with (piece, begin) after each new block is stored in its piece's buffer."""
+        self._pads: dict[int, list[tuple[int, int]]] = {}
+        """Pad byte ranges ``(begin, end)`` inside each piece (BEP 47: zeros)."""
         self.piece_settled: Callable[[int], None] | None = None
         """Called with a piece's index once its hash check (and write) is over and its buffer dropped,
         whether it passed or not."""
@@ -128,6 +151,8 @@ class BlockFlow:
             if buf is None:
                 picker.piece_failed(index)
                 return
+            for begin, end in self._pads.get(index, ()):
+                buf[begin:end] = bytes(end - begin)
             ok = await host.ctx.hasher.verify_piece(info, index, buf)
             if not ok:
                 self._piece_failed(index, buf)
@@ -192,11 +217,21 @@ class BlockFlow:
             self.swarm.picker.peer_left(peer.key)
 
     def joined_picker(self) -> None:
-        """The picker exists now (after the check): count the attached peers in it."""
-        picker = self.swarm.picker
-        assert picker is not None
+        """The picker exists now (after the check): count the attached peers in it, tell it the pad
+        blocks it never needs to request."""
+        picker, info = self.swarm.picker, self.swarm.info
+        assert picker is not None and info is not None
         for key in self.swarm.others:
             picker.peer_have_all(key)
+        self._pads = pad_ranges(info)
+        known: dict[int, list[int]] = {}
+        for index, ranges in self._pads.items():
+            size = info.piece_size(index)
+            for begin, end in ranges:
+                # blocks wholly inside the pad (a piece's short last block too)
+                last = (end - 1) // BLOCK_SIZE if end == size else end // BLOCK_SIZE - 1
+                known.setdefault(index, []).extend(range(-(-begin // BLOCK_SIZE), last + 1))
+        picker.set_known_blocks(known)
 
     def pick(self, peer: Peer, count: int) -> list[BlockRef]:
         """Up to ``count`` blocks for an attached peer (recorded as requested by it)."""
