@@ -6,6 +6,8 @@
 * a hybrid magnet: pieces are checked by SHA-1 until the layers arrive, and the layers arrive too (so the
   leecher can answer v2 peers' hash requests);
 * a hybrid seed answers handshakes under either info-hash (v1 and the truncated SHA-256);
+* a peer sending hashes or proofs that do not lead to the root is banned, for piece layers and for
+  ``Torrent.fetch_hashes`` alike;
 * ``Torrent.fetch_hashes``: block hashes (layer 0) and piece-layer hashes proved against the file's root,
   across run boundaries, from a peer or from our own tree.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from torrentgoat.creation import create_torrent
+from torrentgoat.errors import HashesUnavailableError
 from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.magnet import Magnet
 from torrentgoat.merkle import BLOCK_SIZE, MerkleTree, block_hashes, piece_height, split_hashes
@@ -27,7 +30,8 @@ from torrentgoat.primitives import PeerAddress
 from torrentgoat.session import Session
 from torrentgoat.testing.swarm import MiB, assert_same_files, describe, loopback_config
 from torrentgoat.testing.timing import scaled
-from torrentgoat.torrent import Torrent
+from torrentgoat.torrent import PeerBanned, Torrent
+from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest, HashServer
 
 
 def make_payload(
@@ -150,3 +154,58 @@ async def test_fetch_hashes_from_a_peer_and_from_our_tree(tmp_path: Path, fmt: T
         assert await seed.fetch_hashes(big.index, 1, 5, 3) == [tree.node(1, i) for i in range(5, 8)]
         with pytest.raises(ValueError):
             await torrent.fetch_hashes(big.index, 0, 0, big.blocks + 1)
+
+
+def _corrupt(server: HashServer, *, proof_only: bool) -> None:
+    """Make ``server`` answer with a flipped base hash (or a flipped uncle: a bad proof)."""
+    respond = server.respond
+
+    def bad(request: HashRequest) -> Hashes | HashReject:
+        reply = respond(request)
+        if not isinstance(reply, Hashes):
+            return reply
+        at = len(reply.hashes) - 1 if proof_only else 0
+        data = bytearray(reply.hashes)
+        data[at] ^= 0xFF
+        return dataclasses.replace(reply, hashes=bytes(data))
+
+    server.respond = bad  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("proof_only", [False, True], ids=["bad-hashes", "bad-proof"])
+async def test_a_peer_sending_bad_hashes_is_banned(tmp_path: Path, proof_only: bool) -> None:
+    """Piece layers that do not prove against the root ban the peer (like bad data), and nothing is
+    downloaded from it; the same for :meth:`Torrent.fetch_hashes`."""
+    sizes = {"x.bin": 40 * BLOCK_SIZE + 5, "y.txt": 10}
+    metainfo, root = make_payload(tmp_path, sizes, fmt="v2", piece_length=BLOCK_SIZE)
+    async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
+        seed = await seeder.add(metainfo, root, seed=True)
+        await complete(seed)
+        assert seed.hashes.server is not None
+        _corrupt(seed.hashes.server, proof_only=proof_only)
+        torrent = await leecher.add(magnet_of(metainfo, seeder.listen_port, v1=False), tmp_path / "down")
+        events = torrent.events()
+        banned = None
+        async with asyncio.timeout(scaled(20)):
+            async for event in events:
+                if isinstance(event, PeerBanned):
+                    banned = event
+                    break
+        assert banned is not None and banned.address.port == seeder.listen_port
+        assert "pieces root" in banned.reason or "prove" in banned.reason
+        assert torrent.counters.verified == 0 and torrent.info is not None
+        assert not torrent.info.v2.has_piece_layers  # type: ignore[union-attr]
+        # fetch_hashes: a second torrent (by .torrent) asks the same corrupt seed
+    async with (
+        Session(loopback_config(seed=3)) as seeder,
+        Session(loopback_config(seed=4, download_limit=64 * 1024)) as leecher,
+    ):
+        seed = await seeder.add(metainfo, root, seed=True)
+        await complete(seed)
+        assert seed.hashes.server is not None
+        _corrupt(seed.hashes.server, proof_only=proof_only)
+        torrent = await leecher.add(metainfo, tmp_path / "down2", peers=[f"127.0.0.1:{seeder.listen_port}"])
+        file = metainfo.info.v2.files[0]  # type: ignore[union-attr]
+        with pytest.raises(HashesUnavailableError):
+            await torrent.fetch_hashes(file.index, 0, 0, 8, timeout=scaled(5))
+        assert PeerAddress("127.0.0.1", seeder.listen_port) in torrent.pool.banned

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_plus
 
-from torrentgoat.errors import MagnetError, UnsupportedV2Error
+from torrentgoat.errors import MagnetError
 from torrentgoat.infohashes import InfoHashes, InfoHashV2
 from torrentgoat.metainfo import MAX_FILES, Metainfo
 from torrentgoat.primitives import InfoHash, PeerAddress
@@ -37,7 +37,6 @@ from torrentgoat.primitives import InfoHash, PeerAddress
 __all__ = [
     "MAX_MAGNET_LENGTH",
     "Magnet",
-    "check_swarm_support",
     "format_selection",
     "parse_magnet",
     "parse_selection",
@@ -301,35 +300,3 @@ def _hex(text: str, what: str, size: int | None) -> bytes:
     if size is not None and len(data) != size:
         raise MagnetError(f"{what} must be {size} bytes ({2 * size} hex digits), got {len(data)}")
     return data
-
-
-def check_swarm_support(source: Metainfo | Magnet) -> None:
-    """Raise :class:`~torrentgoat.errors.UnsupportedV2Error` ("v2 torrent: ...") for what the swarm code
-    cannot download yet (BEP 52 phase 1: formats everywhere, wire and swarm later).
-
-    * a v2-only magnet (``btmh`` without ``btih``): its metadata is checked by SHA-256 and its piece layers
-      come from peers by hash requests, neither wired into the torrent yet;
-    * a v2-only .torrent that lacks piece layers: same reason.
-
-    A hybrid torrent or magnet is fine: it joins the v1 swarm (SHA-1 info-hash) and its pieces are checked
-    against both halves.  A v2-only .torrent with all its piece layers is fine too (the v2 swarm is joined
-    with the truncated SHA-256; hash requests from peers are not answered yet).
-    """
-    if isinstance(source, Magnet):
-        if source.v2_only:
-            raise UnsupportedV2Error(
-                "v2 torrent: a v2-only magnet (xt=urn:btmh: without xt=urn:btih:) needs its metadata checked"
-                " by SHA-256 and its piece layers fetched from peers (BEP 52), which the swarm does not do"
-                " yet; use its .torrent file, or a hybrid magnet"
-            )
-        return
-    v2 = source.info.v2
-    if v2 is not None and not source.info.has_v1:
-        missing = v2.missing_piece_layers()
-        if missing:
-            names = ", ".join(source.info.files[f.index].path_str for f in missing[:3])
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise UnsupportedV2Error(
-                f"v2 torrent: the .torrent lacks the piece layers of {len(missing)} file(s) ({names}{more});"
-                " they would have to come from peers by BEP 52 hash requests, which the swarm does not send yet"
-            )

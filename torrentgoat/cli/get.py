@@ -28,7 +28,6 @@ from torrentgoat.cli._run import run
 from torrentgoat.cli.collection import add_get_options, run_collection_get
 from torrentgoat.collection import NotACollection, is_btpk
 from torrentgoat.errors import TorrentGoatError
-from torrentgoat.magnet import check_swarm_support
 from torrentgoat.picker import PickerConfig
 from torrentgoat.session import Session
 from torrentgoat.torrent import TorrentConfig
@@ -92,7 +91,6 @@ async def _get(args: argparse.Namespace) -> int:
     )
     async with Session(session_config(args, tconfig)) as session:
         source = await session.load(args.source)
-        check_swarm_support(source)  # a v2-only magnet or .torrent without piece layers: say so up front
         torrent = await session.add(source, args.output, files=args.files, peers=args.peer)
         watcher = asyncio.create_task(follow(torrent, quiet=args.quiet))
         with stop_on_signals([torrent]):

@@ -1,6 +1,7 @@
 """BEP 52 hash messages (level L2, pure): ``hash request`` (21), ``hashes`` (22), ``hash reject`` (23).
 
-Standalone codecs and rules, ready for :mod:`torrentgoat.wire.connection` to dispatch (it does not yet):
+Codecs and rules, dispatched by :mod:`torrentgoat.wire.connection` (events on v2/hybrid torrents) and
+driven by :mod:`torrentgoat.torrent.hashexchange`:
 
 * one frozen dataclass per message -- :class:`HashRequest`, :class:`Hashes`, :class:`HashReject` -- and
   :func:`encode_hash_message` / :func:`decode_hash_message` for their bytes.  The payload is the file's
