@@ -53,6 +53,7 @@ from torrentgoat.torrent.hashexchange import aligned_runs
 __all__ = [
     "HASH_MESSAGE_OVERHEAD",
     "MAX_HEADER_FETCH",
+    "V1_ONLY_WAIT",
     "BlockUpdater",
     "ChangedFile",
     "LeafFetcher",
@@ -71,6 +72,9 @@ request`` at base layer 0)."""
 HASH_MESSAGE_OVERHEAD = 2 * (4 + 1 + 48)
 """Bytes of a ``hash request`` and the framing of its ``hashes`` reply (BEP 52: length prefix, message
 id, pieces root, base layer, index, length, proof layers), besides the hashes themselves."""
+
+V1_ONLY_WAIT = 3.0
+"""Seconds a leaf-hash request waits when every connected peer is in the v1 swarm only."""
 
 MAX_HEADER_FETCH = 16 * 1024 * 1024
 """A new safetensors header longer than this is not fetched for planning (the file is planned at the
@@ -130,8 +134,13 @@ def leaf_fetcher(torrent: Torrent, *, timeout: float = 15.0) -> LeafFetcher:
     ``pieces root``) as a :data:`LeafFetcher`."""
 
     async def leaves(file: V2File, first: int, count: int) -> bytes | None:
+        # connected, but none of them in the v2 swarm (libtorrent over MSE stays v1): do not wait long
+        live = list(torrent.peers.values())
+        v1_only = bool(live) and not any(torrent.hashes.speaks_v2(wp) for wp in live)
         try:
-            hashes = await torrent.fetch_hashes(file.index, 0, first, count, timeout=timeout)
+            hashes = await torrent.fetch_hashes(
+                file.index, 0, first, count, timeout=min(timeout, V1_ONLY_WAIT) if v1_only else timeout
+            )
         except (TorrentGoatError, ValueError) as exc:
             log.info(
                 "%s: leaf hashes %d..%d of file %d: %s",
