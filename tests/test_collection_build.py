@@ -240,3 +240,34 @@ def test_hf_cache_layout_is_what_huggingface_hub_reads(tmp_path: Path) -> None:
     no_source = build_model(ModelSpec(name="m", path=folder), piece_length=PIECE).entry
     with pytest.raises(ConfigError, match="no Hugging Face repo"):
         place_in_hf_cache(folder, no_source, cache)
+
+
+def test_model_torrents_are_hybrid_and_the_manifest_holds_each_files_pieces_root(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from torrentgoat.collection.install import check_torrent_files
+    from torrentgoat.errors import ManifestError
+    from torrentgoat.manifest import Manifest, dump_manifest
+
+    folder = write_model_folder(tmp_path / "m", shards=1, shard_size=256 * 1024)
+    built = build_model(ModelSpec(name="m", path=folder), piece_length=64 * 1024)
+    info = built.metainfo.info
+    assert info.format == "hybrid" and info.v2 is not None
+    roots = {f.index: f.root.hex() for f in info.v2.files}
+    paths = ["/".join(f.path[1:]) for f in info.files]
+    for f in built.entry.files:
+        assert f.pieces_root == roots[paths.index(f.path)]
+    manifest = Manifest(collection="c", publisher=b"\x01" * 32, seq=1, models=(built.entry,))
+    data = dump_manifest(manifest)
+    assert b"pieces_root: " in data and parse_manifest(data) == manifest
+    # a manifest without roots (today's) still reads; a v1 build has none
+    legacy = build_model(ModelSpec(name="m", path=folder), piece_length=64 * 1024, format="v1")
+    assert all(f.pieces_root is None for f in legacy.entry.files)
+    assert b"pieces_root" not in dump_manifest(replace(manifest, models=(legacy.entry,)))
+    check_torrent_files(built.entry, built.metainfo)
+    wrong = replace(built.entry.files[0], pieces_root="ab" * 32)
+    with pytest.raises(ManifestError, match="another pieces root"):
+        check_torrent_files(replace(built.entry, files=(wrong, *built.entry.files[1:])), built.metainfo)
+    bad = data.replace(b"pieces_root: " + built.entry.files[0].pieces_root.encode(), b"pieces_root: xyz", 1)  # type: ignore[union-attr]
+    with pytest.raises(ManifestError, match=r"files\[0\]\.pieces_root: not 64 hex digits"):
+        parse_manifest(bad)

@@ -137,8 +137,10 @@ async def test_demo_runs_the_collection_story(tmp_path: Path) -> None:
     for text in (
         "[1/8]",
         "published seq 1: magnet:?xs=urn:btpk:",
-        "consumer A: update -- only the changed shard",
+        "consumer A: update -- only the changed blocks",
         "reused from the held version",
+        "of BEP 52 hashes) for",
+        "pieces verified locally",
         "legacy-pt: refused",
         "seq 1 but seq 2 is already held",
         "manifest signature is not valid",

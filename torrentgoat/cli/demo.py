@@ -52,7 +52,8 @@ from torrentgoat.session import Session, SessionConfig
 from torrentgoat.storage import FileStorage
 from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.testing.hub import FakeHub
-from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
+from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
+from torrentgoat.testing.updates import fine_tune_tensor
 from torrentgoat.torrent import TorrentConfig
 from torrentgoat.units import format_rate, format_size, parse_size
 
@@ -144,15 +145,6 @@ def _config(boot: DHTNode, *, upload_limit: int = 0) -> SessionConfig:
     )
 
 
-def _fine_tune(path: Path, seed: int) -> None:
-    """New weights for one shard (same tensors), written aside and renamed into place."""
-    header = read_safetensors_header(path)
-    first = min(int(name.split(".")[2]) for name in header if name.startswith("model.layers."))
-    tmp = path.with_name(path.name + ".new")
-    write_safetensors_shard(tmp, path.stat().st_size, seed=seed, first_layer=first)
-    tmp.replace(path)
-
-
 async def _attack(root: Path, key: SigningKey, files: dict[str, bytes], *, seq: int, name: str) -> str:
     """Serve ``files`` as a manifest torrent pointed at by ``key`` in a DHT of its own; let a client of
     ``root`` update from there.  The refusal message (or "ACCEPTED")."""
@@ -194,7 +186,7 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
     _detail(f"key {work / 'publisher.key'} (0600), public key {key.public_key.hex()}")
     src = work / "models-src"
     llama = await asyncio.to_thread(
-        write_model_folder, src / "tiny-llama", shards=3, shard_size=shard, seed=1
+        write_model_folder, src / "tiny-llama", shards=3, shard_size=shard, seed=1, tensor_bytes=shard // 8
     )
     bert = await asyncio.to_thread(
         write_model_folder, src / "tiny-bert", shards=1, shard_size=shard // 2, seed=2
@@ -274,8 +266,12 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
                 )
                 _detail(f"huggingface_hub.snapshot_download(..., local_files_only=True) -> {path}")
 
-            step("the publisher fine-tunes one shard, adds a model, publishes v2")
-            await asyncio.to_thread(_fine_tune, llama / "model-00002-of-00003.safetensors", 77)
+            step("the publisher fine-tunes one tensor of one shard, adds a model, publishes v2")
+            tuned = llama / "model-00002-of-00003.safetensors"
+            changed = await asyncio.to_thread(fine_tune_tensor, tuned, seed=77, metadata={"tuned": "layer 4"})
+            _detail(
+                f"{tuned.name}: one tensor of {format_size(changed)} has new weights, the header grew by a few bytes"
+            )
             commit2 = "2b" * 20
             hub.add_repo("goat-org/tiny-llama", commit2, llama)
             mistral = await asyncio.to_thread(
@@ -302,18 +298,24 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
             _detail(f"unchanged models keep their info-hash (and swarm): {', '.join(same)}")
             second = await publisher.publish()
 
-            step("consumer A: update -- only the changed shard crosses the network")
+            step("consumer A: update -- only the changed blocks cross the network")
             report = await a.sync(seed=True)
             ok &= report.ok
             updated = report.results[0]
             llama_v2 = v2.model("tiny-llama")
             assert llama_v2 is not None
             llama_size = sum(f.size for f in llama_v2.files)
+            moved = updated.downloaded + updated.hash_bytes
             _detail(
                 f"tiny-llama is {format_size(llama_size)}: {format_size(updated.reused)} reused from the held "
-                f"version (SHA-256 checked), {format_size(updated.downloaded)} downloaded"
+                f"version (unchanged files by SHA-256, blocks of the changed shard by the new merkle tree)"
             )
-            ok &= updated.downloaded < llama_size // 2
+            _detail(
+                f"moved {moved} bytes ({updated.downloaded} of blocks + {updated.hash_bytes} of BEP 52 hashes) "
+                f"for {changed} changed tensor bytes: {moved / changed:.3f}x; the whole shard is "
+                f"{format_size(tuned.stat().st_size)}"
+            )
+            ok &= moved <= 1.05 * changed + 64 * 1024
 
             step("consumer B: get all of v2 from A and the publisher together")
             async with Session(_config(dht[0])) as b_session:

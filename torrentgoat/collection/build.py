@@ -1,8 +1,10 @@
 """Building a collection from model folders (level L5, blocking: run it in a thread from async code).
 
-Each model folder becomes one torrent (BEP 3, BEP 47 pad files so every file starts on a piece
-boundary) and one :class:`~torrentgoat.manifest.ModelEntry` listing every file's path, size and
-SHA-256.  For a Hugging Face snapshot (``hf_repo`` and ``commit`` given) the torrent's name is the
+Each model folder becomes one hybrid torrent (BEP 52 "Upgrade Path": v1 and v2 halves over the same
+files, every file starting on a piece boundary) and one :class:`~torrentgoat.manifest.ModelEntry`
+listing every file's path, size, SHA-256 and BEP 52 ``pieces root`` (the merkle root a block-level
+update checks reused 16 KiB blocks against; ``format="v1"`` builds the torrents of older versions,
+without roots).  For a Hugging Face snapshot (``hf_repo`` and ``commit`` given) the torrent's name is the
 commit hash and its ``url-list`` (BEP 19) is ``<hub>/<org>/<name>/resolve/``, so a web seed request
 for ``<url-list><torrent name>/<path>`` is exactly the hub's ``resolve/<commit>/<path>`` URL.  The
 torrent name, file list and piece length decide the info-hash, so a model that did not change keeps
@@ -27,6 +29,7 @@ import yaml
 from torrentgoat.collection.store import CollectionState, InstalledModel, Store, link_or_copy
 from torrentgoat.creation import create_torrent
 from torrentgoat.errors import ConfigError, ManifestError
+from torrentgoat.infohashes import TorrentFormat
 from torrentgoat.magnet import Magnet
 from torrentgoat.manifest import (
     Manifest,
@@ -122,6 +125,7 @@ def build_model(
     piece_length: int | None = None,
     check: bool = True,
     threads: int = 0,
+    format: TorrentFormat = "hybrid",
 ) -> BuiltModel:
     """Hash ``spec.path`` into a model torrent and its manifest entry (files in torrent order).
 
@@ -140,6 +144,7 @@ def build_model(
         creation_date=None,
         follow_symlinks=True,
         threads=threads,
+        format=format,
     )
     info = metainfo.info
     paths = ["/".join(f.path[1:]) if not info.single_file else f.path[0] for f in info.files if not f.pad]
@@ -157,8 +162,11 @@ def build_model(
     with ThreadPoolExecutor(max_workers=max(1, threads or (os.cpu_count() or 1))) as pool:
         digests = list(pool.map(lambda p: sha256_file(spec.path / p), paths))
     sizes = [f.length for f in info.files if not f.pad]
+    roots = {f.index: f.root.hex() for f in info.v2.files} if info.v2 is not None else {}
+    indices = [i for i, f in enumerate(info.files) if not f.pad]
     files = tuple(
-        ManifestFile(path=p, size=s, sha256=d) for p, s, d in zip(paths, sizes, digests, strict=True)
+        ManifestFile(path=p, size=s, sha256=d, pieces_root=roots.get(i))
+        for p, s, d, i in zip(paths, sizes, digests, indices, strict=True)
     )
     source = ModelSource(hf_repo=spec.hf_repo, commit=spec.commit) if spec.hf_repo and spec.commit else None
     entry = ModelEntry(
@@ -197,6 +205,7 @@ def build_collection(
     piece_length: int | None = None,
     check: bool = True,
     progress: Callable[[str], None] | None = None,
+    format: TorrentFormat = "hybrid",
 ) -> Manifest:
     """Build every model, import it into ``root``'s store and write the unsigned next version.
 
@@ -224,7 +233,7 @@ def build_collection(
     for spec in specs:
         if progress is not None:
             progress(f"hashing {spec.name} ({spec.path})")
-        built = build_model(spec, hub=hub, piece_length=piece_length, check=check)
+        built = build_model(spec, hub=hub, piece_length=piece_length, check=check, format=format)
         _import_model(store, built)
         models.append(built.entry)
         if progress is not None:

@@ -107,6 +107,7 @@ class CollectionClient:
         peers: Sequence[str] = (),
         timeout: float | None = None,
         watch: Watch | None = None,
+        block_updates: bool = True,
     ) -> None:
         self.session = session
         self.store = Store(root)
@@ -116,12 +117,17 @@ class CollectionClient:
         self.timeout = timeout
         """Seconds allowed for each torrent (manifest or model); None: no limit."""
         self.watch = watch
+        self.block_updates = block_updates
+        """Update changed files of hybrid/v2 model torrents block by block
+        (:mod:`torrentgoat.collection.blockupdate`); False: whole files, as v1 torrents are."""
 
     def _runner(self) -> TorrentRunner:
         return TorrentRunner(session=self.session, peers=self.peers, timeout=self.timeout, watch=self.watch)
 
     def _installer(self) -> ModelInstaller:
-        return ModelInstaller(runner=self._runner(), store=self.store, say=self.say)
+        return ModelInstaller(
+            runner=self._runner(), store=self.store, say=self.say, block_updates=self.block_updates
+        )
 
     # -- resolving --------------------------------------------------------------------------------------
 
@@ -436,6 +442,8 @@ def _describe(result: ModelResult) -> str:
             text += f" ({format_size(result.downloaded)} downloaded"
             if result.reused:
                 text += f", {format_size(result.reused)} reused from local files"
+            if result.hash_bytes:
+                text += f", {format_size(result.hash_bytes)} of BEP 52 hashes"
             return text + ")"
         case "unchanged":
             return f"{result.name}: unchanged"

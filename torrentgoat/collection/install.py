@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torrentgoat.collection._common import Say
+from torrentgoat.collection.blockupdate import BlockUpdater, ChangedFile, changed_files, leaf_fetcher
 from torrentgoat.collection.hfcache import place_in_hf_cache
 from torrentgoat.collection.resolve import Resolved
 from torrentgoat.collection.runner import TorrentRunner
@@ -48,7 +49,10 @@ class ModelResult:
     downloaded: int = 0
     """Bytes that crossed the network for this model (peers and web seeds)."""
     reused: int = 0
-    """Bytes of files found locally (verified SHA-256) and linked into the new version."""
+    """Bytes found locally: files with the right SHA-256 linked into the new version, and blocks of
+    changed files verified against the new merkle tree (a block-level update)."""
+    hash_bytes: int = 0
+    """Bytes of BEP 52 hash requests and replies a block-level update exchanged."""
     size: int = 0
     path: Path | None = None
     """``ROOT/<model>`` once installed."""
@@ -78,6 +82,8 @@ class ModelInstaller:
     runner: TorrentRunner
     store: Store
     say: Say
+    block_updates: bool = True
+    """Update changed files block by block (hybrid/v2 torrents): only the blocks that changed move."""
 
     async def install(
         self,
@@ -127,12 +133,24 @@ class ModelInstaller:
         dest = store.model_dest(entry.name, entry.info_hash)
         try:
             await asyncio.to_thread(store.check_link_free, entry.name)
+            changed: list[ChangedFile] = []
             if metainfo is not None:
                 check_torrent_files(entry, metainfo)
-                reused = await asyncio.to_thread(self.link_reusable, entry, dest / metainfo.info.name, reuse)
+                linked: set[str] = set()
+                reused = await asyncio.to_thread(
+                    self.link_reusable, entry, dest / metainfo.info.name, reuse, linked
+                )
+                if current is not None and self.block_updates:
+                    changed = changed_files(
+                        entry, metainfo.info, store.installed_dir(current), current.files, linked
+                    )
             else:
                 reused = 0
-            torrent = await self.runner.start(source, dest, seed=seed, label=entry.name)
+            torrent = await self.runner.start(
+                source, dest, seed=seed, label=entry.name, held_files=tuple(f.file_index for f in changed)
+            )
+            updater = BlockUpdater(torrent, changed, leaf_fetcher(torrent)) if changed else None
+            updating = asyncio.ensure_future(updater.run()) if updater is not None else None
             try:
                 await self.runner.wait(torrent.wait_metadata(), torrent, f"model {entry.name}")
                 if metainfo is None:
@@ -146,7 +164,25 @@ class ModelInstaller:
             except BaseException:
                 torrent.stop("failed")
                 raise
+            finally:
+                if updating is not None:
+                    updating.cancel()
+                    [outcome] = await asyncio.gather(updating, return_exceptions=True)
+                    if isinstance(outcome, Exception):
+                        self.say(
+                            f"warning: {entry.name}: block-level update failed ({outcome!r}); fetched instead"
+                        )
             downloaded = torrent.downloaded
+            hash_bytes = 0
+            if updater is not None:
+                stats = updater.stats
+                reused += torrent.local.filled
+                hash_bytes = stats.hash_bytes
+                self.say(
+                    f"{entry.name}: block-level update of {len(changed)} file(s): "
+                    f"{stats.pieces_local} pieces verified locally, {stats.pieces_mixed} mixed, "
+                    f"{stats.hash_requests} hash requests ({hash_bytes} bytes)"
+                )
             model_dir = dest / metainfo.info.name
             problems = await asyncio.to_thread(post_check, model_dir, entry, policy)
             if problems:
@@ -164,6 +200,7 @@ class ModelInstaller:
                     message="; ".join(problems),
                     downloaded=downloaded,
                     reused=reused,
+                    hash_bytes=hash_bytes,
                     size=size,
                 )
             snapshot = None
@@ -180,13 +217,17 @@ class ModelInstaller:
             status="installed" if current is None else "updated",
             downloaded=downloaded,
             reused=reused,
+            hash_bytes=hash_bytes,
             size=size,
             path=store.link_path(entry.name),
             hf_snapshot=snapshot,
         )
 
-    def link_reusable(self, entry: ModelEntry, model_dir: Path, reuse: ReusableFiles) -> int:
-        """Hard-link locally held files with the right SHA-256 into ``model_dir``; bytes reused."""
+    def link_reusable(
+        self, entry: ModelEntry, model_dir: Path, reuse: ReusableFiles, linked: set[str] | None = None
+    ) -> int:
+        """Hard-link locally held files with the right SHA-256 into ``model_dir``; bytes reused.  The
+        paths linked are added to ``linked``."""
         reused = 0
         for f in entry.files:
             target = model_dir / f.path
@@ -201,6 +242,8 @@ class ModelInstaller:
                     ):
                         link_or_copy(candidate, target)
                         reused += f.size
+                        if linked is not None:
+                            linked.add(f.path)
                         break
                 except OSError:
                     continue
@@ -233,6 +276,13 @@ def check_torrent_files(entry: ModelEntry, metainfo: Metainfo) -> None:
     want = [(f.path, f.size) for f in entry.files]
     if info.single_file or got != want:
         raise ManifestError(f"model {entry.name!r}: the torrent's files differ from the manifest's list")
+    roots = {f.index: f.root.hex() for f in info.v2.files} if info.v2 is not None else {}
+    indices = [i for i, f in enumerate(info.files) if not f.pad]
+    for f, i in zip(entry.files, indices, strict=True):
+        if f.pieces_root is not None and roots.get(i) != f.pieces_root:
+            raise ManifestError(
+                f"model {entry.name!r}: file {f.path!r} has another pieces root in the torrent than in the manifest"
+            )
 
 
 def post_check(model_dir: Path, entry: ModelEntry, policy: Policy) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,9 +39,19 @@ class TorrentRunner:
     """Seconds allowed for each wait on a torrent (metadata, completion); None: no limit."""
     watch: Watch | None = None
 
-    async def start(self, source: Metainfo | Magnet, dest: Path, *, seed: bool, label: str) -> Torrent:
-        """Add ``source`` to the session under ``dest`` and show it to the watcher as ``label``."""
-        torrent = await self.session.add(source, dest, seed=seed, peers=self.peers)
+    async def start(
+        self,
+        source: Metainfo | Magnet,
+        dest: Path,
+        *,
+        seed: bool,
+        label: str,
+        held_files: tuple[int, ...] = (),
+    ) -> Torrent:
+        """Add ``source`` to the session under ``dest`` and show it to the watcher as ``label``;
+        ``held_files``: file indices whose pieces wait for a block-level update (``TorrentConfig.held_files``)."""
+        config = replace(self.session.config.torrent, held_files=held_files) if held_files else None
+        torrent = await self.session.add(source, dest, seed=seed, peers=self.peers, config=config)
         if self.watch is not None:
             self.watch(torrent, label)
         return torrent

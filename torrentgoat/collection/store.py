@@ -125,7 +125,11 @@ class CollectionState:
                 name: {
                     "info_hash": m.info_hash.hex,
                     "torrent_name": m.torrent_name,
-                    "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in m.files],
+                    "files": [
+                        {"path": f.path, "size": f.size, "sha256": f.sha256}
+                        | ({"pieces_root": f.pieces_root} if f.pieces_root is not None else {})
+                        for f in m.files
+                    ],
                 }
                 for name, m in sorted(self.models.items())
             },
@@ -146,7 +150,12 @@ class CollectionState:
                     info_hash=InfoHash.from_hex(m["info_hash"]),
                     torrent_name=str(m["torrent_name"]),
                     files=tuple(
-                        ManifestFile(path=str(f["path"]), size=int(f["size"]), sha256=str(f["sha256"]))
+                        ManifestFile(
+                            path=str(f["path"]),
+                            size=int(f["size"]),
+                            sha256=str(f["sha256"]),
+                            pieces_root=None if f.get("pieces_root") is None else str(f["pieces_root"]),
+                        )
                         for f in m["files"]
                     ),
                 )
@@ -285,7 +294,9 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data)
 
-    def commit(self, state: CollectionState, *, manifest: bytes, signature: bytes, manifest_torrent: bytes) -> None:
+    def commit(
+        self, state: CollectionState, *, manifest: bytes, signature: bytes, manifest_torrent: bytes
+    ) -> None:
         """Make ``state`` (with its signed manifest, signature and manifest torrent) the held version,
         in one atomic step (see the module docstring).  Every model it lists must be installed and
         verified already.  Older version directories are removed afterwards."""
@@ -299,7 +310,9 @@ class Store:
         write_atomic(view / SIGNATURE_FILENAME, signature)
         write_atomic(view / "manifest.torrent", manifest_torrent)
         for model in state.models.values():
-            os.symlink(os.path.relpath(self.installed_dir(model), view), view / model.name, target_is_directory=True)
+            os.symlink(
+                os.path.relpath(self.installed_dir(model), view), view / model.name, target_is_directory=True
+            )
             if not os.path.lexists(self.link_path(model.name)):
                 self.ensure_link(model.name)  # a new model: its link dangles until the switch
         fsync_directory(view)

@@ -24,6 +24,8 @@ Schema ``torrentgoat/collection/v1`` (every other key is refused)::
       yanked: reason                    # optional: do not download unless asked explicitly
       files:
       - {path: config.json, size: 663, sha256: <64 hex>}
+      - {path: model.safetensors, size: 4096, sha256: <64 hex>, pieces_root: <64 hex>}
+                                        # pieces_root: optional, BEP 52 root in a v2/hybrid torrent
 
 Parsing is strict and bounded (:mod:`~torrentgoat.manifest.parse`, :mod:`~torrentgoat.manifest.yaml_io`):
 at most :data:`MAX_MANIFEST_SIZE` bytes of UTF-8, one YAML document, no tags (``!!python/object`` ...),

@@ -10,10 +10,17 @@ from typing import Any
 
 from torrentgoat.errors import ManifestError
 from torrentgoat.manifest.parse import parse_manifest
-from torrentgoat.manifest.schema import SCHEMA, Manifest, ModelEntry
+from torrentgoat.manifest.schema import SCHEMA, Manifest, ManifestFile, ModelEntry
 from torrentgoat.manifest.yaml_io import dump_yaml
 
 __all__ = ["dump_manifest"]
+
+
+def _file_dict(f: ManifestFile) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": f.path, "size": f.size, "sha256": f.sha256}
+    if f.pieces_root is not None:
+        out["pieces_root"] = f.pieces_root
+    return out
 
 
 def _model_dict(model: ModelEntry) -> dict[str, Any]:
@@ -29,7 +36,7 @@ def _model_dict(model: ModelEntry) -> dict[str, Any]:
         out["web_seeds"] = list(model.web_seeds)
     if model.yanked is not None:
         out["yanked"] = model.yanked
-    out["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in model.files]
+    out["files"] = [_file_dict(f) for f in model.files]
     return out
 
 

@@ -160,17 +160,22 @@ def _parse_files(value: Any, where: str) -> tuple[ManifestFile, ...]:
     seen: dict[str, str] = {}
     for i, item in enumerate(items):
         at = f"{where}[{i}]"
-        raw = _mapping(item, at, ("path", "size", "sha256"), ())
+        raw = _mapping(item, at, ("path", "size", "sha256"), ("pieces_root",))
         path = _check_path(raw["path"], f"{at}.path")
         folded = path.casefold()
         if folded in seen:
             raise ManifestError(f"{at}.path: {path!r} collides with {seen[folded]!r}")
         seen[folded] = path
+        if raw.get("pieces_root") is not None and raw["size"] == 0:
+            raise ManifestError(f"{at}.pieces_root: an empty file has no pieces root")
         files.append(
             ManifestFile(
                 path=path,
                 size=_int(raw["size"], f"{at}.size", 0, _MAX_SIZE),
                 sha256=_hex(raw["sha256"], f"{at}.sha256", 64),
+                pieces_root=None
+                if raw.get("pieces_root") is None
+                else _hex(raw["pieces_root"], f"{at}.pieces_root", 64),
             )
         )
     for i, entry in enumerate(files):  # no file may be a directory of another (a and a/b)

@@ -68,6 +68,10 @@ class ManifestFile:
     """Length in bytes."""
     sha256: str
     """SHA-256 of the content, 64 lowercase hex digits (what the HF cache names its blobs by)."""
+    pieces_root: str | None = None
+    """BEP 52 ``pieces root`` of the file in the model's v2/hybrid torrent (64 lowercase hex digits):
+    the root of the merkle tree its 16 KiB blocks are checked against in a block-level update.  None in
+    manifests of v1 torrents (and of empty files, which have no root)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

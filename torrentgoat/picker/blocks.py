@@ -18,7 +18,13 @@ pieces and every request in flight, per peer and per block:
   discards pending requests), a timeout or a *snubbed* peer (libtorrent's term: nothing received for too
   long) -- each gives the peer's blocks back to be picked from others;
 * who delivered each block (:meth:`BlockBook.contributors`), so a piece that fails its hash check can be
-  blamed on the right peers (libtorrent's smart ban).
+  blamed on the right peers (libtorrent's smart ban);
+* *held* pieces (:meth:`BlockBook.hold`): wanted pieces whose blocks are *reserved* -- never requested
+  -- while local data is matched against them (a block-level update: blocks of the previous version
+  that the new one still holds).  :meth:`BlockBook.unreserve` hands reserved blocks to the network, and a
+  block supplied locally arrives like any other (:meth:`BlockBook.block_received` with the local key), so
+  the whole piece is still hashed before it counts.  Held pieces do not take partial slots: the cap
+  bounds piece buffers, and a held piece has none until a block arrives.
 
 Memory stays bounded whatever the file size: per-block state exists only for partial pieces, and at
 most ``PickerConfig.partial_cap(piece_length)`` pieces are partial at once.  A base class rather than a
@@ -28,6 +34,7 @@ helper object so that ``pick`` and ``block_received`` reach the block state in o
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from torrentgoat.bitfield import Bitfield
@@ -42,6 +49,7 @@ __all__ = ["BlockArrival", "BlockBook"]
 _FREE = 0
 _REQUESTED = 1
 _RECEIVED = 2
+_RESERVED = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,11 +81,13 @@ class _Partial:
     __slots__ = (
         "free",
         "hint",
+        "known",
         "nblocks",
         "received",
         "received_from",
         "requested_at",
         "requesters",
+        "reserved",
         "size",
         "state",
     )
@@ -92,6 +102,10 @@ class _Partial:
         self.requested_at: dict[int, float] = {}
         self.received_from: dict[int, PeerKey] = {}
         self.hint = 0
+        self.reserved = 0
+        """Blocks held back from requests (:meth:`BlockBook.hold`)."""
+        self.known = 0
+        """Blocks known without a download (BEP 47 pad bytes), counted as received from the start."""
 
 
 class BlockBook(AvailabilityIndex):
@@ -108,6 +122,10 @@ class BlockBook(AvailabilityIndex):
         self._cap = partial_cap
         """At most this many pieces are partial at once (``PickerConfig.partial_cap``)."""
         self._partials: dict[int, _Partial] = {}
+        self._held: set[int] = set()
+        """Partial pieces with reserved blocks: they take no partial slot."""
+        self._known: dict[int, tuple[int, ...]] = {}
+        """Blocks known without a download, per piece (:meth:`set_known_blocks`)."""
         self._open: set[int] = set()
         """Started pieces with a free block."""
         # requests in flight per peer, as block ids: piece * blocks-per-piece + block index
@@ -126,6 +144,28 @@ class BlockBook(AvailabilityIndex):
     @property
     def partial_cap(self) -> int:
         return self._cap
+
+    @property
+    def held_pieces(self) -> list[int]:
+        """Pieces with blocks held back from requests (:meth:`hold`), ascending."""
+        return sorted(self._held)
+
+    def is_held(self, index: int) -> bool:
+        """Piece ``index`` has blocks held back from requests."""
+        return index in self._held
+
+    def _busy(self) -> int:
+        """Partial slots taken (held pieces take none)."""
+        return len(self._partials) - len(self._held)
+
+    def block_state(self, index: int, b: int) -> str:
+        """``have``, ``received``, ``requested``, ``reserved`` or ``free`` for block ``b`` of piece ``index``."""
+        if index in self._have:
+            return "have"
+        part = self._partials.get(index)
+        if part is None:
+            return "free"
+        return ("free", "requested", "received", "reserved")[part.state[b]]
 
     def piece_complete(self, index: int) -> bool:
         """All blocks of started piece ``index`` received: ready to hash."""
@@ -163,9 +203,30 @@ class BlockBook(AvailabilityIndex):
 
     # ------------------------------------------------------------------ partial pieces
 
-    def _start(self, index: int) -> _Partial:
+    def set_known_blocks(self, known: Mapping[int, Sequence[int]]) -> None:
+        """Blocks (piece -> block numbers) whose bytes are known without a download -- BEP 47 pad files,
+        zeros -- so they are never requested: they count as received when their piece starts, and the
+        driver supplies their bytes before hashing."""
+        self._known = {i: tuple(blocks) for i, blocks in known.items() if blocks}
+
+    def _new_partial(self, index: int) -> _Partial:
         part = self._partials[index] = _Partial(self._layout.piece_size(index))
-        self._open.add(index)
+        known = self._known.get(index)
+        if known:
+            state = part.state
+            for b in known:
+                state[b] = _RECEIVED
+            part.known = part.received = len(known)
+            part.free -= len(known)
+            part.hint = state.find(_FREE)
+            if part.hint < 0:
+                part.hint = part.nblocks
+        return part
+
+    def _start(self, index: int) -> _Partial:
+        part = self._new_partial(index)
+        if part.free:
+            self._open.add(index)
         self._sync(index)
         return part
 
@@ -174,12 +235,57 @@ class BlockBook(AvailabilityIndex):
         if part is None:
             return
         self._open.discard(index)
+        self._held.discard(index)
         base = index * self._bpp
         for b, keys in part.requesters.items():
             for k in keys:
                 reqs = self._peer_reqs.get(k)
                 if reqs is not None:
                     reqs.discard(base + b)
+
+    def hold(self, index: int) -> bool:
+        """Reserve every block of piece ``index`` not received nor in flight: none is requested until
+        :meth:`unreserve`.  False (nothing held) for a piece we have or do not want."""
+        if not 0 <= index < self._n or index in self._have or not self._prio[index]:
+            return False
+        part = self._partials.get(index)
+        if part is None:
+            part = self._new_partial(index)
+        state = part.state
+        for b in range(part.nblocks):
+            if state[b] == _FREE:
+                state[b] = _RESERVED
+                part.reserved += 1
+                part.free -= 1
+        if part.reserved:
+            self._held.add(index)
+        if not part.free:
+            self._open.discard(index)
+        self._sync(index)
+        return bool(part.reserved)
+
+    def unreserve(self, index: int, blocks: Iterable[int] | None = None) -> int:
+        """Reserved blocks of piece ``index`` (all when ``None``) may be requested again; returns how many."""
+        part = self._partials.get(index)
+        if part is None or not part.reserved:
+            return 0
+        state = part.state
+        freed = 0
+        for b in range(part.nblocks) if blocks is None else blocks:
+            if 0 <= b < part.nblocks and state[b] == _RESERVED:
+                state[b] = _FREE
+                part.reserved -= 1
+                part.free += 1
+                part.hint = min(part.hint, b)
+                freed += 1
+        if not part.reserved:
+            self._held.discard(index)
+        if part.free:
+            self._open.add(index)
+        if part.received == part.known and not part.requesters and not part.reserved:
+            self._drop_partial(index)  # nothing invested: an ordinary piece again
+            self._sync(index)
+        return freed
 
     # ------------------------------------------------------------------ taking blocks (from pick)
 
@@ -271,7 +377,7 @@ class BlockBook(AvailabilityIndex):
             return _OLD
         part = self._partials.get(index)
         if part is None:
-            if not self._prio[index] or len(self._partials) >= self._cap:
+            if not self._prio[index] or self._busy() >= self._cap:
                 return _OLD
             part = self._start(index)
         state = part.state[b]
@@ -283,6 +389,10 @@ class BlockBook(AvailabilityIndex):
             part.free -= 1
             if not part.free:
                 self._open.discard(index)
+        elif state == _RESERVED:
+            part.reserved -= 1
+            if not part.reserved:
+                self._held.discard(index)
         part.state[b] = _RECEIVED
         part.received += 1
         part.received_from[b] = peer_key
@@ -312,7 +422,7 @@ class BlockBook(AvailabilityIndex):
             if b < part.hint:
                 part.hint = b
             self._open.add(index)
-            if not part.received and not part.requesters:
+            if part.received == part.known and not part.requesters and not part.reserved:
                 self._drop_partial(index)  # nothing invested: give the slot back
                 self._sync(index)
         return True

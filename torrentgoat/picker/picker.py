@@ -319,8 +319,7 @@ class PiecePicker(BlockBook):
                 if len(out) >= count:
                     return out
         # 2. open new pieces in strategy order
-        partials = self._partials
-        if len(partials) < self._cap and self._index_size:
+        if self._busy() < self._cap and self._index_size:
             if self._have.count < self._config.initial_random_pieces and self._strategy.random_start:
                 order = random_order(self, peer_have)
             else:
@@ -330,7 +329,7 @@ class PiecePicker(BlockBook):
                 if keyof[i] < 0 or i not in peer_have:
                     continue
                 self._take(i, self._start(i), peer_key, reqs, out, count, now)
-                if len(out) >= count or len(partials) >= self._cap:
+                if len(out) >= count or self._busy() >= self._cap:
                     break
         # 3. endgame: duplicate in-flight blocks
         if len(out) < count and self.in_endgame:

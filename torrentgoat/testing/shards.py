@@ -76,13 +76,15 @@ def pseudo_random_chunks(size: int, *, seed: int = 0, chunk: int = _CHUNK) -> It
         remaining -= written
 
 
-def _tensor_plan(data_len: int, first_layer: int) -> list[tuple[str, str, list[int], int]]:
+def _tensor_plan(
+    data_len: int, first_layer: int, tensor_bytes: int = _TENSOR_TARGET
+) -> list[tuple[str, str, list[int], int]]:
     plan: list[tuple[str, str, list[int], int]] = []
     names = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.down_proj")
     remaining = data_len
     k = 0
     while remaining >= _ROW_BYTES:
-        rows = min(_TENSOR_TARGET, remaining) // _ROW_BYTES
+        rows = min(max(tensor_bytes, _ROW_BYTES), remaining) // _ROW_BYTES
         layer = first_layer + k // len(names)
         name = f"model.layers.{layer}.{names[k % len(names)]}.weight"
         plan.append((name, "BF16", [rows, _HIDDEN], rows * _ROW_BYTES))
@@ -93,10 +95,12 @@ def _tensor_plan(data_len: int, first_layer: int) -> list[tuple[str, str, list[i
     return plan
 
 
-def _header_bytes(data_len: int, first_layer: int, metadata: dict[str, str]) -> bytes:
+def _header_bytes(
+    data_len: int, first_layer: int, metadata: dict[str, str], tensor_bytes: int = _TENSOR_TARGET
+) -> bytes:
     header: dict[str, Any] = {"__metadata__": metadata}
     offset = 0
-    for name, dtype, shape, nbytes in _tensor_plan(data_len, first_layer):
+    for name, dtype, shape, nbytes in _tensor_plan(data_len, first_layer, tensor_bytes):
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     return json.dumps(header, separators=(",", ":")).encode()
@@ -109,11 +113,13 @@ def write_safetensors_shard(
     seed: int = 0,
     first_layer: int = 0,
     metadata: dict[str, str] | None = None,
+    tensor_bytes: int = _TENSOR_TARGET,
 ) -> Path:
     """Write a valid safetensors file of exactly ``size_bytes`` bytes; deterministic per ``seed``.
 
     Tensors are BF16 ``[rows, 4096]`` matrices of at most 64 MiB named like a transformer's
-    (``model.layers.{i}.self_attn.q_proj.weight`` ...), plus one U8 tensor for a remainder.  Memory
+    (``model.layers.{i}.self_attn.q_proj.weight`` ...; at most ``tensor_bytes`` each), plus one U8 tensor
+    for a remainder.  Memory
     stays a few MiB whatever the size.
     """
     meta = {"format": "pt", **(metadata or {})}
@@ -122,7 +128,7 @@ def write_safetensors_shard(
         data_len = size_bytes - 8 - header_len
         if data_len < 0:
             raise ValueError(f"{size_bytes} bytes is too small for a safetensors header")
-        raw = _header_bytes(data_len, first_layer, meta)
+        raw = _header_bytes(data_len, first_layer, meta, tensor_bytes)
         if len(raw) <= header_len:
             raw += b" " * (header_len - len(raw))
             break
@@ -160,8 +166,10 @@ def write_model_folder(
     shard_size: int = 8 * 1024 * 1024,
     seed: int = 0,
     model_type: str = "llama",
+    tensor_bytes: int = _TENSOR_TARGET,
 ) -> Path:
-    """A small Hugging Face-like snapshot: configs, tokenizer, ``shards`` safetensors files and the index."""
+    """A small Hugging Face-like snapshot: configs, tokenizer, ``shards`` safetensors files (tensors of at
+    most ``tensor_bytes``) and the index."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     config = {
@@ -183,7 +191,9 @@ def write_model_folder(
     first_layer = 0
     for k in range(1, shards + 1):
         name = f"model-{k:05d}-of-{shards:05d}.safetensors"
-        path = write_safetensors_shard(root / name, shard_size, seed=seed * 1000 + k, first_layer=first_layer)
+        path = write_safetensors_shard(
+            root / name, shard_size, seed=seed * 1000 + k, first_layer=first_layer, tensor_bytes=tensor_bytes
+        )
         header = read_safetensors_header(path)
         layers = 0
         for tensor, spec in header.items():

@@ -8,6 +8,14 @@ only").  A failed piece is fetched again and its contributors are blamed: a sole
 several through :class:`~torrentgoat.torrent.smartban.SmartBan` once the piece verifies; a web seed
 drops its URL (BEP 19).  Memory held by pieces in flight is bounded by the picker's partial-piece cap
 (``TorrentConfig.picker.max_partial_bytes``).
+
+BEP 47 pad bytes are never downloaded: blocks wholly inside pad files count as received when their
+piece starts (:meth:`PiecePicker.set_known_blocks`), and every pad byte of a piece is zeroed in its
+buffer before the piece is hashed.
+
+Blocks supplied from local data (:meth:`BlockFlow.fill`, a block-level update) take the same path under
+the contributor key :data:`LOCAL`, without counting as downloaded: their piece is hashed like any other
+before it counts.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ from typing import Any
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError, StorageError
-from torrentgoat.primitives import BlockRef, PeerAddress
+from torrentgoat.metainfo import InfoDict
+from torrentgoat.picker import BlockArrival
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef, PeerAddress
 from torrentgoat.rates import RateMeter
 from torrentgoat.torrent.events import PieceFailed
 from torrentgoat.torrent.handle import TorrentHandle
@@ -28,12 +38,31 @@ from torrentgoat.torrent.policy import pick_requests
 from torrentgoat.torrent.smartban import SmartBan
 from torrentgoat.torrent.swarm import Swarm
 
-__all__ = ["BlockFlow"]
+__all__ = ["LOCAL", "BlockFlow", "pad_ranges"]
+
+LOCAL = "local data"
+"""The contributor key of blocks supplied from local data (never a peer's key)."""
 
 log = logging.getLogger("torrentgoat.torrent")
 
 Ban = Callable[[Hashable, PeerAddress | None, str], None]
 """Ban a peer by key and address, with a reason."""
+
+
+def pad_ranges(info: InfoDict) -> dict[int, list[tuple[int, int]]]:
+    """Per piece, the byte ranges ``(begin, end)`` of BEP 47 pad files inside it."""
+    plen = info.piece_length
+    out: dict[int, list[tuple[int, int]]] = {}
+    for entry in info.files:
+        if not entry.pad or entry.length == 0:
+            continue
+        at, end = entry.offset, entry.offset + entry.length
+        while at < end:
+            index = at // plen
+            stop = min(end, (index + 1) * plen)
+            out.setdefault(index, []).append((at - index * plen, stop - index * plen))
+            at = stop
+    return out
 
 
 class BlockFlow:
@@ -62,6 +91,13 @@ class BlockFlow:
         self._write_failed = write_failed
         self._smartban = SmartBan()
         self._full_have: Bitfield | None = None
+        self.block_stored: Callable[[int, int], None] | None = None
+        """Called with (piece, begin) after each new block is stored in its piece's buffer."""
+        self._pads: dict[int, list[tuple[int, int]]] = {}
+        """Pad byte ranges ``(begin, end)`` inside each piece (BEP 47: zeros)."""
+        self.piece_settled: Callable[[int], None] | None = None
+        """Called with a piece's index once its hash check (and write) is over and its buffer dropped,
+        whether it passed or not."""
 
     # ------------------------------------------------------------------ every block
 
@@ -78,7 +114,24 @@ class BlockFlow:
         if not arrival.new:
             counters.wasted += length
             return False
+        return self._store(index, begin, data, arrival)
+
+    def fill(self, index: int, begin: int, data: bytes | memoryview) -> bool:
+        """A block from local data (see the module docstring); returns whether it was new."""
+        picker, info = self.swarm.picker, self.swarm.info
+        if picker is None or info is None:
+            return False
+        arrival = picker.block_received(LOCAL, BlockRef(index, begin, len(data)))
+        return bool(arrival) and self._store(index, begin, data, arrival)
+
+    def _store(self, index: int, begin: int, data: Any, arrival: BlockArrival) -> bool:
+        swarm = self.swarm
+        info = swarm.info
+        assert info is not None
+        length = len(data)
         self.buffers.write(index, info.piece_size(index), begin, data)
+        if self.block_stored is not None:
+            self.block_stored(index, begin)
         for other_key in arrival.cancel:
             other = swarm.peer(other_key)
             if other is not None:
@@ -98,6 +151,8 @@ class BlockFlow:
             if buf is None:
                 picker.piece_failed(index)
                 return
+            for begin, end in self._pads.get(index, ()):
+                buf[begin:end] = bytes(end - begin)
             ok = await host.ctx.hasher.verify_piece(info, index, buf)
             if not ok:
                 self._piece_failed(index, buf)
@@ -113,6 +168,8 @@ class BlockFlow:
         finally:
             self.verifying.discard(index)
             self.buffers.drop(index)
+            if self.piece_settled is not None:
+                self.piece_settled(index)
         if host.stopping:
             return
         picker.piece_verified(index)
@@ -134,12 +191,14 @@ class BlockFlow:
         )
         witnesses: dict[int, tuple[Hashable, PeerAddress | None]] = {}
         for block, key in senders.items():
+            if key == LOCAL:
+                continue
             peer = swarm.peer(key)
             witnesses[block] = (key, peer.address if peer is not None else None)
         self._smartban.piece_failed(index, data, witnesses)
         sole = len(contributors) == 1
         for key in contributors:
-            peer = swarm.peer(key)
+            peer = swarm.peer(key) if key != LOCAL else None
             if peer is not None and peer.piece_failed(index, sole=sole):
                 self._ban(peer.key, peer.address, f"sent piece {index}, which failed its hash check")
         self._piece_retry()
@@ -158,11 +217,21 @@ class BlockFlow:
             self.swarm.picker.peer_left(peer.key)
 
     def joined_picker(self) -> None:
-        """The picker exists now (after the check): count the attached peers in it."""
-        picker = self.swarm.picker
-        assert picker is not None
+        """The picker exists now (after the check): count the attached peers in it, tell it the pad
+        blocks it never needs to request."""
+        picker, info = self.swarm.picker, self.swarm.info
+        assert picker is not None and info is not None
         for key in self.swarm.others:
             picker.peer_have_all(key)
+        self._pads = pad_ranges(info)
+        known: dict[int, list[int]] = {}
+        for index, ranges in self._pads.items():
+            size = info.piece_size(index)
+            for begin, end in ranges:
+                # blocks wholly inside the pad (a piece's short last block too)
+                last = (end - 1) // BLOCK_SIZE if end == size else end // BLOCK_SIZE - 1
+                known.setdefault(index, []).extend(range(-(-begin // BLOCK_SIZE), last + 1))
+        picker.set_known_blocks(known)
 
     def pick(self, peer: Peer, count: int) -> list[BlockRef]:
         """Up to ``count`` blocks for an attached peer (recorded as requested by it)."""

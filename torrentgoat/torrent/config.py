@@ -59,6 +59,10 @@ class TorrentConfig:
     file_globs: tuple[str, ...] = ()
     """Glob patterns (``fnmatch``) of file paths to download, relative to the torrent's folder;
     combined with ``selected_files``.  Empty with ``selected_files=None``: everything."""
+    held_files: tuple[int, ...] = ()
+    """File indices whose missing pieces are *held* after the check: no block of them is requested
+    until :class:`~torrentgoat.torrent.localfill.LocalBlocks` fills it from local data or hands it to
+    the network (a block-level update of a changed file; ``Torrent.local``)."""
     super_seed: bool = False
     """BEP 16 super-seeding when the torrent is complete at start: reveal pieces one peer at a time so
     that every piece is uploaded once before any is uploaded twice (an initial seed pushing a new

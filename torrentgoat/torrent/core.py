@@ -67,6 +67,7 @@ from torrentgoat.torrent.exchange import PeerExchange
 from torrentgoat.torrent.handle import PeerSource, TorrentContext
 from torrentgoat.torrent.hashexchange import HashExchange
 from torrentgoat.torrent.lifecycle import Counters, Lifecycle, TorrentState
+from torrentgoat.torrent.localfill import LocalBlocks
 from torrentgoat.torrent.opening import Opening
 from torrentgoat.torrent.peer import Peer
 from torrentgoat.torrent.peers import CandidatePool
@@ -152,6 +153,8 @@ class Torrent:
             choking=ChokeScheduler(config.choker, rng=ctx.rng),
             metadata_received=self._on_metadata,
         )
+        self.local = LocalBlocks(self.swarm, self, self.blocks, refill=lambda: self.exchange.refill_all())
+        """Pieces held for, and filled from, local data (a block-level update)."""
         self.connections = Connections(
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
@@ -454,6 +457,7 @@ class Torrent:
         self._lifecycle.advance(TorrentState.STOPPING)
         self._stop.set()
         self.streams.close(self._stop_reason or "stopped")
+        self.local.close()
         for source in self.sources:
             with contextlib.suppress(TimeoutError, OSError, TorrentGoatError):
                 await asyncio.wait_for(source.stopped(), timeout=3.0)
@@ -553,6 +557,9 @@ class Torrent:
         if self.config.super_seed and have.complete:
             swarm.superseeding = SuperSeeding(info.num_pieces, lambda: swarm.have, self.ctx.rng)
         self.blocks.joined_picker()
+        if self.config.held_files:
+            self.local.hold_files(self.config.held_files)
+        self.local.ready.set()
         self.hashes.start()
         self.streams.ready()
         for wp in list(swarm.peers.values()):
