@@ -320,9 +320,12 @@ class Torrent:
 
     # ------------------------------------------------------------------ acting on it
 
-    def add_peers(self, addresses: Sequence[PeerAddress], source: str) -> int:
-        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new."""
-        return self.connections.add(addresses, source)
+    def add_peers(
+        self, addresses: Sequence[PeerAddress], source: str, *, swarm_id: InfoHash | None = None
+    ) -> int:
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.  ``swarm_id``:
+        the swarm id they were found under (dialled with it when it is not the torrent's info-hash)."""
+        return self.connections.add(addresses, source, swarm_id)
 
     def adopt(self, driver: PeerDriver) -> bool:
         """Take over an incoming connection whose handshake asked for our info-hash."""
@@ -499,6 +502,10 @@ class Torrent:
             raise LocalProtocolError("metadata does not match the info-hash")  # the fetcher checked it
         self.swarm.info = info
         self.name = info.name
+        if self.ctx.swarm_id_found is not None:
+            for swarm_id in info.info_hashes.swarm_ids():
+                if swarm_id not in named.swarm_ids():  # a btih magnet turned out hybrid (BEP 52)
+                    self.ctx.swarm_id_found(swarm_id)
         self.exchange.metadata.set_metadata(info.raw)
         self.exchange.fetcher = None
         self.metainfo = Metainfo(info=info)
