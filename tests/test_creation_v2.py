@@ -162,3 +162,30 @@ def test_libtorrents_own_inconsistent_hybrid_is_refused_ours_is_not(tmp_path: Pa
     ]
     ti = lt.torrent_info(ours.to_bytes())
     assert str(ti.info_hashes().v1) == ours.info_hash.hex
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("fmt", ["v1", "hybrid", "v2"])
+def test_folder_holding_one_file_as_libtorrent_makes_and_reads_it(tmp_path: Path, fmt: str) -> None:
+    """A folder holding a single file: the same info dictionary as libtorrent 2.1's create_torrent, and the
+    same reading.  v1 and hybrid: a multi-file torrent named by the folder, the file at
+    ``<folder>/<file>``.  v2 only: ``name`` is the folder's but the file tree holds one file at its top,
+    which libtorrent (and BEP 52's tree) reads as a single-file torrent named by the file, at ``<file>``
+    in the download directory -- so it is seeded from inside the folder."""
+    lt = require_libtorrent()
+    folder = tmp_path / "data" / "folder"
+    write(folder / "model.bin", 100_000, 5)
+    flags = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}[fmt]
+    theirs = lt_make(lt, folder, 16 * KiB, flags)
+    ours = create_torrent(folder, piece_length=16 * KiB, format=fmt, creation_date=None)  # type: ignore[arg-type]
+    assert parse_metainfo(theirs).info.raw == ours.info.raw
+    assert lt_layout(lt, ours.to_bytes()) == layout(ours)
+    info = ours.info
+    assert info.name == lt.torrent_info(ours.to_bytes()).name()
+    (real,) = [f for f in info.files if not f.pad]
+    if fmt == "v2":
+        assert info.single_file and info.name == "model.bin" and real.path == ("model.bin",)
+    else:
+        assert not info.single_file and info.name == "folder" and real.path == ("folder", "model.bin")
+    for f in info.files:
+        assert f.pad or f.path == (info.name,) or f.path[0] == info.name

@@ -11,8 +11,8 @@
 * by magnet, torrentgoat -> libtorrent: libtorrent fetches the metadata and then the piece layers from us
   (our answers to its hash requests);
 * a hybrid swarm: torrentgoat downloads over a v1 connection and a v2 connection at the same time, both
-  contributing (two libtorrent seeds: no v1-only reference client here can join a hybrid swarm -- aria2
-  1.36 computes a wrong info-hash for it, transmission-cli 3.00 refuses the file).
+  contributing (two libtorrent seeds; with a v1-only client, aria2 1.37, in ``test_interop_hybrid_aria2.py``:
+  aria2 1.36 computes a wrong info-hash for a hybrid, transmission-cli 3.00 refuses the file).
 
 libtorrent under MSE: a connection it accepted encrypted with the v1 stream key stays v1 for it even when
 the handshake inside carries the v2 bit, and it drops a peer that sends a hash request there; torrentgoat
@@ -214,9 +214,8 @@ async def test_libtorrent_magnet_fetches_piece_layers_from_torrentgoat(
 async def test_hybrid_swarm_v1_and_v2_connections_at_once(tmp_path: Path, processes: ProcessGroup) -> None:
     """One hybrid swarm, a v1 connection and a v2 connection: torrentgoat downloads from both at once.
 
-    No v1-only reference client here can join a hybrid swarm (measured): aria2 1.36 re-encodes ``info``
-    without the empty keys of the ``file tree`` and so shakes hands with an info-hash that is neither of
-    the torrent's; transmission-cli 3.00 refuses the .torrent.  So both seeds are libtorrent: one that
+    Both seeds are libtorrent here (the same with aria2 1.37 as the v1 seed is in
+    ``test_interop_hybrid_aria2.py``; aria2 1.36 and transmission-cli 3.00 cannot join a hybrid swarm): one that
     accepts only MSE keeps our connection in the v1 swarm (libtorrent does not upgrade a connection
     encrypted with the v1 stream key), one without MSE is upgraded to the v2 swarm (BEP 52).  Both are
     slowed down so that both contribute; every piece is checked against both halves."""

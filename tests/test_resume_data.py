@@ -117,6 +117,18 @@ def test_round_trip_keeps_every_field() -> None:
     assert ResumeData.decode(v2_only.encode()).identity == v2_only.identity
 
 
+def test_piece_layers_round_trip_and_malformed_ones_are_refused() -> None:
+    """BEP 52 piece layers fetched by a magnet are kept (``pieces root`` -> layer, as in a .torrent)."""
+    layout = _layout(40, 24)
+    layers = {b"\x05" * 32: b"\x06" * 64, b"\x07" * 32: b"\x08" * 32}
+    data = _resume(layout, "*...", identity=ResumeIdentity(v1=None, v2=b"\x04" * 32), piece_layers=layers)
+    assert dict(ResumeData.decode(data.encode()).piece_layers) == layers
+    assert ResumeData.decode(_resume(layout, "....").encode()).piece_layers == {}
+    for bad in ({b"\x05" * 31: b"\x06" * 32}, {b"\x05" * 32: b"\x06" * 33}, {b"\x05" * 32: 7}):
+        with pytest.raises(ResumeDataError, match="piece layers"):
+            ResumeData.decode(_resume(layout, "....", piece_layers=bad).encode())
+
+
 def test_every_truncation_is_refused() -> None:
     encoded = _resume(_layout(40, 24), "**..").encode()
     for cut in range(len(encoded)):

@@ -420,6 +420,11 @@ def create_torrent(
     them).  ``threads``: hashing threads, 0 for one per core.  ``progress(done_bytes, total_bytes)`` is
     called as chunks finish.  ``format``: ``v1``, ``v2`` or ``hybrid`` (see the module docstring).
 
+    A folder holding a single file gives, as libtorrent 2.x does, a multi-file torrent in ``v1`` and
+    ``hybrid`` (the file at ``<folder>/<file>``), but in ``v2`` a file tree with one file at its top,
+    which BEP 52 readers (libtorrent, and :mod:`torrentgoat.metainfo`) take for a single-file torrent named
+    by the file: its data root is the folder itself.
+
     Raises :class:`~torrentgoat.errors.ConfigError` for bad arguments or nothing to hash,
     :class:`~torrentgoat.errors.StorageError` for unreadable, special or changing files and refused
     symlinks, :class:`~torrentgoat.errors.UnsafePathError` for names that are not safe paths.

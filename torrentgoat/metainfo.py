@@ -425,6 +425,11 @@ def _parse_v2_info(
     has_files = b"files" in info
     hybrid = b"pieces" in info or has_files or b"length" in info
     single = len(tree_files) == 1 and len(tree_files[0].components) == 1 and not has_files
+    if single and not hybrid:
+        # One file at the top of the tree: a single-file torrent named by its file, whatever ``name``
+        # says (libtorrent 2.x reads it so: ``torrent_info.name()`` and the path are the file's name; its
+        # create_torrent writes such a torrent, ``name`` the folder's, for a folder holding one file)
+        name = _tree_name(tree_files[0].components[0], name)
     entries, v2_files = file_entries(tree_files, name, piece_length, single=single, max_pieces=MAX_PIECES)
     if not entries or entries[-1].end == 0:
         raise MetainfoError("torrent holds no data (total length 0)")
@@ -455,6 +460,14 @@ def _parse_v2_info(
         info_hash=info_hash,
         v2=v2,
     )
+
+
+def _tree_name(key: bytes, name: str) -> str:
+    """The name of a v2 single-file torrent: its file tree's key (checked by ``file_entries``)."""
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return name  # file_entries refuses it with the path shown
 
 
 def _parse_files(value: BValue, name: str) -> list[FileEntry]:

@@ -482,11 +482,20 @@ class Session:
         )
         self.torrents[info_hash.raw] = torrent
         for swarm_id in hashes.swarm_ids():  # a hybrid answers to both (BEP 52 "Upgrade Path")
-            self._swarm_ids[swarm_id.raw] = torrent
-            self.stream_keys.add(swarm_id)
+            self._swarm_id_found(torrent, swarm_id)
+        ctx.swarm_id_found = lambda swarm_id: self._swarm_id_found(torrent, swarm_id)
         task = asyncio.create_task(self._run(torrent), name=f"torrent {info_hash.hex}")
         self._tasks[info_hash.raw] = task
         return torrent
+
+    def _swarm_id_found(self, torrent: Torrent, swarm_id: InfoHash) -> None:
+        """Find ``torrent`` by ``swarm_id`` too: incoming handshakes and MSE stream keys (a magnet's v2 id
+        once its metadata shows a hybrid; an id another torrent of the session holds stays that one's)."""
+        holder = self._swarm_ids.setdefault(swarm_id.raw, torrent)
+        if holder is torrent:
+            self.stream_keys.add(swarm_id)
+        else:
+            log.warning("%s: swarm id %s already belongs to %s", torrent.name, swarm_id.hex, holder.name)
 
     def torrent_for(self, swarm_id: bytes) -> Torrent | None:
         """The torrent a handshake's 20-byte info-hash names: its v1 id, or the truncated SHA-256 of a v2 or

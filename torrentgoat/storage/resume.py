@@ -15,8 +15,11 @@ version>, "body": <bencoded body>, "sha256": SHA-256(body)}``.  The body holds t
 (``info-hash``: the v1 SHA-1, 20 bytes, when the torrent has one; ``info-hash v2``: the BEP 52
 SHA-256, 32 bytes, when it has one), the geometry (``piece length``, ``pieces``), the verified
 pieces (``have``, a BEP 3 bitfield), one ``[size, mtime_ns, inode, ctime_ns]`` per file of the
-torrent in order (size ``-1``: no file), the same for the part file, the skipped file indices, and
-when it was saved.  Written with :func:`torrentgoat.atomicwrite.write_atomic` (temporary file,
+torrent in order (size ``-1``: no file), the same for the part file, the skipped file indices, when
+it was saved, and (v2 and hybrid, BEP 52) the ``piece layers`` the torrent did not have at its start --
+those of a magnet, fetched from peers -- as in a .torrent (``pieces root`` -> layer), so that a restart
+neither fetches them again nor lacks them to check pieces and answer hash requests; they are checked
+against the roots again when read (:meth:`~torrentgoat.metainfo_v2.InfoV2.with_piece_layers`).  Written with :func:`torrentgoat.atomicwrite.write_atomic` (temporary file,
 fsync, rename, directory fsync): a kill at any moment leaves the old file or the new one.
 
 **Trust rules** (:func:`plan_check`), never more trust than the file system can vouch for:
@@ -39,8 +42,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torrentgoat import bencode
@@ -151,6 +154,8 @@ class ResumeData:
     """File indices skipped (not downloaded) when it was written."""
     saved_ns: int = 0
     """Wall-clock time it was written (nanoseconds since the epoch; for people, never trusted)."""
+    piece_layers: Mapping[bytes, bytes] = field(default_factory=dict, repr=False)
+    """BEP 52 piece layers the torrent lacked at its start (``pieces root`` -> layer; see above)."""
 
     def encode(self) -> bytes:
         body: dict[bytes, object] = {
@@ -162,6 +167,8 @@ class ResumeData:
             b"skipped": sorted(self.skipped),
             b"saved": self.saved_ns,
         }
+        if self.piece_layers:
+            body[b"piece layers"] = dict(self.piece_layers)
         if self.identity.v1 is not None:
             body[b"info-hash"] = self.identity.v1
         if self.identity.v2 is not None:
@@ -217,6 +224,14 @@ class ResumeData:
             if v1 is None and v2 is None:
                 raise ResumeDataError("resume data names no info-hash")
             saved = body.get(b"saved", 0)
+            layers_raw = body.get(b"piece layers", {})
+            if not isinstance(layers_raw, dict):
+                raise ResumeDataError("resume data has malformed piece layers")
+            layers: dict[bytes, bytes] = {}
+            for root, layer in layers_raw.items():
+                if len(root) != 32 or not isinstance(layer, bytes) or len(layer) % 32:
+                    raise ResumeDataError("resume data has malformed piece layers")
+                layers[root] = layer
             return cls(
                 identity=ResumeIdentity(v1=v1, v2=v2),
                 piece_length=piece_length,
@@ -226,6 +241,7 @@ class ResumeData:
                 part_file=FileStamp.from_value(part_raw),
                 skipped=frozenset(int(i) for i in skipped_raw if type(i) is int),
                 saved_ns=saved if type(saved) is int else 0,
+                piece_layers=layers,
             )
         except ResumeDataError:
             raise
@@ -398,6 +414,7 @@ def save_resume(
     have: Bitfield,
     previous: Stamps | None = None,
     before: Bitfield | None = None,
+    piece_layers: Mapping[bytes, bytes] | None = None,
 ) -> ResumeData:
     """Flush ``storage``, stamp its files, and write resume data saying ``have`` atomically.
 
@@ -406,7 +423,8 @@ def save_resume(
     the stamps (a piece written meanwhile is at worst not in ``have``: fetched again, never trusted).
     With ``previous`` (the stamps recorded last, when the verified pieces were ``before``), a file
     that changed although none of the new pieces is in it keeps its previous stamp
-    (:func:`keep_foreign_changes`): only our own writes move a stamp forward.
+    (:func:`keep_foreign_changes`): only our own writes move a stamp forward.  ``piece_layers``: the
+    BEP 52 layers to keep (see the module docstring).
     """
     storage.flush()
     stamps = stamp_files(storage)
@@ -425,6 +443,7 @@ def save_resume(
         part_file=stamps[1],
         skipped=storage.skipped_files,
         saved_ns=time.time_ns(),
+        piece_layers=dict(piece_layers or {}),
     )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

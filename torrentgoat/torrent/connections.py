@@ -28,7 +28,7 @@ from torrentgoat.aio.mse import Connector, open_encrypted_connection, tcp_connec
 from torrentgoat.aio.peer import PeerDriver, PeerHandler
 from torrentgoat.aio.utp import utp_connector
 from torrentgoat.mse import EncryptionPolicy
-from torrentgoat.primitives import PeerAddress
+from torrentgoat.primitives import InfoHash, PeerAddress
 from torrentgoat.torrent.events import PeerBanned, PeerConnected, PeerDisconnected
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.opening import Opening
@@ -90,16 +90,23 @@ class Connections:
 
     # ------------------------------------------------------------------ addresses
 
-    def add(self, addresses: Sequence[PeerAddress], source: str) -> int:
-        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.
+    def add(self, addresses: Sequence[PeerAddress], source: str, swarm_id: InfoHash | None = None) -> int:
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.  ``swarm_id``:
+        the id they were found under, when not the torrent's info-hash (a hybrid's v2 one): they are
+        dialled with it (BEP 52; a v2-only peer knows no other).
 
         Our own listen port on a loopback address is never dialled (trackers hand our own address
         back; dialling it only ends in "connected to ourselves")."""
         port = self.host.ctx.listen_port
+        if swarm_id is not None and (
+            swarm_id == self.host.info_hash or not self.host.info_hashes.matches(swarm_id)
+        ):
+            swarm_id = None
         added = sum(
             1
             for address in addresses
-            if not (address.port == port and _is_loopback(address.host)) and self.pool.add(address, source)
+            if not (address.port == port and _is_loopback(address.host))
+            and self.pool.add(address, source, swarm_id)
         )
         if added:
             self._wake.set()
@@ -196,7 +203,7 @@ class Connections:
         if candidate is not None and candidate.plain and encryption.policy is EncryptionPolicy.PREFER:
             encryption = replace(encryption, policy=EncryptionPolicy.DISABLE)  # it dropped MSE before
         try:
-            engine = self.opening.outgoing(address)
+            engine = self.opening.outgoing(address, info_hash=candidate.swarm_id if candidate else None)
             driver = await open_encrypted_connection(
                 address,
                 engine,

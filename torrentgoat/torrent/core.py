@@ -164,7 +164,7 @@ class Torrent:
             self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail
         )
         self.streams = Streams(self.swarm, self)
-        self.resume = ResumeKeeper(self.swarm, self, self.dest)
+        self.resume = ResumeKeeper(self.swarm, self, self.dest, layers_restored=self._metainfo_follows)
         """Fast-resume data: read at the check, written periodically and on stop."""
         for text in config.extra_peers:
             self.connections.pool.add(PeerAddress.parse(text), "manual")
@@ -323,9 +323,12 @@ class Torrent:
 
     # ------------------------------------------------------------------ acting on it
 
-    def add_peers(self, addresses: Sequence[PeerAddress], source: str) -> int:
-        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new."""
-        return self.connections.add(addresses, source)
+    def add_peers(
+        self, addresses: Sequence[PeerAddress], source: str, *, swarm_id: InfoHash | None = None
+    ) -> int:
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.  ``swarm_id``:
+        the swarm id they were found under (dialled with it when it is not the torrent's info-hash)."""
+        return self.connections.add(addresses, source, swarm_id)
 
     def adopt(self, driver: PeerDriver) -> bool:
         """Take over an incoming connection whose handshake asked for our info-hash."""
@@ -503,6 +506,10 @@ class Torrent:
             raise LocalProtocolError("metadata does not match the info-hash")  # the fetcher checked it
         self.swarm.info = info
         self.name = info.name
+        if self.ctx.swarm_id_found is not None:
+            for swarm_id in info.info_hashes.swarm_ids():
+                if swarm_id not in named.swarm_ids():  # a btih magnet turned out hybrid (BEP 52)
+                    self.ctx.swarm_id_found(swarm_id)
         self.exchange.metadata.set_metadata(info.raw)
         self.exchange.fetcher = None
         self.metainfo = Metainfo(info=info)
@@ -528,6 +535,8 @@ class Torrent:
                 log.warning("%s: %s was longer than the torrent says; cut to size", self.name, path)
         started = time.monotonic()
         have = await self.resume.check(info, storage, wanted=wanted, progress=progress)
+        info = self.swarm.info  # with the piece layers the resume data held (BEP 52)
+        assert info is not None
         self.spawn(self.resume.run())
         swarm.have = have
         swarm.counters.verified = sum(info.piece_size(i) for i in have)
@@ -583,10 +592,17 @@ class Torrent:
     def _layers_changed(self) -> None:
         """Piece layers arrived from peers (BEP 52): the .torrent we would save holds them, and the pieces
         they make checkable can be requested."""
+        self._metainfo_follows()
+        self.resume.layers_changed()
+        self.exchange.refill_all()
+        if self.is_complete and not self.hashes.layers_missing:
+            self.exchange.completed()  # seeds kept for their layers part now
+
+    def _metainfo_follows(self) -> None:
+        """The .torrent we would save holds the piece layers known now."""
         info = self.swarm.info
         if info is not None and self.metainfo is not None:
             self.metainfo = replace(self.metainfo, info=info)
-        self.exchange.refill_all()
 
     def _admitted(self, wp: WirePeer) -> None:
         """An incoming connection joined: a super-seed reveals its first pieces to it."""
@@ -625,6 +641,7 @@ class Torrent:
         for source in self.sources:
             source.completed()
         self.exchange.completed()
+        self.hashes.derive_from_data()
         if not self.config.seed:
             self.stop("complete")
 

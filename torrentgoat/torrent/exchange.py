@@ -340,8 +340,9 @@ class PeerExchange:
             wp.driver.flush()
 
     def _drop_if_both_seeds(self, wp: WirePeer) -> None:
-        """Two seeds have nothing to say to each other."""
-        if not self.host.is_complete or wp.driver.closed:
+        """Two seeds have nothing to say to each other -- but piece layers, while we lack some (BEP 52:
+        a seed from a magnet needs them to answer v2 peers' hash requests)."""
+        if not self.host.is_complete or wp.driver.closed or self.hashes.layers_missing:
             return
         have = wp.pieces()
         if have is not None and have.complete:

@@ -62,6 +62,10 @@ class TorrentContext:
     encryption: MSEConfig = field(default_factory=MSEConfig)
     """How outgoing connections are dialled: MSE first with a plain fallback (``prefer``), MSE only
     (``require``) or plain only (``disable``)."""
+    swarm_id_found: Callable[[InfoHash], None] | None = None
+    """Called with a swarm id the torrent learnt after it was added (a ``btih`` magnet whose metadata
+    shows a hybrid: its truncated SHA-256, BEP 52), so that the session finds the torrent by it too
+    (incoming handshakes, MSE stream keys)."""
 
 
 class TorrentHandle(Protocol):
@@ -128,8 +132,11 @@ class TorrentHandle(Protocol):
     def emit(self, event: TorrentEvent) -> None:
         """Tell the torrent's observers."""
 
-    def add_peers(self, addresses: Sequence[PeerAddress], source: str) -> int:
-        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new."""
+    def add_peers(
+        self, addresses: Sequence[PeerAddress], source: str, *, swarm_id: InfoHash | None = None
+    ) -> int:
+        """Addresses to dial (deduplicated, banned ones ignored); returns how many were new.  ``swarm_id``:
+        the swarm id they were found under (dialled with it when it is not the torrent's info-hash)."""
 
     def data_lost(self, index: int, exc: BaseException) -> None:
         """Verified piece ``index`` cannot be read back: the files changed under us."""

@@ -15,7 +15,11 @@ A v2 or hybrid torrent's wire peers may send ``hash request`` / ``hashes`` / ``h
   then the pieces of that file of a v2-only torrent are not requested (``swarm.unverifiable``) -- a
   hybrid's are checked by SHA-1 alone meanwhile (:mod:`torrentgoat.aio.hasher`);
 * **hashes on demand** -- :meth:`HashExchange.fetch_hashes`: any run of any layer of a file's tree, asked
-  of one peer after another until an answer proves against the ``pieces root`` (our own tree first).
+  of one peer after another until an answer proves against the ``pieces root`` (our own tree first);
+* **piece layers from our own data** -- a file held whole whose layer is still missing (a hybrid magnet
+  downloaded from v1-only peers, checked by SHA-1; a v2 file trusted from resume data) gets its layer
+  computed from the data on disk, proved against its ``pieces root``, after the check and at completion
+  (:meth:`HashExchange.derive_from_data`), so that the torrent can serve v2 peers.
 
 A peer whose ``hashes`` do not prove, hold the wrong count, or answer nothing we asked is banned like a
 peer that sent bad data (:class:`~torrentgoat.errors.InvalidHashesError`).  An answer that comes after we
@@ -37,7 +41,16 @@ from torrentgoat.errors import (
     StorageError,
     UnsupportedV2Error,
 )
-from torrentgoat.merkle import HASH_SIZE, layer_nodes, piece_height, split_hashes, tree_height, verify_range
+from torrentgoat.merkle import (
+    HASH_SIZE,
+    layer_nodes,
+    piece_height,
+    piece_root,
+    root_from_piece_layer,
+    split_hashes,
+    tree_height,
+    verify_range,
+)
 from torrentgoat.metainfo_v2 import V2File
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.torrent.handle import TorrentHandle
@@ -112,6 +125,7 @@ class HashExchange:
         self._expired: deque[tuple[Hashable, HashRequest]] = deque(maxlen=_EXPIRED_CAP)
         self._loading: set[Hashable] = set()
         self._peers_changed = asyncio.Event()
+        self._deriving = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -126,6 +140,7 @@ class HashExchange:
         self._update_unverifiable()
         for wp in self.swarm.live_peers():
             self.pump(wp)
+        self.derive_from_data()
 
     def _update_unverifiable(self) -> None:
         info = self.swarm.info
@@ -249,16 +264,75 @@ class HashExchange:
 
     def _apply(self, events: list[PieceLayerEvent]) -> None:
         layers = {e.pieces_root: e.layer for e in events if isinstance(e, PieceLayerVerified)}
-        if not layers:
-            return
+        if layers:
+            self._learn(layers, "verified from peers")
+
+    def _learn(self, layers: dict[bytes, bytes], how: str) -> None:
         info = self.swarm.info
         assert info is not None and info.v2 is not None
         info = replace(info, v2=info.v2.with_piece_layers(layers))
         self.swarm.info = info
         self.server = HashServer(info)
+        if self.fetcher is not None:
+            for root, layer in layers.items():
+                self.fetcher.layer_known(root, layer)
         self._update_unverifiable()
-        log.info("%s: %d piece layer(s) verified from peers", self.host.name, len(layers))
+        log.info("%s: %d piece layer(s) %s", self.host.name, len(layers), how)
         self._layers_changed()
+
+    # ------------------------------------------------------------------ piece layers from our own data
+
+    def derive_from_data(self) -> None:
+        """Compute the missing piece layer of every file whose pieces we all hold (module docstring)."""
+        info, have = self.swarm.info, self.swarm.have
+        if self._deriving or info is None or info.v2 is None or have is None or self.swarm.storage is None:
+            return
+        files = [
+            f
+            for f in info.v2.missing_piece_layers()
+            if all(p in have for p in range(f.first_piece, f.end_piece))
+        ]
+        if files:
+            self._deriving = True
+            self.host.spawn(self._derive(files))
+
+    async def _derive(self, files: list[V2File]) -> None:
+        layers: dict[bytes, bytes] = {}
+        try:
+            for file in files:
+                layer = await self._layer_from_disk(file)
+                if layer is not None:
+                    layers[file.root] = layer
+        except StorageError as exc:
+            log.debug("%s: cannot read pieces back for their piece layer: %s", self.host.name, exc)
+        finally:
+            self._deriving = False
+        info = self.swarm.info
+        if info is not None and info.v2 is not None:
+            layers = {r: layer for r, layer in layers.items() if r not in info.v2.piece_layers}
+        if layers:
+            self._learn(layers, "computed from our own data")
+
+    async def _layer_from_disk(self, file: V2File) -> bytes | None:
+        info, storage = self.swarm.info, self.swarm.storage
+        assert info is not None and info.v2 is not None and storage is not None
+        width = info.v2.blocks_per_piece
+        nodes: list[bytes] = []
+        for piece in range(file.first_piece, file.end_piece):
+            data = await self.host.ctx.disk.read_piece(storage, piece)
+            if data is None:
+                return None
+            length = min(info.piece_length, file.length - (piece - file.first_piece) * info.piece_length)
+            nodes.append(await asyncio.to_thread(piece_root, memoryview(data)[:length], width))
+        layer = b"".join(nodes)
+        if root_from_piece_layer(layer, file.blocks, info.piece_length) != file.root:
+            log.warning(
+                "%s: file %d on disk does not hash to its pieces root: no piece layer from it",
+                self.host.name,
+                file.index,
+            )
+            return None
+        return layer
 
     # ------------------------------------------------------------------ serving below the piece layer
 

@@ -97,21 +97,24 @@ class Opening:
         if source is not None and self.swarm.superseeding is not None:
             self.swarm.superseeding.attach(engine, source)
 
-    def outgoing(self, address: PeerAddress | None) -> PeerConnection:
-        """The engine of a connection we dial (it queues our handshake at once)."""
+    def outgoing(self, address: PeerAddress | None, *, info_hash: InfoHash | None = None) -> PeerConnection:
+        """The engine of a connection we dial (it queues our handshake at once), with the torrent's
+        info-hash or ``info_hash``, another of its swarm ids (a hybrid's v2 one: the peer was found in
+        the v2 swarm, BEP 52; no upgrade is offered then, the connection starts in the v2 swarm)."""
         host = self.host
         source = self._have_source() if self.ready else None
+        dial = info_hash if info_hash is not None and host.info_hashes.matches(info_hash) else host.info_hash
         engine = PeerConnection(
             peer_id=host.ctx.peer_id,
             now=host.now(),
-            info_hash=host.info_hash,
+            info_hash=dial,
             have=source,
             geometry=self._geometry(),
             metadata_size=self._metadata_size(),
             listen_port=host.ctx.listen_port or None,
             peer_ip=_packed_ip(address),
             config=self._wire_config(),
-            upgrade_info_hash=self._upgrade(),
+            upgrade_info_hash=self._upgrade() if dial == host.info_hash else None,
         )
         self._attach(engine, source)
         return engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from torrentgoat.primitives import PeerAddress, dialable_host
+from torrentgoat.primitives import InfoHash, PeerAddress, dialable_host
 
 __all__ = ["Candidate", "CandidatePool"]
 
@@ -23,6 +23,9 @@ class Candidate:
     """It dropped our MSE handshake once and spoke plain BitTorrent: dial it plain from now on."""
     transport: str = ""
     """``tcp`` or ``utp``: what reached it last time (tried first from now on); empty: not known."""
+    swarm_id: InfoHash | None = None
+    """The swarm id it was found under when that is not the torrent's own (a hybrid's truncated SHA-256,
+    BEP 52): dialled with it.  ``None``: the torrent's info-hash (found under it, too)."""
 
 
 @dataclass(slots=True)
@@ -34,14 +37,19 @@ class CandidatePool:
     banned: set[PeerAddress] = field(default_factory=set)
     ourselves: set[PeerAddress] = field(default_factory=set)
 
-    def add(self, address: PeerAddress, source: str) -> bool:
-        if address in self.banned or address in self.ourselves or address in self.candidates:
+    def add(self, address: PeerAddress, source: str, swarm_id: InfoHash | None = None) -> bool:
+        known = self.candidates.get(address)
+        if known is not None:
+            if known.swarm_id != swarm_id:
+                known.swarm_id = None  # found under both ids: the torrent's own one reaches it
+            return False
+        if address in self.banned or address in self.ourselves:
             return False
         if not dialable_host(address.host):
             return False  # 0.0.0.0, multicast, broadcast: never dial what PEX or a tracker says there
         if len(self.candidates) >= self.limit:
             return False
-        self.candidates[address] = Candidate(address=address, source=source)
+        self.candidates[address] = Candidate(address=address, source=source, swarm_id=swarm_id)
         return True
 
     def ready(self, now: float) -> list[Candidate]:

@@ -14,7 +14,14 @@ decides when:
 * **on stop** (:meth:`ResumeKeeper.save`, from the shutdown, after the storage flush and before it
   closes); never when the check did not finish (the previous file stays as it was);
 * **within a second** when verified pieces were taken back (data lost on disk,
-  :mod:`torrentgoat.torrent.recovery`), so a kill soon after never trusts them.
+  :mod:`torrentgoat.torrent.recovery`), so a kill soon after never trusts them, and when BEP 52 piece
+  layers arrived from peers.
+
+BEP 52 piece layers the torrent lacked at its check (a v2 or hybrid magnet: BEP 9 moves only ``info``)
+go into the resume data once known; the next check takes them back -- each proved against its file's
+``pieces root`` again -- *before* it hashes anything, so a restarted magnet can check its v2 pieces,
+answer hash requests and skip fetching the layers again.  The metadata itself is not kept: a restarted
+magnet still gets ``info`` from peers (BEP 9).
 
 Writing it flushes the storage first and stamps the files after (see
 :func:`~torrentgoat.storage.resume.save_resume`), so a piece it calls verified is durable and older
@@ -27,14 +34,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from torrentgoat.aio.hasher import ProgressCallback
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.errors import ResumeDataError, StorageError
+from torrentgoat.errors import MetainfoError, ResumeDataError, StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage import FileStorage, Storage
 from torrentgoat.storage.resume import (
+    MAX_RESUME_BYTES,
     RESUME_DIR,
     ResumeData,
     ResumeIdentity,
@@ -60,9 +70,17 @@ TICK = 1.0
 class ResumeKeeper:
     """Reads one torrent's resume data at its check and writes it while it runs (module docstring)."""
 
-    def __init__(self, swarm: Swarm, host: TorrentHandle, dest: Path) -> None:
+    def __init__(
+        self,
+        swarm: Swarm,
+        host: TorrentHandle,
+        dest: Path,
+        *,
+        layers_restored: Callable[[], None] = lambda: None,
+    ) -> None:
         self.swarm = swarm
         self.host = host
+        self._layers_restored = layers_restored
         config = host.config
         self.enabled = config.resume_data
         folder = Path(config.resume_dir) if config.resume_dir is not None else Path(dest) / RESUME_DIR
@@ -83,6 +101,11 @@ class ResumeKeeper:
         self._written_generation = 0
         self._write_lock = threading.Lock()
         self._warned = False
+        self._keep_roots: frozenset[bytes] = frozenset()
+        """``pieces root`` of each file whose piece layer the torrent lacked at its check."""
+        self._layers_dirty = False
+        self.layers_restored = 0
+        """Piece layers the last check took from resume data (BEP 52)."""
 
     def _storage(self) -> FileStorage | None:
         storage = self.swarm.storage
@@ -98,11 +121,17 @@ class ResumeKeeper:
         """The verified pieces among ``wanted``: trusted from resume data where its stamps still hold,
         hashed everywhere else."""
         ctx = self.host.ctx
+        v2 = info.v2
+        self._keep_roots = (
+            frozenset(f.root for f in v2.missing_piece_layers()) if v2 is not None else frozenset()
+        )
         file_storage = self._storage()
         if file_storage is None:
-            return await ctx.hasher.check_existing(info, storage, wanted=wanted, progress=progress)
+            return await self._hash(info, storage, wanted, progress)
         identity = self._identity = ResumeIdentity.of(info)
-        plan, stamps = await ctx.disk.run(self._plan, file_storage, identity, wanted)
+        plan, stamps, layers = await ctx.disk.run(self._plan, file_storage, identity, wanted)
+        info = self._learn_layers(info, layers, "taken from resume data")
+        self.layers_restored = len(self._keep_roots - self._missing(info))
         self.plan = plan
         log.info(
             "%s: %s: %d pieces trusted, %d to check",
@@ -112,7 +141,7 @@ class ResumeKeeper:
             plan.to_check.count,
         )
         if plan.to_check.count:
-            good = await ctx.hasher.check_existing(info, storage, wanted=plan.to_check, progress=progress)
+            good = await self._hash(info, storage, plan.to_check, progress)
         else:
             good = Bitfield(info.num_pieces)
         have = plan.trusted.copy()
@@ -127,7 +156,7 @@ class ResumeKeeper:
 
     def _plan(
         self, storage: FileStorage, identity: ResumeIdentity, wanted: Bitfield
-    ) -> tuple[ResumePlan, Stamps]:
+    ) -> tuple[ResumePlan, Stamps, Mapping[bytes, bytes]]:
         resume: ResumeData | None
         try:
             resume, problem = load_resume(self.path), ""
@@ -144,7 +173,53 @@ class ResumeKeeper:
             wanted=wanted,
             problem=problem,
         )
-        return plan, (stamps, part)
+        layers = resume.piece_layers if resume is not None and resume.identity == identity else {}
+        return plan, (stamps, part), layers
+
+    async def _hash(
+        self, info: InfoDict, storage: Storage, wanted: Bitfield, progress: ProgressCallback
+    ) -> Bitfield:
+        """Hash ``wanted``; the piece layers of v2 files verified whole without one are learnt too."""
+        result = await self.host.ctx.hasher.check(info, storage, wanted=wanted, progress=progress)
+        self._learn_layers(info, result.piece_layers, "derived from the data on disk")
+        return result.good
+
+    @staticmethod
+    def _missing(info: InfoDict) -> frozenset[bytes]:
+        return (
+            frozenset(f.root for f in info.v2.missing_piece_layers()) if info.v2 is not None else frozenset()
+        )
+
+    def _learn_layers(self, info: InfoDict, layers: Mapping[bytes, bytes], how: str) -> InfoDict:
+        """``info`` with the piece layers it lacks taken from ``layers`` (each proved against its
+        ``pieces root``; on any failure none is taken: they are fetched from peers); ``swarm.info`` too."""
+        missing = self._missing(info)
+        usable = {root: layer for root, layer in layers.items() if root in missing}
+        if not usable or info.v2 is None:
+            return info
+        try:
+            info = replace(info, v2=info.v2.with_piece_layers(usable))
+        except MetainfoError as exc:
+            log.warning("%s: piece layers %s are not used: %s", self.host.name, how, exc)
+            return info
+        self.swarm.info = info
+        log.info("%s: %d piece layer(s) %s", self.host.name, len(usable), how)
+        self._layers_restored()
+        return info
+
+    def layers_changed(self) -> None:
+        """Piece layers arrived from peers: write them at the next tick (:meth:`due`)."""
+        if self._keep_roots:
+            self._layers_dirty = True
+
+    def _layers_to_keep(self) -> dict[bytes, bytes]:
+        info = self.swarm.info
+        if not self._keep_roots or info is None or info.v2 is None:
+            return {}
+        layers = {r: layer for r, layer in info.v2.piece_layers.items() if r in self._keep_roots}
+        if sum(len(layer) for layer in layers.values()) > MAX_RESUME_BYTES // 2:
+            return {}  # a file we could not read back whole: fetched again after a restart
+        return layers
 
     # ------------------------------------------------------------------ writing it
 
@@ -153,7 +228,11 @@ class ResumeKeeper:
         complete, or pieces were taken back (verified data lost: written out at the next tick, so
         that a kill soon after never trusts them)."""
         have, saved = self.swarm.have, self._saved_have
-        if have is None or have == saved:
+        if have is None:
+            return False
+        if self._layers_dirty:
+            return True
+        if have == saved:
             return False
         if saved is not None and int.from_bytes(saved.to_bytes()) & ~int.from_bytes(have.to_bytes()):
             return True  # pieces taken back
@@ -175,18 +254,23 @@ class ResumeKeeper:
         if storage is None or have is None or self._identity is None:
             return
         snapshot = have.copy()
+        layers = self._layers_to_keep()
+        self._layers_dirty = False
         self._generation += 1
         generation = self._generation
         try:
-            await self.host.ctx.disk.run(self._write, storage, snapshot, generation)
+            await self.host.ctx.disk.run(self._write, storage, snapshot, generation, layers)
         except (OSError, StorageError) as exc:
+            self._layers_dirty = self._layers_dirty or bool(layers)
             if not self._warned:
                 self._warned = True
                 log.warning("%s: cannot write resume data to %s: %s", self.host.name, self.path, exc)
             return
         self._saved_have, self._saved_at = snapshot, self.host.now()
 
-    def _write(self, storage: FileStorage, have: Bitfield, generation: int) -> None:
+    def _write(
+        self, storage: FileStorage, have: Bitfield, generation: int, layers: Mapping[bytes, bytes]
+    ) -> None:
         # a periodic write still running in its thread when the final one starts must not land after it
         with self._write_lock:
             if generation <= self._written_generation or not self.enabled:
@@ -199,6 +283,7 @@ class ResumeKeeper:
                 have=have,
                 previous=self._stamped,
                 before=self._stamped_have,
+                piece_layers=layers,
             )
             self._stamped, self._stamped_have = (data.files, data.part_file), have
             self._written_generation = generation

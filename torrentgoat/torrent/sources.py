@@ -1,6 +1,8 @@
 """Peer sources of a torrent (level L5): tracker tiers, the DHT and Local Service Discovery, over their
 asyncio drivers.  Each announces every swarm id of the torrent: one for v1 or v2, both the SHA-1 and the
-truncated SHA-256 for a hybrid (BEP 52: a hybrid joins both swarms)."""
+truncated SHA-256 for a hybrid (BEP 52: a hybrid joins both swarms) -- a ``btih`` magnet's v2 id too,
+as soon as its metadata shows it a hybrid.  The peers each id finds are dialled with that id
+(:meth:`~torrentgoat.torrent.handle.TorrentHandle.add_peers` ``swarm_id``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torrentgoat.aio.tracker import TrackerAnnouncer
 from torrentgoat.errors import TorrentGoatError
-from torrentgoat.primitives import PeerAddress
+from torrentgoat.primitives import InfoHash, PeerAddress
 from torrentgoat.torrent.events import TrackerFailed
 from torrentgoat.torrent.handle import PeerSource, TorrentHandle
 
@@ -45,11 +47,12 @@ class TrackerSource(PeerSource):
             left = counters.left if torrent.info is not None else 1
             return counters.uploaded, counters.downloaded, left
 
-        def on_peers(url: str, peers: tuple[PeerAddress, ...]) -> None:
-            torrent.add_peers(list(peers), "tracker")
-
         http = await self.session.http()
-        for swarm_id in torrent.info_hashes.swarm_ids():
+
+        def start(swarm_id: InfoHash) -> TrackerAnnouncer:
+            def on_peers(url: str, peers: tuple[PeerAddress, ...]) -> None:
+                torrent.add_peers(list(peers), "tracker", swarm_id=swarm_id)
+
             announcer = TrackerAnnouncer(
                 self.tiers,
                 info_hash=swarm_id,
@@ -62,6 +65,13 @@ class TrackerSource(PeerSource):
                 session=http,
             )
             self.announcers.append(announcer)
+            known.add(swarm_id)
+            return announcer
+
+        known: set[InfoHash] = set()
+
+        for swarm_id in torrent.info_hashes.swarm_ids():
+            start(swarm_id)
         self.announcer = self.announcers[0]
         for url, reason in self.announcer.rejected.items():
             torrent.emit(TrackerFailed(url=url, reason=reason))
@@ -70,6 +80,9 @@ class TrackerSource(PeerSource):
         last_error = None
         while True:
             await asyncio.sleep(1.0)
+            for swarm_id in torrent.info_hashes.swarm_ids():  # a btih magnet that turned out hybrid
+                if swarm_id not in known:
+                    start(swarm_id).start()
             error = self.announcer.last_error
             if error and error != last_error:
                 torrent.emit(TrackerFailed(url="", reason=error))
@@ -133,12 +146,13 @@ class DHTSource(PeerSource):
         failures = 0
         while True:
             found = stored = 0
+            ids = torrent.info_hashes.swarm_ids()
             try:
-                for swarm_id in torrent.info_hashes.swarm_ids():  # both of a hybrid's (BEP 52)
+                for swarm_id in ids:  # both of a hybrid's (BEP 52)
                     peers, count = await self.dht.announce_and_get_peers(
                         swarm_id, port=torrent.ctx.listen_port
                     )
-                    found += torrent.add_peers(list(peers), "dht")
+                    found += torrent.add_peers(list(peers), "dht", swarm_id=swarm_id)
                     stored += count
                 self.last_error = ""
             except TorrentGoatError as exc:
@@ -153,7 +167,10 @@ class DHTSource(PeerSource):
             else:
                 failures += 1
                 wait = min(self.max_retry, self.retry * 2 ** min(failures - 1, 5))
-            await asyncio.sleep(wait)
+            for _ in range(max(1, int(wait))):  # a new swarm id (a magnet turned hybrid) is looked up at once
+                await asyncio.sleep(min(1.0, wait))
+                if torrent.info_hashes.swarm_ids() != ids:
+                    break
 
     def status(self) -> str:
         nodes = self.dht.routing_table_size
@@ -184,18 +201,23 @@ class LSDSource(PeerSource):
         self.found = 0
 
     async def run(self, torrent: TorrentHandle) -> None:
-        def on_peer(address: PeerAddress) -> None:
-            self.found += torrent.add_peers([address], "lsd")
+        def register(info_hash: InfoHash) -> None:
+            def on_peer(address: PeerAddress) -> None:
+                self.found += torrent.add_peers([address], "lsd", swarm_id=info_hash)
 
-        ids = torrent.info_hashes.swarm_ids()  # both of a hybrid's (BEP 52)
-        for info_hash in ids:
             self.service.add(info_hash, on_peer)
+            ids.append(info_hash)
+
+        ids: list[InfoHash] = []
+        for info_hash in torrent.info_hashes.swarm_ids():  # both of a hybrid's (BEP 52)
+            register(info_hash)
         try:
             info = torrent.info or await torrent.wait_metadata()
             if info.private:
-                for info_hash in ids:
-                    self.service.remove(info_hash)
                 return
+            for info_hash in info.info_hashes.swarm_ids():  # a btih magnet that turned out hybrid
+                if info_hash not in ids:
+                    register(info_hash)
             await asyncio.Event().wait()  # until the torrent stops (cancelled)
         finally:
             for info_hash in ids:
