@@ -49,9 +49,31 @@ class DHTConfig:
     rate_limit: float = 100.0
     """Datagrams per second accepted from one source (0 disables)."""
     rate_burst: float = 200.0
-    rate_limit_per_ip: bool = False
-    """Key the limiter on IP alone (internet) instead of (IP, port) (loopback tests share 127.0.0.1)."""
+    rate_limit_per_ip: bool | None = None
+    """Key the limiter on the IP alone (True), on (IP, port) (False), or (None) on the IP for public
+    addresses and on (IP, port) for local ones (BEP 42's exempt ranges: every node of a loopback test
+    shares 127.0.0.1).  A flooder cannot escape a per-IP limit by changing ports."""
     max_rate_sources: int = 10000
+    """Sources the rate limiter remembers (least recently seen forgotten first)."""
+    max_nodes_per_ip: int = 2
+    """Routing-table nodes one public IP address may hold (libtorrent ``restrict_routing_ips``
+    allows one); local addresses are exempt.  One host cannot fill buckets with made-up ids."""
+    enforce_node_id: bool = True
+    """BEP 42 "Enforcement": a new node whose id does not match its public IP address never enters the
+    routing table (its queries are still answered, its answers still used by lookups); local addresses
+    are exempt."""
+    verify_new_nodes: bool = True
+    """A node we only heard a query from is pinged before it enters the routing table: a spoofed
+    source never answers, so floods of queries from made-up ids and addresses add nothing."""
+    max_verify_pings: int = 16
+    """Verification pings (of querying nodes) outstanding at once; more querying newcomers wait for
+    their next query."""
+    max_amplification: float = 3.0
+    """Answers to a public address that never answered a query of ours are trimmed (peers first,
+    then nodes, then an item's value) to at most this multiple of the query's size: a spoofed query
+    cannot turn us into an amplifier (the 3x of QUIC, RFC 9000 section 8).  0 turns trimming off."""
+    max_verified_addresses: int = 10000
+    """IP addresses remembered as verified (they answered a query of ours), least recent forgotten."""
     read_only: bool = False
     """BEP 43: send ``ro=1`` and answer no queries."""
     secure_node_id: bool = True
