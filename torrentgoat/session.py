@@ -32,6 +32,7 @@ from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.aio.torrentfile import fetch_torrent_bytes
 from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
+from torrentgoat.dht import DHTConfig
 from torrentgoat.errors import (
     ConfigError,
     DHTError,
@@ -87,6 +88,9 @@ class SessionConfig:
     """Routers (and nodes) to bootstrap the DHT from."""
     dht_state: Path | None = None
     """File where the DHT node cache is kept between runs (None: not persisted)."""
+    dht: DHTConfig = field(default_factory=DHTConfig)
+    """The DHT node's tunables and caps: per-source rate limit, routing-table hygiene (BEP 42, nodes
+    per IP), bounded peer and item stores, no amplification."""
     enable_trackers: bool = True
     """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
     enable_pex: bool = True
@@ -318,6 +322,7 @@ class Session:
             dht = DHTNode(
                 host=host,
                 port=self.listen_port,
+                config=self.config.dht,
                 node_cache=self.config.dht_state,
                 rng=random.Random(self.rng.random()),
                 datagram_transport=shared,
