@@ -47,12 +47,20 @@ class DHTConfig:
     """BEP 44: items expire after 2 hours unless put again."""
     max_items: int = 2000
     rate_limit: float = 100.0
-    """Datagrams per second accepted from one source (0 disables)."""
+    """Datagrams per second accepted from one local source, an (IP, port) (0 disables limiting)."""
     rate_burst: float = 200.0
+    public_rate_limit: float = 10.0
+    """Datagrams per second accepted from one public IP, whatever its ports (libtorrent blocks an
+    IP sending more than 5 per second); a node never needs more from one other node."""
+    public_rate_burst: float = 40.0
+    max_query_rate: float = 500.0
+    """Queries from public sources answered per second, all sources together; the rest are dropped
+    before they are decoded (libtorrent: ``dht_upload_rate_limit``, 8,000 bytes/s).  A flood from many
+    addresses costs at most this many answers (0: unlimited)."""
     rate_limit_per_ip: bool | None = None
-    """Key the limiter on the IP alone (True), on (IP, port) (False), or (None) on the IP for public
-    addresses and on (IP, port) for local ones (BEP 42's exempt ranges: every node of a loopback test
-    shares 127.0.0.1).  A flooder cannot escape a per-IP limit by changing ports."""
+    """None: public sources are limited per IP at the public rate, local ones (BEP 42's exempt ranges:
+    every node of a loopback test shares 127.0.0.1) per (IP, port) at ``rate_limit``.  True: every
+    source is treated as public (a loopback benchmark of a public node); False: every one as local."""
     max_rate_sources: int = 10000
     """Sources the rate limiter remembers (least recently seen forgotten first)."""
     max_nodes_per_ip: int = 2

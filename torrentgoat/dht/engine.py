@@ -50,7 +50,7 @@ from torrentgoat.dht.krpc import Addr, MalformedKRPC, NodeInfo
 from torrentgoat.dht.lookup import Lookup
 from torrentgoat.dht.operations import KINDS, Operation
 from torrentgoat.dht.peer_store import PeerStore
-from torrentgoat.dht.ratelimit import RateLimiter
+from torrentgoat.dht.ratelimit import Budget, RateLimiter
 from torrentgoat.dht.responder import Responder
 from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
 from torrentgoat.dht.security import ExternalIPVoter, is_exempt, node_id_matches, secure_node_id
@@ -91,9 +91,13 @@ class DHTEngine:
         self.limiter = RateLimiter(
             rate=cfg.rate_limit,
             burst=cfg.rate_burst,
+            public_rate=cfg.public_rate_limit,
+            public_burst=cfg.public_rate_burst,
             per_ip=cfg.rate_limit_per_ip,
             max_sources=cfg.max_rate_sources,
         )
+        self.query_budget = Budget(cfg.max_query_rate)
+        """Answers to public sources per second, all together."""
         self.stats = DHTStats()
         self.ip_voter = ExternalIPVoter()
         self._out: list[tuple[bytes, Addr]] = []
@@ -142,6 +146,9 @@ class DHTEngine:
         self.stats.datagrams_received += 1
         if not self.limiter.allow(addr, now):
             self.stats.rate_limited += 1
+            return
+        if b"1:y1:q" in data and self.limiter.is_public(addr[0]) and not self.query_budget.take(now):
+            self.stats.rate_limited += 1  # a query (cheap test before decoding) over the global budget
             return
         try:
             message = krpc.decode(data)

@@ -12,7 +12,9 @@
   from random node ids and transaction ids: ``ping``, ``find_node``, ``get_peers``) or ``utp`` (BEP 29
   SYNs and data packets for random connection ids, and garbage), from ``sockets`` source ports.
 
-Both count what happened (:class:`FloodStats`) and release every socket on :meth:`aclose`.
+Both count what happened (:class:`FloodStats`) and release every socket on :meth:`aclose`.  With
+``sources`` (e.g. ``127.0.0.2`` ... on loopback, where every 127/8 address is local) they come from
+several IP addresses, as a botnet would, round robin.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class ConnectionFlood:
         drip: float = 1.0,
         reopen: bool = True,
         rng: random.Random | None = None,
+        sources: tuple[str, ...] = (),
     ) -> None:
         if script not in ("silent", "slowloris", "bitfield"):
             raise ValueError(f"unknown flood script {script!r}")
@@ -94,6 +97,8 @@ class ConnectionFlood:
         self.drip = drip
         self.reopen = reopen
         self.rng = rng or random.Random()
+        self.sources = sources
+        self._next_source = 0
         self.stats = FloodStats()
         self._conns: set[_Conn] = set()
         self._closing = False
@@ -121,8 +126,12 @@ class ConnectionFlood:
     async def _open_one(self) -> None:
         loop = asyncio.get_running_loop()
         conn = _Conn(self)
+        local = None
+        if self.sources:
+            local = (self.sources[self._next_source % len(self.sources)], 0)
+            self._next_source += 1
         try:
-            await loop.create_connection(lambda: conn, self.host, self.port)
+            await loop.create_connection(lambda: conn, self.host, self.port, local_addr=local)
         except OSError:
             self.stats.refused += 1
             return
@@ -207,22 +216,24 @@ class DatagramFlood:
         rate: float,
         sockets: int = 1,
         rng: random.Random | None = None,
+        sources: tuple[str, ...] = (),
     ) -> None:
         if kind not in ("krpc", "utp"):
             raise ValueError(f"unknown datagram flood {kind!r}")
         self.host, self.port, self.kind, self.rate, self.sockets = host, port, kind, rate, sockets
         self.rng = rng or random.Random()
+        self.sources = sources
         self.stats = FloodStats()
-        self.answers = 0
         self._transports: list[asyncio.DatagramTransport] = []
         self._sinks: list[_Sink] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(self.sockets):
+        for i in range(self.sockets):
             sink = _Sink()
-            transport, _ = await loop.create_datagram_endpoint(lambda s=sink: s, local_addr=(self.host, 0))  # type: ignore[misc]
+            local = (self.sources[i % len(self.sources)] if self.sources else self.host, 0)
+            transport, _ = await loop.create_datagram_endpoint(lambda s=sink: s, local_addr=local)  # type: ignore[misc]
             self._transports.append(transport)
             self._sinks.append(sink)
         self._task = loop.create_task(self._run())
@@ -230,15 +241,18 @@ class DatagramFlood:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         make = _krpc_query if self.kind == "krpc" else _utp_packet
+        pool = [make(self.rng) for _ in range(4096)]  # made once: the flooder's CPU goes to sending
         tick = 0.01
         start = loop.time()
+        target = (self.host, self.port)
         while True:
             due = int((loop.time() - start) * self.rate) - self.stats.opened
+            sent = self.stats.opened
+            transports = self._transports
             for i in range(max(0, due)):
-                transport = self._transports[i % len(self._transports)]
                 with contextlib.suppress(OSError):
-                    transport.sendto(make(self.rng), (self.host, self.port))
-                self.stats.opened += 1
+                    transports[i % len(transports)].sendto(pool[(sent + i) % 4096], target)
+            self.stats.opened += max(0, due)
             await asyncio.sleep(tick)
 
     @property
