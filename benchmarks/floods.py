@@ -208,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(flood(kind, int(port), args, bytes.fromhex(info_hash)))
         return 0
 
+    import resource
+
     from torrentgoat.testing.swarm import make_file_payload
     from torrentgoat.units import parse_size
 
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))  # children inherit it
     floods = [f for f in args.only.split(",") if f]
     work = Path(tempfile.mkdtemp(prefix="tg-floods-"))
