@@ -215,3 +215,22 @@ async def test_a_leecher_completes_under_krpc_and_utp_floods_and_tables_stay_bou
             for flood in floods:
                 await flood.aclose()
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
+
+
+# --------------------------------------------------------------------------- bounded peer lists
+
+
+def test_pex_cannot_fill_the_candidate_pool_and_failed_addresses_make_room() -> None:
+    from torrentgoat.primitives import PeerAddress
+    from torrentgoat.torrent.peers import CandidatePool
+
+    pool = CandidatePool(limit=200)
+    pex = [PeerAddress(f"8.{i // 250}.{i % 250}.1", 6881) for i in range(5000)]
+    assert sum(pool.add(a, "pex") for a in pex) == 100  # half the pool at most
+    tracker = [PeerAddress(f"9.{i // 250}.{i % 250}.1", 6881) for i in range(150)]
+    assert sum(pool.add(a, "tracker") for a in tracker) == 100  # the rest is the trackers'
+    assert len(pool.candidates) == 200
+    for address in pex[:10]:
+        pool.failed(address, 0.0)
+    assert sum(pool.add(a, "tracker") for a in tracker[100:]) == 10  # failing addresses gave way
+    assert len(pool.candidates) == 200
