@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -50,7 +51,13 @@ def _proc_stats() -> dict[str, int]:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) // 1024
-    return {"rss_mib": rss, "fds": len(os.listdir("/proc/self/fd")), "tasks": len(asyncio.all_tasks())}
+    return {
+        "rss_mib": rss,
+        "fds": len(os.listdir("/proc/self/fd")),
+        "tasks": len(asyncio.all_tasks()),
+        "cpu_s": round(time.process_time(), 3),
+        "wall_s": round(time.monotonic(), 3),
+    }
 
 
 def _emit(**fields: Any) -> None:
@@ -134,9 +141,12 @@ async def flood(kind: str, port: int, args: argparse.Namespace, info_hash: bytes
     else:
         attack = DatagramFlood("127.0.0.1", port, kind="utp", rate=args.utp_rate, sockets=4, sources=sources)
     await attack.start()
+    cpu0, wall0 = time.process_time(), time.monotonic()
     _emit(event="flooding")
     await stop.wait()
-    _emit(event="stats", **{k: getattr(attack.stats, k) for k in ("opened", "refused", "closed", "alive")})
+    cpu = 100 * (time.process_time() - cpu0) / max(1e-9, time.monotonic() - wall0)
+    stats = {k: getattr(attack.stats, k) for k in ("opened", "refused", "closed", "alive")}
+    _emit(event="stats", cpu_percent=round(cpu), **stats)
     await attack.aclose()
 
 
@@ -182,6 +192,16 @@ class Child:
 
 def _stats_since(seed: Child, mark: int) -> list[dict[str, Any]]:
     return [line for line in seed.lines[mark:] if line.get("event") == "stats"]
+
+
+def cpu_percent(samples: list[dict[str, Any]]) -> str:
+    """The seed's CPU use over consecutive samples (runs are separated by gaps: summed per pair)."""
+    cpu = wall = 0.0
+    for a, b in itertools.pairwise(samples):
+        if 0 < b["wall_s"] - a["wall_s"] < 2.0:
+            cpu += b["cpu_s"] - a["cpu_s"]
+            wall += b["wall_s"] - a["wall_s"]
+    return f"{100 * cpu / wall:.0f}" if wall else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed ready on port {port}: {baseline}", flush=True)
         rates: dict[str, list[float]] = {name: [] for name in ("undisturbed", *floods)}
         during: dict[str, list[dict[str, Any]]] = {name: [] for name in floods}
+        undisturbed: list[dict[str, Any]] = []
         after: dict[str, dict[str, Any]] = {}
         attacker: dict[str, dict[str, Any]] = {}
         for repeat in range(args.repeats):
@@ -262,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                 leech.stop()
                 rate = payload.metainfo.info.total_length / done["seconds"] / 1e6
                 rates[name].append(rate)
-                if attack is not None:
+                if attack is None:
+                    undisturbed += _stats_since(seed, mark)
+                else:
                     during[name] += _stats_since(seed, mark)
                     attack.stop()
                     attacker[name] = next(
@@ -287,17 +310,20 @@ def main(argv: list[str] | None = None) -> int:
           f"median of {args.repeats}; seed baseline: RSS {baseline['rss_mib']} MiB, "
           f"{baseline['fds']} fds, {baseline['tasks']} tasks")  # fmt: skip
     print(
-        "| flood | leecher MB/s | x undisturbed | seed peak RSS MiB | peak fds | peak tasks | fds after | attacker |"
+        "| flood | leecher MB/s | x undisturbed | seed CPU % | flooder CPU % | seed peak RSS MiB | peak fds "
+        "| peak tasks | fds after | connections (or datagrams) sent |"
     )
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| none | {reference:.0f} | 1.00 | | | | | |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| none | {reference:.0f} | 1.00 | {cpu_percent(undisturbed)} | | | | | | |")
     for name in floods:
         rate = statistics.median(rates[name])
         peak = during[name] or [baseline]
+        flooder = attacker.get(name, {})
         print(
-            f"| {name} | {rate:.0f} | {rate / reference:.2f} | {max(s['rss_mib'] for s in peak)} | "
+            f"| {name} | {rate:.0f} | {rate / reference:.2f} | {cpu_percent(during[name])} | "
+            f"{flooder.get('cpu_percent', '')} | {max(s['rss_mib'] for s in peak)} | "
             f"{max(s['fds'] for s in peak)} | {max(s['tasks'] for s in peak)} | {after[name]['fds']} | "
-            f"{attacker.get(name, {})} |"
+            f"{flooder.get('opened', '')} |"
         )
     return 0
 

@@ -88,18 +88,16 @@ class ConnectionGate:
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if peer else ""
         verdict = self._verdict(ip)
-        if verdict is Verdict.ACCEPT_EVICTING_OLDEST:
-            self._prune_handshakes()
-            verdict = self._verdict(ip)  # pruning may have made room
         self.counts[verdict.name.lower()] += 1
         if verdict not in (Verdict.ACCEPT, Verdict.ACCEPT_EVICTING_OLDEST):
             log.debug("incoming connection from %s %s", ip, verdict.value)
             cast(asyncio.Transport, transport).abort()
             return False
         if verdict is Verdict.ACCEPT_EVICTING_OLDEST and self._handshakes:
-            oldest, record = self._handshakes.popitem(last=False)
+            oldest, record = self._handshakes.popitem(last=False)  # closed already, or the longest silent
             self._forget_handshake(record)
-            cast(asyncio.Transport, oldest).abort()
+            if not oldest.is_closing():
+                cast(asyncio.Transport, oldest).abort()
         self._open.setdefault(ip, set()).add(transport)
         self._open_total += 1
         loop = asyncio.get_running_loop()

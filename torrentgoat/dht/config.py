@@ -38,8 +38,11 @@ class DHTConfig:
     token_rotation: float = 300.0
     """Token secret lifetime (BEP 5: 5 minutes, previous secret still accepted)."""
     peer_ttl: float = 1800.0
-    max_info_hashes: int = 5000
-    max_peers_per_info_hash: int = 200
+    max_info_hashes: int = 1000
+    """Torrents whose announced peers we store for others (the least recently announced gives way)."""
+    max_peers_per_info_hash: int = 100
+    """Peers stored per torrent (the oldest announce gives way).  With ``max_info_hashes`` this bounds
+    the peer store at 100,000 entries, about 27 MB in Python (measured 270 bytes an entry)."""
     max_values_per_response: int = 50
     """Peers in one ``get_peers`` reply (keeps replies far below the path MTU: no amplification)."""
     max_peers_per_lookup: int = 2000
