@@ -49,8 +49,8 @@ from torrentgoat.errors import TorrentGoatError
 from torrentgoat.keys import SigningKey
 from torrentgoat.manifest import SignedManifest
 from torrentgoat.session import Session, SessionConfig
-from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.storage import FileStorage
+from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.testing.hub import FakeHub
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
 from torrentgoat.torrent import TorrentConfig
