@@ -16,8 +16,8 @@ Printed every ``--report``: the driver's RSS, open descriptors and asyncio tasks
 tracker and the corrupting peer live there), peers running, completed, killed, and the tracker's
 state.  At the end, the verdict: every peer folder complete and identical to the original (no
 unverified byte), the corrupting seed banned where it was met, and RSS, descriptors and tasks flat
-(after the warm-up tenth, the last sample against the first: RSS within +25%, descriptors and tasks
-within +10).  Exit status 0 only if all of that holds.  ``tests/test_soak.py`` runs a short version.
+(after the warm-up tenth, the medians of the last third of the samples against those of the first
+third: RSS within +25%, descriptors and tasks within +10).  Exit status 0 only if all of that holds.  ``tests/test_soak.py`` runs a short version.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -312,11 +313,16 @@ async def soak(
             result.completed += 1
     steady = [s for s in result.samples[:-1] if s["t"] >= duration / 10] or result.samples[:-1]
     if len(steady) >= 2:
-        first, last = steady[0], steady[-1]
+        third = max(1, len(steady) // 3)  # medians of the first and last thirds: transient tasks and
+        first, last = steady[:third], steady[-third:]  # connections at a sample's moment do not count
+
+        def median(samples: list[dict[str, float]], key: str) -> float:
+            return statistics.median(s[key] for s in samples)
+
         result.growth = {
-            "rss_ratio": last["rss_mib"] / max(1.0, first["rss_mib"]),
-            "fds": last["fds"] - first["fds"],
-            "tasks": last["tasks"] - first["tasks"],
+            "rss_ratio": round(median(last, "rss_mib") / max(1.0, median(first, "rss_mib")), 3),
+            "fds": median(last, "fds") - median(first, "fds"),
+            "tasks": median(last, "tasks") - median(first, "tasks"),
         }
     return result
 
