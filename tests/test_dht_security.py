@@ -70,7 +70,7 @@ def _answer_pings(engine: DHTEngine, reported_ip: str, now: float) -> None:
     for data, dest in engine.datagrams_to_send(now):
         query = krpc.decode(data)
         assert isinstance(query, krpc.Ping)
-        node_id = random.Random(dest[0]).randbytes(20)
+        node_id = secure_node_id(dest[0], random.Random(dest[0]))  # BEP 42-valid for its address
         reply = krpc.Response(t=query.t, id=node_id, ip=(reported_ip, 6881))
         engine.receive_datagram(krpc.encode(reply), dest, now)
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from torrentgoat.admission import AdmissionLimits
+from torrentgoat.aio.admission import ConnectionGate
 from torrentgoat.aio.disk import DiskExecutor
 from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.aio.lsd import LSDService, lsd_interface
@@ -30,6 +32,7 @@ from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.aio.torrentfile import fetch_torrent_bytes
 from torrentgoat.aio.utp import UTPEndpoint
 from torrentgoat.config import DEFAULT_DHT_ROUTERS, IOConfig
+from torrentgoat.dht import DHTConfig
 from torrentgoat.errors import (
     ConfigError,
     DHTError,
@@ -85,6 +88,9 @@ class SessionConfig:
     """Routers (and nodes) to bootstrap the DHT from."""
     dht_state: Path | None = None
     """File where the DHT node cache is kept between runs (None: not persisted)."""
+    dht: DHTConfig = field(default_factory=DHTConfig)
+    """The DHT node's tunables and caps: per-source rate limit, routing-table hygiene (BEP 42, nodes
+    per IP), bounded peer and item stores, no amplification."""
     enable_trackers: bool = True
     """Announce to the torrent's trackers (BEP 3 / BEP 15, tiers of BEP 12)."""
     enable_pex: bool = True
@@ -112,12 +118,43 @@ class SessionConfig:
     RC4 costs about 1.2 CPU s/GB per side."""
     seed: int | None = None
     """Seed of the session's random generator (peer id, picker tie-breaks); None: from the OS."""
+    max_connections: int = 500
+    """Incoming connections open at once, in every stage; more are refused at accept (each torrent
+    also caps its peers, incoming and outgoing, at ``TorrentConfig.max_peers``).  See
+    :mod:`torrentgoat.admission`."""
+    max_connections_per_ip: int = 8
+    """Incoming connections open at once from one IP address (loopback exempt unless
+    ``limit_loopback``)."""
+    max_handshakes: int = 128
+    """Incoming connections still in their handshake (MSE, BitTorrent); when full, the oldest of them
+    is closed for the newcomer, so silent connections cannot lock real peers out."""
+    max_handshakes_per_ip: int = 4
+    """Of those, how many one IP address may hold."""
+    handshake_timeout: float = 10.0
+    """Seconds from accept within which an incoming connection must complete its handshakes (MSE and
+    BitTorrent together, however slowly the bytes come), or be closed (libtorrent: 10 s)."""
+    limit_loopback: bool = False
+    """Apply the per-IP caps to loopback addresses too (off: local swarms share 127.0.0.1)."""
+
+    @property
+    def admission(self) -> AdmissionLimits:
+        """The caps of :mod:`torrentgoat.admission` from the fields above."""
+        return AdmissionLimits(
+            max_connections=self.max_connections,
+            max_per_ip=self.max_connections_per_ip,
+            max_handshakes=self.max_handshakes,
+            max_handshakes_per_ip=self.max_handshakes_per_ip,
+            limit_loopback=self.limit_loopback,
+        )
 
     def __post_init__(self) -> None:
         if not 0 <= self.listen_port < 65536:
             raise ConfigError(f"listen_port out of range: {self.listen_port}")
         if self.port_fallback < 0:
             raise ConfigError(f"port_fallback must be >= 0, got {self.port_fallback}")
+        if not self.handshake_timeout > 0:
+            raise ConfigError(f"handshake_timeout must be > 0 seconds, got {self.handshake_timeout}")
+        self.admission  # noqa: B018 - validates the caps (ConfigError)
 
 
 class _Incoming:
@@ -130,6 +167,7 @@ class _Incoming:
     def peer_event(self, peer: PeerDriver, event: Event) -> None:
         if isinstance(event, HandshakeReceived):
             self.pending.discard(peer)
+            self.session.gate.established(peer.transport)
             torrent = self.session.torrent_for(event.handshake.info_hash.raw)
             if torrent is None:
                 peer.close("unknown info-hash")
@@ -179,6 +217,10 @@ class Session:
             self._accept, info_hash_for_req2=self.stream_keys, config=self.config.encryption
         )
         """Sniffs each incoming connection: plain BitTorrent, or an MSE handshake for any torrent."""
+        self.gate = ConnectionGate(self.config.admission, handshake_timeout=self.config.handshake_timeout)
+        """Admits incoming connections (caps per session and per IP) and enforces the handshake
+        deadline (:mod:`torrentgoat.aio.admission`)."""
+        self._accepting = self.gate.wrap(self._listener)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -252,7 +294,7 @@ class Session:
         loop = asyncio.get_running_loop()
         host = self.config.listen_host
         try:
-            server = await loop.create_server(self._listener, host, port, reuse_address=True)
+            server = await loop.create_server(self._accepting, host, port, reuse_address=True)
         except OSError as exc:
             raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._servers.append(server)
@@ -260,7 +302,7 @@ class Session:
         if self.config.listen_ipv6:
             try:
                 server6 = await loop.create_server(
-                    self._listener, self.config.listen_ipv6, self.listen_port, reuse_address=True
+                    self._accepting, self.config.listen_ipv6, self.listen_port, reuse_address=True
                 )
             except OSError as exc:
                 log.info("no IPv6 listener on [%s]:%d: %s", self.config.listen_ipv6, self.listen_port, exc)
@@ -273,7 +315,7 @@ class Session:
                 await endpoint.start()
             except UTPError as exc:
                 raise ListenError(str(exc)) from None
-            endpoint.serve(self._listener)
+            endpoint.serve(self._accepting)
             self.utp = endpoint
             shared = endpoint.dht_transport
         if self.config.enable_dht:
@@ -282,6 +324,7 @@ class Session:
             dht = DHTNode(
                 host=host,
                 port=self.listen_port,
+                config=self.config.dht,
                 node_cache=self.config.dht_state,
                 rng=random.Random(self.rng.random()),
                 datagram_transport=shared,
@@ -357,6 +400,7 @@ class Session:
         for server in self._servers:
             server.close()
         self._listener.close()
+        self.gate.close()
         for driver in list(self._incoming.pending):
             driver.close("session closed")
         if self._bootstrap is not None:

@@ -108,6 +108,11 @@ class MSETransport(asyncio.Transport):
         encryptor = cipher.encryptor
         self._encrypt = encryptor.update if encryptor is not None else None
 
+    @property
+    def raw(self) -> asyncio.Transport:
+        """The transport the encrypted stream runs over (TCP or uTP)."""
+        return self._raw
+
     # --- writing ---------------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:

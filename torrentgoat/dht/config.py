@@ -38,8 +38,11 @@ class DHTConfig:
     token_rotation: float = 300.0
     """Token secret lifetime (BEP 5: 5 minutes, previous secret still accepted)."""
     peer_ttl: float = 1800.0
-    max_info_hashes: int = 5000
-    max_peers_per_info_hash: int = 200
+    max_info_hashes: int = 1000
+    """Torrents whose announced peers we store for others (the least recently announced gives way)."""
+    max_peers_per_info_hash: int = 100
+    """Peers stored per torrent (the oldest announce gives way).  With ``max_info_hashes`` this bounds
+    the peer store at 100,000 entries, about 27 MB in Python (measured 270 bytes an entry)."""
     max_values_per_response: int = 50
     """Peers in one ``get_peers`` reply (keeps replies far below the path MTU: no amplification)."""
     max_peers_per_lookup: int = 2000
@@ -47,11 +50,41 @@ class DHTConfig:
     """BEP 44: items expire after 2 hours unless put again."""
     max_items: int = 2000
     rate_limit: float = 100.0
-    """Datagrams per second accepted from one source (0 disables)."""
+    """Datagrams per second accepted from one local source, an (IP, port) (0 disables limiting)."""
     rate_burst: float = 200.0
-    rate_limit_per_ip: bool = False
-    """Key the limiter on IP alone (internet) instead of (IP, port) (loopback tests share 127.0.0.1)."""
+    public_rate_limit: float = 10.0
+    """Datagrams per second accepted from one public IP, whatever its ports (libtorrent blocks an
+    IP sending more than 5 per second); a node never needs more from one other node."""
+    public_rate_burst: float = 40.0
+    max_query_rate: float = 500.0
+    """Queries from public sources answered per second, all sources together; the rest are dropped
+    before they are decoded (libtorrent: ``dht_upload_rate_limit``, 8,000 bytes/s).  A flood from many
+    addresses costs at most this many answers (0: unlimited)."""
+    rate_limit_per_ip: bool | None = None
+    """None: public sources are limited per IP at the public rate, local ones (BEP 42's exempt ranges:
+    every node of a loopback test shares 127.0.0.1) per (IP, port) at ``rate_limit``.  True: every
+    source is treated as public (a loopback benchmark of a public node); False: every one as local."""
     max_rate_sources: int = 10000
+    """Sources the rate limiter remembers (least recently seen forgotten first)."""
+    max_nodes_per_ip: int = 2
+    """Routing-table nodes one public IP address may hold (libtorrent ``restrict_routing_ips``
+    allows one); local addresses are exempt.  One host cannot fill buckets with made-up ids."""
+    enforce_node_id: bool = True
+    """BEP 42 "Enforcement": a new node whose id does not match its public IP address never enters the
+    routing table (its queries are still answered, its answers still used by lookups); local addresses
+    are exempt."""
+    verify_new_nodes: bool = True
+    """A node we only heard a query from is pinged before it enters the routing table: a spoofed
+    source never answers, so floods of queries from made-up ids and addresses add nothing."""
+    max_verify_pings: int = 16
+    """Verification pings (of querying nodes) outstanding at once; more querying newcomers wait for
+    their next query."""
+    max_amplification: float = 3.0
+    """Answers to a public address that never answered a query of ours are trimmed (peers first,
+    then nodes, then an item's value) to at most this multiple of the query's size: a spoofed query
+    cannot turn us into an amplifier (the 3x of QUIC, RFC 9000 section 8).  0 turns trimming off."""
+    max_verified_addresses: int = 10000
+    """IP addresses remembered as verified (they answered a query of ours), least recent forgotten."""
     read_only: bool = False
     """BEP 43: send ``ro=1`` and answer no queries."""
     secure_node_id: bool = True

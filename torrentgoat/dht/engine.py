@@ -21,10 +21,14 @@ events they build (:mod:`.operations`), iterative lookups (:mod:`.lookup`), answ
 queries (:class:`~torrentgoat.dht.responder.Responder`), rate limiting (:mod:`.ratelimit`) and BEP 42
 (:mod:`.security`).  Configuration and counters live in :mod:`torrentgoat.dht.config`.
 
-Hostile input: datagrams are rate-limited per source before decoding; malformed queries get a KRPC
-error only when a transaction id could be read; responses and errors are never answered; responses
-are matched to pending transactions by id *and* source address; every table (routing, peers, items,
-pending transactions, operations, rate-limit sources) is capped.
+Hostile input: datagrams are rate-limited per source (per IP for public addresses) before decoding;
+malformed queries get a KRPC error only when a transaction id could be read; responses and errors are
+never answered; responses are matched to pending transactions by id *and* source address; every table
+(routing, peers, items, pending transactions, operations, rate-limit sources) is capped.  Routing-table
+hygiene: a node that only queried us is pinged before it may enter the table, a new node whose id
+breaks BEP 42 for its public address never does, and one public IP holds at most
+``max_nodes_per_ip`` nodes.  Answers to an address that never answered us are trimmed to
+``max_amplification`` times the query's size (:mod:`.amplification`).
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 
 from torrentgoat import bencode
 from torrentgoat.bencode import BValue
 from torrentgoat.dht import krpc
+from torrentgoat.dht.amplification import fit_answer
 from torrentgoat.dht.config import DHTConfig, DHTStats
 from torrentgoat.dht.events import Event, PeersFound, PingCompleted
 from torrentgoat.dht.items import MAX_VALUE_SIZE, MutableItem, immutable_target, mutable_target
@@ -45,7 +50,7 @@ from torrentgoat.dht.krpc import Addr, MalformedKRPC, NodeInfo
 from torrentgoat.dht.lookup import Lookup
 from torrentgoat.dht.operations import KINDS, Operation
 from torrentgoat.dht.peer_store import PeerStore
-from torrentgoat.dht.ratelimit import RateLimiter
+from torrentgoat.dht.ratelimit import Budget, RateLimiter
 from torrentgoat.dht.responder import Responder
 from torrentgoat.dht.routing import NodeState, RoutingNode, RoutingTable
 from torrentgoat.dht.security import ExternalIPVoter, is_exempt, node_id_matches, secure_node_id
@@ -75,15 +80,24 @@ class DHTEngine:
         if len(self.node_id) != 20:
             raise DHTError(f"node id must be 20 bytes, got {len(self.node_id)}")
         self.table = RoutingTable(
-            self.node_id, k=cfg.k, now=now, good_interval=cfg.good_interval, max_failures=cfg.max_failures
+            self.node_id,
+            k=cfg.k,
+            now=now,
+            good_interval=cfg.good_interval,
+            max_failures=cfg.max_failures,
+            max_per_ip=cfg.max_nodes_per_ip,
         )
         self.responder = Responder(config=cfg, rng=rng, now=now, ipv6=ipv6)
         self.limiter = RateLimiter(
             rate=cfg.rate_limit,
             burst=cfg.rate_burst,
+            public_rate=cfg.public_rate_limit,
+            public_burst=cfg.public_rate_burst,
             per_ip=cfg.rate_limit_per_ip,
             max_sources=cfg.max_rate_sources,
         )
+        self.query_budget = Budget(cfg.max_query_rate)
+        """Answers to public sources per second, all together."""
         self.stats = DHTStats()
         self.ip_voter = ExternalIPVoter()
         self._out: list[tuple[bytes, Addr]] = []
@@ -92,6 +106,9 @@ class DHTEngine:
         self._ops: dict[int, Operation] = {}
         self._starved: set[int] = set()
         self._pinging: set[Addr] = set()
+        self._verifying: set[Addr] = set()
+        self._verified: OrderedDict[str, None] = OrderedDict()
+        """IPs that answered a query of ours (least recently seen first)."""
         self._next_op = 1
         self._next_maintenance = now + cfg.maintenance_interval
 
@@ -130,12 +147,16 @@ class DHTEngine:
         if not self.limiter.allow(addr, now):
             self.stats.rate_limited += 1
             return
+        if b"1:y1:q" in data and self.limiter.is_public(addr[0]) and not self.query_budget.take(now):
+            self.stats.rate_limited += 1  # a query (cheap test before decoding) over the global budget
+            return
         try:
             message = krpc.decode(data)
         except MalformedKRPC as exc:
             self.stats.malformed += 1
             if exc.t is not None and not self.config.read_only:
-                self._reply(krpc.Error(t=exc.t, code=exc.code, message=str(exc)[:100].encode()), addr)
+                error = krpc.Error(t=exc.t, code=exc.code, message=str(exc)[:100].encode())
+                self._reply(error, addr, len(data))
             return
         if "%" in addr[0]:
             return  # a scoped (link-local) IPv6 source cannot be shared as compact node info (BEP 32)
@@ -148,7 +169,7 @@ class DHTEngine:
                 case _:
                     self.stats.queries_received += 1
                     if not self.config.read_only:
-                        self._on_query(message, addr, now)
+                        self._on_query(message, addr, now, len(data))
         except MalformedKRPC:
             self.stats.malformed += 1  # e.g. an address that cannot be encoded: drop the packet
         self._feed_starved(now)
@@ -283,7 +304,12 @@ class DHTEngine:
         old = self.table
         self.node_id = node_id
         self.table = RoutingTable(
-            node_id, k=old.k, now=now, good_interval=old.good_interval, max_failures=old.max_failures
+            node_id,
+            k=old.k,
+            now=now,
+            good_interval=old.good_interval,
+            max_failures=old.max_failures,
+            max_per_ip=old.max_per_ip,
         )
         for node in old:
             if node.id == node_id:
@@ -315,14 +341,47 @@ class DHTEngine:
 
     # -- sending ------------------------------------------------------------------------------------
 
-    def _reply(self, message: krpc.Message, addr: Addr) -> None:
+    def _reply(self, message: krpc.Message, addr: Addr, query_size: int) -> None:
         if isinstance(message, krpc.Error):
             self.stats.errors_sent += 1
         else:
             self.stats.responses_sent += 1
             if isinstance(message, krpc.Response):
                 message = dataclasses.replace(message, ip=addr)  # BEP 42: tell the node its address
+        factor = self.config.max_amplification
+        if factor > 0 and not self.verified(addr[0]):
+            message = fit_answer(message, int(factor * query_size))
         self._out.append((krpc.encode(message), addr))
+
+    def verified(self, ip: str) -> bool:
+        """Whether answers to ``ip`` may be larger than its queries (see ``max_amplification``): it
+        answered a query of ours, or it is a local address (BEP 42's exempt ranges)."""
+        return ip in self._verified or is_exempt(ip)
+
+    def _mark_verified(self, ip: str) -> None:
+        verified = self._verified
+        verified.pop(ip, None)
+        verified[ip] = None
+        while len(verified) > self.config.max_verified_addresses:
+            verified.popitem(last=False)
+
+    def _admissible(self, node_id: bytes, ip: str) -> bool:
+        """Whether a node new to us may enter the routing table (BEP 42 id, room for its IP)."""
+        if self.config.enforce_node_id and not node_id_matches(ip, node_id):
+            return False
+        return self.table.ip_has_room(ip)
+
+    def _verify(self, addr: Addr, now: float) -> None:
+        """Ping a node that only queried us; its answer (if it really is at ``addr``) admits it."""
+        if (
+            addr in self._verifying
+            or len(self._verifying) >= self.config.max_verify_pings
+            or len(self._pending) >= self.config.max_pending
+            or len(self._ops) >= self.config.max_operations
+        ):
+            return
+        self._verifying.add(addr)
+        self.ping(addr, now, notify=False)
 
     def _send_query(
         self,
@@ -361,10 +420,15 @@ class DHTEngine:
 
     # -- answering queries (BEP 5 / BEP 44 "queries") ------------------------------------------------
 
-    def _on_query(self, q: krpc.Query, addr: Addr, now: float) -> None:
+    def _on_query(self, q: krpc.Query, addr: Addr, now: float, size: int) -> None:
         if not q.ro:
-            self._ping_node(self.table.heard_from(q.id, addr, now, responded=False), now)
-        self._reply(self.responder.answer(q, addr, now, node_id=self.node_id, table=self.table), addr)
+            if q.id in self.table or not self.config.verify_new_nodes:
+                if q.id in self.table or self._admissible(q.id, addr[0]):
+                    self._ping_node(self.table.heard_from(q.id, addr, now, responded=False), now)
+            elif self._admissible(q.id, addr[0]):
+                self._verify(addr, now)
+        answer = self.responder.answer(q, addr, now, node_id=self.node_id, table=self.table)
+        self._reply(answer, addr, size)
 
     # -- answers to our queries ---------------------------------------------------------------------
 
@@ -379,9 +443,11 @@ class DHTEngine:
         if p is None:
             return
         self.stats.responses_received += 1
+        self._mark_verified(addr[0])
         if r.ip is not None:
             self._vote_external_ip(addr, r.ip[0], now)
-        self._ping_node(self.table.heard_from(r.id, addr, now, responded=True), now)
+        if r.id in self.table or self._admissible(r.id, addr[0]):
+            self._ping_node(self.table.heard_from(r.id, addr, now, responded=True), now)
         op = self._ops.get(p.op)
         if op is None:
             return
@@ -490,6 +556,7 @@ class DHTEngine:
             return
         if op.ping_addr is not None:
             self._pinging.discard(op.ping_addr)
+            self._verifying.discard(op.ping_addr)
         self._starved.discard(op.id)
         if event is not None and op.notify:
             self._events.append(event)

@@ -7,6 +7,10 @@ or *bad* (failed to answer repeatedly).  A full bucket takes a new node only by 
 when it holds questionable nodes the caller is asked to ping the oldest of them, and the newcomer
 waits in the bucket's replacement cache until that ping fails.  Buckets unchanged for 15 minutes
 are reported for refresh (a ``find_node`` for a random id in their range).
+
+One public IP address holds at most ``max_per_ip`` nodes (libtorrent's ``restrict_routing_ips``):
+a host that makes up ids, whatever its ports, cannot fill the buckets.  Local addresses (BEP 42's
+exempt ranges) are not limited, so that nodes of a local test can share 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from torrentgoat.dht.krpc import Addr, NodeInfo
+from torrentgoat.dht.security import is_exempt
 
 __all__ = ["Bucket", "NodeState", "RoutingNode", "RoutingTable"]
 
@@ -90,8 +95,12 @@ class RoutingTable:
         now: float = 0.0,
         good_interval: float = 900.0,
         max_failures: int = 2,
+        max_per_ip: int | None = None,
     ) -> None:
         self.own_id = own_id
+        self.max_per_ip = max_per_ip
+        """Nodes one public IP may hold (None: no limit)."""
+        self._per_ip: dict[str, int] = {}
         self.own_value = int.from_bytes(own_id, "big")
         self.k = k
         self.good_interval = good_interval
@@ -157,9 +166,11 @@ class RoutingTable:
         if node is not None:
             if node.addr != addr:
                 # A known id from another address: keep the one we have unless it stopped answering.
-                if self.state(node, now) is not NodeState.BAD:
+                if self.state(node, now) is not NodeState.BAD or not self.ip_has_room(addr[0]):
                     return None
                 self._forget_addr(node.addr)
+                self._count_ip(node.addr[0], -1)
+                self._count_ip(addr[0], +1)
                 node.addr = addr
                 self._by_addr[addr] = node_id
             if responded:
@@ -176,6 +187,8 @@ class RoutingTable:
         if old is not None:
             # The address now answers with another id (a restarted node): the old id is gone.
             self.remove(old)
+        elif not self.ip_has_room(addr[0]):
+            return None
         newcomer = RoutingNode(
             node_id, addr, last_response=now if responded else None, last_query=None if responded else now
         )
@@ -202,7 +215,20 @@ class RoutingTable:
                     return existing
             return None
 
+    def ip_has_room(self, ip: str) -> bool:
+        """Whether a new node at ``ip`` may join (see ``max_per_ip``)."""
+        cap = self.max_per_ip
+        return cap is None or self._per_ip.get(ip, 0) < cap or is_exempt(ip)
+
+    def _count_ip(self, ip: str, delta: int) -> None:
+        count = self._per_ip.get(ip, 0) + delta
+        if count > 0:
+            self._per_ip[ip] = count
+        else:
+            self._per_ip.pop(ip, None)
+
     def _add(self, bucket: Bucket, node: RoutingNode, now: float) -> None:
+        self._count_ip(node.addr[0], +1)
         bucket.nodes.append(node)
         bucket.last_changed = now
         bucket.replacements = [r for r in bucket.replacements if r.id != node.id]
@@ -230,6 +256,7 @@ class RoutingTable:
         self._by_addr.pop(addr, None)
 
     def _drop(self, node: RoutingNode) -> None:
+        self._count_ip(node.addr[0], -1)
         self._by_id.pop(node.id, None)
         if self._by_addr.get(node.addr) == node.id:
             del self._by_addr[node.addr]
@@ -241,8 +268,11 @@ class RoutingTable:
         bucket = self.bucket_for(node.value)
         bucket.nodes.remove(node)
         self._drop(node)
-        if bucket.replacements:
-            self._add(bucket, bucket.replacements.pop(), bucket.last_changed)
+        while bucket.replacements:
+            replacement = bucket.replacements.pop()
+            if replacement.id not in self._by_id and self.ip_has_room(replacement.addr[0]):
+                self._add(bucket, replacement, bucket.last_changed)
+                break
 
     def failed(self, node_id: bytes, now: float) -> None:
         """A query to ``node_id`` timed out: count it; a bad node gives way to a replacement."""
@@ -274,6 +304,12 @@ class RoutingTable:
                 assert n.id != self.own_id
             count += len(b.nodes)
         assert count == len(self._by_id)
+        per_ip: dict[str, int] = {}
+        for n in self._by_id.values():
+            per_ip[n.addr[0]] = per_ip.get(n.addr[0], 0) + 1
+        assert per_ip == self._per_ip
+        if self.max_per_ip is not None:
+            assert all(c <= self.max_per_ip or is_exempt(ip) for ip, c in per_ip.items())
         # Only the bucket around our id is ever split, so at most one bucket per depth exists
         # beside it: every bucket but the own one is a sibling of the own-id path.
         own = self.bucket_for(self.own_value)

@@ -9,6 +9,7 @@ field other nodes put in their replies; :class:`ExternalIPVoter` counts those vo
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections import OrderedDict
@@ -40,6 +41,7 @@ def crc32c(data: bytes) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+@functools.lru_cache(maxsize=4096)
 def is_exempt(ip: str) -> bool:
     """BEP 42: local-network and loopback addresses are not subject to the id restriction."""
     try:

@@ -375,6 +375,14 @@ class FileStorage(SpanStorage):
             for h in handles:
                 self._release(h)
 
+    def reopen_files(self, file_indices: Iterable[int]) -> None:
+        """Drop the open descriptors of these files: the next read opens the path again, so a file
+        deleted or replaced on disk is read as it is now, not through a descriptor of the old one."""
+        with self._lock:
+            for index in file_indices:
+                if index in self._handles:
+                    self._evict(index)
+
     def close(self) -> None:
         if self._closed:
             return

@@ -30,9 +30,14 @@ class Candidate:
 
 @dataclass(slots=True)
 class CandidatePool:
-    """Addresses learned from trackers, the DHT, PEX, magnets and the command line (bounded)."""
+    """Addresses learned from trackers, the DHT, PEX, magnets and the command line (bounded).
+
+    At most ``limit`` addresses, of which at most ``pex_share`` from PEX (BEP 11 messages from any
+    connected peer cannot fill the pool and crowd out trackers and the DHT); when full, the address
+    that failed most often gives way to a new one."""
 
     limit: int = 2000
+    pex_share: float = 0.5
     candidates: dict[PeerAddress, Candidate] = field(default_factory=dict)
     banned: set[PeerAddress] = field(default_factory=set)
     ourselves: set[PeerAddress] = field(default_factory=set)
@@ -47,9 +52,25 @@ class CandidatePool:
             return False
         if not dialable_host(address.host):
             return False  # 0.0.0.0, multicast, broadcast: never dial what PEX or a tracker says there
-        if len(self.candidates) >= self.limit:
+        quota = self.limit * self.pex_share
+        if source == "pex" and len(self.candidates) >= quota:
+            if sum(1 for c in self.candidates.values() if c.source == "pex") >= quota:
+                return False
+        if len(self.candidates) >= self.limit and not self._make_room():
             return False
         self.candidates[address] = Candidate(address=address, source=source, swarm_id=swarm_id)
+        return True
+
+    def _make_room(self) -> bool:
+        """Forget the (unconnected) address that failed most; False when none has failed."""
+        worst = max(
+            (c for c in self.candidates.values() if c.failures and not c.connected),
+            key=lambda c: c.failures,
+            default=None,
+        )
+        if worst is None:
+            return False
+        del self.candidates[worst.address]
         return True
 
     def ready(self, now: float) -> list[Candidate]:

@@ -18,8 +18,10 @@ serving on would send bytes nobody verified.  :class:`Recovery` does neither:
    ``TorrentConfig.refetch_lost=False`` (seeding only), dropped from what the torrent wants.  A
    complete torrent that has to fetch again goes back to downloading until it is complete again.
 
-Only if the check itself cannot read the storage at all (the download directory is gone) does the
-torrent stop with the error.  The picker keeps counting suspect pieces as ours while they are being
+A piece that cannot even be read for the check (EIO: a failing disk) counts as lost, like one whose
+bytes changed: the check goes on piece by piece, so one unreadable file costs only its own pieces.
+Only if the check cannot read the storage at all (the download directory is gone) does the torrent
+stop with the error.  The picker keeps counting suspect pieces as ours while they are being
 checked, so they are neither requested nor half-downloaded meanwhile; only pieces found bad are
 handed back to it.
 """
@@ -28,11 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterable
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import StorageError
-from torrentgoat.storage import Layout
+from torrentgoat.storage import FileStorage, Layout
 from torrentgoat.torrent.events import DataLost, DataRechecked
 from torrentgoat.torrent.exchange import PeerExchange
 from torrentgoat.torrent.filewatch import FileWatch
@@ -118,16 +121,19 @@ class Recovery:
         if have is None or index not in have:
             return  # already taken back
         files = watch.files_of(index) if watch is not None else []
-        self._take_back({index} | (watch.pieces_of(files) if watch is not None else set()), str(exc))
+        self._take_back({index} | (watch.pieces_of(files) if watch is not None else set()), str(exc), files)
 
     def files_changed(self, files: Iterable[int], reason: str) -> None:
         """Watched files changed: take back their verified pieces and check them again."""
         watch = self.watch
         if watch is not None:
-            self._take_back(watch.pieces_of(files), reason)
+            files = list(files)
+            self._take_back(watch.pieces_of(files), reason, files)
 
-    def _take_back(self, pieces: set[int], reason: str) -> None:
+    def _take_back(self, pieces: set[int], reason: str, files: list[int]) -> None:
         swarm = self.swarm
+        if isinstance(swarm.storage, FileStorage):
+            swarm.storage.reopen_files(files)  # check what is on disk now, not an old descriptor
         have, info = swarm.have, swarm.info
         assert have is not None and info is not None
         suspects = sorted(i for i in pieces if i in have)
@@ -179,18 +185,24 @@ class Recovery:
         info, storage, picker, have = swarm.info, swarm.storage, swarm.picker, swarm.have
         assert info is not None and storage is not None and picker is not None and have is not None
         try:
-            result = await host.ctx.hasher.check(
-                info, storage, wanted=Bitfield.from_indices(info.num_pieces, pieces)
-            )
-        except StorageError as exc:
-            self._failed(f"verified data vanished and cannot be checked again: {exc}", exc)
-            return
+            try:
+                result = await host.ctx.hasher.check(
+                    info, storage, wanted=Bitfield.from_indices(info.num_pieces, pieces)
+                )
+                verified = set(result.good)
+            except StorageError as exc:
+                root = getattr(storage, "root", None)
+                if root is not None and not os.path.isdir(root):
+                    self._failed(f"verified data vanished and cannot be checked again: {exc}", exc)
+                    return
+                log.warning("%s: %s; checking the %d pieces one by one", host.name, exc, len(pieces))
+                verified = await self._check_each(pieces)
         finally:
             self.checking.difference_update(pieces)
         if host.stopping:
             return
-        good = [i for i in pieces if i in result.good]
-        bad = [i for i in pieces if i not in result.good]
+        good = [i for i in pieces if i in verified]
+        bad = [i for i in pieces if i not in verified]
         for index in good:
             if have.add(index):
                 swarm.counters.verified += info.piece_size(index)
@@ -218,3 +230,19 @@ class Recovery:
             "" if not bad else (", the others are fetched again" if refetch else ", the others are dropped"),
         )
         self._settled()
+
+    async def _check_each(self, pieces: list[int]) -> set[int]:
+        """The pieces among ``pieces`` that read back and verify, each checked on its own: a read
+        error (EIO) costs only the piece it hit."""
+        swarm = self.swarm
+        info, storage = swarm.info, swarm.storage
+        assert info is not None and storage is not None
+        good: set[int] = set()
+        for index in pieces:
+            try:
+                result = await self.host.ctx.hasher.check(info, storage, wanted=[index])
+            except StorageError:
+                continue
+            if index in result.good:
+                good.add(index)
+        return good
