@@ -11,7 +11,7 @@ from typing import TypeAlias
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.primitives import BlockRef, PeerAddress
-from torrentgoat.wire.messages import Buffer, ExtendedHandshake, Handshake, PexPeer
+from torrentgoat.wire.messages import Buffer, ExtendedHandshake, Handshake, Holepunch, PexPeer
 
 __all__ = [
     "AllowedFastReceived",
@@ -24,6 +24,7 @@ __all__ = [
     "ExtensionHandshakeReceived",
     "HandshakeReceived",
     "HaveReceived",
+    "HolepunchReceived",
     "MetadataPieceReceived",
     "MetadataRejected",
     "MetadataRequested",
@@ -215,6 +216,14 @@ class PexReceived:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HolepunchReceived:
+    """BEP 55: a ``ut_holepunch`` message (rendezvous, connect or error) from a peer that offered the
+    extension; malformed ones and those of peers that did not offer it are ignored (BEP 55)."""
+
+    message: Holepunch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionTimedOut:
     """The handshake did not complete in time, or the peer sent nothing for too long: close."""
 
@@ -242,5 +251,6 @@ Event: TypeAlias = (
     | MetadataPieceReceived
     | MetadataRejected
     | PexReceived
+    | HolepunchReceived
     | ConnectionTimedOut
 )
