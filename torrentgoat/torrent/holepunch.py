@@ -157,18 +157,17 @@ class Holepunching:
             log.debug("%s: asked %s for a rendezvous with %s", self.host.name, wp.address, address)
 
     def rendezvous(self, target: PeerAddress, via: Hashable | None = None) -> bool:
-        """Ask a connected peer (``via``, a peer key; by default the one that introduced ``target``,
-        else any that offered ``ut_holepunch``) to relay a hole punch to ``target``; returns whether a
-        ``rendezvous`` went out."""
-        relays = [
-            wp
-            for wp in self.swarm.live_peers()
-            if wp.driver.engine.peer_supports_holepunch and target not in self.view(wp).endpoints
-        ]
+        """Ask a connected peer to relay a hole punch to ``target``: ``via`` (a peer key), or else the
+        peer that introduced ``target``, or else any other that offered ``ut_holepunch``.  Returns
+        whether a ``rendezvous`` went out; the relay's ``error``, if any, comes back as a
+        :class:`~torrentgoat.torrent.events.HolepunchFailed` event."""
+        relays = [wp for wp in self.swarm.live_peers() if wp.driver.engine.peer_supports_holepunch]
         if via is not None:
             relays = [wp for wp in relays if wp.key == via]
-        introducer = self.state.introducer(target)
-        relays.sort(key=lambda wp: wp.key != introducer)  # the peer that told us about it first
+        else:
+            relays = [wp for wp in relays if target not in self.view(wp).endpoints]
+            introducer = self.state.introducer(target)
+            relays.sort(key=lambda wp: wp.key != introducer)  # the peer that told us about it first
         return bool(relays) and self._request(relays[0], target)
 
     def _request(self, wp: WirePeer, target: PeerAddress) -> bool:
