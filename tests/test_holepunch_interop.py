@@ -151,3 +151,38 @@ async def test_libtorrent_obeys_our_relays_connect_as_the_target(tmp_path: Path)
     finally:
         seed.remove_torrent(handle)
         del seed
+
+
+async def test_libtorrent_initiates_through_our_relay_after_its_dial_fails(tmp_path: Path) -> None:
+    """libtorrent as the **initiator**: our relay's PEX lists B with flag 0x08; libtorrent's dial to B
+    fails (B is behind an emulated NAT), so it sends ``rendezvous`` to the peer that introduced B --
+    our relay -- which sends ``connect`` to both; B's data then reaches libtorrent."""
+    lt = require_libtorrent()
+    seed_dir = tmp_path / "seed"
+    seed_dir.mkdir()
+    info, _, _ = make_torrent(lt, seed_dir, os.urandom(32 * PIECE + 100))
+    metainfo = metainfo_of(info)
+    lt_port = free_udp_port()
+    leech = lt_session(lt, lt_port)
+    handle = add(lt, leech, info, tmp_path / "lt")
+    try:
+        async with (
+            Session(config(25, download_limit=16 * 1024)) as rs,
+            Session(config(26, pex=False)) as bs,
+        ):
+            EmulatedNat(bs)
+            r = await rs.add(metainfo, tmp_path / "r")
+            b = await bs.add(metainfo, seed_dir, seed=True, peers=[f"127.0.0.1:{rs.listen_port}"])
+            await wait_until(lambda: linked(r, bs.peer_id), timeout=30, what="B connected to R")
+            await asyncio.to_thread(handle.connect_peer, ("127.0.0.1", rs.listen_port))
+            lt_address = PeerAddress("127.0.0.1", lt_port)
+            await wait_until(
+                lambda: (wp := by_address(b, lt_address)) is not None and wp.transport == "utp",
+                timeout=60,
+                what="libtorrent connected to B through the hole",
+            )
+            assert r.holepunch.relayed >= 1 and b.holepunch.connects >= 1
+            await wait_until(lambda: handle.status().is_seeding, timeout=60, what="libtorrent complete")
+    finally:
+        leech.remove_torrent(handle)
+        del leech
