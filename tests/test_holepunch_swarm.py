@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.holepunch_helpers import EmulatedNat
+from torrentgoat.creation import create_torrent
 from torrentgoat.primitives import PeerAddress, PeerId
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.testing.swarm import (
@@ -164,3 +165,30 @@ async def test_relay_error_codes_reach_the_initiator(tmp_path: Path) -> None:
         # C did not offer ut_holepunch: A cannot ask it anything, and nothing was relayed to it
         assert not a.holepunch.rendezvous(PeerAddress("127.0.0.1", cs.listen_port), via=relay.key + 10**6)
         recorder.task.cancel()
+
+
+async def test_private_torrents_offer_no_hole_punching(tmp_path: Path) -> None:
+    """BEP 27: a relay would hand out peer addresses the tracker did not, as PEX would."""
+    root = tmp_path / "seed"
+    root.mkdir()
+    (root / "data.bin").write_bytes(bytes(range(256)) * 1024)
+    metainfo = create_torrent(root / "data.bin", piece_length=PIECE, private=True, creation_date=None)
+    async with Session(config(10)) as ss, Session(config(11)) as ls:
+        # neither has the data: nothing completes, the connection stays
+        seed = await ss.add(metainfo, tmp_path / "other")
+        leech = await ls.add(metainfo, tmp_path / "leech", peers=[f"127.0.0.1:{ss.listen_port}"])
+        await wait_until(
+            lambda: (
+                (wp := link(leech, ss.peer_id)) is not None and wp.driver.engine.peer_extensions is not None
+            ),
+            timeout=20,
+            what="the extension handshake",
+        )
+        wp = link(leech, ss.peer_id)
+        assert wp is not None
+        assert (
+            "ut_holepunch" not in wp.driver.engine.peer_ext_ids
+            and "ut_pex" not in wp.driver.engine.peer_ext_ids
+        )
+        assert not leech.holepunch.rendezvous(PeerAddress("127.0.0.1", 9))
+        assert seed.holepunch.relayed == 0

@@ -164,10 +164,13 @@ class Connections:
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
 
     def dial_now(self, address: PeerAddress, source: str) -> bool:
-        """Dial ``address`` over uTP only, at once: beyond the peer and half-open limits and any
-        back-off (BEP 55: a hole punch is two simultaneous uTP dials).  False when uTP is off, the
-        address is banned, ours, connected or being dialled."""
+        """Dial ``address`` over uTP only, at once: beyond the peer limit, the half-open limit (up to
+        twice it) and any back-off (BEP 55: a hole punch is two simultaneous uTP dials).  False when
+        uTP is off, the address is banned, ours, connected or being dialled, or twice the half-open
+        limit is reached."""
         if self.host.stopping or self.host.ctx.utp is None:
+            return False
+        if self.connecting >= 2 * self.host.config.max_half_open:
             return False
         if address in self.pool.banned or address in self.pool.ourselves:
             return False

@@ -1,7 +1,8 @@
 """What a torrent's new wire connections open with (level L5).
 
 Every wire engine of a torrent is set up here: the info-hash, the piece geometry and the metadata size
-once known, the wire options (no PEX on a private torrent, BEP 27), and the have-set the connection
+once known, the wire options (no PEX and no hole punching on a private torrent, BEP 27: both hand
+out peer addresses the tracker did not), and the have-set the connection
 advertises and serves -- ours, or while super-seeding (BEP 16) only the pieces revealed on that
 connection.  Outgoing engines are built with :meth:`Opening.outgoing`, incoming ones (their handshake
 named our info-hash) are completed with :meth:`Opening.accept`, and connections that met us before a
@@ -50,8 +51,8 @@ class Opening:
     def _wire_config(self) -> WireConfig:
         wire = self.host.ctx.wire
         info = self.swarm.info
-        if info is not None and info.private and wire.ut_pex:
-            wire = replace(wire, ut_pex=False)
+        if info is not None and info.private and (wire.ut_pex or wire.ut_holepunch):
+            wire = replace(wire, ut_pex=False, ut_holepunch=False)
         return wire
 
     def _have_fn(self) -> Bitfield | None:
@@ -101,6 +102,7 @@ class Opening:
             have=source,
             geometry=self._geometry(),
             metadata_size=self._metadata_size(),
+            config=self._wire_config(),  # a private torrent's incoming connections offer no PEX either
         )
         self._attach(engine, source)
 
