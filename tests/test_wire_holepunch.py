@@ -177,12 +177,16 @@ def test_introductions_are_bounded() -> None:
     assert len(state) == 3 and state.introducer(PeerAddress("10.0.0.1", 1)) is None
 
 
-def test_connect_orders_are_rate_limited_per_relay() -> None:
+def test_connect_orders_and_rendezvous_are_rate_limited_per_peer() -> None:
     state = HolepunchState(max_connects=2, window=60.0)
     assert state.connect_allowed("r", 0.0) and state.connect_allowed("r", 1.0)
     assert not state.connect_allowed("r", 2.0)
     assert state.connect_allowed("other", 2.0)
     assert state.connect_allowed("r", 60.5)
+    assert state.relay_allowed("r", 0.0) and state.relay_allowed("r", 1.0)
+    assert not state.relay_allowed("r", 2.0)  # a separate budget, the same size
+    state.peer_left("r")
+    assert state.relay_allowed("r", 3.0)
 
 
 def test_pex_flags() -> None:

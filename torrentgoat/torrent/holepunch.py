@@ -5,7 +5,8 @@ connections:
 
 * **relay** -- a ``rendezvous(target)`` from a connected peer is answered by
   :func:`~torrentgoat.wire.holepunch.relay` over our live connections: ``connect`` to both sides, or an
-  ``error`` (NoSuchPeer, NotConnected, NoSupport, NoSelf) to the initiator;
+  ``error`` (NoSuchPeer, NotConnected, NoSupport, NoSelf) to the initiator; at most ten a minute per
+  initiator (more are ignored);
 * **initiator** -- a peer that a connected peer listed in PEX with flag 0x08 (it supports
   ``ut_holepunch``) and that we then failed to dial is asked for through that peer, once a minute at
   most (:meth:`Holepunching.dial_failed`, libtorrent's rule); :meth:`Holepunching.rendezvous` asks
@@ -114,6 +115,8 @@ class Holepunching:
                 self.host.emit(HolepunchFailed(target=message.address, relay=wp.address, error=reason))
 
     def _relay(self, wp: WirePeer, target: PeerAddress) -> None:
+        if not self.state.relay_allowed(wp.key, self.host.now()):
+            return  # more than ten a minute from one peer: ignored
         peers = [self.view(other) for other in self.swarm.live_peers() if other is not wp]
         answers = relay(self.view(wp), target, peers, ours=self._ours(wp))
         sent = 0

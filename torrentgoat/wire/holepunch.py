@@ -188,10 +188,19 @@ class HolepunchState:
     * :meth:`relay_for` is asked when a dial to an address failed: the peer to send ``rendezvous`` to,
       at most once per ``retry_after`` seconds per address.
     * :meth:`connect_allowed` lets each relay give at most ``max_connects`` ``connect`` orders per
-      ``window`` seconds.
+      ``window`` seconds, and :meth:`relay_allowed` each initiator ask us for as many rendezvous (a
+      peer must not make us flood the others with ``connect`` orders).
     """
 
-    __slots__ = ("_connects", "_introductions", "max_connects", "max_introductions", "retry_after", "window")
+    __slots__ = (
+        "_connects",
+        "_introductions",
+        "_relays",
+        "max_connects",
+        "max_introductions",
+        "retry_after",
+        "window",
+    )
 
     def __init__(
         self,
@@ -207,6 +216,7 @@ class HolepunchState:
         self.window = window
         self._introductions: OrderedDict[PeerAddress, _Introduction] = OrderedDict()
         self._connects: dict[Hashable, deque[float]] = {}
+        self._relays: dict[Hashable, deque[float]] = {}
 
     def introduced(self, address: PeerAddress, flags: int, via: Hashable) -> None:
         """``via`` (a connected peer that offered ``ut_holepunch``) listed ``address`` with ``flags``."""
@@ -240,10 +250,18 @@ class HolepunchState:
         for address in [a for a, e in self._introductions.items() if e.via == key]:
             del self._introductions[address]
         self._connects.pop(key, None)
+        self._relays.pop(key, None)
 
     def connect_allowed(self, relay_key: Hashable, now: float) -> bool:
         """Whether a ``connect`` order from ``relay_key`` is obeyed now (counted when it is)."""
-        times = self._connects.setdefault(relay_key, deque())
+        return self._allow(self._connects, relay_key, now)
+
+    def relay_allowed(self, initiator_key: Hashable, now: float) -> bool:
+        """Whether a ``rendezvous`` from ``initiator_key`` is acted upon now (counted when it is)."""
+        return self._allow(self._relays, initiator_key, now)
+
+    def _allow(self, book: dict[Hashable, deque[float]], key: Hashable, now: float) -> bool:
+        times = book.setdefault(key, deque())
         while times and now - times[0] >= self.window:
             times.popleft()
         if len(times) >= self.max_connects:
