@@ -88,11 +88,16 @@ async def test_libtorrent_relays_a_hole_punch_between_two_natted_sessions(tmp_pa
             EmulatedNat(as_)
             EmulatedNat(bs)
             peer = [f"127.0.0.1:{relay_port}"]
-            await bs.add(metainfo, seed_dir, seed=True, peers=peer)
+            b = await bs.add(metainfo, seed_dir, seed=True, peers=peer)
             a = await as_.add(metainfo, tmp_path / "a", peers=peer)
             lt_address = PeerAddress("127.0.0.1", relay_port)
+
+            def ready(torrent: Torrent) -> bool:  # libtorrent's extension handshake arrived
+                wp = by_address(torrent, lt_address)
+                return wp is not None and wp.driver.engine.peer_extensions is not None
+
             await wait_until(
-                lambda: len(handle.get_peer_info()) >= 2 and by_address(a, lt_address) is not None,
+                lambda: len(handle.get_peer_info()) >= 2 and ready(a) and ready(b),
                 timeout=30,
                 what="libtorrent connected to A and B",
             )
@@ -134,6 +139,7 @@ async def test_libtorrent_obeys_our_relays_connect_as_the_target(tmp_path: Path)
             await wait_until(
                 lambda: (
                     linked(r, as_.peer_id)
+                    and linked(a, rs.peer_id)
                     and any(wp.live and wp.listen_address() == lt_address for wp in r.peers.values())
                 ),
                 timeout=30,

@@ -50,7 +50,13 @@ def link(torrent: Torrent, peer_id: PeerId) -> WirePeer | None:
 
 
 def linked(torrent: Torrent, *peer_ids: PeerId) -> bool:
-    return all(link(torrent, p) is not None for p in peer_ids)
+    """Connected to each of ``peer_ids``, with its extension handshake (BEP 10) received: its listen
+    port and whether it offers ``ut_holepunch`` are known."""
+    for peer_id in peer_ids:
+        wp = link(torrent, peer_id)
+        if wp is None or wp.driver.engine.peer_extensions is None:
+            return False
+    return True
 
 
 async def complete(torrent: Torrent, timeout: float = 60.0) -> None:
@@ -144,7 +150,9 @@ async def test_relay_error_codes_reach_the_initiator(tmp_path: Path) -> None:
         a = await as_.add(payload.metainfo, tmp_path / "a", peers=[relay_addr])
         await cs.add(payload.metainfo, tmp_path / "c", peers=[relay_addr])
         await wait_until(
-            lambda: linked(r, as_.peer_id, cs.peer_id), timeout=20, what="R connected to A and C"
+            lambda: linked(r, as_.peer_id, cs.peer_id) and linked(a, rs.peer_id),
+            timeout=20,
+            what="R connected to A and C",
         )
         recorder = Recorder(a)
         relay = link(a, rs.peer_id)
