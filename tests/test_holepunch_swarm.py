@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tests.holepunch_helpers import EmulatedNat
 from torrentgoat.creation import create_torrent
@@ -200,3 +201,36 @@ async def test_private_torrents_offer_no_hole_punching(tmp_path: Path) -> None:
         )
         assert not leech.holepunch.rendezvous(PeerAddress("127.0.0.1", 9))
         assert seed.holepunch.relayed == 0
+
+
+async def test_ipv6_rendezvous(tmp_path: Path) -> None:
+    """The same over ::1: IPv6 endpoints (addr_type 1) in rendezvous and connect."""
+    payload = make_file_payload(tmp_path, 512 * 1024, piece_length=PIECE, seed=58)
+
+    def v6(seed: int, **kw: Any) -> SessionConfig:
+        return replace(config(seed, pex=False, **kw), listen_host="::1")
+
+    async with (
+        Session(v6(12, download_limit=16 * 1024)) as rs,
+        Session(v6(13)) as as_,
+        Session(v6(14, upload_limit=256 * 1024)) as bs,
+    ):
+        EmulatedNat(as_)
+        EmulatedNat(bs)
+        relay_addr = f"[::1]:{rs.listen_port}"
+        r = await rs.add(payload.metainfo, tmp_path / "r")
+        await bs.add(payload.metainfo, payload.root, seed=True, peers=[relay_addr])
+        a = await as_.add(payload.metainfo, tmp_path / "a", peers=[relay_addr])
+        await wait_until(
+            lambda: linked(r, as_.peer_id, bs.peer_id) and linked(a, rs.peer_id),
+            timeout=20,
+            what="R connected to A and B",
+        )
+        assert a.holepunch.rendezvous(PeerAddress("::1", bs.listen_port))
+        await wait_until(lambda: linked(a, bs.peer_id), timeout=20, what="A connected to B")
+        wp = link(a, bs.peer_id)
+        assert (
+            wp is not None and wp.transport == "utp" and wp.address is not None and wp.address.host == "::1"
+        )
+        assert r.holepunch.relayed == 1
+        await complete(a)
