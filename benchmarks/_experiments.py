@@ -5,10 +5,10 @@ recommended change before its owner makes it (``TG_EXPERIMENT=name[,name]`` in `
   instead of once per received block (``Torrent._on_block`` -> ``_fill_requests``).
 * ``read-into``: the uploader's read cache reads into recycled buffers
   (``ReadCache(reader_into=...)``) instead of ``storage.read`` (fresh buffer + a ``bytes`` copy).
-* ``mse-rc4`` / ``mse-plaintext``: Message Stream Encryption before the session integration lands --
-  the session's listener wrapped in :class:`~torrentgoat.aio.mse.EncryptedListener` and the torrent's
-  dials through :func:`~torrentgoat.aio.mse.open_encrypted_connection`, with RC4 required, or with an
-  MSE handshake that selects a plaintext payload (to measure the cost of RC4 itself).
+* ``mse-rc4`` / ``mse-plaintext``: every session of the process with ``SessionConfig.encryption`` set
+  to RC4 required, or to an MSE handshake that selects a plaintext payload (to measure the cost of
+  RC4 itself).  (Before the session integration this wrapped the listener and the dials; the
+  session now does both itself, and wrapping it again hung the transfer.)
 """
 
 from __future__ import annotations
@@ -73,34 +73,17 @@ def _read_into() -> None:
 
 
 def _mse(config: Any) -> None:
-    from torrentgoat.aio import mse
-    from torrentgoat.mse import req2_hash
-    from torrentgoat.session import Session
-    from torrentgoat.torrent import connections
+    """Every session of the process uses ``config`` for MSE (its listener and its dials)."""
+    from dataclasses import replace
 
-    original_accept = Session._accept
+    from torrentgoat.session import Session, SessionConfig
 
-    def accept(self: Any) -> Any:
-        listener = self.__dict__.get("_mse_listener")
-        if listener is None:
+    original_init = Session.__init__
 
-            def lookup(req2: bytes) -> Any:
-                for torrent in self.torrents.values():
-                    if req2_hash(torrent.info_hash.raw) == req2:
-                        return torrent.info_hash
-                return None
+    def init(self: Any, session_config: Any = None) -> None:
+        original_init(self, replace(session_config or SessionConfig(), encryption=config))
 
-            listener = mse.EncryptedListener(
-                lambda: original_accept(self), info_hash_for_req2=lookup, config=config
-            )
-            self.__dict__["_mse_listener"] = listener
-        return listener()
-
-    async def dial(address: Any, engine: Any, handler: Any, **kwargs: Any) -> Any:
-        return await mse.open_encrypted_connection(address, engine, handler, config=config, **kwargs)
-
-    Session._accept = accept  # type: ignore[method-assign]
-    connections.open_peer_connection = dial  # type: ignore[assignment]
+    Session.__init__ = init  # type: ignore[method-assign]
 
 
 def _mse_rc4() -> None:

@@ -152,7 +152,7 @@ def test_handshake_initiator_and_responder(chunk: int) -> None:
     assert isinstance(a_events[1], BitfieldReceived) and a_events[1].bitfield.complete
     assert isinstance(b_events[1], BitfieldReceived) and list(b_events[1].bitfield) == [0, 3]
     assert pair.a.fast and pair.a.extensions and pair.b.fast and pair.b.extensions
-    assert pair.a.peer_ext_ids == {"ut_metadata": 1, "ut_pex": 2, "lt_donthave": 7}
+    assert pair.a.peer_ext_ids == {"ut_metadata": 1, "ut_pex": 2, "lt_donthave": 7, "ut_holepunch": 4}
     assert pair.a.peer_has_all and pair.b.peer_have is not None and pair.b.peer_have.count == 2
     assert pair.a.handshake_complete and pair.b.handshake_complete
     assert pair.a.our_phase is Phase.ACTIVE and pair.a.their_phase is Phase.ACTIVE

@@ -86,6 +86,8 @@ class Connections:
         self.pool = CandidatePool()
         self.connecting = 0
         """Outgoing connection attempts in progress."""
+        self.dial_failed: Callable[[PeerAddress], None] | None = None
+        """Told of each address a dial could not reach (BEP 55: a relay may punch a hole to it)."""
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------ addresses
@@ -168,7 +170,32 @@ class Connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
 
-    def _connector(self, address: PeerAddress, candidate: Candidate | None) -> Connector:
+    def dial_now(self, address: PeerAddress, source: str) -> bool:
+        """Dial ``address`` over uTP only, at once: beyond the peer limit, the half-open limit (up to
+        twice it) and any back-off (BEP 55: a hole punch is two simultaneous uTP dials).  False when
+        uTP is off, the address is banned, ours, connected or being dialled, or twice the half-open
+        limit is reached."""
+        if self.host.stopping or self.host.ctx.utp is None:
+            return False
+        if self.connecting >= 2 * self.host.config.max_half_open:
+            return False
+        if address in self.pool.banned or address in self.pool.ourselves:
+            return False
+        if any(wp.address == address for wp in self.swarm.peers.values()):
+            return False
+        self.pool.add(address, source)
+        candidate = self.pool.candidates.get(address)
+        if candidate is not None:
+            if candidate.connected:
+                return False
+            candidate.connected = True
+        self.connecting += 1
+        self.host.spawn(self._dial(address, utp_only=True))
+        return True
+
+    def _connector(
+        self, address: PeerAddress, candidate: Candidate | None, *, utp_only: bool = False
+    ) -> Connector:
         """How to reach ``address``: TCP and/or uTP in the order described in the module docstring."""
         tcp = tcp_connector(address.host, address.port)
         endpoint = self.host.ctx.utp
@@ -181,6 +208,8 @@ class Connections:
             default = not _is_local(address.host)
         utp_first = known == "utp" if known else default
         order = [("utp", utp), ("tcp", tcp)] if utp_first else [("tcp", tcp), ("utp", utp)]
+        if utp_only:
+            order = [("utp", utp)]
 
         async def connect(factory: Callable[[], asyncio.BaseProtocol]) -> tuple[asyncio.BaseTransport, Any]:
             failures = []
@@ -197,7 +226,7 @@ class Connections:
 
         return connect
 
-    async def _dial(self, address: PeerAddress) -> None:
+    async def _dial(self, address: PeerAddress, *, utp_only: bool = False) -> None:
         encryption = self.host.ctx.encryption
         candidate = self.pool.candidates.get(address)
         if candidate is not None and candidate.plain and encryption.policy is EncryptionPolicy.PREFER:
@@ -211,7 +240,7 @@ class Connections:
                 config=encryption,
                 download_limit=self.host.ctx.download_limit,
                 on_created=self.register,
-                connect=self._connector(address, candidate),
+                connect=self._connector(address, candidate, utp_only=utp_only),
             )
             transport = driver.transport
             if candidate is not None and transport is not None and transport.get_extra_info("mse") is None:
@@ -220,6 +249,8 @@ class Connections:
             log.debug("%s: %s", self.host.name, exc)
             reason = str(exc.__cause__ or exc)
             self.pool.failed(address, self.host.now(), reason=reason)
+            if self.dial_failed is not None:
+                self.dial_failed(address)
         finally:
             self.connecting -= 1
             self._wake.set()

@@ -66,6 +66,7 @@ from torrentgoat.torrent.events import (
 from torrentgoat.torrent.exchange import PeerExchange
 from torrentgoat.torrent.handle import PeerSource, TorrentContext
 from torrentgoat.torrent.hashexchange import HashExchange
+from torrentgoat.torrent.holepunch import Holepunching
 from torrentgoat.torrent.lifecycle import Counters, Lifecycle, TorrentState
 from torrentgoat.torrent.localfill import LocalBlocks
 from torrentgoat.torrent.opening import Opening
@@ -159,6 +160,12 @@ class Torrent:
             self.swarm, self, self.opening, handler=self.exchange, admitted=self._admitted
         )
         self.exchange.connections = self.connections
+        self.holepunch = Holepunching(
+            self.swarm, self, dial=lambda address: self.connections.dial_now(address, "holepunch")
+        )
+        """BEP 55: relay, initiator and target of hole punching."""
+        self.exchange.holepunch = self.holepunch
+        self.connections.dial_failed = self.holepunch.dial_failed
         self.peer_search = PeerSearchReport(self, self.sources, self.connections.pool)
         self.recovery = Recovery(
             self.swarm, self, self.exchange, reopened=self._reopen, settled=self._settled, failed=self._fail

@@ -17,6 +17,7 @@ __all__ = [
     "Completed",
     "DataLost",
     "DataRechecked",
+    "HolepunchFailed",
     "MetadataReceived",
     "PeerBanned",
     "PeerConnected",
@@ -158,6 +159,16 @@ class DataRechecked:
     verified: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HolepunchFailed:
+    """A relay answered our BEP 55 ``rendezvous`` with ``target`` with an error: ``NoSuchPeer``,
+    ``NotConnected``, ``NoSupport`` or ``NoSelf``."""
+
+    target: PeerAddress
+    relay: PeerAddress | None
+    error: str
+
+
 TorrentEvent: TypeAlias = (
     MetadataReceived
     | CheckProgressed
@@ -173,4 +184,5 @@ TorrentEvent: TypeAlias = (
     | Stopped
     | DataLost
     | DataRechecked
+    | HolepunchFailed
 )

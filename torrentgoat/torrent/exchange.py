@@ -4,7 +4,8 @@
 event of a wire engine (:mod:`torrentgoat.wire.events`) lands in :meth:`PeerExchange.peer_event`, which
 tells the part it concerns: blocks go to the :class:`~torrentgoat.torrent.blocks.BlockFlow`, requests
 to the uploader, haves and bitfields to the picker and the super-seeder, interest to the choke
-scheduler, metadata (BEP 9) to the fetcher.  How many requests to keep in flight, which blocks to ask
+scheduler, metadata (BEP 9) to the fetcher, ``ut_holepunch`` (BEP 55) and the introductions PEX makes
+to the hole-punching part.  How many requests to keep in flight, which blocks to ask
 for, when to be interested, how to back off from a rejecting peer and when a peer is snubbed are the
 pure rules of :mod:`torrentgoat.torrent.policy`; this module applies them to the engines.
 """
@@ -24,6 +25,7 @@ from torrentgoat.torrent.connections import Connections
 from torrentgoat.torrent.events import PeerConnected
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.hashexchange import HashExchange
+from torrentgoat.torrent.holepunch import Holepunching
 from torrentgoat.torrent.policy import (
     block_arrived,
     check_snub,
@@ -51,6 +53,7 @@ from torrentgoat.wire.events import (
     HashRejected,
     HashRequested,
     HaveReceived,
+    HolepunchReceived,
     MetadataPieceReceived,
     MetadataRejected,
     MetadataRequested,
@@ -64,6 +67,7 @@ from torrentgoat.wire.events import (
 )
 from torrentgoat.wire.messages import Have, Interested, MetadataRequest, NotInterested
 from torrentgoat.wire.metadata import MetadataFetcher, MetadataServer
+from torrentgoat.wire.pex import pex_flags
 
 __all__ = ["PeerExchange"]
 
@@ -91,6 +95,8 @@ class PeerExchange:
         self.choking = choking
         self.connections: Connections | None = None
         """Set by the torrent right after construction (the two refer to each other)."""
+        self.holepunch: Holepunching | None = None
+        """BEP 55 (set by the torrent right after construction)."""
         self.uploader: Uploader | None = None
         """Serves block requests once the data is known (after the check)."""
         info = swarm.info
@@ -201,6 +207,8 @@ class PeerExchange:
             case PexReceived(added=added):
                 info = swarm.info
                 if not (info is not None and info.private) and self.host.config.pex:
+                    if self.holepunch is not None:
+                        self.holepunch.pex_received(wp, added)
                     self.host.add_peers([p.address for p in added], "pex")
             case HashRequested(request=request):
                 self.hashes.on_request(wp, request)
@@ -208,6 +216,9 @@ class PeerExchange:
                 self.hashes.on_hashes(wp, hashes)
             case HashRejected(reject=reject):
                 self.hashes.on_reject(wp, reject)
+            case HolepunchReceived(message=message):
+                if self.holepunch is not None:
+                    self.holepunch.on_message(wp, message)
             case PortReceived(port=port):
                 add_node = self.host.ctx.add_dht_node
                 if add_node is not None and peer.address is not None and 0 < port < 65536:
@@ -244,6 +255,8 @@ class PeerExchange:
         if self.fetcher is not None:
             self.fetcher.remove_peer(wp.key)
         self.hashes.peer_closed(wp)
+        if self.holepunch is not None:
+            self.holepunch.peer_closed(wp)
         if swarm.superseeding is not None:
             swarm.superseeding.peer_closed(wp)
         wp.upload_queue.clear()
@@ -394,9 +407,9 @@ class PeerExchange:
         return down_rate, up_rate
 
     def _send_pex(self, wp: WirePeer, now: float) -> None:
-        """BEP 11: the connected peers others can reach (0x10: we dialled it, so it accepts)."""
+        """BEP 11: the connected peers others can reach, with their flags (:func:`pex_flags`)."""
         current = {
-            address: 0x10 if other.driver.outgoing else 0
+            address: self._pex_flags(other)
             for other in self.swarm.peers.values()
             if other is not wp and (address := other.listen_address()) is not None
         }
@@ -404,3 +417,14 @@ class PeerExchange:
         if message is not None:
             with contextlib.suppress(LocalProtocolError):
                 wp.driver.engine.send(message)
+
+    @staticmethod
+    def _pex_flags(wp: WirePeer) -> int:
+        have = wp.pieces()
+        return pex_flags(
+            encrypted=wp.encryption != "none",
+            seed=have is not None and have.complete,
+            utp=wp.transport == "utp",
+            holepunch=wp.driver.engine.peer_supports_holepunch,
+            reachable=wp.driver.outgoing,
+        )

@@ -2,8 +2,8 @@
 
 Every wire engine of a torrent is set up here: the info-hash (an incoming peer of a hybrid torrent gets
 the one it asked for, v1 or v2), the piece geometry and the metadata size once known, the wire options
-(no PEX on a private torrent, BEP 27; BEP 52 hash messages and the v2 handshake bit on a v2 or hybrid
-torrent), and the have-set the connection
+(no PEX and no hole punching on a private torrent, BEP 27: both hand out peer addresses the tracker did
+not; BEP 52 hash messages and the v2 handshake bit on a v2 or hybrid torrent), and the have-set the connection
 advertises and serves -- ours, or while super-seeding (BEP 16) only the pieces revealed on that
 connection.  Outgoing engines are built with :meth:`Opening.outgoing`, incoming ones (their handshake
 named our info-hash) are completed with :meth:`Opening.accept`, and connections that met us before a
@@ -69,8 +69,8 @@ class Opening:
     def _wire_config(self) -> WireConfig:
         wire = self.host.ctx.wire
         info = self.swarm.info
-        if info is not None and info.private and wire.ut_pex:
-            wire = replace(wire, ut_pex=False)
+        if info is not None and info.private and (wire.ut_pex or wire.ut_holepunch):
+            wire = replace(wire, ut_pex=False, ut_holepunch=False)
         bep52 = self._bep52()
         if wire.bep52 != bep52:
             wire = replace(wire, bep52=bep52)

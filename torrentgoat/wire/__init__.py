@@ -1,5 +1,5 @@
 """Peer wire protocol, sans-IO (level L2): BEP 3 framing, BEP 5 port, BEP 6 Fast, BEP 10
-extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``, BEP 54 ``lt_donthave``.
+extensions, BEP 9 ``ut_metadata``, BEP 11 ``ut_pex``, BEP 54 ``lt_donthave``, BEP 55 ``ut_holepunch``.
 
 Modules: :mod:`.messages` (one frozen dataclass per message, :class:`MessageId`), :mod:`.codec`
 (bytes <-> messages), :mod:`.events` (past-tense notifications), :mod:`.config` (:class:`WireConfig`),
@@ -8,7 +8,8 @@ Modules: :mod:`.messages` (one frozen dataclass per message, :class:`MessageId`)
 receive buffer and frame parser), :mod:`.receive` (what each received message means),
 :mod:`.requests` (request bookkeeping) and :mod:`.opening` (a peer's opening held while a magnet's
 metadata is unknown); :mod:`.metadata` (BEP 9 fetch/serve), :mod:`.pex` (BEP 11 codec and delta
-tracker), :mod:`.fast` (BEP 6 allowed-fast set).  Piece arithmetic is
+tracker), :mod:`.holepunch` (BEP 55 codec, the relay's rule, the initiator's memory), :mod:`.fast`
+(BEP 6 allowed-fast set).  Piece arithmetic is
 :class:`torrentgoat.geometry.PieceGeometry` (re-exported here).  Nothing here touches a socket or a
 clock.
 
@@ -42,7 +43,7 @@ The loop (aioquic vocabulary)::
 
 * Once both handshakes are through, the engine itself queues our opening message (``have all`` /
   ``have none`` with BEP 6, else a ``bitfield`` unless we have nothing) and our BEP 10 handshake
-  (``m = {"ut_metadata": 1, "ut_pex": 2, "lt_donthave": 7}``, ``p``, ``v``, ``yourip``, ``reqq``,
+  (``m = {"ut_metadata": 1, "ut_pex": 2, "ut_holepunch": 4, "lt_donthave": 7}``, ``p``, ``v``, ``yourip``, ``reqq``,
   ``metadata_size``).
   ``send()`` before the peer's handshake raises :class:`LocalProtocolError`.
 * ``send(message)`` checks the transition table and the request bookkeeping and raises
@@ -52,8 +53,8 @@ The loop (aioquic vocabulary)::
   not announce.  ``Choke``/``Unchoke``/``Interested``/``NotInterested`` are idempotent.  Choking
   with BEP 6 rejects the peer's pending requests (except allowed-fast ones); without it they are
   discarded.  ``send(Cancel)`` of an already answered request is a no-op.  ``send(MetadataRequest
-  | MetadataData | MetadataReject | Pex | DontHave | ExtendedHandshake)`` wraps the payload with the
-  peer's id.  ``retract(index)`` takes back a piece that left our have-set (BEP 54: ``lt_donthave``
+  | MetadataData | MetadataReject | Pex | DontHave | Holepunch | ExtendedHandshake)`` wraps the payload
+  with the peer's id.  ``retract(index)`` takes back a piece that left our have-set (BEP 54: ``lt_donthave``
   when the peer offered it, its pending requests for the piece withdrawn and, with BEP 6, rejected).
 * Receive path: ``bytes`` reads are parsed in place and :class:`BlockReceived` ``data`` is a
   zero-copy memoryview slice of the read (a ``bytearray`` when a block straddles two reads, or
@@ -113,6 +114,7 @@ Events: :class:`HandshakeReceived`, :class:`ExtensionHandshakeReceived`, :class:
 :class:`RequestRejected`, :class:`AllowedFastReceived`, :class:`PieceSuggested`,
 :class:`PortReceived`, :class:`MetadataRequested`, :class:`MetadataPieceReceived`,
 :class:`MetadataRejected`, :class:`PexReceived`, :class:`DontHaveReceived` (BEP 54),
+:class:`HolepunchReceived` (BEP 55),
 :class:`ConnectionTimedOut`.
 """
 
@@ -121,6 +123,7 @@ from __future__ import annotations
 from torrentgoat.wire.connection import (
     CLIENT_VERSION,
     LT_DONTHAVE_ID,
+    UT_HOLEPUNCH_ID,
     UT_METADATA_ID,
     UT_PEX_ID,
     PeerConnection,
@@ -138,6 +141,7 @@ from torrentgoat.wire.events import (
     ExtensionHandshakeReceived,
     HandshakeReceived,
     HaveReceived,
+    HolepunchReceived,
     MetadataPieceReceived,
     MetadataRejected,
     MetadataRequested,
@@ -164,6 +168,9 @@ from torrentgoat.wire.messages import (
     Have,
     HaveAll,
     HaveNone,
+    Holepunch,
+    HolepunchErrorCode,
+    HolepunchType,
     Interested,
     KeepAlive,
     Message,
@@ -187,6 +194,7 @@ from torrentgoat.wire.pex import PexState
 __all__ = [
     "CLIENT_VERSION",
     "LT_DONTHAVE_ID",
+    "UT_HOLEPUNCH_ID",
     "UT_METADATA_ID",
     "UT_PEX_ID",
     "AllowedFast",
@@ -210,6 +218,10 @@ __all__ = [
     "HaveAll",
     "HaveNone",
     "HaveReceived",
+    "Holepunch",
+    "HolepunchErrorCode",
+    "HolepunchReceived",
+    "HolepunchType",
     "Interested",
     "KeepAlive",
     "Message",

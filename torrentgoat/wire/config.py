@@ -1,8 +1,8 @@
 """Tunables of a peer wire connection and the ids we announce (level L2).
 
 BEP 3 (request sizes, keep-alives), BEP 6 (Fast extension), BEP 10 (extension protocol: ``m``,
-``reqq``, ``v``), BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``), BEP 54 (``lt_donthave``), BEP 5
-(DHT port).
+``reqq``, ``v``), BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``), BEP 54 (``lt_donthave``), BEP 55
+(``ut_holepunch``), BEP 5 (DHT port).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torrentgoat.wire import codec
 
-__all__ = ["CLIENT_VERSION", "LT_DONTHAVE_ID", "UT_METADATA_ID", "UT_PEX_ID", "WireConfig"]
+__all__ = ["CLIENT_VERSION", "LT_DONTHAVE_ID", "UT_HOLEPUNCH_ID", "UT_METADATA_ID", "UT_PEX_ID", "WireConfig"]
 
 CLIENT_VERSION = "torrentgoat/0.1.0"
 UT_METADATA_ID = 1
@@ -20,6 +20,8 @@ UT_PEX_ID = 2
 """The id we ask peers to use for ``ut_pex`` messages to us."""
 LT_DONTHAVE_ID = 7
 """The id we ask peers to use for ``lt_donthave`` messages to us (BEP 54; libtorrent uses 7 too)."""
+UT_HOLEPUNCH_ID = 4
+"""The id we ask peers to use for ``ut_holepunch`` messages to us (BEP 55; libtorrent uses 4 too)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +45,8 @@ class WireConfig:
     events and may be sent, and our handshake sets the v2 reserved bit (``reserved[7] & 0x10``).
     ``False`` (a v1 torrent): a peer sending them breaks the protocol.  ``None`` (a v1 magnet whose
     metadata is not known yet, maybe a hybrid): they are ignored."""
+    ut_holepunch: bool = True
+    """Offer BEP 55 (relay, initiator and target of hole punching; it needs uTP to be of use)."""
     client_version: str = CLIENT_VERSION
     """``v`` of our extension handshake."""
     max_peer_requests: int = 500

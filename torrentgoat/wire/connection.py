@@ -1,8 +1,9 @@
 """``PeerConnection``: the sans-IO engine of one peer wire connection (level L2).
 
 BEP 3 (handshake, messages, choking), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension
-protocol) with BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``), BEP 52
-(``hash request`` / ``hashes`` / ``hash reject`` on v2 and hybrid torrents, and the v2 reserved bit).  See the package docstring
+protocol) with BEP 9 (``ut_metadata``), BEP 11 (``ut_pex``), BEP 54 (``lt_donthave``), BEP 55
+(``ut_holepunch``) and BEP 52 (``hash request`` / ``hashes`` / ``hash reject`` on v2 and hybrid torrents,
+and the v2 reserved bit).  See the package docstring
 (:mod:`torrentgoat.wire`) for the driver's view of the API.  The engine is split by job:
 
 * :mod:`.states` -- the transition table and the one check both directions run through (h11 style,
@@ -32,10 +33,18 @@ from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
 from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import BlockRef, InfoHash, PeerId
 from torrentgoat.wire import codec
-from torrentgoat.wire.config import CLIENT_VERSION, LT_DONTHAVE_ID, UT_METADATA_ID, UT_PEX_ID, WireConfig
+from torrentgoat.wire.config import (
+    CLIENT_VERSION,
+    LT_DONTHAVE_ID,
+    UT_HOLEPUNCH_ID,
+    UT_METADATA_ID,
+    UT_PEX_ID,
+    WireConfig,
+)
 from torrentgoat.wire.events import BitfieldReceived, ConnectionTimedOut
 from torrentgoat.wire.framing import frame_caps
 from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest, set_v2_bit
+from torrentgoat.wire.holepunch import encode_holepunch
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -49,6 +58,7 @@ from torrentgoat.wire.messages import (
     Have,
     HaveAll,
     HaveNone,
+    Holepunch,
     Interested,
     KeepAlive,
     Message,
@@ -77,6 +87,7 @@ __all__ = [
     "LT_DONTHAVE_ID",
     "REQUIRES",
     "TRANSITIONS",
+    "UT_HOLEPUNCH_ID",
     "UT_METADATA_ID",
     "UT_PEX_ID",
     "Feature",
@@ -388,6 +399,8 @@ class PeerConnection(MessageReceiver):
             m["ut_pex"] = UT_PEX_ID
         if self.config.lt_donthave:
             m["lt_donthave"] = LT_DONTHAVE_ID
+        if self.config.ut_holepunch:
+            m["ut_holepunch"] = UT_HOLEPUNCH_ID
         have = self._have()
         return ExtendedHandshake(
             m=m,
@@ -520,12 +533,22 @@ class PeerConnection(MessageReceiver):
                 self._check_piece_index(index, "lt_donthave")
                 ext_id = self._ext_id("lt_donthave")
                 self._send_checked(Extended(ext_id=ext_id, payload=codec.encode_dont_have(message)))
+            case Holepunch():
+                if not self.config.ut_holepunch:
+                    raise LocalProtocolError("ut_holepunch is turned off")
+                ext_id = self._ext_id("ut_holepunch")
+                self._send_checked(Extended(ext_id=ext_id, payload=encode_holepunch(message)))
             case Handshake():
                 raise LocalProtocolError(
                     "the handshake is sent by the engine itself (constructor or accept())"
                 )
             case _:
                 raise LocalProtocolError(f"not a message: {message!r}")
+
+    @property
+    def peer_supports_holepunch(self) -> bool:
+        """Both sides offered BEP 55 ``ut_holepunch``."""
+        return self.config.ut_holepunch and self.extensions and bool(self.peer_ext_ids.get("ut_holepunch"))
 
     @property
     def peer_supports_dont_have(self) -> bool:

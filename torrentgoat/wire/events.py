@@ -12,7 +12,7 @@ from typing import TypeAlias
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.primitives import BlockRef, PeerAddress
 from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest
-from torrentgoat.wire.messages import Buffer, ExtendedHandshake, Handshake, PexPeer
+from torrentgoat.wire.messages import Buffer, ExtendedHandshake, Handshake, Holepunch, PexPeer
 
 __all__ = [
     "AllowedFastReceived",
@@ -28,6 +28,7 @@ __all__ = [
     "HashRequested",
     "HashesReceived",
     "HaveReceived",
+    "HolepunchReceived",
     "MetadataPieceReceived",
     "MetadataRejected",
     "MetadataRequested",
@@ -219,6 +220,14 @@ class PexReceived:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HolepunchReceived:
+    """BEP 55: a ``ut_holepunch`` message (rendezvous, connect or error) from a peer that offered the
+    extension; malformed ones and those of peers that did not offer it are ignored (BEP 55)."""
+
+    message: Holepunch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionTimedOut:
     """The handshake did not complete in time, or the peer sent nothing for too long: close."""
 
@@ -272,5 +281,6 @@ Event: TypeAlias = (
     | HashRequested
     | HashesReceived
     | HashRejected
+    | HolepunchReceived
     | ConnectionTimedOut
 )

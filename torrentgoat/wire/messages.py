@@ -1,8 +1,9 @@
 """Peer wire messages as data (level L2): one frozen dataclass per message, named by its BEP noun.
 
 BEP 3 (core), BEP 5 (``port``), BEP 6 (Fast extension), BEP 10 (extension protocol), BEP 9
-(``ut_metadata``), BEP 11 (``ut_pex``) and BEP 54 (``lt_donthave``); BEP 52's ``hash request``,
-``hashes`` and ``hash reject`` are defined with their rules in :mod:`torrentgoat.wire.hashes`.  These are pure values; :mod:`torrentgoat.wire.codec`
+(``ut_metadata``), BEP 11 (``ut_pex``), BEP 54 (``lt_donthave``) and BEP 55 (``ut_holepunch``); BEP 52's
+``hash request``, ``hashes`` and ``hash reject`` are defined with their rules in :mod:`torrentgoat.wire.hashes`.
+These are pure values; :mod:`torrentgoat.wire.codec`
 turns them into bytes and back, :mod:`torrentgoat.wire.connection` decides when each is allowed.
 """
 
@@ -30,6 +31,9 @@ __all__ = [
     "Have",
     "HaveAll",
     "HaveNone",
+    "Holepunch",
+    "HolepunchErrorCode",
+    "HolepunchType",
     "Interested",
     "KeepAlive",
     "Message",
@@ -312,6 +316,43 @@ class DontHave:
     index: int
 
 
+class HolepunchType(enum.IntEnum):
+    """BEP 55 ``msg_type``: what a ``ut_holepunch`` message asks for."""
+
+    RENDEZVOUS = 0
+    """Initiator to relay: send ``connect`` to both me and the peer at ``address``."""
+    CONNECT = 1
+    """Relay to both sides: start a uTP connection to ``address`` (the other side) now."""
+    ERROR = 2
+    """Relay to initiator: the rendezvous with ``address`` cannot be done (``error`` says why)."""
+
+
+class HolepunchErrorCode(enum.IntEnum):
+    """BEP 55 ``err_code`` of an ``error`` message (0 in the other messages)."""
+
+    NONE = 0
+    NO_SUCH_PEER = 1
+    """The endpoint is invalid."""
+    NOT_CONNECTED = 2
+    """The relay is not connected to the receiving peer."""
+    NO_SUPPORT = 3
+    """The receiving peer does not support the holepunch extension."""
+    NO_SELF = 4
+    """The endpoint belongs to the relay (libtorrent also answers it when it is the initiator's own)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holepunch:
+    """BEP 55 ``ut_holepunch``: a rendezvous request, a connect order or an error about ``address``.
+
+    ``error`` is a :class:`HolepunchErrorCode` value for known codes (a plain int otherwise), 0 unless
+    ``msg_type`` is :attr:`HolepunchType.ERROR`."""
+
+    msg_type: HolepunchType
+    address: PeerAddress
+    error: int = 0
+
+
 WireMessage: TypeAlias = (
     KeepAlive
     | Choke
@@ -337,7 +378,7 @@ WireMessage: TypeAlias = (
 """A length-prefixed message of the message phase (everything but the handshake)."""
 
 ExtensionMessage: TypeAlias = (
-    ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex | DontHave
+    ExtendedHandshake | MetadataRequest | MetadataData | MetadataReject | Pex | DontHave | Holepunch
 )
 """A decoded BEP 10 extension message; the connection wraps it in :class:`Extended` with the peer's id."""
 

@@ -4,6 +4,10 @@ A PEX message is a bencoded dictionary of compact peer lists: ``added`` (6 bytes
 address then big-endian port), ``added.f`` (one flags byte per added peer), ``dropped``, and the
 IPv6 counterparts ``added6``/``added6.f``/``dropped6`` (18 bytes per peer).
 
+Flags (``added.f``, one byte per peer): 0x01 prefers encryption, 0x02 seed, 0x04 speaks uTP (BEP 29),
+0x08 supports ``ut_holepunch`` (BEP 55), 0x10 reachable (the sender dialled it); :func:`pex_flags`
+builds them.
+
 BEP 11 limits: a message carries at most 50 added and 50 dropped peers, and is sent at most once a
 minute.  :class:`PexState` enforces both for what we send; on receive we cap each list at
 :data:`MAX_PEX_PEERS` entries (extra entries are ignored, bounded memory).
@@ -30,6 +34,7 @@ __all__ = [
     "decode_pex",
     "encode_compact_peers",
     "encode_pex",
+    "pex_flags",
 ]
 
 PEX_INTERVAL = 60.0
@@ -74,6 +79,20 @@ def decode_compact_peers(data: bytes, *, v6: bool, limit: int = MAX_PEX_PEERS) -
         host = str(ipaddress.IPv6Address(raw) if v6 else ipaddress.IPv4Address(raw))
         result.append(PeerAddress(host, port))
     return result
+
+
+def pex_flags(*, encrypted: bool, seed: bool, utp: bool, holepunch: bool, reachable: bool) -> int:
+    """The BEP 11 ``added.f`` byte of a connected peer: 0x01 its connection is encrypted (MSE), 0x02
+    it is a seed, 0x04 it speaks uTP (its connection runs over uTP), 0x08 it offered ``ut_holepunch``
+    (BEP 55: others may ask us to relay a hole punch to it), 0x10 it accepts connections (we
+    dialled it)."""
+    return (
+        (0x01 if encrypted else 0)
+        | (0x02 if seed else 0)
+        | (0x04 if utp else 0)
+        | (0x08 if holepunch else 0)
+        | (0x10 if reachable else 0)
+    )
 
 
 def encode_pex(message: Pex) -> bytes:

@@ -16,6 +16,9 @@ source:
 * BEP 10: the extension handshake sets the peer's message ids (id 0 disables one); extension
   messages we did not offer are ignored; BEP 9 ``ut_metadata`` and BEP 11 ``ut_pex`` payloads
   become events;
+* BEP 55: a ``ut_holepunch`` message becomes :class:`HolepunchReceived` when the peer offered the
+  extension too (otherwise it is ignored silently, as BEP 55 says); a malformed one is ignored (as
+  libtorrent does: the extension may grow message types);
 * BEP 54: ``lt_donthave`` takes a piece out of the peer's have-set (a redundant one is ignored, as
   libtorrent does; before a magnet's metadata is known it is ignored too) and our requests for it
   become late: the peer will not answer them with data.
@@ -39,7 +42,7 @@ from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.geometry import PieceGeometry
 from torrentgoat.primitives import InfoHash
 from torrentgoat.wire import codec
-from torrentgoat.wire.config import LT_DONTHAVE_ID, UT_METADATA_ID, UT_PEX_ID, WireConfig
+from torrentgoat.wire.config import LT_DONTHAVE_ID, UT_HOLEPUNCH_ID, UT_METADATA_ID, UT_PEX_ID, WireConfig
 from torrentgoat.wire.events import (
     AllowedFastReceived,
     BitfieldReceived,
@@ -52,6 +55,7 @@ from torrentgoat.wire.events import (
     HashRejected,
     HashRequested,
     HaveReceived,
+    HolepunchReceived,
     MetadataPieceReceived,
     MetadataRejected,
     MetadataRequested,
@@ -67,6 +71,7 @@ from torrentgoat.wire.events import (
 )
 from torrentgoat.wire.framing import NO_EVENT, FrameReceiver, Handled
 from torrentgoat.wire.hashes import Hashes, HashReject, HashRequest
+from torrentgoat.wire.holepunch import decode_holepunch
 from torrentgoat.wire.messages import (
     AllowedFast,
     BitfieldMsg,
@@ -361,6 +366,11 @@ class MessageReceiver(FrameReceiver):
             return PexReceived(added=pex.added, dropped=pex.dropped)
         if ext_id == LT_DONTHAVE_ID and self.config.lt_donthave:
             return self._on_dont_have(codec.decode_dont_have(payload).index)
+        if ext_id == UT_HOLEPUNCH_ID and self.config.ut_holepunch and "ut_holepunch" in self.peer_ext_ids:
+            try:
+                return HolepunchReceived(message=decode_holepunch(payload))
+            except RemoteProtocolError:
+                return NO_EVENT
         return NO_EVENT  # an extension we did not offer: ignored (BEP 10)
 
     def _on_dont_have(self, index: int) -> Handled:
