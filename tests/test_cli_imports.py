@@ -89,3 +89,19 @@ def test_local_file_commands_import_no_session(tmp_path: Path) -> None:
     assert offenders(imported_modules("create", str(data), "-o", str(torrent)), NO_SESSION) == []
     assert offenders(imported_modules("info", str(torrent)), NO_SESSION) == []
     assert offenders(imported_modules("verify", "-q", str(torrent), str(tmp_path)), NO_SESSION) == []
+
+
+def test_the_session_imports_aiohttp_only_when_http_is_used() -> None:
+    """aiohttp (~11 MiB, ~0.2 s) is imported at the first HTTP tracker announce, web seed or .torrent
+    URL: a session on UDP trackers, the DHT and peers alone never loads it."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, torrentgoat.session; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    assert "torrentgoat.torrent.core" in done.stdout
+    assert "'aiohttp'" not in done.stdout
