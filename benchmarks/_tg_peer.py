@@ -60,6 +60,12 @@ def emit(**fields: Any) -> None:
     sys.stdout.flush()
 
 
+def _piece_memory() -> dict[str, int]:
+    """``TG_PIECE_MEMORY=48MiB``: the picker's cap on bytes of started pieces (the leecher's memory)."""
+    text = os.environ.get("TG_PIECE_MEMORY")
+    return {"max_partial_bytes": parse_size(text)} if text else {}
+
+
 async def run(args: argparse.Namespace) -> int:
     seed = args.mode == "seed"
     stay = seed or args.stay
@@ -69,7 +75,7 @@ async def run(args: argparse.Namespace) -> int:
         seed=stay,
         pex=False,
         choker=ChokerConfig(upload_slots=args.upload_slots, optimistic_mode=args.optimistic_unchoke),
-        picker=PickerConfig(strategy=args.strategy),
+        picker=PickerConfig(strategy=args.strategy, **_piece_memory()),
         super_seed=args.super_seed,
     )
     config = SessionConfig(
@@ -180,7 +186,9 @@ def main() -> int:
     parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
     parser.add_argument("--upload-limit", default="0", help="bytes/s or 20MB-style rate (0 = unlimited)")
     parser.add_argument("--upload-slots", type=int, default=TorrentConfig().choker.upload_slots)
-    parser.add_argument("--strategy", default=TorrentConfig().picker.strategy, help="piece strategy (lab ones too)")
+    parser.add_argument(
+        "--strategy", default=TorrentConfig().picker.strategy, help="piece strategy (lab ones too)"
+    )
     parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     parser.add_argument("--optimistic-unchoke", choices=("random", "least-progress"), default="random")

@@ -23,7 +23,8 @@ Run: ``python -m benchmarks.throughput [--size 1GiB] [--piece-size 4MiB] [--dir 
    * **peak RSS** of each process over its whole life (``ru_maxrss`` from :func:`os.wait4`);
    * the ratio of MB/s to ``lt-lt`` of the same run.
    With ``--repeat N`` each pair runs N times, round robin (so load from other processes on the
-   machine hits every pair alike), and the best (fastest) run is reported.
+   machine hits every pair alike), and the median of each column is reported (``--stat best``: the
+   fastest run; peak RSS is always the largest of the runs).  Each run's line shows the load average.
 4. ``--compare before=/path/to/old/checkout`` adds the torrentgoat pairs of another checkout (e.g.
    ``git archive REV | tar -x -C DIR``, plus this benchmarks/ folder) and ``--compare
    batched=:batch-fill,read-into`` the pairs under monkeypatched variants from
@@ -39,6 +40,7 @@ import json
 import os
 import queue
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -252,6 +254,26 @@ def run_pair(
     )
 
 
+def summarize(group: list[RunResult], stat: str) -> RunResult:
+    """One row for the runs of a pair: the fastest run, or the median of every column; RSS the peak."""
+    if stat == "best":
+        row = min(group, key=lambda r: r.seconds)
+    else:
+        row = RunResult(
+            pair=group[0].pair,
+            payload=group[0].payload,
+            seconds=statistics.median(r.seconds for r in group),
+            seed_cpu=statistics.median(r.seed_cpu for r in group),
+            leech_cpu=statistics.median(r.leech_cpu for r in group),
+            seed_rss_mib=0.0,
+            leech_rss_mib=0.0,
+            total_seconds=statistics.median(r.total_seconds for r in group),
+        )
+    row.seed_rss_mib = max(r.seed_rss_mib for r in group)
+    row.leech_rss_mib = max(r.leech_rss_mib for r in group)
+    return row
+
+
 def print_table(results: list[RunResult]) -> None:
     base = next((r for r in results if r.pair == "lt-lt"), None)
     header = (
@@ -275,26 +297,49 @@ def write_csv(path: Path, results: list[RunResult]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["pair", "payload_bytes", "seconds", "mb_per_s", "ratio_to_lt_lt", "seed_cpu_s_per_gb",
-             "leech_cpu_s_per_gb", "seed_peak_rss_mib", "leech_peak_rss_mib", "wall_from_spawn_s"]
+            [
+                "pair",
+                "payload_bytes",
+                "seconds",
+                "mb_per_s",
+                "ratio_to_lt_lt",
+                "seed_cpu_s_per_gb",
+                "leech_cpu_s_per_gb",
+                "seed_peak_rss_mib",
+                "leech_peak_rss_mib",
+                "wall_from_spawn_s",
+            ]
         )
         for r in results:
             writer.writerow(
-                [r.pair, r.payload, f"{r.seconds:.3f}", f"{r.mbps:.1f}",
-                 f"{r.mbps / base.mbps:.3f}" if base else "", f"{r.cpu_per_gb('seed'):.3f}",
-                 f"{r.cpu_per_gb('leech'):.3f}", f"{r.seed_rss_mib:.1f}", f"{r.leech_rss_mib:.1f}",
-                 f"{r.total_seconds:.3f}"]
+                [
+                    r.pair,
+                    r.payload,
+                    f"{r.seconds:.3f}",
+                    f"{r.mbps:.1f}",
+                    f"{r.mbps / base.mbps:.3f}" if base else "",
+                    f"{r.cpu_per_gb('seed'):.3f}",
+                    f"{r.cpu_per_gb('leech'):.3f}",
+                    f"{r.seed_rss_mib:.1f}",
+                    f"{r.leech_rss_mib:.1f}",
+                    f"{r.total_seconds:.3f}",
+                ]
             )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", default="1GiB")
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tgbench"))
     parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
     parser.add_argument("--only", default=",".join(PAIRS), help="comma-separated pairs: " + ",".join(PAIRS))
-    parser.add_argument("--repeat", type=int, default=1, help="runs per pair; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per pair, round robin")
+    parser.add_argument(
+        "--stat", choices=("median", "best"), default="median", help="what the table shows of the runs"
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--csv", type=Path, default=None)
     parser.add_argument(
@@ -331,8 +376,11 @@ def main(argv: list[str] | None = None) -> int:
             meta = create_torrent(data, piece_length=piece)
             torrent.write_bytes(meta.to_bytes())
         payload = size
-        print(f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
-              f"repeat {args.repeat}", flush=True)
+        print(
+            f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
+            f"repeat {args.repeat}",
+            flush=True,
+        )
         variants: list[tuple[str, Path, dict[str, str]]] = [
             ("", REPO, {"TG_EXPERIMENT": args.experiment} if args.experiment else {})
         ]
@@ -342,22 +390,18 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(root_text) if root_text else REPO
             variants.append((label, root, {"TG_EXPERIMENT": experiment} if experiment else {}))
         jobs = [(pair, v) for pair in pairs for v in (variants if "tg" in pair else variants[:1])]
-        best: dict[str, RunResult] = {}
-        order: list[str] = []
+        runs: dict[str, list[RunResult]] = {}
         for i in range(args.repeat):  # round robin: load from elsewhere hits every variant alike
             for pair, (label, root, env) in jobs:
                 r = run_pair(pair, torrent, data, work, payload, args.timeout, env, root, label)
                 print(
                     f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
                     f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
-                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB)",
+                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB, load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
-                if r.pair not in best:
-                    order.append(r.pair)
-                if r.pair not in best or r.seconds < best[r.pair].seconds:
-                    best[r.pair] = r
-        results = [best[name] for name in order]
+                runs.setdefault(r.pair, []).append(r)
+        results = [summarize(group, args.stat) for group in runs.values()]
         print()
         print_table(results)
         if args.csv:
