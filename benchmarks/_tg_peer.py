@@ -11,6 +11,8 @@ block, ``{"event": "finished", "seconds": S, "bytes": N}`` when a leech has ever
 written.  A seed runs until stdin closes or SIGTERM; a leech exits after finishing, unless ``--stay``:
 then it keeps seeding (like a seed) and prints ``{"event": "stopping", "uploaded": N, ...}`` on the
 way out.  ``--upload-limit`` caps the session's upload (bytes/s, or ``20MB``-style; 0 = unlimited).
+Encryption is the command line's (``--encryption prefer``: MSE offered, a plaintext payload
+preferred, as libtorrent's default; ``require`` or ``TG_ENCRYPTION=require``: RC4 only).
 ``TG_PROFILE=path`` wraps the run in cProfile (stats written to ``path``) for a quick look without
 py-spy.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from torrentgoat.choker import ChokerConfig
+from torrentgoat.mse import EncryptionPolicy, MSEConfig
 from torrentgoat.picker import PickerConfig, strategy_names
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.torrent import TorrentConfig
@@ -87,6 +90,9 @@ async def run(args: argparse.Namespace) -> int:
         enable_trackers=False,
         enable_pex=False,
         enable_lsd=False,
+        # as the command line: MSE offered and accepted, a plaintext payload preferred (libtorrent's
+        # default too); --encryption require (or TG_ENCRYPTION=require) forces RC4
+        encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
         torrent=tconfig,
     )
     loop = asyncio.get_running_loop()
@@ -193,6 +199,12 @@ def main() -> int:
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     parser.add_argument("--optimistic-unchoke", choices=("random", "least-progress"), default="random")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--encryption",
+        choices=("prefer", "require", "disable"),
+        default=os.environ.get("TG_ENCRYPTION", "prefer"),
+        help="MSE policy, as the command line's (default prefer: plaintext payload preferred)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()
     if args.verbose:

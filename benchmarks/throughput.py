@@ -213,9 +213,10 @@ def run_pair(
     env: dict[str, str] | None = None,
     root: Path = REPO,
     label: str = "",
+    leech_root: Path | None = None,
 ) -> RunResult:
     seed_kind, leech_kind = pair.split("-")
-    leech_dir = work / f"leech-{pair}"
+    leech_dir = (leech_root or work) / f"leech-{pair}"
     shutil.rmtree(leech_dir, ignore_errors=True)
     leech_dir.mkdir(parents=True)
     env = env or {}
@@ -335,6 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tgbench"))
     parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
+    parser.add_argument(
+        "--leech-dir",
+        type=Path,
+        default=None,
+        help="where leechers write (default: under --dir); e.g. /dev/shm: on an ext4 mounted with "
+        "'discard' the blocks freed by deleting the previous run's data cost the next writer seconds "
+        "of system CPU (measured here: 0.25 -> 2.3 s/GiB for pwrite), whichever client it is",
+    )
     parser.add_argument("--only", default=",".join(PAIRS), help="comma-separated pairs: " + ",".join(PAIRS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per pair, round robin")
     parser.add_argument(
@@ -393,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[RunResult]] = {}
         for i in range(args.repeat):  # round robin: load from elsewhere hits every variant alike
             for pair, (label, root, env) in jobs:
-                r = run_pair(pair, torrent, data, work, payload, args.timeout, env, root, label)
+                r = run_pair(
+                    pair, torrent, data, work, payload, args.timeout, env, root, label, args.leech_dir
+                )
                 print(
                     f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
                     f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
