@@ -408,7 +408,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
                     f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
-                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB, load {os.getloadavg()[0]:.1f})",
+                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB, load {os.getloadavg()[0]:.1f}"
+                    + (
+                        f", tg leech main thread {r.extra['main_thread_cpu'] / (payload / 1e9):.2f} s/GB)"
+                        if "main_thread_cpu" in r.extra
+                        else ")"
+                    ),
                     flush=True,
                 )
                 runs.setdefault(r.pair, []).append(r)

@@ -41,6 +41,7 @@ from torrentgoat.wire.events import (
     BitfieldReceived,
     BlockReceived,
     BlockRequested,
+    BlocksReceived,
     ConnectionTimedOut,
     DontHaveReceived,
     Event,
@@ -101,6 +102,16 @@ class PeerExchange:
         swarm = self.swarm
         engine = peer.engine
         match event:
+            case BlocksReceived(blocks=blocks):
+                deliver, key = self.blocks.deliver, wp.key
+                size = 0
+                for index, begin, data in blocks:
+                    size += len(data)
+                    deliver(key, index, begin, data)
+                now = self.host.now()
+                wp.down.add(size, now)
+                block_arrived(wp.requests, now)
+                wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
             case BlockReceived(index=index, begin=begin, data=data):
                 now = self.host.now()
                 wp.down.add(len(data), now)

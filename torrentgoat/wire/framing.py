@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.wire import codec
-from torrentgoat.wire.events import Event
+from torrentgoat.wire.events import BlocksReceived, Event
 from torrentgoat.wire.messages import PROTOCOL, Buffer, Handshake, KeepAlive, MessageId, Request, WireMessage
 from torrentgoat.wire.states import Phase, Side
 
@@ -105,6 +105,9 @@ class FrameReceiver:
         """Bytes known to belong to the partial frame in ``_buf`` (0 = unknown); small reads go
         straight into ``_buf``."""
         self._events: deque[Event] = deque()
+        self.batch_blocks = False
+        """Deliver runs of requested blocks as one :class:`BlocksReceived` (see there)."""
+        self._batch: list[tuple[int, int, Buffer]] = []
         self._error: RemoteProtocolError | None = None
         self._received_since_tick = False
         self._caps: dict[int, int] = {}
@@ -199,8 +202,19 @@ class FrameReceiver:
         """The next event, or ``None`` when more data is needed.
 
         Raises :class:`RemoteProtocolError` when the peer broke the protocol (and again on every
-        later call): the driver drops the connection.
+        later call): the driver drops the connection.  With :attr:`batch_blocks`, the blocks parsed
+        before an event (or before the data ran out, or before a protocol error) come first, as one
+        :class:`BlocksReceived`.
         """
+        event = self._next_event()
+        if not self._batch:
+            return event
+        batch, self._batch = self._batch, []
+        if event is not None:
+            self._events.appendleft(event)  # it was parsed after the batch's blocks
+        return BlocksReceived(blocks=batch)
+
+    def _next_event(self) -> Event | None:
         if self._events:
             return self._events.popleft()
         if self._error is not None:
@@ -243,6 +257,8 @@ class FrameReceiver:
                     return self._events.popleft()
         except RemoteProtocolError as exc:
             self._error = exc
+            if self._batch:
+                return None  # the blocks before the violation first; the next call raises
             raise
 
     def _parse_frame(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled | None, int]:

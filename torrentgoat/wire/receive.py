@@ -170,6 +170,9 @@ class MessageReceiver(FrameReceiver):
         if key in requests:
             del requests[key]
             self.downloaded += len(data)
+            if self.batch_blocks and not self._events:  # see BlocksReceived
+                self._batch.append((index, begin, data))
+                return NO_EVENT
             return BlockReceived(index=index, begin=begin, data=data)
         if self._late and self._requests.take_late(key):
             self.downloaded += len(data)
