@@ -240,6 +240,10 @@ def run_pair(
             leecher.reap()
         seeder.reap()
         shutil.rmtree(leech_dir, ignore_errors=True)
+    while not seeder.lines.empty():  # a torrentgoat seed says what serving cost it on the way out
+        _, line = seeder.lines.get()
+        if line.get("event") == "stopping" and "serving_main_thread_cpu" in line:
+            fin = {**fin, "seed_main_thread_cpu": line["serving_main_thread_cpu"]}
     if fin.get("bytes") not in (None, payload):
         raise RuntimeError(f"{pair}: leecher reports {fin.get('bytes')} bytes, expected {payload}")
     return RunResult(
@@ -409,11 +413,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
                     f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
                     f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB, load {os.getloadavg()[0]:.1f}"
-                    + (
-                        f", tg leech main thread {r.extra['main_thread_cpu'] / (payload / 1e9):.2f} s/GB)"
-                        if "main_thread_cpu" in r.extra
-                        else ")"
-                    ),
+                    + "".join(
+                        f", tg {side} main thread {r.extra[key] / (payload / 1e9):.2f} s/GB"
+                        for side, key in (("seed", "seed_main_thread_cpu"), ("leech", "main_thread_cpu"))
+                        if key in r.extra
+                    )
+                    + ")",
                     flush=True,
                 )
                 runs.setdefault(r.pair, []).append(r)

@@ -278,3 +278,20 @@ def test_spare_buffers_stay_within_the_piece_memory_budget() -> None:
     buffers.write(4, 50, 0, b"y")  # no spare fits: the unusable ones go before a fresh allocation
     assert buffers.bytes_held + buffers.spare_bytes <= 300
     del held
+
+
+def test_read_cache_cached_is_a_synchronous_hit_only() -> None:
+    async def reader(piece: int, begin: int, length: int) -> bytes:
+        return bytes([piece]) * length
+
+    async def body() -> None:
+        from torrentgoat.torrent.pieces import ReadCache
+
+        cache = ReadCache(reader, chunk=64 * 1024, budget=1 << 20)
+        assert cache.cached(3, 0, 16384) is None  # a miss is not read here
+        await cache.read(3, 0, 16384, 1 << 20)
+        hit = cache.cached(3, 16384, 16384)
+        assert hit is not None and bytes(hit) == b"\x03" * 16384
+        assert cache.cached(3, 60 * 1024, 16384) is None  # spans two chunks: the async path
+
+    asyncio.run(body())

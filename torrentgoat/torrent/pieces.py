@@ -144,6 +144,21 @@ class ReadCache:
         self.hits = 0
         self.misses = 0
 
+    def cached(self, piece: int, begin: int, length: int) -> memoryview | None:
+        """The bytes if their chunk is in the cache (no coroutine: the seeding hot path), else ``None``."""
+        chunk = self._chunk
+        first = begin // chunk
+        if first != (begin + length - 1) // chunk:
+            return None
+        key = (piece, first)
+        data = self._cache.get(key)
+        if data is None:
+            return None
+        self._cache.move_to_end(key)
+        self.hits += 1
+        offset = begin - first * chunk
+        return memoryview(data)[offset : offset + length]
+
     async def read(self, piece: int, begin: int, length: int, piece_size: int) -> memoryview:
         """``length`` bytes at ``begin`` of ``piece``; a request never spans two chunks' worth of reads
         unless it crosses a chunk boundary (then both chunks are read)."""
