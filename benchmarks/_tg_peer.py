@@ -77,7 +77,9 @@ async def run(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
         seed=stay,
         pex=False,
-        choker=ChokerConfig(upload_slots=args.upload_slots, optimistic_mode=args.optimistic_unchoke),
+        choker=ChokerConfig(
+            upload_slots=args.upload_slots, optimistic_mode=args.optimistic_unchoke, seed_mode=args.seed_mode
+        ),
         picker=PickerConfig(strategy=args.strategy, **_piece_memory()),
         super_seed=args.super_seed,
     )
@@ -191,7 +193,17 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
     parser.add_argument("--upload-limit", default="0", help="bytes/s or 20MB-style rate (0 = unlimited)")
-    parser.add_argument("--upload-slots", type=int, default=TorrentConfig().choker.upload_slots)
+    parser.add_argument(
+        "--upload-slots",
+        type=int,
+        default=int(os.environ.get("TG_UPLOAD_SLOTS", TorrentConfig().choker.upload_slots)),
+    )
+    parser.add_argument(
+        "--seed-mode",
+        choices=("fastest-upload", "round-robin"),
+        default=os.environ.get("TG_SEED_MODE", TorrentConfig().choker.seed_mode),
+        help="choker while seeding (TG_SEED_MODE)",
+    )
     parser.add_argument(
         "--strategy", default=TorrentConfig().picker.strategy, help="piece strategy (lab ones too)"
     )

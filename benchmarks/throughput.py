@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class Peer:
         peer: str | None,
         env: dict[str, str],
         root: Path = REPO,
+        extra: Sequence[str] = (),
     ) -> None:
         if kind == "lt":
             cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--port", "0"]
@@ -91,6 +93,7 @@ class Peer:
         cmd += ["--torrent", str(torrent), "--dir", str(data_dir)]
         if peer:
             cmd += ["--peer", peer]
+        cmd += extra
         self.kind, self.mode = kind, mode
         self.started = time.monotonic()
         self.proc = subprocess.Popen(

@@ -14,6 +14,7 @@ the peer's other requests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from torrentgoat.errors import StorageError
@@ -152,6 +153,8 @@ class Uploader:
                 if not driver.writable:
                     wp.writable.clear()
                     await wp.writable.wait()
+                elif queue:
+                    await asyncio.sleep(0)  # the other peers' bursts first: every peer served in turn
         finally:
             wp.serving = False
 
