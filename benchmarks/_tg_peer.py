@@ -78,7 +78,10 @@ async def run(args: argparse.Namespace) -> int:
         seed=stay,
         pex=False,
         choker=ChokerConfig(
-            upload_slots=args.upload_slots, optimistic_mode=args.optimistic_unchoke, seed_mode=args.seed_mode
+            upload_slots=args.upload_slots,
+            optimistic_mode=args.optimistic_unchoke,
+            seed_mode=args.seed_mode,
+            unchoke_local=not args.no_unchoke_local,
         ),
         picker=PickerConfig(strategy=args.strategy, **_piece_memory()),
         super_seed=args.super_seed,
@@ -211,6 +214,12 @@ def main() -> int:
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     parser.add_argument("--optimistic-unchoke", choices=("random", "least-progress"), default="random")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--no-unchoke-local",
+        action="store_true",
+        help="loopback peers compete for the upload slots like internet peers (ChokerConfig.unchoke_local "
+        "off): what the strategy simulator models",
+    )
     parser.add_argument(
         "--encryption",
         choices=("prefer", "require", "disable"),
