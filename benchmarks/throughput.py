@@ -88,6 +88,8 @@ class Peer:
         if kind == "lt":
             cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--port", "0"]
             cmd += ["--report", "0.2"]
+            if os.environ.get("TG_ENCRYPTION") == "require":  # the same for libtorrent: RC4 only
+                cmd += ["--force-encryption"]
         else:
             cmd = [sys.executable, "-m", "benchmarks._tg_peer", mode, "--port", "0"]
         cmd += ["--torrent", str(torrent), "--dir", str(data_dir)]
@@ -359,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--csv", type=Path, default=None)
     parser.add_argument(
+        "--rc4",
+        action="store_true",
+        help="every connection MSE-encrypted with RC4 (libtorrent --force-encryption, torrentgoat "
+        "--encryption require); default: MSE with a plaintext payload, both clients' default",
+    )
+    parser.add_argument(
         "--compare",
         action="append",
         default=[],
@@ -372,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         help="TG_EXPERIMENT for the torrentgoat processes (see benchmarks/_experiments.py)",
     )
     args = parser.parse_args(argv)
+    if args.rc4:
+        os.environ["TG_ENCRYPTION"] = "require"  # inherited by both kinds of peer process
     pairs = [p.strip() for p in args.only.split(",") if p.strip()]
     for p in pairs:
         if p not in PAIRS:
