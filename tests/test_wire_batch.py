@@ -4,13 +4,15 @@ per block on the receive side)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from test_wire_connection import seed_pair, unchoked
 
 from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.primitives import BLOCK_SIZE
 from torrentgoat.testing.wire import ConnectionPair
-from torrentgoat.wire.events import AllowedFastReceived, BlockReceived, BlocksReceived, Event
+from torrentgoat.wire.events import AllowedFastReceived, BlockReceived, BlocksReceived, BlocksRequested, Event
 from torrentgoat.wire.messages import AllowedFast, Cancel, Request
 
 
@@ -76,3 +78,14 @@ def test_off_by_default_one_event_per_block() -> None:
     pair.b.send_piece(2, 0, bytes(BLOCK_SIZE))
     pair.pump()
     assert [type(e) for e in pair.take("a")] == [BlockReceived, BlockReceived]
+
+
+def test_requests_of_one_read_come_as_one_event_after_the_blocks_of_that_read() -> None:
+    pair = batching_pair([(1, 0)])
+    pair.b.batch_requests = True  # b is the seed
+    pair.a.send(Request(index=4, begin=0, length=BLOCK_SIZE))
+    pair.a.send(Request(index=4, begin=BLOCK_SIZE, length=BLOCK_SIZE))
+    pair.pump()
+    events = pair.take("b")
+    assert [type(e) for e in events] == [BlocksRequested]
+    assert cast(BlocksRequested, events[0]).requests == [(4, 0, BLOCK_SIZE), (4, BLOCK_SIZE, BLOCK_SIZE)]

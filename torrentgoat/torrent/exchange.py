@@ -42,6 +42,7 @@ from torrentgoat.wire.events import (
     BlockReceived,
     BlockRequested,
     BlocksReceived,
+    BlocksRequested,
     ConnectionTimedOut,
     DontHaveReceived,
     Event,
@@ -118,6 +119,9 @@ class PeerExchange:
                 block_arrived(wp.requests, now)
                 wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
                 self.blocks.deliver(wp.key, index, begin, data)
+            case BlocksRequested(requests=requests):
+                if self.uploader is not None:
+                    self.uploader.on_requests(wp, requests)
             case BlockRequested(index=index, begin=begin, length=length):
                 if self.uploader is not None:
                     self.uploader.on_request(wp, BlockRef(index, begin, length))

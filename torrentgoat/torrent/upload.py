@@ -93,11 +93,22 @@ class Uploader:
             if index in have and (theirs is None or index not in theirs):
                 engine.send(AllowedFast(index=index))
 
+    def on_requests(self, wp: WirePeer, requests: list[tuple[int, int, int]]) -> None:
+        """:meth:`on_request` for the requests of one socket read (``(index, begin, length)`` each)."""
+        have = self.torrent.have
+        if have is None:
+            return
+        queue = wp.upload_queue
+        queue.extend(r for r in requests if r[0] in have)  # the engine refused the others already
+        if queue and not wp.serving:
+            wp.serving = True
+            self.torrent.spawn(self._serve(wp))
+
     def on_request(self, wp: WirePeer, block: BlockRef) -> None:
         have = self.torrent.have
         if have is None or block.piece not in have:
             return  # the engine already refused requests for pieces we lack
-        wp.upload_queue.append(block)
+        wp.upload_queue.append((block.piece, block.begin, block.length))
         if not wp.serving:
             wp.serving = True
             self.torrent.spawn(self._serve(wp))
@@ -118,8 +129,7 @@ class Uploader:
             while queue and not driver.closed:
                 sent = 0
                 while queue and sent < BURST:
-                    block = queue.popleft()
-                    piece, begin, length = block.piece, block.begin, block.length
+                    piece, begin, length = queue.popleft()
                     if not engine.has_peer_request(piece, begin, length):
                         continue  # cancelled, or dropped by our choke
                     data = cache.cached(piece, begin, length)

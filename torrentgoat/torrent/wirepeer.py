@@ -55,7 +55,8 @@ class WirePeer:
         """The request rules' memory of this peer (snubbing, rejects)."""
         self.joined = False
         """Whether the picker counts this peer's have-set in availability."""
-        self.upload_queue: deque[BlockRef] = deque()
+        self.upload_queue: deque[tuple[int, int, int]] = deque()
+        """The peer's requests waiting to be served, ``(index, begin, length)`` in arrival order."""
         self.serving = False
         self.writable = asyncio.Event()
         self.writable.set()

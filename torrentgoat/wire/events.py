@@ -19,6 +19,7 @@ __all__ = [
     "BlockReceived",
     "BlockRequested",
     "BlocksReceived",
+    "BlocksRequested",
     "ConnectionTimedOut",
     "DontHaveReceived",
     "Event",
@@ -139,6 +140,16 @@ class BlocksReceived:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BlocksRequested:
+    """Valid requests of the peer that arrived back to back, as one event: produced instead of one
+    :class:`BlockRequested` each when the connection's ``batch_requests`` is on (the torrent turns it
+    on).  ``requests`` holds ``(index, begin, length)`` in arrival order, each already checked as for
+    :class:`BlockRequested`.  When one read holds both, its :class:`BlocksReceived` comes first."""
+
+    requests: list[tuple[int, int, int]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BlockRequested:
     """The peer asked us for a block; answer with :meth:`PeerConnection.send_piece` (or ``send(
     RejectRequest)`` with the Fast extension).  Already validated: we have the piece, the span is
@@ -246,6 +257,7 @@ Event: TypeAlias = (
     | PeerNotInterested
     | BlockReceived
     | BlocksReceived
+    | BlocksRequested
     | BlockRequested
     | RequestCancelled
     | RequestRejected

@@ -206,6 +206,9 @@ class MessageReceiver(FrameReceiver):
                 return NO_EVENT
             raise RemoteProtocolError(f"peer has more than {self.config.max_peer_requests} requests queued")
         requests[key] = None
+        if self.batch_requests and not self._events:  # see BlocksRequested
+            self._rbatch.append(key)
+            return NO_EVENT
         return BlockRequested(index=index, begin=begin, length=length)
 
     def _check_index(self, index: int, what: str) -> None:
