@@ -118,28 +118,14 @@ class FileWatch:
         current = self.signatures(watched)
         return [f for f, signature in watched.items() if current.get(f) != signature]
 
-    def read_cached_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> bool:
-        """:meth:`read_into` from the page cache only, on the event loop
-        (:meth:`FileStorage.read_cached_into`); ``False``: read with :meth:`read_into` on the disk
-        pool instead.  The check of the watched files is the same ``stat`` per chunk (served by the
-        kernel's inode cache: the file was just read)."""
-        storage = self.storage
-        if not isinstance(storage, FileStorage) or not storage.read_cached_into(piece, begin, buf):
-            return False
-        self._check_unchanged(piece, begin, len(buf))
-        return True
-
     def read_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> None:
         """Read for serving, then make sure no watched file under the bytes changed (disk pool).
         Raises :class:`~torrentgoat.errors.DataChangedError` (or the read's own ``StorageError``)."""
         self.storage.read_into(piece, begin, buf)
-        self._check_unchanged(piece, begin, len(buf))
-
-    def _check_unchanged(self, piece: int, begin: int, length: int) -> None:
         if not self._signatures or not isinstance(self.storage, FileStorage):
             return
         storage = self.storage
-        for span in self.layout.spans(piece, begin, length):
+        for span in self.layout.spans(piece, begin, len(buf)):
             expected = self._signatures.get(span.file_index)
             if expected is not None and _signature(storage.path_of(span.file_index)) != expected:
                 raise DataChangedError(
