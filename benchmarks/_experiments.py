@@ -107,5 +107,10 @@ EXPERIMENTS = {
 
 
 def apply(names: str) -> None:
+    import os
+
     for name in filter(None, (n.strip() for n in names.split(","))):
+        if name.startswith("piece-memory-"):  # e.g. piece-memory-48MiB: read by _tg_peer
+            os.environ["TG_PIECE_MEMORY"] = name.removeprefix("piece-memory-")
+            continue
         EXPERIMENTS[name]()

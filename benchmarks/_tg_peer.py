@@ -11,6 +11,8 @@ block, ``{"event": "finished", "seconds": S, "bytes": N}`` when a leech has ever
 written.  A seed runs until stdin closes or SIGTERM; a leech exits after finishing, unless ``--stay``:
 then it keeps seeding (like a seed) and prints ``{"event": "stopping", "uploaded": N, ...}`` on the
 way out.  ``--upload-limit`` caps the session's upload (bytes/s, or ``20MB``-style; 0 = unlimited).
+Encryption is the command line's (``--encryption prefer``: MSE offered, a plaintext payload
+preferred, as libtorrent's default; ``require`` or ``TG_ENCRYPTION=require``: RC4 only).
 ``TG_PROFILE=path`` wraps the run in cProfile (stats written to ``path``) for a quick look without
 py-spy.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from torrentgoat.choker import ChokerConfig
+from torrentgoat.mse import EncryptionPolicy, MSEConfig
 from torrentgoat.picker import PickerConfig, strategy_names
 from torrentgoat.session import Session, SessionConfig
 from torrentgoat.torrent import TorrentConfig
@@ -60,6 +63,12 @@ def emit(**fields: Any) -> None:
     sys.stdout.flush()
 
 
+def _piece_memory() -> dict[str, int]:
+    """``TG_PIECE_MEMORY=48MiB``: the picker's cap on bytes of started pieces (the leecher's memory)."""
+    text = os.environ.get("TG_PIECE_MEMORY")
+    return {"max_partial_bytes": parse_size(text)} if text else {}
+
+
 async def run(args: argparse.Namespace) -> int:
     seed = args.mode == "seed"
     stay = seed or args.stay
@@ -68,8 +77,13 @@ async def run(args: argparse.Namespace) -> int:
     tconfig = TorrentConfig(
         seed=stay,
         pex=False,
-        choker=ChokerConfig(upload_slots=args.upload_slots, optimistic_mode=args.optimistic_unchoke),
-        picker=PickerConfig(strategy=args.strategy),
+        choker=ChokerConfig(
+            upload_slots=args.upload_slots,
+            optimistic_mode=args.optimistic_unchoke,
+            seed_mode=args.seed_mode,
+            unchoke_local=not args.no_unchoke_local,
+        ),
+        picker=PickerConfig(strategy=args.strategy, **_piece_memory()),
         super_seed=args.super_seed,
     )
     config = SessionConfig(
@@ -81,6 +95,9 @@ async def run(args: argparse.Namespace) -> int:
         enable_trackers=False,
         enable_pex=False,
         enable_lsd=False,
+        # as the command line: MSE offered and accepted, a plaintext payload preferred (libtorrent's
+        # default too); --encryption require (or TG_ENCRYPTION=require) forces RC4
+        encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
         torrent=tconfig,
     )
     loop = asyncio.get_running_loop()
@@ -179,12 +196,36 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--report", type=float, default=0.0, help="progress lines every S seconds")
     parser.add_argument("--upload-limit", default="0", help="bytes/s or 20MB-style rate (0 = unlimited)")
-    parser.add_argument("--upload-slots", type=int, default=TorrentConfig().choker.upload_slots)
-    parser.add_argument("--strategy", default=TorrentConfig().picker.strategy, help="piece strategy (lab ones too)")
+    parser.add_argument(
+        "--upload-slots",
+        type=int,
+        default=int(os.environ.get("TG_UPLOAD_SLOTS", TorrentConfig().choker.upload_slots)),
+    )
+    parser.add_argument(
+        "--seed-mode",
+        choices=("fastest-upload", "round-robin"),
+        default=os.environ.get("TG_SEED_MODE", TorrentConfig().choker.seed_mode),
+        help="choker while seeding (TG_SEED_MODE)",
+    )
+    parser.add_argument(
+        "--strategy", default=TorrentConfig().picker.strategy, help="piece strategy (lab ones too)"
+    )
     parser.add_argument("--stay", action="store_true", help="leech: keep seeding after finishing")
     parser.add_argument("--super-seed", action="store_true", help="seed: BEP 16 super-seeding")
     parser.add_argument("--optimistic-unchoke", choices=("random", "least-progress"), default="random")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument(
+        "--no-unchoke-local",
+        action="store_true",
+        help="loopback peers compete for the upload slots like internet peers (ChokerConfig.unchoke_local "
+        "off): what the strategy simulator models",
+    )
+    parser.add_argument(
+        "--encryption",
+        choices=("prefer", "require", "disable"),
+        default=os.environ.get("TG_ENCRYPTION", "prefer"),
+        help="MSE policy, as the command line's (default prefer: plaintext payload preferred)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()
     if args.verbose:

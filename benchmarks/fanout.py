@@ -159,6 +159,7 @@ def peer_command(
             cmd += ["--exit-after-finish", "1e9"]
     else:
         cmd = [sys.executable, "-m", "benchmarks._tg_peer", mode, "--upload-slots", str(slots)]
+        cmd += ["--no-unchoke-local"]  # every peer here is on loopback: keep the slots the simulator models
         if mode == "leech":
             cmd += ["--stay"]
         if strategy:

@@ -155,6 +155,41 @@ def cli_verify(torrent: Path, directory: Path, threads: int, window: int) -> tup
     return float(fields[1]), float(fields[2]), int(fields[3]) * 1024
 
 
+_RAW_PROCESS = """
+import hashlib, itertools, os, sys
+from concurrent.futures import ThreadPoolExecutor
+data, hashes, piece_length, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+with open(hashes, "rb") as f:
+    digests = f.read()
+n = len(digests) // 20
+fd = os.open(data, os.O_RDONLY)
+counter = itertools.count()
+bad = []
+def worker():
+    view = memoryview(bytearray(piece_length))
+    while (i := next(counter)) < n:
+        got = os.preadv(fd, [view], i * piece_length)
+        if hashlib.sha1(view[:got]).digest() != digests[20 * i : 20 * i + 20]:
+            bad.append(i)
+with ThreadPoolExecutor(threads) as pool:
+    for future in [pool.submit(worker) for _ in range(threads)]:
+        future.result()
+sys.exit(1 if bad else 0)
+"""
+"""The reference for ``verify`` as a whole process (issue 15): a bare interpreter that reads the piece
+hashes and checks every piece with ``preadv`` + ``hashlib.sha1`` on N plain threads, nothing else."""
+
+
+def raw_process(data: Path, hashes: Path, piece_length: int, threads: int) -> tuple[float, float, int]:
+    """(seconds, CPU seconds, peak RSS in bytes) of the bare-hashlib checking process (v1)."""
+    command = [sys.executable, "-c", _RAW_PROCESS, str(data), str(hashes), str(piece_length), str(threads)]
+    proc = subprocess.run([sys.executable, "-c", _TIMED_RUN, *command], capture_output=True, text=True)
+    fields = proc.stdout.split()
+    if proc.returncode != 0 or len(fields) != 4 or fields[0] != "0":
+        raise SystemExit(f"raw hashlib process failed: {proc.stdout}{proc.stderr}")
+    return float(fields[1]), float(fields[2]), int(fields[3]) * 1024
+
+
 def in_process(fn: Callable[[], float]) -> Callable[[], tuple[float, float, int | None]]:
     """Wrap a measure returning wall seconds into (wall, CPU seconds of this process, no RSS)."""
 
@@ -306,7 +341,12 @@ def bench(
             lambda: library_check(info, work, config, uvloop=True, fused=True)
         ),
     }
+    process_name = f"raw hashlib process, {threads} threads"
     if not args.no_cli:
+        if fmt == "v1":
+            hashes = work / f"bench-{size}-{piece_length}.sha1"
+            hashes.write_bytes(b"".join(info.piece_hash(i) for i in range(info.num_pieces)))
+            measures[process_name] = lambda: raw_process(data, hashes, piece_length, threads)
         measures["cli verify (subprocess)"] = lambda: cli_verify(torrent, work, threads, args.window)
     if args.cold:
         cold = {
@@ -352,6 +392,14 @@ def bench(
             f"{'cli verify minus startup (' + format(startup, '.2f') + ' s)':42}"
             f" {size / seconds / 1e6:7.0f} {ceiling / seconds:9.2f}"
         )
+        if process_name in timings:
+            verify_s, raw_s = timings["cli verify (subprocess)"], timings[process_name]
+            verify_cpu, raw_cpu = cpus["cli verify (subprocess)"], cpus[process_name]
+            print(
+                f"whole process, cli verify vs {process_name}: best {min(raw_s) / min(verify_s):.2f}x,"
+                f" median {statistics.median(raw_s) / statistics.median(verify_s):.2f}x (wall);"
+                f" CPU {statistics.median(raw_cpu) / statistics.median(verify_cpu):.2f}x (target >= 0.9x)"
+            )
     print(
         "MB/s and 'x ceiling' from the best wall time; CPU s/GB (median) and 'x CPU' (ceiling's CPU per"
         " byte / ours) are robust to other load on a shared machine"

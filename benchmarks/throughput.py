@@ -23,7 +23,8 @@ Run: ``python -m benchmarks.throughput [--size 1GiB] [--piece-size 4MiB] [--dir 
    * **peak RSS** of each process over its whole life (``ru_maxrss`` from :func:`os.wait4`);
    * the ratio of MB/s to ``lt-lt`` of the same run.
    With ``--repeat N`` each pair runs N times, round robin (so load from other processes on the
-   machine hits every pair alike), and the best (fastest) run is reported.
+   machine hits every pair alike), and the median of each column is reported (``--stat best``: the
+   fastest run; peak RSS is always the largest of the runs).  Each run's line shows the load average.
 4. ``--compare before=/path/to/old/checkout`` adds the torrentgoat pairs of another checkout (e.g.
    ``git archive REV | tar -x -C DIR``, plus this benchmarks/ folder) and ``--compare
    batched=:batch-fill,read-into`` the pairs under monkeypatched variants from
@@ -39,10 +40,12 @@ import json
 import os
 import queue
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,15 +83,19 @@ class Peer:
         peer: str | None,
         env: dict[str, str],
         root: Path = REPO,
+        extra: Sequence[str] = (),
     ) -> None:
         if kind == "lt":
             cmd = [sys.executable, str(REPO / "tools" / "lt_peer.py"), mode, "--port", "0"]
             cmd += ["--report", "0.2"]
+            if os.environ.get("TG_ENCRYPTION") == "require":  # the same for libtorrent: RC4 only
+                cmd += ["--force-encryption"]
         else:
             cmd = [sys.executable, "-m", "benchmarks._tg_peer", mode, "--port", "0"]
         cmd += ["--torrent", str(torrent), "--dir", str(data_dir)]
         if peer:
             cmd += ["--peer", peer]
+        cmd += extra
         self.kind, self.mode = kind, mode
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -211,9 +218,10 @@ def run_pair(
     env: dict[str, str] | None = None,
     root: Path = REPO,
     label: str = "",
+    leech_root: Path | None = None,
 ) -> RunResult:
     seed_kind, leech_kind = pair.split("-")
-    leech_dir = work / f"leech-{pair}"
+    leech_dir = (leech_root or work) / f"leech-{pair}"
     shutil.rmtree(leech_dir, ignore_errors=True)
     leech_dir.mkdir(parents=True)
     env = env or {}
@@ -237,6 +245,10 @@ def run_pair(
             leecher.reap()
         seeder.reap()
         shutil.rmtree(leech_dir, ignore_errors=True)
+    while not seeder.lines.empty():  # a torrentgoat seed says what serving cost it on the way out
+        _, line = seeder.lines.get()
+        if line.get("event") == "stopping" and "serving_main_thread_cpu" in line:
+            fin = {**fin, "seed_main_thread_cpu": line["serving_main_thread_cpu"]}
     if fin.get("bytes") not in (None, payload):
         raise RuntimeError(f"{pair}: leecher reports {fin.get('bytes')} bytes, expected {payload}")
     return RunResult(
@@ -250,6 +262,26 @@ def run_pair(
         total_seconds=total,
         extra={k: v for k, v in fin.items() if k not in ("event", "bytes")},
     )
+
+
+def summarize(group: list[RunResult], stat: str) -> RunResult:
+    """One row for the runs of a pair: the fastest run, or the median of every column; RSS the peak."""
+    if stat == "best":
+        row = min(group, key=lambda r: r.seconds)
+    else:
+        row = RunResult(
+            pair=group[0].pair,
+            payload=group[0].payload,
+            seconds=statistics.median(r.seconds for r in group),
+            seed_cpu=statistics.median(r.seed_cpu for r in group),
+            leech_cpu=statistics.median(r.leech_cpu for r in group),
+            seed_rss_mib=0.0,
+            leech_rss_mib=0.0,
+            total_seconds=statistics.median(r.total_seconds for r in group),
+        )
+    row.seed_rss_mib = max(r.seed_rss_mib for r in group)
+    row.leech_rss_mib = max(r.leech_rss_mib for r in group)
+    return row
 
 
 def print_table(results: list[RunResult]) -> None:
@@ -275,28 +307,65 @@ def write_csv(path: Path, results: list[RunResult]) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["pair", "payload_bytes", "seconds", "mb_per_s", "ratio_to_lt_lt", "seed_cpu_s_per_gb",
-             "leech_cpu_s_per_gb", "seed_peak_rss_mib", "leech_peak_rss_mib", "wall_from_spawn_s"]
+            [
+                "pair",
+                "payload_bytes",
+                "seconds",
+                "mb_per_s",
+                "ratio_to_lt_lt",
+                "seed_cpu_s_per_gb",
+                "leech_cpu_s_per_gb",
+                "seed_peak_rss_mib",
+                "leech_peak_rss_mib",
+                "wall_from_spawn_s",
+            ]
         )
         for r in results:
             writer.writerow(
-                [r.pair, r.payload, f"{r.seconds:.3f}", f"{r.mbps:.1f}",
-                 f"{r.mbps / base.mbps:.3f}" if base else "", f"{r.cpu_per_gb('seed'):.3f}",
-                 f"{r.cpu_per_gb('leech'):.3f}", f"{r.seed_rss_mib:.1f}", f"{r.leech_rss_mib:.1f}",
-                 f"{r.total_seconds:.3f}"]
+                [
+                    r.pair,
+                    r.payload,
+                    f"{r.seconds:.3f}",
+                    f"{r.mbps:.1f}",
+                    f"{r.mbps / base.mbps:.3f}" if base else "",
+                    f"{r.cpu_per_gb('seed'):.3f}",
+                    f"{r.cpu_per_gb('leech'):.3f}",
+                    f"{r.seed_rss_mib:.1f}",
+                    f"{r.leech_rss_mib:.1f}",
+                    f"{r.total_seconds:.3f}",
+                ]
             )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", default="1GiB")
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tgbench"))
     parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
+    parser.add_argument(
+        "--leech-dir",
+        type=Path,
+        default=None,
+        help="where leechers write (default: under --dir); e.g. /dev/shm: on an ext4 mounted with "
+        "'discard' the blocks freed by deleting the previous run's data cost the next writer seconds "
+        "of system CPU (measured here: 0.25 -> 2.3 s/GiB for pwrite), whichever client it is",
+    )
     parser.add_argument("--only", default=",".join(PAIRS), help="comma-separated pairs: " + ",".join(PAIRS))
-    parser.add_argument("--repeat", type=int, default=1, help="runs per pair; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per pair, round robin")
+    parser.add_argument(
+        "--stat", choices=("median", "best"), default="median", help="what the table shows of the runs"
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--csv", type=Path, default=None)
+    parser.add_argument(
+        "--rc4",
+        action="store_true",
+        help="every connection MSE-encrypted with RC4 (libtorrent --force-encryption, torrentgoat "
+        "--encryption require); default: MSE with a plaintext payload, both clients' default",
+    )
     parser.add_argument(
         "--compare",
         action="append",
@@ -311,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         help="TG_EXPERIMENT for the torrentgoat processes (see benchmarks/_experiments.py)",
     )
     args = parser.parse_args(argv)
+    if args.rc4:
+        os.environ["TG_ENCRYPTION"] = "require"  # inherited by both kinds of peer process
     pairs = [p.strip() for p in args.only.split(",") if p.strip()]
     for p in pairs:
         if p not in PAIRS:
@@ -331,8 +402,11 @@ def main(argv: list[str] | None = None) -> int:
             meta = create_torrent(data, piece_length=piece)
             torrent.write_bytes(meta.to_bytes())
         payload = size
-        print(f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
-              f"repeat {args.repeat}", flush=True)
+        print(
+            f"payload {payload / 1e6:.0f} MB, piece {piece // 1024} KiB, pairs {', '.join(pairs)}, "
+            f"repeat {args.repeat}",
+            flush=True,
+        )
         variants: list[tuple[str, Path, dict[str, str]]] = [
             ("", REPO, {"TG_EXPERIMENT": args.experiment} if args.experiment else {})
         ]
@@ -342,22 +416,26 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(root_text) if root_text else REPO
             variants.append((label, root, {"TG_EXPERIMENT": experiment} if experiment else {}))
         jobs = [(pair, v) for pair in pairs for v in (variants if "tg" in pair else variants[:1])]
-        best: dict[str, RunResult] = {}
-        order: list[str] = []
+        runs: dict[str, list[RunResult]] = {}
         for i in range(args.repeat):  # round robin: load from elsewhere hits every variant alike
             for pair, (label, root, env) in jobs:
-                r = run_pair(pair, torrent, data, work, payload, args.timeout, env, root, label)
+                r = run_pair(
+                    pair, torrent, data, work, payload, args.timeout, env, root, label, args.leech_dir
+                )
                 print(
                     f"  {r.pair} run {i + 1}: {r.mbps:.0f} MB/s in {r.seconds:.2f} s "
                     f"(seed CPU {r.seed_cpu:.2f} s, leech CPU {r.leech_cpu:.2f} s, "
-                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB)",
+                    f"RSS {r.seed_rss_mib:.0f}/{r.leech_rss_mib:.0f} MiB, load {os.getloadavg()[0]:.1f}"
+                    + "".join(
+                        f", tg {side} main thread {r.extra[key] / (payload / 1e9):.2f} s/GB"
+                        for side, key in (("seed", "seed_main_thread_cpu"), ("leech", "main_thread_cpu"))
+                        if key in r.extra
+                    )
+                    + ")",
                     flush=True,
                 )
-                if r.pair not in best:
-                    order.append(r.pair)
-                if r.pair not in best or r.seconds < best[r.pair].seconds:
-                    best[r.pair] = r
-        results = [best[name] for name in order]
+                runs.setdefault(r.pair, []).append(r)
+        results = [summarize(group, args.stat) for group in runs.values()]
         print()
         print_table(results)
         if args.csv:

@@ -238,3 +238,25 @@ def test_least_progress_is_re_evaluated_every_round() -> None:
 def test_optimistic_mode_is_validated() -> None:
     with pytest.raises(ConfigError):
         ChokerConfig(optimistic_mode="loudest")  # type: ignore[arg-type]
+
+
+def test_local_network_peers_are_all_unchoked_outside_the_slots() -> None:
+    """Issue 15 (many peers): LAN peers need no slot, as libtorrent's ignore_limits_on_local_network;
+    the slots and the optimistic unchoke stay for the others."""
+    lan = [peer(f"lan{i}", local=True) for i in range(20)]
+    wan = [peer(f"wan{i}", down=float(i)) for i in range(8)]
+    decision = leech(
+        [
+            *lan,
+            *wan,
+            peer("lan-seed", local=True, is_seed=True),
+            peer("lan-idle", local=True, interested=False),
+        ]
+    )
+    assert {f"lan{i}" for i in range(20)} <= decision.unchoke
+    assert "lan-seed" not in decision.unchoke and "lan-idle" not in decision.unchoke
+    assert decision.regular == ("wan7", "wan6", "wan5", "wan4")
+    assert decision.optimistic is not None and str(decision.optimistic).startswith("wan")
+    assert len(decision.unchoke) == 20 + 4 + 1
+    off = leech(lan, config=ChokerConfig(unchoke_local=False))
+    assert len(off.unchoke) == 4 + 1  # the BEP 3 slots only

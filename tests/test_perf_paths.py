@@ -260,3 +260,38 @@ async def test_optional_peer_pumped_hook_runs_once_per_pump_after_the_events() -
     plain = PeerDriver(cast(PeerConnection, Engine()), _Handler(), outgoing=True)
     plain.transport = cast(asyncio.Transport, _Transport())
     plain.pump()
+
+
+def test_spare_buffers_stay_within_the_piece_memory_budget() -> None:
+    """Held and spare piece buffers together never exceed the budget (the picker's byte cap)."""
+    buffers = PieceBuffers(budget=300)
+    for i in range(3):
+        buffers.write(i, 100, 0, b"z")
+    buffers.drop(0)
+    assert buffers.spare_bytes == 100  # 200 held + 100 spare fit
+    buffers.write(3, 100, 0, b"z")  # reuses the spare
+    assert buffers.spare_bytes == 0 and buffers.bytes_held == 300
+    held = buffers.get(1)
+    buffers.drop(1)
+    buffers.drop(2)
+    assert buffers.spare_bytes == 200 and buffers.bytes_held == 100
+    buffers.write(4, 50, 0, b"y")  # no spare fits: the unusable ones go before a fresh allocation
+    assert buffers.bytes_held + buffers.spare_bytes <= 300
+    del held
+
+
+def test_read_cache_cached_is_a_synchronous_hit_only() -> None:
+    async def reader(piece: int, begin: int, length: int) -> bytes:
+        return bytes([piece]) * length
+
+    async def body() -> None:
+        from torrentgoat.torrent.pieces import ReadCache
+
+        cache = ReadCache(reader, chunk=64 * 1024, budget=1 << 20)
+        assert cache.cached(3, 0, 16384) is None  # a miss is not read here
+        await cache.read(3, 0, 16384, 1 << 20)
+        hit = cache.cached(3, 16384, 16384)
+        assert hit is not None and bytes(hit) == b"\x03" * 16384
+        assert cache.cached(3, 60 * 1024, 16384) is None  # spans two chunks: the async path
+
+    asyncio.run(body())

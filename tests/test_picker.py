@@ -543,7 +543,7 @@ def test_huge_file_keeps_block_state_only_for_a_bounded_number_of_pieces() -> No
     # 50 GiB in 16 MiB pieces: 3200 pieces x 1024 blocks
     layout = PieceLayout.uniform(3200, 16 * 1024 * 1024)
     picker = PiecePicker(layout, rng=random.Random(5))
-    assert picker.partial_cap == 6  # 96 MiB of piece buffers by default (the client's default)
+    assert picker.partial_cap == 3  # 48 MiB of piece buffers by default (the client's default)
     rng = random.Random(6)
     haves = [full(3200)] + [
         Bitfield.from_indices(3200, (i for i in range(3200) if rng.random() < 0.3)) for _ in range(20)

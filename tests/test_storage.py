@@ -595,3 +595,35 @@ def test_special_files_refused_without_blocking(tmp_path: Path) -> None:
             with pytest.raises(StorageError):
                 storage.write_piece(0, payload)
         storage.close()
+
+
+def test_read_cached_into_serves_page_cache_bytes_without_blocking(tmp_path: Path) -> None:
+    """RWF_NOWAIT reads (seeding from the event loop): the right bytes when every byte is cached and
+    the file is open, ``False`` -- never an exception -- otherwise."""
+    if not getattr(os, "RWF_NOWAIT", 0):
+        pytest.skip("no RWF_NOWAIT on this platform")
+    rng = random.Random(3)
+    info, payload = make_info("t", [("a", rng.randbytes(50_000)), ("b", rng.randbytes(70_000))])
+    root = tmp_path / "data"
+    writer = FileStorage(root, info)
+    for piece in range(info.num_pieces):
+        start = piece * info.piece_length
+        writer.write_piece(piece, payload[start : start + info.piece_size(piece)])
+    writer.close()
+    storage = FileStorage(root, info, read_only=True)
+    buf = bytearray(1000)
+    assert not storage.read_cached_into(0, 0, buf)  # file not open yet: opening may block
+    storage.read_into(0, 0, buf)  # the disk pool's path opens it
+    last = info.num_pieces - 1
+    begin = info.piece_size(last) - 1000
+    start = last * info.piece_length + begin
+    storage.read_into(last, begin, buf)  # opens the second file
+    buf[:] = bytes(1000)
+    assert storage.read_cached_into(last, begin, buf)  # just written and read: in the page cache
+    assert bytes(buf) == payload[start : start + 1000]
+    span = bytearray(info.piece_length)  # a piece across both files
+    boundary = 50_000 // info.piece_length
+    assert storage.read_cached_into(boundary, 0, span)
+    assert bytes(span) == payload[boundary * info.piece_length : (boundary + 1) * info.piece_length]
+    storage.close()
+    assert not storage.read_cached_into(0, 0, buf)  # closed: never raises

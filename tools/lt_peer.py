@@ -80,6 +80,8 @@ def make_session(args: argparse.Namespace) -> Any:
                 "dht_announce_interval": 5,
             }
         )
+    if args.bind_outgoing:
+        settings["outgoing_interfaces"] = args.host
     if args.force_encryption:  # MSE/PE with RC4 only, both ways (INTEROP-NOTES)
         settings.update(
             {
@@ -114,6 +116,11 @@ def main() -> int:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (e.g. ::1)")
+    parser.add_argument(
+        "--bind-outgoing",
+        action="store_true",
+        help="dial from --host too (outgoing_interfaces), e.g. 127.0.0.7: many peers on one loopback",
+    )
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--upload-limit", type=int, default=0)
     parser.add_argument("--download-limit", type=int, default=0)

@@ -58,6 +58,12 @@ class ChokerConfig:
     seed_turn: float = 60.0
     """``round-robin`` seeding: seconds a peer keeps its slot before others get a turn."""
 
+    unchoke_local: bool = True
+    """Interested peers on the local network (loopback, private or link-local addresses) are unchoked
+    outside the slots, all of them, as libtorrent does by default (``ignore_limits_on_local_network``):
+    a push to the machines of one cluster serves them all at once, each an equal share, instead of a
+    few at a time.  Slots and tit-for-tat stay for the peers of the internet."""
+
     optimistic_mode: OptimisticMode = "random"
     """``random`` (BEP 3): the optimistic unchoke is drawn at random and kept ``optimistic_interval``
     seconds.  ``least-progress``: every round it goes to the interested, choked peer holding the
@@ -111,6 +117,9 @@ class PeerStats:
 
     progress: float = 0.0
     """Fraction of the pieces the peer has announced (0..1); ``least-progress`` optimistic unchokes."""
+
+    local: bool = False
+    """The peer is on the local network (see :attr:`ChokerConfig.unchoke_local`)."""
 
     @property
     def unchoked(self) -> bool:
@@ -167,10 +176,15 @@ def choke(
     then chance.  Optimistic slot: kept for ``optimistic_interval`` seconds while the peer stays interested
     and is not promoted to a regular slot; otherwise redrawn among the other interested peers with new
     peers ``new_peer_weight`` times as likely.  With ``optimistic_mode="least-progress"`` it goes every
-    round to the interested peer with the fewest pieces instead.
+    round to the interested peer with the fewest pieces instead.  Interested peers on the local network
+    are all unchoked on top of that (``unchoke_local``), and compete for no slot.
     """
     cfg = config or ChokerConfig()
     candidates = [p for p in peers if p.interested and not p.is_seed]
+    local: list[Hashable] = []
+    if cfg.unchoke_local:
+        local = [p.key for p in candidates if p.local]
+        candidates = [p for p in candidates if not p.local]
     rand = rng.random
     ranked = sorted(
         (p for p in candidates if not p.snubbed),
@@ -209,6 +223,7 @@ def choke(
                 new_since = now
     if new_optimistic is not None:
         chosen.add(new_optimistic)
+    chosen.update(local)
     return ChokeDecision(
         unchoke=frozenset(chosen), regular=regular, optimistic=new_optimistic, optimistic_since=new_since
     )

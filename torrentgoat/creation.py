@@ -67,7 +67,7 @@ from typing import Literal
 from torrentgoat import __version__, bencode
 from torrentgoat.bencode import BValue
 from torrentgoat.errors import ConfigError, StorageError, UnsafePathError
-from torrentgoat.infohashes import TorrentFormat
+from torrentgoat.infohashes import FORMATS, TorrentFormat
 from torrentgoat.merkle import BLOCK_SIZE, block_hashes, fold, tree_height
 from torrentgoat.metainfo import (
     MAX_FILES,
@@ -101,9 +101,6 @@ AUTO_MAX_PIECE_LENGTH = 16 * 1024 * 1024
 
 _CHUNK_BYTES = 4 * 1024 * 1024
 _MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
-
-FORMATS: tuple[TorrentFormat, ...] = ("hybrid", "v1", "v2")
-"""What :func:`create_torrent` can make (``format=``)."""
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``, called from the creating thread after each hashed chunk;

@@ -24,9 +24,12 @@ from typing import Literal
 from torrentgoat.errors import ConfigError, MagnetError
 from torrentgoat.primitives import InfoHash
 
-__all__ = ["MULTIHASH_SHA256", "InfoHashV2", "InfoHashes", "TorrentFormat"]
+__all__ = ["FORMATS", "MULTIHASH_SHA256", "InfoHashV2", "InfoHashes", "TorrentFormat"]
 
 TorrentFormat = Literal["v1", "v2", "hybrid"]
+
+FORMATS: tuple[TorrentFormat, ...] = ("hybrid", "v1", "v2")
+"""What :func:`torrentgoat.creation.create_torrent` can make (``format=``), the default first."""
 """Which BitTorrent metainfo format(s) a torrent follows."""
 
 MULTIHASH_SHA256 = b"\x12\x20"

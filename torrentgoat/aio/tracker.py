@@ -23,10 +23,7 @@ import random
 import socket
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
-
-import aiohttp
-import yarl
+from typing import TYPE_CHECKING, Any
 
 from torrentgoat.errors import TrackerError
 from torrentgoat.primitives import InfoHash, PeerAddress, PeerId
@@ -56,6 +53,9 @@ from torrentgoat.tracker.udp_client import (
     UDPTrackerEvent,
 )
 from torrentgoat.tracker.urls import TrackerURL, parse_tracker_url, scrape_url
+
+if TYPE_CHECKING:  # aiohttp is imported at the first HTTP announce (UDP trackers and the DHT need none)
+    import aiohttp
 
 __all__ = [
     "DEFAULT_ANNOUNCER_UDP_CONFIG",
@@ -107,6 +107,9 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
 
 
 async def _http_get(url: str, session: aiohttp.ClientSession | None, timeout: float) -> tuple[int, bytes]:
+    import aiohttp
+    import yarl
+
     own = session is None
     client = session if session is not None else aiohttp.ClientSession()
     try:
@@ -540,6 +543,8 @@ class TrackerAnnouncer:
         request = self._request(attempt)
         if not tracker.is_udp:
             if self._session is None:
+                import aiohttp
+
                 self._session = aiohttp.ClientSession()
                 self._own_session = True
             return await announce(attempt.url, request, session=self._session, timeout=timeout)

@@ -41,13 +41,14 @@ import re
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, NoReturn
-
-import aiohttp
-import yarl
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from torrentgoat.errors import ConfigError, WebSeedError
 from torrentgoat.metainfo import InfoDict
+
+if TYPE_CHECKING:  # aiohttp (and yarl) are imported when a web seed is used: ~11 MiB and ~0.2 s otherwise
+    import aiohttp
+    import yarl
 
 __all__ = [
     "FileSpan",
@@ -285,6 +286,8 @@ class WebSeedClient:
     def original_url(self, index: int) -> yarl.URL:
         url = self._urls.get(index)
         if url is None:
+            import yarl
+
             url = self._urls[index] = yarl.URL(file_url(self.url, self.info, index), encoded=True)
         return url
 
@@ -317,6 +320,8 @@ class WebSeedClient:
         return out
 
     async def _fetch_file(self, index: int, offset: int, out: memoryview) -> None:
+        import aiohttp
+
         original = self.original_url(index)
         cached = self._final.get(index)
         try:
@@ -342,6 +347,9 @@ class WebSeedClient:
 
     async def _request(self, url: yarl.URL, index: int, offset: int, out: memoryview) -> yarl.URL:
         """GET one range of file ``index`` at ``url``, following redirects; returns the final URL."""
+        import aiohttp
+        import yarl
+
         config = self.config
         length = len(out)
         headers = {
@@ -429,6 +437,8 @@ class WebSeedClient:
                 out[lo - skip : hi - skip] = chunk[lo - received : hi - received]
             received += len(chunk)
         if received < need:
+            import aiohttp
+
             raise aiohttp.ClientPayloadError(f"body truncated at {received} of {expected} bytes")
         if need < expected:
             response.close()  # the rest of a whole-file reply is not needed: do not reuse the connection

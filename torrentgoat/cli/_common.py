@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torrentgoat.choker import OptimisticMode
 from torrentgoat.cli._exit import DONE, FAILED, INTERRUPTED, code_for
-from torrentgoat.cli._progress import follow
-from torrentgoat.config import DEFAULT_DHT_ROUTERS
 from torrentgoat.errors import NoPeerSourcesError
-from torrentgoat.mse import EncryptionPolicy, MSEConfig
-from torrentgoat.primitives import PeerAddress
-from torrentgoat.session import SessionConfig
-from torrentgoat.torrent import Torrent, TorrentConfig
-from torrentgoat.units import parse_size
+
+if TYPE_CHECKING:  # the session and the torrent are imported when a command runs, not to parse options
+    from torrentgoat.choker import OptimisticMode
+    from torrentgoat.session import SessionConfig
+    from torrentgoat.torrent import Torrent, TorrentConfig
 
 __all__ = [
     "add_session_options",
@@ -103,6 +100,13 @@ def with_optimistic_unchoke(config: TorrentConfig, mode: OptimisticMode) -> Torr
 def session_config(
     args: argparse.Namespace, torrent: TorrentConfig | None = None, *, socket_prefix: str = ""
 ) -> SessionConfig:
+    from torrentgoat.config import DEFAULT_DHT_ROUTERS
+    from torrentgoat.mse import EncryptionPolicy, MSEConfig
+    from torrentgoat.primitives import PeerAddress
+    from torrentgoat.session import SessionConfig
+    from torrentgoat.torrent import TorrentConfig
+    from torrentgoat.units import parse_size
+
     routers = tuple(
         (address.host, address.port) for address in (PeerAddress.parse(text) for text in args.dht_bootstrap)
     )
@@ -127,9 +131,18 @@ def session_config(
     )
 
 
+async def follow(torrent: Torrent, *, quiet: bool, label: str | None = None, position: int = 0) -> None:
+    """:func:`torrentgoat.cli._progress.follow`, imported when a torrent runs."""
+    from torrentgoat.cli._progress import follow as follow_progress
+
+    await follow_progress(torrent, quiet=quiet, label=label, position=position)
+
+
 @contextlib.contextmanager
 def on_signals(handler: Callable[[], object]) -> Iterator[None]:
     """Call ``handler`` on SIGINT / SIGTERM while the block runs (where the loop supports it)."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):

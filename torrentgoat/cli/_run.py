@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -14,6 +13,8 @@ __all__ = ["run"]
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run`` with uvloop's loop factory unless ``TORRENTGOAT_NO_UVLOOP`` is set."""
+    import asyncio
+
     if not os.environ.get("TORRENTGOAT_NO_UVLOOP"):
         try:
             import uvloop

@@ -22,36 +22,25 @@ signature, another key, an older or replayed ``seq``) -- then nothing on disk is
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import re
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torrentgoat.cli._common import add_session_options, follow, on_signals, session_config
 from torrentgoat.cli._run import run
-from torrentgoat.collection import (
-    DEFAULT_HUB,
-    CollectionClient,
-    ModelSpec,
-    Publisher,
-    Store,
-    build_collection,
-    default_hf_cache,
-)
-from torrentgoat.collection.build import load_draft, read_spec_file
-from torrentgoat.collection.client import SyncReport
+from torrentgoat.collection.hub import DEFAULT_HUB, default_hf_cache
 from torrentgoat.errors import ConfigError
-from torrentgoat.keys import SigningKey
-from torrentgoat.manifest import Manifest, parse_signature, verify_manifest
-from torrentgoat.modelcheck import scan_model_dir, verify_files_sha256
-from torrentgoat.safety import Policy
-from torrentgoat.session import Session
-from torrentgoat.torrent import Torrent, TorrentConfig
 from torrentgoat.units import format_size, parse_size
+
+if TYPE_CHECKING:  # the rest is imported by the subcommand that runs, not to parse options
+    from torrentgoat.collection import ModelSpec
+    from torrentgoat.collection.client import SyncReport
+    from torrentgoat.manifest import Manifest
+    from torrentgoat.torrent import Torrent
 
 __all__ = [
     "ORDER",
@@ -155,6 +144,9 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 def _specs(args: argparse.Namespace) -> list[ModelSpec]:
+    from torrentgoat.collection import ModelSpec
+    from torrentgoat.collection.build import read_spec_file
+
     specs = read_spec_file(args.spec) if args.spec else []
     hf = _pairs(args.hf, "--hf")
     licenses = _pairs(args.license, "--license")
@@ -196,6 +188,9 @@ def _specs(args: argparse.Namespace) -> list[ModelSpec]:
 
 
 def _build_main(args: argparse.Namespace) -> int:
+    from torrentgoat.collection import build_collection
+    from torrentgoat.keys import SigningKey
+
     key = SigningKey.load(args.key)
     specs = _specs(args)
     piece = None if args.piece_size == "auto" else parse_size(args.piece_size)
@@ -250,6 +245,13 @@ def _publish_main(args: argparse.Namespace) -> int:
 
 
 async def _publish(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from torrentgoat.collection import Publisher
+    from torrentgoat.keys import SigningKey
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import TorrentConfig
+
     key = SigningKey.load(args.key)
     async with Session(session_config(args, TorrentConfig(max_peers=args.max_peers, seed=True))) as session:
         publisher = Publisher(session, args.directory, key, say=_say)
@@ -330,6 +332,8 @@ async def _cancellable(coro: Coroutine[Any, Any, int], *, interrupted: int = 130
 
     Returns ``interrupted`` then: 130 for downloads, 0 for seeding commands (stopping them is normal).
     """
+    import asyncio
+
     task = asyncio.ensure_future(coro)
     with on_signals(task.cancel):
         try:
@@ -340,6 +344,13 @@ async def _cancellable(coro: Coroutine[Any, Any, int], *, interrupted: int = 130
 
 
 async def _sync(args: argparse.Namespace, magnet: str | None, root: Path) -> int:
+    import asyncio
+
+    from torrentgoat.collection import CollectionClient
+    from torrentgoat.safety import Policy
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import TorrentConfig
+
     seed = bool(getattr(args, "seed", False))
     tconfig = TorrentConfig(max_peers=args.max_peers, seed=seed)
     watchers: list[asyncio.Task[None]] = []
@@ -412,6 +423,10 @@ def add_ls_parser(commands: Any, name: str = "ls", *, short: bool = False) -> No
 
 
 def _ls_main(args: argparse.Namespace) -> int:
+    from torrentgoat.collection import Store
+    from torrentgoat.collection.build import load_draft
+    from torrentgoat.manifest import parse_signature, verify_manifest
+
     if args.source.startswith("magnet:"):
         manifest = run(_resolve_for_ls(args))
         installed: dict[str, str] = {}
@@ -439,6 +454,9 @@ def _ls_main(args: argparse.Namespace) -> int:
 
 async def _resolve_for_ls(args: argparse.Namespace) -> Manifest:
     import tempfile
+
+    from torrentgoat.collection import CollectionClient
+    from torrentgoat.session import Session
 
     with tempfile.TemporaryDirectory() as tmp:
         async with Session(session_config(args)) as session:
@@ -498,6 +516,10 @@ def _seed_main(args: argparse.Namespace) -> int:
 
 
 async def _seed(args: argparse.Namespace) -> int:
+    from torrentgoat.collection import CollectionClient
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import TorrentConfig
+
     async with Session(session_config(args, TorrentConfig(max_peers=args.max_peers, seed=True))) as session:
         client = CollectionClient(session, args.directory, say=_say)
         _say(f"seeding on port {session.listen_port} (and keeping the DHT item alive); Ctrl-C to stop")
@@ -506,6 +528,11 @@ async def _seed(args: argparse.Namespace) -> int:
 
 
 def _verify_main(args: argparse.Namespace) -> int:
+    from torrentgoat.collection import Store
+    from torrentgoat.manifest import parse_signature, verify_manifest
+    from torrentgoat.modelcheck import scan_model_dir, verify_files_sha256
+    from torrentgoat.safety import Policy
+
     store = Store(args.directory)
     state = store.load_state()
     held = store.held_manifest()

@@ -22,15 +22,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from torrentgoat.atomicwrite import write_atomic
-from torrentgoat.creation import FORMATS, SymlinkRefusedError, create_torrent
 from torrentgoat.errors import ConfigError, StorageError, TrackerError
-from torrentgoat.magnet import Magnet
-from torrentgoat.tracker.urls import parse_tracker_url
+from torrentgoat.infohashes import FORMATS
 from torrentgoat.units import parse_size
 
 __all__ = ["ORDER", "register"]
 
 ORDER = 50
+
 
 def _piece_size(text: str) -> int | None:
     if text.strip().lower() == "auto":
@@ -88,6 +87,10 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torrentgoat.creation import SymlinkRefusedError, create_torrent
+    from torrentgoat.magnet import Magnet
+    from torrentgoat.tracker.urls import parse_tracker_url
+
     source, output = Path(args.path).resolve(), Path(args.output).resolve()
     if source.is_dir() and output.is_relative_to(source):
         raise ConfigError(

@@ -20,10 +20,8 @@ downloaders.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import pickle
 import random
 import shutil
 import sys
@@ -32,30 +30,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torrentgoat.aio.dht import DHTNode
-from torrentgoat.aio.hasher import PieceHasher
 from torrentgoat.cli._common import follow
 from torrentgoat.cli._run import run
-from torrentgoat.collection import CollectionClient, ModelSpec, Publisher, Store, build_collection
-from torrentgoat.collection._common import read_manifest_tree
-from torrentgoat.collection.store import META_DIR
-from torrentgoat.config import IOConfig
-from torrentgoat.creation import create_torrent
-from torrentgoat.dht import DHTConfig
-from torrentgoat.dht.items import SigningKey as DHTSigningKey
 from torrentgoat.errors import TorrentGoatError
-from torrentgoat.keys import SigningKey
-from torrentgoat.manifest import SignedManifest
-from torrentgoat.session import Session, SessionConfig
-from torrentgoat.storage import FileStorage
-from torrentgoat.storage.resume import RESUME_DIR
-from torrentgoat.testing.hub import FakeHub
-from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
-from torrentgoat.testing.updates import fine_tune_tensor
-from torrentgoat.torrent import TorrentConfig
 from torrentgoat.units import format_rate, format_size, parse_size
+
+if TYPE_CHECKING:  # the rest is imported when the demo runs, not to parse options
+    from torrentgoat.aio.dht import DHTNode
+    from torrentgoat.keys import SigningKey
+    from torrentgoat.session import SessionConfig
 
 __all__ = ["ORDER", "register"]
 
@@ -118,6 +103,9 @@ def _detail(text: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
+    from torrentgoat.aio.dht import DHTNode
+    from torrentgoat.dht import DHTConfig
+
     nodes = [
         DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=0.5), rng=random.Random(i))
         for i in range(count)
@@ -134,6 +122,8 @@ async def _local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
 
 
 def _config(boot: DHTNode, *, upload_limit: int = 0) -> SessionConfig:
+    from torrentgoat.session import SessionConfig
+
     return SessionConfig(
         listen_host="127.0.0.1",
         listen_ipv6=None,
@@ -148,6 +138,13 @@ def _config(boot: DHTNode, *, upload_limit: int = 0) -> SessionConfig:
 async def _attack(root: Path, key: SigningKey, files: dict[str, bytes], *, seq: int, name: str) -> str:
     """Serve ``files`` as a manifest torrent pointed at by ``key`` in a DHT of its own; let a client of
     ``root`` update from there.  The refusal message (or "ACCEPTED")."""
+    import asyncio
+
+    from torrentgoat.collection import CollectionClient, Store
+    from torrentgoat.creation import create_torrent
+    from torrentgoat.dht.items import SigningKey as DHTSigningKey
+    from torrentgoat.session import Session
+
     with tempfile.TemporaryDirectory(prefix="torrentgoat-attack-") as tmp:
         folder = Path(tmp) / name
         for relative, content in files.items():
@@ -177,6 +174,20 @@ def _tree_state(root: Path) -> dict[str, tuple[int, int]]:
 
 
 async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
+    import asyncio
+    import pickle
+
+    from torrentgoat.collection import CollectionClient, ModelSpec, Publisher, Store, build_collection
+    from torrentgoat.collection._common import read_manifest_tree
+    from torrentgoat.collection.store import META_DIR
+    from torrentgoat.keys import SigningKey
+    from torrentgoat.manifest import SignedManifest
+    from torrentgoat.session import Session
+    from torrentgoat.storage.resume import RESUME_DIR
+    from torrentgoat.testing.hub import FakeHub
+    from torrentgoat.testing.shards import write_model_folder
+    from torrentgoat.testing.updates import fine_tune_tensor
+
     shard = parse_size(args.shard_size)
     step = _Steps(8)
     ok = True
@@ -371,6 +382,16 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
 
 
 async def _swarm_demo(args: argparse.Namespace, work: Path) -> int:
+    import asyncio
+
+    from torrentgoat.aio.hasher import PieceHasher
+    from torrentgoat.config import IOConfig
+    from torrentgoat.creation import create_torrent
+    from torrentgoat.session import Session, SessionConfig
+    from torrentgoat.storage import FileStorage
+    from torrentgoat.testing.shards import write_safetensors_shard
+    from torrentgoat.torrent import TorrentConfig
+
     size = parse_size(args.size)
     seed_dir = work / "seeder"
     seed_dir.mkdir(exist_ok=True)

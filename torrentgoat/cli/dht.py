@@ -19,16 +19,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torrentgoat.aio.dht import DHTNode
 from torrentgoat.cli._run import run
 from torrentgoat.cli.keygen import read_key_file
 from torrentgoat.config import DEFAULT_DHT_ROUTERS
-from torrentgoat.dht.engine import DHTConfig
-from torrentgoat.dht.items import btpk_magnet, parse_info_hash_value
 from torrentgoat.errors import ConfigError, DHTError
 from torrentgoat.primitives import InfoHash, PeerAddress
+
+if TYPE_CHECKING:  # the DHT node is imported when an action runs, not to parse options
+    from torrentgoat.aio.dht import DHTNode
 
 __all__ = ["ORDER", "add_dht_arguments", "dht_routers", "register"]
 
@@ -43,6 +43,9 @@ def dht_routers(args: argparse.Namespace) -> list[PeerAddress]:
 
 
 def _with_node(args: argparse.Namespace, body: Callable[[DHTNode], Awaitable[int]]) -> int:
+    from torrentgoat.aio.dht import DHTNode
+    from torrentgoat.dht.engine import DHTConfig
+
     async def main() -> int:
         # A short-lived node: BEP 43 read-only, so others do not keep a soon-dead node in their tables.
         config = DHTConfig(read_only=True)
@@ -74,6 +77,8 @@ def _target(text: str) -> bytes:
 
 
 def _put(args: argparse.Namespace) -> int:
+    from torrentgoat.dht.items import btpk_magnet
+
     key = read_key_file(Path(args.key))
     info_hash = InfoHash.parse(args.info_hash)
     salt = args.salt.encode()
@@ -90,6 +95,8 @@ def _put(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    from torrentgoat.dht.items import btpk_magnet, parse_info_hash_value
+
     public_key = _public_key(args.public_key)
     salt = args.salt.encode()
 

@@ -26,34 +26,27 @@ weights are refused (``--allow-pickle`` to serve them).  One progress line per m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
-import logging
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torrentgoat.cli._common import add_session_options, on_signals, session_config, with_optimistic_unchoke
 from torrentgoat.cli._run import run
 from torrentgoat.errors import ConfigError, TorrentGoatError
-from torrentgoat.gateway import (
-    DEFAULT_UPSTREAM,
-    FolderSource,
-    Gateway,
-    GatewayConfig,
-    HFCacheSource,
-    RepoType,
-)
-from torrentgoat.gateway.catalog import parse_torrent_spec
-from torrentgoat.gateway.fetch import FetchStatus
-from torrentgoat.gateway.swarm import DEFAULT_REFRESH, SwarmConfig, SwarmSource
-from torrentgoat.safety import Policy
-from torrentgoat.session import Session
-from torrentgoat.torrent import TorrentConfig
+from torrentgoat.gateway.defaults import DEFAULT_REFRESH, DEFAULT_UPSTREAM
 from torrentgoat.units import format_rate, format_size
+
+if TYPE_CHECKING:  # aiohttp, the session and the gateway are imported when it serves, not to parse options
+    import asyncio
+
+    from torrentgoat.gateway import RepoType
+    from torrentgoat.gateway.fetch import FetchStatus
+    from torrentgoat.gateway.swarm import SwarmSource
+    from torrentgoat.safety import Policy
 
 __all__ = ["ORDER", "parse_repo_spec", "progress_line", "register"]
 
@@ -188,6 +181,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from torrentgoat.gateway import FolderSource, Gateway, GatewayConfig, HFCacheSource
+    from torrentgoat.gateway.catalog import parse_torrent_spec
+    from torrentgoat.safety import Policy
+
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(message)s",
@@ -246,6 +246,10 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _swarm(args: argparse.Namespace, policy: Policy, stack: contextlib.AsyncExitStack) -> SwarmSource:
     """The session and the swarm source (closed by ``stack``)."""
+    from torrentgoat.gateway.swarm import SwarmConfig, SwarmSource
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import TorrentConfig
+
     tconfig = with_optimistic_unchoke(TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke)
     sconfig = session_config(args, tconfig, socket_prefix="peer-")
     if args.no_web_seeds:
@@ -284,6 +288,8 @@ async def _swarm(args: argparse.Namespace, policy: Policy, stack: contextlib.Asy
 
 async def _progress(swarm: SwarmSource) -> None:
     """One line per model being fetched, every :data:`PROGRESS_EVERY` seconds."""
+    import asyncio
+
     while True:
         await asyncio.sleep(PROGRESS_EVERY)
         stamp = time.strftime("%H:%M:%S")

@@ -13,7 +13,6 @@ resumes (it verifies what is there and fetches only the rest).
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,7 @@ from torrentgoat.cli._common import (
 )
 from torrentgoat.cli._run import run
 from torrentgoat.cli.collection import add_get_options, run_collection_get
-from torrentgoat.collection import NotACollection, is_btpk
 from torrentgoat.errors import TorrentGoatError
-from torrentgoat.picker import PickerConfig
-from torrentgoat.session import Session
-from torrentgoat.torrent import TorrentConfig
 
 __all__ = ["ORDER", "register"]
 
@@ -72,6 +67,8 @@ def register(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from torrentgoat.collection import NotACollection, is_btpk
+
     if is_btpk(args.source):
         try:
             return run_collection_get(args, args.source, args.output)
@@ -81,6 +78,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from torrentgoat.picker import PickerConfig
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import TorrentConfig
+
     tconfig = TorrentConfig(
         max_peers=args.max_peers,
         picker=PickerConfig(strategy=args.strategy or ("sequential" if args.sequential else "rarest-first")),

@@ -55,10 +55,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torrentgoat.magnet import Magnet, parse_magnet
-from torrentgoat.metainfo import Metainfo, load_metainfo, parse_metainfo
+if TYPE_CHECKING:
+    from torrentgoat.magnet import Magnet
+    from torrentgoat.metainfo import Metainfo
 
 __all__ = ["ORDER", "magnet_json", "register", "torrent_json"]
 
@@ -84,6 +85,8 @@ def _layers_state(metainfo: Metainfo) -> str | None:
 
 
 def torrent_json(metainfo: Metainfo) -> dict[str, Any]:
+    from torrentgoat.magnet import Magnet
+
     info = metainfo.info
     hashes = info.info_hashes
     roots = {f.index: f.root.hex() for f in info.v2.files} if info.v2 is not None else {}
@@ -194,6 +197,9 @@ def _print_magnet(magnet: Magnet) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torrentgoat.magnet import parse_magnet
+    from torrentgoat.metainfo import load_metainfo, parse_metainfo
+
     source: str = args.source
     if source[:7].lower() == "magnet:":
         magnet = parse_magnet(source)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torrentgoat.keys import SigningKey
+if TYPE_CHECKING:
+    from torrentgoat.keys import SigningKey
 
 __all__ = ["ORDER", "read_key_file", "register", "write_key_file"]
 
@@ -24,10 +25,14 @@ def write_key_file(path: Path, key: SigningKey, *, force: bool = False) -> None:
 
 def read_key_file(path: Path) -> SigningKey:
     """A key file: 32 raw seed bytes or 64 hex digits, readable by its owner only."""
+    from torrentgoat.keys import SigningKey
+
     return SigningKey.load(path)
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from torrentgoat.keys import SigningKey
+
     key = SigningKey.generate()
     write_key_file(Path(args.output), key, force=args.force)
     print(key.public_key.hex())

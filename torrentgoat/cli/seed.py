@@ -9,10 +9,9 @@ after ``--seed-ratio`` / ``--seed-time``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torrentgoat.cli._common import (
     add_session_options,
@@ -24,8 +23,9 @@ from torrentgoat.cli._common import (
 from torrentgoat.cli._exit import DONE
 from torrentgoat.cli._run import run
 from torrentgoat.errors import ConfigError
-from torrentgoat.session import Session
-from torrentgoat.torrent import CheckCompleted, Torrent, TorrentConfig
+
+if TYPE_CHECKING:
+    from torrentgoat.torrent import Torrent
 
 __all__ = ["ORDER", "register"]
 
@@ -62,12 +62,16 @@ def main(args: argparse.Namespace) -> int:
 
 async def _refuse_empty(torrent: Torrent, directory: Path) -> None:
     """Stop ``torrent`` when the check finds none of its data in ``directory``."""
+    from torrentgoat.torrent import CheckCompleted
+
     async for event in torrent.events():
         if isinstance(event, CheckCompleted):
             if event.wanted_bytes and not event.verified_bytes:
                 where = directory / torrent.name
                 hint = (
-                    f"nothing at {str(where)!r}" if not where.exists() else f"no verified data at {str(where)!r}"
+                    f"nothing at {str(where)!r}"
+                    if not where.exists()
+                    else f"no verified data at {str(where)!r}"
                 )
                 message = f"{hint}; DIR is the directory that contains {torrent.name!r}"
                 torrent.stop(message, error=ConfigError(message))
@@ -75,6 +79,11 @@ async def _refuse_empty(torrent: Torrent, directory: Path) -> None:
 
 
 async def _seed(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from torrentgoat.session import Session
+    from torrentgoat.torrent import TorrentConfig
+
     if not args.directory.is_dir():
         raise ConfigError(f"{str(args.directory)!r} is not a directory (DIR holds the torrent's data)")
     tconfig = TorrentConfig(

@@ -17,14 +17,15 @@ import argparse
 import fnmatch
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torrentgoat.aio.hasher import CheckResult, PieceHasher
 from torrentgoat.cli._run import run
 from torrentgoat.config import IOConfig
 from torrentgoat.errors import ConfigError
-from torrentgoat.metainfo import InfoDict, load_metainfo
-from torrentgoat.storage import FileStorage
+
+if TYPE_CHECKING:
+    from torrentgoat.aio.hasher import CheckResult
+    from torrentgoat.metainfo import InfoDict
 
 __all__ = ["ORDER", "register", "select_files", "verify"]
 
@@ -77,6 +78,9 @@ async def verify(
     quiet: bool = False,
 ) -> CheckResult:
     """Check the pieces of ``files`` under ``directory`` (read-only) with a progress bar on stderr."""
+    from torrentgoat.aio.hasher import PieceHasher
+    from torrentgoat.storage import FileStorage
+
     storage = FileStorage(directory, info, read_only=True, max_open_files=config.max_open_files)
     wanted = storage.layout.pieces_for_files(files)
     bar: Any = None
@@ -149,6 +153,8 @@ def _summary(info: InfoDict, files: list[int], result: CheckResult, quiet: bool)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from torrentgoat.metainfo import load_metainfo
+
     metainfo = load_metainfo(args.torrent)
     if not os.path.isdir(args.directory):
         raise ConfigError(f"download directory {args.directory!r} does not exist or is not a directory")

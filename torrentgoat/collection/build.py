@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from torrentgoat.collection.hub import DEFAULT_HUB
 from torrentgoat.collection.store import CollectionState, InstalledModel, Store, link_or_copy
 from torrentgoat.creation import create_torrent
 from torrentgoat.errors import ConfigError, ManifestError
@@ -52,9 +53,6 @@ __all__ = [
     "hub_web_seed",
     "read_spec_file",
 ]
-
-DEFAULT_HUB = "https://huggingface.co"
-"""The Hugging Face hub; BEP 19 web seeds point at its ``resolve`` URLs."""
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")

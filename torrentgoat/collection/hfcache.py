@@ -22,22 +22,12 @@ import os
 from pathlib import Path
 
 from torrentgoat.atomicwrite import replace_atomic, temp_path_for, write_atomic
+from torrentgoat.collection.hub import default_hf_cache
 from torrentgoat.collection.store import link_or_copy
 from torrentgoat.errors import ConfigError
 from torrentgoat.manifest import ModelEntry
 
 __all__ = ["default_hf_cache", "place_in_hf_cache", "repo_folder_name"]
-
-
-def default_hf_cache() -> Path:
-    """``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub`` (as huggingface_hub)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
 
 
 def repo_folder_name(repo_id: str) -> str:

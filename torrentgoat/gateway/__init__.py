@@ -17,11 +17,18 @@ fetched on demand and streamed as verified pieces arrive) and complete local cop
   checked files; :mod:`.swarm` -- :class:`SwarmSource`.
 """
 
-from torrentgoat.gateway.local import FolderSource, HFCacheSource
-from torrentgoat.gateway.server import DEFAULT_UPSTREAM, Gateway, GatewayConfig, GatewayStats
-from torrentgoat.gateway.source import RepoFile, RepoSnapshot, RepoSource, RepoType
-from torrentgoat.gateway.swarm import SwarmConfig, SwarmSource
-from torrentgoat.gateway.upstream import UpstreamHub
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torrentgoat.gateway.defaults import DEFAULT_UPSTREAM
+    from torrentgoat.gateway.local import FolderSource, HFCacheSource
+    from torrentgoat.gateway.server import Gateway, GatewayConfig, GatewayStats
+    from torrentgoat.gateway.source import RepoFile, RepoSnapshot, RepoSource, RepoType
+    from torrentgoat.gateway.swarm import SwarmConfig, SwarmSource
+    from torrentgoat.gateway.upstream import UpstreamHub
 
 __all__ = [
     "DEFAULT_UPSTREAM",
@@ -38,3 +45,34 @@ __all__ = [
     "SwarmSource",
     "UpstreamHub",
 ]
+
+_HOME = {
+    "DEFAULT_UPSTREAM": "defaults",
+    "FolderSource": "local",
+    "HFCacheSource": "local",
+    "Gateway": "server",
+    "GatewayConfig": "server",
+    "GatewayStats": "server",
+    "RepoFile": "source",
+    "RepoSnapshot": "source",
+    "RepoSource": "source",
+    "RepoType": "source",
+    "SwarmConfig": "swarm",
+    "SwarmSource": "swarm",
+    "UpstreamHub": "upstream",
+}
+"""The module of each public name: imported on first use (PEP 562), so :mod:`.defaults` can be read
+without aiohttp and the session."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -66,6 +66,7 @@ from torrentgoat.errors import (
 )
 from torrentgoat.gateway import hubjson
 from torrentgoat.gateway.answers import Answer, error_answer, file_headers, header_safe, refusal_answer
+from torrentgoat.gateway.defaults import DEFAULT_UPSTREAM
 from torrentgoat.gateway.routes import (
     InfoRoute,
     RangeNotSatisfiable,
@@ -83,9 +84,6 @@ from torrentgoat.safety import Policy, judge
 __all__ = ["DEFAULT_UPSTREAM", "Gateway", "GatewayConfig", "GatewayStats"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_UPSTREAM = "https://huggingface.co"
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:

@@ -63,6 +63,7 @@ from torrentgoat.gateway.catalog import (
     version_of_entry,
     version_of_torrent,
 )
+from torrentgoat.gateway.defaults import DEFAULT_REFRESH
 from torrentgoat.gateway.fetch import FetchStatus, ModelFetch
 from torrentgoat.gateway.follow import CollectionFollower, root_name
 from torrentgoat.gateway.local import read_local_range
@@ -77,9 +78,6 @@ from torrentgoat.session import Session
 __all__ = ["SwarmConfig", "SwarmSource"]
 
 log = logging.getLogger("torrentgoat.gateway")
-
-DEFAULT_REFRESH = 300.0
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SwarmConfig:

@@ -33,10 +33,12 @@ class PickerConfig:
     max_partial_pieces: int = 1024
     """Cap on started (partial) pieces; the driver holds one buffer per partial piece."""
 
-    max_partial_bytes: int = 96 * 1024 * 1024
+    max_partial_bytes: int = 48 * 1024 * 1024
     """Cap on the bytes of started pieces (``piece_length`` times their number); the effective cap is the
     smaller of the two, never below 1.  The client holds one buffer per started piece, so this bounds
-    the memory of a download whatever the file size (``TorrentConfig.picker``)."""
+    the memory of a download whatever the file size (``TorrentConfig.picker``): 48 MiB keeps a
+    leecher's peak RSS under 100 MiB (issue 15) and still holds 12 pieces of 4 MiB in flight, more than
+    a loopback transfer at full speed needs (measured: 32, 48 and 96 MiB download equally fast)."""
 
     def __post_init__(self) -> None:
         if self.window_pieces < 1:

@@ -61,6 +61,9 @@ def _check_component(part: str, path: tuple[str, ...]) -> None:
         raise StorageError(f"unsafe path component {part!r} in {'/'.join(path)!r}")
 
 
+_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+"""``preadv`` flag: fail with EAGAIN instead of waiting for the disk (0 where unsupported)."""
+
 PARTS_DIR = ".torrentgoat-parts"
 """Folder (inside the download directory) of part files; see :class:`SpanStorage`."""
 
@@ -224,6 +227,38 @@ class FileStorage(SpanStorage):
             raise StorageError(f"cannot read {self._paths[file_index]}: {exc.strerror or exc}") from exc
         finally:
             self._release(handle)
+
+    def read_cached_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> bool:
+        """Fill ``buf`` with bytes of ``piece`` from ``begin`` only if they are all in the page cache,
+        without blocking (``preadv`` with ``RWF_NOWAIT``, Linux 4.14+): safe to call on the event loop.
+
+        ``False`` -- nothing to rely on in ``buf`` -- when a byte would need the disk, a file is not
+        open yet (opening may block), a span is a pad or skipped file, or the platform cannot tell;
+        the caller then reads with :meth:`read_into` on the disk pool.  Raises nothing."""
+        if not _NOWAIT or self._closed:
+            return False
+        view = buf if isinstance(buf, memoryview) else memoryview(buf)
+        for span in self._layout.spans(piece, begin, len(view)):
+            if span.pad or span.file_index in self._skipped:
+                return False
+            with self._lock:
+                handle = self._handles.get(span.file_index)
+                if handle is None or handle.evicted:
+                    return False
+                handle.refs += 1
+            try:
+                part = view[span.buffer_offset : span.buffer_offset + span.length]
+                done, offset = 0, span.file_offset
+                while done < span.length:
+                    got = os.preadv(handle.fd, [part[done:]], offset + done, _NOWAIT)
+                    if got <= 0:
+                        return False
+                    done += got
+            except OSError:  # EAGAIN: not cached; EOPNOTSUPP and the like: let the disk pool read
+                return False
+            finally:
+                self._release(handle)
+        return True
 
     def _write_file(self, file_index: int, offset: int, view: memoryview) -> None:
         handle = self._acquire(file_index, write=True)

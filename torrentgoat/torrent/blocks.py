@@ -80,7 +80,7 @@ class BlockFlow:
     ) -> None:
         self.swarm = swarm
         self.host = host
-        self.buffers = PieceBuffers()
+        self.buffers = PieceBuffers(budget=host.config.picker.max_partial_bytes)
         self.verifying: set[int] = set()
         """Pieces being hashed or written."""
         self.meter = RateMeter(time_constant=5.0)

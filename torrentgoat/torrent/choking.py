@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable
 
 from torrentgoat.choker import Choker, ChokerConfig
-from torrentgoat.torrent.policy import admits_at_once
+from torrentgoat.torrent.policy import admits_at_once, on_local_network
 from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.messages import Choke, Unchoke
 
@@ -46,9 +46,19 @@ class ChokeScheduler:
         """``wp`` became interested: unchoke it at once if a regular slot is free."""
         if not wp.driver.engine.am_choking:
             return
+        config = self.choker.config
+        if config.unchoke_local and on_local_network(wp.address):
+            self.set_choked(wp, False, now)  # a LAN peer needs no slot (ChokerConfig.unchoke_local)
+            return
         optimistic = self.choker.optimistic
-        regular = sum(1 for other in peers if other.unchoked_since is not None and other.key != optimistic)
-        if admits_at_once(regular_unchoked=regular, config=self.choker.config):
+        regular = sum(
+            1
+            for other in peers
+            if other.unchoked_since is not None
+            and other.key != optimistic
+            and not (config.unchoke_local and on_local_network(other.address))
+        )
+        if admits_at_once(regular_unchoked=regular, config=config):
             self.set_choked(wp, False, now)
 
     def run(self, peers: Iterable[WirePeer], *, seeding: bool, now: float) -> None:

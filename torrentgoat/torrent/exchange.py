@@ -44,6 +44,8 @@ from torrentgoat.wire.events import (
     BitfieldReceived,
     BlockReceived,
     BlockRequested,
+    BlocksReceived,
+    BlocksRequested,
     ConnectionTimedOut,
     DontHaveReceived,
     Event,
@@ -116,12 +118,25 @@ class PeerExchange:
         swarm = self.swarm
         engine = peer.engine
         match event:
+            case BlocksReceived(blocks=blocks):
+                deliver, key = self.blocks.deliver, wp.key
+                size = 0
+                for index, begin, data in blocks:
+                    size += len(data)
+                    deliver(key, index, begin, data)
+                now = self.host.now()
+                wp.down.add(size, now)
+                block_arrived(wp.requests, now)
+                wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
             case BlockReceived(index=index, begin=begin, data=data):
                 now = self.host.now()
                 wp.down.add(len(data), now)
                 block_arrived(wp.requests, now)
                 wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
                 self.blocks.deliver(wp.key, index, begin, data)
+            case BlocksRequested(requests=requests):
+                if self.uploader is not None:
+                    self.uploader.on_requests(wp, requests)
             case BlockRequested(index=index, begin=begin, length=length):
                 if self.uploader is not None:
                     self.uploader.on_request(wp, BlockRef(index, begin, length))

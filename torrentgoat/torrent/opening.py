@@ -94,6 +94,8 @@ class Opening:
         return len(info.raw) if info is not None else None
 
     def _attach(self, engine: PeerConnection, source: Callable[[], Bitfield | None] | None) -> None:
+        engine.batch_blocks = True  # blocks of one socket read as one event (PeerExchange handles both)
+        engine.batch_requests = True  # and the peer's requests of one read
         if source is not None and self.swarm.superseeding is not None:
             self.swarm.superseeding.attach(engine, source)
 

@@ -32,16 +32,22 @@ class PieceBuffers:
     hash or disk thread that used it is done, no memoryview of it is alive), checked with
     :func:`sys.getrefcount`, so a buffer still being hashed or written is never overwritten.
     A reused buffer is not zeroed: a piece is only hashed once every block of it was written.
+    With a ``budget`` (the picker's cap on the bytes of started pieces), spares are kept only while
+    held and spare buffers together fit in it, so the piece memory of a download never exceeds the
+    budget (plus at most one buffer still held by a hash or disk thread).
     """
 
-    __slots__ = ("_buffers", "_spare", "_spare_bytes", "bytes_held", "max_spare", "max_spare_bytes")
+    __slots__ = ("_buffers", "_spare", "_spare_bytes", "budget", "bytes_held", "max_spare", "max_spare_bytes")
 
-    def __init__(self, *, spare_buffers: int = 8, spare_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self, *, spare_buffers: int = 8, spare_bytes: int = 32 * 1024 * 1024, budget: int | None = None
+    ) -> None:
         self._buffers: dict[int, bytearray] = {}
         self._spare: list[bytearray] = []
         self._spare_bytes = 0
         self.max_spare = spare_buffers if _CAN_COUNT_REFS else 0
         self.max_spare_bytes = spare_bytes
+        self.budget = budget
         self.bytes_held = 0
 
     def write(self, index: int, size: int, begin: int, data: bytes | memoryview) -> None:
@@ -60,6 +66,9 @@ class PieceBuffers:
                 del spare[i]
                 self._spare_bytes -= size
                 return buf
+        budget = self.budget
+        while spare and budget is not None and self.bytes_held + self._spare_bytes + size > budget:
+            self._spare_bytes -= len(spare.pop(0))  # still referenced or the wrong size: let it go
         return bytearray(size)
 
     def get(self, index: int) -> bytearray | None:
@@ -76,7 +85,12 @@ class PieceBuffers:
         spare = self._spare
         spare.append(buf)
         self._spare_bytes += size
-        while len(spare) > self.max_spare or self._spare_bytes > self.max_spare_bytes:
+        budget = self.budget if self.budget is not None else self.bytes_held + self.max_spare_bytes
+        while spare and (
+            len(spare) > self.max_spare
+            or self._spare_bytes > self.max_spare_bytes
+            or self.bytes_held + self._spare_bytes > budget
+        ):
             self._spare_bytes -= len(spare.pop(0))
 
     def clear(self) -> None:
@@ -129,6 +143,21 @@ class ReadCache:
         self._held = 0
         self.hits = 0
         self.misses = 0
+
+    def cached(self, piece: int, begin: int, length: int) -> memoryview | None:
+        """The bytes if their chunk is in the cache (no coroutine: the seeding hot path), else ``None``."""
+        chunk = self._chunk
+        first = begin // chunk
+        if first != (begin + length - 1) // chunk:
+            return None
+        key = (piece, first)
+        data = self._cache.get(key)
+        if data is None:
+            return None
+        self._cache.move_to_end(key)
+        self.hits += 1
+        offset = begin - first * chunk
+        return memoryview(data)[offset : offset + length]
 
     async def read(self, piece: int, begin: int, length: int, piece_size: int) -> memoryview:
         """``length`` bytes at ``begin`` of ``piece``; a request never spans two chunks' worth of reads

@@ -16,13 +16,14 @@ connection).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.choker import ChokerConfig, PeerStats
 from torrentgoat.picker import PiecePicker
-from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.primitives import BLOCK_SIZE, BlockRef, PeerAddress
 from torrentgoat.torrent.config import TorrentConfig
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "eviction_victim",
     "expire_refusals",
     "keeps_new_connection",
+    "on_local_network",
     "pick_requests",
     "queue_target",
     "request_budget",
@@ -272,6 +274,7 @@ def choke_stats(
     connected_at: float,
     unchoked_since: float | None,
     last_unchoked: float | None,
+    local: bool = False,
 ) -> PeerStats:
     """What the choker sees of one peer: its rates, interest and how much of the torrent it holds
     (a seed -- ``have all`` or a full have-set -- never needs our upload)."""
@@ -286,7 +289,19 @@ def choke_stats(
         unchoked_since=unchoked_since,
         last_unchoked=last_unchoked,
         progress=have.count / have.length if have is not None and have.length else 0.0,
+        local=local,
     )
+
+
+def on_local_network(address: PeerAddress | None) -> bool:
+    """Loopback, private or link-local: the peer is on our LAN (:attr:`ChokerConfig.unchoke_local`)."""
+    if address is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local
 
 
 def admits_at_once(*, regular_unchoked: int, config: ChokerConfig) -> bool:

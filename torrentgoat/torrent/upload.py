@@ -14,6 +14,7 @@ the peer's other requests.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from torrentgoat.errors import StorageError
@@ -34,6 +35,10 @@ log = logging.getLogger("torrentgoat.upload")
 
 ALLOWED_FAST = 10
 """Size of the allowed-fast set we offer (BEP 6 suggests 10)."""
+
+BURST = 256 * 1024
+"""Bytes of blocks one serving burst queues before it books them and flushes (the driver's own
+``WRITE_NOW``: one ``writelines`` per burst)."""
 
 
 class Uploader:
@@ -60,6 +65,10 @@ class Uploader:
         return bytes(buf)
 
     async def _read_into(self, piece: int, begin: int, buf: bytearray | memoryview) -> None:
+        # On the disk pool even when the chunk is in the page cache: reading it on the event loop
+        # (FileStorage.read_cached_into, RWF_NOWAIT) saves the thread hop and ~0.3 CPU s/GB in all, but
+        # moves the 1 MiB copy onto the loop's thread, the one a seeder's speed depends on (measured:
+        # +0.2 s/GB there, no faster; benchmarks/README.md, issue 15).
         if self.watch is not None:
             await self.torrent.ctx.disk.run(self.watch.read_into, piece, begin, buf)
         else:
@@ -85,45 +94,84 @@ class Uploader:
             if index in have and (theirs is None or index not in theirs):
                 engine.send(AllowedFast(index=index))
 
+    def on_requests(self, wp: WirePeer, requests: list[tuple[int, int, int]]) -> None:
+        """:meth:`on_request` for the requests of one socket read (``(index, begin, length)`` each)."""
+        have = self.torrent.have
+        if have is None:
+            return
+        queue = wp.upload_queue
+        queue.extend(r for r in requests if r[0] in have)  # the engine refused the others already
+        if queue and not wp.serving:
+            wp.serving = True
+            self.torrent.spawn(self._serve(wp))
+
     def on_request(self, wp: WirePeer, block: BlockRef) -> None:
         have = self.torrent.have
         if have is None or block.piece not in have:
             return  # the engine already refused requests for pieces we lack
-        wp.upload_queue.append(block)
+        wp.upload_queue.append((block.piece, block.begin, block.length))
         if not wp.serving:
             wp.serving = True
             self.torrent.spawn(self._serve(wp))
 
     async def _serve(self, wp: WirePeer) -> None:
-        """Answer one peer's requests in order (read cache, rate limit, backpressure)."""
+        """Answer one peer's requests in order (read cache, rate limit, backpressure).
+
+        Requests are served in bursts of up to :data:`BURST` bytes: blocks whose chunk is cached go
+        to the wire engine without any ``await``, and the burst's bookkeeping (rate meter, counters)
+        and its flush to the socket happen once per burst, not once per 16 KiB block.  Only a cache
+        miss (a disk read), the rate limit or a full socket buffer suspends the task."""
         torrent, info, cache = self.torrent, self.info, self.cache
-        engine = wp.driver.engine
+        driver = wp.driver
+        engine = driver.engine
+        queue = wp.upload_queue
         limit = torrent.ctx.upload_limit
         try:
-            while wp.upload_queue and not wp.driver.closed:
-                block = wp.upload_queue.popleft()
-                if not engine.has_peer_request(block.piece, block.begin, block.length):
-                    continue  # cancelled, or dropped by our choke
-                try:
-                    data = await cache.read(
-                        block.piece, block.begin, block.length, info.piece_size(block.piece)
-                    )
-                except StorageError as exc:
-                    # Verified data that cannot be read back (or whose file changed) was altered
-                    # under us: the torrent takes the piece back, which withdraws this request.
-                    torrent.data_lost(block.piece, exc)
-                    continue
-                if not engine.has_peer_request(block.piece, block.begin, block.length):
-                    continue  # cancelled meanwhile, or its piece was taken back
-                await limit.acquire(block.length)
-                if wp.driver.closed:
-                    return
-                if engine.send_piece(block.piece, block.begin, data):
-                    wp.up.add(block.length, torrent.now())
-                    torrent.counters.uploaded += block.length
-                    wp.driver.flush()
-                if not wp.driver.writable:
+            while queue and not driver.closed:
+                sent = 0
+                while queue and sent < BURST:
+                    piece, begin, length = queue.popleft()
+                    if not engine.has_peer_request(piece, begin, length):
+                        continue  # cancelled, or dropped by our choke
+                    data = cache.cached(piece, begin, length)
+                    if data is None:
+                        if sent:  # what is ready goes out before we wait for the disk
+                            self._sent(wp, sent)
+                            sent = 0
+                        try:
+                            data = await cache.read(piece, begin, length, info.piece_size(piece))
+                        except StorageError as exc:
+                            # Verified data that cannot be read back (or whose file changed) was
+                            # altered under us: the torrent takes the piece back, which withdraws
+                            # this request.
+                            torrent.data_lost(piece, exc)
+                            continue
+                        if driver.closed:
+                            return
+                        if not engine.has_peer_request(piece, begin, length):
+                            continue  # cancelled meanwhile, or its piece was taken back
+                    if not limit.unlimited:
+                        await limit.acquire(length)
+                        if driver.closed:
+                            return
+                    if engine.send_piece(piece, begin, data):
+                        sent += length
+                        if not limit.unlimited:  # a paced upload goes out block by block
+                            self._sent(wp, sent)
+                            sent = 0
+                if sent:
+                    self._sent(wp, sent)
+                if not driver.writable:
                     wp.writable.clear()
                     await wp.writable.wait()
+                elif queue:
+                    await asyncio.sleep(0)  # the other peers' bursts first: every peer served in turn
         finally:
             wp.serving = False
+
+    def _sent(self, wp: WirePeer, size: int) -> None:
+        """Book ``size`` bytes of blocks queued on ``wp``'s engine and write them out."""
+        torrent = self.torrent
+        wp.up.add(size, torrent.now())
+        torrent.counters.uploaded += size
+        wp.driver.flush()

@@ -26,8 +26,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING, TypeAlias
 
 from torrentgoat.aio.peer import next_peer_key
 from torrentgoat.aio.webseed import (
@@ -47,7 +46,10 @@ __all__ = ["HTTPSessionSource", "WebSeedPeer", "WebSeedSource", "block_runs"]
 
 log = logging.getLogger("torrentgoat.webseed")
 
-HTTPSessionSource = aiohttp.ClientSession | Callable[[], Awaitable[aiohttp.ClientSession]]
+if TYPE_CHECKING:  # aiohttp is imported by the web seed client when a torrent has web seeds
+    import aiohttp
+
+HTTPSessionSource: TypeAlias = "aiohttp.ClientSession | Callable[[], Awaitable[aiohttp.ClientSession]]"
 """An aiohttp session, or an async function returning one (e.g. ``Session.http``)."""
 
 _IDLE_MIN = 0.05
@@ -197,7 +199,7 @@ class WebSeedSource(PeerSource):
             return
         info = await torrent.wait_metadata()
         session = self.http_session
-        if not isinstance(session, aiohttp.ClientSession):
+        if callable(session):  # a ClientSession is not callable: a function returning one
             session = await session()
         self._torrent = torrent
         for url in self.urls:

@@ -16,7 +16,7 @@ from torrentgoat.bitfield import Bitfield
 from torrentgoat.choker import PeerStats
 from torrentgoat.primitives import BlockRef, PeerAddress
 from torrentgoat.rates import RateMeter
-from torrentgoat.torrent.policy import EvictionCandidate, RequestState, choke_stats
+from torrentgoat.torrent.policy import EvictionCandidate, RequestState, choke_stats, on_local_network
 from torrentgoat.wire.messages import Cancel
 from torrentgoat.wire.pex import PexState
 
@@ -55,7 +55,8 @@ class WirePeer:
         """The request rules' memory of this peer (snubbing, rejects)."""
         self.joined = False
         """Whether the picker counts this peer's have-set in availability."""
-        self.upload_queue: deque[BlockRef] = deque()
+        self.upload_queue: deque[tuple[int, int, int]] = deque()
+        """The peer's requests waiting to be served, ``(index, begin, length)`` in arrival order."""
         self.serving = False
         self.writable = asyncio.Event()
         self.writable.set()
@@ -119,6 +120,7 @@ class WirePeer:
             connected_at=self.connected_at,
             unchoked_since=self.unchoked_since,
             last_unchoked=self.last_unchoked,
+            local=on_local_network(self.address),
         )
 
     def eviction_view(self) -> EvictionCandidate:

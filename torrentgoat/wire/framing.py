@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from torrentgoat.errors import RemoteProtocolError
 from torrentgoat.wire import codec
-from torrentgoat.wire.events import Event
+from torrentgoat.wire.events import BlocksReceived, BlocksRequested, Event
 from torrentgoat.wire.hashes import MAX_HASHES_PAYLOAD
 from torrentgoat.wire.messages import PROTOCOL, Buffer, Handshake, KeepAlive, MessageId, Request, WireMessage
 from torrentgoat.wire.states import Phase, Side
@@ -109,6 +109,12 @@ class FrameReceiver:
         """Bytes known to belong to the partial frame in ``_buf`` (0 = unknown); small reads go
         straight into ``_buf``."""
         self._events: deque[Event] = deque()
+        self.batch_blocks = False
+        """Deliver runs of requested blocks as one :class:`BlocksReceived` (see there)."""
+        self.batch_requests = False
+        """Deliver runs of the peer's requests as one :class:`BlocksRequested` (see there)."""
+        self._batch: list[tuple[int, int, Buffer]] = []
+        self._rbatch: list[tuple[int, int, int]] = []
         self._error: RemoteProtocolError | None = None
         self._received_since_tick = False
         self._caps: dict[int, int] = {}
@@ -203,8 +209,26 @@ class FrameReceiver:
         """The next event, or ``None`` when more data is needed.
 
         Raises :class:`RemoteProtocolError` when the peer broke the protocol (and again on every
-        later call): the driver drops the connection.
+        later call): the driver drops the connection.  With :attr:`batch_blocks` /
+        :attr:`batch_requests`, the blocks and requests parsed before an event (or before the data ran
+        out, or before a protocol error) come first, as one :class:`BlocksReceived` and one
+        :class:`BlocksRequested`.
         """
+        event = self._next_event()
+        if not self._batch and not self._rbatch:
+            return event
+        events = self._events
+        if event is not None:
+            events.appendleft(event)  # it was parsed after the batched blocks and requests
+        if self._rbatch:
+            requests, self._rbatch = self._rbatch, []
+            if not self._batch:
+                return BlocksRequested(requests=requests)
+            events.appendleft(BlocksRequested(requests=requests))
+        batch, self._batch = self._batch, []
+        return BlocksReceived(blocks=batch)
+
+    def _next_event(self) -> Event | None:
         if self._events:
             return self._events.popleft()
         if self._error is not None:
@@ -247,6 +271,8 @@ class FrameReceiver:
                     return self._events.popleft()
         except RemoteProtocolError as exc:
             self._error = exc
+            if self._batch or self._rbatch:
+                return None  # what came before the violation first; the next call raises
             raise
 
     def _parse_frame(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled | None, int]:

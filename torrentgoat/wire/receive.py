@@ -187,6 +187,9 @@ class MessageReceiver(FrameReceiver):
         if key in requests:
             del requests[key]
             self.downloaded += len(data)
+            if self.batch_blocks and not self._events:  # see BlocksReceived
+                self._batch.append((index, begin, data))
+                return NO_EVENT
             return BlockReceived(index=index, begin=begin, data=data)
         if self._late and self._requests.take_late(key):
             self.downloaded += len(data)
@@ -220,6 +223,9 @@ class MessageReceiver(FrameReceiver):
                 return NO_EVENT
             raise RemoteProtocolError(f"peer has more than {self.config.max_peer_requests} requests queued")
         requests[key] = None
+        if self.batch_requests and not self._events:  # see BlocksRequested
+            self._rbatch.append(key)
+            return NO_EVENT
         return BlockRequested(index=index, begin=begin, length=length)
 
     def _check_index(self, index: int, what: str) -> None:
