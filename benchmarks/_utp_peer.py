@@ -51,7 +51,9 @@ async def seed(args: argparse.Namespace) -> None:
     seeder = PayloadSeeder(info.info_hash, memoryview(data), info.piece_length)
     rng = random.Random(1)
     stop = asyncio.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+    threading.Thread(
+        target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+    ).start()
     async with UTPEndpoint(host="127.0.0.1", port=args.port) as endpoint:
         served_closed = seeder.peer_closed
 

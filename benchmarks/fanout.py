@@ -340,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: tg, lt, tg:STRATEGY (e.g. tg:seed-sparing); +ss: the seed super-seeds "
         "(tg+ss, lt+ss); +lp: least-progress optimistic unchokes (tg+ss+lp)",
     )
-    parser.add_argument("--slots", type=int, default=TorrentConfig().choker.upload_slots, help="tg upload slots")
+    parser.add_argument(
+        "--slots", type=int, default=TorrentConfig().choker.upload_slots, help="tg upload slots"
+    )
     parser.add_argument("--dir", default="/tmp/tgfanout")
     parser.add_argument("--keep", action="store_true", help="keep the payload for the next run")
     parser.add_argument("--timeout", type=float, default=600.0, help="per client, seconds")

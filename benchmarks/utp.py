@@ -110,12 +110,16 @@ def run_utp_pair(pair: str, torrent: Path, data: Path, work: Path, payload: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", default="512MiB")
     parser.add_argument("--piece-size", default="4MiB")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/tgbench-utp"))
     parser.add_argument("--only", default=",".join(PAIRS), help="comma-separated pairs: " + ",".join(PAIRS))
-    parser.add_argument("--repeat", type=int, default=1, help="runs per pair, round robin; the fastest is reported")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per pair, round robin; the fastest is reported"
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -91,7 +91,9 @@ async def _role(role: str, seconds: float) -> None:
 
     if role in ("tcp-recv", "utp-recv"):
         stop = asyncio.Event()
-        threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+        threading.Thread(
+            target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)), daemon=True
+        ).start()
         if role == "tcp-recv":
             server = await loop.create_server(factory, ADDR_B, TCP_PORT, reuse_address=True)
             print(json.dumps({"ready": True}), flush=True)
@@ -155,8 +157,34 @@ def namespaces(rate: str = "40mbit", queue: str = "300ms") -> Iterator[tuple[str
         for ns in (ns_a, ns_r, ns_b):
             _ip("netns", "add", ns)
             _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("link", "add", f"{tag}a0", "netns", ns_a, "type", "veth", "peer", "name", f"{tag}r0", "netns", ns_r)
-        _ip("link", "add", f"{tag}b0", "netns", ns_b, "type", "veth", "peer", "name", f"{tag}r1", "netns", ns_r)
+        _ip(
+            "link",
+            "add",
+            f"{tag}a0",
+            "netns",
+            ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"{tag}r0",
+            "netns",
+            ns_r,
+        )
+        _ip(
+            "link",
+            "add",
+            f"{tag}b0",
+            "netns",
+            ns_b,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"{tag}r1",
+            "netns",
+            ns_r,
+        )
         _ip("-n", ns_r, "link", "add", f"{tag}br", "type", "bridge")
         for port in (f"{tag}r0", f"{tag}r1"):
             _ip("-n", ns_r, "link", "set", port, "master", f"{tag}br")
@@ -302,12 +330,16 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", default="40mbit")
     parser.add_argument("--queue", default="300ms", help="tbf queue, as the delay it holds")
     parser.add_argument("--seconds", type=float, default=12.0, help="TCP's time beside uTP")
     parser.add_argument("--steady", type=float, default=5.0, help="tail of it over which shares are taken")
-    parser.add_argument("--tcp", default="cubic", help="TCP congestion control in the namespaces (cubic, reno, bbr)")
+    parser.add_argument(
+        "--tcp", default="cubic", help="TCP congestion control in the namespaces (cubic, reno, bbr)"
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role:

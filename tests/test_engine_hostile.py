@@ -162,7 +162,9 @@ async def test_corrupt_seed_is_banned_and_download_completes(tmp_path: Path, beh
     assert_same_files(payload.metainfo, payload.root, dest)
 
 
-async def test_seed_corrupting_one_piece_is_banned_and_only_that_piece_is_fetched_again(tmp_path: Path) -> None:
+async def test_seed_corrupting_one_piece_is_banned_and_only_that_piece_is_fetched_again(
+    tmp_path: Path,
+) -> None:
     """The liar is the only peer at first and lies about piece 3 only: its other pieces are kept, the
     sole contributor of a failed piece is banned at once (core.py ``_piece_failed``), and an honest
     seeder added afterwards has just piece 3 left to serve."""
@@ -353,7 +355,9 @@ async def test_seed_teasing_one_block_per_piece_cannot_exhaust_piece_memory(tmp_
     )
     async with teaser, Session(loopback_config(seed=2)) as leecher:
         config = TorrentConfig(picker=PickerConfig(max_partial_bytes=2 * MiB))
-        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[teaser.address], config=config)
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[teaser.address], config=config
+        )
         await _wait(lambda: teaser.stats.blocks_sent > 0, 10, lambda: describe(torrent))
         await asyncio.sleep(1.0)
         assert torrent.buffers.bytes_held <= 2 * MiB, f"{torrent.buffers.bytes_held} bytes of partial pieces"
@@ -395,14 +399,18 @@ async def test_silent_seeds_holding_every_slot_make_way_for_a_good_peer(tmp_path
         torrent = await leecher.add(
             payload.metainfo, tmp_path / "down", peers=[first.address, second.address], config=config
         )
-        await _wait(lambda: first.stats.requests > 0 and second.stats.requests > 0, 10, lambda: describe(torrent))
+        await _wait(
+            lambda: first.stats.requests > 0 and second.stats.requests > 0, 10, lambda: describe(torrent)
+        )
         torrent.add_peers([PeerAddress("127.0.0.1", honest.listen_port)], "manual")
         await _complete(torrent, 5)
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
 @pytest.mark.parametrize("paths", [[["..", "..", "escaped.txt"]], [["ok.bin"], ["/abs", "x"]]])
-async def test_magnet_whose_metadata_has_unsafe_paths_writes_nothing(tmp_path: Path, paths: list[list[str]]) -> None:
+async def test_magnet_whose_metadata_has_unsafe_paths_writes_nothing(
+    tmp_path: Path, paths: list[list[str]]
+) -> None:
     """The info-hash names a malicious info dictionary (``..`` / absolute paths): it arrives over BEP 9
     and hashes right, but nothing is ever written, and the session keeps working."""
     info, read = forged_info("evil", bytes(range(256)) * 100, paths=paths)
@@ -420,7 +428,9 @@ async def test_magnet_whose_metadata_has_unsafe_paths_writes_nothing(tmp_path: P
         assert torrent.info is None or torrent.state in ("stopping", "stopped")
         assert evil.stats.requests == 0  # no block was ever asked for
         await _seed(seeder, good)
-        other = await leecher.add(good.metainfo, tmp_path / "good-down", peers=[f"127.0.0.1:{seeder.listen_port}"])
+        other = await leecher.add(
+            good.metainfo, tmp_path / "good-down", peers=[f"127.0.0.1:{seeder.listen_port}"]
+        )
         await _complete(other)
     assert not (tmp_path / "sandbox").exists() or not any((tmp_path / "sandbox").rglob("*"))
     assert not (tmp_path / "escaped.txt").exists() and not Path("/abs").exists()
@@ -451,7 +461,9 @@ async def test_malformed_messages_are_dropped_and_session_keeps_working(tmp_path
     frames = malformed_frames(num_pieces)
     frames["unknown id of length 2^31"] = frame(99, bytes(32), length=1 << 31)
     frames["control: keep-alive (valid)"] = bytes(4)
-    frames["piece of a request we never made"] = codec.encode_message(Piece(index=0, begin=0, data=bytes(16384)))
+    frames["piece of a request we never made"] = codec.encode_message(
+        Piece(index=0, begin=0, data=bytes(16384))
+    )
     async with (
         Session(loopback_config(seed=1)) as target,
         Session(loopback_config(seed=3, upload_limit=1 * MiB)) as other_seeder,
@@ -526,7 +538,9 @@ async def test_peer_that_never_reads_gets_a_bounded_buffer(tmp_path: Path) -> No
             (state,) = seeded.peers.values()
             assert state.driver.transport is not None
             buffered = state.driver.transport.get_write_buffer_size()
-            assert buffered <= 4 * MiB + big_block + 1024, f"{buffered} bytes buffered for a peer that never reads"
+            assert buffered <= 4 * MiB + big_block + 1024, (
+                f"{buffered} bytes buffered for a peer that never reads"
+            )
             assert seeded.uploaded < info.total_length
             await _normal_download(target, small, tmp_path / "small-down")  # others are still served
 

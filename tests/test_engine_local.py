@@ -79,7 +79,9 @@ def _real_files(payload: Payload, *, only: set[int] | None = None) -> set[str]:
 async def test_single_file_one_seeder_three_leechers(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 6 * MiB + 4321, piece_length=256 * 1024, seed=11)
     seeder = loopback_config(seed=0, upload_limit=4 * MiB)  # slow seeder: leechers must trade
-    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="half", seeder_config=seeder) as swarm:
+    async with local_swarm(
+        payload, tmp_path / "swarm", leechers=3, mesh="half", seeder_config=seeder
+    ) as swarm:
         await swarm.wait_complete(timeout=30)
         for torrent in swarm.torrents:
             assert torrent.is_complete
@@ -97,7 +99,9 @@ async def test_multi_file_with_pads_one_seeder_three_leechers(tmp_path: Path) ->
     payload = make_model_payload(tmp_path, shards=2, shard_size=3 * MiB + 12345, seed=12)
     assert any(f.pad for f in payload.metainfo.info.files), "expected BEP 47 pad files"
     seeder = loopback_config(seed=0, upload_limit=4 * MiB)
-    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="half", seeder_config=seeder) as swarm:
+    async with local_swarm(
+        payload, tmp_path / "swarm", leechers=3, mesh="half", seeder_config=seeder
+    ) as swarm:
         await swarm.wait_complete(timeout=30)
         assert sum(t.uploaded for t in swarm.torrents) > 0
         assert all(t.hash_failures == 0 for t in swarm.torrents)
@@ -113,7 +117,9 @@ async def test_leechers_that_all_dial_each_other_trade_pieces(tmp_path: Path) ->
     both sides used to close their outgoing connection as a duplicate, so none survived)."""
     payload = make_file_payload(tmp_path, 6 * MiB, piece_length=256 * 1024, seed=13)
     seeder = loopback_config(seed=0, upload_limit=3 * MiB)
-    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="full", seeder_config=seeder) as swarm:
+    async with local_swarm(
+        payload, tmp_path / "swarm", leechers=3, mesh="full", seeder_config=seeder
+    ) as swarm:
         await swarm.wait_complete(timeout=30)
         uploads = [t.uploaded for t in swarm.torrents]
     for directory in swarm.leecher_dirs:
@@ -124,7 +130,9 @@ async def test_leechers_that_all_dial_each_other_trade_pieces(tmp_path: Path) ->
 async def test_leechers_that_only_know_the_seeder_meet_through_pex(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 3 * MiB, piece_length=256 * 1024, seed=14)
     seeder = loopback_config(seed=0, upload_limit=2 * MiB)
-    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="none", seeder_config=seeder) as swarm:
+    async with local_swarm(
+        payload, tmp_path / "swarm", leechers=3, mesh="none", seeder_config=seeder
+    ) as swarm:
         await swarm.wait_complete(timeout=30)
         uploads = [t.uploaded for t in swarm.torrents]
     for directory in swarm.leecher_dirs:
@@ -135,7 +143,9 @@ async def test_leechers_that_only_know_the_seeder_meet_through_pex(tmp_path: Pat
 async def test_freed_upload_slot_is_given_to_a_waiting_leecher_at_once(tmp_path: Path) -> None:
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=15)
     seeder = loopback_config(seed=0, torrent=TorrentConfig(choker=ChokerConfig(upload_slots=1)))
-    async with local_swarm(payload, tmp_path / "swarm", leechers=3, mesh="none", seeder_config=seeder) as swarm:
+    async with local_swarm(
+        payload, tmp_path / "swarm", leechers=3, mesh="none", seeder_config=seeder
+    ) as swarm:
         await swarm.wait_complete(timeout=5)  # unthrottled loopback: a fraction of a second of work
     for directory in swarm.leecher_dirs:
         assert_same_files(payload.metainfo, payload.root, directory)
@@ -209,7 +219,9 @@ async def test_magnet_with_multi_piece_metadata_and_hundreds_of_files(tmp_path: 
     folder = root / "many"
     folder.mkdir(parents=True)
     for i in range(700):
-        (folder / f"shard-{i:05d}-of-many-with-a-long-name.bin").write_bytes(rng.randbytes(rng.randint(0, 3000)))
+        (folder / f"shard-{i:05d}-of-many-with-a-long-name.bin").write_bytes(
+            rng.randbytes(rng.randint(0, 3000))
+        )
     metainfo = create_torrent(folder, piece_length=16384, creation_date=None)
     assert len(metainfo.info.raw) > 4 * 16384
     payload = Payload(root=root, metainfo=metainfo, torrent_path=tmp_path / "many.torrent")
@@ -235,9 +247,7 @@ async def test_file_globs_download_only_matching_files(tmp_path: Path) -> None:
     async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
         await _seeding(seeder, payload)
         magnet = Magnet.from_metainfo(payload.metainfo).to_uri()  # metadata over BEP 9 as well
-        torrent = await leecher.add(
-            magnet, dest, files=["*.json"], peers=[f"127.0.0.1:{seeder.listen_port}"]
-        )
+        torrent = await leecher.add(magnet, dest, files=["*.json"], peers=[f"127.0.0.1:{seeder.listen_port}"])
         await _complete(torrent)
         wanted = torrent.wanted_bytes
         assert torrent.hash_failures == 0
@@ -280,7 +290,10 @@ async def test_selection_matching_no_file_is_reported(tmp_path: Path, selection:
         await _seeding(seeder, payload)
         try:
             torrent = await leecher.add(
-                payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeder.listen_port}"], **selection  # type: ignore[arg-type]
+                payload.metainfo,
+                tmp_path / "down",
+                peers=[f"127.0.0.1:{seeder.listen_port}"],
+                **selection,  # type: ignore[arg-type]
             )
         except ConfigError:
             return  # refused up front: fine too
@@ -322,7 +335,9 @@ async def test_download_over_ipv6_loopback(tmp_path: Path) -> None:
     seeder_config = dataclasses.replace(loopback_config(seed=1), listen_ipv6="::1")
     async with Session(seeder_config) as seeder, Session(loopback_config(seed=2)) as leecher:
         await _seeding(seeder, payload)
-        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[f"[::1]:{seeder.listen_port}"])
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[f"[::1]:{seeder.listen_port}"]
+        )
         await _complete(torrent)
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 

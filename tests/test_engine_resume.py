@@ -121,7 +121,9 @@ async def test_stopped_leecher_resumes_in_a_new_session_and_fetches_only_the_res
         peers = [f"127.0.0.1:{seeder.listen_port}"]
         async with Session(loopback_config(seed=2)) as first:
             torrent = await first.add(payload.metainfo, dest, peers=peers)
-            await wait_until(lambda: torrent.verified_bytes >= info.total_length // 3, timeout=20, what="a third")
+            await wait_until(
+                lambda: torrent.verified_bytes >= info.total_length // 3, timeout=20, what="a third"
+            )
             torrent.stop("paused by the test")
             await asyncio.wait_for(torrent.wait_stopped(), scaled(10))
             assert not torrent.is_complete
@@ -268,9 +270,13 @@ async def test_seed_ratio_stops_seeding_after_one_copy(tmp_path: Path) -> None:
 
     payload = make_file_payload(tmp_path, 2 * MiB, piece_length=256 * 1024, seed=82)
     async with Session(loopback_config(seed=1)) as seeder, Session(loopback_config(seed=2)) as leecher:
-        seeding = await seeder.add(payload.metainfo, payload.root, config=TorrentConfig(seed=True, seed_ratio=1.0))
+        seeding = await seeder.add(
+            payload.metainfo, payload.root, config=TorrentConfig(seed=True, seed_ratio=1.0)
+        )
         await _complete(seeding)
-        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeder.listen_port}"])
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeder.listen_port}"]
+        )
         await _complete(torrent)
         await asyncio.wait_for(seeding.wait_stopped(), scaled(6))
         assert seeding.stop_reason == "seed ratio reached"
@@ -340,7 +346,9 @@ async def test_seed_with_a_corrupted_piece_never_serves_it(tmp_path: Path) -> No
             await peer.send(HaveNone(), Interested())
             await peer.read_until(Unchoke)
             await peer.send(Request(index=bad, begin=0, length=16384))
-            assert await peer.read_until((RejectRequest, Piece)) == RejectRequest(index=bad, begin=0, length=16384)
+            assert await peer.read_until((RejectRequest, Piece)) == RejectRequest(
+                index=bad, begin=0, length=16384
+            )
         torrent = await leecher.add(payload.metainfo, dest, peers=[f"127.0.0.1:{bad_seeder.listen_port}"])
         await wait_until(
             lambda: torrent.have is not None and torrent.have.count == info.num_pieces - 1,
@@ -414,7 +422,9 @@ async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: 
         seeding = await lossy.add(payload.metainfo, seed_dir, seed=True)
         await _complete(seeding)
         os.truncate(seed_dir / info.name, 0)  # the data is gone: every read now fails
-        torrent = await leecher.add(payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{lossy.listen_port}"])
+        torrent = await leecher.add(
+            payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{lossy.listen_port}"]
+        )
         await asyncio.sleep(1.5)
         assert torrent.downloaded == 0  # nothing could be read
         await _seed(honest, payload)
@@ -425,7 +435,9 @@ async def test_seed_that_loses_data_after_its_check_stops_claiming_it(tmp_path: 
         original = (payload.root / info.name).read_bytes()
         on_disk = (seed_dir / info.name).read_bytes()
         size = info.piece_length
-        wrong = [i for i in claimed if on_disk[i * size : (i + 1) * size] != original[i * size : (i + 1) * size]]
+        wrong = [
+            i for i in claimed if on_disk[i * size : (i + 1) * size] != original[i * size : (i + 1) * size]
+        ]
         assert not wrong, f"the seed claims {len(wrong)} pieces it does not hold"
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
@@ -443,7 +455,11 @@ async def test_partial_seed_serves_its_selected_file_to_a_newcomer(tmp_path: Pat
         original = await seeder.add(metainfo, root, seed=True)
         await _complete(original)
         first = await partial.add(
-            metainfo, tmp_path / "a", file_indices=[shard], seed=True, peers=[f"127.0.0.1:{seeder.listen_port}"]
+            metainfo,
+            tmp_path / "a",
+            file_indices=[shard],
+            seed=True,
+            peers=[f"127.0.0.1:{seeder.listen_port}"],
         )
         await _complete(first)
         original.stop("the original seed leaves")
@@ -457,7 +473,9 @@ async def test_partial_seed_serves_its_selected_file_to_a_newcomer(tmp_path: Pat
 
 
 @pytest.mark.parametrize("planted", ["folder", "file"])
-async def test_symlink_planted_in_the_download_directory_is_never_followed(tmp_path: Path, planted: str) -> None:
+async def test_symlink_planted_in_the_download_directory_is_never_followed(
+    tmp_path: Path, planted: str
+) -> None:
     """The torrent's folder (or one of its files) is a symlink leading outside the download
     directory: the torrent stops with a StorageError naming it, and nothing outside is touched."""
     from torrentgoat.errors import StorageError, TorrentGoatError

@@ -19,7 +19,12 @@ from torrentgoat.errors import ConfigError
 
 def test_repo_specs() -> None:
     assert parse_repo_spec("org/m=./dir") == ("model", "org/m", Path("./dir"), None)
-    assert parse_repo_spec("datasets/org/d=/data@" + "a" * 40) == ("dataset", "org/d", Path("/data"), "a" * 40)
+    assert parse_repo_spec("datasets/org/d=/data@" + "a" * 40) == (
+        "dataset",
+        "org/d",
+        Path("/data"),
+        "a" * 40,
+    )
     with pytest.raises(ConfigError):
         parse_repo_spec("no-equals-sign")
 
@@ -35,7 +40,9 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureF
 
 async def test_the_command_serves_huggingface_hub_until_sigterm(tmp_path: Path) -> None:
     model = make_model(tmp_path / "model")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -117,7 +117,9 @@ async def test_aria2_downloads_from_torrentgoat_seeder(
     assert_same_files(shared.metainfo, shared.root, dest)
 
 
-async def test_aria2_downloads_from_super_seeding_torrentgoat(tmp_path: Path, processes: ProcessGroup) -> None:
+async def test_aria2_downloads_from_super_seeding_torrentgoat(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
     """BEP 16: aria2 sees ``have none`` (or no bitfield) and then single ``have`` messages, and still
     fetches everything."""
     binary = require_binary("aria2c")

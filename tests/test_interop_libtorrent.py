@@ -356,7 +356,9 @@ async def test_names_equal_but_for_case_land_where_libtorrent_puts_them(
         b"name": b"cases",
         b"piece length": piece,
         b"files": [{b"length": len(data), b"path": [name.encode()]} for name, data in contents.items()],
-        b"pieces": b"".join(hashlib.sha1(stream[i : i + piece]).digest() for i in range(0, len(stream), piece)),
+        b"pieces": b"".join(
+            hashlib.sha1(stream[i : i + piece]).digest() for i in range(0, len(stream), piece)
+        ),
     }
     torrent_path = tmp_path / "cases.torrent"
     torrent_path.write_bytes(bencode.encode({b"info": info}))

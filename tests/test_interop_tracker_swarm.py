@@ -184,7 +184,9 @@ async def test_swarm_of_torrentgoat_sessions_and_libtorrent(tmp_path: Path, proc
                 "leech", directory=lt_dest, torrent=shared.torrent_path, extra=["--exit-after-finish", "60"]
             )
             try:
-                await asyncio.wait_for(asyncio.gather(*(t.wait_complete() for t in leeches)), timeout=scaled(25))
+                await asyncio.wait_for(
+                    asyncio.gather(*(t.wait_complete() for t in leeches)), timeout=scaled(25)
+                )
                 await lt.wait_event("finished", timeout=max(1.0, 25 - (time.monotonic() - started)))
             except (TimeoutError, AssertionError) as exc:
                 state = [

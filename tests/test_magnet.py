@@ -154,7 +154,10 @@ def test_from_metainfo() -> None:
         (f"magnet:?xt=urn:btih:{HEX}&s=xyz", "not hex"),
         (f"magnet:?xs=urn:btpk:{'00' * 32}&s={'00' * 65}", "salt"),
         (f"magnet:?xt=urn:btih:{HEX}&dn=%FF", "UTF-8"),
-        (f"magnet:?xt=urn:btih:{HEX}&dn=\udcfe", "UTF-8"),  # fuzz: argv bytes; to_uri() raised UnicodeEncodeError
+        (
+            f"magnet:?xt=urn:btih:{HEX}&dn=\udcfe",
+            "UTF-8",
+        ),  # fuzz: argv bytes; to_uri() raised UnicodeEncodeError
         (f"magnet:?xt=urn:btih:{HEX}&tr", "no '='"),
         ("magnet:?xt=urn:btih:" + HEX + "&tr=" + "a" * 70_000, "exceeds"),
     ],

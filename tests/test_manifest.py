@@ -288,7 +288,10 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ),
     (doc(**{"models.0.web_seeds": ["ftp://x/"]}), r"^models\[0\]\.web_seeds\[0\]: 'ftp://x/' is not an http"),
     # fuzz (tools/fuzz manifest): urlsplit raised ValueError("Invalid IPv6 URL")
-    (doc(**{"models.0.web_seeds": ["http://[::1/"]}), r"^models\[0\]\.web_seeds\[0\]: 'http://\[::1/' is not an http"),
+    (
+        doc(**{"models.0.web_seeds": ["http://[::1/"]}),
+        r"^models\[0\]\.web_seeds\[0\]: 'http://\[::1/' is not an http",
+    ),
     (doc(**{"models.0.web_seeds": "https://x/"}), r"^models\[0\]\.web_seeds: expected a list"),
     (doc(**{"models.0.web_seeds": ["https://x/"] * 65}), r"^models\[0\]\.web_seeds: more than 64"),
     (doc(**{"models.0.source": {"hf_repo": "org/name"}}), r"^models\[0\]\.source\.commit: missing"),

@@ -192,7 +192,9 @@ async def test_lone_libtorrent_leech_gets_the_last_piece(
 
 
 @pytest.mark.interop
-async def test_torrentgoat_leeches_from_libtorrent_super_seed(tmp_path: Path, processes: ProcessGroup) -> None:
+async def test_torrentgoat_leeches_from_libtorrent_super_seed(
+    tmp_path: Path, processes: ProcessGroup
+) -> None:
     """The other direction: libtorrent super-seeds (``torrent_flags.super_seeding``), two torrentgoat
     leechers that know each other get everything."""
     require_libtorrent()
@@ -227,7 +229,9 @@ async def test_cli_seed_super_seed_with_least_progress(tmp_path: Path, processes
     dests = [tmp_path / f"down-{i}" for i in range(2)]
     async with Session(loopback_config(seed=21)) as a, Session(loopback_config(seed=22)) as b:
         ta = await a.add(payload.metainfo, dests[0], peers=[f"127.0.0.1:{port}"], seed=True)
-        tb = await b.add(payload.metainfo, dests[1], peers=[f"127.0.0.1:{port}", f"127.0.0.1:{a.listen_port}"])
+        tb = await b.add(
+            payload.metainfo, dests[1], peers=[f"127.0.0.1:{port}", f"127.0.0.1:{a.listen_port}"]
+        )
         await asyncio.gather(_complete(ta), _complete(tb))
     for dest in dests:
         assert_same_files(payload.metainfo, payload.root, dest)

@@ -102,7 +102,9 @@ async def test_data_both_ways_eof_and_close(pair: tuple[UTPEndpoint, UTPEndpoint
     assert transport.get_extra_info("peername") == b.address
     assert transport.get_extra_info("sockname") == a.address
     assert transport.get_extra_info("socket") is None
-    await wait_until(lambda: served and len(served[0].received) == len(up) and len(client.received) == len(down))
+    await wait_until(
+        lambda: served and len(served[0].received) == len(up) and len(client.received) == len(down)
+    )
     server = served[0]
     assert bytes(server.received) == up and bytes(client.received) == down
     assert server.transport is not None and server.transport.get_extra_info("peername") == a.address
@@ -172,12 +174,16 @@ async def test_refused_and_unanswered_dials(pair: tuple[UTPEndpoint, UTPEndpoint
     assert len(a.manager) <= 2  # the given-up dial is aborted
 
 
-async def test_peer_wire_pieces_over_utp_with_unchanged_peer_drivers(pair: tuple[UTPEndpoint, UTPEndpoint]) -> None:
+async def test_peer_wire_pieces_over_utp_with_unchanged_peer_drivers(
+    pair: tuple[UTPEndpoint, UTPEndpoint],
+) -> None:
     a, b = pair
     loop = asyncio.get_running_loop()
     piece_length = 64 * 1024
     payload = os.urandom(50 * piece_length + 4321)
-    hashes = [hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, len(payload), piece_length)]
+    hashes = [
+        hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, len(payload), piece_length)
+    ]
     info_hash = InfoHash(hashlib.sha1(b"utp-test").digest())
     rng = random.Random(1)
     seeder = PayloadSeeder(info_hash, payload, piece_length)
@@ -185,7 +191,10 @@ async def test_peer_wire_pieces_over_utp_with_unchanged_peer_drivers(pair: tuple
     leecher = PayloadLeecher(info_hash, len(payload), piece_length, verify=hashes)
     created = []
     driver = await open_utp_peer_connection(
-        PeerAddress(*b.address), leecher.engine(PeerId.generate(rng), loop), leecher, endpoint=a,
+        PeerAddress(*b.address),
+        leecher.engine(PeerId.generate(rng), loop),
+        leecher,
+        endpoint=a,
         on_created=created.append,
     )
     assert created == [driver] and driver.address == PeerAddress(*b.address) and driver.outgoing
@@ -267,7 +276,9 @@ async def test_ipv6_loopback_and_large_packets() -> None:
         assert conn.mtu_ceiling == 65536 - 48 and conn.packet_size > 60_000
 
 
-async def test_writes_after_the_engine_closed_are_dropped_quietly(pair: tuple[UTPEndpoint, UTPEndpoint]) -> None:
+async def test_writes_after_the_engine_closed_are_dropped_quietly(
+    pair: tuple[UTPEndpoint, UTPEndpoint],
+) -> None:
     a, b = pair
     served: list[Recorder] = []
     b.serve(lambda: served.append(Recorder()) or served[-1])
@@ -296,13 +307,17 @@ async def test_mse_runs_over_utp_unchanged(pair: tuple[UTPEndpoint, UTPEndpoint]
     loop = asyncio.get_running_loop()
     piece_length = 64 * 1024
     payload = os.urandom(20 * piece_length + 333)
-    hashes = [hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, len(payload), piece_length)]
+    hashes = [
+        hashlib.sha1(payload[i : i + piece_length]).digest() for i in range(0, len(payload), piece_length)
+    ]
     info_hash = InfoHash(hashlib.sha1(b"utp-mse").digest())
     rng = random.Random(4)
     seeder = PayloadSeeder(info_hash, payload, piece_length)
     strict = MSEConfig(policy=EncryptionPolicy.REQUIRE)
     listener = EncryptedListener(
-        lambda: seeder.driver(PeerId.generate(rng), loop), info_hash_for_req2=StreamKeys([info_hash]), config=strict
+        lambda: seeder.driver(PeerId.generate(rng), loop),
+        info_hash_for_req2=StreamKeys([info_hash]),
+        config=strict,
     )
     b.serve(listener)
     leecher = PayloadLeecher(info_hash, len(payload), piece_length, verify=hashes)

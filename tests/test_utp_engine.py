@@ -29,7 +29,9 @@ def connect(net: UTPNetwork) -> tuple[int, int]:
     return key, net.accepted(B)[0]
 
 
-def transfer(net: UTPNetwork, data_ab: bytes, data_ba: bytes = b"", *, timeout: float = 600) -> tuple[int, int]:
+def transfer(
+    net: UTPNetwork, data_ab: bytes, data_ba: bytes = b"", *, timeout: float = 600
+) -> tuple[int, int]:
     a, b = net.manager(A), net.manager(B)
     ka, kb = connect(net)
     a.send(ka, data_ab)

@@ -43,7 +43,9 @@ def test_flood_of_random_ids_and_spoofed_syns_leaves_real_connection_working() -
             source = (f"192.0.2.{rng.randrange(256)}", rng.randrange(1, 65536))
             kind = rng.choice((ST_DATA, ST_STATE, ST_FIN, ST_SYN))
             net.inject(
-                packet(kind, rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16), rng.randbytes(64)),
+                packet(
+                    kind, rng.getrandbits(16), rng.getrandbits(16), rng.getrandbits(16), rng.randbytes(64)
+                ),
                 A if rng.random() < 0.3 else source,  # some claim to come from the real peer
                 B,
             )

@@ -30,7 +30,10 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
     """A port free for UDP and TCP on ``host`` (libtorrent binds both with the same number)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
-        with socket.socket(family, socket.SOCK_DGRAM) as udp, socket.socket(family, socket.SOCK_STREAM) as tcp:
+        with (
+            socket.socket(family, socket.SOCK_DGRAM) as udp,
+            socket.socket(family, socket.SOCK_STREAM) as tcp,
+        ):
             udp.bind((host, 0))
             port: int = udp.getsockname()[1]
             try:
@@ -72,7 +75,9 @@ def make_torrent(lt: Any, directory: Path, payload: bytes) -> tuple[Any, InfoHas
     lt.set_piece_hashes(creator, str(directory))
     info = lt.torrent_info(creator.generate())
     info_hash = InfoHash(hashlib.sha1(bytes(info.info_section())).digest())
-    hashes = [hashlib.sha1(payload[i : i + PIECE_LENGTH]).digest() for i in range(0, len(payload), PIECE_LENGTH)]
+    hashes = [
+        hashlib.sha1(payload[i : i + PIECE_LENGTH]).digest() for i in range(0, len(payload), PIECE_LENGTH)
+    ]
     return info, info_hash, hashes
 
 
@@ -106,7 +111,9 @@ def test_our_utp_dial_fetches_everything_from_a_utp_only_libtorrent_seed(tmp_pat
         async with UTPEndpoint(host=host) as endpoint:
             leecher = PayloadLeecher(info_hash, len(payload), PIECE_LENGTH, verify=hashes)
             engine = leecher.engine(PeerId.generate(random.Random(1)), loop)
-            driver = await open_utp_peer_connection(PeerAddress(host, port), engine, leecher, endpoint=endpoint)
+            driver = await open_utp_peer_connection(
+                PeerAddress(host, port), engine, leecher, endpoint=endpoint
+            )
             assert leecher.done is not None
             async with asyncio.timeout(TIMEOUT):
                 got = await leecher.done
@@ -187,7 +194,11 @@ def test_libtorrent_reaches_our_dht_and_our_utp_on_one_port(tmp_path: Path) -> N
         rng = random.Random(3)
         async with UTPEndpoint(host="127.0.0.1") as endpoint:
             endpoint.serve(lambda: seeder.driver(PeerId.generate(rng), loop))
-            dht = DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=1.0), datagram_transport=endpoint.dht_transport)
+            dht = DHTNode(
+                host="127.0.0.1",
+                config=DHTConfig(query_timeout=1.0),
+                datagram_transport=endpoint.dht_transport,
+            )
             await dht.start()
             host, port = endpoint.address
             lt_port = free_udp_port()
@@ -308,4 +319,3 @@ def test_mse_over_utp_with_libtorrent_forcing_encryption_both_ways(tmp_path: Pat
     assert mse is not None and mse.method is CryptoMethod.RC4
     assert counts["encrypted"] >= 1 and counts["plain"] == 0
     assert (leech_dir / "model.bin").read_bytes() == payload
-

@@ -25,7 +25,9 @@ def bottleneck(config: UTPConfig | None = None) -> tuple[UTPNetwork, int, int]:
     return net, key, net.accepted(B)[0]
 
 
-def delivered_during(net: UTPNetwork, key: int, seconds: float, step: float = 0.005, cross: float = 0.0) -> int:
+def delivered_during(
+    net: UTPNetwork, key: int, seconds: float, step: float = 0.005, cross: float = 0.0
+) -> int:
     """Bytes B receives in ``seconds``; with ``cross``, a greedy flow keeps the queue at that delay."""
     before = len(net.received(B, key))
     end = net.now + seconds

@@ -100,7 +100,9 @@ def make_session(args: argparse.Namespace) -> Any:
             }
         )
     if args.socket_buffer:
-        settings.update({"recv_socket_buffer_size": args.socket_buffer, "send_socket_buffer_size": args.socket_buffer})
+        settings.update(
+            {"recv_socket_buffer_size": args.socket_buffer, "send_socket_buffer_size": args.socket_buffer}
+        )
     ses = lt.session(settings)
     for node in filter(None, args.dht.split(",")):
         host, _, port = node.strip().rpartition(":")
@@ -126,7 +128,9 @@ def main() -> int:
     parser.add_argument("--download-limit", type=int, default=0)
     parser.add_argument("--dht", default="", help="bootstrap nodes host:port,host:port (enables DHT)")
     parser.add_argument("--no-encryption", action="store_true")
-    parser.add_argument("--lsd", action="store_true", help="local service discovery (BEP 14) on --host's interface")
+    parser.add_argument(
+        "--lsd", action="store_true", help="local service discovery (BEP 14) on --host's interface"
+    )
     parser.add_argument(
         "--report-peers", action="store_true", help="progress lines list each peer's port and piece count"
     )
@@ -201,7 +205,8 @@ def main() -> int:
             extra: dict[str, Any] = {}
             if args.report_peers:
                 extra["peer_pieces"] = [
-                    {"port": p.ip[1], "pieces": sum(1 for bit in p.pieces if bit)} for p in handle.get_peer_info()
+                    {"port": p.ip[1], "pieces": sum(1 for bit in p.pieces if bit)}
+                    for p in handle.get_peer_info()
                 ]
             emit(
                 **extra,

@@ -136,9 +136,7 @@ class _Decoder:
                 self.spans[key] = (start, pos)
 
 
-def decode_prefix(
-    data: bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH
-) -> tuple[BValue, int]:
+def decode_prefix(data: bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH) -> tuple[BValue, int]:
     """Decode one value at the start of ``data``; return it and the offset just past it.
 
     Used where bencoding is followed by raw bytes (BEP 9 ``ut_metadata`` data messages).

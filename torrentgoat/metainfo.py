@@ -344,7 +344,9 @@ def _piece_length(info: dict[bytes, BValue], *, v2: bool) -> int:
     if b"piece length" not in info:
         raise MetainfoError("info: missing 'piece length'")
     piece_length = _int(info[b"piece length"], "info 'piece length'")
-    if v2 and (not _is_power_of_two(piece_length) or not MIN_PIECE_LENGTH <= piece_length <= MAX_PIECE_LENGTH):
+    if v2 and (
+        not _is_power_of_two(piece_length) or not MIN_PIECE_LENGTH <= piece_length <= MAX_PIECE_LENGTH
+    ):
         raise MetainfoError(
             f"info 'piece length' {piece_length} is not a power of two between "
             f"{MIN_PIECE_LENGTH} and {MAX_PIECE_LENGTH} (BEP 52)"
@@ -536,8 +538,6 @@ def _parse_files(value: BValue, name: str) -> list[FileEntry]:
     return files
 
 
-
-
 def _explain_bad_path(entry: dict[bytes, BValue], what: str) -> None:
     """Raise the precise error for a 'path' that :func:`_components` refused."""
     value = entry.get(b"path")
@@ -629,7 +629,9 @@ def parse_metainfo(data: bytes) -> Metainfo:
     start, stop = spans[b"info"]
     info = _parse_info_value(top[b"info"], data[start:stop])
     if info.v2 is not None and b"piece layers" in top:
-        info = replace(info, v2=replace(info.v2, piece_layers=parse_piece_layers(top[b"piece layers"], info.v2)))
+        info = replace(
+            info, v2=replace(info.v2, piece_layers=parse_piece_layers(top[b"piece layers"], info.v2))
+        )
     creation_date = top.get(b"creation date")
     return Metainfo(
         info=info,

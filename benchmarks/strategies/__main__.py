@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         default="fair",
         help="fair: water-filling at both ends; equal: min(up/n_up, down/n_down), about 2x faster",
     )
-    ap.add_argument(
-        "--jobs", type=int, default=0, help="runs in parallel processes (default: one per CPU)"
-    )
+    ap.add_argument("--jobs", type=int, default=0, help="runs in parallel processes (default: one per CPU)")
     ap.add_argument("--csv", default=None, help="write the table as CSV")
     ap.add_argument("--plots", default=None, help="PNG prefix (needs matplotlib, the 'bench' extra)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")

@@ -46,6 +46,7 @@ def next_peer_key() -> int:
     kind of peer (a web seed), so one key type names them all in the picker."""
     return next(_ids)
 
+
 WRITE_NOW = 256 * 1024
 """Pending output at which :meth:`PeerDriver.flush` writes at once instead of at the end of the
 loop iteration."""

@@ -322,7 +322,9 @@ class UTPEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._manager: UTPSocketManager | None = None
         self._transports: dict[int, UTPTransport] = {}
-        self._connecting: dict[int, tuple[asyncio.Future[UTPTransport], Callable[[], asyncio.BaseProtocol]]] = {}
+        self._connecting: dict[
+            int, tuple[asyncio.Future[UTPTransport], Callable[[], asyncio.BaseProtocol]]
+        ] = {}
         self._paused_writers: dict[int, UTPTransport] = {}
         self._factory: Callable[[], asyncio.BaseProtocol] | None = None
         self._dht: _DHTTransport | None = None
@@ -619,7 +621,9 @@ class UTPEndpoint:
                 return
             self._attach(event.key, event.addr, accept)
 
-    def _attach(self, key: int, addr: Addr, factory: Callable[[], asyncio.BaseProtocol]) -> UTPTransport | None:
+    def _attach(
+        self, key: int, addr: Addr, factory: Callable[[], asyncio.BaseProtocol]
+    ) -> UTPTransport | None:
         try:
             protocol = factory()
         except Exception as exc:
@@ -701,4 +705,3 @@ def utp_connector(
         return await endpoint.open_connection((host, port), factory, timeout=timeout)
 
     return connect
-

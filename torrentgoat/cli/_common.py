@@ -42,9 +42,13 @@ def add_session_options(parser: argparse.ArgumentParser, *, socket_prefix: str =
         "an explicit port must be free; 0: any)",
     )
     net.add_argument(
-        f"--{socket_prefix}listen", default="0.0.0.0", help="IPv4 address to listen on for peers (default 0.0.0.0)"
+        f"--{socket_prefix}listen",
+        default="0.0.0.0",
+        help="IPv4 address to listen on for peers (default 0.0.0.0)",
     )
-    net.add_argument(f"--{socket_prefix}listen6", default="::", help="IPv6 address to listen on ('' for none)")
+    net.add_argument(
+        f"--{socket_prefix}listen6", default="::", help="IPv6 address to listen on ('' for none)"
+    )
     net.add_argument("--max-peers", type=int, default=50, help="connections per torrent")
     net.add_argument(
         "--optimistic-unchoke",
@@ -127,7 +131,9 @@ def session_config(
         enable_pex=not args.no_pex,
         enable_lsd=not args.no_lsd,
         encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
-        torrent=with_optimistic_unchoke(torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke),
+        torrent=with_optimistic_unchoke(
+            torrent or TorrentConfig(max_peers=args.max_peers), args.optimistic_unchoke
+        ),
     )
 
 

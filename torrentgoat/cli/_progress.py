@@ -194,9 +194,8 @@ class ProgressLine:
         else:
             rate = event.upload_rate
             text = (
-                (f"up {format_rate(rate)}" if rate >= IDLE_BELOW else "idle")
-                + f"  peers {event.peers}  uploaded {format_size(event.uploaded)}"
-            )
+                f"up {format_rate(rate)}" if rate >= IDLE_BELOW else "idle"
+            ) + f"  peers {event.peers}  uploaded {format_size(event.uploaded)}"
         self._advance(event.verified_bytes, text)
 
 

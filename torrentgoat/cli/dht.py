@@ -49,7 +49,9 @@ def _with_node(args: argparse.Namespace, body: Callable[[DHTNode], Awaitable[int
     async def main() -> int:
         # A short-lived node: BEP 43 read-only, so others do not keep a soon-dead node in their tables.
         config = DHTConfig(read_only=True)
-        async with DHTNode(host=args.listen, port=args.port, node_cache=args.dht_state, config=config) as node:
+        async with DHTNode(
+            host=args.listen, port=args.port, node_cache=args.dht_state, config=config
+        ) as node:
             await node.bootstrap(dht_routers(args))
             return await body(node)
 

@@ -85,6 +85,7 @@ __all__ = ["DEFAULT_UPSTREAM", "Gateway", "GatewayConfig", "GatewayStats"]
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
     """How the gateway listens and behaves."""
@@ -450,7 +451,9 @@ def _unreadable(error: TorrentGoatError, label: str) -> Answer:
     lasting = isinstance(error, VerificationError | StorageError)  # retrying will not help
     if not lasting:
         headers["Retry-After"] = "5"
-    return Answer(status=500 if lasting else 503, headers=headers, body=json.dumps({"error": message}).encode())
+    return Answer(
+        status=500 if lasting else 503, headers=headers, body=json.dumps({"error": message}).encode()
+    )
 
 
 def _if_range_matches(if_range: str | None, etag: str) -> bool:

@@ -79,6 +79,7 @@ __all__ = ["SwarmConfig", "SwarmSource"]
 
 log = logging.getLogger("torrentgoat.gateway")
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SwarmConfig:
     """Where the swarm source keeps models and how it behaves."""
@@ -310,7 +311,9 @@ class SwarmSource:
             finally:
                 for wait in waits:
                     wait.cancel()
-        pending = [f"collection {f.name}" for f, _ in self._followers if f.manifest is None and f.error is None]
+        pending = [
+            f"collection {f.name}" for f, _ in self._followers if f.manifest is None and f.error is None
+        ]
         return pending + [f"torrent for {repo_id}" for _, repo_id in self._mapped.pending]
 
     async def refresh(self) -> list[bool]:

@@ -363,7 +363,9 @@ class FileStorage(SpanStorage):
                     continue
                 checked.add(where)
                 if os.path.lexists(where) and not os.path.isdir(where):
-                    raise StorageError(f"{where} is not a directory: a file is where the torrent needs a folder")
+                    raise StorageError(
+                        f"{where} is not a directory: a file is where the torrent needs a folder"
+                    )
             path = self._paths[index]
             if os.path.isdir(path):
                 raise StorageError(f"{path} is a directory where the torrent needs a file")

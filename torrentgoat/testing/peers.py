@@ -42,7 +42,9 @@ def _geometry(size: int, piece_length: int) -> PieceGeometry:
 class PayloadSeeder:
     """Serves ``payload`` to every peer that asks for ``info_hash``; unchokes everyone."""
 
-    def __init__(self, info_hash: InfoHash, payload: bytes | bytearray | memoryview, piece_length: int) -> None:
+    def __init__(
+        self, info_hash: InfoHash, payload: bytes | bytearray | memoryview, piece_length: int
+    ) -> None:
         self.info_hash = info_hash
         self.view = memoryview(payload)
         self.geometry = _geometry(len(payload), piece_length)
@@ -120,7 +122,8 @@ class PayloadLeecher:
         self._next = 0
         self._missing = len(self._blocks)
         self._piece_left = [
-            (self.geometry.piece_size(i) + BLOCK_SIZE - 1) // BLOCK_SIZE for i in range(self.geometry.num_pieces)
+            (self.geometry.piece_size(i) + BLOCK_SIZE - 1) // BLOCK_SIZE
+            for i in range(self.geometry.num_pieces)
         ]
         self.done: asyncio.Future[bytes] | None = None
         self.closed: list[str] = []

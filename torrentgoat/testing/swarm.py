@@ -183,9 +183,7 @@ def files_on_disk(root: Path, *, parts: bool = False) -> set[str]:
     return found
 
 
-async def wait_until(
-    predicate: Callable[[], bool], *, timeout: float, what: str, step: float = 0.05
-) -> None:
+async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, step: float = 0.05) -> None:
     """Poll ``predicate`` until it is true; raise :class:`AssertionError` naming ``what`` after ``timeout``
     (stretched on a loaded machine, :func:`~torrentgoat.testing.timing.scaled`)."""
     timeout = scaled(timeout)

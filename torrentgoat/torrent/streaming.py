@@ -145,7 +145,9 @@ class Streams:
         """Pieces in a reader's window for this torrent's piece length."""
         return max(MIN_WINDOW, min(MAX_WINDOW, -(-self.readahead // info.piece_length)))
 
-    async def read(self, file_index: int, start: int = 0, stop: int | None = None) -> AsyncGenerator[bytes, None]:
+    async def read(
+        self, file_index: int, start: int = 0, stop: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The verified bytes ``[start, stop)`` of file ``file_index`` (``stop`` None: its end), in order.
 
         Chunks are at most :attr:`chunk` bytes and never cross a piece boundary.  Waits for metadata,

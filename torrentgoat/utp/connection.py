@@ -354,7 +354,6 @@ class UTPConnection:
         top = self._fin_seq if self._fin_seq is not None else self._seq_nr
         return (ack_nr - low) & MASK <= (top - low) & MASK
 
-
     # --- acks ----------------------------------------------------------------------------------
 
     def _process_ack(self, packet: Packet, now: float) -> None:
@@ -597,7 +596,9 @@ class UTPConnection:
         ack_nr = self.rx.ack_nr
         while self._queue.size:
             in_flight = self._bytes_in_flight
-            probe_size = self.mtu.probe_size(cwnd, min(cwnd, peer_wnd) - in_flight, self._queue.size, header_size)
+            probe_size = self.mtu.probe_size(
+                cwnd, min(cwnd, peer_wnd) - in_flight, self._queue.size, header_size
+            )
             probe = probe_size is not None
             size = probe_size or floor
             payload_size = min(self._queue.size, size - header_size)

@@ -77,6 +77,4 @@ class ConnectionClosed:
     reason: CloseReason
 
 
-Event: TypeAlias = (
-    ConnectionAccepted | ConnectionEstablished | DataReceived | FinReceived | ConnectionClosed
-)
+Event: TypeAlias = ConnectionAccepted | ConnectionEstablished | DataReceived | FinReceived | ConnectionClosed
