@@ -9,12 +9,9 @@ safetensors header -- each with a clear error and nothing on disk touched.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,36 +28,18 @@ from torrentgoat.collection import (
 from torrentgoat.collection._common import read_manifest_tree
 from torrentgoat.collection.store import META_DIR
 from torrentgoat.creation import create_torrent
-from torrentgoat.dht import DHTConfig
 from torrentgoat.dht.items import SigningKey as DHTKey
 from torrentgoat.errors import ManifestError, SignatureError
 from torrentgoat.keys import SigningKey
 from torrentgoat.manifest import SignedManifest
 from torrentgoat.modelcheck import sha256_file
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.testing.localdht import local_dht
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
-from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import TorrentConfig
 
 SHARD = 1024 * 1024
 PIECE = 64 * 1024
-
-
-@contextlib.asynccontextmanager
-async def local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
-    nodes = [
-        DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=scaled(0.5)), rng=random.Random(i))
-        for i in range(count)
-    ]
-    for node in nodes:
-        await node.start()
-    try:
-        for i, node in enumerate(nodes[1:], start=1):
-            await node.bootstrap([n.address for n in nodes[:i]])
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.close()
 
 
 def session_config(boot: DHTNode, *, upload_limit: int = 0, seed: int = 0) -> SessionConfig:

@@ -15,6 +15,8 @@ pytestmark = pytest.mark.slow
 
 def test_tcp_joining_a_utp_transfer_gets_the_link() -> None:
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root with iproute2: network namespaces must be buildable")
         pytest.skip("needs root and iproute2 to build network namespaces")
     shares = measure("40mbit", "300ms", seconds=10.0, steady=4.0, utp_alone=False)
     assert shares.tcp_alone > 3.0  # 40 Mbit/s is 5 MB/s

@@ -20,14 +20,11 @@ downloaders.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import random
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,26 +98,6 @@ def _detail(text: str) -> None:
     _say(f"      {text}")
 
 
-@contextlib.asynccontextmanager
-async def _local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
-    from torrentgoat.aio.dht import DHTNode
-    from torrentgoat.dht import DHTConfig
-
-    nodes = [
-        DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=0.5), rng=random.Random(i))
-        for i in range(count)
-    ]
-    try:
-        for node in nodes:
-            await node.start()
-        for i, node in enumerate(nodes[1:], start=1):
-            await node.bootstrap([n.address for n in nodes[:i]])
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.close()
-
-
 def _config(boot: DHTNode, *, upload_limit: int = 0) -> SessionConfig:
     from torrentgoat.session import SessionConfig
 
@@ -144,6 +121,7 @@ async def _attack(root: Path, key: SigningKey, files: dict[str, bytes], *, seq: 
     from torrentgoat.creation import create_torrent
     from torrentgoat.dht.items import SigningKey as DHTSigningKey
     from torrentgoat.session import Session
+    from torrentgoat.testing.localdht import local_dht
 
     with tempfile.TemporaryDirectory(prefix="torrentgoat-attack-") as tmp:
         folder = Path(tmp) / name
@@ -151,7 +129,7 @@ async def _attack(root: Path, key: SigningKey, files: dict[str, bytes], *, seq: 
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
             (folder / relative).write_bytes(content)
         metainfo = await asyncio.to_thread(create_torrent, folder, name=name, creation_date=None)
-        async with _local_dht() as nodes:
+        async with local_dht() as nodes:
             salt = Store(root).load_state().salt  # type: ignore[union-attr]
             await nodes[1].publish_torrent(DHTSigningKey(key.seed), metainfo.info_hash, salt=salt, seq=seq)
             async with Session(_config(nodes[0])) as evil, Session(_config(nodes[0])) as victim:
@@ -185,6 +163,7 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
     from torrentgoat.session import Session
     from torrentgoat.storage.resume import RESUME_DIR
     from torrentgoat.testing.hub import FakeHub
+    from torrentgoat.testing.localdht import local_dht
     from torrentgoat.testing.shards import write_model_folder
     from torrentgoat.testing.updates import fine_tune_tensor
 
@@ -207,7 +186,7 @@ async def _collection_demo(args: argparse.Namespace, work: Path) -> int:
         names = sorted(p.name for p in folder.iterdir())
         _detail(f"{folder.name}: {', '.join(names)}")
 
-    async with FakeHub() as hub, _local_dht() as dht:
+    async with FakeHub() as hub, local_dht() as dht:
         hub.add_repo("goat-org/tiny-llama", commit1, llama)
         _detail(f"a stand-in Hugging Face hub at {hub.url} serves goat-org/tiny-llama@{commit1[:10]}")
         _detail(

@@ -22,23 +22,21 @@ The figures (kills that landed, checks passed, bytes fetched against the payload
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torrentgoat.aio.dht import DHTNode
 from torrentgoat.collection import CollectionClient, ModelSpec, Publisher, Store, build_collection
-from torrentgoat.dht import DHTConfig
 from torrentgoat.dht.items import parse_info_hash_value
 from torrentgoat.keys import SigningKey
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.testing.localdht import local_dht as _local_dht
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
 from torrentgoat.testing.swarm import MiB, assert_same_files, loopback_config, make_model_payload
 from torrentgoat.torrent import TorrentConfig
@@ -199,23 +197,6 @@ async def kill_get(
 
 
 # --------------------------------------------------------------------------- collections
-
-
-@contextlib.asynccontextmanager
-async def _local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
-    nodes = [
-        DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=0.5), rng=random.Random(i))
-        for i in range(count)
-    ]
-    for node in nodes:
-        await node.start()
-    try:
-        for i, node in enumerate(nodes[1:], start=1):
-            await node.bootstrap([n.address for n in nodes[:i]])
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.close()
 
 
 def _dht_session(port: int, *, seed: int, upload_limit: int = 0) -> SessionConfig:

@@ -11,19 +11,18 @@ order.  Used by ``tests/test_block_update.py`` and ``benchmarks/updates.py``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torrentgoat.aio.dht import DHTNode
 from torrentgoat.collection import CollectionClient, ModelResult, ModelSpec, Publisher, build_collection
-from torrentgoat.dht import DHTConfig
 from torrentgoat.keys import SigningKey
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.testing.localdht import local_dht
 from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import TorrentConfig
 
@@ -199,24 +198,6 @@ class UpdateMeasure:
     @property
     def moved(self) -> int:
         return self.downloaded + self.hash_bytes
-
-
-@contextlib.asynccontextmanager
-async def local_dht(count: int = 3) -> AsyncIterator[list[DHTNode]]:
-    """``count`` DHT nodes on 127.0.0.1 that know each other."""
-    nodes = [
-        DHTNode(host="127.0.0.1", config=DHTConfig(query_timeout=scaled(0.5)), rng=random.Random(i))
-        for i in range(count)
-    ]
-    try:
-        for node in nodes:
-            await node.start()
-        for i, node in enumerate(nodes[1:], start=1):
-            await node.bootstrap([n.address for n in nodes[:i]])
-        yield nodes
-    finally:
-        for node in nodes:
-            await node.close()
 
 
 def _config(boot: DHTNode, seed: int) -> SessionConfig:
