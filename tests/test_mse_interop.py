@@ -89,8 +89,13 @@ async def until(predicate: Any, what: str, timeout: float = TIMEOUT) -> None:
 
 
 def lt_peer_flags(lt: Any, handle: Any) -> list[str]:
+    """How libtorrent's established connections are encrypted; one still connecting or in its
+    (MSE or BitTorrent) handshake shows no encryption flag yet and is left out."""
     kinds = []
+    unsettled = lt.peer_info.connecting | lt.peer_info.handshake | lt.peer_info.queued
     for peer in handle.get_peer_info():
+        if peer.flags & unsettled:
+            continue
         if peer.flags & lt.peer_info.rc4_encrypted:
             kinds.append("rc4")
         elif peer.flags & lt.peer_info.plaintext_encrypted:
