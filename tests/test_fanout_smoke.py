@@ -54,7 +54,10 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
     sim = f"sim:{TorrentConfig().picker.strategy}/{TorrentConfig().choker.upload_slots}"
     assert whos == ["T*", f"{sim}/-/-", f"{sim}/ss/lp", "tg", "tg+ss+lp"]
     for row in rows[-2:]:
-        assert all(float(x) > 0 for x in row.split(",")[1:])
+        # every leecher finished (no NaN); a 4 MiB leecher may finish within the harness's reading
+        # of its "listening" and "finished" lines on a busy machine, so its time can round to 0.0
+        *times, t_star, seed_copies = (float(x) for x in row.split(",")[1:])
+        assert all(t >= 0 for t in times) and t_star > 0 and seed_copies > 0
 
 
 def test_client_names() -> None:
