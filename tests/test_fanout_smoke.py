@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import fanout
+from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import TorrentConfig
 
 __all__: list[str] = []
@@ -39,7 +40,7 @@ def test_fanout_tg_two_leechers(tmp_path: Path) -> None:
                 "--upload-cap", "200MB",
                 "--client", "tg,tg+ss+lp",
                 "--dir", str(work),
-                "--timeout", "30",
+                "--timeout", str(round(scaled(60))),
                 "--csv", str(csv_path),
             ]
         )  # fmt: skip
