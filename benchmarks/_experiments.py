@@ -92,6 +92,12 @@ def _mse_rc4() -> None:
     _mse(MSEConfig(policy=EncryptionPolicy.REQUIRE))
 
 
+def _mse_rc4_thread() -> None:
+    from torrentgoat.mse import EncryptionPolicy, MSEConfig
+
+    _mse(MSEConfig(policy=EncryptionPolicy.REQUIRE, cipher_thread=True))
+
+
 def _mse_plaintext() -> None:
     from torrentgoat.mse import CryptoMethod, MSEConfig
 
@@ -102,6 +108,7 @@ EXPERIMENTS = {
     "batch-fill": _batch_fill,
     "read-into": _read_into,
     "mse-rc4": _mse_rc4,
+    "mse-rc4-thread": _mse_rc4_thread,
     "mse-plaintext": _mse_plaintext,
 }
 

@@ -112,8 +112,13 @@ def mse_info(driver: PeerDriver) -> MSEInfo | None:
             CryptoMethod.RC4,
         ),
         (MSEConfig(), MSEConfig(prefer_rc4=False), CryptoMethod.PLAINTEXT),
+        (
+            MSEConfig(policy=EncryptionPolicy.REQUIRE, cipher_thread=True),
+            MSEConfig(policy=EncryptionPolicy.REQUIRE, cipher_thread=True),
+            CryptoMethod.RC4,
+        ),
     ],
-    ids=["prefer-rc4", "require", "prefer-plaintext-selected"],
+    ids=["prefer-rc4", "require", "prefer-plaintext-selected", "require-cipher-thread"],
 )
 async def test_two_peer_connections_exchange_pieces_over_mse(
     servers: list[Server], client: MSEConfig, server: MSEConfig, method: CryptoMethod

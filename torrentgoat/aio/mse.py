@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from torrentgoat.aio.cipherthread import CipherPool, OrderedCipher, default_pool
 from torrentgoat.aio.peer import PeerDriver, PeerHandler
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.errors import EncryptionError, LocalProtocolError
@@ -69,6 +70,10 @@ DECRYPT_CHUNK = 64 * 1024
 """Largest piece of a read decrypted at once.  The cipher's output is a new ``bytes`` the wire
 engine slices blocks from without copying; glibc serves allocations of this size from recycled heap
 memory, while reads of 256 KiB decrypted whole get fresh pages every time (measured: RC4 ~2x slower)."""
+
+RX_BACKLOG = 4 * 1024 * 1024
+"""With the cipher on a worker thread: received bytes waiting for decryption at which reading pauses
+until the worker has caught up (the kernel's buffers and TCP flow control hold the rest)."""
 
 Connector = Callable[[Callable[[], asyncio.BaseProtocol]], Awaitable[tuple[asyncio.BaseTransport, Any]]]
 """``connect(protocol_factory) -> (transport, protocol)``: how to open one raw connection (TCP by
@@ -107,6 +112,12 @@ class MSETransport(asyncio.Transport):
         self._info = info
         encryptor = cipher.encryptor
         self._encrypt = encryptor.update if encryptor is not None else None
+        self._threaded: OrderedCipher | None = None
+        self._close_when_idle = False
+        if encryptor is not None and endpoint._pool is not None:
+            self._threaded = OrderedCipher(
+                encryptor.update_into, raw.write, pool=endpoint._pool, loop=endpoint._loop, on_idle=self._idle
+            )
 
     @property
     def raw(self) -> asyncio.Transport:
@@ -117,6 +128,9 @@ class MSETransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
+            return
+        if self._threaded is not None:
+            self._threaded.feed((bytes(data),))  # the caller may reuse its buffer
             return
         encrypt = self._encrypt
         self._raw.write(encrypt(data) if encrypt is not None else data)
@@ -132,7 +146,18 @@ class MSETransport(asyncio.Transport):
         if encrypt is None:
             self._raw.writelines(list_of_data)
             return
+        if self._threaded is not None:
+            self._threaded.feed(list_of_data)
+            return
         self._raw.writelines([encrypt(buf) for buf in list_of_data])
+
+    def _idle(self) -> None:
+        if self._close_when_idle:
+            self._raw.close()
+
+    def _stop_cipher(self) -> None:
+        if self._threaded is not None:
+            self._threaded.close()
 
     def can_write_eof(self) -> bool:
         return self._raw.can_write_eof()
@@ -141,7 +166,8 @@ class MSETransport(asyncio.Transport):
         self._raw.write_eof()
 
     def get_write_buffer_size(self) -> int:
-        return self._raw.get_write_buffer_size()
+        threaded = self._threaded.pending if self._threaded is not None else 0
+        return self._raw.get_write_buffer_size() + threaded
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._raw.get_write_buffer_limits()
@@ -152,22 +178,31 @@ class MSETransport(asyncio.Transport):
     # --- reading, closing, info ------------------------------------------------------------------
 
     def pause_reading(self) -> None:
+        self._endpoint._app_paused = True
         self._raw.pause_reading()
 
     def resume_reading(self) -> None:
-        self._raw.resume_reading()
+        self._endpoint._app_paused = False
+        if not self._endpoint._rx_throttled:
+            self._raw.resume_reading()
+        self._endpoint._release_held()
 
     def is_reading(self) -> bool:
         return self._raw.is_reading()
 
     def close(self) -> None:
+        """Close once every written buffer is encrypted and handed to the raw transport."""
+        if self._threaded is not None and not self._threaded.idle:
+            self._close_when_idle = True
+            return
         self._raw.close()
 
     def abort(self) -> None:
+        self._stop_cipher()
         self._raw.abort()
 
     def is_closing(self) -> bool:
-        return self._raw.is_closing()
+        return self._close_when_idle or self._raw.is_closing()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "mse":
@@ -211,8 +246,17 @@ class MSEProtocol(asyncio.Protocol):
         info_hash_for_req2: Callable[[bytes], InfoHash | None] | None = None,
         initial_payload: bytes = b"",
         on_finished: Callable[[MSEProtocol], None] | None = None,
+        pool: CipherPool | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
+        self._pool = pool if pool is not None else default_pool() if config.cipher_thread else None
+        self._stream: MSETransport | None = None
+        self._rx: OrderedCipher | None = None
+        self._app_paused = False
+        self._rx_throttled = False
+        self._eof = False
+        self._held: deque[bytes] = deque()
+        self._lost: tuple[Exception | None] | None = None
         self._app_factory = app_factory
         self._app: asyncio.BaseProtocol | None = None
         self._mode = mode
@@ -257,6 +301,13 @@ class MSEProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         mode = self._mode
         if mode is _Mode.STREAM:
+            rx = self._rx
+            if rx is not None:
+                rx.feed((data,))
+                if rx.pending > RX_BACKLOG and not self._rx_throttled:
+                    self._rx_throttled = True
+                    cast(asyncio.Transport, self._raw).pause_reading()
+                return
             decrypt = self._decrypt
             app = cast(asyncio.Protocol, self._app)
             if decrypt is None:
@@ -277,6 +328,9 @@ class MSEProtocol(asyncio.Protocol):
             self._sniff(data)
 
     def eof_received(self) -> bool | None:
+        if self._rx is not None and not (self._rx.idle and not self._held):
+            self._eof = True  # passed on once the data still being decrypted is delivered
+            return True
         if self._mode in (_Mode.STREAM, _Mode.PASSTHROUGH) and self._app is not None:
             return cast(asyncio.Protocol, self._app).eof_received()
         if self._mode in (_Mode.HANDSHAKE, _Mode.SNIFF):
@@ -293,11 +347,18 @@ class MSEProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self._mode is _Mode.STREAM and self._rx is not None and not self._rx.idle:
+            self._lost = (exc,)  # delivered after the data still being decrypted (see _rx_idle)
+            return
         app, mode = self._app, self._mode
         if mode in (_Mode.HANDSHAKE, _Mode.SNIFF):
             detail = f": {exc}" if exc else ""
             self._fail(f"peer closed the connection during the MSE handshake{detail}", close=False)
         self._mode = _Mode.DONE
+        if self._rx is not None:
+            self._rx.close()
+        if self._stream is not None:
+            self._stream._stop_cipher()
         if app is not None and mode in (_Mode.STREAM, _Mode.PASSTHROUGH):
             app.connection_lost(exc)
 
@@ -353,7 +414,15 @@ class MSEProtocol(asyncio.Protocol):
         assert self._raw is not None
         self._mode = _Mode.STREAM
         self._decrypt = cipher.decryptor.update if cipher.decryptor is not None else None
-        transport = MSETransport(self._raw, cipher, self, info)
+        if cipher.decryptor is not None and self._pool is not None:
+            self._rx = OrderedCipher(
+                cipher.decryptor.update_into,
+                self._deliver,
+                pool=self._pool,
+                loop=self._loop,
+                on_idle=self._rx_idle,
+            )
+        transport = self._stream = MSETransport(self._raw, cipher, self, info)
         if self._after_ia:
             transport.write(self._after_ia)  # what did not fit in IA goes first (ENCRYPT2)
         app = self._app = self._app_factory()
@@ -363,6 +432,36 @@ class MSEProtocol(asyncio.Protocol):
         if payload and self._mode is _Mode.STREAM:
             cast(asyncio.Protocol, app).data_received(payload)
         self._finished()
+
+    def _deliver(self, data: bytes) -> None:
+        """A decrypted buffer from the cipher thread, in order; held while the app paused reading."""
+        if self._mode is not _Mode.STREAM:
+            return
+        if self._app_paused or self._held:
+            self._held.append(data)
+            return
+        cast(asyncio.Protocol, self._app).data_received(data)
+
+    def _release_held(self) -> None:
+        held = self._held
+        while held and not self._app_paused and self._mode is _Mode.STREAM:
+            cast(asyncio.Protocol, self._app).data_received(held.popleft())
+        self._rx_idle()
+
+    def _rx_idle(self) -> None:
+        if self._rx_throttled and self._mode is _Mode.STREAM:
+            self._rx_throttled = False
+            if not self._app_paused:
+                cast(asyncio.Transport, self._raw).resume_reading()
+        rx_idle = self._rx is None or self._rx.idle
+        if self._eof and rx_idle and not self._held and self._mode is _Mode.STREAM:
+            self._eof = False
+            if not cast(asyncio.Protocol, self._app).eof_received():
+                cast(asyncio.Transport, self._raw).close()
+        if self._lost is not None and rx_idle:
+            (exc,), self._lost = self._lost, None
+            self._held.clear()
+            self.connection_lost(exc)
 
     def _hand_over(self, first: bytes) -> None:
         """A plain connection: give the raw transport to the app (or forward, if it cannot switch)."""

@@ -69,6 +69,9 @@ class MSEConfig:
     """Largest ``len(IA)`` accepted from an initiator (the field is 16 bits; libtorrent sends 68)."""
     handshake_timeout: float = 20.0
     """Seconds from the connection's start until the MSE handshake must be complete."""
+    cipher_thread: bool = False
+    """Run RC4 on worker threads instead of the event loop's thread (``cryptography`` releases the
+    GIL inside OpenSSL): worth it where the loop's thread is the bottleneck and a core is spare."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_padding <= MAX_PADDING:
