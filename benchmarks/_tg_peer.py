@@ -69,6 +69,23 @@ def _piece_memory() -> dict[str, int]:
     return {"max_partial_bytes": parse_size(text)} if text else {}
 
 
+_SEEN_TRANSPORTS: set[str] = set()
+"""The transports of the leecher's peers when the first block arrived (they are gone at the end)."""
+
+
+def _transports(torrent: Any) -> list[str]:
+    """What each connected peer runs over: ``tcp`` or ``utp``, with ``+mse`` when encrypted."""
+    kinds = []
+    for peer in torrent.peers.values():
+        transport = peer.driver.transport
+        if transport is None:
+            continue
+        raw = getattr(transport, "raw", transport)
+        kind = "utp" if type(raw).__name__ == "UTPTransport" else "tcp"
+        kinds.append(kind + ("+mse" if transport.get_extra_info("mse") is not None else ""))
+    return sorted(kinds)
+
+
 async def run(args: argparse.Namespace) -> int:
     seed = args.mode == "seed"
     stay = seed or args.stay
@@ -95,6 +112,8 @@ async def run(args: argparse.Namespace) -> int:
         enable_trackers=False,
         enable_pex=False,
         enable_lsd=False,
+        enable_utp=True,
+        utp_first=args.transport == "utp" or None,  # None: TCP first on loopback, as the CLI
         # as the command line: MSE offered and accepted, a plaintext payload preferred (libtorrent's
         # default too); --encryption require (or TG_ENCRYPTION=require) forces RC4
         encryption=MSEConfig(policy=EncryptionPolicy.parse(args.encryption), prefer_rc4=False),
@@ -163,6 +182,7 @@ async def run(args: argparse.Namespace) -> int:
             hash_failures=torrent.hash_failures,
             main_thread_cpu=time.thread_time() - thread0,
             threads=thread_cpu(),
+            transports=sorted(_SEEN_TRANSPORTS.union(_transports(torrent))),
         )
         await torrent.wait_stopped()
     return 0
@@ -173,6 +193,7 @@ async def _first_byte(torrent: Any, started: float, report: float) -> None:
     while not torrent.downloaded:
         await asyncio.sleep(0.005)
     emit(event="first_byte", seconds=time.monotonic() - started)
+    _SEEN_TRANSPORTS.update(_transports(torrent))
     if report <= 0:
         return
     while True:
@@ -225,6 +246,12 @@ def main() -> int:
         choices=("prefer", "require", "disable"),
         default=os.environ.get("TG_ENCRYPTION", "prefer"),
         help="MSE policy, as the command line's (default prefer: plaintext payload preferred)",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "utp"),
+        default=os.environ.get("TG_TRANSPORT", "tcp"),
+        help="how the leecher dials: tcp (the CLI's choice on loopback) or utp first (TG_TRANSPORT)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     args = parser.parse_args()

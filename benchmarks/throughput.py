@@ -58,6 +58,9 @@ __all__ = ["PAIRS", "RunResult", "main", "run_pair"]
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = ("lt-lt", "lt-tg", "tg-lt", "tg-tg")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+UTP_SOCKET_BUFFER = 4 * 1024 * 1024
+"""libtorrent's uTP on loopback drops to ~8 MB/s with the default 208 KiB socket buffers (issue 13);
+``--utp`` gives it 4 MiB, as torrentgoat's uTP endpoint asks for itself."""
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -90,6 +93,8 @@ class Peer:
             cmd += ["--report", "0.2"]
             if os.environ.get("TG_ENCRYPTION") == "require":  # the same for libtorrent: RC4 only
                 cmd += ["--force-encryption"]
+            if os.environ.get("TG_TRANSPORT") == "utp":  # uTP only, with the buffers it needs on loopback
+                cmd += ["--utp-only", "--socket-buffer", str(UTP_SOCKET_BUFFER)]
         else:
             cmd = [sys.executable, "-m", "benchmarks._tg_peer", mode, "--port", "0"]
         cmd += ["--torrent", str(torrent), "--dir", str(data_dir)]
@@ -367,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         "--encryption require); default: MSE with a plaintext payload, both clients' default",
     )
     parser.add_argument(
+        "--utp",
+        action="store_true",
+        help="every connection over uTP (libtorrent --utp-only with 4 MiB socket buffers, torrentgoat "
+        "--transport utp: dials over uTP first); default: TCP",
+    )
+    parser.add_argument(
         "--compare",
         action="append",
         default=[],
@@ -382,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rc4:
         os.environ["TG_ENCRYPTION"] = "require"  # inherited by both kinds of peer process
+    if args.utp:
+        os.environ["TG_TRANSPORT"] = "utp"
     pairs = [p.strip() for p in args.only.split(",") if p.strip()]
     for p in pairs:
         if p not in PAIRS:
@@ -430,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
                         f", tg {side} main thread {r.extra[key] / (payload / 1e9):.2f} s/GB"
                         for side, key in (("seed", "seed_main_thread_cpu"), ("leech", "main_thread_cpu"))
                         if key in r.extra
+                    )
+                    + (
+                        f", tg leech over {'/'.join(r.extra['transports'])}"
+                        if r.extra.get("transports")
+                        else ""
                     )
                     + ")",
                     flush=True,
