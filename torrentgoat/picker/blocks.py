@@ -34,8 +34,9 @@ helper object so that ``pick`` and ``block_received`` reach the block state in o
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import RemoteProtocolError
@@ -44,12 +45,14 @@ from torrentgoat.picker.availability import AvailabilityIndex, PeerKey
 from torrentgoat.picker.config import PickerConfig
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
 
-__all__ = ["BlockArrival", "BlockBook"]
+__all__ = ["BlockArrival", "BlockBook", "BlocksArrival"]
 
 _FREE = 0
 _REQUESTED = 1
 _RECEIVED = 2
 _RESERVED = 3
+
+_B = TypeVar("_B", bound=Sized)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +71,25 @@ class BlockArrival:
 
     def __bool__(self) -> bool:
         return self.new
+
+
+@dataclass(slots=True, kw_only=True)
+class BlocksArrival(Generic[_B]):
+    """What :meth:`PiecePicker.blocks_received` learned of a run of blocks from one peer."""
+
+    new: list[tuple[int, int, _B]]
+    """The blocks that arrived first (store their bytes), as given, in order; the rest were
+    duplicates or blocks of pieces we have or do not want (their bytes are waste)."""
+
+    complete: list[int]
+    """Pieces whose every block is now received: hash them (in this order)."""
+
+    cancel: list[tuple[PeerKey, BlockRef]]
+    """Other peers that still had one of these blocks requested (endgame): send them ``cancel``."""
+
+    error: RemoteProtocolError | None = None
+    """A block off the piece/block grid stopped the run there (the blocks before it count): raise it
+    once the others are stored."""
 
 
 _OLD = BlockArrival(new=False)
@@ -405,6 +427,71 @@ class BlockBook(AvailabilityIndex):
             if other is not None:
                 other.discard(bid)
         return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
+
+    def blocks_received(self, peer_key: PeerKey, blocks: Sequence[tuple[int, int, _B]]) -> BlocksArrival[_B]:
+        """A run of ``piece`` messages from one peer, ``(index, begin, data)`` each: what
+        :meth:`block_received` does for each, in one loop (the download hot path).  A block off the
+        grid stops the run (:attr:`BlocksArrival.error`)."""
+        new: list[tuple[int, int, _B]] = []
+        complete: list[int] = []
+        cancel: list[tuple[PeerKey, BlockRef]] = []
+        out = BlocksArrival(new=new, complete=complete, cancel=cancel)
+        reqs = self._peer_reqs.get(peer_key)
+        n, plen, bpp, last_size = self._n, self._plen, self._bpp, self._last_size
+        have, partials, prio = self._have, self._partials, self._prio
+        last = -1
+        size = 0
+        part: _Partial | None = None
+        for item in blocks:
+            index, begin, data = item
+            if index != last:  # blocks come in runs of one piece: look the piece up once per run
+                if not 0 <= index < n:
+                    out.error = RemoteProtocolError(f"block {(index, begin)} names a piece out of range")
+                    break
+                last = index
+                size = last_size if index == n - 1 else plen
+                part = None if index in have else partials.get(index)
+                if part is None and index not in have and prio[index] and self._busy() < self._cap:
+                    part = self._start(index)
+            length = len(data)
+            if begin % BLOCK_SIZE or not 0 <= begin < size or length != min(BLOCK_SIZE, size - begin):
+                out.error = RemoteProtocolError(
+                    f"block {(index, begin, length)} is not a block of a {size}-byte piece"
+                )
+                break
+            b = begin // BLOCK_SIZE
+            if reqs is not None:
+                reqs.discard(index * bpp + b)
+            if part is None:
+                continue
+            state = part.state[b]
+            if state == _RECEIVED:
+                continue
+            keys = part.requesters.pop(b, None)
+            part.requested_at.pop(b, None)
+            if state == _FREE:
+                part.free -= 1
+                if not part.free:
+                    self._open.discard(index)
+            elif state == _RESERVED:
+                part.reserved -= 1
+                if not part.reserved:
+                    self._held.discard(index)
+            part.state[b] = _RECEIVED
+            part.received += 1
+            part.received_from[b] = peer_key
+            new.append(item)
+            if part.received == part.nblocks:
+                complete.append(index)
+            if keys is not None and (len(keys) > 1 or keys[0] != peer_key):
+                ref = BlockRef(index, begin, length)
+                for k in keys:
+                    if k != peer_key:
+                        cancel.append((k, ref))
+                        other = self._peer_reqs.get(k)
+                        if other is not None:
+                            other.discard(index * bpp + b)
+        return out
 
     def _release(self, peer_key: PeerKey, index: int, b: int) -> bool:
         part = self._partials.get(index)

@@ -48,7 +48,7 @@ from torrentgoat.errors import ConfigError, LocalProtocolError
 from torrentgoat.geometry import PieceGeometry
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.picker.availability import PeerKey
-from torrentgoat.picker.blocks import BlockArrival, BlockBook
+from torrentgoat.picker.blocks import BlockArrival, BlockBook, BlocksArrival
 from torrentgoat.picker.config import PickerConfig
 from torrentgoat.picker.layout import (
     MAX_PRIORITY,
@@ -58,7 +58,7 @@ from torrentgoat.picker.layout import (
 from torrentgoat.picker.strategy import PieceStrategy, create_strategy, random_order
 from torrentgoat.primitives import BlockRef
 
-__all__ = ["BlockArrival", "PeerKey", "PiecePicker"]
+__all__ = ["BlockArrival", "BlocksArrival", "PeerKey", "PiecePicker"]
 
 
 class PiecePicker(BlockBook):

@@ -119,11 +119,7 @@ class PeerExchange:
         engine = peer.engine
         match event:
             case BlocksReceived(blocks=blocks):
-                deliver, key = self.blocks.deliver, wp.key
-                size = 0
-                for index, begin, data in blocks:
-                    size += len(data)
-                    deliver(key, index, begin, data)
+                size = self.blocks.deliver_blocks(wp.key, blocks)
                 now = self.host.now()
                 wp.down.add(size, now)
                 block_arrived(wp.requests, now)
@@ -335,11 +331,8 @@ class PeerExchange:
         pieces = requestable_pieces(
             have, choked=choked, allowed_fast=engine.peer_allowed_fast, refused=refused
         )
-        for block in pick_requests(picker, wp.key, pieces, want, now=now):
-            if not engine.can_request(block.piece):
-                picker.request_cancelled(wp.key, block)
-                continue
-            engine.send_request(block.piece, block.begin, block.length)
+        for block in engine.send_requests(pick_requests(picker, wp.key, pieces, want, now=now)):
+            picker.request_cancelled(wp.key, block)
         if state.last_request_at is None:
             state.last_request_at = now
 
