@@ -53,6 +53,9 @@ _RECEIVED = 2
 _RESERVED = 3
 
 _B = TypeVar("_B", bound=Sized)
+_BLOCK_SHIFT = BLOCK_SIZE.bit_length() - 1
+_BLOCK_MASK = BLOCK_SIZE - 1
+assert 1 << _BLOCK_SHIFT == BLOCK_SIZE  # a power of two: shifts and masks on the hot path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -442,6 +445,10 @@ class BlockBook(AvailabilityIndex):
         last = -1
         size = 0
         part: _Partial | None = None
+        pstate = bytearray()
+        requesters: dict[int, list[PeerKey]] = {}
+        requested_at: dict[int, float] = {}
+        received_from: dict[int, PeerKey] = {}
         for item in blocks:
             index, begin, data = item
             if index != last:  # blocks come in runs of one piece: look the piece up once per run
@@ -453,22 +460,25 @@ class BlockBook(AvailabilityIndex):
                 part = None if index in have else partials.get(index)
                 if part is None and index not in have and prio[index] and self._busy() < self._cap:
                     part = self._start(index)
+                if part is not None:
+                    pstate, requesters = part.state, part.requesters
+                    requested_at, received_from = part.requested_at, part.received_from
             length = len(data)
-            if begin % BLOCK_SIZE or not 0 <= begin < size or length != min(BLOCK_SIZE, size - begin):
+            b = begin >> _BLOCK_SHIFT
+            if begin & _BLOCK_MASK or not 0 <= begin < size or length != min(BLOCK_SIZE, size - begin):
                 out.error = RemoteProtocolError(
                     f"block {(index, begin, length)} is not a block of a {size}-byte piece"
                 )
                 break
-            b = begin // BLOCK_SIZE
             if reqs is not None:
                 reqs.discard(index * bpp + b)
             if part is None:
                 continue
-            state = part.state[b]
+            state = pstate[b]
             if state == _RECEIVED:
                 continue
-            keys = part.requesters.pop(b, None)
-            part.requested_at.pop(b, None)
+            keys = requesters.pop(b, None)
+            requested_at.pop(b, None)
             if state == _FREE:
                 part.free -= 1
                 if not part.free:
@@ -477,10 +487,10 @@ class BlockBook(AvailabilityIndex):
                 part.reserved -= 1
                 if not part.reserved:
                     self._held.discard(index)
-            part.state[b] = _RECEIVED
-            part.received += 1
-            part.received_from[b] = peer_key
+            pstate[b] = _RECEIVED
+            received_from[b] = peer_key
             new.append(item)
+            part.received += 1
             if part.received == part.nblocks:
                 complete.append(index)
             if keys is not None and (len(keys) > 1 or keys[0] != peer_key):
