@@ -76,11 +76,24 @@ def test_blocks_received_stops_at_a_block_off_the_grid() -> None:
     assert pp.blocks_received("p", [(9, 0, b"x")]).error is not None
 
 
+@pytest.mark.parametrize("endgame", [False, True])
+def test_pick_spans_is_pick_as_tuples(endgame: bool) -> None:
+    cap = 6 if endgame else 2  # room for every piece: all of them in flight, then duplicates
+    one, many = picker(max_partial_pieces=cap), picker(max_partial_pieces=cap)
+    everything = Bitfield(6, full=True)
+    for peer, count in (("p", 3), ("q", 5), ("r", 40 if endgame else 4), ("p", 40)):
+        blocks = one.pick(peer, everything, count, now=float(count))
+        spans = many.pick_spans(peer, everything, count, now=float(count))
+        assert spans == [(b.piece, b.begin, b.length) for b in blocks]
+    assert state(many) == state(one)
+    assert one.in_endgame == endgame
+
+
 def test_send_requests_sends_what_send_request_sends() -> None:
     one, many = unchoked(seed_pair()), unchoked(seed_pair())
-    blocks = [BlockRef(1, 0, BLOCK_SIZE), BlockRef(1, BLOCK_SIZE, BLOCK_SIZE), BlockRef(2, 0, BLOCK_SIZE)]
+    blocks = [(1, 0, BLOCK_SIZE), (1, BLOCK_SIZE, BLOCK_SIZE), (2, 0, BLOCK_SIZE)]
     for block in blocks:
-        one.a.send_request(block.piece, block.begin, block.length)
+        one.a.send_request(*block)
     assert many.a.send_requests(blocks) == []
     assert many.a.data_to_send() == one.a.data_to_send()
     assert many.a.outstanding_requests == one.a.outstanding_requests
@@ -88,7 +101,7 @@ def test_send_requests_sends_what_send_request_sends() -> None:
 
 def test_send_requests_returns_what_cannot_be_requested_now() -> None:
     pair = unchoked(seed_pair(a_config=WireConfig(max_outgoing_requests=2, default_peer_reqq=2)))
-    blocks = [BlockRef(1, 0, BLOCK_SIZE), BlockRef(1, BLOCK_SIZE, BLOCK_SIZE), BlockRef(2, 0, BLOCK_SIZE)]
+    blocks = [(1, 0, BLOCK_SIZE), (1, BLOCK_SIZE, BLOCK_SIZE), (2, 0, BLOCK_SIZE)]
     assert pair.a.send_requests(blocks) == blocks[2:]  # past the request limit
     assert pair.a.outstanding_count == 2
     choked = unchoked(seed_pair())
@@ -102,10 +115,10 @@ def test_send_requests_raises_on_a_bad_block_after_queueing_the_good_ones() -> N
     pair.a.send(Request(index=1, begin=0, length=BLOCK_SIZE))
     pair.a.data_to_send()
     with pytest.raises(LocalProtocolError):
-        pair.a.send_requests([BlockRef(2, 0, BLOCK_SIZE), BlockRef(1, 0, BLOCK_SIZE)])  # a duplicate
+        pair.a.send_requests([(2, 0, BLOCK_SIZE), (1, 0, BLOCK_SIZE)])  # a duplicate
     assert len(pair.a.data_to_send()) == 17  # the request for piece 2 went out
     with pytest.raises(LocalProtocolError):
-        pair.a.send_requests([BlockRef(3, 40 * 1024, BLOCK_SIZE)])  # outside the piece
+        pair.a.send_requests([(3, 40 * 1024, BLOCK_SIZE)])  # outside the piece
 
 
 def test_write_blocks_is_write_of_each() -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import RemoteProtocolError
@@ -320,25 +320,32 @@ class BlockBook(AvailabilityIndex):
         part: _Partial,
         peer_key: PeerKey,
         reqs: set[int],
-        out: list[BlockRef],
+        out: list[Any],
         count: int,
         now: float,
+        spans: bool = False,
     ) -> None:
+        """Take free blocks of ``part`` for the peer into ``out``: as :class:`BlockRef` s, or with
+        ``spans`` as ``(index, begin, length)`` tuples (cheaper: the download hot path)."""
         base = index * self._bpp
         state = part.state
         b = state.find(_FREE, part.hint)
         size = part.size
         requesters, requested_at = part.requesters, part.requested_at
-        while b >= 0 and len(out) < count:
+        add, append, find = reqs.add, out.append, state.find
+        room = count - len(out)
+        taken = 0
+        while b >= 0 and taken < room:
             state[b] = _REQUESTED
-            begin = b * BLOCK_SIZE
-            ref = BlockRef(index, begin, min(BLOCK_SIZE, size - begin))
+            begin = b << _BLOCK_SHIFT
+            length = BLOCK_SIZE if begin + BLOCK_SIZE <= size else size - begin
+            append((index, begin, length) if spans else BlockRef(index, begin, length))
             requesters[b] = [peer_key]
             requested_at[b] = now
-            part.free -= 1
-            reqs.add(base + b)
-            out.append(ref)
-            b = state.find(_FREE, b + 1)
+            add(base + b)
+            taken += 1
+            b = find(_FREE, b + 1)
+        part.free -= taken
         part.hint = b if b >= 0 else part.nblocks
         if not part.free:
             self._open.discard(index)
@@ -348,9 +355,10 @@ class BlockBook(AvailabilityIndex):
         peer_key: PeerKey,
         peer_have: Bitfield,
         reqs: set[int],
-        out: list[BlockRef],
+        out: list[Any],
         count: int,
         now: float,
+        spans: bool = False,
     ) -> None:
         # Every in-flight block has its requesters in ``_peer_reqs``: when no other peer has a
         # request out, each in-flight block is ours alone and there is nothing to duplicate.  This
@@ -371,9 +379,9 @@ class BlockBook(AvailabilityIndex):
             part = self._partials[i]
             part.requesters[b].append(peer_key)
             begin = b * BLOCK_SIZE
-            ref = BlockRef(i, begin, min(BLOCK_SIZE, part.size - begin))
+            length = min(BLOCK_SIZE, part.size - begin)
             reqs.add(i * self._bpp + b)
-            out.append(ref)
+            out.append((i, begin, length) if spans else BlockRef(i, begin, length))
 
     # ------------------------------------------------------------------ request outcomes
 

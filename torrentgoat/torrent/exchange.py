@@ -30,7 +30,7 @@ from torrentgoat.torrent.policy import (
     block_arrived,
     check_snub,
     expire_refusals,
-    pick_requests,
+    pick_request_spans,
     request_budget,
     request_rejected,
     requestable_pieces,
@@ -331,8 +331,10 @@ class PeerExchange:
         pieces = requestable_pieces(
             have, choked=choked, allowed_fast=engine.peer_allowed_fast, refused=refused
         )
-        for block in engine.send_requests(pick_requests(picker, wp.key, pieces, want, now=now)):
-            picker.request_cancelled(wp.key, block)
+        for index, begin, length in engine.send_requests(
+            pick_request_spans(picker, wp.key, pieces, want, now=now)
+        ):
+            picker.request_cancelled(wp.key, BlockRef(index, begin, length))
         if state.last_request_at is None:
             state.last_request_at = now
 

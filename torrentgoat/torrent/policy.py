@@ -40,6 +40,7 @@ __all__ = [
     "expire_refusals",
     "keeps_new_connection",
     "on_local_network",
+    "pick_request_spans",
     "pick_requests",
     "queue_target",
     "request_budget",
@@ -156,6 +157,14 @@ def pick_requests(
         else:
             mine.append(block)
     return mine
+
+
+def pick_request_spans(
+    picker: PiecePicker, key: Hashable, pieces: Bitfield, count: int, *, now: float
+) -> list[tuple[int, int, int]]:
+    """:func:`pick_requests` for a peer whose requests can be cancelled (a wire connection), the
+    blocks as ``(index, begin, length)`` tuples: the download hot path."""
+    return picker.pick_spans(key, pieces, count, now=now)
 
 
 def wants_pieces(picker: PiecePicker | None, peer_have: Bitfield | None) -> bool:
