@@ -63,6 +63,7 @@ def test_blocks_received_matches_block_received_one_by_one(seed: int) -> None:
         got = many.blocks_received(peer, run)
         assert got.error is None
         assert (got.new, got.complete, got.cancel) == (expected_new, expected_complete, expected_cancel)
+        assert (got.size, got.new_size) == (5 * BLOCK_SIZE, len(expected_new) * BLOCK_SIZE)
         assert state(many) == state(one)
 
 

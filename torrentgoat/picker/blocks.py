@@ -90,6 +90,12 @@ class BlocksArrival(Generic[_B]):
     cancel: list[tuple[PeerKey, BlockRef]]
     """Other peers that still had one of these blocks requested (endgame): send them ``cancel``."""
 
+    size: int = 0
+    """Bytes of the blocks looked at (all of them, or those before :attr:`error`)."""
+
+    new_size: int = 0
+    """Bytes of :attr:`new`."""
+
     error: RemoteProtocolError | None = None
     """A block off the piece/block grid stopped the run there (the blocks before it count): raise it
     once the others are stored."""
@@ -451,7 +457,7 @@ class BlockBook(AvailabilityIndex):
         n, plen, bpp, last_size = self._n, self._plen, self._bpp, self._last_size
         have, partials, prio = self._have, self._partials, self._prio
         last = -1
-        size = 0
+        size = total = new_total = 0
         part: _Partial | None = None
         pstate = bytearray()
         requesters: dict[int, list[PeerKey]] = {}
@@ -478,6 +484,7 @@ class BlockBook(AvailabilityIndex):
                     f"block {(index, begin, length)} is not a block of a {size}-byte piece"
                 )
                 break
+            total += length
             if reqs is not None:
                 reqs.discard(index * bpp + b)
             if part is None:
@@ -498,6 +505,7 @@ class BlockBook(AvailabilityIndex):
             pstate[b] = _RECEIVED
             received_from[b] = peer_key
             new.append(item)
+            new_total += length
             part.received += 1
             if part.received == part.nblocks:
                 complete.append(index)
@@ -509,6 +517,7 @@ class BlockBook(AvailabilityIndex):
                         other = self._peer_reqs.get(k)
                         if other is not None:
                             other.discard(index * bpp + b)
+        out.size, out.new_size = total, new_total
         return out
 
     def _release(self, peer_key: PeerKey, index: int, b: int) -> bool:

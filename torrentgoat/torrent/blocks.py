@@ -122,20 +122,17 @@ class BlockFlow:
         piece/block grid raises :class:`RemoteProtocolError` after the blocks before it are stored."""
         swarm = self.swarm
         picker, info = swarm.picker, swarm.info
-        size = 0
-        for _, _, data in blocks:
-            size += len(data)
         counters = swarm.counters
-        counters.downloaded += size
         if picker is None or info is None:
+            size = 0
+            for _, _, data in blocks:
+                size += len(data)
+            counters.downloaded += size
             return size
         arrival = picker.blocks_received(key, blocks)
-        new = arrival.new
-        if len(new) != len(blocks):
-            stored = 0
-            for _, _, data in new:
-                stored += len(data)
-            counters.wasted += size - stored
+        new, size = arrival.new, arrival.size
+        counters.downloaded += size
+        counters.wasted += size - arrival.new_size
         self.buffers.write_blocks(new, info.piece_size)
         if self.block_stored is not None:
             for index, begin, _ in new:

@@ -110,6 +110,7 @@ _PIECE_ID: Final = int(MessageId.PIECE)
 _PIECE_HEAD: Final = struct.Struct(">IBII")
 """length, message id, index, begin: the head of a ``piece`` frame (BEP 3)."""
 _MAX_PIECE_FRAME: Final = 9 + codec.MAX_REQUEST_LENGTH
+_MISSING: Final = object()
 _FLAG_EVENTS: dict[type, type[PeerChoked | PeerUnchoked | PeerInterested | PeerNotInterested]] = {
     Choke: PeerChoked,
     Unchoke: PeerUnchoked,
@@ -217,10 +218,8 @@ class MessageReceiver(FrameReceiver):
             stop = pos + 4 + length
             if stop > end:
                 break
-            key = (index, begin, length - 9)
-            if key not in requests:
-                break
-            del requests[key]
+            if requests.pop((index, begin, length - 9), _MISSING) is _MISSING:
+                break  # not requested (the values are None): the general path decides
             append((index, begin, src[pos + 13 : stop]))
             size += length - 9
             pos = stop
