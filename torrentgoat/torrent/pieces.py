@@ -80,7 +80,9 @@ class PieceBuffers:
 
     def _allocate(self, size: int) -> bytearray:
         spare = self._spare
-        for i in range(len(spare)):  # not enumerate(): its cached result tuple holds a reference
+        # Newest first: the buffer hashed and written last is the likeliest to be still in the CPU's
+        # cache, and the blocks are copied into it at memory speed either way.
+        for i in range(len(spare) - 1, -1, -1):  # not enumerate(): its result tuple holds a reference
             buf = spare[i]
             # references: the list, ``buf`` and getrefcount's argument -- nobody else's
             if len(buf) == size and sys.getrefcount(buf) <= 3:
@@ -240,7 +242,9 @@ class ReadCache:
 
     def _buffer(self, size: int) -> bytearray:
         spare = self._spare
-        for i in range(len(spare)):  # not enumerate(): its cached result tuple holds a reference
+        # Newest first: the buffer hashed and written last is the likeliest to be still in the CPU's
+        # cache, and the blocks are copied into it at memory speed either way.
+        for i in range(len(spare) - 1, -1, -1):  # not enumerate(): its result tuple holds a reference
             buf = spare[i]
             # references: the list, ``buf`` and getrefcount's argument -- no queued block view
             if len(buf) == size and sys.getrefcount(buf) <= 3:
