@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from test_wire_connection import seed_pair, unchoked
@@ -12,7 +14,12 @@ from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError
 from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
+from torrentgoat.testing.shards import make_info
+from torrentgoat.torrent import TorrentConfig
+from torrentgoat.torrent.blocks import BlockFlow
+from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.wire.config import WireConfig
 from torrentgoat.wire.messages import Choke, Request
 
@@ -130,3 +137,33 @@ def test_write_blocks_is_write_of_each() -> None:
     many.write_blocks(blocks, lambda index: 12)
     assert [many.get(i) for i in range(4)] == [one.get(i) for i in range(4)]
     assert many.bytes_held == one.bytes_held == 24
+
+
+def test_deliver_blocks_stops_calling_a_hook_unhooked_by_a_woken_waiter() -> None:
+    """LocalBlocks hooks ``block_stored`` only while someone waits and unhooks it from inside the
+    hook when the last waiter wakes: the rest of the run must not call the hook any more."""
+    info, _ = make_info("t", [("t.bin", bytes(4 * BLOCK_SIZE))], piece_length=2 * BLOCK_SIZE)
+    swarm = Swarm(info=info, picker=PiecePicker.from_info(info, rng=random.Random(0)))
+    host = SimpleNamespace(config=TorrentConfig(), spawn=lambda coro: coro.close())
+    flow = BlockFlow(
+        swarm,
+        cast(TorrentHandle, host),
+        ban=lambda *args: None,
+        piece_verified=lambda index: None,
+        piece_retry=lambda: None,
+        write_failed=lambda index, exc: None,
+    )
+    assert swarm.picker is not None
+    swarm.picker.peer_joined("p", Bitfield(2, full=True))
+    seen: list[tuple[int, int]] = []
+
+    def hook(index: int, begin: int) -> None:
+        seen.append((index, begin))
+        flow.block_stored = None
+
+    flow.block_stored = hook
+    data = bytes(BLOCK_SIZE)
+    blocks = [(0, 0, data), (0, BLOCK_SIZE, data), (1, 0, data)]
+    assert flow.deliver_blocks("p", blocks) == 3 * BLOCK_SIZE
+    assert seen == [(0, 0)]
+    assert flow.verifying == {0}  # piece 0 complete: spawned its check

@@ -134,9 +134,11 @@ class BlockFlow:
         counters.downloaded += size
         counters.wasted += size - arrival.new_size
         self.buffers.write_blocks(new, info.piece_size)
-        if self.block_stored is not None:
-            for index, begin, _ in new:
-                self.block_stored(index, begin)
+        for index, begin, _ in new if self.block_stored is not None else ():
+            hook = self.block_stored  # re-read: a woken waiter may unhook it (LocalBlocks)
+            if hook is None:
+                break
+            hook(index, begin)
         for other_key, block in arrival.cancel:
             other = swarm.peer(other_key)
             if other is not None:
