@@ -19,6 +19,7 @@ from torrentgoat.torrent import TorrentConfig
 from torrentgoat.torrent.blocks import BlockFlow
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.pieces import PieceBuffers
+from torrentgoat.torrent.policy import DEEP_PIPELINE, REFILL_BATCH, refill_due
 from torrentgoat.torrent.swarm import Swarm
 from torrentgoat.wire.config import WireConfig
 from torrentgoat.wire.messages import Choke, Request
@@ -167,3 +168,10 @@ def test_deliver_blocks_stops_calling_a_hook_unhooked_by_a_woken_waiter() -> Non
     assert flow.deliver_blocks("p", blocks) == 3 * BLOCK_SIZE
     assert seen == [(0, 0)]
     assert flow.verifying == {0}  # piece 0 complete: spawned its check
+
+
+def test_a_deep_pipeline_is_topped_up_every_refill_batch_blocks() -> None:
+    assert refill_due(0, DEEP_PIPELINE - 1)  # shallow: after every read
+    assert refill_due(1, 0)
+    assert not refill_due(REFILL_BATCH - 1, DEEP_PIPELINE)  # deep: every REFILL_BATCH blocks
+    assert refill_due(REFILL_BATCH, 5000)

@@ -31,6 +31,7 @@ from torrentgoat.torrent.policy import (
     check_snub,
     expire_refusals,
     pick_request_spans,
+    refill_due,
     request_budget,
     request_rejected,
     requestable_pieces,
@@ -123,12 +124,14 @@ class PeerExchange:
                 now = self.host.now()
                 wp.down.add(size, now)
                 block_arrived(wp.requests, now)
-                wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
+                wp.blocks_since_fill += len(blocks)
+                wp.got_blocks = True  # the pipeline is refilled after the socket read (peer_pumped)
             case BlockReceived(index=index, begin=begin, data=data):
                 now = self.host.now()
                 wp.down.add(len(data), now)
                 block_arrived(wp.requests, now)
-                wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
+                wp.blocks_since_fill += 1
+                wp.got_blocks = True  # the pipeline is refilled after the socket read (peer_pumped)
                 self.blocks.deliver(wp.key, index, begin, data)
             case BlocksRequested(requests=requests):
                 if self.uploader is not None:
@@ -240,12 +243,14 @@ class PeerExchange:
                 pass
 
     def peer_pumped(self, peer: PeerDriver) -> None:
-        """After all events of one socket read: refill the peer's request pipeline once (asking the
-        picker for many blocks at a time costs far less than one call per received block)."""
+        """After all events of one socket read: refill the peer's request pipeline once, and a deep
+        one only every :data:`~torrentgoat.torrent.policy.REFILL_BATCH` blocks (asking the picker for
+        many blocks at a time costs far less than one call per received block or per read)."""
         wp = self.swarm.peers.get(peer.id)
         if wp is not None and wp.got_blocks:
             wp.got_blocks = False
-            self.fill_requests(wp)
+            if refill_due(wp.blocks_since_fill, peer.engine.outstanding_count):
+                self.fill_requests(wp)
 
     def peer_writable(self, peer: PeerDriver) -> None:
         wp = self.swarm.peers.get(peer.id)
@@ -315,6 +320,7 @@ class PeerExchange:
             return
         now = self.host.now()
         state = wp.requests
+        wp.blocks_since_fill = 0
         want = request_budget(
             state,
             self.host.config,

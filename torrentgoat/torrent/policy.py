@@ -27,6 +27,8 @@ from torrentgoat.primitives import BLOCK_SIZE, BlockRef, PeerAddress
 from torrentgoat.torrent.config import TorrentConfig
 
 __all__ = [
+    "DEEP_PIPELINE",
+    "REFILL_BATCH",
     "REFUSAL_MEMORY",
     "REFUSED_PIECES_CAP",
     "REJECT_STREAK_HOLD",
@@ -43,6 +45,7 @@ __all__ = [
     "pick_request_spans",
     "pick_requests",
     "queue_target",
+    "refill_due",
     "request_budget",
     "request_rejected",
     "requestable_pieces",
@@ -110,6 +113,20 @@ def request_budget(
     if state.snubbed or now < state.hold_until:
         return 0
     return min(queue_target(config, rate, unit=unit), limit) - outstanding
+
+
+REFILL_BATCH = 64
+"""Blocks (1 MiB) that come back before a deep pipeline is topped up again."""
+DEEP_PIPELINE = 256
+"""Requests in flight (4 MiB) from which the pipeline is topped up by :data:`REFILL_BATCH` blocks."""
+
+
+def refill_due(received_since: int, outstanding: int) -> bool:
+    """Top the peer's pipeline up after this socket read?  Always while fewer than
+    :data:`DEEP_PIPELINE` requests are in flight; from there only once :data:`REFILL_BATCH` blocks came
+    back since the last refill: picking and encoding 64 requests at once costs far less than four
+    refills of 16 (a socket read holds ~16 blocks), and a pipeline that deep never runs dry for it."""
+    return outstanding < DEEP_PIPELINE or received_since >= REFILL_BATCH
 
 
 def requestable_pieces(
