@@ -2,7 +2,8 @@
 
 * parse: 16 KiB ``piece`` messages fed in 64 KiB ``bytes`` chunks through a PeerConnection; MB/s
   of block payload delivered as BlockReceived events (requests are registered outside the timing,
-  as a real download does them in its own time);
+  as a real download does them in its own time); then the same with ``batch_blocks`` on, as a
+  torrent's connections run (the blocks of a chunk as one BlocksReceived);
 * pair: two engines end to end -- the leecher requests, the seeder answers every BlockRequested
   with ``send_piece`` (a memoryview of its data), the bytes travel in 64 KiB chunks; the timing
   covers both engines' work (request encode/parse, piece framing, join, parse).
@@ -19,14 +20,17 @@ from torrentgoat.bitfield import Bitfield
 from torrentgoat.primitives import BLOCK_SIZE, InfoHash, PeerId
 from torrentgoat.wire.codec import encode_handshake, encode_message, make_reserved
 from torrentgoat.wire.connection import PeerConnection, PieceGeometry, WireConfig
-from torrentgoat.wire.events import BlockReceived
+from torrentgoat.wire.events import BlockReceived, BlocksReceived
 from torrentgoat.wire.messages import Handshake, HaveAll, Interested, Piece, Request, Unchoke
 
 __all__ = ["run", "run_pair"]
 
 
-def run(megabytes: int = 512, chunk: int = 64 * 1024, piece_length: int = 4 << 20) -> float:
-    """Return MB/s (10^6 bytes per second) of block payload parsed."""
+def run(
+    megabytes: int = 512, chunk: int = 64 * 1024, piece_length: int = 4 << 20, *, batched: bool = False
+) -> float:
+    """Return MB/s (10^6 bytes per second) of block payload parsed; ``batched``: with
+    ``batch_blocks`` on, as a torrent's connections run (one :class:`BlocksReceived` per read)."""
     total = megabytes * 1024 * 1024
     num_pieces = total // piece_length
     blocks_per_piece = piece_length // BLOCK_SIZE
@@ -43,6 +47,7 @@ def run(megabytes: int = 512, chunk: int = 64 * 1024, piece_length: int = 4 << 2
         config=WireConfig(default_peer_reqq=4096, max_outgoing_requests=4096),
     )
     peer = Handshake(info_hash=info_hash, peer_id=PeerId(b"-XX0001-abcdefghijkl"), reserved=make_reserved())
+    conn.batch_blocks = batched
     conn.receive_data(encode_handshake(peer) + encode_message(HaveAll()) + encode_message(Unchoke()))
     while conn.next_event() is not None:
         pass
@@ -67,6 +72,9 @@ def run(megabytes: int = 512, chunk: int = 64 * 1024, piece_length: int = 4 << 2
             while (event := conn.next_event()) is not None:
                 if type(event) is BlockReceived:
                     received += len(event.data)
+                elif type(event) is BlocksReceived:
+                    for _, _, data in event.blocks:
+                        received += len(data)
         elapsed += time.perf_counter() - start
     assert received == num_pieces * piece_length, (received, num_pieces * piece_length)
     return received / elapsed / 1e6
@@ -122,6 +130,8 @@ def main() -> None:
     args = parser.parse_args()
     rate = run(args.megabytes, args.chunk)
     print(f"wire parse: {rate:,.0f} MB/s of 16 KiB piece messages in {args.chunk} B chunks")
+    rate = run(args.megabytes, args.chunk, batched=True)
+    print(f"wire parse: {rate:,.0f} MB/s batched (BlocksReceived per chunk, as torrents run it)")
     rate = run_pair(max(64, args.megabytes // 2), args.chunk)
     print(f"wire pair:  {rate:,.0f} MB/s seeder engine -> leecher engine (both in this thread)")
 

@@ -41,7 +41,7 @@ from torrentgoat.picker.layout import (
     parse_select_only,
     select_only_priorities,
 )
-from torrentgoat.picker.picker import BlockArrival, PeerKey, PiecePicker
+from torrentgoat.picker.picker import BlockArrival, BlocksArrival, PeerKey, PiecePicker
 from torrentgoat.picker.request_queue import RateMeter, RequestQueueConfig, RequestTracker, queue_depth
 from torrentgoat.picker.strategy import (
     PickerView,
@@ -60,6 +60,7 @@ from torrentgoat.picker.strategy import (
 __all__ = [
     "MAX_PRIORITY",
     "BlockArrival",
+    "BlocksArrival",
     "FileSpan",
     "PeerKey",
     "PickerConfig",

@@ -34,8 +34,9 @@ helper object so that ``pick`` and ``block_received`` reach the block state in o
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import RemoteProtocolError
@@ -44,12 +45,17 @@ from torrentgoat.picker.availability import AvailabilityIndex, PeerKey
 from torrentgoat.picker.config import PickerConfig
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
 
-__all__ = ["BlockArrival", "BlockBook"]
+__all__ = ["BlockArrival", "BlockBook", "BlocksArrival"]
 
 _FREE = 0
 _REQUESTED = 1
 _RECEIVED = 2
 _RESERVED = 3
+
+_B = TypeVar("_B", bound=Sized)
+_BLOCK_SHIFT = BLOCK_SIZE.bit_length() - 1
+_BLOCK_MASK = BLOCK_SIZE - 1
+assert 1 << _BLOCK_SHIFT == BLOCK_SIZE  # a power of two: shifts and masks on the hot path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +74,31 @@ class BlockArrival:
 
     def __bool__(self) -> bool:
         return self.new
+
+
+@dataclass(slots=True, kw_only=True)
+class BlocksArrival(Generic[_B]):
+    """What :meth:`PiecePicker.blocks_received` learned of a run of blocks from one peer."""
+
+    new: list[tuple[int, int, _B]]
+    """The blocks that arrived first (store their bytes), as given, in order; the rest were
+    duplicates or blocks of pieces we have or do not want (their bytes are waste)."""
+
+    complete: list[int]
+    """Pieces whose every block is now received: hash them (in this order)."""
+
+    cancel: list[tuple[PeerKey, BlockRef]]
+    """Other peers that still had one of these blocks requested (endgame): send them ``cancel``."""
+
+    size: int = 0
+    """Bytes of the blocks looked at (all of them, or those before :attr:`error`)."""
+
+    new_size: int = 0
+    """Bytes of :attr:`new`."""
+
+    error: RemoteProtocolError | None = None
+    """A block off the piece/block grid stopped the run there (the blocks before it count): raise it
+    once the others are stored."""
 
 
 _OLD = BlockArrival(new=False)
@@ -295,25 +326,32 @@ class BlockBook(AvailabilityIndex):
         part: _Partial,
         peer_key: PeerKey,
         reqs: set[int],
-        out: list[BlockRef],
+        out: list[Any],
         count: int,
         now: float,
+        spans: bool = False,
     ) -> None:
+        """Take free blocks of ``part`` for the peer into ``out``: as :class:`BlockRef` s, or with
+        ``spans`` as ``(index, begin, length)`` tuples (cheaper: the download hot path)."""
         base = index * self._bpp
         state = part.state
         b = state.find(_FREE, part.hint)
         size = part.size
         requesters, requested_at = part.requesters, part.requested_at
-        while b >= 0 and len(out) < count:
+        add, append, find = reqs.add, out.append, state.find
+        room = count - len(out)
+        taken = 0
+        while b >= 0 and taken < room:
             state[b] = _REQUESTED
-            begin = b * BLOCK_SIZE
-            ref = BlockRef(index, begin, min(BLOCK_SIZE, size - begin))
+            begin = b << _BLOCK_SHIFT
+            length = BLOCK_SIZE if begin + BLOCK_SIZE <= size else size - begin
+            append((index, begin, length) if spans else BlockRef(index, begin, length))
             requesters[b] = [peer_key]
             requested_at[b] = now
-            part.free -= 1
-            reqs.add(base + b)
-            out.append(ref)
-            b = state.find(_FREE, b + 1)
+            add(base + b)
+            taken += 1
+            b = find(_FREE, b + 1)
+        part.free -= taken
         part.hint = b if b >= 0 else part.nblocks
         if not part.free:
             self._open.discard(index)
@@ -323,9 +361,10 @@ class BlockBook(AvailabilityIndex):
         peer_key: PeerKey,
         peer_have: Bitfield,
         reqs: set[int],
-        out: list[BlockRef],
+        out: list[Any],
         count: int,
         now: float,
+        spans: bool = False,
     ) -> None:
         # Every in-flight block has its requesters in ``_peer_reqs``: when no other peer has a
         # request out, each in-flight block is ours alone and there is nothing to duplicate.  This
@@ -346,9 +385,9 @@ class BlockBook(AvailabilityIndex):
             part = self._partials[i]
             part.requesters[b].append(peer_key)
             begin = b * BLOCK_SIZE
-            ref = BlockRef(i, begin, min(BLOCK_SIZE, part.size - begin))
+            length = min(BLOCK_SIZE, part.size - begin)
             reqs.add(i * self._bpp + b)
-            out.append(ref)
+            out.append((i, begin, length) if spans else BlockRef(i, begin, length))
 
     # ------------------------------------------------------------------ request outcomes
 
@@ -405,6 +444,81 @@ class BlockBook(AvailabilityIndex):
             if other is not None:
                 other.discard(bid)
         return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
+
+    def blocks_received(self, peer_key: PeerKey, blocks: Sequence[tuple[int, int, _B]]) -> BlocksArrival[_B]:
+        """A run of ``piece`` messages from one peer, ``(index, begin, data)`` each: what
+        :meth:`block_received` does for each, in one loop (the download hot path).  A block off the
+        grid stops the run (:attr:`BlocksArrival.error`)."""
+        new: list[tuple[int, int, _B]] = []
+        complete: list[int] = []
+        cancel: list[tuple[PeerKey, BlockRef]] = []
+        out = BlocksArrival(new=new, complete=complete, cancel=cancel)
+        reqs = self._peer_reqs.get(peer_key)
+        n, plen, bpp, last_size = self._n, self._plen, self._bpp, self._last_size
+        have, partials, prio = self._have, self._partials, self._prio
+        last = -1
+        size = total = new_total = 0
+        part: _Partial | None = None
+        pstate = bytearray()
+        requesters: dict[int, list[PeerKey]] = {}
+        requested_at: dict[int, float] = {}
+        received_from: dict[int, PeerKey] = {}
+        for item in blocks:
+            index, begin, data = item
+            if index != last:  # blocks come in runs of one piece: look the piece up once per run
+                if not 0 <= index < n:
+                    out.error = RemoteProtocolError(f"block {(index, begin)} names a piece out of range")
+                    break
+                last = index
+                size = last_size if index == n - 1 else plen
+                part = None if index in have else partials.get(index)
+                if part is None and index not in have and prio[index] and self._busy() < self._cap:
+                    part = self._start(index)
+                if part is not None:
+                    pstate, requesters = part.state, part.requesters
+                    requested_at, received_from = part.requested_at, part.received_from
+            length = len(data)
+            b = begin >> _BLOCK_SHIFT
+            if begin & _BLOCK_MASK or not 0 <= begin < size or length != min(BLOCK_SIZE, size - begin):
+                out.error = RemoteProtocolError(
+                    f"block {(index, begin, length)} is not a block of a {size}-byte piece"
+                )
+                break
+            total += length
+            if reqs is not None:
+                reqs.discard(index * bpp + b)
+            if part is None:
+                continue
+            state = pstate[b]
+            if state == _RECEIVED:
+                continue
+            keys = requesters.pop(b, None)
+            requested_at.pop(b, None)
+            if state == _FREE:
+                part.free -= 1
+                if not part.free:
+                    self._open.discard(index)
+            elif state == _RESERVED:
+                part.reserved -= 1
+                if not part.reserved:
+                    self._held.discard(index)
+            pstate[b] = _RECEIVED
+            received_from[b] = peer_key
+            new.append(item)
+            new_total += length
+            part.received += 1
+            if part.received == part.nblocks:
+                complete.append(index)
+            if keys is not None and (len(keys) > 1 or keys[0] != peer_key):
+                ref = BlockRef(index, begin, length)
+                for k in keys:
+                    if k != peer_key:
+                        cancel.append((k, ref))
+                        other = self._peer_reqs.get(k)
+                        if other is not None:
+                            other.discard(index * bpp + b)
+        out.size, out.new_size = total, new_total
+        return out
 
     def _release(self, peer_key: PeerKey, index: int, b: int) -> bool:
         part = self._partials.get(index)

@@ -42,13 +42,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import ConfigError, LocalProtocolError
 from torrentgoat.geometry import PieceGeometry
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.picker.availability import PeerKey
-from torrentgoat.picker.blocks import BlockArrival, BlockBook
+from torrentgoat.picker.blocks import BlockArrival, BlockBook, BlocksArrival
 from torrentgoat.picker.config import PickerConfig
 from torrentgoat.picker.layout import (
     MAX_PRIORITY,
@@ -58,7 +59,7 @@ from torrentgoat.picker.layout import (
 from torrentgoat.picker.strategy import PieceStrategy, create_strategy, random_order
 from torrentgoat.primitives import BlockRef
 
-__all__ = ["BlockArrival", "PeerKey", "PiecePicker"]
+__all__ = ["BlockArrival", "BlocksArrival", "PeerKey", "PiecePicker"]
 
 
 class PiecePicker(BlockBook):
@@ -299,7 +300,19 @@ class PiecePicker(BlockBook):
 
         Never a block the peer lacks, a block of a priority-0 piece, or a block already received;
         never a block already requested unless in endgame (then never twice from the same peer)."""
-        out: list[BlockRef] = []
+        blocks: list[BlockRef] = self._pick(peer_key, peer_have, count, now, False)
+        return blocks
+
+    def pick_spans(
+        self, peer_key: PeerKey, peer_have: Bitfield, count: int, *, now: float
+    ) -> list[tuple[int, int, int]]:
+        """:meth:`pick`, the blocks as ``(index, begin, length)`` tuples (no object per block: the
+        download hot path)."""
+        spans: list[tuple[int, int, int]] = self._pick(peer_key, peer_have, count, now, True)
+        return spans
+
+    def _pick(self, peer_key: PeerKey, peer_have: Bitfield, count: int, now: float, spans: bool) -> list[Any]:
+        out: list[Any] = []
         if count <= 0 or self._wanted_missing == 0:
             return out
         if peer_have.length != self._n:
@@ -315,7 +328,7 @@ class PiecePicker(BlockBook):
                 strategy = self._strategy
                 opened.sort(key=lambda i: strategy.partial_key(self, i))
             for i in opened:
-                self._take(i, self._partials[i], peer_key, reqs, out, count, now)
+                self._take(i, self._partials[i], peer_key, reqs, out, count, now, spans)
                 if len(out) >= count:
                     return out
         # 2. open new pieces in strategy order
@@ -328,10 +341,10 @@ class PiecePicker(BlockBook):
             for i in order:
                 if keyof[i] < 0 or i not in peer_have:
                     continue
-                self._take(i, self._start(i), peer_key, reqs, out, count, now)
+                self._take(i, self._start(i), peer_key, reqs, out, count, now, spans)
                 if len(out) >= count or self._busy() >= self._cap:
                     break
         # 3. endgame: duplicate in-flight blocks
         if len(out) < count and self.in_endgame:
-            self._pick_endgame(peer_key, peer_have, reqs, out, count, now)
+            self._pick_endgame(peer_key, peer_have, reqs, out, count, now, spans)
         return out

@@ -116,6 +116,40 @@ class BlockFlow:
             return False
         return self._store(index, begin, data, arrival)
 
+    def deliver_blocks(self, key: Hashable, blocks: list[tuple[int, int, Any]]) -> int:
+        """:meth:`deliver` of a run of blocks from peer ``key`` (one socket read), in one pass through
+        the picker and one through the piece buffers; returns the bytes delivered.  A block off the
+        piece/block grid raises :class:`RemoteProtocolError` after the blocks before it are stored."""
+        swarm = self.swarm
+        picker, info = swarm.picker, swarm.info
+        counters = swarm.counters
+        if picker is None or info is None:
+            size = 0
+            for _, _, data in blocks:
+                size += len(data)
+            counters.downloaded += size
+            return size
+        arrival = picker.blocks_received(key, blocks)
+        new, size = arrival.new, arrival.size
+        counters.downloaded += size
+        counters.wasted += size - arrival.new_size
+        self.buffers.write_blocks(new, info.piece_size)
+        for index, begin, _ in new if self.block_stored is not None else ():
+            hook = self.block_stored  # re-read: a woken waiter may unhook it (LocalBlocks)
+            if hook is None:
+                break
+            hook(index, begin)
+        for other_key, block in arrival.cancel:
+            other = swarm.peer(other_key)
+            if other is not None:
+                other.cancel(block)
+        for index in arrival.complete:
+            self.verifying.add(index)
+            self.host.spawn(self._verify(index))
+        if arrival.error is not None:
+            raise arrival.error
+        return size
+
     def fill(self, index: int, begin: int, data: bytes | memoryview) -> bool:
         """A block from local data (see the module docstring); returns whether it was new."""
         picker, info = self.swarm.picker, self.swarm.info

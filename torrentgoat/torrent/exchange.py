@@ -30,7 +30,8 @@ from torrentgoat.torrent.policy import (
     block_arrived,
     check_snub,
     expire_refusals,
-    pick_requests,
+    pick_request_spans,
+    refill_due,
     request_budget,
     request_rejected,
     requestable_pieces,
@@ -119,20 +120,18 @@ class PeerExchange:
         engine = peer.engine
         match event:
             case BlocksReceived(blocks=blocks):
-                deliver, key = self.blocks.deliver, wp.key
-                size = 0
-                for index, begin, data in blocks:
-                    size += len(data)
-                    deliver(key, index, begin, data)
+                size = self.blocks.deliver_blocks(wp.key, blocks)
                 now = self.host.now()
                 wp.down.add(size, now)
                 block_arrived(wp.requests, now)
-                wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
+                wp.blocks_since_fill += len(blocks)
+                wp.got_blocks = True  # the pipeline is refilled after the socket read (peer_pumped)
             case BlockReceived(index=index, begin=begin, data=data):
                 now = self.host.now()
                 wp.down.add(len(data), now)
                 block_arrived(wp.requests, now)
-                wp.got_blocks = True  # the pipeline is refilled once per socket read (peer_pumped)
+                wp.blocks_since_fill += 1
+                wp.got_blocks = True  # the pipeline is refilled after the socket read (peer_pumped)
                 self.blocks.deliver(wp.key, index, begin, data)
             case BlocksRequested(requests=requests):
                 if self.uploader is not None:
@@ -244,12 +243,14 @@ class PeerExchange:
                 pass
 
     def peer_pumped(self, peer: PeerDriver) -> None:
-        """After all events of one socket read: refill the peer's request pipeline once (asking the
-        picker for many blocks at a time costs far less than one call per received block)."""
+        """After all events of one socket read: refill the peer's request pipeline once, and a deep
+        one only every :data:`~torrentgoat.torrent.policy.REFILL_BATCH` blocks (asking the picker for
+        many blocks at a time costs far less than one call per received block or per read)."""
         wp = self.swarm.peers.get(peer.id)
         if wp is not None and wp.got_blocks:
             wp.got_blocks = False
-            self.fill_requests(wp)
+            if refill_due(wp.blocks_since_fill, peer.engine.outstanding_count):
+                self.fill_requests(wp)
 
     def peer_writable(self, peer: PeerDriver) -> None:
         wp = self.swarm.peers.get(peer.id)
@@ -319,6 +320,7 @@ class PeerExchange:
             return
         now = self.host.now()
         state = wp.requests
+        wp.blocks_since_fill = 0
         want = request_budget(
             state,
             self.host.config,
@@ -335,11 +337,10 @@ class PeerExchange:
         pieces = requestable_pieces(
             have, choked=choked, allowed_fast=engine.peer_allowed_fast, refused=refused
         )
-        for block in pick_requests(picker, wp.key, pieces, want, now=now):
-            if not engine.can_request(block.piece):
-                picker.request_cancelled(wp.key, block)
-                continue
-            engine.send_request(block.piece, block.begin, block.length)
+        for index, begin, length in engine.send_requests(
+            pick_request_spans(picker, wp.key, pieces, want, now=now)
+        ):
+            picker.request_cancelled(wp.key, BlockRef(index, begin, length))
         if state.last_request_at is None:
             state.last_request_at = now
 

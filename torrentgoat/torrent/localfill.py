@@ -46,8 +46,7 @@ class LocalBlocks:
         """Bytes supplied from local data (new blocks only)."""
         self.ready = asyncio.Event()
         """Set once the picker exists and the held files' pieces are held."""
-        flow.block_stored = self._stored
-        flow.piece_settled = self._wake
+        flow.piece_settled = self._wake  # flow.block_stored is hooked only while someone waits
 
     # ------------------------------------------------------------------ holding
 
@@ -135,6 +134,7 @@ class LocalBlocks:
                 raise TorrentGoatError("the torrent stopped")
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(index, []).append(future)
+            self.flow.block_stored = self._stored  # a call per stored block: only while needed
             await future
 
     async def wait_settled(self, index: int) -> None:
@@ -170,6 +170,8 @@ class LocalBlocks:
         for future in self._waiters.pop(index, ()):
             if not future.done():
                 future.set_result(None)
+        if not self._waiters:
+            self.flow.block_stored = None
 
     def close(self) -> None:
         """The torrent stops: wake every waiter (it raises)."""

@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 __all__ = ["ChunkReader", "ChunkReaderInto", "PieceBuffers", "ReadCache"]
 
 _CAN_COUNT_REFS = hasattr(sys, "getrefcount")
+
+Buffer = bytes | bytearray | memoryview
+"""Bytes of one received block."""
 
 
 class PieceBuffers:
@@ -57,9 +60,29 @@ class PieceBuffers:
             self.bytes_held += size
         buf[begin : begin + len(data)] = data
 
+    def write_blocks(
+        self, blocks: Iterable[tuple[int, int, Buffer]], piece_size: Callable[[int], int]
+    ) -> None:
+        """:meth:`write` of each ``(index, begin, data)``, the buffer looked up once per run of one piece."""
+        buffers = self._buffers
+        last = -1
+        buf = bytearray()
+        for index, begin, data in blocks:
+            if index != last:
+                last = index
+                found = buffers.get(index)
+                if found is None:
+                    size = piece_size(index)
+                    found = buffers[index] = self._allocate(size)
+                    self.bytes_held += size
+                buf = found
+            buf[begin : begin + len(data)] = data
+
     def _allocate(self, size: int) -> bytearray:
         spare = self._spare
-        for i in range(len(spare)):  # not enumerate(): its cached result tuple holds a reference
+        # Newest first: the buffer hashed and written last is the likeliest to be still in the CPU's
+        # cache, and the blocks are copied into it at memory speed either way.
+        for i in range(len(spare) - 1, -1, -1):  # not enumerate(): its result tuple holds a reference
             buf = spare[i]
             # references: the list, ``buf`` and getrefcount's argument -- nobody else's
             if len(buf) == size and sys.getrefcount(buf) <= 3:
@@ -219,7 +242,9 @@ class ReadCache:
 
     def _buffer(self, size: int) -> bytearray:
         spare = self._spare
-        for i in range(len(spare)):  # not enumerate(): its cached result tuple holds a reference
+        # Newest first: the buffer hashed and written last is the likeliest to be still in the CPU's
+        # cache, and the blocks are copied into it at memory speed either way.
+        for i in range(len(spare) - 1, -1, -1):  # not enumerate(): its result tuple holds a reference
             buf = spare[i]
             # references: the list, ``buf`` and getrefcount's argument -- no queued block view
             if len(buf) == size and sys.getrefcount(buf) <= 3:

@@ -28,6 +28,7 @@ class WirePeer:
 
     __slots__ = (
         "allowed_fast_sent",
+        "blocks_since_fill",
         "client",
         "connected_at",
         "down",
@@ -66,6 +67,8 @@ class WirePeer:
         """BEP 6 allowed-fast pieces were offered on this connection (once)."""
         self.got_blocks = False
         """Blocks arrived during the current socket read (refill the pipeline after it)."""
+        self.blocks_since_fill = 0
+        """Blocks received since the pipeline was last topped up (:func:`~torrentgoat.torrent.policy.refill_due`)."""
         self.unchoked_since: float | None = None
         """When our current unchoke of the peer began (None while we choke it)."""
         self.last_unchoked: float | None = None

@@ -25,7 +25,7 @@ and the v2 reserved bit).  See the package docstring
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from torrentgoat.bitfield import Bitfield
@@ -98,6 +98,8 @@ __all__ = [
 ]
 
 _TRIPLE = struct.Struct(">IBIII")
+Span = tuple[int, int, int]
+"""``(index, begin, length)`` of a block."""
 _REQUEST_ID: Final = MessageId.REQUEST
 _REJECT_ID: Final = MessageId.REJECT_REQUEST
 _ACTIVE: Final = Phase.ACTIVE
@@ -622,6 +624,50 @@ class PeerConnection(MessageReceiver):
         # gets its own answer, so the reject (or block) of the cancelled one may still come.
         self._out.append(_TRIPLE.pack(13, _REQUEST_ID, index, begin, length))
         self._sent_since_tick = True
+
+    def send_requests(self, blocks: Iterable[Span]) -> list[Span]:
+        """:meth:`send_request` of each ``(index, begin, length)``, in one pass and one queued buffer
+        (the download hot path).  Blocks :meth:`can_request` refuses now (the request limit reached,
+        or choked and the piece not allowed-fast) are not sent but returned; anything else invalid
+        raises as there (the blocks before it are sent)."""
+        refused: list[Span] = []
+        geometry = self._geometry
+        if self._ours.phase is not _ACTIVE or self._theirs.phase is Phase.HANDSHAKE or geometry is None:
+            for block in blocks:  # not the hot path: one by one, with every check
+                if self.can_request(block[0]):
+                    self._send_request(*block)
+                else:
+                    refused.append(block)
+            return refused
+        if self._error is not None:
+            self._check_send(Request)  # raises
+        n, requests, limit = geometry.num_pieces, self._our_requests, self._request_limit
+        have, choked = self.peer_have, self._theirs.choking
+        allowed = self.peer_allowed_fast if self.fast else set()
+        pack, frames = _TRIPLE.pack, []
+        last = size = -1
+        try:  # what was recorded is queued, also when a bad block raises
+            for key in blocks:
+                index, begin, length = key
+                if len(requests) >= limit or (choked and index not in allowed):
+                    refused.append(key)
+                    continue
+                if index != last:
+                    if not 0 <= index < n or (have is not None and index not in have):
+                        raise LocalProtocolError(
+                            f"request for piece {index}: out of range or the peer lacks it"
+                        )
+                    last, size = index, geometry.piece_size(index)
+                if not 0 < length <= codec.MAX_REQUEST_LENGTH or begin < 0 or begin + length > size:
+                    raise LocalProtocolError(f"request ({index}, {begin}, {length}) outside the piece")
+                if key in requests:
+                    raise LocalProtocolError(f"duplicate request {key}")
+                requests[key] = None
+                frames.append(pack(13, _REQUEST_ID, index, begin, length))
+        finally:
+            if frames:
+                self._queue(b"".join(frames))
+        return refused
 
     def send_piece(self, index: int, begin: int, data: Buffer) -> bool:
         """Answer a pending :class:`BlockRequested` with ``data`` (kept by reference, no copy until

@@ -69,6 +69,8 @@ FIXED_PAYLOAD: dict[int, int] = {
 
 # Enum attribute lookups are slow on Python 3.11: the hot path compares with these module constants.
 _PIECE: Final = MessageId.PIECE
+_ACTIVE: Final = Phase.ACTIVE
+_HANDSHAKE: Final = Phase.HANDSHAKE
 _REQUEST: Final = MessageId.REQUEST
 _MAX_PIECE_FRAME: Final = 9 + codec.MAX_REQUEST_LENGTH
 _U32 = struct.Struct(">I")
@@ -137,6 +139,12 @@ class FrameReceiver:
     def _on_request(self, index: int, begin: int, length: int) -> Handled:
         raise NotImplementedError
 
+    def _take_pieces(self, src: memoryview, pos: int, end: int) -> int:
+        """Batch the complete ``piece`` frames of ``src[pos:end]`` that answer our requests, back to
+        back, in one loop (the download hot path with :attr:`batch_blocks`); returns where it stopped:
+        at the first frame that is anything else (left to :meth:`_parse_frame`)."""
+        return pos
+
     def _on_message(self, message: WireMessage) -> Handled:
         raise NotImplementedError
 
@@ -198,7 +206,7 @@ class FrameReceiver:
     def _missing(self) -> int:
         """Bytes still missing for the first buffered frame (or its length prefix) to be complete."""
         avail = len(self._buf) - self._pos
-        if self._theirs.phase is Phase.HANDSHAKE:
+        if self._theirs.phase is _HANDSHAKE:
             return codec.HANDSHAKE_LENGTH - avail
         if avail < 4:
             return 4 - avail
@@ -255,6 +263,11 @@ class FrameReceiver:
                         self._pos = 0
                 elif self._chunk is not None:
                     chunk = self._chunk
+                    if self.batch_blocks and self._theirs.phase is _ACTIVE and not self._awaiting_accept:
+                        self._cpos = self._take_pieces(chunk, self._cpos, len(chunk))
+                        if self._cpos == len(chunk):
+                            self._chunk = None
+                            continue
                     result, self._cpos = self._parse_frame(chunk, self._cpos, len(chunk))
                     if result is None:  # keep the incomplete tail frame
                         buf += chunk[self._cpos :]
@@ -278,7 +291,7 @@ class FrameReceiver:
     def _parse_frame(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled | None, int]:
         """Parse one frame of ``src[pos:end]``: (event | :data:`NO_EVENT` | ``None`` = need more, new pos)."""
         avail = end - pos
-        if self._theirs.phase is Phase.HANDSHAKE:
+        if self._theirs.phase is _HANDSHAKE:
             return self._parse_handshake(src, pos, avail)
         if self._awaiting_accept or avail < 4:
             return None, pos
@@ -304,7 +317,7 @@ class FrameReceiver:
             index, begin, size = _III.unpack_from(src, pos + 5)
             if not 0 < size <= codec.MAX_REQUEST_LENGTH:
                 raise RemoteProtocolError(f"request length {size} outside 1..{codec.MAX_REQUEST_LENGTH}")
-            if self._theirs.phase is not Phase.ACTIVE:
+            if self._theirs.phase is not _ACTIVE:
                 self._received(Request)
             return self._on_request(index, begin, size), stop
         cap = self._caps.get(msg_id, self._unknown_cap)

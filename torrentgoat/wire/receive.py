@@ -33,6 +33,7 @@ Not BEP 6, but tolerated: aria2 sends a whole ``bitfield`` (or ``have all``) mid
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
@@ -84,6 +85,7 @@ from torrentgoat.wire.messages import (
     HaveAll,
     HaveNone,
     Interested,
+    MessageId,
     MetadataData,
     MetadataReject,
     MetadataRequest,
@@ -104,6 +106,11 @@ from torrentgoat.wire.states import FLAGS, Phase, Side, advance
 __all__ = ["MessageReceiver"]
 
 _ACTIVE: Final = Phase.ACTIVE
+_PIECE_ID: Final = int(MessageId.PIECE)
+_PIECE_HEAD: Final = struct.Struct(">IBII")
+"""length, message id, index, begin: the head of a ``piece`` frame (BEP 3)."""
+_MAX_PIECE_FRAME: Final = 9 + codec.MAX_REQUEST_LENGTH
+_MISSING: Final = object()
 _FLAG_EVENTS: dict[type, type[PeerChoked | PeerUnchoked | PeerInterested | PeerNotInterested]] = {
     Choke: PeerChoked,
     Unchoke: PeerUnchoked,
@@ -196,6 +203,28 @@ class MessageReceiver(FrameReceiver):
             return BlockReceived(index=index, begin=begin, data=data, late=True)
         self.unrequested_bytes += len(data)
         return NO_EVENT
+
+    def _take_pieces(self, src: memoryview, pos: int, end: int) -> int:
+        # Only requested blocks, as _on_piece's first case; late and unrequested ones, frames of
+        # other kinds and malformed lengths stop the loop and take the general path.
+        requests = self._our_requests
+        append = self._batch.append
+        unpack = _PIECE_HEAD.unpack_from
+        size = 0
+        while end - pos >= 13:
+            length, msg_id, index, begin = unpack(src, pos)
+            if msg_id != _PIECE_ID or length > _MAX_PIECE_FRAME or length < 10:
+                break
+            stop = pos + 4 + length
+            if stop > end:
+                break
+            if requests.pop((index, begin, length - 9), _MISSING) is _MISSING:
+                break  # not requested (the values are None): the general path decides
+            append((index, begin, src[pos + 13 : stop]))
+            size += length - 9
+            pos = stop
+        self.downloaded += size
+        return pos
 
     def _on_request(self, index: int, begin: int, length: int) -> Handled:
         geometry = self._geometry
