@@ -43,6 +43,7 @@ from torrentgoat.metainfo import Metainfo
 from torrentgoat.primitives import InfoHash
 from torrentgoat.session import SessionConfig
 from torrentgoat.testing.shards import write_model_folder, write_safetensors_shard
+from torrentgoat.testing.swarm import wait_until
 from torrentgoat.testing.timing import scaled
 from torrentgoat.torrent import TorrentConfig
 
@@ -176,16 +177,6 @@ def assert_same_files(metainfo: Metainfo, source_root: Path, copy_root: Path) ->
         assert _digest(copy) == _digest(original), f"{copy} differs from {original}"
         checked += 1
     assert checked > 0
-
-
-async def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str, step: float = 0.1) -> None:
-    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds (:func:`scaled`)."""
-    timeout = scaled(timeout)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(step)
 
 
 async def complete(torrent: Any, *, timeout: float, peers: Sequence[RefProcess] = ()) -> None:

@@ -13,18 +13,15 @@ from torrentgoat.aio.cipherthread import OUTPUT_CHUNK, CipherPool, OrderedCipher
 from torrentgoat.aio.mse import EncryptedListener, MSETransport, open_mse_stream, tcp_connector
 from torrentgoat.mse import EncryptionPolicy, MSEConfig, StreamKeys
 from torrentgoat.mse.crypto import RC4
+from torrentgoat.testing.swarm import wait_until
 
 TIMEOUT = 30.0
 INFO_HASH = Payload.make(1024, seed=3).info_hash
 THREADED = MSEConfig(policy=EncryptionPolicy.REQUIRE, cipher_thread=True)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    await wait_until(predicate, timeout=TIMEOUT, what="the cipher thread's results", step=0.01)
 
 
 async def test_ordered_cipher_matches_the_inline_keystream_in_order() -> None:
