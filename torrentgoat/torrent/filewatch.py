@@ -122,10 +122,15 @@ class FileWatch:
         """Read for serving, then make sure no watched file under the bytes changed (disk pool).
         Raises :class:`~torrentgoat.errors.DataChangedError` (or the read's own ``StorageError``)."""
         self.storage.read_into(piece, begin, buf)
+        self.check(piece, begin, len(buf))
+
+    def check(self, piece: int, begin: int, length: int) -> None:
+        """Raise :class:`~torrentgoat.errors.DataChangedError` when a watched file under ``length``
+        bytes of ``piece`` at ``begin`` changed since it was verified (disk pool: one ``stat`` each)."""
         if not self._signatures or not isinstance(self.storage, FileStorage):
             return
         storage = self.storage
-        for span in self.layout.spans(piece, begin, len(buf)):
+        for span in self.layout.spans(piece, begin, length):
             expected = self._signatures.get(span.file_index)
             if expected is not None and _signature(storage.path_of(span.file_index)) != expected:
                 raise DataChangedError(
