@@ -18,13 +18,16 @@ from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError, StorageError
 from torrentgoat.metainfo import FileEntry
 from torrentgoat.mse import CryptoMethod
+from torrentgoat.session import Session
 from torrentgoat.storage import FileStorage, Layout
+from torrentgoat.testing.hostile import RawPeer
+from torrentgoat.testing.swarm import MiB, loopback_config, make_file_payload, wait_until
 from torrentgoat.testing.wire import make_pair
-from torrentgoat.torrent.pieces import READ, LeaseCache
+from torrentgoat.torrent.pieces import CHANGED, READ, LeaseCache
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import PeerConnection
 from torrentgoat.wire.events import BlockReceived, BlockRequested
-from torrentgoat.wire.messages import Interested, Request, Unchoke
+from torrentgoat.wire.messages import Interested, Piece, RejectRequest, Request, Unchoke
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="sendfile serving is Linux-only (MSG_MORE)")
 
@@ -149,6 +152,9 @@ class _Lease:
         self.spans = spans
         self.released = 0
 
+    def unchanged(self) -> bool:
+        return True
+
     def release(self) -> None:
         self.released += 1
 
@@ -211,6 +217,65 @@ async def test_lease_cache_shares_one_lend_and_releases_on_invalidate_capacity_a
     await late
     assert lender.made[-1].released == 1  # arrived after close: given back at once
     assert cache.find(3, 0, BLOCK, 0.0) is None
+
+
+@linux_only
+async def test_a_file_written_in_place_is_noticed_at_the_next_burst(tmp_path: Path) -> None:
+    layout, _ = _files(tmp_path, [200_000])
+    storage = FileStorage(tmp_path, layout, read_only=True)
+
+    async def lend(piece: int, begin: int, length: int) -> Any:
+        return storage.lend(piece, begin, length)
+
+    cache = LeaseCache(lend, chunk=64 * 1024)
+    await cache.lend(1, 0, 64 * 1024, now=0.0)
+    cache.next_burst()
+    assert cache.find(1, 0, BLOCK, now=0.1) not in (None, READ, CHANGED)
+    with open(tmp_path / "t" / "f0", "r+b") as f:
+        f.seek(70_000)
+        f.write(b"changed")
+    os.utime(tmp_path / "t" / "f0", ns=(1, 1))  # a new modification time, whatever the clock's grain
+    assert cache.find(1, BLOCK, BLOCK, now=0.1) not in (None, READ, CHANGED)  # same burst: not again
+    cache.next_burst()
+    assert cache.find(1, BLOCK, BLOCK, now=0.2) is CHANGED
+    assert cache.find(1, BLOCK, BLOCK, now=0.2) is None  # dropped: lend again (and fail the check)
+    cache.close()
+    storage.close()
+    assert storage.open_files == 0
+
+
+@linux_only
+async def test_a_seed_never_sends_bytes_written_in_place_after_lending(tmp_path: Path) -> None:
+    """End to end over plain TCP: a block is served with sendfile, then the same chunk of the file is
+    overwritten in place; the next request for it is refused (BEP 6), never answered with the bytes."""
+    payload = make_file_payload(tmp_path, 1 * MiB, piece_length=256 * 1024, seed=31)
+    info = payload.metainfo.info
+    path = payload.root / payload.name
+    original = path.read_bytes()
+    async with Session(loopback_config(seed=1)) as session:
+        seed = await session.add(payload.metainfo, payload.root, seed=True)
+        await asyncio.wait_for(seed.wait_complete(), 30)
+        await wait_until(
+            lambda: seed.recovery.watch is not None and bool(seed.recovery.watch.watched),
+            timeout=10,
+            what="the seed to watch its file",
+        )
+        async with await RawPeer.connect("127.0.0.1", session.listen_port) as peer:
+            await peer.handshake(info.info_hash, reserved=codec.make_reserved(extensions=True, fast=True))
+            await peer.send(Interested())
+            assert isinstance(await peer.read_until(Unchoke, timeout=10), Unchoke)
+            await peer.send(Request(index=0, begin=0, length=BLOCK))
+            block = await peer.read_until(Piece, timeout=10)
+            assert isinstance(block, Piece) and bytes(block.data) == original[:BLOCK]
+            uploader = seed.uploader
+            assert uploader is not None and uploader.leases is not None and uploader.leases.lent >= 1
+            with path.open("r+b") as f:
+                f.seek(5 * BLOCK)
+                f.write(bytes(b ^ 0xFF for b in original[5 * BLOCK : 6 * BLOCK]))
+            os.utime(path, ns=(1, 1))
+            await peer.send(Request(index=0, begin=5 * BLOCK, length=BLOCK))
+            answer = await peer.read_until((Piece, RejectRequest), timeout=10)
+            assert isinstance(answer, RejectRequest), "bytes changed on disk were sent"
 
 
 # ---------------------------------------------------------------- the driver, over a real socket

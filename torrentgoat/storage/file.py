@@ -56,14 +56,27 @@ class FileLease:
     ``spans`` are ``(fd, file offset, length)`` in range order.  The descriptors stay open (the
     storage's descriptor cache cannot close them) until :meth:`release`, which is idempotent."""
 
-    __slots__ = ("_handles", "_storage", "spans")
+    __slots__ = ("_handles", "_stamps", "_storage", "spans")
 
     def __init__(
         self, storage: FileStorage, spans: list[tuple[int, int, int]], handles: list[_Handle]
     ) -> None:
         self._storage: FileStorage | None = storage
         self._handles = handles
+        self._stamps: list[tuple[int, int]] = []
         self.spans = spans
+
+    def unchanged(self) -> bool:
+        """Whether every file under the lease still has the size and modification time it had when
+        lent (one ``fstat`` per file: no disk access, safe on the event loop)."""
+        try:
+            for (fd, _, _), stamp in zip(self.spans, self._stamps, strict=True):
+                st = os.fstat(fd)
+                if (st.st_size, st.st_mtime_ns) != stamp:
+                    return False
+        except (OSError, ValueError):
+            return False
+        return True
 
     def release(self) -> None:
         storage, self._storage = self._storage, None
@@ -307,6 +320,8 @@ class FileStorage(SpanStorage):
                 handles.append(handle)
                 self._warm(span.file_index, handle.fd, span.file_offset, span.length)
                 spans.append((handle.fd, span.file_offset, span.length))
+                st = os.fstat(handle.fd)
+                lease._stamps.append((st.st_size, st.st_mtime_ns))
         except BaseException:
             lease.release()
             raise

@@ -20,7 +20,17 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["ChunkReader", "ChunkReaderInto", "Lease", "LeaseCache", "Lender", "PieceBuffers", "ReadCache"]
+__all__ = [
+    "CHANGED",
+    "READ",
+    "ChunkReader",
+    "ChunkReaderInto",
+    "Lease",
+    "LeaseCache",
+    "Lender",
+    "PieceBuffers",
+    "ReadCache",
+]
 
 _CAN_COUNT_REFS = hasattr(sys, "getrefcount")
 
@@ -248,6 +258,9 @@ class Lease(Protocol):
     spans: list[tuple[int, int, int]]
     """``(fd, file offset, length)`` in range order."""
 
+    def unchanged(self) -> bool:
+        """Whether the files still have the size and modification time they had when lent."""
+
     def release(self) -> None: ...
 
 
@@ -257,6 +270,8 @@ were verified, or ``None`` when they are not in one file each (pads, skipped fil
 
 READ = (-1, -1)
 """What :meth:`LeaseCache.find` returns for a block that cannot be sent from a file: read it."""
+CHANGED = (-2, -2)
+"""What :meth:`LeaseCache.find` returns when a file under the block changed since it was lent."""
 
 
 class LeaseCache:
@@ -265,28 +280,37 @@ class LeaseCache:
     A lease holds no memory, only open descriptors, and is trusted for ``ttl`` seconds: the lender
     checked on the disk pool that the files had not changed since verification (``FileWatch``) and
     brought the bytes into the page cache, and ``sendfile`` reads them when they are sent, so a lease
-    is renewed (checked again) rather than kept.  At most ``capacity`` chunks are held; concurrent
-    requests for one chunk share one call of the lender."""
+    is renewed (checked again) rather than kept.  Between, the first :meth:`find` of each burst
+    (:meth:`next_burst`) compares the files' size and modification time with those at lending
+    (``fstat``), so a file written in place is noticed before the next burst, not a second later.
+    At most ``capacity`` chunks are held; concurrent requests for one chunk share one call of the
+    lender."""
 
     def __init__(self, lender: Lender, *, chunk: int, ttl: float = 1.0, capacity: int = 64) -> None:
         self._lender = lender
         self._chunk = max(16 * 1024, chunk)
         self._ttl = ttl
         self._capacity = capacity
-        self._leases: OrderedDict[tuple[int, int], tuple[Lease | None, float]] = OrderedDict()
+        self._leases: OrderedDict[tuple[int, int], tuple[Lease | None, float, list[int]]] = OrderedDict()
         self._pending: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._closed = False
+        self._burst = 0
         self.lent = 0
+
+    def next_burst(self) -> None:
+        """Blocks found from now on belong to a new burst: each lease's files are checked again."""
+        self._burst += 1
 
     def find(self, piece: int, begin: int, length: int, now: float) -> tuple[int, int] | None:
         """``(fd, file offset)`` of the block when a live lease covers it within one file;
-        :data:`READ` when its chunk is lent but the block is not in one file; ``None``: no lease."""
+        :data:`READ` when its chunk is lent but the block is not in one file; :data:`CHANGED` when a
+        file under it changed since lent; ``None``: no lease."""
         chunk = self._chunk
         index = begin // chunk
         entry = self._leases.get((piece, index))
         if entry is None:
             return None
-        lease, expires = entry
+        lease, expires, checked = entry
         if now >= expires:
             del self._leases[(piece, index)]
             if lease is not None:
@@ -294,6 +318,12 @@ class LeaseCache:
             return None
         if lease is None:
             return READ
+        if checked[0] != self._burst:
+            if not lease.unchanged():
+                del self._leases[(piece, index)]
+                lease.release()
+                return CHANGED
+            checked[0] = self._burst
         offset = begin - index * chunk
         for fd, file_offset, span in lease.spans:
             if offset < span:
@@ -331,23 +361,23 @@ class LeaseCache:
         old = self._leases.pop(key, None)
         if old is not None and old[0] is not None:
             old[0].release()
-        self._leases[key] = (lease, now + self._ttl)
+        self._leases[key] = (lease, now + self._ttl, [self._burst])
         self.lent += 1
         while len(self._leases) > self._capacity:
-            _, (gone, _) = self._leases.popitem(last=False)
+            _, (gone, _, _) = self._leases.popitem(last=False)
             if gone is not None:
                 gone.release()
 
     def invalidate(self, piece: int) -> None:
         for key in [k for k in self._leases if k[0] == piece]:
-            lease, _ = self._leases.pop(key)
+            lease, _, _ = self._leases.pop(key)
             if lease is not None:
                 lease.release()
 
     def close(self) -> None:
         """Release every lease; leases still being made are released when they arrive."""
         self._closed = True
-        for lease, _ in self._leases.values():
+        for lease, _, _ in self._leases.values():
             if lease is not None:
                 lease.release()
         self._leases.clear()

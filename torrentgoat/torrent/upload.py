@@ -16,8 +16,9 @@ served from files with ``sendfile`` (``PeerDriver.send_block_direct``): the disk
 chunk (:class:`~torrentgoat.torrent.pieces.LeaseCache`: descriptors held open, the bytes brought
 into the page cache, the files checked unchanged since verification) and the event loop writes each
 block's header and sends the block from the page cache -- no copy into Python, no thread hop per
-read.  Leases last :data:`LEASE_TTL` seconds, then the files are checked again.  Encrypted and uTP
-connections, pads, skipped files and paced uploads take the read cache.
+read.  Leases last :data:`LEASE_TTL` seconds, then the files are checked again (their size and
+modification time with ``fstat`` before every burst meanwhile).  Encrypted and uTP connections,
+pads, skipped files and paced uploads take the read cache.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import asyncio
 import logging
 from collections import deque
 
-from torrentgoat.errors import StorageError
+from torrentgoat.errors import DataChangedError, StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import BlockRef
 from torrentgoat.storage import FileStorage, Storage
 from torrentgoat.torrent.filewatch import FileWatch
 from torrentgoat.torrent.handle import TorrentHandle
-from torrentgoat.torrent.pieces import READ, Lease, LeaseCache, ReadCache
+from torrentgoat.torrent.pieces import CHANGED, READ, Lease, LeaseCache, ReadCache
 from torrentgoat.torrent.wirepeer import WirePeer
 from torrentgoat.wire.fast import allowed_fast_set
 from torrentgoat.wire.messages import AllowedFast
@@ -235,6 +236,7 @@ class Uploader:
         if not driver.begin_direct():
             return True  # wait until the transport drained
         now = torrent.now()
+        leases.next_burst()
         sent = 0
         ahead = True
         direct = True
@@ -258,6 +260,12 @@ class Uploader:
             if where is READ:
                 direct = False
                 break
+            if where is CHANGED:
+                queue.popleft()
+                torrent.data_lost(
+                    piece, DataChangedError(f"a file of piece {piece} changed on disk while seeding")
+                )
+                continue
             if ahead:  # lend the chunk of the last queued request before it is needed
                 ahead = False
                 self._lend_ahead(queue, leases, now)
