@@ -50,6 +50,9 @@ BURST = 256 * 1024
 """Bytes of blocks one serving burst queues before it books them and flushes (the driver's own
 ``WRITE_NOW``: one ``writelines`` per burst)."""
 
+DIRECT_BURST = 1024 * 1024
+"""Bytes of blocks one ``sendfile`` burst writes before the peer yields to the others (no copy is
+queued anywhere: what the socket does not take waits in the transport, one block at most)."""
 LEASE_CHUNK = 4 * 1024 * 1024
 """Bytes of a piece lent for ``sendfile`` at a time (one disk-pool call each)."""
 LEASE_TTL = 1.0
@@ -240,7 +243,7 @@ class Uploader:
         sent = 0
         ahead = True
         direct = True
-        while queue and sent < BURST:
+        while queue and sent < DIRECT_BURST:
             piece, begin, length = queue[0]
             where = leases.find(piece, begin, length, now)
             if where is None:
