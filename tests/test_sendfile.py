@@ -15,7 +15,7 @@ import pytest
 
 from torrentgoat.aio.peer import PeerDriver, _direct_socket
 from torrentgoat.bitfield import Bitfield
-from torrentgoat.errors import LocalProtocolError, StorageError
+from torrentgoat.errors import LocalProtocolError, RemoteProtocolError, StorageError
 from torrentgoat.metainfo import FileEntry
 from torrentgoat.mse import CryptoMethod
 from torrentgoat.session import Session
@@ -26,8 +26,8 @@ from torrentgoat.testing.wire import make_pair
 from torrentgoat.torrent.pieces import CHANGED, READ, LeaseCache
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import PeerConnection
-from torrentgoat.wire.events import BlockReceived, BlockRequested
-from torrentgoat.wire.messages import Interested, Piece, RejectRequest, Request, Unchoke
+from torrentgoat.wire.events import BlockReceived, BlockRequested, BlocksRequested, RequestCancelled
+from torrentgoat.wire.messages import Cancel, Interested, Piece, RejectRequest, Request, Unchoke
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="sendfile serving is Linux-only (MSG_MORE)")
 
@@ -73,6 +73,49 @@ def test_answer_request_refuses_while_output_is_queued() -> None:
         pair.b.answer_request(2, 0, BLOCK)  # its header would overtake the queued block
     pair.b.buffers_to_send()
     assert pair.b.answer_request(2, 0, BLOCK) is not None
+
+
+def _batching_seed() -> Any:
+    pair = _unchoked_seed_pair()
+    pair.b.batch_requests = True
+    return pair
+
+
+def _request(index: int, begin: int, length: int = BLOCK) -> bytes:
+    return codec.encode_message(Request(index=index, begin=begin, length=length))
+
+
+def test_a_run_of_requests_is_one_event_and_other_frames_keep_their_place() -> None:
+    pair = _batching_seed()
+    run = b"".join(_request(i % 8, (i // 8) * BLOCK) for i in range(12))
+    cancel = codec.encode_message(Cancel(index=0, begin=0, length=BLOCK))
+    pair.b.receive_data(run + cancel + _request(7, BLOCK) + _request(6, BLOCK) + _request(6, BLOCK))
+    events = list(iter(pair.b.next_event, None))
+    assert [type(e) for e in events] == [BlocksRequested, RequestCancelled, BlocksRequested]
+    first, second = cast(BlocksRequested, events[0]), cast(BlocksRequested, events[2])
+    assert first.requests == [(i % 8, (i // 8) * BLOCK, BLOCK) for i in range(12)]
+    assert second.requests == [(7, BLOCK, BLOCK), (6, BLOCK, BLOCK)]  # the duplicate dropped
+
+
+def test_requests_before_a_malformed_one_are_delivered_first() -> None:
+    pair = _batching_seed()
+    pair.b.receive_data(_request(1, 0) + _request(1, BLOCK) + _request(1, 2 * BLOCK, 0))
+    first = pair.b.next_event()
+    assert isinstance(first, BlocksRequested) and first.requests == [(1, 0, BLOCK), (1, BLOCK, BLOCK)]
+    with pytest.raises(RemoteProtocolError):
+        pair.b.next_event()
+
+
+def test_a_run_split_across_reads_loses_nothing() -> None:
+    pair = _batching_seed()
+    data = b"".join(_request(i % 8, (i // 8) * BLOCK) for i in range(16))
+    got: list[tuple[int, int, int]] = []
+    for cut in range(0, len(data), 23):  # frames split at every odd place
+        pair.b.receive_data(data[cut : cut + 23])
+        for event in iter(pair.b.next_event, None):
+            assert isinstance(event, BlocksRequested)
+            got += event.requests
+    assert got == [(i % 8, (i // 8) * BLOCK, BLOCK) for i in range(16)]
 
 
 # ---------------------------------------------------------------- storage leases

@@ -74,6 +74,8 @@ _MAX_PIECE_FRAME: Final = 9 + codec.MAX_REQUEST_LENGTH
 _U32 = struct.Struct(">I")
 _II = struct.Struct(">II")
 _III = struct.Struct(">III")
+_REQ_FRAME = struct.Struct(">IBIII")
+"""length, message id, index, begin, length: a whole ``request`` frame (BEP 3)."""
 _HANDSHAKE_PREFIX = bytes([len(PROTOCOL)]) + PROTOCOL
 
 
@@ -306,7 +308,10 @@ class FrameReceiver:
                 raise RemoteProtocolError(f"request length {size} outside 1..{codec.MAX_REQUEST_LENGTH}")
             if self._theirs.phase is not Phase.ACTIVE:
                 self._received(Request)
-            return self._on_request(index, begin, size), stop
+            handled = self._on_request(index, begin, size)
+            if handled is NO_EVENT and self.batch_requests:  # batched: the requests after it in one loop
+                return self._more_requests(src, stop, end)
+            return handled, stop
         cap = self._caps.get(msg_id, self._unknown_cap)
         if msg_id in FIXED_PAYLOAD and length != cap:
             raise RemoteProtocolError(f"message id {msg_id} with length {length} (must be {cap})")
@@ -319,6 +324,25 @@ class FrameReceiver:
         if message is None:
             return NO_EVENT, stop  # unknown id: skipped (see codec.decode_message)
         return self._on_message(message), stop
+
+    def _more_requests(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled, int]:
+        """The complete ``request`` frames right after a batched one, in one loop (the seeding hot
+        path: a peer's requests arrive back to back); stops at any other frame, or at a request that
+        produced an event, and returns it with the position after it."""
+        unpack = _REQ_FRAME.unpack_from
+        on_request = self._on_request
+        limit = codec.MAX_REQUEST_LENGTH
+        while end - pos >= 17:
+            length, msg_id, index, begin, size = unpack(src, pos)
+            if length != 13 or msg_id != _REQUEST:
+                break
+            if not 0 < size <= limit:
+                raise RemoteProtocolError(f"request length {size} outside 1..{limit}")
+            pos += 17
+            handled = on_request(index, begin, size)
+            if handled is not NO_EVENT:
+                return handled, pos
+        return NO_EVENT, pos
 
     def _parse_handshake(
         self, src: bytearray | memoryview, pos: int, avail: int
