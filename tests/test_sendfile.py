@@ -25,8 +25,13 @@ from torrentgoat.testing.swarm import MiB, loopback_config, make_file_payload, w
 from torrentgoat.testing.wire import make_pair
 from torrentgoat.torrent.pieces import CHANGED, READ, LeaseCache
 from torrentgoat.wire import codec
-from torrentgoat.wire.connection import PeerConnection
-from torrentgoat.wire.events import BlockReceived, BlockRequested, BlocksRequested, RequestCancelled
+from torrentgoat.wire.connection import PeerConnection, WireConfig
+from torrentgoat.wire.events import (
+    BlockReceived,
+    BlockRequested,
+    BlocksRequested,
+    RequestCancelled,
+)
 from torrentgoat.wire.messages import Cancel, Interested, Piece, RejectRequest, Request, Unchoke
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="sendfile serving is Linux-only (MSG_MORE)")
@@ -95,6 +100,44 @@ def test_a_run_of_requests_is_one_event_and_other_frames_keep_their_place() -> N
     first, second = cast(BlocksRequested, events[0]), cast(BlocksRequested, events[2])
     assert first.requests == [(i % 8, (i // 8) * BLOCK, BLOCK) for i in range(12)]
     assert second.requests == [(7, BLOCK, BLOCK), (6, BLOCK, BLOCK)]  # the duplicate dropped
+
+
+def test_a_run_keeps_every_rule_of_a_single_request() -> None:
+    have = Bitfield(8)
+    for index in (0, 1, 7):
+        have.add(index)
+    pair = make_pair(b_have=have, a_config=WireConfig(), b_config=WireConfig(max_peer_requests=4))
+    pair.pump()
+    pair.a.send(Interested())
+    pair.pump()
+    pair.b.send(Unchoke())
+    pair.pump()
+    pair.take("a")
+    pair.take("b")
+    pair.b.batch_requests = True
+    pair.b.receive_data(
+        _request(0, 0)
+        + _request(2, 0)  # a piece we lack: rejected (BEP 6), not queued
+        + _request(7, BLOCK)  # the last piece: checked by the general rules
+        + _request(1, 0)
+        + _request(1, 0)  # a duplicate: dropped
+        + _request(1, BLOCK)  # the fourth queued: reqq is 4
+        + _request(0, BLOCK)  # over reqq: rejected (BEP 6)
+    )
+    events = list(iter(pair.b.next_event, None))
+    assert [type(e) for e in events] == [BlocksRequested]
+    assert cast(BlocksRequested, events[0]).requests == [
+        (0, 0, BLOCK),
+        (7, BLOCK, BLOCK),
+        (1, 0, BLOCK),
+        (1, BLOCK, BLOCK),
+    ]
+    assert pair.b.data_to_send() == codec.encode_message(
+        RejectRequest(index=2, begin=0, length=BLOCK)
+    ) + codec.encode_message(RejectRequest(index=0, begin=BLOCK, length=BLOCK))
+    pair.b.receive_data(_request(0, 2 * BLOCK) + _request(0, 32 * 1024 - 1))  # outside the piece
+    with pytest.raises(RemoteProtocolError):
+        pair.b.next_event()
 
 
 def test_requests_before_a_malformed_one_are_delivered_first() -> None:

@@ -74,8 +74,6 @@ _MAX_PIECE_FRAME: Final = 9 + codec.MAX_REQUEST_LENGTH
 _U32 = struct.Struct(">I")
 _II = struct.Struct(">II")
 _III = struct.Struct(">III")
-_REQ_FRAME = struct.Struct(">IBIII")
-"""length, message id, index, begin, length: a whole ``request`` frame (BEP 3)."""
 _HANDSHAKE_PREFIX = bytes([len(PROTOCOL)]) + PROTOCOL
 
 
@@ -329,19 +327,6 @@ class FrameReceiver:
         """The complete ``request`` frames right after a batched one, in one loop (the seeding hot
         path: a peer's requests arrive back to back); stops at any other frame, or at a request that
         produced an event, and returns it with the position after it."""
-        unpack = _REQ_FRAME.unpack_from
-        on_request = self._on_request
-        limit = codec.MAX_REQUEST_LENGTH
-        while end - pos >= 17:
-            length, msg_id, index, begin, size = unpack(src, pos)
-            if length != 13 or msg_id != _REQUEST:
-                break
-            if not 0 < size <= limit:
-                raise RemoteProtocolError(f"request length {size} outside 1..{limit}")
-            pos += 17
-            handled = on_request(index, begin, size)
-            if handled is not NO_EVENT:
-                return handled, pos
         return NO_EVENT, pos
 
     def _parse_handshake(
