@@ -21,8 +21,16 @@ from torrentgoat.mse import CryptoMethod
 from torrentgoat.session import Session
 from torrentgoat.storage import FileStorage, Layout
 from torrentgoat.testing.hostile import RawPeer
-from torrentgoat.testing.swarm import MiB, loopback_config, make_file_payload, wait_until
+from torrentgoat.testing.swarm import (
+    MiB,
+    assert_same_files,
+    loopback_config,
+    make_file_payload,
+    make_model_payload,
+    wait_until,
+)
 from torrentgoat.testing.wire import make_pair
+from torrentgoat.torrent import upload
 from torrentgoat.torrent.pieces import CHANGED, READ, LeaseCache
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import PeerConnection, WireConfig
@@ -270,9 +278,9 @@ async def test_lease_cache_finds_blocks_within_one_file_and_says_read_otherwise(
     assert cache.find(0, 0, BLOCK, now=0.0) is None
     await cache.lend(0, 0, 64 * 1024, now=0.0)
     assert lender.calls == [(0, 0, 64 * 1024)]
-    assert cache.find(0, BLOCK, BLOCK, now=0.5) == (5, 1000 + BLOCK)
+    assert cache.find(0, BLOCK, BLOCK, now=0.5) == (5, 1000, 0, 40_000)  # file offset = begin + 1000
     assert cache.find(0, 2 * BLOCK, BLOCK, now=0.5) is READ  # crosses from file 5 into file 6
-    assert cache.find(0, 3 * BLOCK, BLOCK, now=0.5) == (6, 3 * BLOCK - 40_000)
+    assert cache.find(0, 3 * BLOCK, BLOCK, now=0.5) == (6, -40_000, 40_000, 64 * 1024)
     await cache.lend(1, 0, 64 * 1024, now=0.0)
     assert cache.find(1, 0, BLOCK, now=0.1) is READ  # not lendable (pads): read
     assert cache.find(0, 0, BLOCK, now=1.0) is None  # expired: the files are checked again
@@ -362,6 +370,30 @@ async def test_a_seed_never_sends_bytes_written_in_place_after_lending(tmp_path:
             await peer.send(Request(index=0, begin=5 * BLOCK, length=BLOCK))
             answer = await peer.read_until((Piece, RejectRequest), timeout=10)
             assert isinstance(answer, RejectRequest), "bytes changed on disk were sent"
+
+
+@linux_only
+async def test_a_multi_file_torrent_in_small_leases_arrives_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases of 64 KiB (4 per piece), files with pads between them: blocks inside one file go by
+    sendfile, the others through the read cache, and the copy is byte for byte the same."""
+    monkeypatch.setattr(upload, "LEASE_CHUNK", 64 * 1024)
+    payload = make_model_payload(
+        tmp_path, shards=2, shard_size=1 * MiB + 777, piece_length=256 * 1024, seed=5
+    )
+    async with Session(loopback_config(seed=1)) as seeding, Session(loopback_config(seed=2)) as leeching:
+        seed = await seeding.add(payload.metainfo, payload.root, seed=True)
+        await asyncio.wait_for(seed.wait_complete(), 30)
+        leech = await leeching.add(
+            payload.metainfo, tmp_path / "down", peers=[f"127.0.0.1:{seeding.listen_port}"]
+        )
+        await asyncio.wait_for(leech.wait_complete(), 60)
+        assert leech.hash_failures == 0
+        uploader = seed.uploader
+        assert uploader is not None and uploader.leases is not None and uploader.leases.lent >= 8
+        assert uploader.cache.misses > 0  # blocks across a file boundary were read
+    assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
 # ---------------------------------------------------------------- the driver, over a real socket

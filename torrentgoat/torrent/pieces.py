@@ -30,6 +30,7 @@ __all__ = [
     "Lender",
     "PieceBuffers",
     "ReadCache",
+    "Span",
 ]
 
 _CAN_COUNT_REFS = hasattr(sys, "getrefcount")
@@ -268,9 +269,11 @@ Lender = Callable[[int, int, int], Awaitable[Lease | None]]
 """``(piece, begin, length)`` -> a lease with the bytes in the page cache and unchanged since they
 were verified, or ``None`` when they are not in one file each (pads, skipped files)."""
 
-READ = (-1, -1)
+Span = tuple[int, int, int, int]
+"""``(fd, delta, lo, hi)``: the bytes ``[lo, hi)`` of a piece lie in file ``fd`` at ``offset + delta``."""
+READ: Span = (-1, -1, -1, -1)
 """What :meth:`LeaseCache.find` returns for a block that cannot be sent from a file: read it."""
-CHANGED = (-2, -2)
+CHANGED: Span = (-2, -2, -2, -2)
 """What :meth:`LeaseCache.find` returns when a file under the block changed since it was lent."""
 
 
@@ -301,8 +304,9 @@ class LeaseCache:
         """Blocks found from now on belong to a new burst: each lease's files are checked again."""
         self._burst += 1
 
-    def find(self, piece: int, begin: int, length: int, now: float) -> tuple[int, int] | None:
-        """``(fd, file offset)`` of the block when a live lease covers it within one file;
+    def find(self, piece: int, begin: int, length: int, now: float) -> Span | None:
+        """The :data:`Span` holding the block when a live lease covers it within one file (the
+        blocks after it in the same span need no other call);
         :data:`READ` when its chunk is lent but the block is not in one file; :data:`CHANGED` when a
         file under it changed since lent; ``None``: no lease."""
         chunk = self._chunk
@@ -324,11 +328,12 @@ class LeaseCache:
                 lease.release()
                 return CHANGED
             checked[0] = self._burst
-        offset = begin - index * chunk
+        lo = index * chunk
         for fd, file_offset, span in lease.spans:
-            if offset < span:
-                return (fd, file_offset + offset) if offset + length <= span else READ
-            offset -= span
+            hi = lo + span
+            if begin < hi:
+                return (fd, file_offset - lo, lo, hi) if begin + length <= hi else READ
+            lo = hi
         return READ
 
     def pending(self, piece: int, begin: int) -> bool:

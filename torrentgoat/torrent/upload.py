@@ -243,40 +243,46 @@ class Uploader:
         sent = 0
         ahead = True
         direct = True
+        at = -1  # the piece of the span in hand: its bytes [lo, hi) are in file fd at offset + delta
+        fd = delta = lo = hi = 0
         while queue and sent < DIRECT_BURST:
             piece, begin, length = queue[0]
-            where = leases.find(piece, begin, length, now)
-            if where is None:
-                if sent:
-                    self._sent(wp, sent)
-                    sent = 0
-                try:
-                    await leases.lend(piece, begin, info.piece_size(piece), now)
-                except StorageError as exc:
-                    queue.popleft()
-                    torrent.data_lost(piece, exc)  # as a failed read: the piece is taken back
+            if piece != at or begin < lo or begin + length > hi:
+                at = -1
+                where = leases.find(piece, begin, length, now)
+                if where is None:
+                    if sent:
+                        self._sent(wp, sent)
+                        sent = 0
+                    try:
+                        await leases.lend(piece, begin, info.piece_size(piece), now)
+                    except StorageError as exc:
+                        queue.popleft()
+                        torrent.data_lost(piece, exc)  # as a failed read: the piece is taken back
+                        continue
+                    if not driver.begin_direct():  # other code ran meanwhile: its output goes first
+                        return True
+                    now = torrent.now()
                     continue
-                if not driver.begin_direct():  # other code ran meanwhile: anything it queued goes first
-                    return True
-                now = torrent.now()
-                continue
-            if where is READ:
-                direct = False
-                break
-            if where is CHANGED:
-                queue.popleft()
-                torrent.data_lost(
-                    piece, DataChangedError(f"a file of piece {piece} changed on disk while seeding")
-                )
-                continue
-            if ahead:  # lend the chunk of the last queued request before it is needed
-                ahead = False
-                self._lend_ahead(queue, leases, now)
+                if where is READ:
+                    direct = False
+                    break
+                if where is CHANGED:
+                    queue.popleft()
+                    torrent.data_lost(
+                        piece, DataChangedError(f"a file of piece {piece} changed on disk while seeding")
+                    )
+                    continue
+                fd, delta, lo, hi = where
+                at = piece
+                if ahead:  # lend the chunk of the last queued request before it is needed
+                    ahead = False
+                    self._lend_ahead(queue, leases, now)
             queue.popleft()
             header = engine.answer_request(piece, begin, length)
             if header is None:
                 continue  # cancelled, or dropped by our choke
-            if not driver.send_block_direct(header, where[0], where[1], length):
+            if not driver.send_block_direct(header, fd, begin + delta, length):
                 torrent.data_lost(piece, StorageError(f"piece {piece}: its file ended early"))
                 return True
             sent += length

@@ -98,6 +98,9 @@ __all__ = [
 ]
 
 _TRIPLE = struct.Struct(">IBIII")
+_PIECE_HEADER = struct.Struct(">IBII")
+"""length, id, index, begin: the 13 bytes before a ``piece`` message's block (BEP 3)."""
+_PIECE_ID: Final = 7
 _REQUEST_ID: Final = MessageId.REQUEST
 _REJECT_ID: Final = MessageId.REJECT_REQUEST
 _ACTIVE: Final = Phase.ACTIVE
@@ -655,7 +658,7 @@ class PeerConnection(MessageReceiver):
         del self._peer_requests[key]
         self._sent_since_tick = True
         self.uploaded += length
-        return codec.encode_piece_header(index, begin, length)
+        return _PIECE_HEADER.pack(9 + length, _PIECE_ID, index, begin)
 
     # --- timers ---------------------------------------------------------------------------------
 
