@@ -57,6 +57,9 @@ LEASE_CHUNK = 4 * 1024 * 1024
 """Bytes of a piece lent for ``sendfile`` at a time (one disk-pool call each)."""
 LEASE_TTL = 1.0
 """Seconds a lease is trusted before its files are checked again."""
+LEASES = 128
+"""Chunks lent at once: one for each piece in flight to each peer (many peers fetch different
+pieces), but each may hold a file open, so no more than the storage's own descriptor cache."""
 
 
 class Uploader:
@@ -78,7 +81,9 @@ class Uploader:
         )
         self.leases: LeaseCache | None = None
         if isinstance(storage, FileStorage) and config.sendfile:
-            self.leases = LeaseCache(self._lend, chunk=min(LEASE_CHUNK, info.piece_length), ttl=LEASE_TTL)
+            self.leases = LeaseCache(
+                self._lend, chunk=min(LEASE_CHUNK, info.piece_length), ttl=LEASE_TTL, capacity=LEASES
+            )
 
     async def _read(self, piece: int, begin: int, length: int) -> bytes:
         buf = bytearray(length)
