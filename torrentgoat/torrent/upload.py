@@ -50,7 +50,7 @@ BURST = 256 * 1024
 """Bytes of blocks one serving burst queues before it books them and flushes (the driver's own
 ``WRITE_NOW``: one ``writelines`` per burst)."""
 
-DIRECT_BURST = 1024 * 1024
+DIRECT_BURST = 4 * 1024 * 1024
 """Bytes of blocks one ``sendfile`` burst writes before the peer yields to the others (no copy is
 queued anywhere: what the socket does not take waits in the transport, one block at most)."""
 LEASE_CHUNK = 4 * 1024 * 1024
