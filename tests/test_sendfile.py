@@ -549,6 +549,32 @@ async def test_a_file_ending_inside_a_block_closes_the_connection(tmp_path: Path
         server.close()
 
 
+@linux_only
+async def test_a_peer_gone_mid_burst_closes_the_connection_and_later_blocks_are_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(BLOCK))
+    driver, _, handler, sink, server = await _connected()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert sink.transport is not None
+        sink.transport.abort()  # the peer resets the connection
+        await asyncio.wait_for(sink.lost.wait(), 10)
+        for _ in range(1000):  # the reset reaches us on a send (or as connection_lost)
+            if driver.closed:
+                break
+            if driver.begin_direct():
+                driver.send_block_direct(b"HDR", fd, 0, BLOCK)
+            await asyncio.sleep(0.001)
+        assert driver.closed and handler.closed
+        assert driver.send_block_direct(b"HDR", fd, 0, BLOCK)  # nothing more goes out, no error
+        assert not driver.begin_direct()
+    finally:
+        os.close(fd)
+        server.close()
+
+
 class _Transport:
     def __init__(self, extra: dict[str, Any]) -> None:
         self.extra = extra

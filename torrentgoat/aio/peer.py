@@ -302,7 +302,8 @@ class PeerDriver(asyncio.Protocol):
         after :meth:`begin_direct` returned True and while :attr:`writable`.  Returns False when the
         file ended before the block did: the message cannot be completed, the connection is closed."""
         sock = self._sock
-        assert sock is not None and self.transport is not None
+        if sock is None or self.transport is None:
+            return True  # closed meanwhile: nothing more goes out
         rest = header
         done = 0
         try:

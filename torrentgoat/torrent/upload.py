@@ -291,7 +291,7 @@ class Uploader:
                 torrent.data_lost(piece, StorageError(f"piece {piece}: its file ended early"))
                 return True
             sent += length
-            if not driver.writable:
+            if not driver.writable or driver.closed:
                 break
         if sent:
             self._sent(wp, sent)
