@@ -255,6 +255,7 @@ class MessageReceiver(FrameReceiver):
         limit = codec.MAX_REQUEST_LENGTH
         piece_length = geometry.piece_length
         last = geometry.num_pieces - 1
+        held = -1  # a piece already found in the have-set (requests come piece by piece)
         while end - pos >= 17:
             length, msg_id, index, begin, size = unpack(src, pos)
             if length != 13 or msg_id != _REQUEST_ID:
@@ -263,11 +264,12 @@ class MessageReceiver(FrameReceiver):
                 raise RemoteProtocolError(f"request length {size} outside 1..{limit}")
             pos += 17
             key = (index, begin, size)
+            if index != held and 0 <= index < last and index in have:
+                held = index
             if (
-                0 <= index < last
+                index == held
                 and begin >= 0
                 and begin + size <= piece_length
-                and index in have
                 and key not in requests
                 and len(requests) < cap
             ):
