@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import os
 import socket
@@ -72,6 +73,17 @@ LOW_WATER = 1024 * 1024
 """... and back to True (``resume_writing``)."""
 
 _MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
+_SOCKET_GONE = {
+    errno.EPIPE,
+    errno.ECONNRESET,
+    errno.ENOTCONN,
+    errno.ESHUTDOWN,
+    errno.ETIMEDOUT,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+}
+"""``sendfile`` errors of the socket (the peer is gone); any other is the file's (a failing disk)."""
 
 
 def _direct_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
@@ -300,7 +312,8 @@ class PeerDriver(asyncio.Protocol):
         ``length`` bytes of file ``fd`` at ``offset`` (in the page cache: ``sendfile`` runs on the
         event loop).  What the socket does not take is read and handed to the transport.  Only
         after :meth:`begin_direct` returned True and while :attr:`writable`.  Returns False when the
-        file ended before the block did: the message cannot be completed, the connection is closed."""
+        file ended before the block did or could not be read: the message cannot be completed, the
+        connection is closed (the caller reports the piece lost)."""
         sock = self._sock
         if sock is None or self.transport is None:
             return True  # closed meanwhile: nothing more goes out
@@ -320,8 +333,11 @@ class PeerDriver(asyncio.Protocol):
         except (BlockingIOError, InterruptedError):
             pass  # the socket is full: the transport takes the rest
         except OSError as exc:
-            self.close(f"connection lost: {exc}")
-            return True
+            if exc.errno in _SOCKET_GONE:
+                self.close(f"connection lost: {exc}")
+                return True
+            self.close(f"reading a served file failed: {exc.strerror or exc}")  # the block is cut
+            return False
         try:
             data = os.pread(fd, length - done, offset + done)
         except OSError:

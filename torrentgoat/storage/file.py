@@ -56,23 +56,31 @@ class FileLease:
     ``spans`` are ``(fd, file offset, length)`` in range order.  The descriptors stay open (the
     storage's descriptor cache cannot close them) until :meth:`release`, which is idempotent."""
 
-    __slots__ = ("_handles", "_stamps", "_storage", "spans")
+    __slots__ = ("_handles", "_storage", "files", "spans", "stamps")
 
     def __init__(
         self, storage: FileStorage, spans: list[tuple[int, int, int]], handles: list[_Handle]
     ) -> None:
         self._storage: FileStorage | None = storage
         self._handles = handles
-        self._stamps: list[tuple[int, int]] = []
         self.spans = spans
+        self.files: list[int] = []
+        """The file index of each span."""
+        self.stamps: list[tuple[int, int, int, int]] = []
+        """``(st_dev, st_ino, st_size, st_mtime_ns)`` of each span's descriptor when lent."""
+
+    def _stamp(self, file_index: int, fd: int) -> None:
+        st = os.fstat(fd)
+        self.files.append(file_index)
+        self.stamps.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
     def unchanged(self) -> bool:
         """Whether every file under the lease still has the size and modification time it had when
         lent (one ``fstat`` per file: no disk access, safe on the event loop)."""
         try:
-            for (fd, _, _), stamp in zip(self.spans, self._stamps, strict=True):
+            for (fd, _, _), stamp in zip(self.spans, self.stamps, strict=True):
                 st = os.fstat(fd)
-                if (st.st_size, st.st_mtime_ns) != stamp:
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != stamp:
                     return False
         except (OSError, ValueError):
             return False
@@ -320,11 +328,47 @@ class FileStorage(SpanStorage):
                 handles.append(handle)
                 self._warm(span.file_index, handle.fd, span.file_offset, span.length)
                 spans.append((handle.fd, span.file_offset, span.length))
-                st = os.fstat(handle.fd)
-                lease._stamps.append((st.st_size, st.st_mtime_ns))
+                lease._stamp(span.file_index, handle.fd)
         except BaseException:
             lease.release()
             raise
+        return lease
+
+    def lend_cached(self, piece: int, begin: int, length: int) -> FileLease | None:
+        """:meth:`lend` without blocking, for the event loop: only when every file is open already
+        and the first and last byte of each span are in the page cache (``preadv`` with
+        ``RWF_NOWAIT``; the kernel caches and reads ahead in runs, so the bytes between are all but
+        surely there too); else ``None`` -- call :meth:`lend` on the disk pool.  Raises nothing."""
+        if not _NOWAIT or self._closed:
+            return None
+        spans: list[tuple[int, int, int]] = []
+        handles: list[_Handle] = []
+        lease = FileLease(self, spans, handles)
+        probe = bytearray(1)
+        try:
+            for span in self._layout.spans(piece, begin, length):
+                if span.pad or span.file_index in self._skipped:
+                    lease.release()
+                    return None
+                with self._lock:
+                    handle = self._handles.get(span.file_index)
+                    if handle is None or handle.evicted:
+                        lease.release()
+                        return None
+                    handle.refs += 1
+                handles.append(handle)
+                fd, offset = handle.fd, span.file_offset
+                if (
+                    os.preadv(fd, [probe], offset, _NOWAIT) != 1
+                    or os.preadv(fd, [probe], offset + span.length - 1, _NOWAIT) != 1
+                ):
+                    lease.release()
+                    return None
+                spans.append((fd, offset, span.length))
+                lease._stamp(span.file_index, fd)
+        except (OSError, StorageError):  # EAGAIN: not cached; anything else: let the disk pool say
+            lease.release()
+            return None
         return lease
 
     def _warm(self, file_index: int, fd: int, offset: int, length: int) -> None:
