@@ -244,8 +244,6 @@ def test_lend_refuses_pads_and_reports_missing_or_short_files(tmp_path: Path) ->
 class _Lease:
     def __init__(self, spans: list[tuple[int, int, int]]) -> None:
         self.spans = spans
-        self.files = [0] * len(spans)
-        self.stamps = [(0, 0, 0, 0)] * len(spans)
         self.released = 0
 
     def unchanged(self) -> bool:

@@ -334,43 +334,6 @@ class FileStorage(SpanStorage):
             raise
         return lease
 
-    def lend_cached(self, piece: int, begin: int, length: int) -> FileLease | None:
-        """:meth:`lend` without blocking, for the event loop: only when every file is open already
-        and the first and last byte of each span are in the page cache (``preadv`` with
-        ``RWF_NOWAIT``; the kernel caches and reads ahead in runs, so the bytes between are all but
-        surely there too); else ``None`` -- call :meth:`lend` on the disk pool.  Raises nothing."""
-        if not _NOWAIT or self._closed:
-            return None
-        spans: list[tuple[int, int, int]] = []
-        handles: list[_Handle] = []
-        lease = FileLease(self, spans, handles)
-        probe = bytearray(1)
-        try:
-            for span in self._layout.spans(piece, begin, length):
-                if span.pad or span.file_index in self._skipped:
-                    lease.release()
-                    return None
-                with self._lock:
-                    handle = self._handles.get(span.file_index)
-                    if handle is None or handle.evicted:
-                        lease.release()
-                        return None
-                    handle.refs += 1
-                handles.append(handle)
-                fd, offset = handle.fd, span.file_offset
-                if (
-                    os.preadv(fd, [probe], offset, _NOWAIT) != 1
-                    or os.preadv(fd, [probe], offset + span.length - 1, _NOWAIT) != 1
-                ):
-                    lease.release()
-                    return None
-                spans.append((fd, offset, span.length))
-                lease._stamp(span.file_index, fd)
-        except (OSError, StorageError):  # EAGAIN: not cached; anything else: let the disk pool say
-            lease.release()
-            return None
-        return lease
-
     def _warm(self, file_index: int, fd: int, offset: int, length: int) -> None:
         """Read ``length`` bytes at ``offset`` into the page cache without copying them out:
         ``sendfile`` to ``/dev/null`` (Linux splices the pages and drops them)."""

@@ -128,18 +128,6 @@ class FileWatch:
         self.storage.read_into(piece, begin, buf)
         self.check(piece, begin, len(buf))
 
-    def accepts(self, files: list[int], stamps: list[Signature]) -> bool:
-        """Whether descriptors with these ``fstat`` signatures hold the bytes verified: each watched
-        file's matches the one taken at verification (no path lookup: safe on the event loop; a
-        file replaced under an open descriptor still reads as verified, and the timer notices the
-        new one)."""
-        signatures = self._signatures
-        for f, stamp in zip(files, stamps, strict=True):
-            expected = signatures.get(f)
-            if expected is not None and expected != stamp:
-                return False
-        return True
-
     def check(self, piece: int, begin: int, length: int) -> None:
         """Raise :class:`~torrentgoat.errors.DataChangedError` when a watched file under ``length``
         bytes of ``piece`` at ``begin`` changed since it was verified (disk pool: one ``stat`` each)."""

@@ -259,11 +259,6 @@ class Lease(Protocol):
     spans: list[tuple[int, int, int]]
     """``(fd, file offset, length)`` in range order."""
 
-    files: list[int]
-    """The file index of each span."""
-    stamps: list[tuple[int, int, int, int]]
-    """``(st_dev, st_ino, st_size, st_mtime_ns)`` of each span's descriptor when lent."""
-
     def unchanged(self) -> bool:
         """Whether the files still have the size and modification time they had when lent."""
 
@@ -294,17 +289,8 @@ class LeaseCache:
     At most ``capacity`` chunks are held; concurrent requests for one chunk share one call of the
     lender."""
 
-    def __init__(
-        self,
-        lender: Lender,
-        *,
-        chunk: int,
-        ttl: float = 1.0,
-        capacity: int = 64,
-        lend_now: Callable[[int, int, int], Lease | None] | None = None,
-    ) -> None:
+    def __init__(self, lender: Lender, *, chunk: int, ttl: float = 1.0, capacity: int = 64) -> None:
         self._lender = lender
-        self._lend_now = lend_now
         self._chunk = max(16 * 1024, chunk)
         self._ttl = ttl
         self._capacity = capacity
@@ -353,21 +339,6 @@ class LeaseCache:
     def pending(self, piece: int, begin: int) -> bool:
         key = (piece, begin // self._chunk)
         return key in self._pending or key in self._leases
-
-    def lend_now(self, piece: int, begin: int, piece_size: int, now: float) -> bool:
-        """Lend the chunk holding byte ``begin`` of ``piece`` at once if ``lend_now`` can (no disk
-        access: its bytes are in the page cache); False: :meth:`lend` it."""
-        if self._lend_now is None or self._closed:
-            return False
-        key = (piece, begin // self._chunk)
-        if key in self._pending:
-            return False
-        start = key[1] * self._chunk
-        lease = self._lend_now(piece, start, min(self._chunk, piece_size - start))
-        if lease is None:
-            return False
-        self._keep(key, lease, now)
-        return True
 
     async def lend(self, piece: int, begin: int, piece_size: int, now: float) -> None:
         """Lend the chunk holding byte ``begin`` of ``piece`` (the lender's errors propagate)."""

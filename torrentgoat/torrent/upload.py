@@ -82,11 +82,7 @@ class Uploader:
         self.leases: LeaseCache | None = None
         if isinstance(storage, FileStorage) and config.sendfile:
             self.leases = LeaseCache(
-                self._lend,
-                chunk=min(LEASE_CHUNK, info.piece_length),
-                ttl=LEASE_TTL,
-                capacity=LEASES,
-                lend_now=self._lend_cached,
+                self._lend, chunk=min(LEASE_CHUNK, info.piece_length), ttl=LEASE_TTL, capacity=LEASES
             )
 
     async def _read(self, piece: int, begin: int, length: int) -> bytes:
@@ -117,17 +113,6 @@ class Uploader:
             except BaseException:
                 lease.release()
                 raise
-        return lease
-
-    def _lend_cached(self, piece: int, begin: int, length: int) -> Lease | None:
-        """On the event loop: the lease when its bytes are in the page cache and its files open, and
-        the descriptors still hold the bytes verified (``fstat`` against the file watch); else
-        ``None`` and the disk pool lends it (and reports a changed file)."""
-        assert isinstance(self.storage, FileStorage)
-        lease = self.storage.lend_cached(piece, begin, length)
-        if lease is not None and self.watch is not None and not self.watch.accepts(lease.files, lease.stamps):
-            lease.release()
-            return None
         return lease
 
     def invalidate(self, piece: int) -> None:
@@ -270,8 +255,6 @@ class Uploader:
             if piece != at or begin < lo or begin + length > hi:
                 at = -1
                 where = leases.find(piece, begin, length, now)
-                if where is None and leases.lend_now(piece, begin, info.piece_size(piece), now):
-                    continue  # lent on the spot: its bytes are in the page cache
                 if where is None:
                     if sent:
                         self._sent(wp, sent)
@@ -316,9 +299,7 @@ class Uploader:
 
     def _lend_ahead(self, queue: deque[tuple[int, int, int]], leases: LeaseCache, now: float) -> None:
         piece, begin, _ = queue[-1]
-        if not leases.pending(piece, begin) and not leases.lend_now(
-            piece, begin, self.info.piece_size(piece), now
-        ):
+        if not leases.pending(piece, begin):
             self.torrent.spawn(self._lend_quietly(leases, piece, begin, now))
 
     async def _lend_quietly(self, leases: LeaseCache, piece: int, begin: int, now: float) -> None:
