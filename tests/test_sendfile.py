@@ -396,6 +396,31 @@ async def test_a_multi_file_torrent_in_small_leases_arrives_whole(
     assert_same_files(payload.metainfo, payload.root, tmp_path / "down")
 
 
+@linux_only
+async def test_a_file_still_downloading_is_not_checked_by_its_lease(tmp_path: Path) -> None:
+    """We write the pieces of an incomplete file ourselves: its size and time change with each, and
+    that is no reason to take its verified pieces back (only complete, watched files are checked)."""
+    layout, _ = _files(tmp_path, [200_000])
+    storage = FileStorage(tmp_path, layout, read_only=True)
+
+    async def lend(piece: int, begin: int, length: int) -> Any:
+        lease = storage.lend(piece, begin, length)
+        assert lease is not None
+        lease.check_only(())  # no file complete yet
+        return lease
+
+    cache = LeaseCache(lend, chunk=64 * 1024)
+    await cache.lend(0, 0, 64 * 1024, now=0.0)
+    with open(tmp_path / "t" / "f0", "r+b") as f:  # another piece of the file arrives
+        f.seek(150_000)
+        f.write(b"a new piece")
+    os.utime(tmp_path / "t" / "f0", ns=(1, 1))
+    cache.next_burst()
+    assert cache.find(0, 0, BLOCK, now=0.1) not in (None, READ, CHANGED)
+    cache.close()
+    storage.close()
+
+
 # ---------------------------------------------------------------- the driver, over a real socket
 
 

@@ -24,7 +24,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from torrentgoat.errors import DiskFullError, StorageError
@@ -66,8 +66,14 @@ class FileLease:
         self.spans = spans
         self.files: list[int] = []
         """The file index of each span."""
-        self.stamps: list[tuple[int, int, int, int]] = []
-        """``(st_dev, st_ino, st_size, st_mtime_ns)`` of each span's descriptor when lent."""
+        self.stamps: list[tuple[int, int, int, int] | None] = []
+        """``(st_dev, st_ino, st_size, st_mtime_ns)`` of each span's descriptor when lent; ``None``
+        for a file :meth:`unchanged` does not check (see :meth:`check_only`)."""
+
+    def check_only(self, files: Container[int]) -> None:
+        """:meth:`unchanged` compares only these files (a file still being downloaded changes with
+        every piece written into it, verified bytes or not)."""
+        self.stamps = [s if f in files else None for f, s in zip(self.files, self.stamps, strict=True)]
 
     def _stamp(self, file_index: int, fd: int) -> None:
         st = os.fstat(fd)
@@ -79,6 +85,8 @@ class FileLease:
         lent (one ``fstat`` per file: no disk access, safe on the event loop)."""
         try:
             for (fd, _, _), stamp in zip(self.spans, self.stamps, strict=True):
+                if stamp is None:
+                    continue
                 st = os.fstat(fd)
                 if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != stamp:
                     return False

@@ -10,7 +10,7 @@ device, inode, size, modification time -- taken once the file is complete, and c
 * after every read for serving (:meth:`FileWatch.read_into`, one ``stat`` per chunk read from disk,
   not per block: chunks are cached), so bytes read from a changed file are never sent,
 * when a chunk is lent for ``sendfile`` (:meth:`FileWatch.check`; the uploader then compares each
-  file's size and modification time by ``fstat`` before every burst of blocks, so a file written in
+  watched file's size and modification time by ``fstat`` before every burst of blocks, so a file written in
   place is noticed before its next burst -- only a write racing the very burst being sent, a window
   of microseconds, could reach a peer, whose hash check then refuses the piece), and
 * on a timer (:meth:`FileWatch.changed`), so a changed file stops being advertised even when

@@ -260,7 +260,7 @@ class Lease(Protocol):
     """``(fd, file offset, length)`` in range order."""
 
     def unchanged(self) -> bool:
-        """Whether the files still have the size and modification time they had when lent."""
+        """Whether the (complete) files still have the size and modification time they had when lent."""
 
     def release(self) -> None: ...
 

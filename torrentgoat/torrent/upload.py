@@ -31,6 +31,7 @@ from torrentgoat.errors import DataChangedError, StorageError
 from torrentgoat.metainfo import InfoDict
 from torrentgoat.primitives import BlockRef
 from torrentgoat.storage import FileStorage, Storage
+from torrentgoat.storage.file import FileLease
 from torrentgoat.torrent.filewatch import FileWatch
 from torrentgoat.torrent.handle import TorrentHandle
 from torrentgoat.torrent.pieces import CHANGED, READ, Lease, LeaseCache, ReadCache
@@ -101,9 +102,14 @@ class Uploader:
             await self.torrent.ctx.disk.read_into(self.storage, piece, begin, buf)
 
     async def _lend(self, piece: int, begin: int, length: int) -> Lease | None:
-        return await self.torrent.ctx.disk.run(self._lend_now, piece, begin, length)
+        lease = await self.torrent.ctx.disk.run(self._lend_now, piece, begin, length)
+        if lease is not None:
+            # Only complete files are watched (we write into the others ourselves, so their size and
+            # time change with every piece that arrives): only they are checked before each burst.
+            lease.check_only(self.watch.watched if self.watch is not None else ())
+        return lease
 
-    def _lend_now(self, piece: int, begin: int, length: int) -> Lease | None:
+    def _lend_now(self, piece: int, begin: int, length: int) -> FileLease | None:
         """Disk pool: the lease, its bytes in the page cache, its files unchanged since verified."""
         assert isinstance(self.storage, FileStorage)
         lease = self.storage.lend(piece, begin, length)
