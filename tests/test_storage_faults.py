@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import torrentgoat.aio.peer as peer_driver
 import torrentgoat.storage.file as storage_file
 from torrentgoat import bencode
 from torrentgoat.errors import StorageError, TorrentGoatError
@@ -60,27 +61,36 @@ def _copy(payload: Payload, where: Path) -> Path:
 
 @contextlib.contextmanager
 def failing_reads(path: Path) -> Iterator[list[int]]:
-    """Every read of ``path`` (by inode) fails with EIO, as on a dying disk; yields the count."""
+    """Every read of ``path`` (by inode) fails with EIO, as on a dying disk -- ``preadv`` and
+    ``sendfile`` from it, in storage and in the peer driver (which serves blocks with ``sendfile``);
+    yields the count."""
     inode = os.stat(path).st_ino
     hits: list[int] = [0]
-    real = os.preadv
+    real_preadv, real_sendfile = os.preadv, os.sendfile
 
-    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+    def preadv(fd: int, buffers: list[memoryview], offset: int, *flags: int) -> int:
         if os.fstat(fd).st_ino == inode:
             hits[0] += 1
             raise OSError(errno.EIO, os.strerror(errno.EIO))
-        return real(fd, buffers, offset)
+        return real_preadv(fd, buffers, offset, *flags)
+
+    def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        if os.fstat(in_fd).st_ino == inode:
+            hits[0] += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_sendfile(out_fd, in_fd, offset, count)
 
     patched = types.SimpleNamespace(
         **{name: getattr(os, name) for name in dir(os) if not name.startswith("__")}
     )
     patched.preadv = preadv
-    saved = storage_file.os
-    storage_file.os = patched  # type: ignore[assignment]
+    patched.sendfile = sendfile
+    saved = storage_file.os, peer_driver.os
+    storage_file.os = peer_driver.os = patched  # type: ignore[assignment]
     try:
         yield hits
     finally:
-        storage_file.os = saved
+        storage_file.os, peer_driver.os = saved
 
 
 async def _events(torrent: Torrent, into: list[object]) -> None:

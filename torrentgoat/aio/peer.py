@@ -9,19 +9,30 @@ coalesced and written with one ``writelines`` per loop iteration (see :meth:`Pee
 Flow control: when the transport's write buffer is full (``pause_writing``), :attr:`writable`
 turns False and the handler stops serving blocks until :meth:`PeerHandler.peer_writable`.
 A download rate limit pauses reading while its token bucket is in debt.
+
+Blocks straight from files: when the connection's bytes reach its TCP socket unchanged (plain TCP,
+or MSE with a plaintext payload; never RC4 or uTP), :attr:`PeerDriver.direct` is True and a seeder
+may write piece messages with :meth:`PeerDriver.send_block_direct`: the 13-byte header with
+``MSG_MORE``, then the block with ``sendfile`` from the page cache -- no copy into Python, no disk
+thread per read.  This happens only while the transport's own buffer is empty
+(:meth:`PeerDriver.begin_direct`), so the stream keeps its order; whatever the socket does not take
+goes to the transport, and :attr:`writable` stays False until the transport drained it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
+import os
 import socket
 from collections.abc import Callable
 from typing import Protocol, cast
 
 from torrentgoat.aio.ratelimit import TokenBucket
 from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
+from torrentgoat.mse import CryptoMethod
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.wire.connection import PeerConnection
 from torrentgoat.wire.events import Event
@@ -56,6 +67,41 @@ HOLD_IN_FLIGHT = 128
 """Requests (2 MiB of blocks) that must still be in flight at the peer for small output to wait."""
 HOLD_DELAY = 0.001
 """Longest wait of held-back small output (seconds)."""
+HIGH_WATER = 4 * 1024 * 1024
+"""Transport buffer at which :attr:`PeerDriver.writable` turns False (``pause_writing``)."""
+LOW_WATER = 1024 * 1024
+"""... and back to True (``resume_writing``)."""
+
+_MSG_MORE: int = getattr(socket, "MSG_MORE", 0)
+_SOCKET_GONE = {
+    errno.EPIPE,
+    errno.ECONNRESET,
+    errno.ENOTCONN,
+    errno.ESHUTDOWN,
+    errno.ETIMEDOUT,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+}
+"""``sendfile`` errors of the socket (the peer is gone); any other is the file's (a failing disk)."""
+
+
+def _direct_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
+    """A socket object on the connection's descriptor when the payload reaches a TCP socket unchanged
+    (plain TCP, or MSE with a plaintext payload), else ``None``.  It shares the transport's
+    descriptor: :meth:`socket.socket.detach` it, never close it."""
+    if not _MSG_MORE or not hasattr(os, "sendfile"):
+        return None  # not Linux: no way to hold a header back for the block that follows
+    mse = transport.get_extra_info("mse")
+    if mse is not None and getattr(mse, "method", None) != CryptoMethod.PLAINTEXT:
+        return None
+    raw = transport.get_extra_info("socket")
+    if raw is None or raw.type != socket.SOCK_STREAM or raw.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        return socket.socket(fileno=raw.fileno())
+    except OSError:
+        return None
 
 
 class PeerHandler(Protocol):
@@ -105,6 +151,8 @@ class PeerDriver(asyncio.Protocol):
         self._pending_bytes = 0
         self._flush_scheduled = False
         self._hold: asyncio.TimerHandle | None = None
+        self._sock: socket.socket | None = None
+        self._draining = False
         self._loop = asyncio.get_running_loop()
         self.connected = self._loop.create_future()
 
@@ -120,7 +168,8 @@ class PeerDriver(asyncio.Protocol):
             peername = transport.get_extra_info("peername")
             if peername:
                 self.address = PeerAddress(str(peername[0]), int(peername[1]))
-        self.transport.set_write_buffer_limits(high=4 * 1024 * 1024, low=1024 * 1024)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self._sock = _direct_socket(transport)
         if not self.connected.done():
             self.connected.set_result(None)
         self.flush()
@@ -142,6 +191,9 @@ class PeerDriver(asyncio.Protocol):
         self.writable = False
 
     def resume_writing(self) -> None:
+        if self._draining and self.transport is not None:
+            self._draining = False
+            self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.writable = True
         if not self.closed:
             self.handler.peer_writable(self)
@@ -231,6 +283,79 @@ class PeerDriver(asyncio.Protocol):
         self._pending_bytes = 0
         self.transport.writelines(pending)
 
+    # --- blocks straight from files -------------------------------------------------------------
+
+    @property
+    def direct(self) -> bool:
+        """Whether :meth:`send_block_direct` may be used (plain TCP payload, Linux)."""
+        return self._sock is not None and not self.closed
+
+    def begin_direct(self) -> bool:
+        """Write out everything queued (engine output included); True when the transport's buffer is
+        then empty, so blocks may go straight to the socket until :attr:`writable` turns False or the
+        loop runs other code.  False: wait for :attr:`writable`."""
+        transport = self.transport
+        if transport is None or self.closed:
+            return False
+        buffers = self.engine.buffers_to_send()
+        if buffers:
+            self._pending.extend(buffers)
+        if self._pending:
+            self._write_pending()
+        if transport.get_write_buffer_size():
+            self._wait_drained()
+            return False
+        return self.writable
+
+    def send_block_direct(self, header: bytes, fd: int, offset: int, length: int) -> bool:
+        """Write one piece message: ``header`` (from ``PeerConnection.answer_request``), then
+        ``length`` bytes of file ``fd`` at ``offset`` (in the page cache: ``sendfile`` runs on the
+        event loop).  What the socket does not take is read and handed to the transport.  Only
+        after :meth:`begin_direct` returned True and while :attr:`writable`.  Returns False when the
+        file ended before the block did or could not be read: the message cannot be completed, the
+        connection is closed (the caller reports the piece lost)."""
+        sock = self._sock
+        if sock is None or self.transport is None:
+            return True  # closed meanwhile: nothing more goes out
+        rest = header
+        done = 0
+        try:
+            rest = header[sock.send(header, _MSG_MORE) :]
+            if not rest:
+                out = sock.fileno()
+                while done < length:
+                    sent = os.sendfile(out, fd, offset + done, length - done)
+                    if sent <= 0:
+                        break  # the file ended
+                    done += sent
+                else:
+                    return True
+        except (BlockingIOError, InterruptedError):
+            pass  # the socket is full: the transport takes the rest
+        except OSError as exc:
+            if exc.errno in _SOCKET_GONE:
+                self.close(f"connection lost: {exc}")
+                return True
+            self.close(f"reading a served file failed: {exc.strerror or exc}")  # the block is cut
+            return False
+        try:
+            data = os.pread(fd, length - done, offset + done)
+        except OSError:
+            data = b""
+        if len(data) != length - done:
+            self.close("a served file ended in the middle of a block")
+            return False
+        self.transport.writelines([rest, data])
+        self._wait_drained()
+        return True
+
+    def _wait_drained(self) -> None:
+        """:attr:`writable` False until the transport's buffer is empty (limits of 0: the transport
+        calls ``pause_writing`` now and ``resume_writing`` once it drained)."""
+        if not self._draining and self.transport is not None:
+            self._draining = True
+            self.transport.set_write_buffer_limits(high=0, low=0)
+
     def _resume_reading(self) -> None:
         if self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = False
@@ -276,6 +401,9 @@ class PeerDriver(asyncio.Protocol):
             self._hold = None
         self._pending = []
         self._pending_bytes = 0
+        if self._sock is not None:
+            self._sock.detach()  # the transport's descriptor: never ours to close
+            self._sock = None
         if not self.connected.done():
             self.connected.set_exception(ConnectionError(reason))
             self.connected.exception()  # mark retrieved

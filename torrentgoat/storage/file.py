@@ -24,7 +24,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from torrentgoat.errors import DiskFullError, StorageError
@@ -32,13 +32,14 @@ from torrentgoat.metainfo import InfoDict
 from torrentgoat.storage.base import SpanStorage
 from torrentgoat.storage.layout import Layout
 
-__all__ = ["FileStorage"]
+__all__ = ["FileLease", "FileStorage"]
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, getattr(errno, "EOPNOTSUPP", errno.EINVAL)}
 
 
 @dataclass(slots=True)
@@ -47,6 +48,58 @@ class _Handle:
     writable: bool
     refs: int = 0
     evicted: bool = False
+
+
+class FileLease:
+    """Open descriptors under a range of a verified piece, lent for ``sendfile`` on another thread.
+
+    ``spans`` are ``(fd, file offset, length)`` in range order.  The descriptors stay open (the
+    storage's descriptor cache cannot close them) until :meth:`release`, which is idempotent."""
+
+    __slots__ = ("_handles", "_storage", "files", "spans", "stamps")
+
+    def __init__(
+        self, storage: FileStorage, spans: list[tuple[int, int, int]], handles: list[_Handle]
+    ) -> None:
+        self._storage: FileStorage | None = storage
+        self._handles = handles
+        self.spans = spans
+        self.files: list[int] = []
+        """The file index of each span."""
+        self.stamps: list[tuple[int, int, int, int] | None] = []
+        """``(st_dev, st_ino, st_size, st_mtime_ns)`` of each span's descriptor when lent; ``None``
+        for a file :meth:`unchanged` does not check (see :meth:`check_only`)."""
+
+    def check_only(self, files: Container[int]) -> None:
+        """:meth:`unchanged` compares only these files (a file still being downloaded changes with
+        every piece written into it, verified bytes or not)."""
+        self.stamps = [s if f in files else None for f, s in zip(self.files, self.stamps, strict=True)]
+
+    def _stamp(self, file_index: int, fd: int) -> None:
+        st = os.fstat(fd)
+        self.files.append(file_index)
+        self.stamps.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+    def unchanged(self) -> bool:
+        """Whether every file under the lease still has the size and modification time it had when
+        lent (one ``fstat`` per file: no disk access, safe on the event loop)."""
+        try:
+            for (fd, _, _), stamp in zip(self.spans, self.stamps, strict=True):
+                if stamp is None:
+                    continue
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != stamp:
+                    return False
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def release(self) -> None:
+        storage, self._storage = self._storage, None
+        if storage is not None:
+            for handle in self._handles:
+                storage._release(handle)
+            self._handles = []
 
 
 def _check_component(part: str, path: tuple[str, ...]) -> None:
@@ -100,6 +153,7 @@ class FileStorage(SpanStorage):
         self._handles: OrderedDict[int, _Handle] = OrderedDict()
         self._lock = threading.Lock()
         self._open_count = 0
+        self._devnull = -1
         super().__init__(layout, read_only=read_only, skipped=skipped)
 
     # -- paths ----------------------------------------------------------------------------------
@@ -259,6 +313,62 @@ class FileStorage(SpanStorage):
             finally:
                 self._release(handle)
         return True
+
+    def lend(self, piece: int, begin: int, length: int) -> FileLease | None:
+        """Descriptors of the files under ``length`` bytes of ``piece`` at ``begin``, with those bytes
+        brought into the page cache (blocking: call it on the disk pool), for a caller that sends them
+        with ``sendfile`` without blocking on the disk.  ``None`` when a span is a pad or a skipped
+        file (their bytes are not in one file: read them instead).  Raises :class:`StorageError` when
+        a file is missing or shorter than the range.  Release the lease when done."""
+        spans: list[tuple[int, int, int]] = []
+        handles: list[_Handle] = []
+        lease = FileLease(self, spans, handles)
+        try:
+            for span in self._layout.spans(piece, begin, length):
+                if span.pad or span.file_index in self._skipped:
+                    lease.release()
+                    return None
+                handle = self._acquire(span.file_index, write=False)
+                if handle is None:
+                    raise StorageError(
+                        f"reading piece {piece}: {self._paths[span.file_index]} does not exist"
+                    )
+                handles.append(handle)
+                self._warm(span.file_index, handle.fd, span.file_offset, span.length)
+                spans.append((handle.fd, span.file_offset, span.length))
+                lease._stamp(span.file_index, handle.fd)
+        except BaseException:
+            lease.release()
+            raise
+        return lease
+
+    def _warm(self, file_index: int, fd: int, offset: int, length: int) -> None:
+        """Read ``length`` bytes at ``offset`` into the page cache without copying them out:
+        ``sendfile`` to ``/dev/null`` (Linux splices the pages and drops them)."""
+        end = offset + length
+        try:
+            while offset < end:
+                sent = os.sendfile(self._null(), fd, offset, end - offset)
+                if sent <= 0:
+                    raise StorageError(f"{self._paths[file_index]} ends before byte {end}")
+                offset += sent
+        except OSError as exc:
+            if exc.errno in _NO_SENDFILE:  # not Linux: let the kernel read ahead, as a hint
+                with contextlib.suppress(OSError, AttributeError):
+                    os.posix_fadvise(fd, offset, end - offset, os.POSIX_FADV_WILLNEED)
+                return
+            raise StorageError(f"cannot read {self._paths[file_index]}: {exc.strerror or exc}") from exc
+
+    def _null(self) -> int:
+        fd = self._devnull
+        if fd < 0:
+            with self._lock:
+                if self._closed:
+                    raise StorageError("storage is closed")
+                if self._devnull < 0:
+                    self._devnull = os.open(os.devnull, os.O_WRONLY | _O_CLOEXEC)
+                fd = self._devnull
+        return fd
 
     def _write_file(self, file_index: int, offset: int, view: memoryview) -> None:
         handle = self._acquire(file_index, write=True)
@@ -428,3 +538,7 @@ class FileStorage(SpanStorage):
             self._closed = True
             for index in list(self._handles):
                 self._evict(index)
+            if self._devnull >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self._devnull)
+                self._devnull = -1

@@ -40,6 +40,10 @@ class TorrentConfig:
     """Bytes of recently read data kept to serve block requests."""
     read_chunk: int = 1024 * 1024
     """Unit in which seeding reads from disk (at most one piece)."""
+    sendfile: bool = True
+    """Serve peers whose bytes reach a TCP socket unchanged (plain TCP, MSE with a plaintext payload)
+    with ``sendfile`` from the page cache instead of reading into the read cache; each chunk's files
+    are checked unchanged since verification when it is lent, and again a second later."""
     min_queue: int = 16
     """Fewest requests kept in flight to an unchoking peer."""
     max_queue: int = 1500

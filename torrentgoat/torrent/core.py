@@ -477,6 +477,8 @@ class Torrent:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.connections.close_all("torrent stopped")
+        if self.exchange.uploader is not None:
+            self.exchange.uploader.close()  # lent descriptors back before the storage closes
         storage = self.swarm.storage
         if storage is not None:
             try:

@@ -8,7 +8,11 @@ every piece it serves: it keeps the signature of every *complete* file (all its 
 device, inode, size, modification time -- taken once the file is complete, and compares it
 
 * after every read for serving (:meth:`FileWatch.read_into`, one ``stat`` per chunk read from disk,
-  not per block: chunks are cached), so bytes read from a changed file are never sent, and
+  not per block: chunks are cached), so bytes read from a changed file are never sent,
+* when a chunk is lent for ``sendfile`` (:meth:`FileWatch.check`; the uploader then compares each
+  watched file's size and modification time by ``fstat`` before every burst of blocks, so a file written in
+  place is noticed before its next burst -- only a write racing the very burst being sent, a window
+  of microseconds, could reach a peer, whose hash check then refuses the piece), and
 * on a timer (:meth:`FileWatch.changed`), so a changed file stops being advertised even when
   nobody asks for it.
 
@@ -122,10 +126,15 @@ class FileWatch:
         """Read for serving, then make sure no watched file under the bytes changed (disk pool).
         Raises :class:`~torrentgoat.errors.DataChangedError` (or the read's own ``StorageError``)."""
         self.storage.read_into(piece, begin, buf)
+        self.check(piece, begin, len(buf))
+
+    def check(self, piece: int, begin: int, length: int) -> None:
+        """Raise :class:`~torrentgoat.errors.DataChangedError` when a watched file under ``length``
+        bytes of ``piece`` at ``begin`` changed since it was verified (disk pool: one ``stat`` each)."""
         if not self._signatures or not isinstance(self.storage, FileStorage):
             return
         storage = self.storage
-        for span in self.layout.spans(piece, begin, len(buf)):
+        for span in self.layout.spans(piece, begin, length):
             expected = self._signatures.get(span.file_index)
             if expected is not None and _signature(storage.path_of(span.file_index)) != expected:
                 raise DataChangedError(

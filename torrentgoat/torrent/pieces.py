@@ -7,7 +7,9 @@ memory held here is bounded by ``TorrentConfig.piece_memory`` whatever the file 
 
 Seeding: block requests are served from chunks of up to ``read_chunk`` bytes read from disk once and
 kept in a small LRU (``read_cache`` bytes), so a peer streaming a piece costs one disk read per chunk,
-not one per 16 KiB block.  Only verified pieces are ever read for serving.
+not one per 16 KiB block.  Only verified pieces are ever read for serving.  For peers whose bytes
+reach a TCP socket unchanged, a :class:`LeaseCache` instead keeps file descriptors lent for
+``sendfile`` (chunks brought into the page cache on the disk pool, no copy into Python).
 """
 
 from __future__ import annotations
@@ -16,8 +18,20 @@ import asyncio
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
-__all__ = ["ChunkReader", "ChunkReaderInto", "PieceBuffers", "ReadCache"]
+__all__ = [
+    "CHANGED",
+    "READ",
+    "ChunkReader",
+    "ChunkReaderInto",
+    "Lease",
+    "LeaseCache",
+    "Lender",
+    "PieceBuffers",
+    "ReadCache",
+    "Span",
+]
 
 _CAN_COUNT_REFS = hasattr(sys, "getrefcount")
 
@@ -262,3 +276,141 @@ class ReadCache:
         self._cache.clear()
         self._spare.clear()
         self._held = 0
+
+
+class Lease(Protocol):
+    """Open descriptors under a range of a piece (``storage.FileLease``)."""
+
+    spans: list[tuple[int, int, int]]
+    """``(fd, file offset, length)`` in range order."""
+
+    def unchanged(self) -> bool:
+        """Whether the (complete) files still have the size and modification time they had when lent."""
+
+    def release(self) -> None: ...
+
+
+Lender = Callable[[int, int, int], Awaitable[Lease | None]]
+"""``(piece, begin, length)`` -> a lease with the bytes in the page cache and unchanged since they
+were verified, or ``None`` when they are not in one file each (pads, skipped files)."""
+
+Span = tuple[int, int, int, int]
+"""``(fd, delta, lo, hi)``: the bytes ``[lo, hi)`` of a piece lie in file ``fd`` at ``offset + delta``."""
+READ: Span = (-1, -1, -1, -1)
+"""What :meth:`LeaseCache.find` returns for a block that cannot be sent from a file: read it."""
+CHANGED: Span = (-2, -2, -2, -2)
+"""What :meth:`LeaseCache.find` returns when a file under the block changed since it was lent."""
+
+
+class LeaseCache:
+    """Chunks of verified pieces lent for ``sendfile``: ``(fd, file offset)`` of a block, or a miss.
+
+    A lease holds no memory, only open descriptors, and is trusted for ``ttl`` seconds: the lender
+    checked on the disk pool that the files had not changed since verification (``FileWatch``) and
+    brought the bytes into the page cache, and ``sendfile`` reads them when they are sent, so a lease
+    is renewed (checked again) rather than kept.  Between, the first :meth:`find` of each burst
+    (:meth:`next_burst`) compares the files' size and modification time with those at lending
+    (``fstat``), so a file written in place is noticed before the next burst, not a second later.
+    At most ``capacity`` chunks are held; concurrent requests for one chunk share one call of the
+    lender."""
+
+    def __init__(self, lender: Lender, *, chunk: int, ttl: float = 1.0, capacity: int = 64) -> None:
+        self._lender = lender
+        self._chunk = max(16 * 1024, chunk)
+        self._ttl = ttl
+        self._capacity = capacity
+        self._leases: OrderedDict[tuple[int, int], tuple[Lease | None, float, list[int]]] = OrderedDict()
+        self._pending: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._closed = False
+        self._burst = 0
+        self.lent = 0
+
+    def next_burst(self) -> None:
+        """Blocks found from now on belong to a new burst: each lease's files are checked again."""
+        self._burst += 1
+
+    def find(self, piece: int, begin: int, length: int, now: float) -> Span | None:
+        """The :data:`Span` holding the block when a live lease covers it within one file (the
+        blocks after it in the same span need no other call);
+        :data:`READ` when its chunk is lent but the block is not in one file; :data:`CHANGED` when a
+        file under it changed since lent; ``None``: no lease."""
+        chunk = self._chunk
+        index = begin // chunk
+        entry = self._leases.get((piece, index))
+        if entry is None:
+            return None
+        lease, expires, checked = entry
+        if now >= expires:
+            del self._leases[(piece, index)]
+            if lease is not None:
+                lease.release()
+            return None
+        if lease is None:
+            return READ
+        if checked[0] != self._burst:
+            if not lease.unchanged():
+                del self._leases[(piece, index)]
+                lease.release()
+                return CHANGED
+            checked[0] = self._burst
+        lo = index * chunk
+        for fd, file_offset, span in lease.spans:
+            hi = lo + span
+            if begin < hi:
+                return (fd, file_offset - lo, lo, hi) if begin + length <= hi else READ
+            lo = hi
+        return READ
+
+    def pending(self, piece: int, begin: int) -> bool:
+        key = (piece, begin // self._chunk)
+        return key in self._pending or key in self._leases
+
+    async def lend(self, piece: int, begin: int, piece_size: int, now: float) -> None:
+        """Lend the chunk holding byte ``begin`` of ``piece`` (the lender's errors propagate)."""
+        key = (piece, begin // self._chunk)
+        pending = self._pending.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        start = key[1] * self._chunk
+        try:
+            lease = await self._lender(piece, start, min(self._chunk, piece_size - start))
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self._pending.pop(key, None)
+        future.set_result(None)
+        if self._closed:
+            if lease is not None:
+                lease.release()
+            return
+        self._keep(key, lease, now)
+
+    def _keep(self, key: tuple[int, int], lease: Lease | None, now: float) -> None:
+        old = self._leases.pop(key, None)
+        if old is not None and old[0] is not None:
+            old[0].release()
+        self._leases[key] = (lease, now + self._ttl, [self._burst])
+        self.lent += 1
+        while len(self._leases) > self._capacity:
+            _, (gone, _, _) = self._leases.popitem(last=False)
+            if gone is not None:
+                gone.release()
+
+    def invalidate(self, piece: int) -> None:
+        for key in [k for k in self._leases if k[0] == piece]:
+            lease, _, _ = self._leases.pop(key)
+            if lease is not None:
+                lease.release()
+
+    def close(self) -> None:
+        """Release every lease; leases still being made are released when they arrive."""
+        self._closed = True
+        for lease, _, _ in self._leases.values():
+            if lease is not None:
+                lease.release()
+        self._leases.clear()

@@ -152,7 +152,7 @@ class Recovery:
             if self.watch is not None:
                 self.watch.piece_removed(index)
             if uploader is not None:
-                uploader.cache.invalidate(index)
+                uploader.invalidate(index)
         self.checking.update(suspects)
         if swarm.superseeding is not None:
             swarm.superseeding.finish()  # BEP 16 views assume every piece: seed normally from now on

@@ -100,6 +100,9 @@ __all__ = [
 _TRIPLE = struct.Struct(">IBIII")
 Span = tuple[int, int, int]
 """``(index, begin, length)`` of a block."""
+_PIECE_HEADER = struct.Struct(">IBII")
+"""length, id, index, begin: the 13 bytes before a ``piece`` message's block (BEP 3)."""
+_PIECE_ID: Final = 7
 _REQUEST_ID: Final = MessageId.REQUEST
 _REJECT_ID: Final = MessageId.REJECT_REQUEST
 _ACTIVE: Final = Phase.ACTIVE
@@ -684,6 +687,24 @@ class PeerConnection(MessageReceiver):
         self._out.append(data)
         self.uploaded += len(data)
         return True
+
+    def answer_request(self, index: int, begin: int, length: int) -> bytes | None:
+        """:meth:`send_piece` for a caller that writes the block itself (``sendfile``): the pending
+        request is answered and the piece message's 13-byte header returned, to be written right
+        after everything :meth:`buffers_to_send` returned so far and followed by exactly ``length``
+        bytes of the block.  Nothing may be queued meanwhile (``LocalProtocolError``).  ``None`` when
+        the request is no longer pending."""
+        key = (index, begin, length)
+        if key not in self._peer_requests:
+            return None
+        if self._out:
+            raise LocalProtocolError("answer_request with output still queued: take buffers_to_send first")
+        if self._ours.phase is not _ACTIVE or self._error is not None:
+            self._check_send(Piece)
+        del self._peer_requests[key]
+        self._sent_since_tick = True
+        self.uploaded += length
+        return _PIECE_HEADER.pack(9 + length, _PIECE_ID, index, begin)
 
     # --- timers ---------------------------------------------------------------------------------
 

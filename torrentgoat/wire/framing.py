@@ -319,7 +319,10 @@ class FrameReceiver:
                 raise RemoteProtocolError(f"request length {size} outside 1..{codec.MAX_REQUEST_LENGTH}")
             if self._theirs.phase is not _ACTIVE:
                 self._received(Request)
-            return self._on_request(index, begin, size), stop
+            handled = self._on_request(index, begin, size)
+            if handled is NO_EVENT and self.batch_requests:  # batched: the requests after it in one loop
+                return self._more_requests(src, stop, end)
+            return handled, stop
         cap = self._caps.get(msg_id, self._unknown_cap)
         if msg_id in FIXED_PAYLOAD and length != cap:
             raise RemoteProtocolError(f"message id {msg_id} with length {length} (must be {cap})")
@@ -332,6 +335,12 @@ class FrameReceiver:
         if message is None:
             return NO_EVENT, stop  # unknown id: skipped (see codec.decode_message)
         return self._on_message(message), stop
+
+    def _more_requests(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled, int]:
+        """The complete ``request`` frames right after a batched one, in one loop (the seeding hot
+        path: a peer's requests arrive back to back); stops at any other frame, or at a request that
+        produced an event, and returns it with the position after it."""
+        return NO_EVENT, pos
 
     def _parse_handshake(
         self, src: bytearray | memoryview, pos: int, avail: int
