@@ -29,7 +29,7 @@ from torrentgoat.testing.swarm import (
     make_model_payload,
     wait_until,
 )
-from torrentgoat.testing.wire import make_pair
+from torrentgoat.testing.wire import make_pair, unchoked
 from torrentgoat.torrent import upload
 from torrentgoat.torrent.pieces import CHANGED, READ, LeaseCache
 from torrentgoat.wire import codec
@@ -50,15 +50,7 @@ BLOCK = 16 * 1024
 
 
 def _unchoked_seed_pair() -> Any:
-    pair = make_pair(b_have=Bitfield(8, full=True))
-    pair.pump()
-    pair.a.send(Interested())
-    pair.pump()
-    pair.b.send(Unchoke())
-    pair.pump()
-    pair.take("a")
-    pair.take("b")
-    return pair
+    return unchoked(make_pair(b_have=Bitfield(8, full=True)))
 
 
 def test_answer_request_returns_the_header_once_and_the_block_follows_it() -> None:
@@ -114,14 +106,7 @@ def test_a_run_keeps_every_rule_of_a_single_request() -> None:
     have = Bitfield(8)
     for index in (0, 1, 7):
         have.add(index)
-    pair = make_pair(b_have=have, a_config=WireConfig(), b_config=WireConfig(max_peer_requests=4))
-    pair.pump()
-    pair.a.send(Interested())
-    pair.pump()
-    pair.b.send(Unchoke())
-    pair.pump()
-    pair.take("a")
-    pair.take("b")
+    pair = unchoked(make_pair(b_have=have, a_config=WireConfig(), b_config=WireConfig(max_peer_requests=4)))
     pair.b.batch_requests = True
     pair.b.receive_data(
         _request(0, 0)

@@ -9,7 +9,7 @@ import pytest
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef, InfoHash, PeerId
-from torrentgoat.testing.wire import ConnectionPair, make_pair
+from torrentgoat.testing.wire import ConnectionPair, make_pair, unchoked
 from torrentgoat.wire import codec
 from torrentgoat.wire.connection import PeerConnection, Phase, PieceGeometry, WireConfig
 from torrentgoat.wire.events import (
@@ -66,16 +66,6 @@ def kinds(events: list[Event]) -> list[str]:
 def seed_pair(**kwargs: object) -> ConnectionPair:
     """a = downloader with nothing, b = seed; handshakes done and events cleared."""
     pair = make_pair(b_have=Bitfield(8, full=True), **kwargs)  # type: ignore[arg-type]
-    pair.pump()
-    pair.take("a")
-    pair.take("b")
-    return pair
-
-
-def unchoked(pair: ConnectionPair) -> ConnectionPair:
-    pair.a.send(Interested())
-    pair.pump()
-    pair.b.send(Unchoke())
     pair.pump()
     pair.take("a")
     pair.take("b")

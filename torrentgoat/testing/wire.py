@@ -15,7 +15,7 @@ from torrentgoat.primitives import InfoHash, PeerId
 from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
 
-__all__ = ["ConnectionPair", "make_pair"]
+__all__ = ["ConnectionPair", "make_pair", "unchoked"]
 
 
 @dataclass
@@ -134,3 +134,18 @@ def make_pair(
         peer_ip=bytes([127, 0, 0, 1]),
     )
     return ConnectionPair(a=a, b=b, chunk=chunk, b_accept=None if b_knows_torrent else b_accept)
+
+
+def unchoked(pair: ConnectionPair) -> ConnectionPair:
+    """``pair`` after its handshakes, ``a`` interested in ``b`` and unchoked by it; what that sent is
+    taken off both sides."""
+    from torrentgoat.wire.messages import Interested, Unchoke
+
+    pair.pump()
+    pair.a.send(Interested())
+    pair.pump()
+    pair.b.send(Unchoke())
+    pair.pump()
+    pair.take("a")
+    pair.take("b")
+    return pair
