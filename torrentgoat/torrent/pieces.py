@@ -18,7 +18,9 @@ import asyncio
 import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = [
     "CHANGED",
@@ -31,12 +33,37 @@ __all__ = [
     "PieceBuffers",
     "ReadCache",
     "Span",
+    "load_once",
 ]
 
 _CAN_COUNT_REFS = hasattr(sys, "getrefcount")
 
 Buffer = bytes | bytearray | memoryview
 """Bytes of one received block."""
+
+
+async def load_once(
+    pending: dict[tuple[int, int], asyncio.Future[_T]],
+    key: tuple[int, int],
+    load: Callable[[], Awaitable[_T]],
+) -> _T:
+    """One load per ``key`` at a time: the first caller runs ``load``; callers arriving meanwhile
+    await its result or its error (shielded: a cancelled waiter does not cancel the load)."""
+    waiting = pending.get(key)
+    if waiting is not None:
+        return await asyncio.shield(waiting)
+    future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+    pending[key] = future
+    try:
+        result = await load()
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: there may be no waiter
+        raise
+    finally:
+        pending.pop(key, None)
+    future.set_result(result)
+    return result
 
 
 class PieceBuffers:
@@ -223,28 +250,19 @@ class ReadCache:
             self._cache.move_to_end(key)
             self.hits += 1
             return data
-        pending = self._pending.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
+        return await load_once(self._pending, key, lambda: self._load(piece, chunk_index, piece_size))
+
+    async def _load(self, piece: int, chunk_index: int, piece_size: int) -> bytes | bytearray:
+        key = (piece, chunk_index)
         self.misses += 1
         start = chunk_index * self._chunk
         length = min(self._chunk, piece_size - start)
-        future: asyncio.Future[bytes | bytearray] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            if self._reader_into is not None:
-                buf = self._buffer(length)
-                await self._reader_into(piece, start, buf)
-                data = buf
-            else:
-                data = await self._reader(piece, start, length)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            self._pending.pop(key, None)
-        future.set_result(data)
+        data: bytes | bytearray
+        if self._reader_into is not None:
+            data = self._buffer(length)
+            await self._reader_into(piece, start, data)
+        else:
+            data = await self._reader(piece, start, length)
         self._cache[key] = data
         self._held += len(data)
         while self._held > self._budget and self._cache:
@@ -368,22 +386,11 @@ class LeaseCache:
     async def lend(self, piece: int, begin: int, piece_size: int, now: float) -> None:
         """Lend the chunk holding byte ``begin`` of ``piece`` (the lender's errors propagate)."""
         key = (piece, begin // self._chunk)
-        pending = self._pending.get(key)
-        if pending is not None:
-            await asyncio.shield(pending)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        start = key[1] * self._chunk
-        try:
-            lease = await self._lender(piece, start, min(self._chunk, piece_size - start))
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            self._pending.pop(key, None)
-        future.set_result(None)
+        await load_once(self._pending, key, lambda: self._lend(key, piece_size, now))
+
+    async def _lend(self, key: tuple[int, int], piece_size: int, now: float) -> None:
+        piece, start = key[0], key[1] * self._chunk
+        lease = await self._lender(piece, start, min(self._chunk, piece_size - start))
         if self._closed:
             if lease is not None:
                 lease.release()
