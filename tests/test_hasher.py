@@ -74,6 +74,30 @@ async def test_verify_piece() -> None:
         assert await hasher.hash(b"abc") == hashlib.sha1(b"abc").digest()
 
 
+async def test_verify_piece_then_runs_in_the_hashing_thread_only_for_a_good_piece() -> None:
+    """``then`` (the downloaded piece's write) follows a matching hash in the same worker, never a
+    failed one; what it raises (a full disk) comes out of ``verify_piece``."""
+    rng = random.Random(2)
+    info, payload = make_info("t", [("a", rng.randbytes(2 * 256 * 1024))], piece_length=256 * 1024)
+    ran: list[tuple[int, str]] = []
+
+    def then(index: int) -> None:
+        ran.append((index, threading.current_thread().name))
+
+    async with PieceHasher(IOConfig(hash_threads=1)) as hasher:
+        assert await hasher.verify_piece(info, 1, payload[256 * 1024 :], then=lambda: then(1))
+        corrupt = bytearray(payload[: 256 * 1024])
+        corrupt[7] ^= 1
+        assert not await hasher.verify_piece(info, 0, corrupt, then=lambda: then(0))
+        assert [index for index, _ in ran] == [1] and ran[0][1].startswith("torrentgoat-hash")
+
+        def full() -> None:
+            raise StorageError("no space left on the device")
+
+        with pytest.raises(StorageError, match="no space"):
+            await hasher.verify_piece(info, 0, payload[: 256 * 1024], then=full)
+
+
 def test_hash_threads_default_to_cpu_count() -> None:
     import os
 

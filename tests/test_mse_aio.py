@@ -138,6 +138,11 @@ async def test_two_peer_connections_exchange_pieces_over_mse(
     assert incoming.transport.get_extra_info("peername")[0] == "127.0.0.1"
     assert srv.listener is not None and srv.listener.counts["encrypted"] == 1 and not srv.listener.pending
     assert srv.seed.served == len(PAYLOAD.data)
+    # a plaintext payload: MSE steps aside, the socket is read straight into the driver (recv_into)
+    assert isinstance(incoming.transport, MSETransport)
+    plaintext = method is CryptoMethod.PLAINTEXT
+    assert (driver.transport.raw.get_protocol() is driver) is plaintext
+    assert (incoming.transport.raw.get_protocol() is incoming) is plaintext
     driver.close("done")
 
 
@@ -376,6 +381,13 @@ def test_the_same_under_uvloop() -> None:
                 _, driver = await download(srv.address, PAYLOAD, MSEConfig(policy=policy))
                 assert (mse_info(driver) is not None) is (policy is EncryptionPolicy.REQUIRE)
                 driver.close("done")
+            plain = await start_server(MSEConfig(prefer_rc4=False))  # MSE, plaintext payload: stepped aside
+            servers.append(plain)
+            _, driver = await download(plain.address, PAYLOAD, MSEConfig())
+            info = mse_info(driver)
+            assert info is not None and info.method is CryptoMethod.PLAINTEXT
+            assert isinstance(driver.transport, MSETransport) and driver.transport.raw.get_protocol() is driver
+            driver.close("done")
         finally:
             for s in servers:
                 assert s.listener is not None

@@ -104,6 +104,44 @@ def test_any_split_gives_same_events(data: st.DataObject) -> None:
     assert run(chunks, drains) == reference()
 
 
+def run_borrowed(chunks: list[bytes], drains: list[bool]) -> list[Event]:
+    """As :func:`run`, every read landing in one reused buffer (``recv_into``, as ``PeerDriver``
+    reads): ``receive_data(borrowed=True)``, the events drained or not, ``release_borrowed``, then
+    the buffer is overwritten -- any reference kept into it would show as wrong bytes."""
+    conn = make_engine()
+    shared = bytearray(max(len(chunk) for chunk in chunks))
+    view = memoryview(shared)
+    events: list[Event] = []
+    requested = False
+    for chunk, drain in zip(chunks, drains, strict=True):
+        view[: len(chunk)] = chunk
+        conn.receive_data(view[: len(chunk)], borrowed=True)
+        if drain:
+            while (event := conn.next_event()) is not None:
+                events.append(normalize(event))
+            if not requested and conn.handshake_complete and not conn.peer_choking:
+                for index, begin, length in BLOCKS:
+                    conn.send(Request(index=index, begin=begin, length=length))
+                requested = True
+        conn.release_borrowed()
+        view[:] = b"\xee" * len(shared)
+    while (event := conn.next_event()) is not None:
+        events.append(normalize(event))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_borrowed_reads_of_one_reused_buffer_give_same_events(data: st.DataObject) -> None:
+    whole = stream()
+    opening = 68 + 5 + 5
+    cuts = sorted(data.draw(st.sets(st.integers(opening + 1, len(whole) - 1), max_size=40)))
+    bounds = [0, opening, *cuts, len(whole)]
+    chunks = [whole[start:stop] for start, stop in itertools.pairwise(bounds)]
+    drains = [True] + [data.draw(st.booleans()) for _ in chunks[1:]]
+    assert run_borrowed(chunks, drains) == reference()
+
+
 def test_byte_by_byte() -> None:
     whole = stream()
     opening = 68 + 5 + 5

@@ -211,6 +211,8 @@ class MSETransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._endpoint._app = protocol
+        if self._endpoint._mode is _Mode.ASIDE:
+            self._raw.set_protocol(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         app = self._endpoint._app
@@ -224,6 +226,7 @@ class _Mode(enum.Enum):
     HANDSHAKE = "MSE handshake"
     STREAM = "encrypted stream"
     PASSTHROUGH = "plain stream (the transport cannot switch protocols)"
+    ASIDE = "MSE with a plaintext payload, the raw transport handed to the app"
     DONE = "handed over or closed"
 
 
@@ -431,7 +434,21 @@ class MSEProtocol(asyncio.Protocol):
             self.done.set_result(transport)
         if payload and self._mode is _Mode.STREAM:
             cast(asyncio.Protocol, app).data_received(payload)
+        if self._decrypt is None and self._mode is _Mode.STREAM:
+            self._step_aside(app)
         self._finished()
+
+    def _step_aside(self, app: asyncio.BaseProtocol) -> None:
+        """A plaintext payload: reads go from the raw transport straight to the app (which may then
+        read into its own buffer, :class:`asyncio.BufferedProtocol`); the app keeps writing through
+        the :class:`MSETransport` (pass-through, and ``get_extra_info("mse")`` still answers)."""
+        raw = self._raw
+        assert raw is not None
+        try:
+            raw.set_protocol(app)
+        except NotImplementedError:
+            return  # this transport cannot switch: keep forwarding
+        self._mode = _Mode.ASIDE
 
     def _deliver(self, data: bytes) -> None:
         """A decrypted buffer from the cipher thread, in order; held while the app paused reading."""
@@ -681,7 +698,7 @@ class EncryptedListener:
         if endpoint.failure:
             self.counts["failed"] += 1
             self.failures.append(endpoint.failure)
-        elif endpoint._mode is _Mode.STREAM:
+        elif endpoint._mode in (_Mode.STREAM, _Mode.ASIDE):
             self.counts["encrypted"] += 1
         else:
             self.counts["plain"] += 1

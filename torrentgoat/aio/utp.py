@@ -586,10 +586,11 @@ class UTPEndpoint:
             transport = self._transports.get(event.key)
             if transport is not None and not transport._lost:
                 protocol = transport._protocol
-                if isinstance(protocol, asyncio.BufferedProtocol):
-                    transport._call(_feed_buffered, protocol, event.data)
+                receive = getattr(protocol, "data_received", None)  # bytes as they are, if it takes them
+                if receive is not None:
+                    transport._call(receive, event.data)
                 else:
-                    transport._call(protocol.data_received, event.data)  # type: ignore[attr-defined]
+                    transport._call(_feed_buffered, protocol, event.data)
         elif isinstance(event, FinReceived):
             transport = self._transports.get(event.key)
             if transport is not None and not transport._lost:

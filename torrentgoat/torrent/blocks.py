@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from typing import Any
 
 from torrentgoat.bitfield import Bitfield
@@ -187,18 +188,19 @@ class BlockFlow:
                 return
             for begin, end in self._pads.get(index, ()):
                 buf[begin:end] = bytes(end - begin)
-            ok = await host.ctx.hasher.verify_piece(info, index, buf)
+            try:  # written by the hashing thread right after its hash matched (one hop per piece)
+                ok = await host.ctx.hasher.verify_piece(
+                    info, index, buf, then=partial(storage.write_piece, index, buf)
+                )
+            except StorageError as exc:  # a full disk, a vanished directory: the piece stays missing
+                picker.piece_failed(index)
+                self._write_failed(index, exc)
+                return
             if not ok:
                 self._piece_failed(index, buf)
                 return
             for culprit in self._smartban.piece_passed(index, buf):
                 self._ban(culprit.key, culprit.address, f"sent a corrupt block of piece {index}")
-            try:
-                await host.ctx.disk.write_piece(storage, index, buf)
-            except StorageError as exc:  # a full disk, a vanished directory: the piece stays missing
-                picker.piece_failed(index)
-                self._write_failed(index, exc)
-                return
         finally:
             self.verifying.discard(index)
             self.buffers.drop(index)

@@ -115,9 +115,10 @@ class PeerNotInterested:
 class BlockReceived:
     """A block we requested arrived.
 
-    ``data`` is a read-only ``memoryview`` slice of the ``bytes`` the driver passed to
-    ``receive_data`` (zero-copy; it keeps that read alive) or, for a block that straddled two
-    reads, a fresh ``bytearray``.  Copy it into the piece buffer right away; do not keep it.
+    ``data`` is a ``memoryview`` slice of what the driver passed to ``receive_data`` (zero-copy:
+    the ``bytes`` of a read, or the driver's own read buffer, which it overwrites with the next
+    read) or, for a block that straddled two reads, a fresh ``bytearray``.  Copy it into the piece
+    buffer right away; do not keep it.
 
     ``late`` is true when the request had already been cancelled by us (or dropped by a choke):
     the data is still valid and may be used."""

@@ -158,11 +158,14 @@ class FrameReceiver:
             pending += len(self._chunk) - self._cpos
         return pending
 
-    def receive_data(self, data: Buffer) -> None:
+    def receive_data(self, data: Buffer, *, borrowed: bool = False) -> None:
         """Take bytes from the socket; they are parsed lazily by :meth:`next_event`.
 
         ``bytes`` input is kept by reference (blocks are sliced out of it without a copy); mutable
-        buffers (bytearray, memoryview) are copied, since the caller may reuse them.
+        buffers (bytearray, memoryview) are copied, since the caller may reuse them -- unless
+        ``borrowed``: then ``data`` is parsed in place too, and the caller drains the events and
+        calls :meth:`release_borrowed` before it writes into that buffer again (a driver reading
+        with ``recv_into``: :class:`~torrentgoat.aio.peer.PeerDriver`).
         """
         n = len(data)
         if not n:
@@ -179,7 +182,7 @@ class FrameReceiver:
             self._chunk = None
             self._buf += data
             return
-        if type(data) is not bytes:
+        if type(data) is not bytes and not borrowed:
             self._buf += data
             return
         if self._pos == len(self._buf):
@@ -202,6 +205,15 @@ class FrameReceiver:
         if off < len(view):
             self._chunk = view
             self._cpos = off
+
+    def release_borrowed(self) -> None:
+        """The buffer of the last ``receive_data(..., borrowed=True)`` is about to be reused: copy
+        the bytes of it not parsed yet (a frame cut by the end of the read, events not drained)."""
+        chunk = self._chunk
+        if chunk is not None:
+            self._buf += chunk[self._cpos :]
+            self._chunk = None
+            self._need = 0
 
     def _missing(self) -> int:
         """Bytes still missing for the first buffered frame (or its length prefix) to be complete."""
