@@ -386,7 +386,9 @@ def test_the_same_under_uvloop() -> None:
             _, driver = await download(plain.address, PAYLOAD, MSEConfig())
             info = mse_info(driver)
             assert info is not None and info.method is CryptoMethod.PLAINTEXT
-            assert isinstance(driver.transport, MSETransport) and driver.transport.raw.get_protocol() is driver
+            assert (
+                isinstance(driver.transport, MSETransport) and driver.transport.raw.get_protocol() is driver
+            )
             driver.close("done")
         finally:
             for s in servers:
