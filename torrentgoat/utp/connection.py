@@ -54,9 +54,7 @@ from torrentgoat.utp.events import (
 )
 from torrentgoat.utp.outgoing import OutPacket, PathMtu, SendQueue
 from torrentgoat.utp.packet import (
-    EXT_MAX_DATAGRAM,
     EXT_NONE,
-    EXT_SACK,
     HEADER,
     HEADER_SIZE,
     ST_DATA,
@@ -65,6 +63,7 @@ from torrentgoat.utp.packet import (
     ST_STATE,
     ST_SYN,
     Packet,
+    encode_extensions,
 )
 from torrentgoat.utp.receiver import HALF, MASK, PendingData, ReceiveBudget, Receiver, seq_after
 from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
@@ -72,6 +71,7 @@ from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
 __all__ = ["TRANSITIONS", "Input", "State", "UTPConnection"]
 
 _U32: Final = 0xFFFFFFFF
+_CONNECTED: Final = State.CONNECTED
 
 
 class UTPConnection:
@@ -277,6 +277,40 @@ class UTPConnection:
         self.last_received = now
         self._ack_due = True
 
+    def receive_fast(
+        self,
+        ptype: int,
+        seq_nr: int,
+        ack_nr: int,
+        timestamp: int,
+        ts_diff: int,
+        wnd: int,
+        data: bytes,
+        now: float,
+    ) -> bool:
+        """The common case of :meth:`receive` from the already unpacked 20-byte header (BEP 29
+        "Header format"): an ST_DATA or ST_STATE without extensions (the manager checks that) on a
+        confirmed CONNECTED connection, acking nothing we did not send.  The rules are those of
+        :meth:`receive` -- the transition table maps DATA/STATE in CONNECTED to CONNECTED -- minus
+        the checks that cannot apply and the :class:`Packet` object.  Anything else returns False
+        having changed nothing, and the manager takes the general path."""
+        if self.state is not _CONNECTED or not self._confirmed:
+            return False
+        beyond = (ack_nr - self._seq_nr + 1) & MASK  # ack_nr after our last sent seq_nr: forged
+        if beyond and beyond < HALF:
+            return False
+        self.packets_received += 1
+        self.last_received = now
+        if timestamp:
+            self._reply_micro = (int(now * 1_000_000) - timestamp) & _U32
+        self._peer_wnd = wnd
+        if ack_nr != self._acked_nr or ptype == ST_STATE or self._window_probe or self._dup_acks >= 3:
+            self._process_ack(ptype, ack_nr, None, ts_diff, now)
+        if ptype == ST_DATA:
+            self._ack_due = True
+            self.rx.payload(seq_nr, data[HEADER_SIZE:])
+        return True
+
     def receive(self, packet: Packet, now: float) -> None:
         """One packet addressed to this connection (connection id and address already matched)."""
         state = self.state
@@ -324,7 +358,7 @@ class UTPConnection:
         if state is State.SYN_SENT:
             self.rx.emit(ConnectionEstablished(key=self.key, addr=self.addr))
         self._peer_wnd = packet.wnd_size
-        self._process_ack(packet, now)
+        self._process_ack(ptype, packet.ack_nr, packet.sack, packet.timestamp_difference, now)
         if self.state is State.CLOSED:
             return
         if ptype == ST_DATA:
@@ -356,8 +390,7 @@ class UTPConnection:
 
     # --- acks ----------------------------------------------------------------------------------
 
-    def _process_ack(self, packet: Packet, now: float) -> None:
-        ack = packet.ack_nr
+    def _process_ack(self, ptype: int, ack: int, sack: bytes | None, ts_diff: int, now: float) -> None:
         inflight = self._inflight
         in_flight_before = self._bytes_in_flight
         acked = 0
@@ -378,10 +411,10 @@ class UTPConnection:
             self._dup_acks = 0
             self.rtt.backoff = 0
             self._rto_deadline = now + self.rtt.rto if inflight else None
-        elif distance == 0 and packet.type == ST_STATE and inflight:
+        elif distance == 0 and ptype == ST_STATE and inflight:
             self._dup_acks += 1
-        if packet.sack is not None and inflight:
-            got, sack_rtt = self._process_sack(ack, packet.sack, now)
+        if sack is not None and inflight:
+            got, sack_rtt = self._process_sack(ack, sack, now)
             acked += got
             if sack_rtt is not None and (min_rtt is None or sack_rtt < min_rtt):
                 min_rtt = sack_rtt
@@ -392,8 +425,8 @@ class UTPConnection:
             out = inflight.get(first)
             if out is not None and not out.lost and not out.fast_resent:
                 self._mark_lost(first, out, now, fast=True)
-        if acked and packet.timestamp_difference and in_flight_before:
-            delay = self._delays.add(packet.timestamp_difference, now)
+        if acked and ts_diff and in_flight_before:
+            delay = self._delays.add(ts_diff, now)
             recent = self._recent_delays
             recent.append(delay)
             delay = min(recent)
@@ -513,19 +546,8 @@ class UTPConnection:
     def _extensions(self) -> tuple[int, bytes]:
         """The extension chain for packets sent now: the selective ack while packets wait out of
         order, and our datagram limit until the peer has confirmed the connection."""
-        parts: list[tuple[int, bytes]] = []
-        sack = self.rx.sack()
-        if sack is not None:
-            parts.append((EXT_SACK, sack))
-        if self.state is State.SYN_RECV:
-            parts.append((EXT_MAX_DATAGRAM, self.config.max_datagram.to_bytes(4, "big")))
-        if not parts:
-            return EXT_NONE, b""
-        chunks = []
-        for i, (_, body) in enumerate(parts):
-            nxt = parts[i + 1][0] if i + 1 < len(parts) else EXT_NONE
-            chunks.append(bytes((nxt, len(body))) + body)
-        return parts[0][0], b"".join(chunks)
+        limit = self.config.max_datagram if self.state is State.SYN_RECV else None
+        return encode_extensions(sack=self.rx.sack(), max_datagram=limit)
 
     def _header(self, ptype: int, seq: int, now: float, ext_type: int) -> bytes:
         return HEADER.pack(
@@ -540,16 +562,9 @@ class UTPConnection:
         )
 
     def _syn(self, now: float) -> bytes:
-        ext = bytes((EXT_NONE, 4)) + self.config.max_datagram.to_bytes(4, "big")
+        first, ext = encode_extensions(max_datagram=self.config.max_datagram)
         header = HEADER.pack(
-            ST_SYN << 4 | 1,
-            EXT_MAX_DATAGRAM,
-            self.recv_id,
-            _micros(now),
-            0,
-            self.rx.window,
-            self._syn_seq,
-            0,
+            ST_SYN << 4 | 1, first, self.recv_id, _micros(now), 0, self.rx.window, self._syn_seq, 0
         )
         return header + ext
 
