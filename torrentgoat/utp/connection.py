@@ -39,6 +39,7 @@ acks the SYN-ACK at once for that reason.
 from __future__ import annotations
 
 import random
+import struct
 from collections import deque
 from typing import Final
 
@@ -52,7 +53,7 @@ from torrentgoat.utp.events import (
     ConnectionEstablished,
     Event,
 )
-from torrentgoat.utp.outgoing import OutPacket, PathMtu, SendQueue
+from torrentgoat.utp.outgoing import PROBE_GRANULARITY, OutPacket, PathMtu, SendQueue
 from torrentgoat.utp.packet import (
     EXT_NONE,
     HEADER,
@@ -64,6 +65,7 @@ from torrentgoat.utp.packet import (
     ST_SYN,
     Packet,
     encode_extensions,
+    sack_positions,
 )
 from torrentgoat.utp.receiver import HALF, MASK, PendingData, ReceiveBudget, Receiver, seq_after
 from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
@@ -71,6 +73,8 @@ from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
 __all__ = ["TRANSITIONS", "Input", "State", "UTPConnection"]
 
 _U32: Final = 0xFFFFFFFF
+_HEAD: Final = struct.Struct(">BBHIII")
+"""The header up to ``seq_nr`` (:data:`~torrentgoat.utp.packet.HEADER` without its last two fields)."""
 _CONNECTED: Final = State.CONNECTED
 
 
@@ -288,12 +292,10 @@ class UTPConnection:
         data: bytes,
         now: float,
     ) -> bool:
-        """The common case of :meth:`receive` from the already unpacked 20-byte header (BEP 29
-        "Header format"): an ST_DATA or ST_STATE without extensions (the manager checks that) on a
-        confirmed CONNECTED connection, acking nothing we did not send.  The rules are those of
-        :meth:`receive` -- the transition table maps DATA/STATE in CONNECTED to CONNECTED -- minus
-        the checks that cannot apply and the :class:`Packet` object.  Anything else returns False
-        having changed nothing, and the manager takes the general path."""
+        """:meth:`receive` for an ST_DATA or ST_STATE without extensions (BEP 29 "Header format",
+        unpacked by the manager) on a confirmed CONNECTED connection, acking nothing we did not
+        send: the same rules (the table maps DATA/STATE in CONNECTED to CONNECTED) without a
+        :class:`Packet`.  Anything else returns False having changed nothing."""
         if self.state is not _CONNECTED or not self._confirmed:
             return False
         beyond = (ack_nr - self._seq_nr + 1) & MASK  # ack_nr after our last sent seq_nr: forged
@@ -453,23 +455,18 @@ class UTPConnection:
         acked = 0
         min_rtt: float | None = None
         sacked: list[int] = []
-        for index, byte in enumerate(mask):
-            if not byte:
-                continue
-            for bit in range(8):
-                if byte >> bit & 1:
-                    pos = index * 8 + bit
-                    if pos > limit:
-                        break
-                    sacked.append(pos)
-                    seq = (base + pos) & MASK
-                    out = inflight.pop(seq, None)
-                    if out is not None:
-                        acked += self._acked(seq, out)
-                        if out.transmissions == 1:
-                            rtt = now - out.sent_at
-                            if min_rtt is None or rtt < min_rtt:
-                                min_rtt = rtt
+        for pos in sack_positions(mask):
+            if pos > limit:
+                break
+            sacked.append(pos)
+            seq = (base + pos) & MASK
+            out = inflight.pop(seq, None)
+            if out is not None:
+                acked += self._acked(seq, out)
+                if out.transmissions == 1:
+                    rtt = now - out.sent_at
+                    if min_rtt is None or rtt < min_rtt:
+                        min_rtt = rtt
         if len(sacked) >= 3:
             # a packet with three acknowledged packets after it is lost (BEP 29, libtorrent)
             threshold = sacked[-3]
@@ -550,16 +547,9 @@ class UTPConnection:
         return encode_extensions(sack=self.rx.sack(), max_datagram=limit)
 
     def _header(self, ptype: int, seq: int, now: float, ext_type: int) -> bytes:
-        return HEADER.pack(
-            ptype << 4 | 1,
-            ext_type,
-            self.send_id,
-            _micros(now),
-            self._reply_micro,
-            self.rx.window,
-            seq,
-            self.rx.ack_nr,
-        )
+        rx = self.rx
+        micros, reply = _micros(now), self._reply_micro
+        return HEADER.pack(ptype << 4 | 1, ext_type, self.send_id, micros, reply, rx.window, seq, rx.ack_nr)
 
     def _syn(self, now: float) -> bytes:
         first, ext = encode_extensions(max_datagram=self.config.max_datagram)
@@ -600,23 +590,39 @@ class UTPConnection:
         first packet of an idle connection (it may be smaller than one large packet); the peer's
         window does, until the persist timer sets ``_window_probe``."""
         header_size = HEADER_SIZE + len(ext)
-        floor = self.mtu.floor
+        mtu = self.mtu
+        floor = mtu.floor
         cwnd = self.cc.window
         peer_wnd = self._peer_wnd
         inflight = self._inflight
+        queue = self._queue
+        take = queue.take
         self._window_limited = False
-        # every header of this batch differs only in seq_nr: pack the rest once
-        pack = HEADER.pack
-        fields = (ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.rx.window)
-        ack_nr = self.rx.ack_nr
-        while self._queue.size:
-            in_flight = self._bytes_in_flight
-            probe_size = self.mtu.probe_size(
-                cwnd, min(cwnd, peer_wnd) - in_flight, self._queue.size, header_size
-            )
-            probe = probe_size is not None
-            size = probe_size or floor
-            payload_size = min(self._queue.size, size - header_size)
+        # the headers of this batch differ only in seq_nr (bytes 16-17, BEP 29 "Header format"):
+        # everything before it and after it is packed once
+        head = _HEAD.pack(
+            ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.rx.window
+        )
+        tail = self.rx.ack_nr.to_bytes(2, "big") + ext
+        may_probe = (
+            mtu.probe_seq is None and mtu.ceiling - mtu.floor > PROBE_GRANULARITY and cwnd >= 3 * floor
+        )
+        in_flight = self._bytes_in_flight
+        seq = self._seq_nr
+        sent = 0
+        while queue.size:
+            queued = queue.size
+            probe = False
+            size = floor
+            if may_probe:
+                probe_size = mtu.probe_size(cwnd, min(cwnd, peer_wnd) - in_flight, queued, header_size)
+                if probe_size is not None:
+                    probe = True
+                    may_probe = False
+                    size = probe_size
+            payload_size = size - header_size
+            if queued < payload_size:
+                payload_size = queued
             if in_flight + payload_size > peer_wnd and (in_flight or not self._window_probe):
                 if not in_flight and self._rto_deadline is None:
                     self._rto_deadline = now + self.rtt.rto  # probe the closed window later
@@ -625,17 +631,17 @@ class UTPConnection:
                 self._window_limited = True
                 break
             self._window_probe = False
-            seq = self._seq_nr
-            self._seq_nr = (seq + 1) & MASK
-            parts = self._queue.take(payload_size)
-            parts[0:0] = (pack(*fields, seq, ack_nr), ext)
-            datagram = b"".join(parts)  # the only copy of the payload on the way out
+            datagram = b"".join((head, seq.to_bytes(2, "big"), tail, take(payload_size)))
             inflight[seq] = OutPacket(ST_DATA, datagram, header_size, now, probe)
             if probe:
-                self.mtu.probe_seq = seq
-            self._bytes_in_flight = in_flight + payload_size
-            self.bytes_sent += payload_size
+                mtu.probe_seq = seq
+            seq = (seq + 1) & MASK
+            in_flight += payload_size
+            sent += payload_size
             out.append(datagram)
+        self._seq_nr = seq
+        self._bytes_in_flight = in_flight
+        self.bytes_sent += sent
 
     # --- timers --------------------------------------------------------------------------------
 

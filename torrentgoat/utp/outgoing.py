@@ -57,12 +57,15 @@ class OutPacket:
 
 
 class SendQueue:
-    """Bytes written but not yet packetized; taken as buffers to join into a datagram."""
+    """Bytes written but not yet packetized; taken as one buffer per packet."""
 
-    __slots__ = ("_chunks", "size")
+    __slots__ = ("_chunks", "_head", "_offset", "size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes | memoryview] = deque()
+        self._head: memoryview | None = None
+        """The first chunk, being taken from at ``_offset`` (None: start on ``_chunks[0]``)."""
+        self._offset = 0
         self.size = 0
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
@@ -77,26 +80,45 @@ class SendQueue:
         self._chunks.append(chunk)
         self.size += len(chunk)
 
-    def take(self, size: int) -> list[bytes | memoryview]:
-        """The next ``size`` bytes as buffers (no copy here)."""
-        chunks = self._chunks
+    def take(self, size: int) -> bytes | memoryview:
+        """The next ``size`` bytes: a view of the queued buffer when they lie in one, else joined."""
         self.size -= size
-        parts: list[bytes | memoryview] = []
-        need = size
+        head = self._head
+        if head is None:
+            chunk = self._chunks.popleft()
+            if len(chunk) == size:
+                return chunk
+            head = self._head = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+            self._offset = 0
+        offset = self._offset
+        end = offset + size
+        left = len(head)
+        if end < left:
+            self._offset = end
+            return head[offset:end]
+        part = head[offset:]
+        self._head = None
+        if end == left:
+            return part
+        parts: list[bytes | memoryview] = [part]
+        need = end - left
+        chunks = self._chunks
         while need:
-            chunk = chunks[0]
-            if len(chunk) <= need:
-                parts.append(chunks.popleft())
-                need -= len(chunk)
+            chunk = chunks.popleft()
+            length = len(chunk)
+            if length <= need:
+                parts.append(chunk)
+                need -= length
             else:
-                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                view = self._head = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                self._offset = need
                 parts.append(view[:need])
-                chunks[0] = view[need:]
                 need = 0
-        return parts
+        return b"".join(parts)
 
     def clear(self) -> None:
         self._chunks.clear()
+        self._head = None
         self.size = 0
 
 
