@@ -551,14 +551,15 @@ class UTPEndpoint:
         if self._paused_writers:
             for transport in list(self._paused_writers.values()):
                 transport._check_low_water()
+        # A deadline that moved later keeps the armed timer: it fires early, finds nothing due and
+        # re-arms here.  (Every ack moves the keepalive and retransmission deadlines: cancelling
+        # and re-arming a TimerHandle per burst cost more than the rare early wake-up.)
         when = manager.get_timer()
-        if when != self._timer_when:
+        if when is not None and (self._timer_when is None or when < self._timer_when):
             if self._timer is not None:
                 self._timer.cancel()
-                self._timer = None
             self._timer_when = when
-            if when is not None:
-                self._timer = loop.call_at(when, self._on_timer)
+            self._timer = loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
