@@ -168,7 +168,9 @@ def test_send_queue_takes_the_bytes_in_order_whatever_the_chunking(
         size = min(size, queue.size)
         if not size:
             break
-        taken.append(bytes(queue.take(size)))
+        parts: list[bytes | memoryview] = []
+        queue.take(size, parts)
+        taken.append(b"".join(parts))
         assert queue.size == len(stream) - sum(map(len, taken))
     assert b"".join(taken) == stream[: sum(map(len, taken))]
 

@@ -631,7 +631,9 @@ class UTPConnection:
                 self._window_limited = True
                 break
             self._window_probe = False
-            datagram = b"".join((head, seq.to_bytes(2, "big"), tail, take(payload_size)))
+            parts: list[bytes | memoryview] = [head, seq.to_bytes(2, "big"), tail]
+            take(payload_size, parts)
+            datagram = b"".join(parts)  # the only copy of the payload on the way out
             inflight[seq] = OutPacket(ST_DATA, datagram, header_size, now, probe)
             if probe:
                 mtu.probe_seq = seq

@@ -57,7 +57,7 @@ class OutPacket:
 
 
 class SendQueue:
-    """Bytes written but not yet packetized; taken as one buffer per packet."""
+    """Bytes written but not yet packetized; taken as views to join into a datagram."""
 
     __slots__ = ("_chunks", "_head", "_offset", "size")
 
@@ -80,41 +80,31 @@ class SendQueue:
         self._chunks.append(chunk)
         self.size += len(chunk)
 
-    def take(self, size: int) -> bytes | memoryview:
-        """The next ``size`` bytes: a view of the queued buffer when they lie in one, else joined."""
+    def take(self, size: int, parts: list[bytes | memoryview]) -> None:
+        """Append the next ``size`` bytes to ``parts`` as views of the queued buffers (no copy:
+        the caller joins them with the header into the datagram)."""
         self.size -= size
         head = self._head
-        if head is None:
-            chunk = self._chunks.popleft()
-            if len(chunk) == size:
-                return chunk
-            head = self._head = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-            self._offset = 0
         offset = self._offset
-        end = offset + size
-        left = len(head)
-        if end < left:
-            self._offset = end
-            return head[offset:end]
-        part = head[offset:]
-        self._head = None
-        if end == left:
-            return part
-        parts: list[bytes | memoryview] = [part]
-        need = end - left
-        chunks = self._chunks
-        while need:
-            chunk = chunks.popleft()
-            length = len(chunk)
-            if length <= need:
-                parts.append(chunk)
-                need -= length
-            else:
-                view = self._head = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-                self._offset = need
-                parts.append(view[:need])
-                need = 0
-        return b"".join(parts)
+        while size:
+            if head is None:
+                chunk = self._chunks.popleft()
+                if len(chunk) <= size:
+                    parts.append(chunk)
+                    size -= len(chunk)
+                    continue
+                head = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                offset = 0
+            end = offset + size
+            if end < len(head):
+                parts.append(head[offset:end])
+                offset = end
+                break
+            parts.append(head[offset:])
+            size = end - len(head)
+            head = None
+        self._head = head
+        self._offset = offset
 
     def clear(self) -> None:
         self._chunks.clear()
