@@ -1,13 +1,14 @@
 """py-spy profile of one side of a loopback transfer: torrentgoat leeching from libtorrent, or seeding to it.
 
     python -m benchmarks.profile_pair leech|seed --torrent T --data FILE [--out PREFIX] [--rate 250]
-        [--tg-root CHECKOUT]
+        [--tg-root CHECKOUT] [--utp]
 
 The other side is libtorrent (``tools/lt_peer.py``); the torrentgoat process runs under
 ``py-spy record --threads --gil --format raw`` (py-spy spawns the real interpreter, so the samples are
 of it), and the table of :mod:`benchmarks.pyspy_summary` is printed with seconds per GB of payload.
 The torrentgoat process's own CPU (all threads, and the main thread) is read from ``/proc`` over the
-transfer, so the shares can be read as CPU seconds per GB.  Seeding: the data file's folder is served;
+transfer, so the shares can be read as CPU seconds per GB.  ``--utp`` runs the connection over uTP
+(``TG_TRANSPORT=utp`` for both processes, as ``benchmarks.throughput --utp``).  Seeding: the data file's folder is served;
 leeching: into a temporary folder, removed afterwards.
 """
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250)
     parser.add_argument("--tg-root", type=Path, default=REPO, help="torrentgoat checkout to profile")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--utp", action="store_true", help="over uTP (TG_TRANSPORT=utp for both sides)")
     args = parser.parse_args(argv)
+    if args.utp:
+        os.environ["TG_TRANSPORT"] = "utp"  # read by throughput.Peer (libtorrent) and _tg_peer
     raw = Path(f"{args.out}-{args.side}.raw")
     size = args.data.stat().st_size
     work = Path(tempfile.mkdtemp(prefix="tgprofile-"))

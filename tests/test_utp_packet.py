@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from torrentgoat.errors import RemoteProtocolError, UTPPacketError
+from torrentgoat.utp.outgoing import SendQueue
 from torrentgoat.utp.packet import (
     EXT_MAX_DATAGRAM,
     EXT_SACK,
@@ -23,6 +24,7 @@ from torrentgoat.utp.packet import (
     looks_like_utp,
     sack_bitmask,
     sack_bits,
+    sack_positions,
 )
 
 
@@ -147,3 +149,33 @@ def test_sack_roundtrip(ack: int, offsets: set[int]) -> None:
     received = {(ack + 2 + i) & 0xFFFF for i in offsets}
     mask = sack_bitmask(ack, received, span=256)
     assert set(sack_bits(ack, mask)) == received
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=20),
+    st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=40),
+    st.booleans(),
+)
+def test_send_queue_takes_the_bytes_in_order_whatever_the_chunking(
+    chunks: list[bytes], sizes: list[int], views: bool
+) -> None:
+    queue = SendQueue()
+    for chunk in chunks:
+        queue.append(memoryview(chunk) if views else bytearray(chunk))
+    stream = b"".join(chunks)
+    taken = []
+    for size in sizes:
+        size = min(size, queue.size)
+        if not size:
+            break
+        parts: list[bytes | memoryview] = []
+        queue.take(size, parts)
+        taken.append(b"".join(parts))
+        assert queue.size == len(stream) - sum(map(len, taken))
+    assert b"".join(taken) == stream[: sum(map(len, taken))]
+
+
+def test_sack_positions_and_bits_agree() -> None:
+    mask = bytes([0b0000_0101, 0, 0b1000_0000, 0])
+    assert sack_positions(mask) == [0, 2, 23]
+    assert sack_bits(0xFFFE, mask) == [0, 2, 23]

@@ -18,8 +18,10 @@ receive buffer a burst of large datagrams on loopback overflows it (libtorrent's
 
 Batching: a readable socket is drained (up to :data:`READ_BATCH` datagrams) before the manager is
 asked for output, so one ack answers a burst and data piggybacks on it; writes on any transport
-during a loop iteration are packetized together at its end (one ``call_soon``).  A full socket
-send buffer keeps the rest in a backlog until the socket is writable again.
+during a loop iteration are packetized together at its end (one ``call_soon``).  Sending is
+:class:`~torrentgoat.aio.udpsend.DatagramSender`'s: a connection's run of data packets leaves in
+one ``sendmsg`` with UDP segmentation offload where Linux has it, and a full socket send buffer
+keeps the rest in a backlog until the socket is writable again.
 
 Transport semantics follow asyncio's: ``write``/``writelines`` queue bytes (flow control calls
 ``protocol.pause_writing()`` above the high-water mark of queued-but-unsent bytes and
@@ -44,6 +46,7 @@ from typing import Any, TypeVar
 
 from torrentgoat.aio.peer import PeerDriver, PeerHandler
 from torrentgoat.aio.ratelimit import TokenBucket
+from torrentgoat.aio.udpsend import DatagramSender
 from torrentgoat.errors import LocalProtocolError, UTPError
 from torrentgoat.primitives import PeerAddress
 from torrentgoat.utp.config import UTPConfig
@@ -310,6 +313,7 @@ class UTPEndpoint:
         config: UTPConfig | None = None,
         rng: random.Random | None = None,
         socket_buffer: int = SOCKET_BUFFER,
+        gso: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -328,15 +332,14 @@ class UTPEndpoint:
         self._paused_writers: dict[int, UTPTransport] = {}
         self._factory: Callable[[], asyncio.BaseProtocol] | None = None
         self._dht: _DHTTransport | None = None
-        self._backlog: list[tuple[bytes, Addr]] = []
-        self._writer_added = False
+        self._gso = gso
+        self._sender: DatagramSender | None = None
         self._pump_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self._mtu_cache: dict[str, int] = {}
         self.address: Addr = (host, port)
-        self.dropped_datagrams = 0
-        """Datagrams that were neither uTP nor KRPC, or failed to send."""
+        self._dropped_in = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -345,6 +348,21 @@ class UTPEndpoint:
         if self._loop is None:
             raise UTPError("uTP endpoint is not started")
         return self._loop
+
+    @property
+    def dropped_datagrams(self) -> int:
+        """Datagrams that were neither uTP nor KRPC, or failed to send."""
+        return self._dropped_in + (self._sender.dropped if self._sender is not None else 0)
+
+    @property
+    def gso(self) -> bool:
+        """Runs of datagrams leave with UDP segmentation offload (:mod:`~torrentgoat.aio.udpsend`)."""
+        return self._sender is not None and self._sender.gso
+
+    @property
+    def gso_sends(self) -> int:
+        """``sendmsg`` calls that carried several datagrams."""
+        return self._sender.gso_sends if self._sender is not None else 0
 
     @property
     def manager(self) -> UTPSocketManager:
@@ -376,6 +394,7 @@ class UTPEndpoint:
         name = sock.getsockname()
         self.address = (str(name[0]), int(name[1]))
         self._sock = sock
+        self._sender = DatagramSender(sock, loop, self._pump, gso=self._gso)
         self._manager = UTPSocketManager(
             rng=self.rng, now=loop.time(), config=self.config, path_datagram=self._path_datagram
         )
@@ -397,9 +416,8 @@ class UTPEndpoint:
             self._timer.cancel()
             self._timer = None
         loop.remove_reader(sock.fileno())
-        if self._writer_added:
-            loop.remove_writer(sock.fileno())
-            self._writer_added = False
+        if self._sender is not None:
+            self._sender.close()
         for transport in list(self._transports.values()):
             transport._connection_lost(None)
         if self._dht is not None:
@@ -492,47 +510,16 @@ class UTPEndpoint:
                 if dht is not None:
                     dht._protocol.datagram_received(data, (addr[0], addr[1]))
                 else:
-                    self.dropped_datagrams += 1
+                    self._dropped_in += 1
             elif first & 0x0F == 1 and first >> 4 <= 4:
                 receive(data, (addr[0], addr[1]), now)
             else:
-                self.dropped_datagrams += 1
+                self._dropped_in += 1
         self._pump(ack_first=True)
 
     def _send_raw(self, data: bytes, addr: Addr) -> None:
-        if self._backlog:
-            self._backlog.append((data, addr))
-            return
-        self._sendto([(data, addr)])
-
-    def _sendto(self, datagrams: list[tuple[bytes, Addr]]) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        sendto = sock.sendto
-        for index, (data, addr) in enumerate(datagrams):
-            try:
-                sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
-                self._backlog.extend(datagrams[index:])
-                if not self._writer_added and self._loop is not None:
-                    self._loop.add_writer(sock.fileno(), self._on_writable)
-                    self._writer_added = True
-                return
-            except OSError:
-                # EMSGSIZE (a probe above the path MTU), unreachable networks...: the packet is
-                # lost and uTP's loss handling takes it from there
-                self.dropped_datagrams += 1
-
-    def _on_writable(self) -> None:
-        backlog = self._backlog
-        self._backlog = []
-        if self._writer_added and self._loop is not None and self._sock is not None:
-            self._loop.remove_writer(self._sock.fileno())
-            self._writer_added = False
-        self._sendto(backlog)
-        if not self._backlog:
-            self._pump()
+        if self._sender is not None:
+            self._sender.send_one(data, addr)
 
     # --- pumping -------------------------------------------------------------------------------
 
@@ -548,30 +535,31 @@ class UTPEndpoint:
         peer's clock does not include our processing of the whole burst (its window turns over
         sooner); what the application writes meanwhile goes out in the second round."""
         self._pump_scheduled = False
-        manager, loop = self._manager, self._loop
-        if manager is None or loop is None:
+        manager, loop, sender = self._manager, self._loop, self._sender
+        if manager is None or loop is None or sender is None:
             return
-        if ack_first and not self._backlog:
+        if ack_first and not sender.blocked:
             datagrams = manager.datagrams_to_send(loop.time())
             if datagrams:
-                self._sendto(datagrams)
+                sender.send(datagrams)
         while (event := manager.next_event()) is not None:
             self._dispatch(event)
-        if not self._backlog:
+        if not sender.blocked:
             datagrams = manager.datagrams_to_send(loop.time())
             if datagrams:
-                self._sendto(datagrams)
+                sender.send(datagrams)
         if self._paused_writers:
             for transport in list(self._paused_writers.values()):
                 transport._check_low_water()
+        # A deadline that moved later keeps the armed timer: it fires early, finds nothing due and
+        # re-arms here.  (Every ack moves the keepalive and retransmission deadlines: cancelling
+        # and re-arming a TimerHandle per burst cost more than the rare early wake-up.)
         when = manager.get_timer()
-        if when != self._timer_when:
+        if when is not None and (self._timer_when is None or when < self._timer_when):
             if self._timer is not None:
                 self._timer.cancel()
-                self._timer = None
             self._timer_when = when
-            if when is not None:
-                self._timer = loop.call_at(when, self._on_timer)
+            self._timer = loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -39,6 +39,7 @@ acks the SYN-ACK at once for that reason.
 from __future__ import annotations
 
 import random
+import struct
 from collections import deque
 from typing import Final
 
@@ -52,11 +53,9 @@ from torrentgoat.utp.events import (
     ConnectionEstablished,
     Event,
 )
-from torrentgoat.utp.outgoing import OutPacket, PathMtu, SendQueue
+from torrentgoat.utp.outgoing import PROBE_GRANULARITY, OutPacket, PathMtu, SendQueue
 from torrentgoat.utp.packet import (
-    EXT_MAX_DATAGRAM,
     EXT_NONE,
-    EXT_SACK,
     HEADER,
     HEADER_SIZE,
     ST_DATA,
@@ -65,6 +64,8 @@ from torrentgoat.utp.packet import (
     ST_STATE,
     ST_SYN,
     Packet,
+    encode_extensions,
+    sack_positions,
 )
 from torrentgoat.utp.receiver import HALF, MASK, PendingData, ReceiveBudget, Receiver, seq_after
 from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
@@ -72,6 +73,9 @@ from torrentgoat.utp.state import _INPUT_OF_TYPE, TRANSITIONS, Input, State
 __all__ = ["TRANSITIONS", "Input", "State", "UTPConnection"]
 
 _U32: Final = 0xFFFFFFFF
+_HEAD: Final = struct.Struct(">BBHIII")
+"""The header up to ``seq_nr`` (:data:`~torrentgoat.utp.packet.HEADER` without its last two fields)."""
+_CONNECTED: Final = State.CONNECTED
 
 
 class UTPConnection:
@@ -277,6 +281,38 @@ class UTPConnection:
         self.last_received = now
         self._ack_due = True
 
+    def receive_fast(
+        self,
+        ptype: int,
+        seq_nr: int,
+        ack_nr: int,
+        timestamp: int,
+        ts_diff: int,
+        wnd: int,
+        data: bytes,
+        now: float,
+    ) -> bool:
+        """:meth:`receive` for an ST_DATA or ST_STATE without extensions (BEP 29 "Header format",
+        unpacked by the manager) on a confirmed CONNECTED connection, acking nothing we did not
+        send: the same rules (the table maps DATA/STATE in CONNECTED to CONNECTED) without a
+        :class:`Packet`.  Anything else returns False having changed nothing."""
+        if self.state is not _CONNECTED or not self._confirmed:
+            return False
+        beyond = (ack_nr - self._seq_nr + 1) & MASK  # ack_nr after our last sent seq_nr: forged
+        if beyond and beyond < HALF:
+            return False
+        self.packets_received += 1
+        self.last_received = now
+        if timestamp:
+            self._reply_micro = (int(now * 1_000_000) - timestamp) & _U32
+        self._peer_wnd = wnd
+        if ack_nr != self._acked_nr or ptype == ST_STATE or self._window_probe or self._dup_acks >= 3:
+            self._process_ack(ptype, ack_nr, None, ts_diff, now)
+        if ptype == ST_DATA:
+            self._ack_due = True
+            self.rx.payload(seq_nr, data[HEADER_SIZE:])
+        return True
+
     def receive(self, packet: Packet, now: float) -> None:
         """One packet addressed to this connection (connection id and address already matched)."""
         state = self.state
@@ -324,7 +360,7 @@ class UTPConnection:
         if state is State.SYN_SENT:
             self.rx.emit(ConnectionEstablished(key=self.key, addr=self.addr))
         self._peer_wnd = packet.wnd_size
-        self._process_ack(packet, now)
+        self._process_ack(ptype, packet.ack_nr, packet.sack, packet.timestamp_difference, now)
         if self.state is State.CLOSED:
             return
         if ptype == ST_DATA:
@@ -356,8 +392,7 @@ class UTPConnection:
 
     # --- acks ----------------------------------------------------------------------------------
 
-    def _process_ack(self, packet: Packet, now: float) -> None:
-        ack = packet.ack_nr
+    def _process_ack(self, ptype: int, ack: int, sack: bytes | None, ts_diff: int, now: float) -> None:
         inflight = self._inflight
         in_flight_before = self._bytes_in_flight
         acked = 0
@@ -378,10 +413,10 @@ class UTPConnection:
             self._dup_acks = 0
             self.rtt.backoff = 0
             self._rto_deadline = now + self.rtt.rto if inflight else None
-        elif distance == 0 and packet.type == ST_STATE and inflight:
+        elif distance == 0 and ptype == ST_STATE and inflight:
             self._dup_acks += 1
-        if packet.sack is not None and inflight:
-            got, sack_rtt = self._process_sack(ack, packet.sack, now)
+        if sack is not None and inflight:
+            got, sack_rtt = self._process_sack(ack, sack, now)
             acked += got
             if sack_rtt is not None and (min_rtt is None or sack_rtt < min_rtt):
                 min_rtt = sack_rtt
@@ -392,8 +427,8 @@ class UTPConnection:
             out = inflight.get(first)
             if out is not None and not out.lost and not out.fast_resent:
                 self._mark_lost(first, out, now, fast=True)
-        if acked and packet.timestamp_difference and in_flight_before:
-            delay = self._delays.add(packet.timestamp_difference, now)
+        if acked and ts_diff and in_flight_before:
+            delay = self._delays.add(ts_diff, now)
             recent = self._recent_delays
             recent.append(delay)
             delay = min(recent)
@@ -420,23 +455,18 @@ class UTPConnection:
         acked = 0
         min_rtt: float | None = None
         sacked: list[int] = []
-        for index, byte in enumerate(mask):
-            if not byte:
-                continue
-            for bit in range(8):
-                if byte >> bit & 1:
-                    pos = index * 8 + bit
-                    if pos > limit:
-                        break
-                    sacked.append(pos)
-                    seq = (base + pos) & MASK
-                    out = inflight.pop(seq, None)
-                    if out is not None:
-                        acked += self._acked(seq, out)
-                        if out.transmissions == 1:
-                            rtt = now - out.sent_at
-                            if min_rtt is None or rtt < min_rtt:
-                                min_rtt = rtt
+        for pos in sack_positions(mask):
+            if pos > limit:
+                break
+            sacked.append(pos)
+            seq = (base + pos) & MASK
+            out = inflight.pop(seq, None)
+            if out is not None:
+                acked += self._acked(seq, out)
+                if out.transmissions == 1:
+                    rtt = now - out.sent_at
+                    if min_rtt is None or rtt < min_rtt:
+                        min_rtt = rtt
         if len(sacked) >= 3:
             # a packet with three acknowledged packets after it is lost (BEP 29, libtorrent)
             threshold = sacked[-3]
@@ -513,43 +543,18 @@ class UTPConnection:
     def _extensions(self) -> tuple[int, bytes]:
         """The extension chain for packets sent now: the selective ack while packets wait out of
         order, and our datagram limit until the peer has confirmed the connection."""
-        parts: list[tuple[int, bytes]] = []
-        sack = self.rx.sack()
-        if sack is not None:
-            parts.append((EXT_SACK, sack))
-        if self.state is State.SYN_RECV:
-            parts.append((EXT_MAX_DATAGRAM, self.config.max_datagram.to_bytes(4, "big")))
-        if not parts:
-            return EXT_NONE, b""
-        chunks = []
-        for i, (_, body) in enumerate(parts):
-            nxt = parts[i + 1][0] if i + 1 < len(parts) else EXT_NONE
-            chunks.append(bytes((nxt, len(body))) + body)
-        return parts[0][0], b"".join(chunks)
+        limit = self.config.max_datagram if self.state is State.SYN_RECV else None
+        return encode_extensions(sack=self.rx.sack(), max_datagram=limit)
 
     def _header(self, ptype: int, seq: int, now: float, ext_type: int) -> bytes:
-        return HEADER.pack(
-            ptype << 4 | 1,
-            ext_type,
-            self.send_id,
-            _micros(now),
-            self._reply_micro,
-            self.rx.window,
-            seq,
-            self.rx.ack_nr,
-        )
+        rx = self.rx
+        micros, reply = _micros(now), self._reply_micro
+        return HEADER.pack(ptype << 4 | 1, ext_type, self.send_id, micros, reply, rx.window, seq, rx.ack_nr)
 
     def _syn(self, now: float) -> bytes:
-        ext = bytes((EXT_NONE, 4)) + self.config.max_datagram.to_bytes(4, "big")
+        first, ext = encode_extensions(max_datagram=self.config.max_datagram)
         header = HEADER.pack(
-            ST_SYN << 4 | 1,
-            EXT_MAX_DATAGRAM,
-            self.recv_id,
-            _micros(now),
-            0,
-            self.rx.window,
-            self._syn_seq,
-            0,
+            ST_SYN << 4 | 1, first, self.recv_id, _micros(now), 0, self.rx.window, self._syn_seq, 0
         )
         return header + ext
 
@@ -585,23 +590,39 @@ class UTPConnection:
         first packet of an idle connection (it may be smaller than one large packet); the peer's
         window does, until the persist timer sets ``_window_probe``."""
         header_size = HEADER_SIZE + len(ext)
-        floor = self.mtu.floor
+        mtu = self.mtu
+        floor = mtu.floor
         cwnd = self.cc.window
         peer_wnd = self._peer_wnd
         inflight = self._inflight
+        queue = self._queue
+        take = queue.take
         self._window_limited = False
-        # every header of this batch differs only in seq_nr: pack the rest once
-        pack = HEADER.pack
-        fields = (ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.rx.window)
-        ack_nr = self.rx.ack_nr
-        while self._queue.size:
-            in_flight = self._bytes_in_flight
-            probe_size = self.mtu.probe_size(
-                cwnd, min(cwnd, peer_wnd) - in_flight, self._queue.size, header_size
-            )
-            probe = probe_size is not None
-            size = probe_size or floor
-            payload_size = min(self._queue.size, size - header_size)
+        # the headers of this batch differ only in seq_nr (bytes 16-17, BEP 29 "Header format"):
+        # everything before it and after it is packed once
+        head = _HEAD.pack(
+            ST_DATA << 4 | 1, ext_type, self.send_id, _micros(now), self._reply_micro, self.rx.window
+        )
+        tail = self.rx.ack_nr.to_bytes(2, "big") + ext
+        may_probe = (
+            mtu.probe_seq is None and mtu.ceiling - mtu.floor > PROBE_GRANULARITY and cwnd >= 3 * floor
+        )
+        in_flight = self._bytes_in_flight
+        seq = self._seq_nr
+        sent = 0
+        while queue.size:
+            queued = queue.size
+            probe = False
+            size = floor
+            if may_probe:
+                probe_size = mtu.probe_size(cwnd, min(cwnd, peer_wnd) - in_flight, queued, header_size)
+                if probe_size is not None:
+                    probe = True
+                    may_probe = False
+                    size = probe_size
+            payload_size = size - header_size
+            if queued < payload_size:
+                payload_size = queued
             if in_flight + payload_size > peer_wnd and (in_flight or not self._window_probe):
                 if not in_flight and self._rto_deadline is None:
                     self._rto_deadline = now + self.rtt.rto  # probe the closed window later
@@ -610,17 +631,19 @@ class UTPConnection:
                 self._window_limited = True
                 break
             self._window_probe = False
-            seq = self._seq_nr
-            self._seq_nr = (seq + 1) & MASK
-            parts = self._queue.take(payload_size)
-            parts[0:0] = (pack(*fields, seq, ack_nr), ext)
+            parts: list[bytes | memoryview] = [head, seq.to_bytes(2, "big"), tail]
+            take(payload_size, parts)
             datagram = b"".join(parts)  # the only copy of the payload on the way out
             inflight[seq] = OutPacket(ST_DATA, datagram, header_size, now, probe)
             if probe:
-                self.mtu.probe_seq = seq
-            self._bytes_in_flight = in_flight + payload_size
-            self.bytes_sent += payload_size
+                mtu.probe_seq = seq
+            seq = (seq + 1) & MASK
+            in_flight += payload_size
+            sent += payload_size
             out.append(datagram)
+        self._seq_nr = seq
+        self._bytes_in_flight = in_flight
+        self.bytes_sent += sent
 
     # --- timers --------------------------------------------------------------------------------
 

@@ -42,10 +42,24 @@ from torrentgoat.errors import LocalProtocolError, UTPPacketError
 from torrentgoat.utp.config import UTPConfig
 from torrentgoat.utp.connection import State, UTPConnection, _micros
 from torrentgoat.utp.events import Addr, ConnectionAccepted, Event
-from torrentgoat.utp.packet import HEADER, ST_RESET, ST_SYN, Packet, decode
+from torrentgoat.utp.packet import (
+    HEADER,
+    HEADER_SIZE,
+    ST_DATA,
+    ST_RESET,
+    ST_STATE,
+    ST_SYN,
+    VERSION,
+    Packet,
+    decode,
+)
 from torrentgoat.utp.receiver import PendingData, ReceiveBudget
 
 __all__ = ["ManagerStats", "UTPSocketManager"]
+
+_unpack_header = HEADER.unpack_from
+_FAST_TYPES = (ST_DATA << 4 | VERSION, ST_STATE << 4 | VERSION)
+"""First header bytes of the packets :meth:`UTPConnection.receive_fast` may take."""
 
 
 class ManagerStats:
@@ -188,8 +202,26 @@ class UTPSocketManager:
     # --- datagrams in ----------------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        """One datagram from the socket (anything: invalid ones are counted and dropped)."""
+        """One datagram from the socket (anything: invalid ones are counted and dropped).
+
+        Most datagrams of a transfer are ST_DATA or ST_STATE without extensions for a connected
+        connection: for those the 20-byte header (BEP 29 "Header format") is unpacked once and
+        handed to :meth:`UTPConnection.receive_fast`; everything else is decoded into a
+        :class:`Packet` and goes through the transition table."""
         self.stats.datagrams_in += 1
+        if type(data) is not bytes:
+            data = bytes(data)
+        if len(data) >= HEADER_SIZE:
+            type_ver, extension, conn_id, ts, ts_diff, wnd, seq_nr, ack_nr = _unpack_header(data)
+            if not extension and type_ver in _FAST_TYPES:
+                conn = self._conns.get((addr, conn_id))
+                if conn is not None and conn.receive_fast(
+                    type_ver >> 4, seq_nr, ack_nr, ts, ts_diff, wnd, data, now
+                ):
+                    key = conn.key
+                    self._active[key] = conn
+                    self._dirty[key] = conn
+                    return
         try:
             packet = decode(data)
         except UTPPacketError:

@@ -57,12 +57,15 @@ class OutPacket:
 
 
 class SendQueue:
-    """Bytes written but not yet packetized; taken as buffers to join into a datagram."""
+    """Bytes written but not yet packetized; taken as views to join into a datagram."""
 
-    __slots__ = ("_chunks", "size")
+    __slots__ = ("_chunks", "_head", "_offset", "size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes | memoryview] = deque()
+        self._head: memoryview | None = None
+        """The first chunk, being taken from at ``_offset`` (None: start on ``_chunks[0]``)."""
+        self._offset = 0
         self.size = 0
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
@@ -77,26 +80,35 @@ class SendQueue:
         self._chunks.append(chunk)
         self.size += len(chunk)
 
-    def take(self, size: int) -> list[bytes | memoryview]:
-        """The next ``size`` bytes as buffers (no copy here)."""
-        chunks = self._chunks
+    def take(self, size: int, parts: list[bytes | memoryview]) -> None:
+        """Append the next ``size`` bytes to ``parts`` as views of the queued buffers (no copy:
+        the caller joins them with the header into the datagram)."""
         self.size -= size
-        parts: list[bytes | memoryview] = []
-        need = size
-        while need:
-            chunk = chunks[0]
-            if len(chunk) <= need:
-                parts.append(chunks.popleft())
-                need -= len(chunk)
-            else:
-                view = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
-                parts.append(view[:need])
-                chunks[0] = view[need:]
-                need = 0
-        return parts
+        head = self._head
+        offset = self._offset
+        while size:
+            if head is None:
+                chunk = self._chunks.popleft()
+                if len(chunk) <= size:
+                    parts.append(chunk)
+                    size -= len(chunk)
+                    continue
+                head = chunk if isinstance(chunk, memoryview) else memoryview(chunk)
+                offset = 0
+            end = offset + size
+            if end < len(head):
+                parts.append(head[offset:end])
+                offset = end
+                break
+            parts.append(head[offset:])
+            size = end - len(head)
+            head = None
+        self._head = head
+        self._offset = offset
 
     def clear(self) -> None:
         self._chunks.clear()
+        self._head = None
         self.size = 0
 
 

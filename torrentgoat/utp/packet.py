@@ -58,6 +58,7 @@ __all__ = [
     "looks_like_utp",
     "sack_bitmask",
     "sack_bits",
+    "sack_positions",
 ]
 
 ST_DATA = 0
@@ -233,13 +234,19 @@ def sack_bitmask(ack_nr: int, received: Iterable[int], span: int) -> bytes:
     return bytes(mask)
 
 
-def sack_bits(ack_nr: int, sack: bytes) -> list[int]:
-    """Sequence numbers a selective-ack bitmask marks as received, in increasing order."""
-    base = ack_nr + 2
+def sack_positions(sack: bytes) -> list[int]:
+    """The bit indices set in a selective-ack bitmask, in increasing order (bit *i* is packet
+    ``ack_nr + 2 + i``)."""
     result = []
     for byte_index, byte in enumerate(sack):
         if byte:
             for bit in range(8):
                 if byte >> bit & 1:
-                    result.append((base + byte_index * 8 + bit) & 0xFFFF)
+                    result.append(byte_index * 8 + bit)
     return result
+
+
+def sack_bits(ack_nr: int, sack: bytes) -> list[int]:
+    """Sequence numbers a selective-ack bitmask marks as received, in increasing order."""
+    base = ack_nr + 2
+    return [(base + pos) & 0xFFFF for pos in sack_positions(sack)]

@@ -112,6 +112,19 @@ class Receiver:
 
     def payload(self, seq: int, data: bytes) -> None:
         """An ST_DATA payload with sequence number ``seq``."""
+        if seq == (self.ack_nr + 1) & MASK and self.eof_seq is None and self._reading and not self._held:
+            # the next one in order, no FIN seen, reading: straight to the application
+            self.ack_nr = seq
+            if data:
+                self.bytes_received += len(data)
+                pending = self._pending
+                if pending is None:
+                    pending = self._pending = PendingData(self)
+                    self._events.append(pending)
+                pending.chunks.append(data)
+            if self._reorder:
+                self._drain_reorder(seq)
+            return
         distance = (seq - self.ack_nr) & MASK
         if distance == 0 or distance >= HALF:
             self.duplicates += 1  # already delivered: the re-ack tells the sender
@@ -126,16 +139,8 @@ class Receiver:
                 return
             self.ack_nr = seq
             self._deliver(data)
-            reorder = self._reorder
-            if reorder:
-                nxt = (seq + 1) & MASK
-                while nxt in reorder:
-                    chunk = reorder.pop(nxt)
-                    self._reorder_bytes -= len(chunk)
-                    self._budget.used -= len(chunk)
-                    self.ack_nr = nxt
-                    self._deliver(chunk)
-                    nxt = (nxt + 1) & MASK
+            if self._reorder:
+                self._drain_reorder(seq)
             self._check_eof()
             return
         if distance > self.config.max_reorder_packets or seq in self._reorder:
@@ -148,6 +153,18 @@ class Receiver:
         self._reorder[seq] = data
         self._reorder_bytes += size
         self._budget.used += size
+
+    def _drain_reorder(self, seq: int) -> None:
+        """``seq`` was just delivered: deliver what waited in order after it."""
+        reorder = self._reorder
+        nxt = (seq + 1) & MASK
+        while nxt in reorder:
+            chunk = reorder.pop(nxt)
+            self._reorder_bytes -= len(chunk)
+            self._budget.used -= len(chunk)
+            self.ack_nr = nxt
+            self._deliver(chunk)
+            nxt = (nxt + 1) & MASK
 
     def fin(self, seq: int) -> None:
         """The peer's ST_FIN: its stream ends before ``seq`` (BEP 29)."""

@@ -21,6 +21,8 @@ class State(enum.Enum):
     """close() was called: our FIN goes out after the queued data and waits for its ack."""
     CLOSED = "closed"
 
+    __hash__ = object.__hash__  # identity: Enum's own hashes the name in Python (table lookups)
+
 
 class Input(enum.Enum):
     RECV_SYN = "SYN"
@@ -32,6 +34,8 @@ class Input(enum.Enum):
     ABORT = "abort()"
     FIN_ACKED = "our FIN acked"
     TIMED_OUT = "timed out"
+
+    __hash__ = object.__hash__
 
 
 _S, _I = State, Input
