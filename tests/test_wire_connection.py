@@ -11,6 +11,7 @@ from torrentgoat.errors import LocalProtocolError, RemoteProtocolError
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef, InfoHash, PeerId
 from torrentgoat.testing.wire import ConnectionPair, make_pair, unchoked
 from torrentgoat.wire import codec
+from torrentgoat.wire.config import UT_METADATA_ID, UT_PEX_ID
 from torrentgoat.wire.connection import PeerConnection, Phase, PieceGeometry, WireConfig
 from torrentgoat.wire.events import (
     AllowedFastReceived,
@@ -37,6 +38,7 @@ from torrentgoat.wire.messages import (
     Cancel,
     Choke,
     Extended,
+    ExtendedHandshake,
     Handshake,
     Have,
     HaveAll,
@@ -204,6 +206,19 @@ def test_send_handshake_is_refused() -> None:
     pair = seed_pair()
     with pytest.raises(LocalProtocolError):
         pair.a.send(Handshake(info_hash=IH, peer_id=PeerId(bytes(20))))
+
+
+def test_an_extension_handshake_that_misnames_our_ids_is_refused() -> None:
+    """BEP 10: ``m`` names the ids *we* receive each extension under; announcing ``ut_pex`` as our
+    ``ut_metadata`` id would make the peer's PEX look like broken metadata messages to us (a
+    ``wire_send`` fuzz finding).  Our own handshake and ids a peer may not use (0) still go out."""
+    pair = seed_pair()
+    with pytest.raises(LocalProtocolError, match="ut_pex as id 1; we receive it as id 2"):
+        pair.a.send(ExtendedHandshake(m={"ut_pex": UT_METADATA_ID}))
+    with pytest.raises(LocalProtocolError, match="x_mine as id 1, our id for ut_metadata"):
+        pair.a.send(ExtendedHandshake(m={"x_mine": UT_METADATA_ID}))
+    pair.a.send(ExtendedHandshake(m={"ut_metadata": 0, "ut_pex": UT_PEX_ID, "x_other": 60}))
+    pair.a.send(pair.a.our_extension_handshake())
 
 
 # --- opening messages (BEP 6 / BEP 3) --------------------------------------------------------------

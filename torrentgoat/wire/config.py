@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 from torrentgoat.wire import codec
 
-__all__ = ["CLIENT_VERSION", "LT_DONTHAVE_ID", "UT_HOLEPUNCH_ID", "UT_METADATA_ID", "UT_PEX_ID", "WireConfig"]
+__all__ = [
+    "CLIENT_VERSION",
+    "LT_DONTHAVE_ID",
+    "OUR_EXTENSION_IDS",
+    "UT_HOLEPUNCH_ID",
+    "UT_METADATA_ID",
+    "UT_PEX_ID",
+    "WireConfig",
+    "misannounced_extension",
+]
 
 CLIENT_VERSION = "torrentgoat/0.1.0"
 UT_METADATA_ID = 1
@@ -22,6 +31,30 @@ LT_DONTHAVE_ID = 7
 """The id we ask peers to use for ``lt_donthave`` messages to us (BEP 54; libtorrent uses 7 too)."""
 UT_HOLEPUNCH_ID = 4
 """The id we ask peers to use for ``ut_holepunch`` messages to us (BEP 55; libtorrent uses 4 too)."""
+
+OUR_EXTENSION_IDS: dict[str, int] = {
+    "ut_metadata": UT_METADATA_ID,
+    "ut_pex": UT_PEX_ID,
+    "lt_donthave": LT_DONTHAVE_ID,
+    "ut_holepunch": UT_HOLEPUNCH_ID,
+}
+"""What we decode each incoming extension id as: the only ``m`` entries we may announce."""
+
+
+def misannounced_extension(m: dict[str, int]) -> str | None:
+    """Why an ``m`` dictionary we are about to send would make peers send us messages we would
+    misread (BEP 10: ``m`` names the ids *we* receive each extension under), or ``None``: a known
+    extension under another id than ours, or any name under one of our ids."""
+    names = {ext_id: name for name, ext_id in OUR_EXTENSION_IDS.items()}
+    for name, ext_id in m.items():
+        if not ext_id:
+            continue  # id 0 disables
+        ours = OUR_EXTENSION_IDS.get(name)
+        if ours is not None and ours != ext_id:
+            return f"extension handshake announces {name} as id {ext_id}; we receive it as id {ours}"
+        if ours is None and ext_id in names:
+            return f"extension handshake announces {name} as id {ext_id}, our id for {names[ext_id]}"
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

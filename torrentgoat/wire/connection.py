@@ -40,6 +40,7 @@ from torrentgoat.wire.config import (
     UT_METADATA_ID,
     UT_PEX_ID,
     WireConfig,
+    misannounced_extension,
 )
 from torrentgoat.wire.events import BitfieldReceived, ConnectionTimedOut
 from torrentgoat.wire.framing import frame_caps
@@ -458,6 +459,8 @@ class PeerConnection(MessageReceiver):
 
     def _send_checked(self, message: WireMessage | ExtendedHandshake) -> None:
         if isinstance(message, ExtendedHandshake):
+            if (wrong := misannounced_extension(message.m)) is not None:
+                raise LocalProtocolError(wrong)
             self._check_send(Extended)
             self._queue(
                 codec.encode_message(Extended(ext_id=0, payload=codec.encode_extended_handshake(message)))
