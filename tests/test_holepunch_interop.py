@@ -129,7 +129,9 @@ async def test_libtorrent_obeys_our_relays_connect_as_the_target(tmp_path: Path)
     try:
         async with (
             Session(config(23, pex=False, download_limit=16 * 1024)) as rs,
-            Session(config(24, pex=False)) as as_,
+            # A downloads at 512 KiB/s: the 2 MiB take ~4 s, time enough to see the connection (lt
+            # drops it once both are seeds, and unlimited uTP moves the whole torrent in a poll step)
+            Session(config(24, pex=False, download_limit=512 * 1024)) as as_,
         ):
             EmulatedNat(as_)
             r = await rs.add(metainfo, tmp_path / "r")
@@ -174,7 +176,7 @@ async def test_libtorrent_initiates_through_our_relay_after_its_dial_fails(tmp_p
     try:
         async with (
             Session(config(25, download_limit=16 * 1024)) as rs,
-            Session(config(26, pex=False)) as bs,
+            Session(config(26, pex=False, upload_limit=512 * 1024)) as bs,  # see the test above
         ):
             EmulatedNat(bs)
             r = await rs.add(metainfo, tmp_path / "r")
