@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from torrentgoat.aio import peer as peer_mod
 from torrentgoat.aio.peer import HOLD_DELAY, HOLD_IN_FLIGHT, WRITE_NOW, PeerDriver
+from torrentgoat.testing.wire import RecordingHandler
 from torrentgoat.torrent.pieces import PieceBuffers
 from torrentgoat.wire.connection import PeerConnection
 
@@ -93,22 +94,8 @@ class _Transport:
         self.closed = True
 
 
-class _Handler:
-    def __init__(self) -> None:
-        self.closed: list[str] = []
-
-    def peer_event(self, peer: Any, event: Any) -> None:
-        pass
-
-    def peer_closed(self, peer: Any, reason: str) -> None:
-        self.closed.append(reason)
-
-    def peer_writable(self, peer: Any) -> None:
-        pass
-
-
-def _driver() -> tuple[PeerDriver, _Engine, _Transport, _Handler]:
-    engine, transport, handler = _Engine(), _Transport(), _Handler()
+def _driver() -> tuple[PeerDriver, _Engine, _Transport, RecordingHandler]:
+    engine, transport, handler = _Engine(), _Transport(), RecordingHandler()
     driver = PeerDriver(cast(PeerConnection, engine), handler, outgoing=True)
     driver.transport = cast(asyncio.Transport, transport)
     return driver, engine, transport, handler
@@ -244,7 +231,7 @@ async def test_optional_peer_pumped_hook_runs_once_per_pump_after_the_events() -
         def next_event(self) -> Event | None:
             return self.events.pop(0) if self.events else None
 
-    class Handler(_Handler):
+    class Handler(RecordingHandler):
         def peer_event(self, peer: Any, event: Any) -> None:
             seen.append(event)
 
@@ -257,7 +244,7 @@ async def test_optional_peer_pumped_hook_runs_once_per_pump_after_the_events() -
     driver.pump()
     assert seen == ["a", "b", "c", "pumped"]
     # handlers without the hook (e.g. the session's pre-handshake handler) are fine
-    plain = PeerDriver(cast(PeerConnection, Engine()), _Handler(), outgoing=True)
+    plain = PeerDriver(cast(PeerConnection, Engine()), RecordingHandler(), outgoing=True)
     plain.transport = cast(asyncio.Transport, _Transport())
     plain.pump()
 

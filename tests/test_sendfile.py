@@ -29,7 +29,7 @@ from torrentgoat.testing.swarm import (
     make_model_payload,
     wait_until,
 )
-from torrentgoat.testing.wire import make_pair, unchoked
+from torrentgoat.testing.wire import RecordingHandler, make_pair, unchoked
 from torrentgoat.torrent import upload
 from torrentgoat.torrent.pieces import CHANGED, READ, LeaseCache
 from torrentgoat.wire import codec
@@ -428,21 +428,6 @@ class _Engine:
         return None
 
 
-class _Handler:
-    def __init__(self) -> None:
-        self.writable = asyncio.Event()
-        self.closed: list[str] = []
-
-    def peer_event(self, peer: Any, event: Any) -> None:
-        pass
-
-    def peer_closed(self, peer: Any, reason: str) -> None:
-        self.closed.append(reason)
-
-    def peer_writable(self, peer: Any) -> None:
-        self.writable.set()
-
-
 class _Sink(asyncio.Protocol):
     def __init__(self, paused: bool) -> None:
         self.data = bytearray()
@@ -462,12 +447,14 @@ class _Sink(asyncio.Protocol):
         self.lost.set()
 
 
-async def _connected(paused: bool = False) -> tuple[PeerDriver, _Engine, _Handler, _Sink, asyncio.Server]:
+async def _connected(
+    paused: bool = False,
+) -> tuple[PeerDriver, _Engine, RecordingHandler, _Sink, asyncio.Server]:
     loop = asyncio.get_running_loop()
     sink = _Sink(paused)
     server = await loop.create_server(lambda: sink, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    engine, handler = _Engine(), _Handler()
+    engine, handler = _Engine(), RecordingHandler()
     driver = PeerDriver(cast(PeerConnection, engine), handler, outgoing=True)
     await loop.create_connection(lambda: driver, "127.0.0.1", port)
     return driver, engine, handler, sink, server

@@ -86,21 +86,27 @@ def reference() -> list[Event]:
     return run([data[:opening], data[opening:]], [True, True])
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.data())
-def test_any_split_gives_same_events(data: st.DataObject) -> None:
+def draw_split(data: st.DataObject) -> tuple[list[bytes], list[bool]]:
+    """The stream cut at up to 40 random places after the opening, and whether events are drained
+    after each piece (always after the opening)."""
     whole = stream()
     opening = 68 + 5 + 5
     cuts = sorted(data.draw(st.sets(st.integers(opening + 1, len(whole) - 1), max_size=40)))
     bounds = [0, opening, *cuts, len(whole)]
+    pieces = [whole[start:stop] for start, stop in itertools.pairwise(bounds)]
+    return pieces, [True] + [data.draw(st.booleans()) for _ in pieces[1:]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_split_gives_same_events(data: st.DataObject) -> None:
+    pieces, drains = draw_split(data)
     chunks: list[bytes | bytearray | memoryview] = []
-    for start, stop in itertools.pairwise(bounds):
+    for piece in pieces:
         kind = data.draw(st.sampled_from(["bytes", "bytearray", "memoryview"]))
-        piece = whole[start:stop]
         chunks.append(
             piece if kind == "bytes" else bytearray(piece) if kind == "bytearray" else memoryview(piece)
         )
-    drains = [True] + [data.draw(st.booleans()) for _ in chunks[1:]]
     assert run(chunks, drains) == reference()
 
 
@@ -133,13 +139,7 @@ def run_borrowed(chunks: list[bytes], drains: list[bool]) -> list[Event]:
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_borrowed_reads_of_one_reused_buffer_give_same_events(data: st.DataObject) -> None:
-    whole = stream()
-    opening = 68 + 5 + 5
-    cuts = sorted(data.draw(st.sets(st.integers(opening + 1, len(whole) - 1), max_size=40)))
-    bounds = [0, opening, *cuts, len(whole)]
-    chunks = [whole[start:stop] for start, stop in itertools.pairwise(bounds)]
-    drains = [True] + [data.draw(st.booleans()) for _ in chunks[1:]]
-    assert run_borrowed(chunks, drains) == reference()
+    assert run_borrowed(*draw_split(data)) == reference()
 
 
 def test_byte_by_byte() -> None:

@@ -5,6 +5,7 @@ Like ``h11``'s and ``aioquic``'s test helpers: no sockets, deterministic, option
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,25 @@ from torrentgoat.primitives import InfoHash, PeerId
 from torrentgoat.wire.connection import PeerConnection, WireConfig
 from torrentgoat.wire.events import Event, HandshakeReceived
 
-__all__ = ["ConnectionPair", "make_pair", "unchoked"]
+__all__ = ["ConnectionPair", "RecordingHandler", "make_pair", "unchoked"]
+
+
+class RecordingHandler:
+    """A ``PeerHandler`` for driver tests: ignores events, records close reasons, and sets
+    :attr:`writable` when the driver's transport drained."""
+
+    def __init__(self) -> None:
+        self.closed: list[str] = []
+        self.writable = asyncio.Event()
+
+    def peer_event(self, peer: object, event: object) -> None:
+        pass
+
+    def peer_closed(self, peer: object, reason: str) -> None:
+        self.closed.append(reason)
+
+    def peer_writable(self, peer: object) -> None:
+        self.writable.set()
 
 
 @dataclass

@@ -271,18 +271,18 @@ class MessageReceiver(FrameReceiver):
 
     def _more_requests(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled, int]:
         # The rules of _on_request, inlined for the common case (a piece we have, inside it, new,
-        # under reqq, the peer unchoked); any other request takes _on_request itself.
+        # under reqq, the peer unchoked); any other request takes _on_request itself -- every one of
+        # them when the inlined rules cannot apply (no metadata yet, we choke, events queued).
         geometry = self._geometry
         have = self._have()
-        if geometry is None or have is None or self._ours.choking or self._events:
-            return self._more_requests_slowly(src, pos, end)
+        inline = geometry is not None and have is not None and not self._ours.choking and not self._events
         unpack = _REQUEST_FRAME.unpack_from
         requests = self._peer_requests
         batch = self._rbatch
         cap = self.config.max_peer_requests
         limit = codec.MAX_REQUEST_LENGTH
-        piece_length = geometry.piece_length
-        last = geometry.num_pieces - 1
+        piece_length = geometry.piece_length if geometry is not None else 0
+        last = geometry.num_pieces - 1 if geometry is not None else -1
         held = -1  # a piece already found in the have-set (requests come piece by piece)
         while end - pos >= 17:
             length, msg_id, index, begin, size = unpack(src, pos)
@@ -291,35 +291,21 @@ class MessageReceiver(FrameReceiver):
             if not 0 < size <= limit:
                 raise RemoteProtocolError(f"request length {size} outside 1..{limit}")
             pos += 17
-            key = (index, begin, size)
-            if index != held and 0 <= index < last and index in have:
-                held = index
-            if (
-                index == held
-                and begin >= 0
-                and begin + size <= piece_length
-                and key not in requests
-                and len(requests) < cap
-            ):
-                requests[key] = None
-                batch.append(key)
-                continue
+            if inline:
+                key = (index, begin, size)
+                if index != held and 0 <= index < last and index in have:  # type: ignore[operator]
+                    held = index
+                if (
+                    index == held
+                    and begin >= 0
+                    and begin + size <= piece_length
+                    and key not in requests
+                    and len(requests) < cap
+                ):
+                    requests[key] = None
+                    batch.append(key)
+                    continue
             handled = self._on_request(index, begin, size)  # the last piece, or any exception
-            if handled is not NO_EVENT:
-                return handled, pos
-        return NO_EVENT, pos
-
-    def _more_requests_slowly(self, src: bytearray | memoryview, pos: int, end: int) -> tuple[Handled, int]:
-        unpack = _REQUEST_FRAME.unpack_from
-        limit = codec.MAX_REQUEST_LENGTH
-        while end - pos >= 17:
-            length, msg_id, index, begin, size = unpack(src, pos)
-            if length != 13 or msg_id != _REQUEST_ID:
-                break
-            if not 0 < size <= limit:
-                raise RemoteProtocolError(f"request length {size} outside 1..{limit}")
-            pos += 17
-            handled = self._on_request(index, begin, size)
             if handled is not NO_EVENT:
                 return handled, pos
         return NO_EVENT, pos
