@@ -42,7 +42,8 @@ __all__ = ["main"]
 
 
 def thread_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) of each live thread, by thread-name prefix (``hash``, ``disk``...)."""
+    """CPU seconds (user + system) of each live thread, by thread-name prefix (``hash``, ``disk``...),
+    and the system part alone (``hash sys``...)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for thread in threading.enumerate():
@@ -55,6 +56,7 @@ def thread_cpu() -> dict[str, float]:
         fields = text[text.rindex(b")") + 2 :].split()
         name = thread.name.rstrip("0123456789_").replace("torrentgoat-", "")
         out[name] = round(out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick, 3)
+        out[name + " sys"] = round(out.get(name + " sys", 0.0) + int(fields[12]) / tick, 3)
     return out
 
 

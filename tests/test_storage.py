@@ -260,6 +260,55 @@ def test_empty_files_created_on_flush_only_when_writable(tmp_path: Path) -> None
     assert not (tmp_path / "t/a.bin").exists()
 
 
+def test_writes_to_one_file_take_turns_and_other_files_do_not_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads writing pieces of one file run ``pwrite`` one at a time (the kernel would make
+    the second spin on the file's lock); a write to another file goes ahead meanwhile."""
+    from torrentgoat.storage import file as file_module
+
+    info, payload = make_info("t", [("a.bin", bytes(4 * PL)), ("b.bin", bytes(PL))])
+    storage = FileStorage(tmp_path, info)
+    storage.write_piece(0, payload[:PL])  # both files exist: no open races the writes below
+    storage.write_piece(4, payload[4 * PL :])
+    inside: dict[int, int] = {}
+    most: dict[int, int] = {}
+    lock = threading.Lock()
+    a_entered = threading.Event()
+    b_done = threading.Event()
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: object, offset: int) -> int:
+        with lock:
+            inside[fd] = inside.get(fd, 0) + 1
+            most[fd] = max(most.get(fd, 0), inside[fd])
+        try:
+            if fd == fd_a:
+                a_entered.set()
+                assert b_done.wait(10)  # b's write is not held up by a's
+            return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                inside[fd] -= 1
+
+    fd_a = storage._acquire(0, write=True).fd  # type: ignore[union-attr]
+    storage._release(storage._handles[0])
+    monkeypatch.setattr(file_module.os, "pwrite", pwrite)
+    writers = [
+        threading.Thread(target=storage.write_piece, args=(i, payload[i * PL : (i + 1) * PL]))
+        for i in (1, 2, 3)
+    ]
+    for t in writers:
+        t.start()
+    assert a_entered.wait(10)
+    storage.write_piece(4, payload[4 * PL :])  # file b, while a is being written
+    b_done.set()
+    for t in writers:
+        t.join(10)
+    assert most[fd_a] == 1
+    storage.close()
+
+
 def test_first_write_makes_a_full_length_sparse_file(tmp_path: Path) -> None:
     info, _payload = make_info("t", [("big", bytes(8 * PL))], piece_length=PL)
     storage = FileStorage(tmp_path, info)
