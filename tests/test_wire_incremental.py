@@ -60,20 +60,26 @@ def normalize(event: Event) -> Event:
     return event
 
 
+def drain(conn: PeerConnection, events: list[Event], requested: bool) -> bool:
+    """Take the engine's events; once the peer unchoked us, request :data:`BLOCKS` (once).  Returns
+    whether the requests went out."""
+    while (event := conn.next_event()) is not None:
+        events.append(normalize(event))
+    if not requested and conn.handshake_complete and not conn.peer_choking:
+        for index, begin, length in BLOCKS:
+            conn.send(Request(index=index, begin=begin, length=length))
+        return True
+    return requested
+
+
 def run(chunks: list[bytes | bytearray | memoryview], drains: list[bool]) -> list[Event]:
     conn = make_engine()
     events: list[Event] = []
     requested = False
-    for chunk, drain in zip(chunks, drains, strict=True):
+    for chunk, drained in zip(chunks, drains, strict=True):
         conn.receive_data(chunk)
-        if not drain:
-            continue
-        while (event := conn.next_event()) is not None:
-            events.append(normalize(event))
-        if not requested and conn.handshake_complete and not conn.peer_choking:
-            for index, begin, length in BLOCKS:
-                conn.send(Request(index=index, begin=begin, length=length))
-            requested = True
+        if drained:
+            requested = drain(conn, events, requested)
     while (event := conn.next_event()) is not None:
         events.append(normalize(event))
     return events
@@ -119,16 +125,11 @@ def run_borrowed(chunks: list[bytes], drains: list[bool]) -> list[Event]:
     view = memoryview(shared)
     events: list[Event] = []
     requested = False
-    for chunk, drain in zip(chunks, drains, strict=True):
+    for chunk, drained in zip(chunks, drains, strict=True):
         view[: len(chunk)] = chunk
         conn.receive_data(view[: len(chunk)], borrowed=True)
-        if drain:
-            while (event := conn.next_event()) is not None:
-                events.append(normalize(event))
-            if not requested and conn.handshake_complete and not conn.peer_choking:
-                for index, begin, length in BLOCKS:
-                    conn.send(Request(index=index, begin=begin, length=length))
-                requested = True
+        if drained:
+            requested = drain(conn, events, requested)
         conn.release_borrowed()
         view[:] = b"\xee" * len(shared)
     while (event := conn.next_event()) is not None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import random
 import struct
 from collections import deque
+from itertools import takewhile
 from typing import Final
 
 from torrentgoat.errors import LocalProtocolError
@@ -399,16 +400,8 @@ class UTPConnection:
         min_rtt: float | None = None
         distance = (ack - self._acked_nr) & MASK
         if 0 < distance < HALF:
-            seq = self._acked_nr
-            for _ in range(distance):
-                seq = (seq + 1) & MASK
-                out = inflight.pop(seq, None)
-                if out is not None:
-                    acked += self._acked(seq, out)
-                    if out.transmissions == 1:
-                        rtt = now - out.sent_at
-                        if min_rtt is None or rtt < min_rtt:
-                            min_rtt = rtt
+            start = self._acked_nr
+            acked, min_rtt = self._ack_each([(start + i) & MASK for i in range(1, distance + 1)], now)
             self._acked_nr = ack
             self._dup_acks = 0
             self.rtt.backoff = 0
@@ -439,6 +432,22 @@ class UTPConnection:
         if self._window_probe and self._peer_wnd >= self.mtu.floor:
             self._window_probe = False
 
+    def _ack_each(self, seqs: list[int], now: float) -> tuple[int, float | None]:
+        """Take the packets ``seqs`` out of flight: the bytes acked, and the shortest round trip of
+        those sent only once (Karn: a resent packet's ack cannot tell which copy it answers)."""
+        inflight = self._inflight
+        acked = 0
+        min_rtt: float | None = None
+        for seq in seqs:
+            out = inflight.pop(seq, None)
+            if out is not None:
+                acked += self._acked(seq, out)
+                if out.transmissions == 1:
+                    rtt = now - out.sent_at
+                    if min_rtt is None or rtt < min_rtt:
+                        min_rtt = rtt
+        return acked, min_rtt
+
     def _acked(self, seq: int, out: OutPacket) -> int:
         if out.lost:
             self._resend.discard(seq)
@@ -452,21 +461,8 @@ class UTPConnection:
         inflight = self._inflight
         base = (ack + 2) & MASK
         limit = (self._last_sent_seq() - base) & MASK
-        acked = 0
-        min_rtt: float | None = None
-        sacked: list[int] = []
-        for pos in sack_positions(mask):
-            if pos > limit:
-                break
-            sacked.append(pos)
-            seq = (base + pos) & MASK
-            out = inflight.pop(seq, None)
-            if out is not None:
-                acked += self._acked(seq, out)
-                if out.transmissions == 1:
-                    rtt = now - out.sent_at
-                    if min_rtt is None or rtt < min_rtt:
-                        min_rtt = rtt
+        sacked = list(takewhile(lambda pos: pos <= limit, sack_positions(mask)))
+        acked, min_rtt = self._ack_each([(base + pos) & MASK for pos in sacked], now)
         if len(sacked) >= 3:
             # a packet with three acknowledged packets after it is lost (BEP 29, libtorrent)
             threshold = sacked[-3]

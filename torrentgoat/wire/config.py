@@ -39,21 +39,21 @@ OUR_EXTENSION_IDS: dict[str, int] = {
     "ut_holepunch": UT_HOLEPUNCH_ID,
 }
 """What we decode each incoming extension id as: the only ``m`` entries we may announce."""
+_OUR_NAMES: dict[int, str] = {ext_id: name for name, ext_id in OUR_EXTENSION_IDS.items()}
 
 
 def misannounced_extension(m: dict[str, int]) -> str | None:
     """Why an ``m`` dictionary we are about to send would make peers send us messages we would
     misread (BEP 10: ``m`` names the ids *we* receive each extension under), or ``None``: a known
     extension under another id than ours, or any name under one of our ids."""
-    names = {ext_id: name for name, ext_id in OUR_EXTENSION_IDS.items()}
     for name, ext_id in m.items():
         if not ext_id:
             continue  # id 0 disables
         ours = OUR_EXTENSION_IDS.get(name)
         if ours is not None and ours != ext_id:
             return f"extension handshake announces {name} as id {ext_id}; we receive it as id {ours}"
-        if ours is None and ext_id in names:
-            return f"extension handshake announces {name} as id {ext_id}, our id for {names[ext_id]}"
+        if ours is None and ext_id in _OUR_NAMES:
+            return f"extension handshake announces {name} as id {ext_id}, our id for {_OUR_NAMES[ext_id]}"
     return None
 
 
