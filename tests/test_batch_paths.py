@@ -12,7 +12,7 @@ from test_wire_connection import seed_pair, unchoked
 
 from torrentgoat.bitfield import Bitfield
 from torrentgoat.errors import LocalProtocolError
-from torrentgoat.picker import PickerConfig, PieceLayout, PiecePicker
+from torrentgoat.picker import BlocksArrival, PickerConfig, PieceLayout, PiecePicker
 from torrentgoat.primitives import BLOCK_SIZE, BlockRef
 from torrentgoat.testing.shards import make_info
 from torrentgoat.torrent import TorrentConfig
@@ -48,6 +48,24 @@ def state(pp: PiecePicker, num_pieces: int = 6, blocks: int = 4) -> list[object]
     ]
 
 
+def one_by_one(
+    one: PiecePicker, peer: str, run: list[tuple[int, int, bytes]], got: BlocksArrival[bytes]
+) -> list[tuple[int, int, bytes]]:
+    """Give ``run`` to ``one`` block by block and check that ``got`` (``blocks_received`` of the same
+    run on a twin picker) says the same; returns the new blocks."""
+    expected_new, expected_complete, expected_cancel = [], [], []
+    for index, begin, data in run:
+        arrival = one.block_received(peer, BlockRef(index, begin, len(data)))
+        if arrival.new:
+            expected_new.append((index, begin, data))
+        if arrival.piece_complete:
+            expected_complete.append(index)
+        expected_cancel += [(k, BlockRef(index, begin, len(data))) for k in arrival.cancel]
+    assert got.error is None
+    assert (got.new, got.complete, got.cancel) == (expected_new, expected_complete, expected_cancel)
+    return expected_new
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_blocks_received_matches_block_received_one_by_one(seed: int) -> None:
     rng = random.Random(seed)
@@ -60,19 +78,96 @@ def test_blocks_received_matches_block_received_one_by_one(seed: int) -> None:
         peer = rng.choice(PEERS)
         run = [(rng.randrange(6), rng.randrange(4) * BLOCK_SIZE, b"x" * BLOCK_SIZE) for _ in range(5)]
         run.sort(key=lambda block: block[0])  # a socket read holds runs of pieces
-        expected_new, expected_complete, expected_cancel = [], [], []
-        for index, begin, data in run:
-            arrival = one.block_received(peer, BlockRef(index, begin, len(data)))
-            if arrival.new:
-                expected_new.append((index, begin, data))
-            if arrival.piece_complete:
-                expected_complete.append(index)
-            expected_cancel += [(k, BlockRef(index, begin, len(data))) for k in arrival.cancel]
         got = many.blocks_received(peer, run)
-        assert got.error is None
-        assert (got.new, got.complete, got.cancel) == (expected_new, expected_complete, expected_cancel)
+        expected_new = one_by_one(one, peer, run, got)
         assert (got.size, got.new_size) == (5 * BLOCK_SIZE, len(expected_new) * BLOCK_SIZE)
         assert state(many) == state(one)
+
+
+def twins(seed: int) -> tuple[PiecePicker, PiecePicker, random.Random]:
+    """Two pickers in the same state: 6 pieces of 8 blocks (the last 7 1/2 blocks long), requests from
+    three peers with endgame duplicates, some given back (rejected, a peer choking us) and one piece
+    held -- so runs of blocks meet blocks in every state."""
+    rng = random.Random(seed)
+    layout = PieceLayout(8 * BLOCK_SIZE, 48 * BLOCK_SIZE - BLOCK_SIZE // 2)
+    pair = []
+    for _ in range(2):
+        pp = PiecePicker(
+            layout, rng=random.Random(1), config=PickerConfig(initial_random_pieces=0, max_partial_pieces=6)
+        )
+        for peer in PEERS:
+            pp.peer_joined(peer, Bitfield(6, full=True))
+        pair.append(pp)
+    one, many = pair
+    script = random.Random(seed)
+    for pp in (one, many):
+        script.seed(seed)
+        pp.hold(5)
+        for peer in PEERS:
+            for block in pp.pick(peer, Bitfield(6, full=True), script.randrange(4, 14), now=script.random()):
+                if script.random() < 0.15:
+                    pp.request_rejected(peer, block)
+        if script.random() < 0.5:
+            pp.peer_choked_us("q")
+        pp.unreserve(5, [script.randrange(8) for _ in range(3)])
+        pp.pick("r", Bitfield(6, full=True), 60, now=9.0)  # the rest, then endgame duplicates
+    assert state(one) == state(many)
+    return one, many, rng
+
+
+def size_of(index: int, b: int) -> int:
+    return BLOCK_SIZE // 2 if (index, b) == (5, 7) else BLOCK_SIZE
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_blocks_received_on_runs_matches_block_received_one_by_one(seed: int) -> None:
+    one, many, rng = twins(seed)
+    for _ in range(5):
+        peer = rng.choice(PEERS)
+        run = []
+        for _ in range(rng.randrange(1, 4)):  # a read: runs of consecutive blocks, of one piece each
+            index, first = rng.randrange(6), rng.randrange(8)
+            run += [
+                (index, b * BLOCK_SIZE, b"x" * size_of(index, b)) for b in range(first, rng.randint(first, 8))
+            ]
+        got = many.blocks_received(peer, run)
+        expected_new = one_by_one(one, peer, run, got)
+        assert got.size == sum(len(data) for _, _, data in run)
+        assert got.new_size == sum(len(data) for _, _, data in expected_new)
+        assert state(many, blocks=8) == state(one, blocks=8)
+        assert [
+            many.requesters(BlockRef(i, b * BLOCK_SIZE, size_of(i, b))) for i in range(6) for b in range(8)
+        ] == [one.requesters(BlockRef(i, b * BLOCK_SIZE, size_of(i, b))) for i in range(6) for b in range(8)]
+
+
+def test_a_run_stops_at_a_block_past_the_end_of_its_piece() -> None:
+    pp = PiecePicker(PieceLayout(4 * BLOCK_SIZE, 8 * BLOCK_SIZE - 100), rng=random.Random(1))
+    pp.peer_joined("p", Bitfield(2, full=True))
+    pp.pick("p", Bitfield(2, full=True), 8, now=1.0)
+    run = [(1, b * BLOCK_SIZE, b"x" * BLOCK_SIZE) for b in range(4)]  # the last one is 100 bytes too long
+    got = pp.blocks_received("p", run)
+    assert got.new == run[:3] and got.error is not None
+    assert [pp.block_state(1, b) for b in range(4)] == ["received"] * 3 + ["requested"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pick_takes_the_free_blocks_in_order_around_blocks_in_other_states(seed: int) -> None:
+    one, _, rng = twins(seed)
+    for index in one.partial_pieces:  # free some blocks in the middle of runs
+        for b in range(8):
+            if one.block_state(index, b) == "requested" and rng.random() < 0.3:
+                for peer in one.requesters(BlockRef(index, b * BLOCK_SIZE, size_of(index, b))):
+                    one.request_cancelled(peer, BlockRef(index, b * BLOCK_SIZE, size_of(index, b)))
+    free = [
+        (i, b * BLOCK_SIZE, size_of(i, b))
+        for i in sorted(one.partial_pieces)
+        for b in range(8)
+        if one.block_state(i, b) == "free"
+    ]
+    spans = one.pick_spans("s", Bitfield(6, full=True), 100, now=10.0)
+    assert sorted(spans[: len(free)]) == free  # every free block of a started piece, none twice
+    assert all(one.block_state(i, begin // BLOCK_SIZE) == "requested" for i, begin, _ in spans)
+    assert {b for b in one.outstanding("s")} == {BlockRef(*span) for span in spans}
 
 
 def test_blocks_received_stops_at_a_block_off_the_grid() -> None:

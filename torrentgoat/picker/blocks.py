@@ -52,6 +52,10 @@ _REQUESTED = 1
 _RECEIVED = 2
 _RESERVED = 3
 
+_NOT_FREE = (_REQUESTED, _RECEIVED, _RESERVED)
+_REQUESTED_BYTE = bytes([_REQUESTED])
+_RECEIVED_BYTE = bytes([_RECEIVED])
+
 _B = TypeVar("_B", bound=Sized)
 _BLOCK_SHIFT = BLOCK_SIZE.bit_length() - 1
 _BLOCK_MASK = BLOCK_SIZE - 1
@@ -107,17 +111,19 @@ _NEW_COMPLETE = BlockArrival(new=True, piece_complete=True)
 
 
 class _Partial:
-    """Per-block state of one started piece."""
+    """Per-block state of one started piece: one slot per block in each list, so that a run of
+    consecutive blocks is taken or received with slice operations (the download hot path)."""
 
     __slots__ = (
+        "extra",
         "free",
         "hint",
         "known",
         "nblocks",
+        "owner",
         "received",
         "received_from",
         "requested_at",
-        "requesters",
         "reserved",
         "size",
         "state",
@@ -125,18 +131,35 @@ class _Partial:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.nblocks = -(-size // BLOCK_SIZE)
-        self.state = bytearray(self.nblocks)
-        self.free = self.nblocks
+        n = self.nblocks = -(-size // BLOCK_SIZE)
+        self.state = bytearray(n)
+        self.free = n
         self.received = 0
-        self.requesters: dict[int, list[PeerKey]] = {}
-        self.requested_at: dict[int, float] = {}
-        self.received_from: dict[int, PeerKey] = {}
+        self.owner: list[PeerKey | None] = [None] * n
+        """The first peer a requested block is requested from (``None``: not requested)."""
+        self.extra: dict[int, list[PeerKey]] = {}
+        """Endgame: the further peers a requested block is requested from."""
+        self.requested_at: list[float] = [0.0] * n
+        """When each requested block was first requested (meaningless for the others)."""
+        self.received_from: list[PeerKey | None] = [None] * n
         self.hint = 0
         self.reserved = 0
         """Blocks held back from requests (:meth:`BlockBook.hold`)."""
         self.known = 0
         """Blocks known without a download (BEP 47 pad bytes), counted as received from the start."""
+
+    @property
+    def requested(self) -> int:
+        """Blocks in flight (requested from at least one peer)."""
+        return self.nblocks - self.free - self.received - self.reserved
+
+    def requesters(self, b: int) -> list[PeerKey]:
+        """The peers block ``b`` is requested from, first requester first."""
+        first = self.owner[b]
+        if first is None:
+            return []
+        more = self.extra.get(b)
+        return [first, *more] if more else [first]
 
 
 class BlockBook(AvailabilityIndex):
@@ -219,7 +242,8 @@ class BlockBook(AvailabilityIndex):
         part = self._partials.get(block.piece)
         if part is None:
             return frozenset()
-        return frozenset(part.requesters.get(block.begin // BLOCK_SIZE, ()))
+        b = block.begin // BLOCK_SIZE
+        return frozenset(part.requesters(b)) if 0 <= b < part.nblocks else frozenset()
 
     def block_received_already(self, block: BlockRef) -> bool:
         if block.piece in self._have:
@@ -230,7 +254,9 @@ class BlockBook(AvailabilityIndex):
     def contributors(self, index: int) -> dict[int, PeerKey]:
         """Block index -> peer that delivered it, for started piece ``index`` (for smart banning)."""
         part = self._partials.get(index)
-        return dict(part.received_from) if part is not None else {}
+        if part is None:
+            return {}
+        return {b: key for b, key in enumerate(part.received_from) if key is not None}
 
     # ------------------------------------------------------------------ partial pieces
 
@@ -268,8 +294,10 @@ class BlockBook(AvailabilityIndex):
         self._open.discard(index)
         self._held.discard(index)
         base = index * self._bpp
-        for b, keys in part.requesters.items():
-            for k in keys:
+        for b, first in enumerate(part.owner):
+            if first is None:
+                continue
+            for k in part.requesters(b):
                 reqs = self._peer_reqs.get(k)
                 if reqs is not None:
                     reqs.discard(base + b)
@@ -313,7 +341,7 @@ class BlockBook(AvailabilityIndex):
             self._held.discard(index)
         if part.free:
             self._open.add(index)
-        if part.received == part.known and not part.requesters and not part.reserved:
+        if part.received == part.known and not part.requested and not part.reserved:
             self._drop_partial(index)  # nothing invested: an ordinary piece again
             self._sync(index)
         return freed
@@ -332,27 +360,40 @@ class BlockBook(AvailabilityIndex):
         spans: bool = False,
     ) -> None:
         """Take free blocks of ``part`` for the peer into ``out``: as :class:`BlockRef` s, or with
-        ``spans`` as ``(index, begin, length)`` tuples (cheaper: the download hot path)."""
+        ``spans`` as ``(index, begin, length)`` tuples (cheaper: the download hot path).  Each run of
+        consecutive free blocks is taken with slice operations."""
         base = index * self._bpp
         state = part.state
-        b = state.find(_FREE, part.hint)
-        size = part.size
-        requesters, requested_at = part.requesters, part.requested_at
-        add, append, find = reqs.add, out.append, state.find
+        find = state.find
+        nblocks, size = part.nblocks, part.size
         room = count - len(out)
+        b = find(_FREE, part.hint)
         taken = 0
         while b >= 0 and taken < room:
-            state[b] = _REQUESTED
-            begin = b << _BLOCK_SHIFT
-            length = BLOCK_SIZE if begin + BLOCK_SIZE <= size else size - begin
-            append((index, begin, length) if spans else BlockRef(index, begin, length))
-            requesters[b] = [peer_key]
-            requested_at[b] = now
-            add(base + b)
-            taken += 1
-            b = find(_FREE, b + 1)
+            e = min(nblocks, b + room - taken)
+            for other in _NOT_FREE:  # the run ends at the first block in another state
+                x = find(other, b, e)
+                if x >= 0:
+                    e = x
+            k = e - b
+            state[b:e] = _REQUESTED_BYTE * k
+            part.owner[b:e] = [peer_key] * k
+            part.requested_at[b:e] = [now] * k
+            reqs.update(range(base + b, base + e))
+            begin, end = b << _BLOCK_SHIFT, e << _BLOCK_SHIFT
+            full = end if end <= size else end - BLOCK_SIZE  # the piece's last block may be short
+            if spans:
+                out.extend([(index, at, BLOCK_SIZE) for at in range(begin, full, BLOCK_SIZE)])
+                if full < end:
+                    out.append((index, full, size - full))
+            else:
+                out.extend([BlockRef(index, at, BLOCK_SIZE) for at in range(begin, full, BLOCK_SIZE)])
+                if full < end:
+                    out.append(BlockRef(index, full, size - full))
+            taken += k
+            b = find(_FREE, e)
         part.free -= taken
-        part.hint = b if b >= 0 else part.nblocks
+        part.hint = b if b >= 0 else nblocks
         if not part.free:
             self._open.discard(index)
 
@@ -375,15 +416,19 @@ class BlockBook(AvailabilityIndex):
         prio = self._prio
         cands: list[tuple[int, float, int, int]] = []
         for i, part in self._partials.items():
-            if not prio[i] or i not in peer_have:
+            if not prio[i] or i not in peer_have or not part.requested:
                 continue
-            at = part.requested_at
-            for b, keys in part.requesters.items():
-                if len(keys) < limit and peer_key not in keys:
-                    cands.append((len(keys), at[b], i, b))
+            at, extra = part.requested_at, part.extra
+            for b, first in enumerate(part.owner):
+                if first is None:
+                    continue
+                more = extra.get(b)
+                n = 1 + len(more) if more else 1
+                if n < limit and first != peer_key and not (more and peer_key in more):
+                    cands.append((n, at[b], i, b))
         for _, _, i, b in heapq.nsmallest(count - len(out), cands):
             part = self._partials[i]
-            part.requesters[b].append(peer_key)
+            part.extra.setdefault(b, []).append(peer_key)
             begin = b * BLOCK_SIZE
             length = min(BLOCK_SIZE, part.size - begin)
             reqs.add(i * self._bpp + b)
@@ -422,8 +467,28 @@ class BlockBook(AvailabilityIndex):
         state = part.state[b]
         if state == _RECEIVED:
             return _OLD
-        keys = part.requesters.pop(b, ())
-        part.requested_at.pop(b, None)
+        first, more = self._mark_received(index, part, b, state, peer_key)
+        complete = part.received == part.nblocks
+        if first is None or (more is None and first == peer_key):
+            return _NEW_COMPLETE if complete else _NEW
+        cancel = tuple(k for k in (first, *(more or ())) if k != peer_key)
+        for k in cancel:
+            other = self._peer_reqs.get(k)
+            if other is not None:
+                other.discard(bid)
+        return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
+
+    def _mark_received(
+        self, index: int, part: _Partial, b: int, state: int, peer_key: PeerKey
+    ) -> tuple[PeerKey | None, list[PeerKey] | None]:
+        """Block ``b`` of started piece ``index`` (not received yet, in ``state``) arrived from
+        ``peer_key``: record it; returns the peers it was requested from (first, further ones)."""
+        first = part.owner[b]
+        more: list[PeerKey] | None = None
+        if first is not None:
+            part.owner[b] = None
+            if part.extra:
+                more = part.extra.pop(b, None)
         if state == _FREE:
             part.free -= 1
             if not part.free:
@@ -435,20 +500,13 @@ class BlockBook(AvailabilityIndex):
         part.state[b] = _RECEIVED
         part.received += 1
         part.received_from[b] = peer_key
-        complete = part.received == part.nblocks
-        if len(keys) <= 1 and (not keys or keys[0] == peer_key):
-            return _NEW_COMPLETE if complete else _NEW
-        cancel = tuple(k for k in keys if k != peer_key)
-        for k in cancel:
-            other = self._peer_reqs.get(k)
-            if other is not None:
-                other.discard(bid)
-        return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
+        return first, more
 
     def blocks_received(self, peer_key: PeerKey, blocks: Sequence[tuple[int, int, _B]]) -> BlocksArrival[_B]:
         """A run of ``piece`` messages from one peer, ``(index, begin, data)`` each: what
         :meth:`block_received` does for each, in one loop (the download hot path).  A block off the
-        grid stops the run (:attr:`BlocksArrival.error`)."""
+        grid stops the run (:attr:`BlocksArrival.error`).  Consecutive full blocks of one piece that
+        were all requested from this peer alone -- the common case -- are taken in one step."""
         new: list[tuple[int, int, _B]] = []
         complete: list[int] = []
         cancel: list[tuple[PeerKey, BlockRef]] = []
@@ -460,11 +518,12 @@ class BlockBook(AvailabilityIndex):
         size = total = new_total = 0
         part: _Partial | None = None
         pstate = bytearray()
-        requesters: dict[int, list[PeerKey]] = {}
-        requested_at: dict[int, float] = {}
-        received_from: dict[int, PeerKey] = {}
-        for item in blocks:
-            index, begin, data = item
+        owner: list[PeerKey | None] = []
+        received_from: list[PeerKey | None] = []
+        count = len(blocks)
+        i = 0
+        while i < count:
+            index, begin, data = blocks[i]
             if index != last:  # blocks come in runs of one piece: look the piece up once per run
                 if not 0 <= index < n:
                     out.error = RemoteProtocolError(f"block {(index, begin)} names a piece out of range")
@@ -475,70 +534,108 @@ class BlockBook(AvailabilityIndex):
                 if part is None and index not in have and prio[index] and self._busy() < self._cap:
                     part = self._start(index)
                 if part is not None:
-                    pstate, requesters = part.state, part.requesters
-                    requested_at, received_from = part.requested_at, part.received_from
+                    pstate, owner, received_from = part.state, part.owner, part.received_from
             length = len(data)
-            b = begin >> _BLOCK_SHIFT
             if begin & _BLOCK_MASK or not 0 <= begin < size or length != min(BLOCK_SIZE, size - begin):
                 out.error = RemoteProtocolError(
                     f"block {(index, begin, length)} is not a block of a {size}-byte piece"
                 )
                 break
-            total += length
-            if reqs is not None:
-                reqs.discard(index * bpp + b)
-            if part is None:
+            # the run of full blocks of this piece that follow back to back (each checked here)
+            j = i + 1
+            if length == BLOCK_SIZE:
+                at = begin + BLOCK_SIZE
+                while j < count:
+                    index_j, begin_j, data_j = blocks[j]
+                    if (
+                        index_j != index
+                        or begin_j != at
+                        or len(data_j) != BLOCK_SIZE
+                        or at + BLOCK_SIZE > size
+                    ):
+                        break
+                    j += 1
+                    at += BLOCK_SIZE
+            b = begin >> _BLOCK_SHIFT
+            k = j - i
+            if (
+                k > 1
+                and part is not None
+                and not part.extra
+                and pstate.count(_REQUESTED, b, b + k) == k
+                and owner[b : b + k].count(peer_key) == k
+            ):
+                e = b + k
+                pstate[b:e] = _RECEIVED_BYTE * k
+                owner[b:e] = [None] * k
+                received_from[b:e] = [peer_key] * k
+                if reqs is not None:
+                    reqs.difference_update(range(index * bpp + b, index * bpp + e))
+                new.extend(blocks[i:j])
+                total += k * BLOCK_SIZE
+                new_total += k * BLOCK_SIZE
+                part.received += k
+                if part.received == part.nblocks:
+                    complete.append(index)
+                i = j
                 continue
-            state = pstate[b]
-            if state == _RECEIVED:
-                continue
-            keys = requesters.pop(b, None)
-            requested_at.pop(b, None)
-            if state == _FREE:
-                part.free -= 1
-                if not part.free:
-                    self._open.discard(index)
-            elif state == _RESERVED:
-                part.reserved -= 1
-                if not part.reserved:
-                    self._held.discard(index)
-            pstate[b] = _RECEIVED
-            received_from[b] = peer_key
-            new.append(item)
-            new_total += length
-            part.received += 1
-            if part.received == part.nblocks:
-                complete.append(index)
-            if keys is not None and (len(keys) > 1 or keys[0] != peer_key):
-                ref = BlockRef(index, begin, length)
-                for k in keys:
-                    if k != peer_key:
-                        cancel.append((k, ref))
-                        other = self._peer_reqs.get(k)
-                        if other is not None:
-                            other.discard(index * bpp + b)
+            for item in blocks[i:j]:
+                begin = item[1]
+                length = len(item[2])
+                b = begin >> _BLOCK_SHIFT
+                total += length
+                if reqs is not None:
+                    reqs.discard(index * bpp + b)
+                if part is None:
+                    continue
+                state = pstate[b]
+                if state == _RECEIVED:
+                    continue
+                first, more = self._mark_received(index, part, b, state, peer_key)
+                new.append(item)
+                new_total += length
+                if part.received == part.nblocks:
+                    complete.append(index)
+                if first is not None and (more is not None or first != peer_key):
+                    ref = BlockRef(index, begin, length)
+                    for key in (first, *(more or ())):
+                        if key != peer_key:
+                            cancel.append((key, ref))
+                            other = self._peer_reqs.get(key)
+                            if other is not None:
+                                other.discard(index * bpp + b)
+            i = j
         out.size, out.new_size = total, new_total
         return out
 
     def _release(self, peer_key: PeerKey, index: int, b: int) -> bool:
         part = self._partials.get(index)
-        if part is None:
+        if part is None or not 0 <= b < part.nblocks:
             return False
-        keys = part.requesters.get(b)
-        if keys is None or peer_key not in keys:
+        first = part.owner[b]
+        if first is None:
             return False
-        keys.remove(peer_key)
-        if not keys:
-            del part.requesters[b]
-            del part.requested_at[b]
-            part.state[b] = _FREE
-            part.free += 1
-            if b < part.hint:
-                part.hint = b
-            self._open.add(index)
-            if part.received == part.known and not part.requesters and not part.reserved:
-                self._drop_partial(index)  # nothing invested: give the slot back
-                self._sync(index)
+        more = part.extra.get(b)
+        if first == peer_key or (more and peer_key in more):
+            if more:  # endgame: the block stays requested from the others
+                if first == peer_key:
+                    part.owner[b] = more.pop(0)
+                else:
+                    more.remove(peer_key)
+                if not more:
+                    del part.extra[b]
+                return True
+        else:
+            return False
+        part.owner[b] = None
+        part.state[b] = _FREE
+        part.free += 1
+        if b < part.hint:
+            part.hint = b
+        self._open.add(index)
+        if part.received == part.known and not part.requested and not part.reserved:
+            self._drop_partial(index)  # nothing invested: give the slot back
+            self._sync(index)
         return True
 
     def request_cancelled(self, peer_key: PeerKey, block: BlockRef) -> None:

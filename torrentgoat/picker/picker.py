@@ -288,7 +288,7 @@ class PiecePicker(BlockBook):
         part = self._partials.get(index)
         if part is None:
             return frozenset()
-        contributors = frozenset(part.received_from.values())
+        contributors = frozenset(key for key in part.received_from if key is not None)
         self._drop_partial(index)
         self._sync(index)
         return contributors
