@@ -9,6 +9,10 @@ recommended change before its owner makes it (``TG_EXPERIMENT=name[,name]`` in `
   to RC4 required, or to an MSE handshake that selects a plaintext payload (to measure the cost of
   RC4 itself).  (Before the session integration this wrapped the listener and the dials; the
   session now does both itself, and wrapping it again hung the transfer.)
+* ``stage-times``: thread CPU time of the leecher's hot paths inside the real process (socket
+  reads, parse, picker, copy, refill), per GB, appended at exit to ``$TG_STAGE_TIMES``
+  (``/tmp/tg-stage-times.txt``) with the number of reads and the main thread's whole CPU time.
+* ``hash-threads-1``: the hash pool with one thread instead of one per core.
 """
 
 from __future__ import annotations
@@ -104,7 +108,75 @@ def _mse_plaintext() -> None:
     _mse(MSEConfig(allowed=CryptoMethod.PLAINTEXT))
 
 
+def _stage_times() -> None:
+    """Thread CPU time of the leecher's hot paths, in place (``leech_path.py`` times them alone)."""
+    import atexit
+    import os
+    import time
+
+    from torrentgoat.picker.blocks import BlockBook
+    from torrentgoat.torrent.blocks import BlockFlow
+    from torrentgoat.torrent.exchange import PeerExchange
+    from torrentgoat.torrent.pieces import PieceBuffers
+    from torrentgoat.wire.framing import FrameReceiver
+
+    spent: dict[str, float] = {}
+    reads = [0, 0]  # socket reads, bytes
+    clock = time.thread_time
+
+    def timed(cls: Any, name: str, label: str) -> None:
+        original = getattr(cls, name)
+        spent[label] = 0.0
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] += clock() - t
+
+        setattr(cls, name, wrapper)
+
+    original_read = PeerDriver.buffer_updated
+
+    def buffer_updated(self: PeerDriver, nbytes: int) -> None:
+        reads[0] += 1
+        reads[1] += nbytes
+        original_read(self, nbytes)
+
+    PeerDriver.buffer_updated = buffer_updated  # type: ignore[method-assign]
+    timed(PeerDriver, "buffer_updated", "read")
+    timed(FrameReceiver, "next_event", "parse")
+    timed(BlockFlow, "deliver_blocks", "deliver")
+    timed(BlockBook, "blocks_received", "picker")
+    timed(PieceBuffers, "write_blocks", "copy")
+    timed(PeerExchange, "fill_requests", "fill")
+
+    def report() -> None:
+        gb = reads[1] / 1e9 or 1.0
+        stages = " ".join(f"{k} {v / gb:.3f}" for k, v in spent.items())
+        line = f"reads {reads[0]} bytes {reads[1]} | s/GB: {stages} main-thread {time.thread_time() / gb:.3f}"
+        with open(os.environ.get("TG_STAGE_TIMES", "/tmp/tg-stage-times.txt"), "a") as f:
+            f.write(line + "\n")
+
+    atexit.register(report)
+
+
+def _hash_threads_1() -> None:
+    """One hashing thread instead of one per core (fewer threads contending for 2 cores)."""
+    from torrentgoat.aio import hasher
+
+    original_init = hasher.PieceHasher.__init__
+
+    def init(self: Any, config: Any = None, *, threads: int | None = None, disk: Any = None) -> None:
+        original_init(self, config, threads=1 if threads is None else threads, disk=disk)
+
+    hasher.PieceHasher.__init__ = init  # type: ignore[method-assign]
+
+
 EXPERIMENTS = {
+    "hash-threads-1": _hash_threads_1,
+    "stage-times": _stage_times,
     "batch-fill": _batch_fill,
     "read-into": _read_into,
     "mse-rc4": _mse_rc4,
