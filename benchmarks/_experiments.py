@@ -13,6 +13,9 @@ recommended change before its owner makes it (``TG_EXPERIMENT=name[,name]`` in `
   reads, parse, picker, copy, refill), per GB, appended at exit to ``$TG_STAGE_TIMES``
   (``/tmp/tg-stage-times.txt``) with the number of reads and the main thread's whole CPU time.
 * ``hash-threads-1``: the hash pool with one thread instead of one per core.
+* ``piece-memory-<size>`` / ``max-queue-<n>``: the leecher's cap on bytes of started pieces
+  (``PickerConfig.max_partial_bytes``) or on requests in flight at one peer
+  (``TorrentConfig.max_queue``), e.g. ``piece-memory-16MiB``, ``max-queue-500``.
 """
 
 from __future__ import annotations
@@ -191,5 +194,8 @@ def apply(names: str) -> None:
     for name in filter(None, (n.strip() for n in names.split(","))):
         if name.startswith("piece-memory-"):  # e.g. piece-memory-48MiB: read by _tg_peer
             os.environ["TG_PIECE_MEMORY"] = name.removeprefix("piece-memory-")
+            continue
+        if name.startswith("max-queue-"):  # e.g. max-queue-500: read by _tg_peer
+            os.environ["TG_MAX_QUEUE"] = name.removeprefix("max-queue-")
             continue
         EXPERIMENTS[name]()

@@ -71,6 +71,12 @@ def _piece_memory() -> dict[str, int]:
     return {"max_partial_bytes": parse_size(text)} if text else {}
 
 
+def _max_queue() -> dict[str, int]:
+    """``TG_MAX_QUEUE=500``: the most requests kept in flight at one peer (``TorrentConfig.max_queue``)."""
+    text = os.environ.get("TG_MAX_QUEUE")
+    return {"max_queue": int(text)} if text else {}
+
+
 _SEEN_TRANSPORTS: set[str] = set()
 """The transports of the leecher's peers when the first block arrived (they are gone at the end)."""
 
@@ -104,6 +110,7 @@ async def run(args: argparse.Namespace) -> int:
         ),
         picker=PickerConfig(strategy=args.strategy, **_piece_memory()),
         super_seed=args.super_seed,
+        **_max_queue(),
     )
     config = SessionConfig(
         upload_limit=parse_size(args.upload_limit, what="rate"),
