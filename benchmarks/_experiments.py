@@ -132,6 +132,9 @@ def _stage_times() -> None:
         spent[label] = 0.0
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if label == "read":  # PeerDriver.buffer_updated(self, nbytes)
+                reads[0] += 1
+                reads[1] += args[1]
             t = clock()
             try:
                 return original(*args, **kwargs)
@@ -140,14 +143,6 @@ def _stage_times() -> None:
 
         setattr(cls, name, wrapper)
 
-    original_read = PeerDriver.buffer_updated
-
-    def buffer_updated(self: PeerDriver, nbytes: int) -> None:
-        reads[0] += 1
-        reads[1] += nbytes
-        original_read(self, nbytes)
-
-    PeerDriver.buffer_updated = buffer_updated  # type: ignore[method-assign]
     timed(PeerDriver, "buffer_updated", "read")
     timed(FrameReceiver, "next_event", "parse")
     timed(BlockFlow, "deliver_blocks", "deliver")

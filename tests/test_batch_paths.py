@@ -167,7 +167,7 @@ def test_pick_takes_the_free_blocks_in_order_around_blocks_in_other_states(seed:
     spans = one.pick_spans("s", Bitfield(6, full=True), 100, now=10.0)
     assert sorted(spans[: len(free)]) == free  # every free block of a started piece, none twice
     assert all(one.block_state(i, begin // BLOCK_SIZE) == "requested" for i, begin, _ in spans)
-    assert {b for b in one.outstanding("s")} == {BlockRef(*span) for span in spans}
+    assert set(one.outstanding("s")) == {BlockRef(*span) for span in spans}
 
 
 def test_blocks_received_stops_at_a_block_off_the_grid() -> None:

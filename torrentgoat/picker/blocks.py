@@ -467,28 +467,30 @@ class BlockBook(AvailabilityIndex):
         state = part.state[b]
         if state == _RECEIVED:
             return _OLD
-        first, more = self._mark_received(index, part, b, state, peer_key)
+        cancel = self._mark_received(index, part, b, state, peer_key)
         complete = part.received == part.nblocks
-        if first is None or (more is None and first == peer_key):
+        if not cancel:
             return _NEW_COMPLETE if complete else _NEW
-        cancel = tuple(k for k in (first, *(more or ())) if k != peer_key)
-        for k in cancel:
-            other = self._peer_reqs.get(k)
-            if other is not None:
-                other.discard(bid)
         return BlockArrival(new=True, cancel=cancel, piece_complete=complete)
 
     def _mark_received(
         self, index: int, part: _Partial, b: int, state: int, peer_key: PeerKey
-    ) -> tuple[PeerKey | None, list[PeerKey] | None]:
+    ) -> tuple[PeerKey, ...]:
         """Block ``b`` of started piece ``index`` (not received yet, in ``state``) arrived from
-        ``peer_key``: record it; returns the peers it was requested from (first, further ones)."""
+        ``peer_key``: record it, and take it out of the other peers' requests; returns those peers
+        (endgame duplicates or a late block: to be sent ``cancel``)."""
+        others: tuple[PeerKey, ...] = ()
         first = part.owner[b]
-        more: list[PeerKey] | None = None
         if first is not None:
             part.owner[b] = None
-            if part.extra:
-                more = part.extra.pop(b, None)
+            more = part.extra.pop(b, None) if part.extra else None
+            if more is not None or first != peer_key:
+                others = tuple(k for k in (first, *(more or ())) if k != peer_key)
+                bid = index * self._bpp + b
+                for k in others:
+                    other = self._peer_reqs.get(k)
+                    if other is not None:
+                        other.discard(bid)
         if state == _FREE:
             part.free -= 1
             if not part.free:
@@ -500,7 +502,7 @@ class BlockBook(AvailabilityIndex):
         part.state[b] = _RECEIVED
         part.received += 1
         part.received_from[b] = peer_key
-        return first, more
+        return others
 
     def blocks_received(self, peer_key: PeerKey, blocks: Sequence[tuple[int, int, _B]]) -> BlocksArrival[_B]:
         """A run of ``piece`` messages from one peer, ``(index, begin, data)`` each: what
@@ -591,19 +593,14 @@ class BlockBook(AvailabilityIndex):
                 state = pstate[b]
                 if state == _RECEIVED:
                     continue
-                first, more = self._mark_received(index, part, b, state, peer_key)
+                others = self._mark_received(index, part, b, state, peer_key)
                 new.append(item)
                 new_total += length
                 if part.received == part.nblocks:
                     complete.append(index)
-                if first is not None and (more is not None or first != peer_key):
+                if others:
                     ref = BlockRef(index, begin, length)
-                    for key in (first, *(more or ())):
-                        if key != peer_key:
-                            cancel.append((key, ref))
-                            other = self._peer_reqs.get(key)
-                            if other is not None:
-                                other.discard(index * bpp + b)
+                    cancel += [(key, ref) for key in others]
             i = j
         out.size, out.new_size = total, new_total
         return out
@@ -616,17 +613,16 @@ class BlockBook(AvailabilityIndex):
         if first is None:
             return False
         more = part.extra.get(b)
-        if first == peer_key or (more and peer_key in more):
-            if more:  # endgame: the block stays requested from the others
-                if first == peer_key:
-                    part.owner[b] = more.pop(0)
-                else:
-                    more.remove(peer_key)
-                if not more:
-                    del part.extra[b]
-                return True
-        else:
+        if first != peer_key and not (more and peer_key in more):
             return False
+        if more:  # endgame: the block stays requested from the others
+            if first == peer_key:
+                part.owner[b] = more.pop(0)
+            else:
+                more.remove(peer_key)
+            if not more:
+                del part.extra[b]
+            return True
         part.owner[b] = None
         part.state[b] = _FREE
         part.free += 1
