@@ -34,6 +34,7 @@ from torrentgoat.keys import SigningKey
 from torrentgoat.manifest import SignedManifest
 from torrentgoat.modelcheck import sha256_file
 from torrentgoat.session import Session, SessionConfig
+from torrentgoat.storage.resume import RESUME_DIR
 from torrentgoat.testing.localdht import local_dht
 from torrentgoat.testing.shards import read_safetensors_header, write_model_folder, write_safetensors_shard
 from torrentgoat.torrent import TorrentConfig
@@ -114,7 +115,12 @@ async def test_publish_get_update_share_and_refuse(tmp_path: Path) -> None:
             assert first.seq == 1
             v1_name = first.signed.torrent_name
             v1_copy = tmp_path / "v1-manifest"
-            shutil.copytree(pub_root / META_DIR / "manifest" / first.manifest_info_hash.hex, v1_copy)
+            # the manifest only: the live seed may be replacing its resume file meanwhile
+            shutil.copytree(
+                pub_root / META_DIR / "manifest" / first.manifest_info_hash.hex,
+                v1_copy,
+                ignore=shutil.ignore_patterns(RESUME_DIR),
+            )
             magnet = first.magnet
             assert magnet == f"magnet:?xs=urn:btpk:{key.public_key.hex()}&s={b'goats'.hex()}"
             # the publisher's root is laid out like a consumer's
