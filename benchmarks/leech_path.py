@@ -46,6 +46,9 @@ __all__ = ["STAGES", "floor", "run"]
 
 STAGES = ("parse", "picker", "copy", "pick", "send")
 _HEAD = struct.Struct(">IBII")
+_REQUEST = struct.Struct(">IBIII")
+"""length, id, index, begin, length: a whole ``request`` frame (BEP 3), for the reference loop."""
+_SHIFT = BLOCK_SIZE.bit_length() - 1
 _STRADDLE = 7000
 """Bytes of each read's last frame left for the next read (a socket read rarely ends on a frame)."""
 
@@ -143,7 +146,6 @@ def floor(megabytes: int = 256, *, per_read: int = 16, piece_length: int = 4 << 
     buffers: dict[int, bytearray] = {}
     spare: list[bytearray] = []
     requests: dict[tuple[int, int, int], None] = {}
-    request_frame = struct.Struct(">IBIII")
     out = bytearray(17 * per_read)
     cursor = 0
 
@@ -186,7 +188,7 @@ def floor(megabytes: int = 256, *, per_read: int = 16, piece_length: int = 4 << 
                 if found is None:  # recycled, as PieceBuffers does
                     found = buffers[index] = spare.pop() if spare else bytearray(piece_length)
                 buf = found
-            slots[begin >> 14] = False
+            slots[begin >> _SHIFT] = False
             buf[begin : stop - pos - 13 + begin] = src[pos + 13 : stop]
             done[index] += 1
             if done[index] == per_piece:
@@ -197,7 +199,7 @@ def floor(megabytes: int = 256, *, per_read: int = 16, piece_length: int = 4 << 
         src.release()
         spans = pick(per_read)
         for i, (index, begin, length) in enumerate(spans):
-            request_frame.pack_into(out, 17 * i, 13, 6, index, begin, length)
+            _REQUEST.pack_into(out, 17 * i, 13, 6, index, begin, length)
             requests[(index, begin, length)] = None
         inflight += spans
     total = time.thread_time() - cpu - outside
